@@ -1,0 +1,71 @@
+// Package kafkanet owns client connections: gnet v2 event loops, Kafka framing, request
+// decode/encode with franz-go's kmsg, per-connection in-order responses, and one handler file
+// per API key. It holds no storage logic: handlers reach the log and the metadata through the
+// small interfaces in broker.go.
+package kafkanet
+
+import (
+	"log/slog"
+	"sort"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Context describes the request being handled.
+type Context struct {
+	RemoteAddr    string
+	ClientID      string
+	Key           int16
+	Version       int16
+	CorrelationID int32
+	Log           *slog.Logger // carries the client address and API
+}
+
+// HandleFunc handles one decoded request. Handlers of one connection are called one at a time,
+// in the order the requests arrived, on that connection's request goroutine (never on an event
+// loop), so they may block briefly. A handler calls respond exactly once, now or later from any
+// goroutine; respond(nil) sends nothing (acks=0 produce). Responses leave the connection in
+// request order whatever order respond is called in.
+type HandleFunc func(c *Context, req kmsg.Request, respond func(kmsg.Response))
+
+// API is one Kafka API the broker handles, with the versions it supports.
+type API struct {
+	Key        int16
+	MinVersion int16
+	MaxVersion int16
+	Handle     HandleFunc
+}
+
+// Registry maps API keys to handlers. ApiVersions is generated from it, so the broker never
+// advertises what it does not handle.
+type Registry struct {
+	apis map[int16]API
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{apis: make(map[int16]API)} }
+
+// Register adds or replaces an API.
+func (r *Registry) Register(api API) { r.apis[api.Key] = api }
+
+// Lookup returns the API for key.
+func (r *Registry) Lookup(key int16) (API, bool) {
+	api, ok := r.apis[key]
+	return api, ok
+}
+
+// Supports reports whether key is handled at version.
+func (r *Registry) Supports(key, version int16) bool {
+	api, ok := r.apis[key]
+	return ok && version >= api.MinVersion && version <= api.MaxVersion
+}
+
+// Versions lists every registered API sorted by key, as ApiVersions reports them.
+func (r *Registry) Versions() []kmsg.ApiVersionsResponseApiKey {
+	out := make([]kmsg.ApiVersionsResponseApiKey, 0, len(r.apis))
+	for _, api := range r.apis {
+		out = append(out, kmsg.ApiVersionsResponseApiKey{ApiKey: api.Key, MinVersion: api.MinVersion, MaxVersion: api.MaxVersion})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ApiKey < out[j].ApiKey })
+	return out
+}
