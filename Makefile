@@ -1,0 +1,51 @@
+# Ringtail. `make run` starts one broker on 127.0.0.1:9092 with data in ./data; `make test` runs the suite.
+GO       ?= go
+BIN      := bin
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+DATA_DIR ?= ./data
+LISTEN   ?= 127.0.0.1:9092
+# Fuzz targets run briefly in `make test`; FUZZTIME lengthens them.
+FUZZTIME ?= 10s
+
+.PHONY: all build run test unit e2e fuzz compat bench lint clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ringtail ./cmd/ringtail
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ringtail-perf ./cmd/ringtail-perf
+
+run: build
+	$(BIN)/ringtail serve --listen $(LISTEN) --data-dir $(DATA_DIR)
+
+# test: unit tests (race detector on the packages with concurrency), end-to-end tests against the
+# real broker binary, then short fuzz runs of the frame decoder and the record-batch parser.
+test: build unit e2e fuzz
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+e2e: build
+	RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(GO) test -count=1 -timeout 15m ./test/e2e/
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./engine/batch/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./net/
+
+# compat: kcat (librdkafka) and confluent-kafka-python against a real broker process.
+compat: build
+	bash compat/run.sh
+
+# bench: Ringtail side by side with franz-go's kfake (see docs/benchmarks.md).
+bench: build
+	bash perf/bench.sh
+
+lint:
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// config is everything `ringtail serve` can be told. Each setting comes, in rising precedence,
+// from its default, the config file, a RINGTAIL_* environment variable, and a flag.
+type config struct {
+	Listen           []string
+	Advertised       string
+	DataDir          string
+	NodeID           int32
+	AutoCreateTopics bool
+	NumPartitions    int32
+	Durability       string
+	MaxRequestBytes  int32
+	SegmentBytes     int64
+	LogLevel         string
+}
+
+// option is one setting: its name (flag name and config-file key), default, help and parser.
+type option struct {
+	name  string
+	def   string
+	help  string
+	apply func(c *config, v string) error
+}
+
+var options = []option{
+	{"listen", "127.0.0.1:9092", "host:port to accept Kafka clients on (repeatable; comma-separated in the file and env)", func(c *config, v string) error {
+		c.Listen = nil
+		for _, a := range strings.Split(v, ",") {
+			a = strings.TrimSpace(a)
+			if a == "" {
+				continue
+			}
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return fmt.Errorf("listen address %q: %w", a, err)
+			}
+			c.Listen = append(c.Listen, a)
+		}
+		if len(c.Listen) == 0 {
+			return fmt.Errorf("no listen address")
+		}
+		return nil
+	}},
+	{"advertised", "", "host:port clients are told to connect to (default: the first listen address)", func(c *config, v string) error {
+		if v != "" {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("advertised address %q: %w", v, err)
+			}
+		}
+		c.Advertised = v
+		return nil
+	}},
+	{"data-dir", "./data", "directory for the logs and metadata", func(c *config, v string) error {
+		if v == "" {
+			return fmt.Errorf("data-dir is empty")
+		}
+		c.DataDir = v
+		return nil
+	}},
+	{"node-id", "1", "this broker's id", func(c *config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 0 {
+			return fmt.Errorf("node-id %q: must be a non-negative integer", v)
+		}
+		c.NodeID = int32(n)
+		return nil
+	}},
+	{"auto-create-topics", "true", "create a topic when a client produces to it or asks for its metadata", func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("auto-create-topics %q: must be true or false", v)
+		}
+		c.AutoCreateTopics = b
+		return nil
+	}},
+	{"num-partitions", "1", "partition count of auto-created topics", func(c *config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 1 {
+			return fmt.Errorf("num-partitions %q: must be a positive integer", v)
+		}
+		c.NumPartitions = int32(n)
+		return nil
+	}},
+	{"durability", "fsync", "fsync: acknowledge after fdatasync; none: acknowledge after write (unsafe on power loss)", func(c *config, v string) error {
+		if v != "fsync" && v != "none" {
+			return fmt.Errorf("durability %q: must be fsync or none", v)
+		}
+		c.Durability = v
+		return nil
+	}},
+	{"max-request-bytes", "104857600", "socket.request.max.bytes: larger frames are refused before they are read", func(c *config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 1024 {
+			return fmt.Errorf("max-request-bytes %q: must be an integer of at least 1024", v)
+		}
+		c.MaxRequestBytes = int32(n)
+		return nil
+	}},
+	{"segment-bytes", "268435456", "roll a partition's log segment beyond this size", func(c *config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1<<20 {
+			return fmt.Errorf("segment-bytes %q: must be an integer of at least 1 MiB", v)
+		}
+		c.SegmentBytes = n
+		return nil
+	}},
+	{"log-level", "info", "debug, info, warn or error", func(c *config, v string) error {
+		switch v {
+		case "debug", "info", "warn", "error":
+			c.LogLevel = v
+			return nil
+		}
+		return fmt.Errorf("log-level %q: must be debug, info, warn or error", v)
+	}},
+}
+
+// envName is the environment variable for an option: data-dir -> RINGTAIL_DATA_DIR.
+func envName(name string) string {
+	return "RINGTAIL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// loadConfig resolves the configuration from args (the flags after `serve`), the environment and
+// the config file named by --config or RINGTAIL_CONFIG.
+func loadConfig(args []string, getenv func(string) string) (*config, error) {
+	fs := flag.NewFlagSet("ringtail serve", flag.ContinueOnError)
+	fs.Usage = func() { serveUsage(fs) }
+	flagValues := make(map[string]*string)
+	var listens listFlag
+	for _, o := range options {
+		if o.name == "listen" {
+			fs.Var(&listens, o.name, o.help+" (default "+o.def+")")
+			continue
+		}
+		flagValues[o.name] = fs.String(o.name, o.def, o.help)
+	}
+	configFile := fs.String("config", getenv("RINGTAIL_CONFIG"), "config file of `key = value` lines with the flag names as keys")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	setByFlag := make(map[string]string)
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "listen" {
+			setByFlag["listen"] = strings.Join(listens, ",")
+		} else if p, ok := flagValues[f.Name]; ok {
+			setByFlag[f.Name] = *p
+		}
+	})
+	var fromFile map[string]string
+	if *configFile != "" {
+		var err error
+		if fromFile, err = readConfigFile(*configFile); err != nil {
+			return nil, err
+		}
+	}
+	c := &config{}
+	for _, o := range options {
+		v, source := o.def, "default"
+		if fv, ok := fromFile[o.name]; ok {
+			v, source = fv, *configFile
+			delete(fromFile, o.name)
+		}
+		if ev := getenv(envName(o.name)); ev != "" {
+			v, source = ev, envName(o.name)
+		}
+		if fv, ok := setByFlag[o.name]; ok {
+			v, source = fv, "--"+o.name
+		}
+		if err := o.apply(c, v); err != nil {
+			return nil, fmt.Errorf("%s (from %s)", err, source)
+		}
+	}
+	for k := range fromFile {
+		return nil, fmt.Errorf("%s: unknown setting %q", *configFile, k)
+	}
+	return c, nil
+}
+
+// readConfigFile parses `key = value` lines; blank lines and lines starting with # are ignored.
+func readConfigFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	out := make(map[string]string)
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s:%d: expected key = value", path, n)
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	return out, nil
+}
+
+func serveUsage(fs *flag.FlagSet) {
+	fmt.Fprintf(fs.Output(), "Usage: ringtail serve [flags]\n\nStarts a broker. Every flag can also be set in the --config file (same name as key)\nor as an environment variable (RINGTAIL_DATA_DIR for --data-dir); flags win.\n\nFlags:\n")
+	fs.PrintDefaults()
+}
+
+// advertisedHostPort is where clients are told to connect.
+func (c *config) advertisedHostPort() (string, int32, error) {
+	addr := c.Advertised
+	if addr == "" {
+		addr = c.Listen[0]
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("advertised port %q is not a port (with --listen :0, set --advertised)", portStr)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if host, err = os.Hostname(); err != nil {
+			return "", 0, err
+		}
+	}
+	return host, int32(port), nil
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+func TestConfigPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ringtail.conf")
+	if err := os.WriteFile(file, []byte("# a comment\ndata-dir = /from/file\nnode-id = 7\nnum-partitions = 4\nlisten = 127.0.0.1:1111, 127.0.0.1:2222\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"RINGTAIL_NODE_ID": "8", "RINGTAIL_NUM_PARTITIONS": "5"}
+	cfg, err := loadConfig([]string{"--config", file, "--num-partitions", "6"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/from/file" {
+		t.Errorf("data-dir from file: %q", cfg.DataDir)
+	}
+	if cfg.NodeID != 8 {
+		t.Errorf("node-id: env should beat file, got %d", cfg.NodeID)
+	}
+	if cfg.NumPartitions != 6 {
+		t.Errorf("num-partitions: flag should beat env, got %d", cfg.NumPartitions)
+	}
+	if want := []string{"127.0.0.1:1111", "127.0.0.1:2222"}; !reflect.DeepEqual(cfg.Listen, want) {
+		t.Errorf("listen: %v, want %v", cfg.Listen, want)
+	}
+	if cfg.Durability != "fsync" || !cfg.AutoCreateTopics {
+		t.Errorf("defaults: durability %q auto-create %v", cfg.Durability, cfg.AutoCreateTopics)
+	}
+}
+
+func TestConfigRepeatedListenFlag(t *testing.T) {
+	cfg, err := loadConfig([]string{"--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"127.0.0.1:1", "127.0.0.1:2"}; !reflect.DeepEqual(cfg.Listen, want) {
+		t.Fatalf("listen: %v", cfg.Listen)
+	}
+}
+
+func TestConfigRefusesBadValues(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.conf")
+	if err := os.WriteFile(file, []byte("no-such-key = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--durability", "maybe"},
+		{"--node-id", "-1"},
+		{"--listen", "nonsense"},
+		{"--num-partitions", "0"},
+		{"--config", file},
+		{"extra-arg"},
+	} {
+		if _, err := loadConfig(args, func(string) string { return "" }); err == nil {
+			t.Errorf("loadConfig(%v) accepted bad input", args)
+		}
+	}
+}

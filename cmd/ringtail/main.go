@@ -1,0 +1,143 @@
+// Command ringtail is the Ringtail broker: `ringtail serve` runs a node; `ringtail version` says
+// which build this is.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/ringtail/ringtail/engine"
+	"github.com/ringtail/ringtail/meta"
+	kafkanet "github.com/ringtail/ringtail/net"
+)
+
+// version is set at build time by the Makefile (-X main.version=…).
+var version = "dev"
+
+const usage = `Ringtail: a Kafka-wire-compatible message broker whose acks mean "on disk".
+
+Usage:
+  ringtail serve [flags]   run a broker (ringtail serve --help lists the flags)
+  ringtail version         print the version
+  ringtail help            this text
+`
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		cfg, err := loadConfig(args[1:], os.Getenv)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "ringtail: %v\n", err)
+			return 2
+		}
+		if err := serve(cfg); err != nil {
+			fmt.Fprintf(os.Stderr, "ringtail: %v\n", err)
+			return 1
+		}
+		return 0
+	case "version", "--version", "-version":
+		fmt.Printf("ringtail %s\n", version)
+		return 0
+	case "help", "--help", "-help", "-h":
+		fmt.Print(usage)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "ringtail: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func serve(cfg *config) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	advHost, advPort, err := cfg.advertisedHostPort()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+
+	store, err := meta.Open(filepath.Join(dataDir, "meta"))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	eng, err := engine.Open(engine.Config{
+		DataDir:      filepath.Join(dataDir, "logs"),
+		Durability:   cfg.Durability,
+		SegmentBytes: cfg.SegmentBytes,
+		Logger:       log,
+	}, kafkanet.PartitionSpecs(store.Topics()))
+	if err != nil {
+		return err
+	}
+	log.Info("storage recovered", "topics", len(store.Topics()), "took", time.Since(start).Round(time.Millisecond), "durability", cfg.Durability)
+
+	broker := kafkanet.NewBroker(kafkanet.BrokerConfig{
+		NodeID:            cfg.NodeID,
+		AdvertisedHost:    advHost,
+		AdvertisedPort:    advPort,
+		AutoCreateTopics:  cfg.AutoCreateTopics,
+		DefaultPartitions: cfg.NumPartitions,
+		MaxRequestBytes:   cfg.MaxRequestBytes,
+		DataDir:           dataDir,
+		Durability:        cfg.Durability,
+	}, store, eng, log)
+	reg := kafkanet.NewRegistry()
+	broker.Register(reg)
+	srv := kafkanet.NewServer(kafkanet.ServerConfig{
+		Listen:          cfg.Listen,
+		MaxRequestBytes: cfg.MaxRequestBytes,
+		Multicore:       true,
+		Logger:          log,
+	}, reg)
+	if err := srv.Start(); err != nil {
+		eng.Close()
+		return err
+	}
+	log.Info("ringtail started", "version", version, "node_id", cfg.NodeID, "listen", srv.Addrs(),
+		"advertised", fmt.Sprintf("%s:%d", advHost, advPort), "data_dir", dataDir)
+	fmt.Fprintf(os.Stderr, "\nRingtail is listening on %v (data in %s).\nTry: kcat -b %s:%d -L\n\n", srv.Addrs(), dataDir, advHost, advPort)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sig := <-sigs
+	log.Info("shutting down", "signal", sig.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Stop(ctx); err != nil {
+		log.Warn("stopping the network layer", "err", err)
+	}
+	if err := eng.Close(); err != nil {
+		return fmt.Errorf("closing storage: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,119 @@
+package meta
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestCreateDeleteSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := s.CreateTopic("orders", 3, map[string]string{"max.message.bytes": "2000000"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateTopic("orders", 1, nil, false); !errors.Is(err, ErrTopicExists) {
+		t.Fatalf("duplicate create: got %v, want ErrTopicExists", err)
+	}
+	if _, err := s.CreateTopic("gone", 1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteTopic("gone"); err != nil {
+		t.Fatal(err)
+	}
+	clusterID := s.ClusterID()
+
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.ClusterID() != clusterID {
+		t.Fatalf("cluster id changed across reopen: %q -> %q", clusterID, s2.ClusterID())
+	}
+	topics := s2.Topics()
+	if len(topics) != 1 || topics[0].Name != "orders" || topics[0].Partitions != 3 || topics[0].ID != created.ID {
+		t.Fatalf("after reopen: %+v", topics)
+	}
+	if got := topics[0].Effective("max.message.bytes"); got != "2000000" {
+		t.Fatalf("override lost: %q", got)
+	}
+	if got := topics[0].Effective("compression.type"); got != "producer" {
+		t.Fatalf("default: %q", got)
+	}
+	if byID, ok := s2.TopicByID(created.ID); !ok || byID.Name != "orders" {
+		t.Fatalf("TopicByID: %+v %v", byID, ok)
+	}
+}
+
+func TestValidateOnlyRecordsNothing(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateTopic("t", 2, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Topic("t"); ok {
+		t.Fatal("validate-only create recorded the topic")
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name       string
+		partitions int32
+		configs    map[string]string
+		want       error
+	}{
+		{"bad/name", 1, nil, ErrInvalidTopic},
+		{"..", 1, nil, ErrInvalidTopic},
+		{"", 1, nil, ErrInvalidTopic},
+		{strings.Repeat("a", 250), 1, nil, ErrInvalidTopic},
+		{"ok", 0, nil, ErrInvalidPartitions},
+		{"ok", MaxPartitions + 1, nil, ErrInvalidPartitions},
+		{"ok", 1, map[string]string{"no.such.config": "1"}, ErrInvalidConfig},
+		{"ok", 1, map[string]string{"max.message.bytes": "-5"}, ErrInvalidConfig},
+		{"ok", 1, map[string]string{"compression.type": "brotli"}, ErrInvalidConfig},
+		{"ok", 1, map[string]string{"message.timestamp.type": "Whenever"}, ErrInvalidConfig},
+	}
+	for _, c := range cases {
+		if _, err := s.CreateTopic(c.name, c.partitions, c.configs, false); !errors.Is(err, c.want) {
+			t.Errorf("CreateTopic(%.20q, %d, %v) = %v, want %v", c.name, c.partitions, c.configs, err, c.want)
+		}
+	}
+	if len(s.Topics()) != 0 {
+		t.Fatalf("refused topics were recorded: %+v", s.Topics())
+	}
+	if _, err := s.DeleteTopic("never"); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("delete unknown: %v", err)
+	}
+}
+
+func TestProducerIDsNeverRepeatAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	seen := make(map[int64]bool)
+	for restart := 0; restart < 3; restart++ {
+		s, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < producerIDBlock+7; i++ { // crosses a block boundary
+			id, err := s.NextProducerID()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[id] {
+				t.Fatalf("producer id %d handed out twice (restart %d)", id, restart)
+			}
+			seen[id] = true
+		}
+	}
+}

@@ -1,0 +1,146 @@
+package kafkanet
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/ringtail/ringtail/engine"
+	"github.com/ringtail/ringtail/meta"
+)
+
+// BrokerConfig holds the broker settings the Kafka APIs expose.
+type BrokerConfig struct {
+	NodeID            int32
+	AdvertisedHost    string
+	AdvertisedPort    int32
+	AutoCreateTopics  bool  // auto.create.topics.enable
+	DefaultPartitions int32 // num.partitions for auto-created topics
+	MaxRequestBytes   int32 // socket.request.max.bytes (reported by DescribeConfigs)
+	DataDir           string
+	Durability        string
+}
+
+// Broker implements the Kafka APIs of one node over the metadata store and the log engine.
+type Broker struct {
+	cfg    BrokerConfig
+	meta   *meta.Store
+	engine *engine.Engine
+	log    *slog.Logger
+
+	// topicMu serialises topic creation and deletion so the metadata store and the engine never
+	// disagree about which partitions exist.
+	topicMu sync.Mutex
+}
+
+// NewBroker returns a broker serving the topics in store from eng.
+func NewBroker(cfg BrokerConfig, store *meta.Store, eng *engine.Engine, log *slog.Logger) *Broker {
+	return &Broker{cfg: cfg, meta: store, engine: eng, log: log}
+}
+
+// Register adds every API the broker handles to reg, one file per API.
+func (b *Broker) Register(reg *Registry) {
+	reg.Register(API{Key: 18, MinVersion: 0, MaxVersion: 4, Handle: b.newApiVersionsHandler(reg)})
+	reg.Register(API{Key: 3, MinVersion: 0, MaxVersion: 12, Handle: b.handleMetadata})
+	reg.Register(API{Key: 19, MinVersion: 0, MaxVersion: 7, Handle: b.handleCreateTopics})
+	reg.Register(API{Key: 20, MinVersion: 0, MaxVersion: 6, Handle: b.handleDeleteTopics})
+	reg.Register(API{Key: 22, MinVersion: 0, MaxVersion: 4, Handle: b.handleInitProducerID})
+	reg.Register(API{Key: 0, MinVersion: 3, MaxVersion: 11, Handle: b.handleProduce})
+	reg.Register(API{Key: 1, MinVersion: 4, MaxVersion: 12, Handle: b.handleFetch})
+	reg.Register(API{Key: 2, MinVersion: 1, MaxVersion: 7, Handle: b.handleListOffsets})
+	reg.Register(API{Key: 32, MinVersion: 0, MaxVersion: 4, Handle: b.handleDescribeConfigs})
+}
+
+// PartitionSpecs lists the partitions of topics, as the engine must open them.
+func PartitionSpecs(topics []meta.Topic) []engine.PartitionSpec {
+	var specs []engine.PartitionSpec
+	for _, t := range topics {
+		cfg := partitionConfig(t)
+		for p := int32(0); p < t.Partitions; p++ {
+			specs = append(specs, engine.PartitionSpec{
+				TopicPartition: engine.TopicPartition{Topic: t.Name, Partition: p},
+				TopicID:        t.ID,
+				Config:         cfg,
+			})
+		}
+	}
+	return specs
+}
+
+func partitionConfig(t meta.Topic) engine.PartitionConfig {
+	maxBytes, _ := strconv.ParseInt(t.Effective("max.message.bytes"), 10, 32) // validated on create
+	compression := t.Effective("compression.type")
+	if compression == "uncompressed" {
+		compression = "none"
+	}
+	return engine.PartitionConfig{
+		MaxMessageBytes:      int32(maxBytes),
+		MessageTimestampType: t.Effective("message.timestamp.type"),
+		CompressionType:      compression,
+	}
+}
+
+// createTopic records a topic in the metadata store, then creates its partition logs. A crash
+// between the two is repaired at start: the engine creates the partitions the store lists.
+func (b *Broker) createTopic(name string, partitions int32, configs map[string]string, validateOnly bool) (meta.Topic, error) {
+	b.topicMu.Lock()
+	defer b.topicMu.Unlock()
+	t, err := b.meta.CreateTopic(name, partitions, configs, validateOnly)
+	if err != nil || validateOnly {
+		return t, err
+	}
+	for _, spec := range PartitionSpecs([]meta.Topic{t}) {
+		if _, err := b.engine.CreatePartition(spec); err != nil {
+			return t, fmt.Errorf("creating partition %s-%d: %w", spec.Topic, spec.Partition, err)
+		}
+	}
+	b.log.Info("topic created", "topic", name, "partitions", partitions, "configs", configs)
+	return t, nil
+}
+
+// deleteTopic removes a topic from the metadata store, then its partition logs; a crash between
+// the two is repaired at start, when the engine removes partitions the store does not list.
+func (b *Broker) deleteTopic(name string) (meta.Topic, error) {
+	b.topicMu.Lock()
+	defer b.topicMu.Unlock()
+	t, err := b.meta.DeleteTopic(name)
+	if err != nil {
+		return t, err
+	}
+	var firstErr error
+	for p := int32(0); p < t.Partitions; p++ {
+		if err := b.engine.DeletePartition(engine.TopicPartition{Topic: name, Partition: p}); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	b.log.Info("topic deleted", "topic", name)
+	return t, firstErr
+}
+
+// topicForWrite returns the topic, creating it when auto-creation allows; used by Produce and
+// Metadata.
+func (b *Broker) topicOrCreate(name string, allowAuto bool) (meta.Topic, error) {
+	if t, ok := b.meta.Topic(name); ok {
+		return t, nil
+	}
+	if err := meta.ValidateTopicName(name); err != nil {
+		return meta.Topic{}, err
+	}
+	if !allowAuto || !b.cfg.AutoCreateTopics {
+		return meta.Topic{}, fmt.Errorf("%w: %q", meta.ErrUnknownTopic, name)
+	}
+	t, err := b.createTopic(name, b.cfg.DefaultPartitions, nil, false)
+	if errors.Is(err, meta.ErrTopicExists) { // created concurrently by another request
+		if t, ok := b.meta.Topic(name); ok {
+			return t, nil
+		}
+	}
+	return t, err
+}
+
+// partition returns the open partition log, or nil.
+func (b *Broker) partition(topic string, p int32) *engine.Partition {
+	return b.engine.Partition(engine.TopicPartition{Topic: topic, Partition: p})
+}

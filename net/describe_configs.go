@@ -1,0 +1,135 @@
+package kafkanet
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ringtail/ringtail/meta"
+)
+
+// Config sources as DescribeConfigs reports them.
+const (
+	sourceDynamicTopic = 1
+	sourceStaticBroker = 4
+	sourceDefault      = 5
+)
+
+// handleDescribeConfigs answers DescribeConfigs (key 32) for topics and for this broker.
+func (b *Broker) handleDescribeConfigs(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+	req := kreq.(*kmsg.DescribeConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+	for _, r := range req.Resources {
+		rr := kmsg.NewDescribeConfigsResponseResource()
+		rr.ResourceType = r.ResourceType
+		rr.ResourceName = r.ResourceName
+		var entries []configEntry
+		switch r.ResourceType {
+		case kmsg.ConfigResourceTypeTopic:
+			t, ok := b.meta.Topic(r.ResourceName)
+			if !ok {
+				rr.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				rr.ErrorMessage = errorMessage(fmt.Errorf("unknown topic %q", r.ResourceName))
+				break
+			}
+			for _, name := range sortedConfigNames() {
+				entries = append(entries, configEntry{name, t.Effective(name), configSource(t, name)})
+			}
+		case kmsg.ConfigResourceTypeBroker:
+			if r.ResourceName != "" && r.ResourceName != strconv.Itoa(int(b.cfg.NodeID)) {
+				rr.ErrorCode = kerr.InvalidRequest.Code
+				rr.ErrorMessage = errorMessage(fmt.Errorf("this is broker %d, not %q", b.cfg.NodeID, r.ResourceName))
+				break
+			}
+			entries = b.brokerConfigs()
+		default:
+			rr.ErrorCode = kerr.InvalidRequest.Code
+			rr.ErrorMessage = errorMessage(fmt.Errorf("resource type %d is not supported", r.ResourceType))
+		}
+		if rr.ErrorCode != 0 {
+			c.Log.Warn("describe configs: refused", "resource", r.ResourceName, "type", r.ResourceType, "code", rr.ErrorCode)
+		}
+		for _, e := range entries {
+			if !wanted(r.ConfigNames, e.name) {
+				continue
+			}
+			rc := kmsg.NewDescribeConfigsResponseResourceConfig()
+			rc.Name = e.name
+			v := e.value
+			rc.Value = &v
+			rc.Source = kmsg.ConfigSource(e.source)
+			rc.IsDefault = e.source == sourceDefault
+			rc.ReadOnly = r.ResourceType == kmsg.ConfigResourceTypeBroker
+			rr.Configs = append(rr.Configs, rc)
+		}
+		resp.Resources = append(resp.Resources, rr)
+	}
+	respond(resp)
+}
+
+type configEntry struct {
+	name, value string
+	source      int8
+}
+
+func (b *Broker) brokerConfigs() []configEntry {
+	static := func(name, value string) configEntry { return configEntry{name, value, sourceStaticBroker} }
+	entries := []configEntry{
+		static("broker.id", strconv.Itoa(int(b.cfg.NodeID))),
+		static("auto.create.topics.enable", strconv.FormatBool(b.cfg.AutoCreateTopics)),
+		static("num.partitions", strconv.Itoa(int(b.cfg.DefaultPartitions))),
+		static("socket.request.max.bytes", strconv.Itoa(int(b.cfg.MaxRequestBytes))),
+		static("log.dirs", b.cfg.DataDir),
+		static("ringtail.durability", b.cfg.Durability),
+		static("advertised.listeners", fmt.Sprintf("PLAINTEXT://%s:%d", b.cfg.AdvertisedHost, b.cfg.AdvertisedPort)),
+	}
+	// Topic defaults are broker configs too, under their broker-level names.
+	for _, name := range sortedConfigNames() {
+		bname := name
+		switch name {
+		case "max.message.bytes":
+			bname = "message.max.bytes"
+		case "message.timestamp.type":
+			bname = "log.message.timestamp.type"
+		case "cleanup.policy":
+			bname = "log.cleanup.policy"
+		case "retention.ms":
+			bname = "log.retention.ms"
+		case "retention.bytes":
+			bname = "log.retention.bytes"
+		}
+		entries = append(entries, configEntry{bname, meta.TopicConfigDefaults[name], sourceDefault})
+	}
+	return entries
+}
+
+func wanted(names []string, name string) bool {
+	if names == nil {
+		return true
+	}
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+func configSource(t meta.Topic, name string) int8 {
+	if _, ok := t.Configs[name]; ok {
+		return sourceDynamicTopic
+	}
+	return sourceDefault
+}
+
+func sortedConfigNames() []string {
+	names := make([]string, 0, len(meta.TopicConfigDefaults))
+	for k := range meta.TopicConfigDefaults {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,41 @@
+package kafkanet
+
+import (
+	"math"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// handleInitProducerID answers InitProducerId (key 22) for idempotent producers: a producer id
+// never handed out before (the allocator is durable) with epoch 0, or, when a producer asks to
+// bump the epoch of the id it holds (KIP-360, v3+), the same id with the next epoch.
+// Transactional producers are refused until transactions are implemented.
+func (b *Broker) handleInitProducerID(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+	req := kreq.(*kmsg.InitProducerIDRequest)
+	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+	resp.ProducerID = -1
+	resp.ProducerEpoch = -1
+	if req.TransactionalID != nil {
+		c.Log.Warn("init producer id: transactions are not supported", "transactional_id", *req.TransactionalID)
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		respond(resp)
+		return
+	}
+	if req.ProducerID >= 0 && req.ProducerEpoch >= 0 && req.ProducerEpoch < math.MaxInt16-1 {
+		resp.ProducerID = req.ProducerID
+		resp.ProducerEpoch = req.ProducerEpoch + 1
+		respond(resp)
+		return
+	}
+	id, err := b.meta.NextProducerID()
+	if err != nil {
+		c.Log.Error("init producer id: allocating", "err", err)
+		resp.ErrorCode = kerr.KafkaStorageError.Code
+		respond(resp)
+		return
+	}
+	resp.ProducerID = id
+	resp.ProducerEpoch = 0
+	respond(resp)
+}

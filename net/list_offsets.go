@@ -1,0 +1,53 @@
+package kafkanet
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Special timestamps of ListOffsets.
+const (
+	listLatest       = -1
+	listEarliest     = -2
+	listMaxTimestamp = -3 // v7+
+)
+
+// handleListOffsets answers ListOffsets (key 2, v1–v7): earliest, latest (the high watermark),
+// the record with the largest timestamp, or the first offset at or after a timestamp.
+func (b *Broker) handleListOffsets(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+	req := kreq.(*kmsg.ListOffsetsRequest)
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.Timestamp = -1
+			sp.Offset = -1
+			part := b.partition(rt.Topic, rp.Partition)
+			switch {
+			case part == nil:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				c.Log.Info("list offsets: unknown partition", "topic", rt.Topic, "partition", rp.Partition)
+			case rp.Timestamp == listLatest:
+				sp.Offset = part.HighWatermark()
+			case rp.Timestamp == listEarliest:
+				sp.Offset = part.LogStartOffset()
+			case rp.Timestamp == listMaxTimestamp:
+				sp.Offset, sp.Timestamp = part.MaxTimestamp()
+			case rp.Timestamp < 0:
+				sp.ErrorCode = kerr.InvalidRequest.Code // -4, -5: tiered-storage lookups we do not have
+				c.Log.Warn("list offsets: unsupported timestamp", "timestamp", rp.Timestamp)
+			default:
+				if off, ts, ok := part.OffsetForTime(rp.Timestamp); ok {
+					sp.Offset, sp.Timestamp = off, ts
+				}
+			}
+			sp.LeaderEpoch = 0
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	respond(resp)
+}
