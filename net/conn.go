@@ -1,0 +1,381 @@
+package kafkanet
+
+// One client connection. Three parties touch it:
+//
+//   - the gnet event loop (onTraffic, onClose): cuts the byte stream into frames, copies each
+//     frame out of gnet's buffer exactly once, and queues it. It never decodes a body and never
+//     waits for a handler.
+//   - the connection's request goroutine (serve): parses and decodes frames and calls handlers
+//     strictly in arrival order, one at a time.
+//   - whoever calls a request's respond, from any goroutine at any time: encodes the response
+//     and writes every response that is now at the head of the line, in request order.
+//
+// Backpressure: at most maxInFlight requests per connection may be queued or awaiting their
+// response. At that bound onTraffic stops taking frames out of gnet's inbound buffer, and the
+// respond that frees a place wakes it again. gnet cannot stop reading the socket, so while
+// paused the unparsed backlog grows inside gnet; once it exceeds one maximal frame the client is
+// ignoring flow control and its connection is closed. Kafka clients keep far fewer requests in
+// flight (max.in.flight, 5 by default), so a well-behaved client never meets either limit.
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// maxInFlight bounds the requests of one connection that are queued or awaiting a response.
+const maxInFlight = 128
+
+type connection struct {
+	srv    *Server
+	gc     gnet.Conn
+	remote string
+	log    *slog.Logger
+
+	// Event loop only.
+	partial []byte // frame being received, sized from its prefix; nil between frames
+	filled  int    // bytes of partial received so far
+
+	queue chan []byte   // whole frames in arrival order; capacity maxInFlight never fills
+	done  chan struct{} // closed by onClose
+
+	inflight atomic.Int32 // frames queued and not yet answered; at most maxInFlight
+	paused   atomic.Bool  // onTraffic stopped at maxInFlight and waits for a wake
+
+	// Request goroutine only.
+	apiLogs map[int16]*slog.Logger
+	warned  map[int32]bool // key<<16|version already logged as unsupported
+
+	mu       sync.Mutex // guards the fields below; held while submitting writes, see complete
+	closed   bool       // onClose ran: write nothing more, trigger nothing on the loop
+	slots    [maxInFlight]slot
+	nextSeq  uint64 // slot of the next request
+	writeSeq uint64 // first slot not yet written
+}
+
+// slot is the response place of one request, indexed by its sequence number modulo
+// maxInFlight. inflight <= maxInFlight keeps live slots from colliding.
+type slot struct {
+	done bool
+	data []byte // encoded response frame; nil sends nothing
+}
+
+func newConnection(s *Server, gc gnet.Conn) *connection {
+	remote := "unknown"
+	if a := gc.RemoteAddr(); a != nil {
+		remote = a.String()
+	}
+	return &connection{
+		srv:     s,
+		gc:      gc,
+		remote:  remote,
+		log:     s.log.With("remote", remote),
+		queue:   make(chan []byte, maxInFlight),
+		done:    make(chan struct{}),
+		apiLogs: make(map[int16]*slog.Logger),
+		warned:  make(map[int32]bool),
+	}
+}
+
+// onTraffic takes every complete frame out of gnet's buffers. Runs on the event loop.
+func (c *connection) onTraffic() gnet.Action {
+	for {
+		if c.partial == nil {
+			if c.inflight.Load() >= maxInFlight && !c.resumeAfterPause() {
+				if backlog := c.gc.InboundBuffered(); backlog > int(c.srv.maxRequestBytes)+frameSizeLen {
+					c.log.Warn("client exceeds the in-flight request bound and keeps sending; closing connection",
+						"in_flight", maxInFlight, "unread_bytes", backlog)
+					return gnet.Close
+				}
+				return gnet.None
+			}
+			if c.gc.InboundBuffered() < frameSizeLen {
+				return gnet.None
+			}
+			prefix, err := c.gc.Peek(frameSizeLen)
+			if err != nil {
+				return gnet.None
+			}
+			size, err := frameSize(prefix, c.srv.maxRequestBytes)
+			if err != nil {
+				c.log.Warn("refusing request frame; closing connection", "size", size,
+					"socket.request.max.bytes", c.srv.maxRequestBytes, "err", err)
+				return gnet.Close
+			}
+			_, _ = c.gc.Discard(frameSizeLen)
+			// Allocating the whole frame now and reading into it as bytes arrive means a
+			// large request is copied once, and never piles up inside gnet's ring buffer.
+			c.partial, c.filled = make([]byte, size), 0
+		}
+		n, _ := c.gc.Read(c.partial[c.filled:])
+		c.filled += n
+		if c.filled < len(c.partial) {
+			return gnet.None
+		}
+		frame := c.partial
+		c.partial = nil
+		c.inflight.Add(1)
+		select {
+		case c.queue <- frame:
+		default:
+			// Unreachable while inflight <= maxInFlight; closing beats blocking the loop.
+			c.log.Error("request queue full despite the in-flight bound; closing connection")
+			return gnet.Close
+		}
+	}
+}
+
+// resumeAfterPause marks the connection paused and reports whether it may go on reading after
+// all. The second look at inflight closes the race with a respond that freed a place between
+// the caller's check and the store of paused, and so saw nobody to wake.
+func (c *connection) resumeAfterPause() bool {
+	c.paused.Store(true)
+	if c.inflight.Load() >= maxInFlight {
+		return false
+	}
+	// Whoever wins the swap resumes reading: us now, or the respond side through a wake.
+	return c.paused.CompareAndSwap(true, false)
+}
+
+// onClose runs on the event loop once gnet has dropped the connection, for whatever reason.
+func (c *connection) onClose(err error) {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	close(c.done)
+	c.log.Debug("connection closed", "err", err)
+}
+
+// closeConn asks the event loop to close the connection; callable from any goroutine.
+func (c *connection) closeConn() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// After onClose the loop's poller may already be gone at shutdown: trigger nothing then.
+	if !c.closed {
+		_ = c.gc.Close()
+	}
+}
+
+// serve is the connection's request goroutine.
+func (c *connection) serve() {
+	defer c.srv.conns.Done()
+	for {
+		select {
+		case <-c.done:
+			return
+		case frame := <-c.queue:
+			select {
+			case <-c.done: // closed meanwhile: do not run handlers for a gone client
+				return
+			default:
+			}
+			if !c.handle(frame) {
+				c.closeConn()
+				return
+			}
+		}
+	}
+}
+
+// handle parses one frame and runs its handler, or answers it with an error. It returns false
+// when the connection must be closed; it has logged why.
+func (c *connection) handle(frame []byte) bool {
+	r, err := parseHeader(frame)
+	if err != nil {
+		if errors.Is(err, errUnknownKey) {
+			c.log.Warn("request for an api key kmsg does not know; closing connection",
+				"key", r.key, "version", r.version, "correlation_id", r.correlationID)
+		} else {
+			c.log.Warn("malformed request header; closing connection", "err", err, "frame_bytes", len(frame))
+		}
+		return false
+	}
+	ctx := &Context{
+		RemoteAddr:    c.remote,
+		Key:           r.key,
+		Version:       r.version,
+		CorrelationID: r.correlationID,
+		Log:           c.apiLog(r.key),
+	}
+	if r.clientID != nil {
+		ctx.ClientID = *r.clientID
+	}
+	reg := c.srv.reg
+	if !reg.Supports(r.key, r.version) {
+		return c.answerUnsupported(ctx, r)
+	}
+	if err := r.decodeBody(); err != nil {
+		ctx.Log.Warn("malformed request body; closing connection", "version", r.version,
+			"correlation_id", r.correlationID, "err", err)
+		return false
+	}
+	api, _ := reg.Lookup(r.key)
+	return c.call(api.Handle, ctx, r, c.reserve())
+}
+
+// apiLog returns the connection's logger for key, cached because slog.With allocates.
+func (c *connection) apiLog(key int16) *slog.Logger {
+	l, ok := c.apiLogs[key]
+	if !ok {
+		l = c.log.With("api", kmsg.NameForKey(key))
+		c.apiLogs[key] = l
+	}
+	return l
+}
+
+// answerUnsupported answers a request for an API or version the registry does not handle.
+func (c *connection) answerUnsupported(ctx *Context, r request) bool {
+	tag := int32(r.key)<<16 | int32(uint16(r.version))
+	logIt := !c.warned[tag]
+	c.warned[tag] = true
+
+	if r.key == int16(kmsg.ApiVersions) {
+		// KIP-511: a client whose ApiVersions is too new gets a v0 answer with the supported
+		// list, and retries with the highest version on it that it knows.
+		if logIt {
+			ctx.Log.Info("unsupported ApiVersions version; answering v0 with the supported list", "version", r.version)
+		}
+		resp := kmsg.NewPtrApiVersionsResponse()
+		resp.SetVersion(0)
+		resp.ErrorCode = kerr.UnsupportedVersion.Code
+		resp.ApiKeys = c.srv.reg.Versions()
+		c.complete(c.reserve(), appendResponse(nil, r.key, r.correlationID, resp))
+		return true
+	}
+
+	// Other APIs: the response type at the requested version with UNSUPPORTED_VERSION, which
+	// only works at a version kmsg can encode.
+	if r.version < 0 || r.version > r.req.MaxVersion() {
+		ctx.Log.Warn("unsupported version that kmsg cannot encode a response for; closing connection",
+			"version", r.version, "correlation_id", r.correlationID)
+		return false
+	}
+	if logIt {
+		ctx.Log.Warn("unsupported api or version; answering UNSUPPORTED_VERSION", "version", r.version)
+	}
+	resp := r.req.ResponseKind()
+	resp.SetVersion(r.version)
+	setTopLevelErrorCode(resp, kerr.UnsupportedVersion.Code)
+	c.complete(c.reserve(), appendResponse(nil, r.key, r.correlationID, resp))
+	return true
+}
+
+// setTopLevelErrorCode sets resp's ErrorCode field if it has one. Reflection keeps this cold
+// path from needing a switch over every API.
+func setTopLevelErrorCode(resp kmsg.Response, code int16) {
+	v := reflect.ValueOf(resp)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return
+	}
+	v = v.Elem()
+	if v.Kind() != reflect.Struct {
+		return
+	}
+	if f := v.FieldByName("ErrorCode"); f.IsValid() && f.Kind() == reflect.Int16 && f.CanSet() {
+		f.SetInt(int64(code))
+	}
+}
+
+// call runs a handler; a panic in it closes this connection only.
+func (c *connection) call(h HandleFunc, ctx *Context, r request, seq uint64) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			ctx.Log.Error("handler panicked; closing connection", "panic", fmt.Sprint(p),
+				"correlation_id", r.correlationID, "stack", string(debug.Stack()))
+			ok = false
+		}
+	}()
+	h(ctx, r.req, c.responder(ctx, r.key, r.version, r.correlationID, seq))
+	return true
+}
+
+// responder returns the respond function of one request.
+func (c *connection) responder(ctx *Context, key, version int16, correlationID int32, seq uint64) func(kmsg.Response) {
+	var called atomic.Bool
+	return func(resp kmsg.Response) {
+		if called.Swap(true) {
+			ctx.Log.Error("respond called twice; ignoring the second response", "correlation_id", correlationID)
+			return
+		}
+		if resp == nil {
+			c.complete(seq, nil)
+			return
+		}
+		if resp.Key() != key {
+			ctx.Log.Error("handler responded with another api's response; closing connection",
+				"response_key", resp.Key(), "correlation_id", correlationID)
+			c.closeConn()
+			return
+		}
+		frame, err := encodeResponse(key, version, correlationID, resp)
+		if err != nil {
+			// respond may run on any goroutine, where a panic would take down the broker.
+			ctx.Log.Error("encoding response failed; closing connection", "correlation_id", correlationID, "err", err)
+			c.closeConn()
+			return
+		}
+		c.complete(seq, frame)
+	}
+}
+
+// encodeResponse sets resp to the request's version, so handlers need not, and encodes it.
+func encodeResponse(key, version int16, correlationID int32, resp kmsg.Response) (frame []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("kafkanet: encode %s v%d: panic: %v", kmsg.NameForKey(key), version, p)
+		}
+	}()
+	resp.SetVersion(version)
+	return appendResponse(nil, key, correlationID, resp), nil
+}
+
+// reserve hands out the response slot of the next request; called in arrival order.
+func (c *connection) reserve() uint64 {
+	c.mu.Lock()
+	seq := c.nextSeq
+	c.nextSeq++
+	c.mu.Unlock()
+	return seq
+}
+
+// complete stores the response of slot seq and writes every response now at the head of the
+// line. The write is submitted while mu is held: gnet runs a loop's queued writes in submission
+// order, so two goroutines completing at once cannot reorder responses on the wire.
+func (c *connection) complete(seq uint64, frame []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.slots[seq%maxInFlight] = slot{done: true, data: frame}
+	var batch [][]byte
+	var freed int32
+	for c.writeSeq < c.nextSeq {
+		s := &c.slots[c.writeSeq%maxInFlight]
+		if !s.done {
+			break
+		}
+		if s.data != nil {
+			batch = append(batch, s.data)
+		}
+		*s = slot{}
+		c.writeSeq++
+		freed++
+	}
+	if c.closed || freed == 0 {
+		return
+	}
+	if len(batch) > 0 {
+		if err := c.gc.AsyncWritev(batch, nil); err != nil {
+			c.log.Debug("queueing response write failed", "err", err)
+		}
+	}
+	if c.inflight.Add(-freed) < maxInFlight && c.paused.CompareAndSwap(true, false) {
+		_ = c.gc.Wake(nil) // resume onTraffic, which stopped at the in-flight bound
+	}
+}
