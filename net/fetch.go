@@ -67,6 +67,8 @@ func (b *Broker) fetchOnce(c *Context, req *kmsg.FetchRequest) (*kmsg.FetchRespo
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
+			// Never null: librdkafka refuses a null record set (size -1) as a parse failure.
+			sp.RecordBatches = []byte{}
 			part := b.partition(rt.Topic, rp.Partition)
 			if part == nil {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
@@ -98,7 +100,9 @@ func (b *Broker) fetchOnce(c *Context, req *kmsg.FetchRequest) (*kmsg.FetchRespo
 			sp.HighWatermark = res.HighWatermark
 			sp.LastStableOffset = res.HighWatermark
 			sp.LogStartOffset = res.LogStartOffset
-			sp.RecordBatches = res.Records
+			if len(res.Records) > 0 {
+				sp.RecordBatches = res.Records
+			}
 			size += len(res.Records)
 			remaining -= len(res.Records)
 			if remaining < 0 {
