@@ -1,0 +1,436 @@
+#!/usr/bin/python3
+"""confluent-kafka-python (librdkafka) compatibility checks against a running broker.
+
+Run by compat/run.sh with Debian's /usr/bin/python3 (python3-confluent-kafka), one check per call
+(plus `create-topic --topic T --partitions N`, a helper for the kcat checks):
+
+  python_compat.py --broker 127.0.0.1:9092 admin
+  python_compat.py --broker 127.0.0.1:9092 produce-consume --codec zstd
+
+admin            AdminClient: create_topics (partitions, replication factor 1, configs), the errors
+                 for an existing topic and an invalid name, list_topics, describe_configs for a
+                 topic and for the broker, delete_topics.
+produce-consume  an idempotent acks=all Producer with one compression codec writes keyed records
+                 with headers, timestamps, null keys and values and one large record to a fresh
+                 3-partition topic; every delivery report must succeed with contiguous offsets.
+                 An assign()-based Consumer (no group protocol: Ringtail has no consumer groups
+                 yet, so no subscribe() and no offset commits) reads them back from
+                 OFFSET_BEGINNING and every field must match exactly. Watermarks and
+                 offsets_for_times (ListOffsets) are checked too.
+
+Exit status 0 when every assertion holds; otherwise each failed assertion is printed.
+"""
+
+import argparse
+import sys
+import time
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_CREATE_TIME,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+PARTITIONS = 3
+LARGE_RECORD_BYTES = 300 * 1024
+
+
+class Check:
+    """Collects failed assertions so one run reports all of them."""
+
+    def __init__(self):
+        self.failures = []
+
+    def ok(self, msg):
+        print("ok:   " + msg)
+
+    def fail(self, msg):
+        print("FAIL: " + msg)
+        self.failures.append(msg)
+
+    def expect(self, cond, msg):
+        if cond:
+            self.ok(msg)
+        else:
+            self.fail(msg)
+        return cond
+
+
+def common_conf(broker):
+    return {
+        "bootstrap.servers": broker,
+        # Fail within the per-check timeout instead of librdkafka's 5-minute defaults.
+        "socket.timeout.ms": 30000,
+        "api.version.request": True,
+    }
+
+
+def client_errors(conf, sink):
+    """Routes librdkafka's global error callback into `sink` (a list)."""
+    conf["error_cb"] = lambda err: sink.append(err)
+    return conf
+
+
+def wait_futures(futures, timeout=30):
+    """{key: future} -> {key: (result, KafkaError or exception or None)}"""
+    out = {}
+    for key, fut in futures.items():
+        try:
+            out[key] = (fut.result(timeout=timeout), None)
+        except KafkaException as e:
+            out[key] = (None, e.args[0])
+        except Exception as e:  # noqa: BLE001 - report whatever the client raised
+            out[key] = (None, e)
+    return out
+
+
+def err_code(err):
+    return err.code() if isinstance(err, KafkaError) else None
+
+
+def create_topic(admin, name, partitions, config=None):
+    res = wait_futures(
+        admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+            operation_timeout=30,
+        )
+    )
+    return res[name][1]
+
+
+def wait_topic(admin, name, partitions, timeout=15):
+    """Waits until metadata lists `name` with `partitions` partitions that all have a leader."""
+    deadline = time.time() + timeout
+    md = None
+    while time.time() < deadline:
+        md = admin.list_topics(topic=name, timeout=10)
+        t = md.topics.get(name)
+        if (
+            t is not None
+            and t.error is None
+            and len(t.partitions) == partitions
+            and all(p.error is None and p.leader >= 0 for p in t.partitions.values())
+        ):
+            return md
+        time.sleep(0.2)
+    return None
+
+
+# --- admin -----------------------------------------------------------------------------------
+
+
+def check_admin(args):
+    c = Check()
+    errs = []
+    admin = AdminClient(client_errors(common_conf(args.broker), errs))
+    name = "compat-py-admin-" + args.run_id
+
+    err = create_topic(admin, name, 4, {"retention.ms": "3600000", "cleanup.policy": "delete"})
+    c.expect(err is None, "create_topics %s (4 partitions, rf 1, retention.ms, cleanup.policy): %s" % (name, err or "created"))
+
+    md = wait_topic(admin, name, 4)
+    if c.expect(md is not None, "list_topics shows %s with 4 partitions, each with a leader" % name):
+        brokers = list(md.brokers.values())
+        c.expect(len(brokers) == 1, "list_topics lists one broker: %s" % brokers)
+        if brokers:
+            b = brokers[0]
+            c.expect("%s:%d" % (b.host, b.port) == args.broker, "broker advertised as %s:%d, clients use %s" % (b.host, b.port, args.broker))
+            leaders = {p.leader for p in md.topics[name].partitions.values()}
+            c.expect(leaders == {b.id}, "partition leaders %s are the broker (id %d)" % (leaders, b.id))
+            replicas_ok = all(list(p.replicas) == [b.id] and list(p.isrs) == [b.id] for p in md.topics[name].partitions.values())
+            c.expect(replicas_ok, "each partition has replicas [%d] and isr [%d]" % (b.id, b.id))
+
+    # A second create of the same name: TOPIC_ALREADY_EXISTS.
+    err = create_topic(admin, name, 4)
+    c.expect(err_code(err) == KafkaError.TOPIC_ALREADY_EXISTS, "create_topics again gives TOPIC_ALREADY_EXISTS: got %s" % err)
+
+    # An invalid name: INVALID_TOPIC_EXCEPTION (librdkafka: TOPIC_EXCEPTION).
+    bad = "compat bad/name"
+    err = create_topic(admin, bad, 1)
+    c.expect(err_code(err) == KafkaError.TOPIC_EXCEPTION, "create_topics %r gives INVALID_TOPIC_EXCEPTION: got %s" % (bad, err))
+
+    # All topics listing includes ours.
+    md_all = admin.list_topics(timeout=10)
+    c.expect(name in md_all.topics, "list_topics() (all topics) includes %s (%d topics listed)" % (name, len(md_all.topics)))
+
+    # DescribeConfigs for the topic: the configs given at creation come back.
+    res = wait_futures(admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, name)]))
+    (configs, err), = res.values()
+    if c.expect(err is None, "describe_configs(topic %s): %s" % (name, err or "answered")):
+        got = {k: v.value for k, v in configs.items()}
+        c.expect(got.get("retention.ms") == "3600000", "topic config retention.ms = %r (want '3600000')" % got.get("retention.ms"))
+        c.expect(got.get("cleanup.policy") == "delete", "topic config cleanup.policy = %r (want 'delete')" % got.get("cleanup.policy"))
+        print("      topic configs: %d entries, e.g. %s" % (len(got), sorted(got)[:8]))
+
+    # DescribeConfigs for the broker.
+    broker_id = next(iter(admin.list_topics(timeout=10).brokers))
+    res = wait_futures(admin.describe_configs([ConfigResource(ConfigResource.Type.BROKER, str(broker_id))]))
+    (configs, err), = res.values()
+    if c.expect(err is None, "describe_configs(broker %d): %s" % (broker_id, err or "answered")):
+        c.expect(len(configs) > 0, "broker configs: %d entries, e.g. %s" % (len(configs), sorted(configs)[:8]))
+
+    # DeleteTopics, then the topic leaves the metadata.
+    res = wait_futures(admin.delete_topics([name], operation_timeout=30))
+    err = res[name][1]
+    if c.expect(err is None, "delete_topics %s: %s" % (name, err or "deleted")):
+        deadline = time.time() + 15
+        gone = False
+        while time.time() < deadline and not gone:
+            gone = name not in admin.list_topics(timeout=10).topics
+            if not gone:
+                time.sleep(0.2)
+        c.expect(gone, "%s no longer listed after delete_topics" % name)
+
+    res = wait_futures(admin.delete_topics(["compat-py-never-created-" + args.run_id], operation_timeout=30))
+    (_, err), = res.values()
+    c.expect(err_code(err) == KafkaError.UNKNOWN_TOPIC_OR_PART, "delete_topics of an unknown topic gives UNKNOWN_TOPIC_OR_PARTITION: got %s" % err)
+
+    report_client_errors(c, errs)
+    return c
+
+
+def check_create_topic(args):
+    """Helper for the kcat checks: a topic with several partitions, ready to use."""
+    c = Check()
+    admin = AdminClient(common_conf(args.broker))
+    err = create_topic(admin, args.topic, args.partitions)
+    if c.expect(err is None, "create_topics %s (%d partitions): %s" % (args.topic, args.partitions, err or "created")):
+        c.expect(wait_topic(admin, args.topic, args.partitions) is not None, "%s listed with %d partitions" % (args.topic, args.partitions))
+    return c
+
+
+# --- produce and consume ---------------------------------------------------------------------
+
+
+def make_records(n, codec, base_ts):
+    """Deterministic records: (partition, key, value, headers, timestamp_ms)."""
+    recs = []
+    large_at = n // 2
+    for i in range(n):
+        key = None if i % 50 == 7 else b"k%06d" % i
+        if i % 100 == 13:
+            value = None  # tombstone
+        elif i == large_at:
+            value = bytes((j * 31 + i) % 256 for j in range(LARGE_RECORD_BYTES))
+        elif i % 10 == 3:
+            value = bytes(range(256)) * (1 + i % 4)  # every byte value
+        elif i % 10 == 5:
+            value = b""
+        else:
+            value = b"v%06d-%s-" % (i, codec.encode()) + b"ringtail " * (i % 23)
+        if i % 4 == 0:
+            headers = None
+        else:
+            headers = [("idx", b"%d" % i), ("codec", codec.encode())]
+            if i % 4 == 2:
+                headers.append(("empty", b""))
+                headers.append(("idx", b"dup"))  # repeated header keys keep their order
+        recs.append((i % PARTITIONS, key, value, headers, base_ts + i))
+    return recs
+
+
+def norm_headers(h):
+    return [(k, bytes(v) if v is not None else None) for k, v in (h or [])]
+
+
+def check_produce_consume(args):
+    c = Check()
+    errs = []
+    codec = args.codec
+    topic = "compat-py-%s-%s" % (codec, args.run_id)
+    base_ts = int(time.time() * 1000) - 3_600_000  # an hour ago: plainly the producer's timestamps
+
+    admin = AdminClient(client_errors(common_conf(args.broker), errs))
+    err = create_topic(admin, topic, PARTITIONS)
+    if err is not None:
+        c.fail("create_topics %s: %s (the produce below relies on it)" % (topic, err))
+    elif wait_topic(admin, topic, PARTITIONS) is None:
+        c.fail("topic %s not listed with %d partitions after create_topics" % (topic, PARTITIONS))
+    else:
+        c.ok("topic %s created with %d partitions" % (topic, PARTITIONS))
+
+    # --- produce ---
+    pconf = client_errors(common_conf(args.broker), errs)
+    pconf.update(
+        {
+            "acks": "all",
+            "enable.idempotence": True,
+            "compression.type": codec,
+            "message.timeout.ms": 30000,
+            "linger.ms": 5,
+        }
+    )
+    producer = Producer(pconf)
+    recs = make_records(args.records, codec, base_ts)
+    delivered = {}  # idx -> (err, partition, offset)
+
+    def on_delivery(idx):
+        def cb(err, msg):
+            delivered[idx] = (err, msg.partition(), msg.offset())
+
+        return cb
+
+    t0 = time.time()
+    for i, (part, key, value, headers, ts) in enumerate(recs):
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, partition=part, headers=headers, timestamp=ts, on_delivery=on_delivery(i))
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    left = producer.flush(30)
+    c.expect(left == 0, "producer.flush: %d records still undelivered" % left)
+    print("      produced %d records in %.2fs" % (len(recs), time.time() - t0))
+
+    bad = {i: d for i, d in delivered.items() if d[0] is not None}
+    c.expect(len(delivered) == len(recs), "delivery reports: %d of %d" % (len(delivered), len(recs)))
+    c.expect(not bad, "all delivery reports successful (%d failed%s)" % (len(bad), ", first: %s" % (sorted(bad.items())[0],) if bad else ""))
+
+    # Offsets are assigned in produce order, contiguous from 0, on the partition asked for.
+    offsets_ok = True
+    for p in range(PARTITIONS):
+        idxs = [i for i in range(len(recs)) if recs[i][0] == p]
+        got = [delivered.get(i, (None, None, None)) for i in idxs]
+        if [g[1] for g in got] != [p] * len(idxs) or [g[2] for g in got] != list(range(len(idxs))):
+            offsets_ok = False
+            print("      partition %d: first delivered (partition, offset): %s" % (p, [g[1:] for g in got[:5]]))
+    c.expect(offsets_ok, "delivered offsets are 0..n-1 per partition in produce order")
+
+    # --- list offsets ---
+    cconf = client_errors(common_conf(args.broker), errs)
+    cconf.update(
+        {
+            # Required by the client, unused: no subscribe(), no commits, so no group protocol.
+            "group.id": "compat-py-unused-" + args.run_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "error",
+            "check.crcs": True,
+        }
+    )
+    consumer = Consumer(cconf)
+    counts = [sum(1 for r in recs if r[0] == p) for p in range(PARTITIONS)]
+    try:
+        marks = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in range(PARTITIONS)]
+        c.expect(marks == [(0, n) for n in counts], "watermarks (ListOffsets earliest/latest) %s, want %s" % (marks, [(0, n) for n in counts]))
+    except KafkaException as e:
+        c.fail("get_watermark_offsets: %s" % e)
+
+    # offsets_for_times: record i carries timestamp base_ts+i, so base_ts+i finds record i's offset.
+    # One probe per partition (a client asks once per partition): a record in the middle of it.
+    probe = []
+    for p in range(PARTITIONS):
+        idxs = [i for i in range(len(recs)) if recs[i][0] == p]
+        if idxs:
+            probe.append(idxs[len(idxs) // 2])
+    try:
+        want = []
+        query = []
+        for i in probe:
+            query.append(TopicPartition(topic, recs[i][0], recs[i][4]))
+            want.append((recs[i][0], delivered.get(i, (None, None, None))[2]))
+        got = consumer.offsets_for_times(query, timeout=10)
+        got = [(tp.partition, tp.offset) for tp in got]
+        c.expect(got == want, "offsets_for_times (ListOffsets by timestamp) %s, want %s" % (got, want))
+    except KafkaException as e:
+        c.fail("offsets_for_times: %s" % e)
+
+    # --- consume ---
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    got = {p: [] for p in range(PARTITIONS)}
+    eof = set()
+    consume_errors = []
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                if len(got[msg.partition()]) >= counts[msg.partition()]:
+                    eof.add(msg.partition())
+                if len(eof) == PARTITIONS:
+                    break
+                continue
+            consume_errors.append(msg.error())
+            if len(consume_errors) > 20:
+                break
+            continue
+        got[msg.partition()].append(msg)
+    consumer.close()
+    c.expect(not consume_errors, "consumer errors: %s" % (consume_errors[:5] or "none"))
+    c.expect(len(eof) == PARTITIONS, "consumer reached the end of all %d partitions (got %s records, want %s)" % (PARTITIONS, [len(got[p]) for p in range(PARTITIONS)], counts))
+
+    mismatches = []
+    for p in range(PARTITIONS):
+        idxs = [i for i in range(len(recs)) if recs[i][0] == p]
+        msgs = got[p]
+        if len(msgs) != len(idxs):
+            mismatches.append("partition %d: %d records consumed, %d produced" % (p, len(msgs), len(idxs)))
+        for i, m in zip(idxs, msgs):
+            _, key, value, headers, ts = recs[i]
+            want_off = delivered.get(i, (None, None, None))[2]
+            diffs = []
+            if m.offset() != want_off:
+                diffs.append("offset %s != delivered %s" % (m.offset(), want_off))
+            if m.key() != key:
+                diffs.append("key %r != %r" % (m.key()[:40] if m.key() else m.key(), key))
+            if m.value() != value:
+                diffs.append("value (%s bytes) != produced (%s bytes)" % (None if m.value() is None else len(m.value()), None if value is None else len(value)))
+            if norm_headers(m.headers()) != norm_headers(headers):
+                diffs.append("headers %s != %s" % (m.headers(), headers))
+            if m.timestamp() != (TIMESTAMP_CREATE_TIME, ts):
+                diffs.append("timestamp %s != (CreateTime, %d)" % (m.timestamp(), ts))
+            if diffs:
+                mismatches.append("partition %d offset %s (record %d): %s" % (p, m.offset(), i, "; ".join(diffs)))
+    for line in mismatches[:15]:
+        print("      " + line)
+    c.expect(
+        not mismatches,
+        "every consumed record matches its produced record exactly, in order (%d mismatches) — codec %s, %d records incl. a %d KiB one"
+        % (len(mismatches), codec, len(recs), LARGE_RECORD_BYTES // 1024),
+    )
+
+    report_client_errors(c, errs)
+    return c
+
+
+def report_client_errors(c, errs):
+    # librdkafka reports connection-level trouble here (e.g. a broker closing connections).
+    # _ALL_BROKERS_DOWN and _TRANSPORT during the run mean the broker dropped us.
+    serious = [e for e in errs if e.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._MSG_TIMED_OUT)]
+    for e in errs:
+        print("      client error_cb: %s" % e)
+    c.expect(not serious, "no connection-level client errors (%d reported)" % len(serious))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--broker", required=True, help="host:port")
+    ap.add_argument("--records", type=int, default=1000)
+    ap.add_argument("--run-id", default=str(int(time.time())))
+    sub = ap.add_subparsers(dest="check", required=True)
+    sub.add_parser("admin")
+    ct = sub.add_parser("create-topic")
+    ct.add_argument("--topic", required=True)
+    ct.add_argument("--partitions", type=int, required=True)
+    pc = sub.add_parser("produce-consume")
+    pc.add_argument("--codec", required=True, choices=["none", "gzip", "snappy", "lz4", "zstd"])
+    args = ap.parse_args()
+
+    checks = {"admin": check_admin, "create-topic": check_create_topic, "produce-consume": check_produce_consume}
+    c = checks[args.check](args)
+    if c.failures:
+        print("%d assertion(s) failed" % len(c.failures))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
