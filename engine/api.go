@@ -3,6 +3,8 @@ package engine
 import (
 	"errors"
 	"log/slog"
+
+	"github.com/ringtail/ringtail/uring"
 )
 
 // Errors returned by the engine. The network layer maps each to a Kafka error code.
@@ -33,6 +35,12 @@ type Config struct {
 	SegmentBytes       int64  // roll a new segment beyond this size; default 256 MiB
 	IndexIntervalBytes int    // sparse index granularity; default 4096
 	Logger             *slog.Logger
+
+	// FS is the file system every read, write and sync goes through;
+	// nil means uring.OSFS{}. Tests pass a uring.FaultFS.
+	FS uring.FS
+	// Now returns the wall clock in milliseconds (LogAppendTime); nil means time.Now.
+	Now func() int64
 }
 
 // TopicPartition names one partition.
@@ -70,20 +78,28 @@ type ReadResult struct {
 	LogStartOffset int64
 }
 
-// Engine owns every partition log in one data directory.
+// The API (engine.go, partition.go, read.go):
 //
-//	Open(cfg, specs)              recover every partition listed, remove directories of partitions not listed
-//	Close()                       flush and close; pending appends fail with ErrClosed
-//	CreatePartition(spec)         create (or open, if it exists with the same topic ID) a partition log
-//	DeletePartition(tp)           close and remove a partition's files
-//	Partition(tp)                 the open partition, or nil
+//	Open(cfg Config, specs []PartitionSpec) (*Engine, error)   recover every partition listed, remove directories of partitions not listed
+//	(*Engine).Close() error                                    stop appends, last sync, close; still pending appends fail with ErrClosed
+//	(*Engine).CreatePartition(spec) (*Partition, error)         create (or open, if it exists with the same topic ID) a partition log
+//	(*Engine).DeletePartition(tp) error                        close and remove a partition's files
+//	(*Engine).Partition(tp) *Partition                         the open partition, or nil
+//	(*Engine).Partitions() []*Partition
 //
 // Partition:
 //
-//	Append(records, done)         validate, assign offsets, write, queue for sync; done(err) runs once when durable
-//	Read(offset, maxBytes, minOne) batches from the batch containing offset, up to maxBytes (at least one batch if minOne)
-//	HighWatermark()               next offset after the last durable record
-//	LogStartOffset()
-//	Changed()                     a channel closed the next time the high watermark advances
-//	OffsetForTime(ts)             first offset whose batch max timestamp >= ts
-//	MaxTimestamp()                offset and timestamp of the record with the largest timestamp
+//	Append(records []byte, done func(error)) (AppendResult, error)
+//	                              validate, assign offsets, write, queue for sync; on a nil error done(err) runs
+//	                              exactly once, in append order, when durable (nil) or dropped (ErrStorage, ErrClosed)
+//	Read(offset int64, maxBytes int, minOneBatch bool) (ReadResult, error)
+//	                              batches from the batch containing offset, up to maxBytes (at least one batch if minOne)
+//	HighWatermark() int64         next offset after the last durable record
+//	LogStartOffset() int64
+//	LogEndOffset() int64          next offset to assign (written, maybe not durable)
+//	Changed() <-chan struct{}     a channel closed the next time the high watermark advances
+//	OffsetForTime(ts int64) (offset, timestamp int64, ok bool)
+//	                              first batch whose max timestamp >= ts (its base offset and max timestamp)
+//	MaxTimestamp() (offset, ts int64)
+//	                              largest batch max timestamp and that batch's last offset; -1, -1 when empty
+//	TopicID() [16]byte, TopicPartition() TopicPartition, Config() PartitionConfig, SetConfig(PartitionConfig)

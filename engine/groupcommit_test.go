@@ -1,0 +1,109 @@
+package engine
+
+import (
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ringtail/ringtail/uring"
+)
+
+// gateFS holds every fdatasync of a .log file until the test lets it go,
+// and counts them.
+type gateFS struct {
+	uring.FS
+	gate  chan struct{}
+	on    atomic.Bool
+	syncs atomic.Int32
+}
+
+func (g *gateFS) OpenFile(name string, flag int, perm os.FileMode) (uring.File, error) {
+	f, err := g.FS.OpenFile(name, flag, perm)
+	if err != nil || !strings.HasSuffix(name, ".log") {
+		return f, err
+	}
+	return &gateFile{File: f, g: g}, nil
+}
+
+type gateFile struct {
+	uring.File
+	g *gateFS
+}
+
+func (f *gateFile) Datasync() error {
+	if !f.g.on.Load() {
+		return f.File.Datasync()
+	}
+	f.g.syncs.Add(1)
+	<-f.g.gate
+	return f.File.Datasync()
+}
+
+// TestGroupCommit checks that nothing is acknowledged or readable before
+// its sync returned, and that appends arriving during a sync share the next
+// one (no timer, no per-append sync).
+func TestGroupCommit(t *testing.T) {
+	g := &gateFS{FS: uring.OSFS{}, gate: make(chan struct{})}
+	e, err := Open(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger()}, []PartitionSpec{specFor(tpA)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		close(g.gate)
+		e.Close()
+	}()
+	p := e.Partition(tpA)
+	g.on.Store(true)
+	var acked atomic.Int32
+	var wg sync.WaitGroup
+	add := func() {
+		wg.Add(1)
+		if _, err := p.Append(mkBatch(batchOpts{n: 1}), func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			acked.Add(1)
+			wg.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSyncs := func(n int32) {
+		for deadline := time.Now().Add(10 * time.Second); g.syncs.Load() < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("sync %d never started", n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	add()
+	waitSyncs(1) // the first cycle is in fdatasync
+	for i := 0; i < 20; i++ {
+		add()
+	}
+	time.Sleep(20 * time.Millisecond)
+	if acked.Load() != 0 || p.HighWatermark() != 0 {
+		t.Fatalf("acked %d, hw %d before any sync returned", acked.Load(), p.HighWatermark())
+	}
+	if rr, err := p.Read(0, 1<<20, true); err != nil || len(rr.Records) != 0 {
+		t.Fatalf("unsynced data readable: %d bytes, %v", len(rr.Records), err)
+	}
+	g.gate <- struct{}{} // first sync returns: only the first append is durable
+	waitSyncs(2)
+	for deadline := time.Now().Add(10 * time.Second); acked.Load() < 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("first append never acknowledged")
+		}
+	}
+	if acked.Load() != 1 || p.HighWatermark() != 1 {
+		t.Fatalf("after one sync: acked %d, hw %d", acked.Load(), p.HighWatermark())
+	}
+	g.gate <- struct{}{} // the second sync covers all 20 others
+	wg.Wait()
+	if p.HighWatermark() != 21 || g.syncs.Load() != 2 {
+		t.Fatalf("hw %d after %d syncs", p.HighWatermark(), g.syncs.Load())
+	}
+}

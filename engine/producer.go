@@ -1,0 +1,96 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/ringtail/ringtail/engine/batch"
+)
+
+// producerWindow is how many recent batches per producer are remembered for
+// duplicate detection (Kafka's max.in.flight.requests.per.connection limit
+// for idempotent producers).
+const producerWindow = 5
+
+// seqRange is one batch an idempotent producer appended.
+type seqRange struct {
+	firstSeq, lastSeq int32
+	baseOffset        int64
+}
+
+// producerState is what the log remembers about one producer id.
+type producerState struct {
+	epoch   int16
+	batches []seqRange // oldest first, at most producerWindow
+}
+
+// producers maps producer id to state. Values are never mutated in place
+// once shared: clone copies the map and each apply replaces the entry.
+type producers map[int64]producerState
+
+func (ps producers) clone() producers {
+	c := make(producers, len(ps))
+	for k, v := range ps {
+		c[k] = v
+	}
+	return c
+}
+
+func lastSeq(h batch.Header) int32 {
+	// Sequence numbers wrap from MaxInt32 to 0.
+	return int32((int64(h.BaseSequence) + int64(h.LastOffsetDelta)) % (math.MaxInt32 + 1))
+}
+
+func nextSeq(s int32) int32 {
+	if s == math.MaxInt32 {
+		return 0
+	}
+	return s + 1
+}
+
+// check decides what to do with an idempotent batch: it returns the original
+// base offset and true for a duplicate, or an error.
+func (ps producers) check(h batch.Header) (int64, bool, error) {
+	st, ok := ps[h.ProducerID]
+	switch {
+	case !ok || h.ProducerEpoch > st.epoch || len(st.batches) == 0:
+		if ok && h.ProducerEpoch < st.epoch {
+			return 0, false, fmt.Errorf("%w: producer %d epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerID, h.ProducerEpoch, st.epoch)
+		}
+		if h.BaseSequence != 0 {
+			return 0, false, fmt.Errorf("%w: producer %d epoch %d must start at sequence 0, got %d", ErrOutOfOrderSequence, h.ProducerID, h.ProducerEpoch, h.BaseSequence)
+		}
+		return 0, false, nil
+	case h.ProducerEpoch < st.epoch:
+		return 0, false, fmt.Errorf("%w: producer %d epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerID, h.ProducerEpoch, st.epoch)
+	}
+	last := lastSeq(h)
+	for _, b := range st.batches {
+		if b.firstSeq == h.BaseSequence && b.lastSeq == last {
+			return b.baseOffset, true, nil
+		}
+	}
+	if want := nextSeq(st.batches[len(st.batches)-1].lastSeq); h.BaseSequence != want {
+		return 0, false, fmt.Errorf("%w: producer %d expected sequence %d, got %d", ErrOutOfOrderSequence, h.ProducerID, want, h.BaseSequence)
+	}
+	return 0, false, nil
+}
+
+// apply records a stored batch (base offset assigned).
+func (ps producers) apply(h batch.Header) {
+	if h.ProducerID < 0 {
+		return
+	}
+	st := ps[h.ProducerID]
+	var batches []seqRange
+	if h.ProducerEpoch == st.epoch {
+		batches = st.batches
+	}
+	if len(batches) == producerWindow {
+		batches = batches[1:]
+	}
+	nb := make([]seqRange, len(batches), len(batches)+1)
+	copy(nb, batches)
+	nb = append(nb, seqRange{firstSeq: h.BaseSequence, lastSeq: lastSeq(h), baseOffset: h.BaseOffset})
+	ps[h.ProducerID] = producerState{epoch: h.ProducerEpoch, batches: nb}
+}

@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/ringtail/ringtail/engine/batch"
+)
+
+// readView is what a read needs from the partition, taken under p.mu; the
+// file I/O then happens without the lock. Everything below the high
+// watermark is immutable, so the view stays valid while appends go on.
+type readView struct {
+	seg   *segment
+	start int64 // index position to scan from
+	limit int64 // end of readable bytes in seg
+	hw    int64
+	ls    int64
+}
+
+// viewLocked returns the segment holding offset and how far it may be read.
+// p.mu held; offset must be in [logStart, hw).
+func (p *Partition) viewLocked(i int) (seg *segment, limit int64) {
+	seg = p.segments[i]
+	switch {
+	case seg == p.hwMark.seg:
+		return seg, p.hwMark.size
+	case seg.base < p.hwMark.seg.base:
+		return seg, seg.size
+	default:
+		return seg, 0
+	}
+}
+
+// segmentIndex returns the index of the segment holding offset. p.mu held.
+func (p *Partition) segmentIndex(offset int64) int {
+	i := len(p.segments) - 1
+	for i > 0 && p.segments[i].base > offset {
+		i--
+	}
+	return i
+}
+
+func readErr(err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		return ErrClosed
+	}
+	return fmt.Errorf("%w: %v", ErrStorage, err)
+}
+
+// Read returns whole record batches, as stored, starting with the batch that
+// contains offset and never reaching past the high watermark, at most
+// maxBytes in total except that with minOneBatch the first batch is returned
+// whole even when larger. offset == high watermark gives no records and no
+// error; an offset below the log start or above the high watermark gives
+// ErrOffsetOutOfRange.
+func (p *Partition) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResult, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ReadResult{}, ErrClosed
+	}
+	res := ReadResult{HighWatermark: p.hw, LogStartOffset: p.logStart}
+	if offset < p.logStart || offset > p.hw {
+		p.mu.Unlock()
+		return res, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, p.logStart, p.hw)
+	}
+	if offset == p.hw {
+		p.mu.Unlock()
+		return res, nil
+	}
+	seg, limit := p.viewLocked(p.segmentIndex(offset))
+	start := seg.lookup(offset)
+	p.mu.Unlock()
+
+	// Find the batch containing offset.
+	hr := newHeaderReader(seg.file)
+	pos := start
+	var first batch.Header
+	for {
+		if pos >= limit {
+			return res, fmt.Errorf("%w: %s: offset %d not found below position %d of %s", ErrStorage, p.name, offset, limit, seg.path)
+		}
+		h, err := hr.header(pos, limit)
+		if err != nil {
+			return res, readErr(err)
+		}
+		if h.LastOffset() >= offset {
+			first = h
+			break
+		}
+		pos += int64(h.Size())
+	}
+	want := int64(maxBytes)
+	if want > limit-pos {
+		want = limit - pos
+	}
+	if want < int64(first.Size()) {
+		if !minOneBatch {
+			return res, nil
+		}
+		want = int64(first.Size())
+	}
+	buf := make([]byte, want)
+	if _, err := seg.file.ReadAt(buf, pos); err != nil && !errors.Is(err, io.EOF) {
+		return res, readErr(err)
+	}
+	// Keep whole batches only.
+	n := 0
+	for n+batch.HeaderSize <= len(buf) {
+		h, err := batch.ParseHeader(buf[n:])
+		if err != nil || n+h.Size() > len(buf) {
+			break
+		}
+		n += h.Size()
+	}
+	res.Records = buf[:n]
+	return res, nil
+}
+
+// OffsetForTime returns the base offset and max timestamp of the first
+// batch whose max timestamp is >= ts (Kafka ListOffsets by timestamp, at
+// batch granularity: the offset may be a few records early inside a
+// batch). ok is false when no batch qualifies. Only records below the high
+// watermark are considered.
+func (p *Partition) OffsetForTime(ts int64) (offset, timestamp int64, ok bool) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return 0, 0, false
+	}
+	type cand struct {
+		seg          *segment
+		start, limit int64
+	}
+	var cands []cand
+	for i, s := range p.segments {
+		seg, limit := p.viewLocked(i)
+		if limit == 0 {
+			break
+		}
+		// A sealed segment's maxTs covers exactly its bytes; for the hw
+		// segment it may include unreadable batches, so scan it anyway.
+		if seg.maxTs < ts && seg != p.hwMark.seg {
+			continue
+		}
+		if seg == p.hwMark.seg && p.hwMark.maxTs < ts {
+			break
+		}
+		cands = append(cands, cand{s, s.timeLookup(ts), limit})
+	}
+	p.mu.Unlock()
+	for _, c := range cands {
+		hr := newHeaderReader(c.seg.file)
+		for pos := c.start; pos < c.limit; {
+			h, err := hr.header(pos, c.limit)
+			if err != nil {
+				p.eng.log.Error("engine: reading batch header", "partition", p.name, "segment", c.seg.path, "err", err)
+				return 0, 0, false
+			}
+			if h.MaxTimestamp >= ts {
+				return h.BaseOffset, h.MaxTimestamp, true
+			}
+			pos += int64(h.Size())
+		}
+	}
+	return 0, 0, false
+}
+
+// MaxTimestamp returns the largest batch max timestamp below the high
+// watermark and the last offset of that batch; (-1, -1) for an empty log.
+func (p *Partition) MaxTimestamp() (offset, ts int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	offset, ts = -1, -1
+	for _, s := range p.segments {
+		mts, moff := s.maxTs, s.maxTsOffset
+		if s == p.hwMark.seg {
+			mts, moff = p.hwMark.maxTs, p.hwMark.maxTsOffset
+		} else if s.base > p.hwMark.seg.base {
+			break
+		}
+		if mts > ts {
+			offset, ts = moff, mts
+		}
+	}
+	return offset, ts
+}

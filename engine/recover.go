@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/ringtail/ringtail/engine/batch"
+	"github.com/ringtail/ringtail/uring"
+)
+
+func dirPath(dataDir, name string) string { return filepath.Join(dataDir, name) }
+
+// openPartition opens (creating if needed) and recovers one partition.
+func (e *Engine) openPartition(spec PartitionSpec) (*Partition, error) {
+	name := dirName(spec.TopicPartition)
+	p := &Partition{
+		eng: e, tp: spec.TopicPartition, name: name, dir: dirPath(e.cfg.DataDir, name),
+		topicID: spec.TopicID, prod: producers{}, changed: make(chan struct{}),
+	}
+	p.SetConfig(spec.Config)
+	if err := p.prepareDir(); err != nil {
+		return nil, fmt.Errorf("%w: partition %s: %v", ErrStorage, name, err)
+	}
+	if err := p.recover(); err != nil {
+		for _, s := range p.segments {
+			s.file.Close()
+		}
+		return nil, fmt.Errorf("%w: recovering %s: %v", ErrStorage, name, err)
+	}
+	return p, nil
+}
+
+// metadataContent is partition.metadata in Kafka's format.
+func metadataContent(id [16]byte) []byte {
+	return []byte("version: 0\ntopic_id: " + base64.RawURLEncoding.EncodeToString(id[:]) + "\n")
+}
+
+func readWholeFile(fsys uring.FS, path string) ([]byte, error) {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	n, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b, nil
+}
+
+// prepareDir makes sure the directory exists and belongs to this topic id;
+// a directory left by an earlier topic of the same name is replaced.
+func (p *Partition) prepareDir() error {
+	fsys := p.eng.fs
+	metaPath := filepath.Join(p.dir, metadataFile)
+	old, err := readWholeFile(fsys, metaPath)
+	switch {
+	case err == nil && bytes.Equal(old, metadataContent(p.topicID)):
+		return nil
+	case err == nil:
+		p.eng.log.Warn("engine: partition directory belongs to another topic id, replacing it", "partition", p.name, "metadata", strings.TrimSpace(string(old)))
+		if err := fsys.RemoveAll(p.dir); err != nil {
+			return err
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	if err := fsys.MkdirAll(p.dir, 0o755); err != nil {
+		return err
+	}
+	f, err := fsys.OpenFile(metaPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(metadataContent(p.topicID), 0)
+	if err == nil {
+		err = f.Datasync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := fsys.SyncDir(p.dir); err != nil {
+		return err
+	}
+	return fsys.SyncDir(p.eng.cfg.DataDir)
+}
+
+// errTorn marks a problem in the log's bytes (as opposed to an I/O error):
+// recovery cuts the log there.
+var errTorn = errors.New("engine: torn or corrupt batch")
+
+// recover opens the segments, checks them and rebuilds the in-memory
+// indexes and the producer state from the batch headers.
+//
+// Sealed segments whose .index and .timeindex files exist were durable
+// before those files were written, so only their headers are read; the
+// others (always including the active segment) are validated batch by
+// batch, CRC included. The log is cut at the first batch that fails, and
+// every later segment is removed.
+func (p *Partition) recover() error {
+	fsys := p.eng.fs
+	ents, err := fsys.ReadDir(p.dir)
+	if err != nil {
+		return err
+	}
+	have := make(map[string]bool, len(ents))
+	var bases []int64
+	for _, ent := range ents {
+		have[ent.Name()] = true
+		if base, ok := parseSegmentName(ent.Name()); ok {
+			bases = append(bases, base)
+		}
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	validateFrom := len(bases) - 1
+	for i, b := range bases {
+		if !have[filepath.Base(segmentName("", b, indexSuffix))] || !have[filepath.Base(segmentName("", b, timeIndexSuffix))] {
+			validateFrom = i
+			break
+		}
+	}
+	if len(bases) == 0 {
+		bases = []int64{0}
+		validateFrom = 0
+	}
+
+	var cut error
+	var cutAt int
+	for i, base := range bases {
+		seg, err := newSegment(fsys, p.dir, base)
+		if err != nil {
+			return err
+		}
+		p.segments = append(p.segments, seg)
+		if i > 0 && base != p.segments[i-1].end {
+			cut, cutAt = fmt.Errorf("%w: segment %s starts at %d, previous ends at %d", errTorn, seg.path, base, p.segments[i-1].end), i
+			break
+		}
+		size, err := seg.file.Size()
+		if err != nil {
+			return err
+		}
+		pos, err := p.scanSegment(seg, size, i >= validateFrom)
+		if errors.Is(err, errTorn) {
+			p.eng.log.Warn("engine: truncating log at the last valid batch", "partition", p.name, "segment", seg.path,
+				"position", pos, "offset", seg.end, "dropped_bytes", size-pos, "reason", err)
+			if err := seg.file.Truncate(pos); err != nil {
+				return err
+			}
+			cutAt = i + 1
+			cut = err
+			break
+		}
+		if err != nil {
+			return err
+		}
+		seg.indexed = i < validateFrom
+	}
+	if cut != nil {
+		if cutAt < len(p.segments) && cutAt > 0 && p.segments[cutAt] != nil {
+			p.eng.log.Warn("engine: dropping segments after a broken log", "partition", p.name, "from", p.segments[cutAt].path, "reason", cut)
+		}
+		for _, s := range p.segments[cutAt:] {
+			p.removeSegmentFiles(s)
+		}
+		p.segments = p.segments[:cutAt]
+		for _, b := range bases[cutAt:] {
+			_ = fsys.Remove(segmentName(p.dir, b, logSuffix))
+		}
+	}
+	// The active segment has no index files: they would go stale as it grows.
+	last := p.active()
+	last.indexed = false
+	for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+		if err := fsys.Remove(segmentName(p.dir, last.base, suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+
+	// Everything recovered is made durable now, so the high watermark can
+	// start at the log end.
+	for i, s := range p.segments {
+		if s.indexed {
+			continue
+		}
+		if err := s.file.Datasync(); err != nil {
+			return err
+		}
+		if i < len(p.segments)-1 {
+			if err := s.writeIndexFiles(fsys, p.dir); err != nil {
+				return err
+			}
+			s.indexed = true
+		}
+	}
+	if err := fsys.SyncDir(p.dir); err != nil {
+		return err
+	}
+	p.dirDirty = false
+	active := p.active()
+	p.logStart = p.segments[0].base
+	p.logEnd, p.hw, p.durable = active.end, active.end, active.end
+	p.hwMark = active.mark()
+	p.hwProd = p.prod.clone()
+	return nil
+}
+
+// scanSegment reads every batch header of seg (and with validate the whole
+// batch), feeding the indexes and the producer state. It returns the
+// position after the last good batch, and an error wrapping errTorn if the
+// bytes after it are not a valid batch.
+func (p *Partition) scanSegment(seg *segment, size int64, validate bool) (int64, error) {
+	hr := newHeaderReader(seg.file)
+	var buf []byte
+	pos := int64(0)
+	for pos < size {
+		h, err := hr.header(pos, size)
+		if err != nil {
+			if errors.Is(err, batch.ErrCorrupt) || errors.Is(err, batch.ErrUnsupportedMagic) || errors.Is(err, batch.ErrTooLarge) {
+				return pos, fmt.Errorf("%w: %v", errTorn, err)
+			}
+			return pos, err
+		}
+		switch {
+		case pos+int64(h.Size()) > size:
+			return pos, fmt.Errorf("%w: batch of %d bytes at %d, file has %d", errTorn, h.Size(), pos, size)
+		case h.BaseOffset != seg.end:
+			return pos, fmt.Errorf("%w: batch base offset %d, expected %d", errTorn, h.BaseOffset, seg.end)
+		case h.Magic != 2:
+			return pos, fmt.Errorf("%w: magic %d", errTorn, h.Magic)
+		case h.LastOffsetDelta < 0:
+			return pos, fmt.Errorf("%w: negative last offset delta %d", errTorn, h.LastOffsetDelta)
+		}
+		if validate {
+			if cap(buf) < h.Size() {
+				buf = make([]byte, h.Size())
+			}
+			buf = buf[:h.Size()]
+			if _, err := seg.file.ReadAt(buf, pos); err != nil {
+				return pos, err
+			}
+			if err := batch.Validate(buf, 0); err != nil {
+				return pos, fmt.Errorf("%w: %v", errTorn, err)
+			}
+		}
+		seg.observe(h, pos, p.eng.cfg.IndexIntervalBytes)
+		p.prod.apply(h)
+		pos += int64(h.Size())
+	}
+	return pos, nil
+}

@@ -1,0 +1,38 @@
+package uring
+
+import (
+	"io/fs"
+	"os"
+)
+
+// File is an open file. All I/O is positional: the engine never relies on a
+// file offset, so many goroutines may read while one writes.
+//
+// WriteAt writes all of p or returns an error (a short write is an error).
+// ReadAt returns io.EOF when fewer than len(p) bytes exist at off.
+// Datasync returns once the file's data (and the metadata needed to read it,
+// such as its size) is on stable storage: fdatasync(2).
+type File interface {
+	WriteAt(p []byte, off int64) (int, error)
+	ReadAt(p []byte, off int64) (int, error)
+	Datasync() error
+	Truncate(size int64) error
+	Size() (int64, error)
+	Close() error
+	Name() string
+}
+
+// FS is the file system the engine runs on.
+//
+// SyncDir makes the directory's entries (files created, removed or renamed
+// in it) durable: a new segment file is not guaranteed to exist after a power
+// cut until its directory has been synced.
+type FS interface {
+	OpenFile(name string, flag int, perm os.FileMode) (File, error)
+	Remove(name string) error
+	RemoveAll(name string) error
+	Rename(oldname, newname string) error
+	MkdirAll(dir string, perm os.FileMode) error
+	ReadDir(dir string) ([]fs.DirEntry, error)
+	SyncDir(dir string) error
+}
