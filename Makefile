@@ -24,16 +24,19 @@ run: build
 # real broker binary, then short fuzz runs of the frame decoder and the record-batch parser.
 test: build unit e2e fuzz
 
+# Every package but the end-to-end suite, which `e2e` runs against the built binary.
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v /test/e2e)
+
 unit:
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 $(UNIT_PKGS)
 
 e2e: build
 	RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(GO) test -count=1 -timeout 15m ./test/e2e/
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./engine/batch/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./net/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./engine/batch/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./net/
 
 # compat: kcat (librdkafka) and confluent-kafka-python against a real broker process.
 compat: build

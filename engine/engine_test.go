@@ -321,24 +321,27 @@ func TestOffsetForTime(t *testing.T) {
 		}
 		bases = append(bases, mustAppend(t, p, mkBatch(batchOpts{n: 2, ts: ts, value: "abcdefghijklmnop"})).BaseOffset)
 	}
+	// The answer is the first record (not batch) at or after the time.
 	cases := []struct {
-		ts      int64
-		wantIdx int
-		wantTs  int64
+		ts        int64
+		wantBatch int
+		wantRec   int64 // record index inside the batch
+		wantTs    int64
 	}{
-		{0, 0, 1001},
-		{1001, 0, 1001},
-		{1002, 1, 1101},
-		{1550, 6, 1601},
-		{2901, 19, 2901},
-		{2950, 21, 3101}, // batch 20 (max 501) is skipped
-		{3001, 21, 3101},
-		{4901, 39, 4901},
+		{0, 0, 0, 1000},
+		{1000, 0, 0, 1000},
+		{1001, 0, 1, 1001},
+		{1002, 1, 0, 1100},
+		{1550, 6, 0, 1600},
+		{2901, 19, 1, 2901},
+		{2950, 21, 0, 3100}, // batch 20 (max 501) is skipped
+		{3001, 21, 0, 3100},
+		{4901, 39, 1, 4901},
 	}
 	for _, c := range cases {
 		off, ts, ok := p.OffsetForTime(c.ts)
-		if !ok || off != bases[c.wantIdx] || ts != c.wantTs {
-			t.Errorf("OffsetForTime(%d) = %d %d %v, want %d %d", c.ts, off, ts, ok, bases[c.wantIdx], c.wantTs)
+		if want := bases[c.wantBatch] + c.wantRec; !ok || off != want || ts != c.wantTs {
+			t.Errorf("OffsetForTime(%d) = %d %d %v, want %d %d", c.ts, off, ts, ok, want, c.wantTs)
 		}
 	}
 	if _, _, ok := p.OffsetForTime(4902); ok {

@@ -120,11 +120,11 @@ func (p *Partition) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResu
 	return res, nil
 }
 
-// OffsetForTime returns the base offset and max timestamp of the first
-// batch whose max timestamp is >= ts (Kafka ListOffsets by timestamp, at
-// batch granularity: the offset may be a few records early inside a
-// batch). ok is false when no batch qualifies. Only records below the high
-// watermark are considered.
+// OffsetForTime returns the offset and timestamp of the first record whose
+// timestamp is >= ts (Kafka ListOffsets by timestamp): the time index finds
+// the first batch whose max timestamp qualifies, then that batch's records
+// are decoded. ok is false when no record qualifies. Only records below the
+// high watermark are considered.
 func (p *Partition) OffsetForTime(ts int64) (offset, timestamp int64, ok bool) {
 	p.mu.Lock()
 	if p.closed {
@@ -161,9 +161,36 @@ func (p *Partition) OffsetForTime(ts int64) (offset, timestamp int64, ok bool) {
 				return 0, 0, false
 			}
 			if h.MaxTimestamp >= ts {
-				return h.BaseOffset, h.MaxTimestamp, true
+				if off, rts, found := p.recordAtOrAfter(c.seg, pos, h, ts); found {
+					return off, rts, true
+				}
 			}
 			pos += int64(h.Size())
+		}
+	}
+	return 0, 0, false
+}
+
+// recordAtOrAfter decodes the batch at pos and returns its first record
+// whose timestamp is >= ts. In a LogAppendTime batch every record carries
+// the batch's max timestamp.
+func (p *Partition) recordAtOrAfter(seg *segment, pos int64, h batch.Header, ts int64) (offset, timestamp int64, ok bool) {
+	if h.LogAppendTime() {
+		return h.BaseOffset, h.MaxTimestamp, true
+	}
+	buf := make([]byte, h.Size())
+	if _, err := seg.file.ReadAt(buf, pos); err != nil {
+		p.eng.log.Error("engine: reading batch", "partition", p.name, "segment", seg.path, "err", err)
+		return 0, 0, false
+	}
+	recs, err := batch.Records(buf)
+	if err != nil {
+		p.eng.log.Error("engine: decoding batch", "partition", p.name, "segment", seg.path, "offset", h.BaseOffset, "err", err)
+		return 0, 0, false
+	}
+	for _, r := range recs {
+		if rts := h.FirstTimestamp + r.TimestampDelta; rts >= ts {
+			return h.BaseOffset + int64(r.OffsetDelta), rts, true
 		}
 	}
 	return 0, 0, false
