@@ -23,6 +23,7 @@ type config struct {
 	MaxRequestBytes  int32
 	SegmentBytes     int64
 	LogLevel         string
+	DebugListen      string
 }
 
 // option is one setting: its name (flag name and config-file key), default, help and parser.
@@ -112,6 +113,15 @@ var options = []option{
 			return fmt.Errorf("segment-bytes %q: must be an integer of at least 1 MiB", v)
 		}
 		c.SegmentBytes = n
+		return nil
+	}},
+	{"debug-listen", "", "host:port for an HTTP endpoint with Go's pprof profiles under /debug/pprof/ (off when empty)", func(c *config, v string) error {
+		if v != "" {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("debug-listen %q: %w", v, err)
+			}
+		}
+		c.DebugListen = v
 		return nil
 	}},
 	{"log-level", "info", "debug, info, warn or error", func(c *config, v string) error {

@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // profiles on --debug-listen only
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -125,6 +127,17 @@ func serve(cfg *config) error {
 	log.Info("ringtail started", "version", version, "node_id", cfg.NodeID, "listen", srv.Addrs(),
 		"advertised", fmt.Sprintf("%s:%d", advHost, advPort), "data_dir", dataDir)
 	fmt.Fprintf(os.Stderr, "\nRingtail is listening on %v (data in %s).\nTry: kcat -b %s:%d -L\n\n", srv.Addrs(), dataDir, advHost, advPort)
+
+	if cfg.DebugListen != "" {
+		// http.DefaultServeMux carries only the pprof handlers; it is served on a separate,
+		// opt-in address so profiling never shares a port with Kafka clients.
+		go func() {
+			log.Info("debug endpoint", "addr", cfg.DebugListen)
+			if err := http.ListenAndServe(cfg.DebugListen, nil); err != nil {
+				log.Error("debug endpoint stopped", "err", err)
+			}
+		}()
+	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
