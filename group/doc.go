@@ -1,0 +1,130 @@
+// Package group is Ringtail's consumer-group coordinator for the classic
+// rebalance protocol: JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+// OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups and
+// OffsetDelete. It owns group membership, the group state machine
+// (Empty, PreparingRebalance, CompletingRebalance, Stable, Dead) and
+// committed offsets.
+//
+// It is a pure, deterministic state machine in the etcd-raft habit: no
+// sockets, no goroutines, no clocks, no I/O. Time is a value passed into
+// every call. Requests go in as decoded kmsg structs; what comes out is a
+// Ready: responses to send and records to persist. A thin loop in the
+// network layer does the I/O. It must not be used from two goroutines at
+// once: the caller serializes every call.
+//
+// # Driving it
+//
+// Every method takes a ReplyID, an opaque token the caller maps back to
+// the connection and request waiting for an answer, and returns a Ready:
+//
+//	type Ready struct {
+//		Send    []Output // {Reply ReplyID; Response kmsg.Response}: write now
+//		Records []Record // append to __consumer_offsets, in order
+//		Batch   BatchID  // non-zero iff Records is non-empty
+//	}
+//
+// Send may hold responses to other requests than the one just handled:
+// JoinGroup and SyncGroup responses are parked until the rebalance
+// completes, and come out of whichever call completes it (another member's
+// JoinGroup, a LeaveGroup, a Tick, a Persisted).
+//
+// Responses that depend on a write (OffsetCommit, the SyncGroup responses
+// that complete a rebalance, a static member's JoinGroup that replaces the
+// old member id, DeleteGroups, OffsetDelete) are never in the Ready that
+// carries their records. The caller appends Records (one batch, in order)
+// to __consumer_offsets and, once the append is durable or has failed,
+// calls Persisted(now, Batch, err). That call returns the held responses:
+// on success with no error, on failure with the error Kafka maps the
+// append error to (COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, ...).
+// Batches must be reported in the order they were returned. Until then,
+// an OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT for the
+// partitions being written, and a plain OffsetFetch shows the previous
+// committed offset. Records with no dependent response (group metadata
+// when a group becomes Empty, tombstones from offset expiry) still get a
+// Batch; report it the same way.
+//
+// Deadlines live in one min-heap keyed by time: a member's session, a
+// group's join phase (rebalance timeout, or the initial rebalance delay),
+// the sync phase (members that never send SyncGroup are removed after the
+// rebalance timeout) and offset retention. Tick(now) pops only expired
+// entries; NextDeadline says when the next one is due. A heartbeat is one
+// heap fix, O(log n).
+//
+// Every parked request is answered exactly once: by the rebalance, by an
+// error when its member is removed, fenced or replaced by a second request
+// from the same member, or by Persisted. Nothing is parked forever as long
+// as the caller keeps calling Tick and Persisted.
+//
+// # What Kafka behaviour is kept
+//
+//   - Member ids are minted by the coordinator ("clientID-incarnation-n").
+//     JoinGroup v4+ without a member id (and without group.instance.id)
+//     gets MEMBER_ID_REQUIRED with the id to use; the id is pending for a
+//     session timeout, and a rebalance waits for pending ids to join.
+//   - Protocol selection: the protocols every member supports, one vote per
+//     member for its most preferred; ties go to the earliest member's order.
+//   - Static members (group.instance.id, v5+) rejoining with an empty member
+//     id get a new id that fences the old one (FENCED_INSTANCE_ID). In a
+//     Stable group whose selected protocol would not change, there is no
+//     rebalance: the group metadata is persisted and the member gets the
+//     current generation, and SyncGroup returns its old assignment. v9+
+//     leaders get the member list with SkipAssignment.
+//   - The initial rebalance delay applies when an Empty group gets its first
+//     member; each new member extends it, bounded by the rebalance timeout.
+//   - OffsetCommit with generation -1 and no member id is accepted only
+//     while the group is Empty (a "simple" consumer, which creates the
+//     group if needed).
+//   - Offset retention: an Empty group with a protocol type loses all its
+//     offsets retention after it became Empty; a group without one (simple
+//     consumers) loses each offset retention after its commit. An Empty
+//     group with nothing left is deleted (tombstoned). Kafka's expiry of
+//     unsubscribed topics' offsets in Stable groups is not done.
+//   - OffsetCommit/OffsetFetch v10 address topics by id, which this package
+//     does not resolve: advertise them up to v9.
+//
+// # Record encoding (__consumer_offsets)
+//
+// Keys and values are compact and versioned; integers are Go's
+// encoding/binary varints (zig-zag "varint" for signed, "uvarint" for
+// unsigned), strings and byte slices are uvarint length + bytes, nullable
+// strings are varint length (-1 = null) + bytes. A nil value is a
+// tombstone. Compaction is by key, so the key holds exactly the identity.
+//
+//	offset key    = 0x01 | uvarint len | group | uvarint len | topic | partition (int32, big-endian)
+//	offset value  = 0x00 (version 0)
+//	                varint offset
+//	                varint leader epoch (-1 unknown)
+//	                varint commit time (Unix ms)
+//	                uvarint len | metadata
+//
+//	group key     = 0x02 | uvarint len | group
+//	group value   = 0x00 (version 0)
+//	                uvarint len | protocol type
+//	                uvarint len | protocol (selected; "" when Empty)
+//	                varint generation
+//	                uvarint len | leader member id
+//	                varint state time (Unix ms; when written; for an Empty
+//	                       group, when it became Empty)
+//	                uvarint member count, then per member:
+//	                  uvarint len | member id
+//	                  varint len (-1 null) | group.instance.id
+//	                  uvarint len | client id
+//	                  uvarint len | client host
+//	                  varint session timeout (ms)
+//	                  varint rebalance timeout (ms)
+//	                  uvarint len | metadata of the selected protocol
+//	                  uvarint len | assignment
+//
+// A group record is written when a rebalance completes (the leader's
+// SyncGroup), when a group becomes Empty (its generation still advances),
+// and when a static member's new id replaces the old one. Deleting a group
+// writes tombstones for its offsets and then its group key. A reader that
+// meets an unknown key kind or value version fails with ErrCorrupt rather
+// than guess; a new layout gets a new version byte.
+//
+// Replay(now, records) rebuilds a fresh coordinator from the log at
+// startup: a group with members is Stable with its last assignment and
+// session deadlines counted from now (members that are gone will time out
+// and cause a rebalance), a group without members is Empty, and offsets are
+// as last written.
+package group
