@@ -33,11 +33,24 @@ type Broker struct {
 	// topicMu serialises topic creation and deletion so the metadata store and the engine never
 	// disagree about which partitions exist.
 	topicMu sync.Mutex
+
+	groups *groupLoop // set by Start
 }
 
 // NewBroker returns a broker serving the topics in store from eng.
 func NewBroker(cfg BrokerConfig, store *meta.Store, eng *engine.Engine, log *slog.Logger) *Broker {
 	return &Broker{cfg: cfg, meta: store, engine: eng, log: log}
+}
+
+// Start loads the state the APIs need before the first request: the group coordinator,
+// replayed from __consumer_offsets.
+func (b *Broker) Start() error { return b.startGroups() }
+
+// Close stops the group coordinator's loop.
+func (b *Broker) Close() {
+	if b.groups != nil {
+		b.groups.close()
+	}
 }
 
 // Register adds every API the broker handles to reg, one file per API.
@@ -51,7 +64,22 @@ func (b *Broker) Register(reg *Registry) {
 	reg.Register(API{Key: 1, MinVersion: 4, MaxVersion: 12, Handle: b.handleFetch})
 	reg.Register(API{Key: 2, MinVersion: 1, MaxVersion: 7, Handle: b.handleListOffsets})
 	reg.Register(API{Key: 32, MinVersion: 0, MaxVersion: 4, Handle: b.handleDescribeConfigs})
+	reg.Register(API{Key: 10, MinVersion: 0, MaxVersion: 6, Handle: b.handleFindCoordinator})
+	reg.Register(API{Key: 11, MinVersion: 0, MaxVersion: 9, Handle: b.handleJoinGroup})
+	reg.Register(API{Key: 14, MinVersion: 0, MaxVersion: 5, Handle: b.handleSyncGroup})
+	reg.Register(API{Key: 12, MinVersion: 0, MaxVersion: 4, Handle: b.handleHeartbeat})
+	reg.Register(API{Key: 13, MinVersion: 0, MaxVersion: 5, Handle: b.handleLeaveGroup})
+	reg.Register(API{Key: 8, MinVersion: 0, MaxVersion: 9, Handle: b.handleOffsetCommit})
+	reg.Register(API{Key: 9, MinVersion: 0, MaxVersion: 9, Handle: b.handleOffsetFetch})
+	reg.Register(API{Key: 16, MinVersion: 0, MaxVersion: 5, Handle: b.handleListGroups})
+	reg.Register(API{Key: 15, MinVersion: 0, MaxVersion: 6, Handle: b.handleDescribeGroups})
+	reg.Register(API{Key: 42, MinVersion: 0, MaxVersion: 3, Handle: b.handleDeleteGroups})
+	reg.Register(API{Key: 47, MinVersion: 0, MaxVersion: 0, Handle: b.handleOffsetDelete})
 }
+
+// isInternal reports whether topic is one the broker writes itself; clients may read it but
+// not produce to it or delete it.
+func isInternal(topic string) bool { return topic == OffsetsTopic }
 
 // PartitionSpecs lists the partitions of topics, as the engine must open them.
 func PartitionSpecs(topics []meta.Topic) []engine.PartitionSpec {

@@ -46,6 +46,9 @@ func (b *Broker) handleDeleteTopics(c *Context, kreq kmsg.Request, respond func(
 		default:
 			err = fmt.Errorf("%w: neither topic name nor id given", kerr.InvalidRequest)
 		}
+		if err == nil && isInternal(name) {
+			err = fmt.Errorf("%w: %s is internal and cannot be deleted", kerr.InvalidTopicException, name)
+		}
 		if err == nil {
 			var t meta.Topic
 			t, err = b.deleteTopic(name)

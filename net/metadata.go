@@ -71,6 +71,7 @@ func (b *Broker) metadataTopic(t meta.Topic, _ error) kmsg.MetadataResponseTopic
 	name := t.Name
 	mt.Topic = &name
 	mt.TopicID = t.ID
+	mt.IsInternal = isInternal(t.Name)
 	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, t.Partitions)
 	for p := int32(0); p < t.Partitions; p++ {
 		mp := kmsg.NewMetadataResponseTopicPartition()

@@ -1,6 +1,7 @@
 package kafkanet
 
 import (
+	"fmt"
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -59,6 +60,9 @@ func (b *Broker) handleProduce(c *Context, kreq kmsg.Request, respond func(kmsg.
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		_, topicErr := b.topicOrCreate(rt.Topic, true)
+		if topicErr == nil && isInternal(rt.Topic) {
+			topicErr = fmt.Errorf("%w: %s is written by the broker only", kerr.InvalidTopicException, rt.Topic)
+		}
 		for j, rp := range rt.Partitions {
 			sp := &st.Partitions[j]
 			*sp = kmsg.NewProduceResponseTopicPartition()

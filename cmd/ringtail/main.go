@@ -112,6 +112,10 @@ func serve(cfg *config) error {
 		DataDir:           dataDir,
 		Durability:        cfg.Durability,
 	}, store, eng, log)
+	if err := broker.Start(); err != nil {
+		eng.Close()
+		return err
+	}
 	reg := kafkanet.NewRegistry()
 	broker.Register(reg)
 	srv := kafkanet.NewServer(kafkanet.ServerConfig{
@@ -121,6 +125,7 @@ func serve(cfg *config) error {
 		Logger:          log,
 	}, reg)
 	if err := srv.Start(); err != nil {
+		broker.Close()
 		eng.Close()
 		return err
 	}
@@ -148,6 +153,7 @@ func serve(cfg *config) error {
 	if err := srv.Stop(ctx); err != nil {
 		log.Warn("stopping the network layer", "err", err)
 	}
+	broker.Close()
 	if err := eng.Close(); err != nil {
 		return fmt.Errorf("closing storage: %w", err)
 	}

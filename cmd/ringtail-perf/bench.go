@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ringtail/ringtail/perf"
+)
+
+// runBench starts Ringtail and kfake (in memory, and persisted with SyncWrites) in turn, runs
+// the seed, throughput and open-loop workloads against each and prints the comparison.
+func runBench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	ringtail := fs.String("ringtail", "bin/ringtail", "Ringtail binary")
+	kfake := fs.String("kfake", "bin/kfake-peer", "kfake-peer binary")
+	dur := fs.String("duration", envOr("BENCH_DURATION", "10s"), "measured duration per run (env BENCH_DURATION; a bare number is seconds)")
+	warm := fs.Duration("warmup", 2*time.Second, "warm-up per run")
+	rate := fs.Float64("rate", 20000, "open-loop offered rate, msg/s")
+	brokers := fs.String("brokers", "ringtail,kfake-mem,kfake-sync", "brokers to run, in order")
+	workloads := fs.String("workloads", "seed,throughput,open-loop", "workloads to run, in order")
+	out := fs.String("out", "bench/results", "results directory")
+	commit := fs.String("commit", "unknown", "commit the results are for")
+	noPlots := fs.Bool("no-plots", false, "skip the PNG plots")
+	fs.Parse(args)
+
+	d, err := parseDur(*dur)
+	if err != nil {
+		return fmt.Errorf("bad duration %q: %v", *dur, err)
+	}
+	all := map[string]perf.BrokerSpec{
+		"ringtail": {Label: "ringtail", Args: []string{*ringtail, "serve", "--listen", "{addr}", "--data-dir", "{dir}"},
+			Durability: "Ringtail default durability (fsync before ack)"},
+		"kfake-mem": {Label: "kfake-mem", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6"},
+			Durability: "kfake in memory, no durability"},
+		"kfake-sync": {Label: "kfake-sync", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6", "--persist-dir", "{dir}", "--sync-writes"},
+			Durability: "kfake persisted, SyncWrites (fsync per batch)"},
+	}
+	now := time.Now()
+	bc := perf.BenchConfig{
+		Baseline:  "ringtail",
+		Workloads: strings.Split(*workloads, ","),
+		Duration:  d,
+		Warmup:    *warm,
+		Rate:      *rate,
+		OutDir:    *out,
+		Date:      now.Format("2006-01-02 15:04 MST"),
+		Commit:    *commit,
+		Stamp:     freeStamp(*out, now.Format("2006-01-02")+"-"+*commit),
+		Plots:     !*noPlots,
+	}
+	for _, b := range strings.Split(*brokers, ",") {
+		s, ok := all[b]
+		if !ok {
+			return fmt.Errorf("unknown broker %q (ringtail, kfake-mem, kfake-sync)", b)
+		}
+		bc.Brokers = append(bc.Brokers, s)
+	}
+	if perf.IsTerminal(os.Stderr) {
+		bc.Progress = os.Stderr
+	}
+	cmp, err := perf.RunBench(ctx, bc, os.Stderr)
+	if cmp == nil {
+		return err
+	}
+	fmt.Println()
+	perf.WriteComparison(os.Stdout, cmp)
+	files, werr := perf.WriteBenchOutputs(bc, cmp)
+	fmt.Println()
+	for _, f := range files {
+		fmt.Println("wrote", f)
+	}
+	if err != nil {
+		return err
+	}
+	if werr != nil {
+		return werr
+	}
+	var bad []string
+	for _, r := range cmp.Results {
+		if r.Failed != "" || r.ErrorTotal > 0 {
+			bad = append(bad, r.Name+"/"+r.Broker)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("runs with failures or errors: %s", strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func parseDur(s string) (time.Duration, error) {
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	return time.ParseDuration(s)
+}
+
+// freeStamp returns stamp, or stamp-2, stamp-3 … if a result with that name already exists, so
+// that a second run of the same commit on the same day does not overwrite the first.
+func freeStamp(dir, stamp string) string {
+	s := stamp
+	for i := 2; ; i++ {
+		if _, err := os.Stat(filepath.Join(dir, s+".json")); os.IsNotExist(err) {
+			return s
+		}
+		s = fmt.Sprintf("%s-%d", stamp, i)
+	}
+}

@@ -1,0 +1,39 @@
+package kafkanet
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Coordinator key types of FindCoordinator.
+const (
+	coordinatorGroup       = 0
+	coordinatorTransaction = 1
+)
+
+// handleFindCoordinator answers FindCoordinator (key 10, v0–v6, batched keys from v4): this
+// node coordinates every group. Transactions are not supported, so transactional coordinator
+// lookups are refused.
+func (b *Broker) handleFindCoordinator(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+	req := kreq.(*kmsg.FindCoordinatorRequest)
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	answer := func(keyType int8) (node, port int32, host string, code int16) {
+		if keyType != coordinatorGroup {
+			c.Log.Warn("find coordinator: only group coordinators exist", "key_type", keyType)
+			return -1, -1, "", kerr.TransactionalIDAuthorizationFailed.Code
+		}
+		return b.cfg.NodeID, b.cfg.AdvertisedPort, b.cfg.AdvertisedHost, 0
+	}
+	if c.Version < 4 {
+		resp.NodeID, resp.Port, resp.Host, resp.ErrorCode = answer(req.CoordinatorType)
+		respond(resp)
+		return
+	}
+	for _, key := range req.CoordinatorKeys {
+		rc := kmsg.NewFindCoordinatorResponseCoordinator()
+		rc.Key = key
+		rc.NodeID, rc.Port, rc.Host, rc.ErrorCode = answer(req.CoordinatorType)
+		resp.Coordinators = append(resp.Coordinators, rc)
+	}
+	respond(resp)
+}
