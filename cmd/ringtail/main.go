@@ -28,6 +28,7 @@ const usage = `Ringtail: a Kafka-wire-compatible message broker whose acks mean 
 
 Usage:
   ringtail serve [flags]   run a broker (ringtail serve --help lists the flags)
+  ringtail group list|describe GROUP...   consumer groups: members, committed offsets, lag
   ringtail version         print the version
   ringtail help            this text
 `
@@ -56,6 +57,8 @@ func run(args []string) int {
 			return 1
 		}
 		return 0
+	case "group":
+		return runGroup(args[1:], os.Stdout)
 	case "version", "--version", "-version":
 		fmt.Printf("ringtail %s\n", version)
 		return 0
