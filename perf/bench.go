@@ -1,0 +1,188 @@
+package perf
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// BenchConfig drives `make bench`: the same workloads against several brokers the harness
+// starts itself, one fresh broker process per workload.
+type BenchConfig struct {
+	Brokers   []BrokerSpec
+	Baseline  string // label of the broker the ratios are for
+	Workloads []string
+	Duration  time.Duration
+	Warmup    time.Duration
+	Rate      float64 // open-loop offered rate
+	OutDir    string  // results directory
+	Stamp     string  // file name prefix: <date>-<commit>
+	Date      string
+	Commit    string
+	Plots     bool
+	Progress  io.Writer
+}
+
+// WorkloadConfig returns the Config of a named bench workload (see ../shared/PERF.md).
+func WorkloadConfig(name string, d, w time.Duration, rate float64) (Config, error) {
+	c := DefaultConfig()
+	c.Topic = "bench-" + name
+	c.CreateTopic = true
+	c.Duration, c.Warmup = d, w
+	switch name {
+	case "seed":
+		// 128 producers × 1 record each, waiting for the ack; one shared client (see docs/benchmarks.md)
+		c.Concurrency, c.Clients = 128, 1
+	case "throughput":
+		c.Pipeline = true
+		c.Concurrency, c.Clients = 4, 4
+		c.Linger = time.Millisecond
+		c.BatchBytes = 64 << 10
+		c.MaxInflight = 5
+		c.MaxBuffered = 10000
+	case "open-loop":
+		c.Rate = rate
+		c.Clients = 1
+	case "e2e": // not in the default set: BENCH_WORKLOADS=seed,throughput,open-loop,e2e
+		c.Mode = "e2e"
+		c.Rate = rate
+		c.Clients = 1
+	default:
+		return c, fmt.Errorf("unknown bench workload %q (seed, throughput, open-loop, e2e)", name)
+	}
+	return c, nil
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// RunBench runs every workload against every broker, workload by workload (so the brokers
+// compared on one workload are measured close together in time), and returns the comparison.
+// A broker that fails to start or a run that fails is recorded as failed; the rest go on.
+func RunBench(ctx context.Context, bc BenchConfig, log io.Writer) (*Comparison, error) {
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	cmp := &Comparison{
+		Date:     bc.Date,
+		Commit:   bc.Commit,
+		Baseline: bc.Baseline,
+		Machine: map[string]any{
+			"cpus":          runtime.NumCPU(),
+			"go":            runtime.Version(),
+			"kernel":        strings.TrimSpace(string(kernel)),
+			"loadavg_start": loadavg(),
+		},
+	}
+	for _, s := range bc.Brokers {
+		cmp.Brokers = append(cmp.Brokers, BrokerInfo{Label: s.Label, Command: strings.Join(s.Args, " "), Durability: s.Durability})
+	}
+	tmp, err := os.MkdirTemp("", "ringtail-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	for _, wl := range bc.Workloads {
+		for bi, spec := range bc.Brokers {
+			if ctx.Err() != nil {
+				return cmp, ctx.Err()
+			}
+			c, err := WorkloadConfig(wl, bc.Duration, bc.Warmup, bc.Rate)
+			if err != nil {
+				return nil, err
+			}
+			res := benchOne(ctx, spec, c, wl, tmp, &cmp.Brokers[bi], bc.Progress)
+			fmt.Fprintf(log, "bench: %-10s on %-10s … ", wl, spec.Label)
+			if res.Failed != "" {
+				fmt.Fprintf(log, "FAILED: %s\n", oneLine(res.Failed, 300))
+			} else {
+				fmt.Fprintf(log, "%s msg/s, p99 %s, %d errors\n", fmtCount(res.MsgPerSec), fmtUs(res.Latency.P99Us), res.ErrorTotal)
+			}
+			cmp.Results = append(cmp.Results, res)
+		}
+	}
+	cmp.Machine["loadavg_end"] = loadavg()
+	cmp.ComputeRatios()
+	return cmp, nil
+}
+
+func benchOne(ctx context.Context, spec BrokerSpec, c Config, wl, tmp string, info *BrokerInfo, progress io.Writer) *Result {
+	failed := func(format string, args ...any) *Result {
+		r := &Result{Name: wl, Broker: spec.Label, Workload: c.Workload(), Config: c, Failed: fmt.Sprintf(format, args...), Errors: map[string]int64{}}
+		r.Config.Validate()
+		return r
+	}
+	p, err := StartBroker(ctx, spec, tmp)
+	if err != nil {
+		return failed("%v", err)
+	}
+	defer p.Stop()
+	if info.IO == "" {
+		info.IO = p.FindLine("io_uring", "uring", "fallback")
+		if info.IO == "" {
+			for _, f := range strings.Fields(p.FindLine("durability=")) {
+				if strings.HasPrefix(f, "durability=") {
+					info.IO = f + " (no io_uring line in the broker log)"
+				}
+			}
+		}
+	}
+	c.Brokers = []string{p.Addr}
+	c.BrokerPID = p.PID()
+	res, err := Run(ctx, c, Options{Name: wl, Broker: spec.Label, Progress: progress})
+	if err != nil {
+		return failed("%v; broker log: %s", err, tail(p.Log(), 400))
+	}
+	if res.Messages == 0 && res.ErrorTotal == 0 {
+		res.Failed = "no message was acknowledged in the measured window"
+	}
+	if !p.Alive() {
+		res.Notes = append(res.Notes, "broker exited during the run: "+tail(p.Log(), 400))
+		if res.ErrorTotal == 0 {
+			res.Failed = "broker exited during the run"
+		}
+	}
+	res.Notes = append(res.Notes, "load average before stop: "+loadavg())
+	return res
+}
+
+// WriteBenchOutputs writes <stamp>.json and one comparison plot per workload into bc.OutDir.
+func WriteBenchOutputs(bc BenchConfig, cmp *Comparison) (files []string, err error) {
+	if err := os.MkdirAll(bc.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	jp := filepath.Join(bc.OutDir, bc.Stamp+".json")
+	if err := WriteJSON(jp, cmp); err != nil {
+		return nil, err
+	}
+	files = append(files, jp)
+	if !bc.Plots {
+		return files, nil
+	}
+	for _, wl := range bc.Workloads {
+		var rs []*Result
+		for _, r := range cmp.Results {
+			if r.Name == wl {
+				rs = append(rs, r)
+			}
+		}
+		pp := filepath.Join(bc.OutDir, bc.Stamp+"-"+wl+".png")
+		if err := PlotComparison(pp, wl, rs); err != nil {
+			continue // nothing to plot (every broker failed)
+		}
+		files = append(files, pp)
+	}
+	return files, nil
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# make bench: Ringtail side by side with franz-go's kfake (in memory, and persisted with
+# SyncWrites), each started as its own process on 127.0.0.1, running the seed, throughput and
+# open-loop workloads. Prints one comparison table and writes bench/results/<date>-<commit>.json
+# and plots. BENCH_DURATION (e.g. 30s) lengthens each measured run (default 10s, whole run < 5 min);
+# BENCH_RATE sets the open-loop rate; BENCH_BROKERS / BENCH_WORKLOADS pick a subset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+mkdir -p bin bench/results
+# (Re)build everything so the results belong to the commit they are labelled with; go build is
+# incremental, so after `make build` this costs little.
+ldflags="-X main.version=$(git describe --always --dirty 2>/dev/null || echo dev)"
+$GO build -o bin/kfake-peer ./cmd/kfake-peer
+$GO build -ldflags "$ldflags" -o bin/ringtail-perf ./cmd/ringtail-perf
+if ! $GO build -ldflags "$ldflags" -o bin/ringtail ./cmd/ringtail; then
+	echo "bench: cannot build bin/ringtail; its runs will be reported as failed" >&2
+	rm -f bin/ringtail
+fi
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit-dirty"; fi
+exec bin/ringtail-perf bench \
+	--ringtail bin/ringtail --kfake bin/kfake-peer \
+	--duration "${BENCH_DURATION:-10s}" --rate "${BENCH_RATE:-20000}" \
+	--brokers "${BENCH_BROKERS:-ringtail,kfake-mem,kfake-sync}" \
+	--workloads "${BENCH_WORKLOADS:-seed,throughput,open-loop}" \
+	--out bench/results --commit "$commit"

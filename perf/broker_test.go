@@ -1,0 +1,162 @@
+package perf
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// buildPeer builds cmd/kfake-peer, the franz-go kfake broker in its own process.
+func buildPeer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "kfake-peer")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/kfake-peer")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build kfake-peer: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// One short run of every mode against a real broker process, over TCP on 127.0.0.1.
+func TestAgainstBrokerProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker process")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin := buildPeer(t)
+	p, err := StartBroker(ctx, BrokerSpec{Label: "kfake", Args: []string{bin, "--listen", "{addr}", "--partitions", "3"}}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+
+	base := DefaultConfig()
+	base.Brokers, base.Topic, base.Partitions, base.CreateTopic = []string{p.Addr}, "t", 3, true
+	base.Duration, base.Warmup, base.BrokerPID = time.Second, 200*time.Millisecond, p.PID()
+
+	check := func(name string, c Config) *Result {
+		t.Helper()
+		r, err := Run(ctx, c, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if r.ErrorTotal != 0 || r.Messages == 0 {
+			t.Fatalf("%s: %d msgs, errors %v", name, r.Messages, r.Errors)
+		}
+		var b bytes.Buffer
+		WriteText(&b, r)
+		t.Logf("%s", b.String())
+		return r
+	}
+
+	seed := base
+	seed.Concurrency = 16
+	r := check("closed loop", seed)
+	if !r.BrokerCPU.Available || r.BrokerCPU.TotalS <= 0 || r.Fairness == nil || r.Fairness.Producers != 16 {
+		t.Errorf("closed loop: broker CPU %+v fairness %+v", r.BrokerCPU, r.Fairness)
+	}
+	if r.Latency.Count != r.Messages || len(r.Timeline) == 0 {
+		t.Errorf("closed loop: %d latencies for %d msgs, %d timeline points", r.Latency.Count, r.Messages, len(r.Timeline))
+	}
+
+	pipe := base
+	pipe.Linger, pipe.Concurrency, pipe.Clients, pipe.MaxBuffered, pipe.Compression, pipe.Keys = time.Millisecond, 2, 2, 2000, "lz4", "random"
+	check("pipelined", pipe)
+
+	open := base
+	open.Rate, open.Keys = 2000, "sequential"
+	r = check("open loop", open)
+	if r.Messages < 1900 || r.Messages > 2100 {
+		t.Errorf("open loop at 2000/s for 1s acknowledged %d", r.Messages)
+	}
+
+	e2e := base
+	e2e.Mode, e2e.Rate = "e2e", 1000
+	r = check("e2e", e2e)
+	if r.Messages < 900 || r.Messages > 1100 {
+		t.Errorf("e2e at 1000/s for 1s received %d", r.Messages)
+	}
+
+	cons := base
+	cons.Mode, cons.Duration, cons.CreateTopic = "consume", 0, false
+	r = check("consume", cons)
+	cons.Group = "perf-test"
+	r2 := check("consume group", cons)
+	if r2.Messages != r.Messages {
+		t.Errorf("group consumer read %d, plain consumer %d", r2.Messages, r.Messages)
+	}
+}
+
+// The bench end to end with one peer and one short workload: table, JSON and plot.
+func TestBenchWithPeer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker process")
+	}
+	bin := buildPeer(t)
+	out := t.TempDir()
+	bc := BenchConfig{
+		Brokers: []BrokerSpec{
+			{Label: "ringtail", Args: []string{"/nonexistent/ringtail", "serve"}}, // a broker that cannot start
+			{Label: "kfake-mem", Args: []string{bin, "--listen", "{addr}", "--partitions", "6"}, Durability: "memory"},
+		},
+		Baseline: "ringtail", Workloads: []string{"open-loop"}, Duration: time.Second, Warmup: 200 * time.Millisecond,
+		Rate: 1000, OutDir: out, Stamp: "test", Plots: true,
+	}
+	var log bytes.Buffer
+	cmp, err := RunBench(context.Background(), bc, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cmp.Results) != 2 || cmp.Results[0].Failed == "" || cmp.Results[1].Failed != "" || cmp.Results[1].ErrorTotal != 0 {
+		t.Fatalf("results: %+v\n%s", cmp.Results, log.String())
+	}
+	var b bytes.Buffer
+	WriteComparison(&b, cmp)
+	if !strings.Contains(b.String(), "FAILED") || !strings.Contains(b.String(), "kfake-mem") {
+		t.Errorf("table:\n%s", b.String())
+	}
+	files, err := WriteBenchOutputs(bc, cmp)
+	if err != nil || len(files) != 2 {
+		t.Fatalf("outputs %v %v", files, err)
+	}
+	for _, f := range files {
+		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// With RINGTAIL_BIN set (as `make e2e` does), the same short closed-loop and open-loop runs go
+// against Ringtail itself.
+func TestAgainstRingtail(t *testing.T) {
+	bin := os.Getenv("RINGTAIL_BIN")
+	if bin == "" || testing.Short() {
+		t.Skip("RINGTAIL_BIN not set")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := StartBroker(ctx, BrokerSpec{Label: "ringtail", Args: []string{bin, "serve", "--listen", "{addr}", "--data-dir", "{dir}"}}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	c := DefaultConfig()
+	c.Brokers, c.Topic, c.CreateTopic = []string{p.Addr}, "rt", true
+	c.Duration, c.Warmup, c.Concurrency, c.BrokerPID = time.Second, 200*time.Millisecond, 16, p.PID()
+	for _, rate := range []float64{0, 2000} {
+		c.Rate = rate
+		r, err := Run(ctx, c, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Messages == 0 || r.ErrorTotal != 0 || !r.BrokerCPU.Available {
+			t.Errorf("%s: %d msgs, errors %v, broker CPU %+v", r.Workload, r.Messages, r.Errors, r.BrokerCPU)
+		}
+	}
+}

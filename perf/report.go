@@ -1,0 +1,284 @@
+package perf
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// fmtUs renders a latency in µs as µs, ms or s with three significant figures.
+func fmtUs(us int64) string {
+	switch {
+	case us <= 0:
+		return "-"
+	case us < 1000:
+		return fmt.Sprintf("%dµs", us)
+	case us < 10_000:
+		return fmt.Sprintf("%.2fms", float64(us)/1e3)
+	case us < 100_000:
+		return fmt.Sprintf("%.1fms", float64(us)/1e3)
+	case us < 1_000_000:
+		return fmt.Sprintf("%.0fms", float64(us)/1e3)
+	}
+	return fmt.Sprintf("%.2fs", float64(us)/1e6)
+}
+
+// FormatUs is fmtUs for other packages.
+func FormatUs(us int64) string { return fmtUs(us) }
+
+func fmtCPU(c CPUUsage) string {
+	if !c.Available {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", c.UsPerMsg)
+}
+
+// DescribeConfig is a one-line summary of a run's configuration.
+func DescribeConfig(c *Config) string {
+	var shape string
+	switch c.Workload() {
+	case "closed-loop":
+		shape = fmt.Sprintf("closed loop, %d producers on %d client(s) each waiting for its ack", c.Concurrency, c.Clients)
+	case "pipelined":
+		shape = fmt.Sprintf("pipelined, %d producers on %d client(s), linger %s, batches ≤ %d B, ≤ %d in flight, %d buffered/client",
+			c.Concurrency, c.Clients, fmtMs(c.LingerMs), c.BatchBytes, c.MaxInflight, c.MaxBuffered)
+	case "open-loop":
+		shape = fmt.Sprintf("open loop at %s msg/s on %d client(s), latency from scheduled send time", fmtCount(c.Rate), c.Clients)
+	case "e2e":
+		shape = fmt.Sprintf("produce→consume at %s msg/s, latency from scheduled send time to receipt by a tailing consumer", fmtCount(c.Rate))
+	default:
+		shape = c.Workload()
+	}
+	return fmt.Sprintf("%s; %d B records, acks=%s, %d partitions, compression %s, %.0fs after %.0fs warm-up",
+		shape, c.Size, c.Acks, c.Partitions, c.Compression, c.DurationS, c.WarmupS)
+}
+
+// WriteText writes the human-readable report of one run.
+func WriteText(w io.Writer, r *Result) {
+	c := r.Config
+	fmt.Fprintf(w, "%s", r.Workload)
+	if r.Name != "" {
+		fmt.Fprintf(w, " [%s]", r.Name)
+	}
+	if r.Broker != "" {
+		fmt.Fprintf(w, " against %s", r.Broker)
+	}
+	fmt.Fprintf(w, " — topic %s, %d partitions, %d B records, acks=%s, compression %s, keys %s\n",
+		c.Topic, c.Partitions, c.Size, c.Acks, c.Compression, c.Keys)
+	switch r.Workload {
+	case "closed-loop":
+		fmt.Fprintf(w, "  %d producers on %d client(s), each waiting for its ack\n", c.Concurrency, c.Clients)
+	case "pipelined":
+		fmt.Fprintf(w, "  %d producers on %d client(s), linger %s, batch %d B, max in flight %d\n", c.Concurrency, c.Clients, fmtMs(c.LingerMs), c.BatchBytes, c.MaxInflight)
+	case "open-loop", "e2e":
+		fmt.Fprintf(w, "  offered %s msg/s on %d client(s), latency from scheduled send time\n", fmtCount(c.Rate), c.Clients)
+	}
+	if r.Failed != "" {
+		fmt.Fprintf(w, "  FAILED: %s\n", r.Failed)
+		return
+	}
+	fmt.Fprintf(w, "  window %.1fs after %.1fs warm-up\n", r.WindowS, c.WarmupS)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "msgs\tmsg/s\tMB/s\tp50\tp99\tp99.9\tmax\terrors\tclient CPU-µs/msg\tbroker CPU-µs/msg\t")
+	fmt.Fprintf(tw, "%d\t%s\t%.1f\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", r.Messages, fmtCount(r.MsgPerSec), r.MBPerSec,
+		fmtUs(r.Latency.P50Us), fmtUs(r.Latency.P99Us), fmtUs(r.Latency.P999Us), fmtUs(r.Latency.MaxUs),
+		r.ErrorTotal, fmtCPU(r.ClientCPU), fmtCPU(r.BrokerCPU))
+	tw.Flush()
+	if r.BrokerCPU.Available {
+		fmt.Fprintf(w, "  broker CPU %.2fs user + %.2fs sys; client CPU %.2fs user + %.2fs sys\n", r.BrokerCPU.UserS, r.BrokerCPU.SysS, r.ClientCPU.UserS, r.ClientCPU.SysS)
+	} else {
+		fmt.Fprintf(w, "  client CPU %.2fs user + %.2fs sys\n", r.ClientCPU.UserS, r.ClientCPU.SysS)
+	}
+	if f := r.Fairness; f != nil && f.Producers > 1 {
+		fmt.Fprintf(w, "  fairness: per-producer msgs min %d / mean %.0f / max %d, Jain index %.3f\n", f.Min, f.Mean, f.Max, f.Jain)
+	}
+	if r.Latency.Clamped > 0 {
+		fmt.Fprintf(w, "  %d latencies outside 1µs–60s were clamped into range\n", r.Latency.Clamped)
+	}
+	if len(r.Errors) > 0 {
+		fmt.Fprintln(w, "  errors:")
+		for _, k := range sortedKeys(r.Errors) {
+			fmt.Fprintf(w, "    %-40s %d\n", k, r.Errors[k])
+		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+}
+
+func fmtMs(ms float64) string {
+	if ms == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%gms", ms)
+}
+
+func sortedKeys(m map[string]int64) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// WriteJSON writes v as indented JSON to path.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// Comparison is a bench run: the same workloads against several brokers.
+type Comparison struct {
+	Date     string         `json:"date"`
+	Commit   string         `json:"commit"`
+	Machine  map[string]any `json:"machine"`
+	Brokers  []BrokerInfo   `json:"brokers"`
+	Results  []*Result      `json:"results"`
+	Ratios   []Ratio        `json:"ratios"`
+	Baseline string         `json:"baseline"` // the broker the ratios are taken for (ringtail)
+}
+
+// BrokerInfo describes a broker the bench started.
+type BrokerInfo struct {
+	Label      string `json:"label"`
+	Command    string `json:"command"`
+	Durability string `json:"durability"`
+	IO         string `json:"io,omitempty"`
+}
+
+// Ratio is Baseline/peer for one workload.
+type Ratio struct {
+	Workload      string   `json:"workload"`
+	Peer          string   `json:"peer"`
+	MsgPerSec     *float64 `json:"msg_per_s"`
+	P99           *float64 `json:"p99"`
+	BrokerCPUPMsg *float64 `json:"broker_cpu_us_per_msg"`
+}
+
+func ratio(a, b float64, ok bool) *float64 {
+	if !ok || a <= 0 || b <= 0 {
+		return nil
+	}
+	v := a / b
+	return &v
+}
+
+// ComputeRatios fills c.Ratios: for every workload, baseline over each other broker.
+func (c *Comparison) ComputeRatios() {
+	c.Ratios = nil
+	find := func(w, b string) *Result {
+		for _, r := range c.Results {
+			if r.Name == w && r.Broker == b {
+				return r
+			}
+		}
+		return nil
+	}
+	for _, w := range c.workloads() {
+		base := find(w, c.Baseline)
+		for _, b := range c.Brokers {
+			if b.Label == c.Baseline {
+				continue
+			}
+			peer := find(w, b.Label)
+			rt := Ratio{Workload: w, Peer: b.Label}
+			if base != nil && peer != nil && base.Failed == "" && peer.Failed == "" {
+				rt.MsgPerSec = ratio(base.MsgPerSec, peer.MsgPerSec, true)
+				rt.P99 = ratio(float64(base.Latency.P99Us), float64(peer.Latency.P99Us), true)
+				rt.BrokerCPUPMsg = ratio(base.BrokerCPU.UsPerMsg, peer.BrokerCPU.UsPerMsg, base.BrokerCPU.Available && peer.BrokerCPU.Available)
+			}
+			c.Ratios = append(c.Ratios, rt)
+		}
+	}
+}
+
+func (c *Comparison) workloads() []string {
+	var ws []string
+	seen := map[string]bool{}
+	for _, r := range c.Results {
+		if !seen[r.Name] {
+			seen[r.Name] = true
+			ws = append(ws, r.Name)
+		}
+	}
+	return ws
+}
+
+func fmtRatio(v *float64) string {
+	if v == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f×", *v)
+}
+
+// WriteComparison prints the side-by-side table and the ratios.
+func WriteComparison(w io.Writer, c *Comparison) {
+	fmt.Fprintf(w, "Ringtail bench %s, commit %s", c.Date, c.Commit)
+	if m := c.Machine; m != nil {
+		fmt.Fprintf(w, ", %v CPUs, %v", m["cpus"], m["go"])
+	}
+	fmt.Fprintln(w)
+	for _, b := range c.Brokers {
+		fmt.Fprintf(w, "  %-12s %s", b.Label, b.Durability)
+		if b.IO != "" {
+			fmt.Fprintf(w, ", io: %s", b.IO)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "workload\tbroker\tmsg/s\tMB/s\tp50\tp99\tp99.9\tmax\terrors\tbroker CPU-µs/msg\tclient CPU-µs/msg\t")
+	for _, r := range c.Results {
+		if r.Failed != "" {
+			fmt.Fprintf(tw, "%s\t%s\tFAILED: %s\t\t\t\t\t\t\t\t\t\n", r.Name, r.Broker, oneLine(r.Failed, 70))
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t\n", r.Name, r.Broker, fmtCount(r.MsgPerSec), r.MBPerSec,
+			fmtUs(r.Latency.P50Us), fmtUs(r.Latency.P99Us), fmtUs(r.Latency.P999Us), fmtUs(r.Latency.MaxUs),
+			r.ErrorTotal, fmtCPU(r.BrokerCPU), fmtCPU(r.ClientCPU))
+	}
+	tw.Flush()
+	seen := map[string]bool{}
+	for _, r := range c.Results {
+		if !seen[r.Name] {
+			seen[r.Name] = true
+			fmt.Fprintf(w, "  %s: %s\n", r.Name, DescribeConfig(&r.Config))
+		}
+	}
+	if len(c.Ratios) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nratios %s/peer (msg/s: higher is better; p99 and CPU-µs/msg: lower is better)\n", c.Baseline)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "workload\tpeer\tmsg/s\tp99\tbroker CPU-µs/msg\t")
+	for _, r := range c.Ratios {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", r.Workload, r.Peer, fmtRatio(r.MsgPerSec), fmtRatio(r.P99), fmtRatio(r.BrokerCPUPMsg))
+	}
+	tw.Flush()
+	var errs []string
+	for _, r := range c.Results {
+		for _, k := range sortedKeys(r.Errors) {
+			errs = append(errs, fmt.Sprintf("  %s/%s: %s × %d", r.Name, r.Broker, k, r.Errors[k]))
+		}
+	}
+	if len(errs) > 0 {
+		fmt.Fprintln(w, "\nerrors by code:")
+		fmt.Fprintln(w, strings.Join(errs, "\n"))
+	}
+}
+
+func oneLine(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
