@@ -1,0 +1,341 @@
+//go:build linux
+
+package uring
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+var walModes = []string{WALIOUring, WALIOPortable}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+type replayed struct {
+	seqs     []uint64
+	payloads [][]byte
+}
+
+func (r *replayed) fn(seq uint64, p []byte) error {
+	r.seqs = append(r.seqs, seq)
+	r.payloads = append(r.payloads, p)
+	return nil
+}
+
+func openTestWAL(t *testing.T, opts WALOptions, from WALPosition) (*WAL, *replayed) {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = quietLog()
+	}
+	if opts.FileBytes == 0 {
+		opts.FileBytes = 256 << 10
+	}
+	if opts.CycleBytes == 0 {
+		opts.CycleBytes = 64 << 10
+	}
+	var r replayed
+	w, err := OpenWAL(opts, from, r.fn)
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("io_uring unavailable: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w, &r
+}
+
+func payload(i, n int) []byte {
+	b := bytes.Repeat([]byte{byte(i)}, n)
+	copy(b, fmt.Sprintf("rec-%d-", i))
+	return b
+}
+
+// appendSync appends and waits for the record's completion.
+func appendSync(w *WAL, meta, data []byte) (uint64, error) {
+	ch := make(chan error, 1)
+	var s uint64
+	w.Append(meta, data, func(seq uint64, err error) { s = seq; ch <- err })
+	err := <-ch
+	return s, err
+}
+
+func TestWALRoundTripAndAlignment(t *testing.T) {
+	for _, mode := range walModes {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			w, _ := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{})
+			if mode == WALIOUring && w.Mode() != "uring+direct" && w.Mode() != "uring" {
+				t.Fatalf("mode %q", w.Mode())
+			}
+			sizes := []int{1, 7, 100, 4064, 4096, 5000, 40000, 70000}
+			var want [][]byte
+			for i, n := range sizes {
+				p := payload(i, n)
+				want = append(want, p)
+				seq, err := appendSync(w, []byte("m"), p[1:])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if seq != uint64(i+1) {
+					t.Fatalf("seq %d, want %d", seq, i+1)
+				}
+				if c := w.Committed(); c.Offset%BlockSize != 0 || c.Seq != seq+1 {
+					t.Fatalf("committed %+v not block aligned or wrong seq", c)
+				}
+			}
+			if w.Cycles() != uint64(len(sizes)) {
+				t.Fatalf("%d cycles for %d sequential appends", w.Cycles(), len(sizes))
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			_, r := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{File: 1})
+			if len(r.payloads) != len(want) {
+				t.Fatalf("replayed %d records, want %d", len(r.payloads), len(want))
+			}
+			for i := range want {
+				if !bytes.Equal(r.payloads[i][:1], []byte("m")) || !bytes.Equal(r.payloads[i][1:], want[i][1:]) || r.seqs[i] != uint64(i+1) {
+					t.Fatalf("record %d differs (seq %d)", i, r.seqs[i])
+				}
+			}
+		})
+	}
+}
+
+// TestWALGroupCommit holds the writer before its first cycle, queues many
+// appends from many goroutines, and checks they share exactly one more cycle.
+func TestWALGroupCommit(t *testing.T) {
+	for _, mode := range walModes {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			var r replayed
+			opts := WALOptions{Dir: dir, IO: mode, FileBytes: 1 << 20, CycleBytes: 256 << 10, Logger: quietLog()}
+			gate := make(chan struct{})
+			entered := make(chan struct{}, 10)
+			w, err := openWALWithHook(opts, r.fn, func() {
+				entered <- struct{}{}
+				<-gate
+			})
+			if errors.Is(err, ErrUnavailable) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var order []uint64
+			add := func(i int) {
+				wg.Add(1)
+				w.Append(nil, payload(i, 200), func(seq uint64, err error) {
+					if err != nil {
+						t.Error(err)
+					}
+					mu.Lock()
+					order = append(order, seq)
+					mu.Unlock()
+					wg.Done()
+				})
+			}
+			add(0)
+			<-entered // the writer is about to build cycle 1
+			var ag sync.WaitGroup
+			for g := 0; g < 10; g++ {
+				ag.Add(1)
+				go func(g int) {
+					defer ag.Done()
+					for i := 0; i < 10; i++ {
+						add(1 + g*10 + i)
+					}
+				}(g)
+			}
+			ag.Wait()
+			close(gate) // cycle 1 takes all 101
+			wg.Wait()
+			if w.Cycles() != 1 || w.Records() != 101 {
+				t.Fatalf("%d cycles, %d records; want 1 cycle of 101", w.Cycles(), w.Records())
+			}
+			for i, s := range order {
+				if s != uint64(i+1) {
+					t.Fatalf("completion %d has seq %d", i, s)
+				}
+			}
+		})
+	}
+}
+
+func openWALWithHook(opts WALOptions, replay func(uint64, []byte) error, hook func()) (*WAL, error) {
+	walTestHook = hook
+	defer func() { walTestHook = nil }()
+	return OpenWAL(opts, WALPosition{}, replay)
+}
+
+// TestWALRecycleAndStale fills several small files, releasing behind a
+// checkpoint, so files are reused; recovery from the checkpoint must replay
+// exactly the records after it, never stale ones from a reused file.
+func TestWALRecycleAndStale(t *testing.T) {
+	for _, mode := range walModes {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := WALOptions{Dir: dir, IO: mode, FileBytes: 64 << 10, CycleBytes: 16 << 10}
+			w, _ := openTestWAL(t, opts, WALPosition{})
+			var ckpt WALPosition
+			var afterCkpt [][]byte
+			for i := 0; i < 200; i++ {
+				p := payload(i, 1000+i*13%3000)
+				if _, err := appendSync(w, nil, p); err != nil {
+					t.Fatal(err)
+				}
+				afterCkpt = append(afterCkpt, p)
+				if i%37 == 36 {
+					ckpt = w.Committed()
+					w.Release(ckpt)
+					afterCkpt = nil
+				}
+			}
+			files, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+			if len(files) > 2+walSpareFiles+1 {
+				t.Fatalf("%d wal files after recycling: %v", len(files), files)
+			}
+			w.Close()
+			w2, r := openTestWAL(t, opts, ckpt)
+			if len(r.payloads) != len(afterCkpt) {
+				t.Fatalf("replayed %d, want %d", len(r.payloads), len(afterCkpt))
+			}
+			for i := range afterCkpt {
+				if !bytes.Equal(r.payloads[i], afterCkpt[i]) || r.seqs[i] != ckpt.Seq+uint64(i) {
+					t.Fatalf("record %d differs", i)
+				}
+			}
+			// Continue after recovery, then recover again from the same checkpoint.
+			for i := 0; i < 20; i++ {
+				p := payload(1000+i, 3000)
+				if _, err := appendSync(w2, nil, p); err != nil {
+					t.Fatal(err)
+				}
+				afterCkpt = append(afterCkpt, p)
+			}
+			w2.Close()
+			_, r = openTestWAL(t, opts, ckpt)
+			if len(r.payloads) != len(afterCkpt) {
+				t.Fatalf("second recovery replayed %d, want %d", len(r.payloads), len(afterCkpt))
+			}
+		})
+	}
+}
+
+// TestWALTornTail corrupts the last record: recovery stops before it, and
+// records written after recovery follow on.
+func TestWALTornTail(t *testing.T) {
+	for _, mode := range walModes {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := WALOptions{Dir: dir, IO: mode}
+			w, _ := openTestWAL(t, opts, WALPosition{})
+			for i := 0; i < 5; i++ {
+				if _, err := appendSync(w, nil, payload(i, 3000)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w.Close()
+			// Record 5 (seq 5) is the first of the fifth block; flip a payload byte.
+			name := filepath.Join(dir, fmt.Sprintf("%020d.wal", 1))
+			f, err := os.OpenFile(name, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte{0xff}, 4*BlockSize+walHeaderSize+100); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			w2, r := openTestWAL(t, opts, WALPosition{File: 1})
+			if len(r.seqs) != 4 {
+				t.Fatalf("replayed %d records past a torn one, want 4", len(r.seqs))
+			}
+			if seq, err := appendSync(w2, nil, payload(9, 100)); err != nil || seq != 5 {
+				t.Fatalf("after recovery: seq %d, %v", seq, err)
+			}
+			w2.Close()
+			_, r = openTestWAL(t, opts, WALPosition{File: 1})
+			if len(r.seqs) != 5 || !bytes.Equal(r.payloads[4], payload(9, 100)) {
+				t.Fatalf("second recovery: %d records", len(r.seqs))
+			}
+		})
+	}
+}
+
+// TestWALFailedCycle fails a sync: the cycle's records fail, and even when
+// their bytes reached the file they are never replayed.
+func TestWALFailedCycle(t *testing.T) {
+	dir := t.TempDir()
+	ffs := NewFaultFS(OSFS{})
+	opts := WALOptions{Dir: dir, FS: ffs, IO: WALIOPortable}
+	w, _ := openTestWAL(t, opts, WALPosition{})
+	if _, err := appendSync(w, nil, payload(1, 500)); err != nil {
+		t.Fatal(err)
+	}
+	ffs.FailNth(FaultSync, 1, unix.EIO)
+	if _, err := appendSync(w, nil, payload(2, 500)); !errors.Is(err, unix.EIO) {
+		t.Fatalf("want EIO, got %v", err)
+	}
+	ffs.FailFrom(FaultWrite, 1, unix.ENOSPC)
+	if _, err := appendSync(w, nil, payload(3, 500)); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("want ENOSPC, got %v", err)
+	}
+	ffs.Clear()
+	if seq, err := appendSync(w, nil, payload(4, 100)); err != nil || seq != 2 {
+		t.Fatalf("after the failures: seq %d, %v", seq, err)
+	}
+	w.Close()
+	_, r := openTestWAL(t, WALOptions{Dir: dir, IO: WALIOPortable}, WALPosition{File: 1})
+	if len(r.payloads) != 2 || !bytes.Equal(r.payloads[1], payload(4, 100)) {
+		t.Fatalf("replayed %d records", len(r.payloads))
+	}
+}
+
+// TestWALShortWrite makes the io_uring writer's first write short and checks
+// the remainder and the cancelled sync are resubmitted.
+func TestWALShortWrite(t *testing.T) {
+	dir := t.TempDir()
+	w, _ := openTestWAL(t, WALOptions{Dir: dir, IO: WALIOUring}, WALPosition{})
+	d := w.dev.(*uringDevice)
+	if _, err := appendSync(w, nil, payload(0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	// The writer goroutine is idle: set the flag under the queue lock it takes.
+	w.mu.Lock()
+	d.shortOnce = true
+	w.mu.Unlock()
+	big := payload(1, 5*BlockSize)
+	if _, err := appendSync(w, nil, big); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	n := d.resubmits
+	w.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d resubmissions, want 1", n)
+	}
+	w.Close()
+	_, r := openTestWAL(t, WALOptions{Dir: dir, IO: WALIOUring}, WALPosition{File: 1})
+	if len(r.payloads) != 2 || !bytes.Equal(r.payloads[1], big) {
+		t.Fatalf("replayed %d records", len(r.payloads))
+	}
+}
+
+func TestWALUnknownIO(t *testing.T) {
+	if _, err := OpenWAL(WALOptions{Dir: t.TempDir(), IO: "fast", Logger: quietLog()}, WALPosition{}, nil); err == nil {
+		t.Fatal("unknown wal.io accepted")
+	}
+}
