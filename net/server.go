@@ -90,6 +90,9 @@ func (s *Server) Start() error {
 		err := gnet.Rotate(h, protoAddrs,
 			gnet.WithMulticore(s.cfg.Multicore),
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			// A restarted broker must rebind its port while connections of the previous
+			// process sit in TIME_WAIT.
+			gnet.WithReuseAddr(true),
 			gnet.WithLogger(gnetLogger{s.log}),
 		)
 		select {
