@@ -24,8 +24,8 @@ var (
 
 // Durability modes.
 const (
-	DurabilityFsync = "fsync" // default: acknowledge after fdatasync completed
-	DurabilityNone  = "none"  // acknowledge after write(2) only; for people who trade safety for speed
+	DurabilityFsync = "fsync" // default: acknowledge after the WAL write is durable (fdatasync completed)
+	DurabilityNone  = "none"  // acknowledge after the segment write(2) only; for people who trade safety for speed
 )
 
 // Config configures an Engine.
@@ -39,6 +39,15 @@ type Config struct {
 	// FS is the file system every read, write and sync goes through;
 	// nil means uring.OSFS{}. Tests pass a uring.FaultFS.
 	FS uring.FS
+	// WALIO is wal.io: "auto" (default: io_uring, else the portable
+	// pwrite+fdatasync writer, logged once), "uring" or "portable".
+	// With an FS other than uring.OSFS, auto means portable.
+	WALIO string
+	// WALFileBytes is the size of each preallocated WAL file; default 64 MiB.
+	WALFileBytes int64
+	// CheckpointBytes: a checkpoint runs when the WAL has grown by this
+	// much since the last one; default WALFileBytes/4.
+	CheckpointBytes int64
 	// Now returns the wall clock in milliseconds (LogAppendTime); nil means time.Now.
 	Now func() int64
 }

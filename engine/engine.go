@@ -11,16 +11,13 @@ import (
 	"github.com/ringtail/ringtail/uring"
 )
 
-// maxConcurrentSyncs bounds the fdatasync calls one group-commit cycle runs
-// at once.
-const maxConcurrentSyncs = 16
-
 // Engine owns every partition log in one data directory.
 type Engine struct {
-	cfg    Config
-	fs     uring.FS
-	log    *slog.Logger
-	syncer *syncer
+	cfg  Config
+	fs   uring.FS
+	log  *slog.Logger
+	wal  *uring.WAL
+	ckpt *checkpointer
 
 	mu     sync.Mutex
 	parts  map[TopicPartition]*Partition
@@ -49,6 +46,15 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.FS == nil {
 		cfg.FS = uring.OSFS{}
+	}
+	if cfg.WALIO == "" {
+		cfg.WALIO = uring.WALIOAuto
+	}
+	if cfg.WALFileBytes <= 0 {
+		cfg.WALFileBytes = defaultWALFileBytes
+	}
+	if cfg.CheckpointBytes <= 0 {
+		cfg.CheckpointBytes = cfg.WALFileBytes / 4
 	}
 	return cfg
 }
@@ -96,17 +102,42 @@ func Open(cfg Config, specs []PartitionSpec) (*Engine, error) {
 			return nil, fmt.Errorf("engine: %w", err)
 		}
 	}
-	e.syncer = newSyncer(e)
+	e.ckpt = newCheckpointer(e)
 	for _, s := range specs {
-		p, err := e.openPartition(s)
+		p, err := e.openPartition(s, false)
 		if err != nil {
-			e.Close()
+			e.closeFiles()
 			return nil, err
 		}
 		e.parts[s.TopicPartition] = p
 	}
-	go e.syncer.run()
-	e.log.Info("engine: recovered", "dir", cfg.DataDir, "partitions", len(specs), "removed", removed, "took", time.Since(start))
+	replayed, err := e.openWAL()
+	if err != nil {
+		e.closeFiles()
+		return nil, fmt.Errorf("%w: wal: %v", ErrStorage, err)
+	}
+	for _, p := range e.parts {
+		if err := p.finishRecovery(); err != nil {
+			e.wal.Close()
+			e.closeFiles()
+			return nil, fmt.Errorf("%w: recovering %s: %v", ErrStorage, p.name, err)
+		}
+	}
+	// Everything replayed is in fdatasynced segments now: start the WAL
+	// afresh from here.
+	pos := e.wal.Committed()
+	if err := e.writeCheckpoint(pos); err != nil {
+		e.wal.Close()
+		e.closeFiles()
+		return nil, fmt.Errorf("%w: writing the wal checkpoint: %v", ErrStorage, err)
+	}
+	e.wal.Release(pos)
+	go e.ckpt.run()
+	e.log.Info("engine: recovered", "dir", cfg.DataDir, "partitions", len(specs), "removed", removed,
+		"wal_records_replayed", replayed, "wal_io", e.wal.Mode(), "took", time.Since(start))
+	if r := e.wal.FallbackReason(); r != "" {
+		e.log.Info("engine: wal not on io_uring", "reason", r)
+	}
 	return e, nil
 }
 
@@ -159,7 +190,7 @@ func (e *Engine) CreatePartition(spec PartitionSpec) (*Partition, error) {
 			return nil, err
 		}
 	}
-	p, err := e.openPartition(spec)
+	p, err := e.openPartition(spec, true)
 	if err != nil {
 		return nil, err
 	}
@@ -232,11 +263,17 @@ func (e *Engine) Close() error {
 		p.closing = true
 		p.mu.Unlock()
 	}
-	if e.syncer != nil {
-		for _, p := range parts {
-			e.syncer.enqueue(p)
-		}
-		e.syncer.stop()
+	// Appends already queued complete normally; then the segments are
+	// made durable behind the whole WAL.
+	if e.wal == nil {
+		return nil
+	}
+	if err := e.wal.Close(); err != nil {
+		e.log.Error("engine: closing the wal", "err", err)
+	}
+	e.ckpt.stop()
+	if err := e.ckpt.checkpoint(); err != nil {
+		e.log.Error("engine: final checkpoint failed; the wal is replayed at the next start", "err", err)
 	}
 	for _, p := range parts {
 		p.mu.Lock()
@@ -247,102 +284,23 @@ func (e *Engine) Close() error {
 	return nil
 }
 
-// syncer is the engine's group-commit loop: each cycle takes every
-// partition dirtied since the previous cycle started, fdatasyncs them, and
-// then advances their high watermarks. Appends arriving during a cycle
-// wait for the next one, so there is no timer and no linger: a lone append
-// pays exactly one sync.
-type syncer struct {
-	e       *Engine
-	mu      sync.Mutex
-	cond    *sync.Cond
-	queue   []*Partition
-	stopped bool
-	started bool
-	exited  chan struct{}
-}
-
-func newSyncer(e *Engine) *syncer {
-	s := &syncer{e: e, exited: make(chan struct{})}
-	s.cond = sync.NewCond(&s.mu)
-	return s
-}
-
-func (s *syncer) enqueue(p *Partition) {
-	s.mu.Lock()
-	if !p.queued {
-		p.queued = true
-		s.queue = append(s.queue, p)
-		s.cond.Signal()
-	}
-	s.mu.Unlock()
-}
-
-// stop lets the loop finish what is queued, then waits for it to exit.
-func (s *syncer) stop() {
-	s.mu.Lock()
-	s.stopped = true
-	started := s.started
-	s.cond.Signal()
-	s.mu.Unlock()
-	if started {
-		<-s.exited
+// closeFiles closes every partition's files after a failed Open.
+func (e *Engine) closeFiles() {
+	for _, p := range e.parts {
+		for _, s := range p.segments {
+			s.file.Close()
+		}
 	}
 }
 
-func (s *syncer) run() {
-	s.mu.Lock()
-	if s.stopped {
-		s.mu.Unlock()
-		close(s.exited)
-		return
-	}
-	s.started = true
-	s.mu.Unlock()
-	defer close(s.exited)
-	for {
-		s.mu.Lock()
-		for len(s.queue) == 0 && !s.stopped {
-			s.cond.Wait()
-		}
-		if len(s.queue) == 0 {
-			s.mu.Unlock()
-			return
-		}
-		q := s.queue
-		s.queue = nil
-		for _, p := range q {
-			p.queued = false
-		}
-		s.mu.Unlock()
-		s.cycle(q)
-	}
-}
+// WALMode says how the WAL writes ("uring+direct", "uring",
+// "portable"), and WALFallbackReason why io_uring is not used ("" when it
+// is or when portable was configured): for the broker's log and metrics.
+func (e *Engine) WALMode() string           { return e.wal.Mode() }
+func (e *Engine) WALFallbackReason() string { return e.wal.FallbackReason() }
 
-func (s *syncer) cycle(q []*Partition) {
-	jobs := make([]syncJob, 0, len(q))
-	for _, p := range q {
-		if j, ok := p.prepareSync(); ok {
-			jobs = append(jobs, j)
-		}
-	}
-	if len(jobs) == 1 {
-		jobs[0].run(s.e.fs)
-	} else if len(jobs) > 1 {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, maxConcurrentSyncs)
-		for i := range jobs {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func(j *syncJob) {
-				defer wg.Done()
-				j.run(s.e.fs)
-				<-sem
-			}(&jobs[i])
-		}
-		wg.Wait()
-	}
-	for _, j := range jobs {
-		j.p.finishSync(j)
-	}
-}
+// WALStats reports the WAL's completed cycles and the records they held.
+func (e *Engine) WALStats() (cycles, records uint64) { return e.wal.Cycles(), e.wal.Records() }
+
+// Checkpoint runs a checkpoint now (tests, admin).
+func (e *Engine) Checkpoint() error { return e.ckpt.checkpoint() }

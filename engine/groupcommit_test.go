@@ -11,7 +11,7 @@ import (
 	"github.com/ringtail/ringtail/uring"
 )
 
-// gateFS holds every fdatasync of a .log file until the test lets it go,
+// gateFS holds every fdatasync of a .wal file (the WAL writer's cycle sync) until the test lets it go,
 // and counts them.
 type gateFS struct {
 	uring.FS
@@ -22,7 +22,7 @@ type gateFS struct {
 
 func (g *gateFS) OpenFile(name string, flag int, perm os.FileMode) (uring.File, error) {
 	f, err := g.FS.OpenFile(name, flag, perm)
-	if err != nil || !strings.HasSuffix(name, ".log") {
+	if err != nil || !strings.HasSuffix(name, ".wal") {
 		return f, err
 	}
 	return &gateFile{File: f, g: g}, nil

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/ringtail/ringtail/engine/batch"
-	"github.com/ringtail/ringtail/uring"
 )
 
 // pendingAppend is an append written to the segment but not yet below the
@@ -55,24 +54,24 @@ type Partition struct {
 	topicID [16]byte
 	cfg     atomic.Pointer[PartitionConfig]
 
-	mu       sync.Mutex // guards everything below, and every segment's fields
-	closing  bool       // no new appends (engine closing)
-	closed   bool       // files closed
-	segments []*segment // by base offset; the last one is active
-	logStart int64
-	logEnd   int64   // next offset to assign
-	hw       int64   // high watermark: offset after the last durable (fsync) or written (none) batch
-	hwMark   segMark // where hw lies on disk
-	durable  int64   // offset up to which the last successful sync reached
-	gen      uint64  // bumped by every rollback; a sync prepared before one is void
-	pending  []pendingAppend
-	prod     producers    // producer state including written, not yet durable batches
-	hwProd   producers    // producer state at the high watermark
-	unsynced []uring.File // sealed segment files written since the last sync started
-	dirDirty bool         // directory entries changed since the last sync started
-	changed  chan struct{}
+	mu        sync.Mutex // guards everything below, and every segment's fields
+	closing   bool       // no new appends (engine closing)
+	closed    bool       // files closed
+	segments  []*segment // by base offset; the last one is active
+	logStart  int64
+	logEnd    int64   // next offset to assign
+	hw        int64   // high watermark: offset after the last durable (fsync) or written (none) batch
+	hwMark    segMark // where hw lies on disk
+	gen       uint64  // bumped by every rollback; a WAL completion of an append before one is void
+	pending   []pendingAppend
+	prod      producers  // producer state including written, not yet durable batches
+	hwProd    producers  // producer state at the high watermark
+	unsynced  []*segment // sealed segments written since the last checkpoint started
+	dirDirty  bool       // directory entries changed since the last checkpoint started
+	ckptDirty bool       // the active segment was written since the last checkpoint started
+	changed   chan struct{}
 
-	queued bool // in the syncer's queue; guarded by syncer.mu
+	replayStopped bool // recovery: a gap or bad record stopped the WAL replay for this partition
 
 	cqMu     sync.Mutex // guards cq, draining
 	cq       []completion
@@ -219,10 +218,6 @@ func (p *Partition) Append(records []byte, done func(error)) (AppendResult, erro
 	p.mu.Lock()
 	res, werr := p.appendLocked(raw, hs, logAppendTime, done)
 	p.mu.Unlock()
-	if werr == nil {
-		// In Durability "none" too: the data becomes durable eventually.
-		p.eng.syncer.enqueue(p)
-	}
 	p.runCompletions()
 	return res, werr
 }
@@ -326,9 +321,13 @@ func (p *Partition) appendLocked(raw [][]byte, hs []batch.Header, logAppendTime 
 		pos += int64(h.Size())
 	}
 	p.logEnd = next
+	p.ckptDirty = true
 	for _, h := range idem {
 		p.prod.apply(h)
 	}
+	// The same bytes go to the WAL, queued under p.mu so the WAL holds a
+	// partition's appends in offset order.
+	meta := walMeta(p.topicID, p.tp.Partition, stored[0].BaseOffset)
 	if p.eng.cfg.Durability == DurabilityNone {
 		for _, h := range idem {
 			p.hwProd.apply(h)
@@ -337,10 +336,33 @@ func (p *Partition) appendLocked(raw [][]byte, hs []batch.Header, logAppendTime 
 		if done != nil {
 			p.complete(done, nil)
 		}
+		p.eng.wal.Append(meta, buf, nil) // failures are logged by the WAL; the checkpoint still syncs the segment
 		return res, nil
 	}
 	p.pending = append(p.pending, pendingAppend{end: p.logEnd, done: done, headers: idem})
+	gen, end, mark := p.gen, p.logEnd, seg.mark()
+	p.eng.wal.Append(meta, buf, func(_ uint64, err error) { p.walDone(gen, end, mark, err) })
 	return res, nil
+}
+
+// walDone is the WAL's completion of an append that ended at end (whose
+// position is mark), made under generation gen. It runs on the WAL writer
+// goroutine, in append order.
+func (p *Partition) walDone(gen uint64, end int64, mark segMark, err error) {
+	p.mu.Lock()
+	if p.closed || gen != p.gen {
+		// Rolled back (or deleted) since: its done already ran.
+		p.mu.Unlock()
+		return
+	}
+	if err != nil {
+		p.logStorageError("wal", err)
+		p.rollbackLocked(err)
+	} else {
+		p.advanceLocked(end, mark, nil)
+	}
+	p.mu.Unlock()
+	p.runCompletions()
 }
 
 // rollLocked seals the active segment and starts a new one at the log end.
@@ -351,7 +373,7 @@ func (p *Partition) rollLocked() error {
 		return err
 	}
 	p.segments = append(p.segments, seg)
-	p.unsynced = append(p.unsynced, old.file)
+	p.unsynced = append(p.unsynced, old)
 	p.dirDirty = true
 	return nil
 }
@@ -420,9 +442,10 @@ func (p *Partition) rollbackLocked(cause error) {
 	p.unsynced = nil
 	for _, s := range p.segments[:keep] {
 		if !s.indexed {
-			p.unsynced = append(p.unsynced, s.file)
+			p.unsynced = append(p.unsynced, s)
 		}
 	}
+	p.ckptDirty = true
 	p.logEnd = p.hw
 	p.prod = p.hwProd.clone()
 }
@@ -469,82 +492,6 @@ func (p *Partition) runCompletions() {
 	}
 	p.draining = false
 	p.cqMu.Unlock()
-}
-
-// syncJob is one partition's share of a group-commit cycle.
-type syncJob struct {
-	p     *Partition
-	gen   uint64
-	files []uring.File
-	dir   bool
-	end   int64
-	mark  segMark
-	err   error
-}
-
-// prepareSync snapshots what the coming sync will make durable.
-func (p *Partition) prepareSync() (syncJob, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed || (p.durable >= p.logEnd && !p.dirDirty && len(p.unsynced) == 0) {
-		return syncJob{}, false
-	}
-	seg := p.active()
-	j := syncJob{p: p, gen: p.gen, files: append(p.unsynced, seg.file), dir: p.dirDirty, end: p.logEnd, mark: seg.mark()}
-	p.unsynced, p.dirDirty = nil, false
-	return j, true
-}
-
-func (j *syncJob) run(fsys uring.FS) {
-	for _, f := range j.files {
-		if err := f.Datasync(); err != nil {
-			j.err = err
-			return
-		}
-	}
-	if j.dir {
-		j.err = fsys.SyncDir(j.p.dir)
-	}
-}
-
-// finishSync applies a sync's outcome.
-func (p *Partition) finishSync(j syncJob) {
-	p.mu.Lock()
-	if p.closed || j.gen != p.gen {
-		p.mu.Unlock()
-		return
-	}
-	if j.err != nil {
-		p.logStorageError("sync", j.err)
-		if p.eng.cfg.Durability == DurabilityNone {
-			// Already acknowledged: all we can do is try again later.
-			p.unsynced = append(p.unsynced, j.files[:len(j.files)-1]...)
-			p.dirDirty = p.dirDirty || j.dir
-		} else {
-			p.rollbackLocked(j.err)
-		}
-		p.mu.Unlock()
-		p.runCompletions()
-		return
-	}
-	if j.end > p.durable {
-		p.durable = j.end
-	}
-	if p.eng.cfg.Durability != DurabilityNone {
-		p.advanceLocked(j.end, j.mark, nil)
-	}
-	// Sealed segments now wholly durable get their index files. Done under
-	// p.mu so a concurrent delete cannot leave stale files behind.
-	for _, s := range p.segments[:len(p.segments)-1] {
-		if !s.indexed && s.end <= p.durable {
-			s.indexed = true
-			if err := s.writeIndexFiles(p.eng.fs, p.dir); err != nil {
-				p.eng.log.Warn("engine: writing index files (rebuilt at recovery)", "partition", p.name, "segment", s.path, "err", err)
-			}
-		}
-	}
-	p.mu.Unlock()
-	p.runCompletions()
 }
 
 // closeLocked fails pending appends with err and closes the files. p.mu held.

@@ -17,8 +17,9 @@ import (
 
 func dirPath(dataDir, name string) string { return filepath.Join(dataDir, name) }
 
-// openPartition opens (creating if needed) and recovers one partition.
-func (e *Engine) openPartition(spec PartitionSpec) (*Partition, error) {
+// openPartition opens (creating if needed) and scans one partition; with
+// finish it also completes recovery (Open finishes after the WAL replay).
+func (e *Engine) openPartition(spec PartitionSpec, finish bool) (*Partition, error) {
 	name := dirName(spec.TopicPartition)
 	p := &Partition{
 		eng: e, tp: spec.TopicPartition, name: name, dir: dirPath(e.cfg.DataDir, name),
@@ -28,7 +29,11 @@ func (e *Engine) openPartition(spec PartitionSpec) (*Partition, error) {
 	if err := p.prepareDir(); err != nil {
 		return nil, fmt.Errorf("%w: partition %s: %v", ErrStorage, name, err)
 	}
-	if err := p.recover(); err != nil {
+	err := p.scan()
+	if err == nil && finish {
+		err = p.finishRecovery()
+	}
+	if err != nil {
 		for _, s := range p.segments {
 			s.file.Close()
 		}
@@ -103,7 +108,7 @@ func (p *Partition) prepareDir() error {
 // recovery cuts the log there.
 var errTorn = errors.New("engine: torn or corrupt batch")
 
-// recover opens the segments, checks them and rebuilds the in-memory
+// scan opens the segments, checks them and rebuilds the in-memory
 // indexes and the producer state from the batch headers.
 //
 // Sealed segments whose .index and .timeindex files exist were durable
@@ -111,7 +116,7 @@ var errTorn = errors.New("engine: torn or corrupt batch")
 // others (always including the active segment) are validated batch by
 // batch, CRC included. The log is cut at the first batch that fails, and
 // every later segment is removed.
-func (p *Partition) recover() error {
+func (p *Partition) scan() error {
 	fsys := p.eng.fs
 	ents, err := fsys.ReadDir(p.dir)
 	if err != nil {
@@ -191,8 +196,16 @@ func (p *Partition) recover() error {
 		}
 	}
 
-	// Everything recovered is made durable now, so the high watermark can
-	// start at the log end.
+	active := p.active()
+	p.logStart = p.segments[0].base
+	p.logEnd = active.end
+	return nil
+}
+
+// finishRecovery makes everything recovered (scanned and replayed from the
+// WAL) durable, so the high watermark can start at the log end.
+func (p *Partition) finishRecovery() error {
+	fsys := p.eng.fs
 	for i, s := range p.segments {
 		if s.indexed {
 			continue
@@ -210,10 +223,10 @@ func (p *Partition) recover() error {
 	if err := fsys.SyncDir(p.dir); err != nil {
 		return err
 	}
-	p.dirDirty = false
+	p.dirDirty, p.unsynced = false, nil
 	active := p.active()
 	p.logStart = p.segments[0].base
-	p.logEnd, p.hw, p.durable = active.end, active.end, active.end
+	p.logEnd, p.hw = active.end, active.end
 	p.hwMark = active.mark()
 	p.hwProd = p.prod.clone()
 	return nil

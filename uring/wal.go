@@ -78,7 +78,7 @@ type WALOptions struct {
 	FS         FS     // file management and the portable writer; nil means OSFS{}
 	IO         string // WALIOAuto (default), WALIOUring or WALIOPortable
 	FileBytes  int64  // size of each preallocated file; default DefaultWALFileBytes
-	CycleBytes int    // staging buffer, the most one cycle writes (larger records get a one-off buffer); default DefaultWALCycleBytes
+	CycleBytes int    // staging buffer, the most one cycle writes (larger records get a one-off buffer); default DefaultWALCycleBytes, at most FileBytes/4
 	Logger     *slog.Logger
 	// NotifyBytes and Notify: after a cycle, Notify is called (on the writer
 	// goroutine; it must not block) when at least NotifyBytes were written
@@ -194,6 +194,9 @@ func OpenWAL(opts WALOptions, from WALPosition, replay func(seq uint64, payload 
 	}
 	if opts.CycleBytes <= 0 {
 		opts.CycleBytes = DefaultWALCycleBytes
+		if q := opts.FileBytes / 4 &^ (BlockSize - 1); int64(opts.CycleBytes) > q && q > 0 {
+			opts.CycleBytes = int(q)
+		}
 	}
 	if opts.FileBytes%BlockSize != 0 || opts.CycleBytes%BlockSize != 0 || int64(opts.CycleBytes) > opts.FileBytes {
 		return nil, fmt.Errorf("uring: wal file size %d and cycle size %d must be multiples of %d, cycle <= file",
@@ -226,6 +229,11 @@ func OpenWAL(opts WALOptions, from WALPosition, replay func(seq uint64, payload 
 	w.staging = staging
 	if ud, ok := dev.(*uringDevice); ok {
 		ud.register(staging)
+	}
+	if err := w.switchTo(w.file); err != nil {
+		dev.close()
+		staging.Close()
+		return nil, fmt.Errorf("uring: wal: starting file %d: %w", w.file, err)
 	}
 	go w.run()
 	return w, nil
@@ -501,7 +509,7 @@ func (w *WAL) Release(pos WALPosition) {
 		return
 	}
 	w.mu.Lock()
-	if pos.Seq > w.released.Seq {
+	if pos.File > w.released.File || pos.File == w.released.File && pos.Offset > w.released.Offset {
 		w.released = pos
 		w.notified = false
 	}
@@ -634,11 +642,8 @@ func (w *WAL) cycle() {
 		w.complete(reqs, 0, fmt.Errorf("%w: %d bytes, file %d", ErrWALRecordTooLarge, total, w.opts.FileBytes))
 		return
 	}
-	if w.cur == nil || w.pos+length > w.opts.FileBytes {
-		next := w.file
-		if w.cur != nil {
-			next = w.file + 1
-		}
+	if w.pos+length > w.opts.FileBytes {
+		next := w.file + 1
 		if err := w.switchTo(next); err != nil {
 			w.log.Error("uring: wal: cannot start a new file", "file", next, "err", err)
 			w.failAll(reqs, err)
@@ -749,7 +754,7 @@ func (w *WAL) failAll(reqs []walReq, err error) {
 // zeroDirty overwrites a failed cycle's extent with zeros and syncs, then
 // rewinds the writer to its start.
 func (w *WAL) zeroDirty() error {
-	if w.cur == nil || w.dirtyF != w.file {
+	if w.dirtyF != w.file {
 		// The failed extent is in a file we no longer write: only possible
 		// if the switch failed, and then nothing was written there.
 		w.dirty = false

@@ -1,0 +1,443 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ringtail/ringtail/engine/batch"
+	"github.com/ringtail/ringtail/uring"
+)
+
+// WAL layout owned by the engine (the framing is uring's, see doc.go).
+const (
+	walDirName     = "wal"
+	checkpointName = "checkpoint"
+	walMetaSize    = 28 // topic id [16], partition int32, base offset int64 (big endian)
+	ckptSize       = 32
+	ckptMagic      = 0x52434b50 // "RCKP"
+)
+
+// defaultWALFileBytes is a variable so the package's tests can shrink it.
+var defaultWALFileBytes int64 = uring.DefaultWALFileBytes
+
+func walMeta(id [16]byte, part int32, base int64) []byte {
+	m := make([]byte, walMetaSize)
+	copy(m, id[:])
+	binary.BigEndian.PutUint32(m[16:], uint32(part))
+	binary.BigEndian.PutUint64(m[20:], uint64(base))
+	return m
+}
+
+type walKey struct {
+	id   [16]byte
+	part int32
+}
+
+// checkpoint file: magic u32, crc32c u32 of bytes 8..32, seq u64, file u64, offset u64 (little endian).
+func (e *Engine) ckptPath() string { return filepath.Join(e.cfg.DataDir, walDirName, checkpointName) }
+
+func (e *Engine) readCheckpoint() (uring.WALPosition, bool, error) {
+	b, err := readWholeFile(e.fs, e.ckptPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return uring.WALPosition{}, false, nil
+	}
+	if err != nil {
+		return uring.WALPosition{}, false, err
+	}
+	if len(b) != ckptSize || binary.LittleEndian.Uint32(b) != ckptMagic ||
+		binary.LittleEndian.Uint32(b[4:]) != crc32.Checksum(b[8:], crc32.MakeTable(crc32.Castagnoli)) {
+		// Written to a temporary file, synced and renamed: never torn.
+		return uring.WALPosition{}, false, fmt.Errorf("%w: corrupt wal checkpoint %s", ErrStorage, e.ckptPath())
+	}
+	return uring.WALPosition{
+		Seq:    binary.LittleEndian.Uint64(b[8:]),
+		File:   binary.LittleEndian.Uint64(b[16:]),
+		Offset: int64(binary.LittleEndian.Uint64(b[24:])),
+	}, true, nil
+}
+
+func (e *Engine) writeCheckpoint(pos uring.WALPosition) error {
+	b := make([]byte, ckptSize)
+	binary.LittleEndian.PutUint32(b, ckptMagic)
+	binary.LittleEndian.PutUint64(b[8:], pos.Seq)
+	binary.LittleEndian.PutUint64(b[16:], pos.File)
+	binary.LittleEndian.PutUint64(b[24:], uint64(pos.Offset))
+	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], crc32.MakeTable(crc32.Castagnoli)))
+	tmp := e.ckptPath() + ".tmp"
+	f, err := e.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(b, 0)
+	if err == nil {
+		err = f.Datasync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := e.fs.Rename(tmp, e.ckptPath()); err != nil {
+		return err
+	}
+	return e.fs.SyncDir(filepath.Join(e.cfg.DataDir, walDirName))
+}
+
+// openWAL recovers the WAL into the opened partitions (p.replay) and starts
+// the writer. e.parts holds every partition of the specs.
+func (e *Engine) openWAL() (int, error) {
+	from, _, err := e.readCheckpoint()
+	if err != nil {
+		return 0, err
+	}
+	byKey := make(map[walKey]*Partition, len(e.parts))
+	for _, p := range e.parts {
+		byKey[walKey{p.topicID, p.tp.Partition}] = p
+	}
+	replayed, skipped := 0, 0
+	replay := func(seq uint64, payload []byte) error {
+		if len(payload) < walMetaSize {
+			e.log.Error("engine: wal record too short, skipped", "seq", seq, "bytes", len(payload))
+			return nil
+		}
+		var k walKey
+		copy(k.id[:], payload)
+		k.part = int32(binary.BigEndian.Uint32(payload[16:]))
+		base := int64(binary.BigEndian.Uint64(payload[20:]))
+		p := byKey[k]
+		if p == nil {
+			skipped++
+			return nil
+		}
+		applied, err := p.replay(seq, base, payload[walMetaSize:])
+		if applied {
+			replayed++
+		}
+		return err
+	}
+	w, err := uring.OpenWAL(uring.WALOptions{
+		Dir:         filepath.Join(e.cfg.DataDir, walDirName),
+		FS:          e.fs,
+		IO:          e.cfg.WALIO,
+		FileBytes:   e.cfg.WALFileBytes,
+		Logger:      e.log,
+		NotifyBytes: e.cfg.CheckpointBytes,
+		Notify:      e.ckpt.request,
+	}, from, replay)
+	if err != nil {
+		return replayed, err
+	}
+	e.wal = w
+	if skipped > 0 {
+		e.log.Info("engine: wal records of partitions no longer here skipped", "records", skipped)
+	}
+	return replayed, nil
+}
+
+// replay applies one WAL record to the log during recovery. It reports
+// whether the log changed.
+func (p *Partition) replay(seq uint64, base int64, data []byte) (bool, error) {
+	if p.replayStopped {
+		return false, nil
+	}
+	raw, err := batch.Split(data)
+	if err != nil || len(raw) == 0 {
+		p.eng.log.Error("engine: wal record does not hold record batches; replay stops for the partition", "partition", p.name, "seq", seq, "err", err)
+		p.replayStopped = true
+		return false, nil
+	}
+	hs := make([]batch.Header, len(raw))
+	for i, b := range raw {
+		if hs[i], err = batch.ParseHeader(b); err != nil {
+			p.eng.log.Error("engine: bad batch in a wal record; replay stops for the partition", "partition", p.name, "seq", seq, "err", err)
+			p.replayStopped = true
+			return false, nil
+		}
+	}
+	end := hs[len(hs)-1].LastOffset() + 1
+	switch {
+	case base > p.logEnd:
+		p.eng.log.Error("engine: wal record starts beyond the log end (a gap); replay stops for the partition",
+			"partition", p.name, "seq", seq, "base", base, "log_end", p.logEnd)
+		p.replayStopped = true
+		return false, nil
+	case base < p.logEnd:
+		same, err := p.logHolds(base, end, data)
+		if err != nil {
+			return false, err
+		}
+		if same {
+			return false, nil
+		}
+		// A later record for the same offsets wins: the log holds bytes of
+		// an append that was rolled back (and whose sync of the segment beat
+		// the truncation to disk).
+		ok, err := p.truncateForReplay(base)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, p.replayWrite(raw, hs, data)
+}
+
+// logHolds reports whether the log's bytes for [base, end) are data.
+func (p *Partition) logHolds(base, end int64, data []byte) (bool, error) {
+	if end > p.logEnd {
+		return false, nil
+	}
+	seg, pos, ok, err := p.batchStart(base)
+	if err != nil || !ok {
+		return false, err
+	}
+	if pos+int64(len(data)) > seg.size {
+		return false, nil
+	}
+	buf := make([]byte, len(data))
+	if _, err := seg.file.ReadAt(buf, pos); err != nil {
+		return false, err
+	}
+	return string(buf) == string(data), nil
+}
+
+// batchStart finds the segment and position of the batch whose base offset
+// is exactly off.
+func (p *Partition) batchStart(off int64) (*segment, int64, bool, error) {
+	var seg *segment
+	for _, s := range p.segments {
+		if s.base <= off && off < s.end {
+			seg = s
+		}
+	}
+	if seg == nil {
+		return nil, 0, false, nil
+	}
+	hr := newHeaderReader(seg.file)
+	for pos := seg.lookup(off); pos < seg.size; {
+		h, err := hr.header(pos, seg.size)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if h.BaseOffset == off {
+			return seg, pos, true, nil
+		}
+		if h.BaseOffset > off {
+			break
+		}
+		pos += int64(h.Size())
+	}
+	return nil, 0, false, nil
+}
+
+// truncateForReplay cuts the log back to offset off (a batch start) and
+// rebuilds the partition's state from what remains.
+func (p *Partition) truncateForReplay(off int64) (bool, error) {
+	seg, pos, ok, err := p.batchStart(off)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		p.eng.log.Error("engine: wal record overlaps the log but not at a batch start; replay stops for the partition", "partition", p.name, "offset", off)
+		p.replayStopped = true
+		return false, nil
+	}
+	p.eng.log.Warn("engine: wal record replaces log bytes of a rolled-back append", "partition", p.name, "offset", off)
+	if err := seg.file.Truncate(pos); err != nil {
+		return false, err
+	}
+	for i, s := range p.segments {
+		if s == seg {
+			for _, later := range p.segments[i+1:] {
+				p.removeSegmentFiles(later)
+			}
+			for _, s := range p.segments[:i+1] {
+				s.file.Close()
+			}
+			break
+		}
+	}
+	p.segments, p.prod = nil, producers{}
+	return true, p.scan()
+}
+
+// replayWrite appends recovered batches at the log end.
+func (p *Partition) replayWrite(raw [][]byte, hs []batch.Header, data []byte) error {
+	seg := p.active()
+	if seg.size > 0 && seg.size+int64(len(data)) > p.eng.cfg.SegmentBytes {
+		if err := p.rollLocked(); err != nil {
+			return err
+		}
+		seg = p.active()
+	}
+	if _, err := seg.file.WriteAt(data, seg.size); err != nil {
+		return err
+	}
+	pos := seg.size
+	for _, h := range hs {
+		seg.observe(h, pos, p.eng.cfg.IndexIntervalBytes)
+		p.prod.apply(h)
+		pos += int64(h.Size())
+	}
+	p.logEnd = seg.end
+	return nil
+}
+
+// checkpointer makes segment files durable behind the WAL and records how
+// far, so the WAL can be reused: when the WAL has grown by CheckpointBytes
+// since the last checkpoint, and on Close.
+type checkpointer struct {
+	e         *Engine
+	mu        sync.Mutex
+	cond      *sync.Cond
+	requested bool
+	stopped   bool
+	exited    chan struct{}
+	run1      sync.Mutex // one checkpoint at a time
+}
+
+func newCheckpointer(e *Engine) *checkpointer {
+	c := &checkpointer{e: e, exited: make(chan struct{})}
+	c.cond = sync.NewCond(&c.mu)
+	return c
+}
+
+func (c *checkpointer) request() {
+	c.mu.Lock()
+	c.requested = true
+	c.cond.Signal()
+	c.mu.Unlock()
+}
+
+func (c *checkpointer) stop() {
+	c.mu.Lock()
+	c.stopped = true
+	c.cond.Signal()
+	c.mu.Unlock()
+	<-c.exited
+}
+
+func (c *checkpointer) run() {
+	defer close(c.exited)
+	for {
+		c.mu.Lock()
+		for !c.requested && !c.stopped {
+			c.cond.Wait()
+		}
+		if c.stopped {
+			c.mu.Unlock()
+			return
+		}
+		c.requested = false
+		c.mu.Unlock()
+		if err := c.checkpoint(); err != nil {
+			c.e.log.Error("engine: checkpoint failed; the wal keeps growing until one succeeds", "err", err)
+		}
+	}
+}
+
+// checkpoint fdatasyncs every segment written since the last checkpoint,
+// then records the WAL position all of them cover and releases the WAL
+// files behind it.
+func (c *checkpointer) checkpoint() error {
+	c.run1.Lock()
+	defer c.run1.Unlock()
+	e := c.e
+	start := time.Now()
+	// Every record before pos was written to its segment before it was
+	// queued, so before the snapshots below.
+	pos := e.wal.Committed()
+	type job struct {
+		p      *Partition
+		sealed []*segment
+		active *segment
+		dir    bool
+	}
+	var jobs []job
+	for _, p := range e.Partitions() {
+		p.mu.Lock()
+		if !p.closed && (p.ckptDirty || len(p.unsynced) > 0 || p.dirDirty) {
+			jobs = append(jobs, job{p: p, sealed: p.unsynced, active: p.active(), dir: p.dirDirty})
+			p.unsynced, p.dirDirty, p.ckptDirty = nil, false, false
+		}
+		p.mu.Unlock()
+	}
+	var firstErr error
+	for i, j := range jobs {
+		var err error
+		for _, s := range append(j.sealed, j.active) {
+			if err = s.file.Datasync(); err != nil && !j.p.stillHas(s) {
+				err = nil // removed meanwhile (partition deleted, or a rollback dropped the segment)
+			}
+			if err != nil {
+				break
+			}
+		}
+		if err == nil && j.dir {
+			if err = e.fs.SyncDir(j.p.dir); err != nil && !j.p.stillHas(nil) {
+				err = nil
+			}
+		}
+		if err != nil {
+			firstErr = fmt.Errorf("%w: %s: %v", ErrStorage, j.p.name, err)
+			for _, j := range jobs[i:] {
+				j.p.mu.Lock()
+				j.p.unsynced = append(j.sealed, j.p.unsynced...)
+				j.p.dirDirty, j.p.ckptDirty = true, true
+				j.p.mu.Unlock()
+			}
+			return firstErr
+		}
+	}
+	if err := e.writeCheckpoint(pos); err != nil {
+		for _, j := range jobs {
+			j.p.mu.Lock()
+			j.p.unsynced = append(j.sealed, j.p.unsynced...)
+			j.p.dirDirty, j.p.ckptDirty = true, true
+			j.p.mu.Unlock()
+		}
+		return fmt.Errorf("%w: writing the wal checkpoint: %v", ErrStorage, err)
+	}
+	e.wal.Release(pos)
+	// Sealed segments now durable and wholly acknowledged get their index files.
+	for _, j := range jobs {
+		p := j.p
+		p.mu.Lock()
+		for _, s := range j.sealed {
+			if p.closed || s.indexed || s.end > p.hw || s == p.active() {
+				continue
+			}
+			s.indexed = true
+			if err := s.writeIndexFiles(e.fs, p.dir); err != nil {
+				e.log.Warn("engine: writing index files (rebuilt at recovery)", "partition", p.name, "segment", s.path, "err", err)
+			}
+		}
+		p.mu.Unlock()
+	}
+	e.log.Debug("engine: checkpoint", "wal_file", pos.File, "wal_offset", pos.Offset, "seq", pos.Seq, "partitions", len(jobs), "took", time.Since(start))
+	return nil
+}
+
+// stillHas reports whether the partition is open and (for a non-nil s)
+// still holds segment s.
+func (p *Partition) stillHas(s *segment) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	if s == nil {
+		return true
+	}
+	for _, x := range p.segments {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
