@@ -339,3 +339,30 @@ func TestWALUnknownIO(t *testing.T) {
 		t.Fatal("unknown wal.io accepted")
 	}
 }
+
+func TestCrashFSDropsUnsynced(t *testing.T) {
+	dir := t.TempDir()
+	c := NewCrashFS(OSFS{})
+	name := filepath.Join(dir, "f")
+	f, err := c.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("hello world"), 0)
+	if err := f.Datasync(); err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("HELLO"), 0)
+	f.WriteAt([]byte(" and more"), 11)
+	f.Truncate(3)
+	if err := c.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("x"), 0); !errors.Is(err, unix.EIO) {
+		t.Fatalf("write after crash: %v", err)
+	}
+	b, _ := os.ReadFile(name)
+	if string(b) != "hello world" {
+		t.Fatalf("after crash: %q", b)
+	}
+}

@@ -1,0 +1,270 @@
+package uring
+
+import (
+	"io/fs"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// CrashFS wraps an FS and can simulate a power cut: Crash undoes every
+// write and truncation not yet covered by a Datasync of the same file, then
+// makes every later operation through this CrashFS fail with EIO, so the
+// abandoned process can do no more harm. Reopen the directory through the
+// inner FS (or a new CrashFS) to recover.
+//
+// It keeps an undo log per file path (the bytes a write or truncation
+// replaced), cleared by Datasync. Directory entries are not simulated:
+// files created, renamed or removed stay so.
+type CrashFS struct {
+	inner FS
+
+	mu      sync.RWMutex // writers and syncs hold it shared, Crash exclusively
+	undoMu  sync.Mutex
+	undo    map[string][]undoEntry
+	crashed bool
+}
+
+type undoEntry struct {
+	size int64  // file size before the operation
+	off  int64  // where old was
+	old  []byte // bytes the operation overwrote (inside the old size)
+}
+
+var _ FS = (*CrashFS)(nil)
+
+// NewCrashFS wraps inner.
+func NewCrashFS(inner FS) *CrashFS {
+	return &CrashFS{inner: inner, undo: make(map[string][]undoEntry)}
+}
+
+var errCrashed = &fs.PathError{Op: "io", Path: "crashfs", Err: unix.EIO}
+
+// Crash drops everything not synced and fails every later operation.
+func (c *CrashFS) Crash() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.crashed {
+		return nil
+	}
+	c.crashed = true
+	for name, log := range c.undo {
+		f, err := c.inner.OpenFile(name, os.O_RDWR, 0)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		for i := len(log) - 1; i >= 0; i-- {
+			u := log[i]
+			if len(u.old) > 0 {
+				if _, err := f.WriteAt(u.old, u.off); err != nil {
+					f.Close()
+					return err
+				}
+			}
+			if err := f.Truncate(u.size); err != nil {
+				f.Close()
+				return err
+			}
+		}
+		if err := f.Datasync(); err != nil {
+			f.Close()
+			return err
+		}
+		f.Close()
+	}
+	c.undo = nil
+	return nil
+}
+
+func (c *CrashFS) enter() error {
+	c.mu.RLock()
+	if c.crashed {
+		c.mu.RUnlock()
+		return errCrashed
+	}
+	return nil
+}
+
+func (c *CrashFS) leave() { c.mu.RUnlock() }
+
+// OpenFile opens a file whose unsynced changes Crash undoes. A file opened
+// with O_TRUNC records its old content first.
+func (c *CrashFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	defer c.leave()
+	if flag&os.O_TRUNC != 0 {
+		if old, err := c.inner.OpenFile(name, os.O_RDONLY, 0); err == nil {
+			size, _ := old.Size()
+			buf := make([]byte, size)
+			if size > 0 {
+				_, _ = old.ReadAt(buf, 0)
+			}
+			old.Close()
+			c.record(name, undoEntry{size: size, off: 0, old: buf})
+		}
+	}
+	f, err := c.inner.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &crashFile{File: f, c: c, name: name}, nil
+}
+
+func (c *CrashFS) record(name string, u undoEntry) {
+	c.undoMu.Lock()
+	c.undo[name] = append(c.undo[name], u)
+	c.undoMu.Unlock()
+}
+
+func (c *CrashFS) forget(name string) {
+	c.undoMu.Lock()
+	delete(c.undo, name)
+	c.undoMu.Unlock()
+}
+
+// Remove passes through.
+func (c *CrashFS) Remove(name string) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.leave()
+	c.forget(name)
+	return c.inner.Remove(name)
+}
+
+// RemoveAll passes through (undo logs below name are kept but find no file).
+func (c *CrashFS) RemoveAll(name string) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.leave()
+	return c.inner.RemoveAll(name)
+}
+
+// Rename moves the undo log with the file.
+func (c *CrashFS) Rename(oldname, newname string) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.leave()
+	if err := c.inner.Rename(oldname, newname); err != nil {
+		return err
+	}
+	c.undoMu.Lock()
+	if log, ok := c.undo[oldname]; ok {
+		delete(c.undo, oldname)
+		c.undo[newname] = log
+	} else {
+		delete(c.undo, newname)
+	}
+	c.undoMu.Unlock()
+	return nil
+}
+
+// MkdirAll passes through.
+func (c *CrashFS) MkdirAll(dir string, perm os.FileMode) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.leave()
+	return c.inner.MkdirAll(dir, perm)
+}
+
+// ReadDir passes through.
+func (c *CrashFS) ReadDir(dir string) ([]fs.DirEntry, error) {
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	defer c.leave()
+	return c.inner.ReadDir(dir)
+}
+
+// SyncDir passes through.
+func (c *CrashFS) SyncDir(dir string) error {
+	if err := c.enter(); err != nil {
+		return err
+	}
+	defer c.leave()
+	return c.inner.SyncDir(dir)
+}
+
+type crashFile struct {
+	File
+	c    *CrashFS
+	name string
+}
+
+func (f *crashFile) WriteAt(p []byte, off int64) (int, error) {
+	if err := f.c.enter(); err != nil {
+		return 0, err
+	}
+	defer f.c.leave()
+	size, err := f.File.Size()
+	if err != nil {
+		return 0, err
+	}
+	u := undoEntry{size: size, off: off}
+	if off < size {
+		n := int64(len(p))
+		if off+n > size {
+			n = size - off
+		}
+		u.old = make([]byte, n)
+		if _, err := f.File.ReadAt(u.old, off); err != nil {
+			return 0, err
+		}
+	}
+	f.c.record(f.name, u)
+	return f.File.WriteAt(p, off)
+}
+
+func (f *crashFile) Truncate(size int64) error {
+	if err := f.c.enter(); err != nil {
+		return err
+	}
+	defer f.c.leave()
+	old, err := f.File.Size()
+	if err != nil {
+		return err
+	}
+	u := undoEntry{size: old, off: size}
+	if size < old {
+		u.old = make([]byte, old-size)
+		if _, err := f.File.ReadAt(u.old, size); err != nil {
+			return err
+		}
+	}
+	f.c.record(f.name, u)
+	return f.File.Truncate(size)
+}
+
+func (f *crashFile) Datasync() error {
+	if err := f.c.enter(); err != nil {
+		return err
+	}
+	defer f.c.leave()
+	// Only what was written before the sync started is covered by it.
+	f.c.undoMu.Lock()
+	n := len(f.c.undo[f.name])
+	f.c.undoMu.Unlock()
+	if err := f.File.Datasync(); err != nil {
+		return err
+	}
+	f.c.undoMu.Lock()
+	if log := f.c.undo[f.name]; len(log) >= n {
+		f.c.undo[f.name] = log[n:]
+	}
+	f.c.undoMu.Unlock()
+	return nil
+}
+
+func (f *crashFile) ReadAt(p []byte, off int64) (int, error) {
+	if err := f.c.enter(); err != nil {
+		return 0, err
+	}
+	defer f.c.leave()
+	return f.File.ReadAt(p, off)
+}
