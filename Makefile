@@ -38,7 +38,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./engine/batch/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./net/
 
-# compat: kcat (librdkafka) and confluent-kafka-python against a real broker process.
+# compat: kcat (librdkafka), confluent-kafka-python and kafkajs against a real broker process:
+# produce/consume with every codec, admin APIs, consumer groups.
 compat: build
 	bash compat/run.sh
 

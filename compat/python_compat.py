@@ -6,6 +6,7 @@ Run by compat/run.sh with Debian's /usr/bin/python3 (python3-confluent-kafka), o
 
   python_compat.py --broker 127.0.0.1:9092 admin
   python_compat.py --broker 127.0.0.1:9092 produce-consume --codec zstd
+  python_compat.py --broker 127.0.0.1:9092 group --assignor cooperative-sticky
 
 admin            AdminClient: create_topics (partitions, replication factor 1, configs), the errors
                  for an existing topic and an invalid name, list_topics, describe_configs for a
@@ -13,10 +14,16 @@ admin            AdminClient: create_topics (partitions, replication factor 1, c
 produce-consume  an idempotent acks=all Producer with one compression codec writes keyed records
                  with headers, timestamps, null keys and values and one large record to a fresh
                  3-partition topic; every delivery report must succeed with contiguous offsets.
-                 An assign()-based Consumer (no group protocol: Ringtail has no consumer groups
-                 yet, so no subscribe() and no offset commits) reads them back from
+                 An assign()-based Consumer (no group protocol, no commits) reads them back from
                  OFFSET_BEGINNING and every field must match exactly. Watermarks and
                  offsets_for_times (ListOffsets) are checked too.
+group            subscribe()-based group consumers (--assignor range | roundrobin |
+                 cooperative-sticky) on a fresh 4-partition topic, committing synchronously
+                 (every 50 records, on every revocation, before close): a alone gets all
+                 partitions; b joins and the rebalance splits them (cooperative: a revokes only
+                 what b gets); together they read every record exactly once; the group's committed
+                 offsets are the partition ends; b leaves and a takes its partitions back at b's
+                 commits; a closes; a new member d reads exactly the records produced since.
 
 Exit status 0 when every assertion holds; otherwise each failed assertion is printed.
 """
@@ -402,6 +409,245 @@ def check_produce_consume(args):
     return c
 
 
+# --- consumer groups -------------------------------------------------------------------------
+
+GROUP_PARTITIONS = 4
+
+
+class Member:
+    """One subscribe()-based group consumer, polled by the test loop (single thread).
+
+    Offsets are committed synchronously: every COMMIT_EVERY records, on every revocation (so a
+    partition moves to another member at exactly the next unprocessed record) and before close.
+    """
+
+    COMMIT_EVERY = 50
+
+    def __init__(self, c, name, conf, topic, errs):
+        self.c = c
+        self.name = name
+        self.records = []  # (partition, offset, index)
+        self.events = []  # ("assign" | "revoke" | "lost", [partitions])
+        self.errors = []  # consume and commit errors
+        self.since_commit = 0
+        self.commits = 0
+        conf = client_errors(dict(conf), errs)
+        conf["client.id"] = "compat-py-" + name
+        self.consumer = Consumer(conf)
+        self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+
+    def _on_assign(self, consumer, parts):
+        self.events.append(("assign", sorted(p.partition for p in parts)))
+        # No assign()/incremental_assign() here: the client applies the assignment itself, eagerly
+        # or incrementally per the negotiated protocol.
+
+    def _on_revoke(self, consumer, parts):
+        self.events.append(("revoke", sorted(p.partition for p in parts)))
+        self.commit("on revoke of %s" % sorted(p.partition for p in parts))
+
+    def _on_lost(self, consumer, parts):
+        self.events.append(("lost", sorted(p.partition for p in parts)))
+
+    def commit(self, why):
+        try:
+            self.consumer.commit(asynchronous=False)
+            self.commits += 1
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError._NO_OFFSET:
+                self.errors.append("commit (%s): %s" % (why, e.args[0]))
+        self.since_commit = 0
+
+    def poll(self, timeout=0.05):
+        msg = self.consumer.poll(timeout)
+        if msg is None:
+            return None
+        if msg.error():
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                self.errors.append("consume: %s" % msg.error())
+            return msg
+        self.records.append((msg.partition(), msg.offset(), int(msg.value()[1:])))
+        self.since_commit += 1
+        if self.since_commit >= self.COMMIT_EVERY:
+            self.commit("every %d records" % self.COMMIT_EVERY)
+        return msg
+
+    def assignment(self):
+        return sorted(p.partition for p in self.consumer.assignment())
+
+    def close(self):
+        self.commit("before close")
+        self.consumer.close()
+
+
+def poll_until(members, cond, timeout=30):
+    """Polls every member (without blocking on any one of them: one idle member must not slow
+    down another's stream) until cond() holds or the timeout passes."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        busy = False
+        for m in members:
+            for _ in range(100):
+                if m.poll(0) is None:
+                    break
+                busy = True
+        if cond():
+            return True
+        if not busy:
+            time.sleep(0.01)
+    return False
+
+
+def check_group(args):
+    c = Check()
+    errs = []
+    strategy = args.assignor
+    topic = "compat-py-group-%s-%s" % (strategy, args.run_id)
+    group = topic
+    n = args.records
+    half = n // 2
+    m = max(n // 4, GROUP_PARTITIONS)
+
+    admin = AdminClient(client_errors(common_conf(args.broker), errs))
+    err = create_topic(admin, topic, GROUP_PARTITIONS)
+    if err is not None or wait_topic(admin, topic, GROUP_PARTITIONS) is None:
+        c.fail("create topic %s with %d partitions: %s" % (topic, GROUP_PARTITIONS, err or "not listed"))
+        return c
+    c.ok("topic %s created with %d partitions" % (topic, GROUP_PARTITIONS))
+
+    pconf = client_errors(common_conf(args.broker), errs)
+    pconf.update({"acks": "all", "enable.idempotence": True, "linger.ms": 5, "message.timeout.ms": 30000})
+    producer = Producer(pconf)
+
+    def produce(lo, hi):
+        """Record i goes to partition i % 4, value g<i>; all must be delivered."""
+        failed = []
+
+        def cb(err, msg):
+            if err is not None:
+                failed.append(err)
+
+        for i in range(lo, hi):
+            while True:
+                try:
+                    producer.produce(topic, key=b"k%06d" % i, value=b"g%06d" % i, partition=i % GROUP_PARTITIONS, on_delivery=cb)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        left = producer.flush(30)
+        return c.expect(left == 0 and not failed, "produced records %d..%d (%d undelivered, %d failed%s)" % (lo, hi - 1, left, len(failed), ": %s" % failed[0] if failed else ""))
+
+    cconf = common_conf(args.broker)
+    cconf.update(
+        {
+            "group.id": group,
+            "partition.assignment.strategy": strategy,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 500,
+        }
+    )
+    cooperative = strategy == "cooperative-sticky"
+
+    def indexes(members, lo=0, hi=None):
+        return [r[2] for mb in members for r in mb.records if r[2] >= lo and (hi is None or r[2] < hi)]
+
+    # 1. Member a alone gets all partitions and starts reading the first half.
+    if not produce(0, half):
+        return c
+    a = Member(c, "a", cconf, topic, errs)
+    got = poll_until([a], lambda: a.assignment() == list(range(GROUP_PARTITIONS)))
+    if not c.expect(got, "member a alone is assigned all %d partitions (assignment %s, events %s)" % (GROUP_PARTITIONS, a.assignment(), a.events)):
+        a.consumer.close()
+        return c
+    poll_until([a], lambda: len(a.records) >= half // 2, timeout=10)
+
+    # 2. Member b joins: a rebalance gives each a share.
+    b = Member(c, "b", cconf, topic, errs)
+
+    def split():
+        sa, sb = a.assignment(), b.assignment()
+        return sa and sb and sorted(sa + sb) == list(range(GROUP_PARTITIONS))
+
+    got = poll_until([a, b], split)
+    sa, sb = a.assignment(), b.assignment()
+    if not c.expect(got, "after b joined, a and b hold disjoint shares of the %d partitions: a %s, b %s" % (GROUP_PARTITIONS, sa, sb)):
+        print("      events a: %s\n      events b: %s" % (a.events, b.events))
+        for mb in (b, a):
+            mb.consumer.close()
+        return c
+    print("      events a: %s" % a.events)
+    print("      events b: %s" % b.events)
+    if cooperative:
+        # Incremental rebalance: a gives up only what b gets and keeps the rest throughout.
+        revoked = [p for ev, ps in a.events if ev == "revoke" for p in ps]
+        c.expect(sorted(revoked) == sb, "cooperative: a revoked exactly b's partitions %s (revoked %s)" % (sb, sorted(revoked)))
+    else:
+        c.expect(("revoke", list(range(GROUP_PARTITIONS))) in a.events, "eager: a gave up its whole assignment in the rebalance (events %s)" % a.events)
+
+    # 3. The second half, produced after the split, read by the owner of each partition only.
+    if not produce(half, n):
+        return c
+    poll_until([a, b], lambda: len(set(indexes([a, b]))) >= n)
+    seen = indexes([a, b])
+    c.expect(set(seen) == set(range(n)), "a and b together read all %d records (%d distinct, %d missing)" % (n, len(set(seen)), len(set(range(n)) - set(seen))))
+    wrong = [(mb.name, r) for mb, own in ((a, sa), (b, sb)) for r in mb.records if r[2] >= half and r[0] not in own]
+    na, nb = len(indexes([a], half)), len(indexes([b], half))
+    c.expect(na > 0 and nb > 0 and not wrong, "records produced after the split: a read %d, b %d, each only from its own partitions (%d misplaced%s)" % (na, nb, len(wrong), ", first %s" % (wrong[:3],) if wrong else ""))
+    dups = len(seen) - len(set(seen))
+    c.expect(dups == 0, "no record read twice across the rebalance, with synchronous commits on revoke (%d duplicates)" % dups)
+
+    # Commit, then the group's committed offsets (OffsetFetch) are the end of every partition.
+    a.commit("after reading everything")
+    b.commit("after reading everything")
+    want = {p: len(range(p, n, GROUP_PARTITIONS)) for p in range(GROUP_PARTITIONS)}
+    try:
+        committed = {tp.partition: tp.offset for tp in a.consumer.committed([TopicPartition(topic, p) for p in range(GROUP_PARTITIONS)], timeout=10)}
+        c.expect(committed == want, "committed offsets of the group (OffsetFetch) %s, want the end offsets %s" % (committed, want))
+    except KafkaException as e:
+        c.fail("committed(): %s" % e)
+
+    # 4. b leaves (close: commit, LeaveGroup): a gets every partition back and, for b's old ones,
+    # resumes at b's commits: it reads exactly the records produced after that.
+    b.close()
+    got = poll_until([a], lambda: a.assignment() == list(range(GROUP_PARTITIONS)))
+    c.expect(got, "after b left, a is assigned all partitions again (assignment %s, events %s)" % (a.assignment(), a.events))
+    before = len(a.records)
+    if not produce(n, n + m):
+        return c
+    poll_until([a], lambda: len(set(indexes([a], n))) >= m)
+    newly = [r[2] for r in a.records[before:]]
+    c.expect(sorted(newly) == list(range(n, n + m)), "a, now alone, read exactly the %d new records (read %d, %d of them older)" % (m, len(newly), sum(1 for i in newly if i < n)))
+    a.close()
+
+    # 5. Everyone gone; M more records; a new member resumes from the committed offsets.
+    if not produce(n + m, n + 2 * m):
+        return c
+    dconf = dict(cconf)
+    dconf["enable.partition.eof"] = True
+    d = Member(c, "d", dconf, topic, errs)
+    eof = set()
+
+    def done():
+        return len(eof) == GROUP_PARTITIONS and len(d.records) >= m
+
+    deadline = time.time() + 30
+    while time.time() < deadline and not done():
+        msg = d.poll(0.1)
+        if msg is not None and msg.error() and msg.error().code() == KafkaError._PARTITION_EOF:
+            eof.add(msg.partition())
+    got = sorted(r[2] for r in d.records)
+    c.expect(got == list(range(n + m, n + 2 * m)), "a new member d read exactly the %d records produced after the last commit (read %d: %d older, %d missing; reached the end of %d partitions)" % (m, len(got), sum(1 for i in got if i < n + m), len(set(range(n + m, n + 2 * m)) - set(got)), len(eof)))
+    d.close()
+
+    for mb in (a, b, d):
+        for e in mb.errors:
+            print("      %s: %s" % (mb.name, e))
+        c.expect(not mb.errors, "member %s: no consume or commit errors (%d), %d synchronous commits" % (mb.name, len(mb.errors), mb.commits))
+    report_client_errors(c, errs)
+    return c
+
+
 def report_client_errors(c, errs):
     # librdkafka reports connection-level trouble here (e.g. a broker closing connections).
     # _ALL_BROKERS_DOWN and _TRANSPORT during the run mean the broker dropped us.
@@ -423,9 +669,11 @@ def main():
     ct.add_argument("--partitions", type=int, required=True)
     pc = sub.add_parser("produce-consume")
     pc.add_argument("--codec", required=True, choices=["none", "gzip", "snappy", "lz4", "zstd"])
+    gr = sub.add_parser("group")
+    gr.add_argument("--assignor", default="range", choices=["range", "roundrobin", "cooperative-sticky"])
     args = ap.parse_args()
 
-    checks = {"admin": check_admin, "create-topic": check_create_topic, "produce-consume": check_produce_consume}
+    checks = {"admin": check_admin, "create-topic": check_create_topic, "produce-consume": check_produce_consume, "group": check_group}
     c = checks[args.check](args)
     if c.failures:
         print("%d assertion(s) failed" % len(c.failures))

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # compat/run.sh — drive a real Ringtail broker with unmodified third-party Kafka clients:
 #   * kcat (librdkafka): produce and consume every compression codec with acks=all (one run also
-#     with enable.idempotence=true) and compare exactly; metadata with -L.
+#     with enable.idempotence=true) and compare exactly; metadata with -L; a balanced consumer
+#     group (-G): two members share a 4-partition topic, a third resumes from their commits.
 #   * confluent-kafka-python (compat/python_compat.py, run with Debian's /usr/bin/python3):
 #     AdminClient create/list/describe/delete topics, and an idempotent acks=all Producer plus an
-#     assign()-based Consumer for every codec, compared exactly.
+#     assign()-based Consumer for every codec, compared exactly; subscribe() group consumers
+#     (range and cooperative-sticky) with synchronous commits, rebalances on join and leave, and
+#     resumption from the committed offsets.
+#   * kafkajs (compat/kafkajs/group.js, pinned by compat/kafkajs/package-lock.json and installed
+#     there with `npm ci` when missing): a consumer group of two, then a fresh member resuming
+#     from the commits.
 #
 # Called by `make compat` after `make build`. It starts `bin/ringtail serve` on a free port with a
 # fresh data directory, stops it on exit, and exits non-zero if any check fails.
@@ -15,6 +21,7 @@
 #   COMPAT_TIMEOUT=S         timeout in seconds for each client run (default 60)
 #   RINGTAIL_BIN=path        broker binary (default bin/ringtail)
 #   COMPAT_KEEP=1            keep the work directory (data dir, logs) even when everything passes
+#   COMPAT_ONLY=REGEX        run only the checks whose name matches (bash =~), e.g. 'group'
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,6 +39,7 @@ BROKER_PID=
 RUN_ID=$(date +%s)-$$ # topic-name suffix, so reruns against a long-lived broker never collide
 PASSED=0
 FAILED=0
+SKIPPED=0
 FAILED_NAMES=()
 
 say() { printf '%s\n' "$*"; }
@@ -83,13 +91,16 @@ if [[ ! -x $PY ]] || ! "$PY" -c 'import confluent_kafka' >/dev/null 2>&1; then
 	missing+=("python3-confluent-kafka (for $PY)")
 fi
 command -v timeout >/dev/null 2>&1 || missing+=("coreutils timeout")
+command -v node >/dev/null 2>&1 || missing+=("node (Node.js >= 14, for kafkajs)")
+command -v npm >/dev/null 2>&1 || missing+=("npm (for kafkajs)")
 if ((${#missing[@]})); then
-	die "missing: ${missing[*]}. Install with: apt-get install -y --no-install-recommends kcat python3-confluent-kafka (.ci/run does this)"
+	die "missing: ${missing[*]}. Install with: apt-get install -y --no-install-recommends kcat python3-confluent-kafka nodejs npm (.ci/run does this)"
 fi
 
 section "clients"
 say "kcat:    $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\) .*librdkafka \([^ ]*\).*/kcat \1, librdkafka \2/p' | head -n1)"
 say "python:  $("$PY" -c 'import sys, confluent_kafka as c; print("python", sys.version.split()[0], "confluent-kafka", c.version()[0], "librdkafka", c.libversion()[0])')"
+say "node:    node $(node --version), npm $(npm --version), kafkajs $(sed -n 's/^ *"kafkajs": *"\(.*\)".*/\1/p' "$ROOT/compat/kafkajs/package.json" | head -n1) (compat/kafkajs/package.json)"
 
 # --- broker ------------------------------------------------------------------------------------
 
@@ -136,6 +147,10 @@ say "broker is accepting connections on $BROKER"
 run_check() {
 	local name=$1
 	shift
+	if [[ -n ${COMPAT_ONLY:-} && ! $name =~ $COMPAT_ONLY ]]; then
+		SKIPPED=$((SKIPPED + 1))
+		return 0
+	fi
 	local out=$WORK/check-${name//[^A-Za-z0-9_.-]/_}.out
 	local start=$SECONDS rc=0
 	("$@") >"$out" 2>&1 || rc=$?
@@ -291,6 +306,164 @@ sys.exit(0 if ok else 1)
 EOF
 }
 
+# --- kcat consumer groups ------------------------------------------------------------------------
+
+# kcat_member_state ERRFILE: from a kcat -G member's stderr (not -q), the partitions of its current
+# assignment ("0 2"), or "-" when its last rebalance event was a revoke or it has none yet.
+kcat_member_state() {
+	local line
+	line=$(grep -E '^% Group .* rebalanced .*: (assigned|revoked):' "$1" 2>/dev/null | tail -n 1 || true)
+	case $line in
+	*"): assigned:"*) printf '%s\n' "${line#*assigned: }" | grep -oE '\[[0-9]+\]' | tr -d '[]' | sort -n | tr '\n' ' ' | sed 's/ $//' ;;
+	*) echo "-" ;;
+	esac
+}
+
+# kcat_group: librdkafka's balanced consumer (classic protocol, its default range/roundrobin
+# assignors) through kcat -G. Two members of one group share a 4-partition topic: half the records
+# are produced before they join, the other half once both hold a share of the partitions. Together
+# they must read every record at least once, with disjoint assignments covering the 4 partitions
+# and the records of the second half read only by the member owning their partition. They are
+# then stopped with SIGTERM (librdkafka closes the consumer: commits its offsets, leaves the
+# group); M more records are produced and one new member of the group, with -e, must read exactly
+# those M and nothing before them (committed offsets resumed).
+kcat_group() {
+	local topic="compat-kcat-group-$RUN_ID" group="compat-kcat-group-$RUN_ID"
+	local dir=$WORK/$topic n=$RECORDS m=$((RECORDS / 4 > 0 ? RECORDS / 4 : 1))
+	local half=$((n / 2))
+	mkdir -p "$dir"
+	timeout "$CHECK_TIMEOUT" "$PY" "$ROOT/compat/python_compat.py" --broker "$BROKER" create-topic --topic "$topic" --partitions 4 || return 1
+
+	# Keyed records (the default partitioner spreads them over the 4 partitions); the value is the
+	# record's index.
+	gen() { awk -v from="$1" -v to="$2" 'BEGIN { for (i = from; i < to; i++) printf "k%06d\tg%06d\n", i, i }'; }
+	produce() { # FROM TO
+		gen "$1" "$2" >"$dir/produce-$1"
+		echo "+ kcat -P -t $topic -X acks=all  (records $1..$(($2 - 1)))"
+		timeout "$CHECK_TIMEOUT" kcat -b "$BROKER" -P -t "$topic" -K $'\t' -X acks=all <"$dir/produce-$1" || {
+			echo "kcat producer failed or timed out (records $1..$(($2 - 1)))"
+			return 1
+		}
+	}
+	local -a gargs=(-b "$BROKER" -G "$group" -X auto.offset.reset=earliest -X enable.auto.commit=true
+		-X auto.commit.interval.ms=200 -X session.timeout.ms=10000 -u -f '%p %o %s\n')
+
+	produce 0 "$half" || return 1
+
+	echo "+ kcat ${gargs[*]} $topic   (members a and b, concurrently)"
+	local pa pb
+	timeout "$((CHECK_TIMEOUT * 2))" kcat "${gargs[@]}" "$topic" >"$dir/a.out" 2>"$dir/a.err" &
+	pa=$!
+	timeout "$((CHECK_TIMEOUT * 2))" kcat "${gargs[@]}" "$topic" >"$dir/b.out" 2>"$dir/b.err" &
+	pb=$!
+	stop_members() {
+		kill -TERM "$pa" "$pb" 2>/dev/null || true
+		wait "$pa" 2>/dev/null || true
+		wait "$pb" 2>/dev/null || true
+	}
+
+	# Wait for a stable split: each member's last rebalance event an assignment, disjoint, together
+	# the 4 partitions.
+	local sa sb deadline=$((SECONDS + CHECK_TIMEOUT)) split=
+	while ((SECONDS < deadline)); do
+		sa=$(kcat_member_state "$dir/a.err")
+		sb=$(kcat_member_state "$dir/b.err")
+		if [[ $sa != - && $sb != - && -n $sa && -n $sb ]] &&
+			[[ $(printf '%s\n' $sa $sb | sort -n | tr '\n' ' ') == "0 1 2 3 " ]]; then
+			split=1
+			break
+		fi
+		if ! kill -0 "$pa" 2>/dev/null || ! kill -0 "$pb" 2>/dev/null; then
+			break
+		fi
+		sleep 0.2
+	done
+	echo "assignments: member a [$sa], member b [$sb]"
+	if [[ -z $split ]]; then
+		echo "the two members never held disjoint assignments covering partitions 0-3 within ${CHECK_TIMEOUT}s"
+		stop_members
+		echo "member a stderr:"; sed 's/^/    /' "$dir/a.err" | tail -n 20
+		echo "member b stderr:"; sed 's/^/    /' "$dir/b.err" | tail -n 20
+		return 1
+	fi
+
+	if ! produce "$half" "$n"; then
+		stop_members
+		return 1
+	fi
+
+	# Until every index 0..n-1 has been read by a or b.
+	local seen=0
+	deadline=$((SECONDS + CHECK_TIMEOUT))
+	while ((SECONDS < deadline)); do
+		seen=$(cat "$dir/a.out" "$dir/b.out" | awk '{ print $3 }' | sort -u | wc -l)
+		((seen >= n)) && break
+		sleep 0.2
+	done
+	# Both still running, then stopped cleanly: SIGTERM makes kcat close the consumer (final
+	# commit, LeaveGroup) and exit 0.
+	local rca=0 rcb=0 alive=1
+	kill -0 "$pa" 2>/dev/null && kill -0 "$pb" 2>/dev/null || alive=
+	kill -TERM "$pa" "$pb" 2>/dev/null || true
+	wait "$pa" || rca=$?
+	wait "$pb" || rcb=$?
+	local ok=1
+	if [[ -z $alive ]]; then
+		echo "a member exited on its own before it was stopped (status a=$rca b=$rcb)"
+		ok=
+	fi
+	if ((rca || rcb)); then
+		echo "members did not exit cleanly after SIGTERM: status a=$rca b=$rcb"
+		ok=
+	fi
+	local ca cb
+	ca=$(wc -l <"$dir/a.out")
+	cb=$(wc -l <"$dir/b.out")
+	echo "member a read $ca records, member b $cb; $seen of $n distinct records read"
+	if ((seen != n)); then
+		echo "records never read by either member (first 10):"
+		comm -23 <(gen 0 "$n" | cut -f2 | sort) <(cat "$dir/a.out" "$dir/b.out" | awk '{ print $3 }' | sort -u) | head -n 10
+		ok=
+	fi
+	# The second half was produced after the split: each of its records must have been read by
+	# the member owning its partition, and only by it.
+	if ! awk -v half="$half" -v sa="$sa" -v sb="$sb" '
+		BEGIN { split(sa, x, " "); for (i in x) own[x[i]] = "a"; split(sb, y, " "); for (i in y) own[y[i]] = "b" }
+		FNR == 1 { m = (FILENAME ~ /a\.out$/) ? "a" : "b" }
+		{ idx = substr($3, 2) + 0
+		  if (idx >= half) {
+			n[m]++; parts[m, $1] = 1
+			if (own[$1] != m) { if (bad++ < 10) printf "record %s (partition %s) read by member %s, assigned to %s\n", $3, $1, m, own[$1] }
+		  } }
+		END {
+			printf "records produced after the split: member a read %d, member b %d\n", n["a"], n["b"]
+			if (n["a"] == 0 || n["b"] == 0) { print "one member read none of them: the partitions were not shared"; bad++ }
+			exit bad > 0
+		}' "$dir/a.out" "$dir/b.out"; then
+		ok=
+	fi
+	[[ -n $ok ]] || { echo "member a stderr:"; sed 's/^/    /' "$dir/a.err" | tail -n 15; echo "member b stderr:"; sed 's/^/    /' "$dir/b.err" | tail -n 15; return 1; }
+
+	# Resume: M new records, one new member reads to the end (-e) and must see exactly them.
+	produce "$n" "$((n + m))" || return 1
+	echo "+ kcat ${gargs[*]} -e $topic   (member c, after a and b closed)"
+	local rc=0
+	timeout "$CHECK_TIMEOUT" kcat "${gargs[@]}" -e "$topic" >"$dir/c.out" 2>"$dir/c.err" || rc=$?
+	if ((rc)); then
+		((rc == 124)) && echo "member c timed out after ${CHECK_TIMEOUT}s without reaching the end of its partitions (-e)" || echo "member c failed (status $rc)"
+		sed 's/^/    /' "$dir/c.err" | tail -n 15
+		return 1
+	fi
+	echo "member c assignment: [$(grep -E '\): assigned:' "$dir/c.err" | tail -n 1 | grep -oE '\[[0-9]+\]' | tr -d '[]' | tr '\n' ' ' | sed 's/ $//' || true)]; read $(wc -l <"$dir/c.out") records, want the $m new ones"
+	if ! diff <(gen "$n" "$((n + m))" | cut -f2 | sort) <(awk '{ print $3 }' "$dir/c.out" | sort) >"$dir/c.diff"; then
+		echo "member c did not read exactly the $m records produced after the commit (< expected, > read); first lines:"
+		head -n 20 "$dir/c.diff"
+		echo "($(grep -c '^>' "$dir/c.diff" || true) unexpected, $(grep -c '^<' "$dir/c.diff" || true) missing; an unexpected record from before g$(printf '%06d' "$n") means a committed offset was lost)"
+		return 1
+	fi
+	echo "kcat -G: $n records shared by two members, committed offsets resumed by a third ($m new records)"
+}
+
 section "kcat (librdkafka): acks=all produce and consume, $RECORDS records per codec"
 for c in "${CODECS[@]}"; do
 	run_check "kcat/produce-consume/$c" kcat_produce_consume "$c" false
@@ -298,6 +471,9 @@ done
 run_check "kcat/produce-consume/zstd+idempotence" kcat_produce_consume zstd true
 run_check "kcat/produce-consume/gzip+3-partitions" kcat_produce_consume gzip false 3
 run_check "kcat/metadata" kcat_metadata
+
+section "kcat (librdkafka): balanced consumer group (-G), $RECORDS records"
+run_check "kcat/group" kcat_group
 
 # --- confluent-kafka-python checks -------------------------------------------------------------
 
@@ -312,6 +488,30 @@ section "confluent-kafka-python: idempotent acks=all Producer, assign() Consumer
 for c in "${CODECS[@]}"; do
 	run_check "python/produce-consume/$c" py_check produce-consume --codec "$c"
 done
+section "confluent-kafka-python: subscribe() group consumers, synchronous commits, $RECORDS records"
+run_check "python/group/range" py_check group --assignor range
+run_check "python/group/cooperative-sticky" py_check group --assignor cooperative-sticky
+
+# --- kafkajs checks ----------------------------------------------------------------------------
+
+# kafkajs_group: compat/kafkajs/group.js (see its header): two kafkajs consumers share a
+# 4-partition topic in one group, commit, leave, and a fresh one resumes from the commits. The
+# pinned kafkajs (package-lock.json) is installed with `npm ci` when node_modules lacks it.
+kafkajs_group() {
+	local dir=$ROOT/compat/kafkajs
+	if [[ ! -f $dir/node_modules/kafkajs/package.json ]]; then
+		echo "+ (cd compat/kafkajs && npm ci --no-audit --no-fund)"
+		(cd "$dir" && timeout 300 npm ci --no-audit --no-fund) || {
+			echo "npm ci failed in $dir: kafkajs could not be installed (registry or npm cache unreachable?)"
+			return 1
+		}
+	fi
+	echo "+ node compat/kafkajs/group.js --broker $BROKER --records $RECORDS --run-id $RUN_ID"
+	timeout "$((CHECK_TIMEOUT * 3))" node "$dir/group.js" --broker "$BROKER" --records "$RECORDS" --run-id "$RUN_ID"
+}
+
+section "kafkajs: consumer group (eachMessage), $RECORDS records"
+run_check "kafkajs/group" kafkajs_group
 
 # --- summary -----------------------------------------------------------------------------------
 
@@ -329,5 +529,9 @@ if ((FAILED)); then
 	say "failed checks: ${FAILED_NAMES[*]}"
 	show_broker_log
 fi
-say "compat: $PASSED passed, $FAILED failed"
+if ((SKIPPED)); then
+	say "compat: $PASSED passed, $FAILED failed ($SKIPPED skipped: COMPAT_ONLY=$COMPAT_ONLY)"
+else
+	say "compat: $PASSED passed, $FAILED failed"
+fi
 ((FAILED == 0))
