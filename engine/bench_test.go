@@ -13,7 +13,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 	for i := 0; i < 4; i++ {
 		tps = append(tps, TopicPartition{Topic: "bench", Partition: int32(i)})
 	}
-	e, err := Open(Config{DataDir: b.TempDir(), Logger: quietLogger()}, nil)
+	e, err := Open(Config{DataDir: b.TempDir(), Logger: quietLogger(), WALFileBytes: 64 << 20}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
