@@ -68,12 +68,15 @@
 // over syncing the (growing) segment files. A cycle never rewrites a block
 // holding acknowledged data: each starts on a 4 KiB boundary after the last.
 //
-// Failures: a WAL write or sync error fails the cycle's records and
-// everything queued until their callbacks ran (each callback rolls its
-// partition back to the high watermark as before: files cut, pending
-// appends fail with ErrStorage, producer state rewound, later appends tried
-// again); the WAL zeroes the failed extent (and syncs) before it writes
-// anything else, so a failed append never reappears at recovery. A segment
+// Failures: a WAL write or sync error fails the cycle's records; each
+// callback rolls its partition back to the high watermark as before (files
+// cut, pending appends fail with ErrStorage, producer state rewound, later
+// appends tried again). Records of that partition still queued from before
+// the rollback are dropped by the WAL's validity check (generation
+// compare, uring.WAL.AppendChecked) instead of being written, and the WAL
+// zeroes the failed extent (and syncs) before it writes anything else, so
+// a failed append never reappears at recovery and no stale record lands
+// beyond a gap. A segment
 // write error rolls back the partition at once, as before. With Durability
 // "none" the high watermark moves right after the segment write; the WAL is
 // still written, and its errors are only logged.

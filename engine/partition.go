@@ -59,10 +59,11 @@ type Partition struct {
 	closed    bool       // files closed
 	segments  []*segment // by base offset; the last one is active
 	logStart  int64
-	logEnd    int64   // next offset to assign
-	hw        int64   // high watermark: offset after the last durable (fsync) or written (none) batch
-	hwMark    segMark // where hw lies on disk
-	gen       uint64  // bumped by every rollback; a WAL completion of an append before one is void
+	logEnd    int64         // next offset to assign
+	hw        int64         // high watermark: offset after the last durable (fsync) or written (none) batch
+	hwMark    segMark       // where hw lies on disk
+	gen       uint64        // bumped by every rollback; a WAL completion of an append before one is void
+	genSeen   atomic.Uint64 // gen, readable without mu (the WAL writer's validity check)
 	pending   []pendingAppend
 	prod      producers  // producer state including written, not yet durable batches
 	hwProd    producers  // producer state at the high watermark
@@ -341,7 +342,10 @@ func (p *Partition) appendLocked(raw [][]byte, hs []batch.Header, logAppendTime 
 	}
 	p.pending = append(p.pending, pendingAppend{end: p.logEnd, done: done, headers: idem})
 	gen, end, mark := p.gen, p.logEnd, seg.mark()
-	p.eng.wal.Append(meta, buf, func(_ uint64, err error) { p.walDone(gen, end, mark, err) })
+	// A record rolled back before the WAL writes it (an earlier record of
+	// the partition failed) is dropped, so it cannot resurface at replay.
+	p.eng.wal.AppendChecked(meta, buf, func() bool { return p.genSeen.Load() == gen },
+		func(_ uint64, err error) { p.walDone(gen, end, mark, err) })
 	return res, nil
 }
 
@@ -406,6 +410,7 @@ func (p *Partition) advanceLocked(hw int64, m segMark, _ error) {
 // rewinds. Nothing unacknowledged stays visible. p.mu held.
 func (p *Partition) rollbackLocked(cause error) {
 	p.gen++
+	p.genSeen.Store(p.gen)
 	err := fmt.Errorf("%w: %s: %v", ErrStorage, p.name, cause)
 	for _, pa := range p.pending {
 		if pa.done != nil {

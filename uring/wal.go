@@ -61,6 +61,9 @@ var walTestHook func()
 // ErrWALClosed fails appends queued after Close.
 var ErrWALClosed = errors.New("uring: wal closed")
 
+// ErrWALCanceled: the record's validity check rejected it before it was written.
+var ErrWALCanceled = errors.New("uring: wal record canceled before it was written")
+
 // ErrWALRecordTooLarge: a record cannot fit a WAL file.
 var ErrWALRecordTooLarge = errors.New("uring: wal record larger than a wal file")
 
@@ -89,6 +92,7 @@ type WALOptions struct {
 
 type walReq struct {
 	meta, data []byte
+	valid      func() bool
 	done       func(seq uint64, err error)
 }
 
@@ -136,12 +140,12 @@ type walDevice interface {
 //
 // # Failures
 //
-// When a cycle's write or sync fails, its records and everything queued
-// until the failure callbacks have run fail with the error, the position and
-// sequence number rewind to the cycle's start, and the next cycle first
-// overwrites the failed extent with zeros (and syncs) before it writes
-// records: a record whose append was reported failed never becomes live
-// later.
+// When a cycle's write or sync fails, its records fail with the error, the
+// position and sequence number rewind to the cycle's start, and the next
+// cycle first overwrites the failed extent with zeros (and syncs) before it
+// writes records: a record whose append was reported failed never becomes
+// live later. Records queued meanwhile are written normally unless their
+// validity check (AppendChecked) rejects them.
 type WAL struct {
 	opts    WALOptions
 	fs      FS
@@ -476,6 +480,15 @@ func putHeader(b []byte, kind byte, seq uint64, payload [][]byte) {
 // (nil) or has failed; it must not block. The WAL reads meta and data until
 // then: the caller must not modify them.
 func (w *WAL) Append(meta, data []byte, done func(seq uint64, err error)) {
+	w.AppendChecked(meta, data, nil, done)
+}
+
+// AppendChecked is Append with a validity check: valid (when non-nil) is
+// called on the writer goroutine just before the record is copied into a
+// cycle, and a record it rejects is not written; its done gets
+// ErrWALCanceled. The engine uses it so that an append rolled back after a
+// failure (its partition's state moved on) never reaches the file.
+func (w *WAL) AppendChecked(meta, data []byte, valid func() bool, done func(seq uint64, err error)) {
 	w.mu.Lock()
 	if w.closing {
 		w.mu.Unlock()
@@ -484,7 +497,7 @@ func (w *WAL) Append(meta, data []byte, done func(seq uint64, err error)) {
 		}
 		return
 	}
-	w.queue = append(w.queue, walReq{meta: meta, data: data, done: done})
+	w.queue = append(w.queue, walReq{meta: meta, data: data, valid: valid, done: done})
 	if len(w.queue) == 1 {
 		w.cond.Signal()
 	}
@@ -625,11 +638,23 @@ func (w *WAL) cycle() {
 	if w.dirty {
 		if err := w.zeroDirty(); err != nil {
 			w.log.Error("uring: wal: cannot clear a failed cycle's extent", "err", err)
-			w.failAll(nil, err)
+			w.complete(w.take(), 0, err)
 			return
 		}
 	}
 	reqs := w.take()
+	// Drop records their owner no longer wants (rolled back meanwhile).
+	kept := reqs[:0:0]
+	for _, r := range reqs {
+		if r.valid != nil && !r.valid() {
+			if r.done != nil {
+				r.done(0, ErrWALCanceled)
+			}
+			continue
+		}
+		kept = append(kept, r)
+	}
+	reqs = kept
 	total := 0
 	for _, r := range reqs {
 		total += walRecordSize(len(r.meta) + len(r.data))
@@ -646,7 +671,7 @@ func (w *WAL) cycle() {
 		next := w.file + 1
 		if err := w.switchTo(next); err != nil {
 			w.log.Error("uring: wal: cannot start a new file", "file", next, "err", err)
-			w.failAll(reqs, err)
+			w.complete(reqs, 0, err)
 			return
 		}
 	}
@@ -655,7 +680,7 @@ func (w *WAL) cycle() {
 	if length > int64(len(buf)) {
 		b, err := NewAlignedBuffers(1, int(length))
 		if err != nil {
-			w.failAll(reqs, err)
+			w.complete(reqs, 0, err)
 			return
 		}
 		oneOff, buf = b, b.Slot(0)
@@ -689,7 +714,7 @@ func (w *WAL) cycle() {
 		w.log.Error("uring: wal: cycle failed; its records fail and its extent will be cleared",
 			"file", w.file, "offset", start, "bytes", length, "err", err)
 		w.dirty, w.dirtyF, w.dirtyLo, w.dirtyHi = true, w.file, start, start+length
-		w.failAll(reqs, err)
+		w.complete(reqs, 0, err)
 		return
 	}
 	w.pos += length
@@ -730,23 +755,6 @@ func (w *WAL) complete(reqs []walReq, first uint64, err error) {
 			} else {
 				r.done(first+uint64(i), nil)
 			}
-		}
-	}
-}
-
-// failAll fails reqs, then everything queued until the queue is found empty:
-// whatever was appended before the failure callbacks finished fails too, so
-// callers that undo state in a callback never see a later record of theirs
-// succeed.
-func (w *WAL) failAll(reqs []walReq, err error) {
-	for {
-		w.complete(reqs, 0, err)
-		w.mu.Lock()
-		reqs = w.queue
-		w.queue = nil
-		w.mu.Unlock()
-		if len(reqs) == 0 {
-			return
 		}
 	}
 }

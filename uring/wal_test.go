@@ -366,3 +366,26 @@ func TestCrashFSDropsUnsynced(t *testing.T) {
 		t.Fatalf("after crash: %q", b)
 	}
 }
+
+func TestWALAppendChecked(t *testing.T) {
+	for _, mode := range walModes {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			w, _ := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{})
+			ch := make(chan error, 2)
+			w.AppendChecked(nil, payload(1, 10), func() bool { return false }, func(_ uint64, err error) { ch <- err })
+			w.AppendChecked(nil, payload(2, 10), func() bool { return true }, func(_ uint64, err error) { ch <- err })
+			if err := <-ch; !errors.Is(err, ErrWALCanceled) {
+				t.Fatalf("rejected record: %v", err)
+			}
+			if err := <-ch; err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			_, r := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{File: 1})
+			if len(r.payloads) != 1 || !bytes.Equal(r.payloads[0], payload(2, 10)) || r.seqs[0] != 1 {
+				t.Fatalf("replayed %d records", len(r.payloads))
+			}
+		})
+	}
+}
