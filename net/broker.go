@@ -21,6 +21,7 @@ type BrokerConfig struct {
 	MaxRequestBytes   int32 // socket.request.max.bytes (reported by DescribeConfigs)
 	DataDir           string
 	Durability        string
+	WALIO             string // the WAL writer in use: uring+direct, uring or portable
 }
 
 // Broker implements the Kafka APIs of one node over the metadata store and the log engine.

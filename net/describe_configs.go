@@ -84,6 +84,7 @@ func (b *Broker) brokerConfigs() []configEntry {
 		static("socket.request.max.bytes", strconv.Itoa(int(b.cfg.MaxRequestBytes))),
 		static("log.dirs", b.cfg.DataDir),
 		static("ringtail.durability", b.cfg.Durability),
+		static("ringtail.wal.io", b.cfg.WALIO),
 		static("advertised.listeners", fmt.Sprintf("PLAINTEXT://%s:%d", b.cfg.AdvertisedHost, b.cfg.AdvertisedPort)),
 	}
 	// Topic defaults are broker configs too, under their broker-level names.

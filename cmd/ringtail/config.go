@@ -20,6 +20,7 @@ type config struct {
 	AutoCreateTopics bool
 	NumPartitions    int32
 	Durability       string
+	WALIO            string
 	MaxRequestBytes  int32
 	SegmentBytes     int64
 	LogLevel         string
@@ -98,6 +99,14 @@ var options = []option{
 		}
 		c.Durability = v
 		return nil
+	}},
+	{"wal-io", "auto", "how the write-ahead log reaches the disk: auto (io_uring, else portable), uring, or portable (pwrite+fdatasync)", func(c *config, v string) error {
+		switch v {
+		case "auto", "uring", "portable":
+			c.WALIO = v
+			return nil
+		}
+		return fmt.Errorf("wal-io %q: must be auto, uring or portable", v)
 	}},
 	{"max-request-bytes", "104857600", "socket.request.max.bytes: larger frames are refused before they are read", func(c *config, v string) error {
 		n, err := strconv.ParseInt(v, 10, 32)

@@ -97,13 +97,18 @@ func serve(cfg *config) error {
 	eng, err := engine.Open(engine.Config{
 		DataDir:      filepath.Join(dataDir, "logs"),
 		Durability:   cfg.Durability,
+		WALIO:        cfg.WALIO,
 		SegmentBytes: cfg.SegmentBytes,
 		Logger:       log,
 	}, kafkanet.PartitionSpecs(store.Topics()))
 	if err != nil {
 		return err
 	}
-	log.Info("storage recovered", "topics", len(store.Topics()), "took", time.Since(start).Round(time.Millisecond), "durability", cfg.Durability)
+	log.Info("storage recovered", "topics", len(store.Topics()), "took", time.Since(start).Round(time.Millisecond),
+		"durability", cfg.Durability, "wal_io", eng.WALMode())
+	if reason := eng.WALFallbackReason(); reason != "" {
+		log.Warn("io_uring is not in use; the WAL uses pwrite+fdatasync", "reason", reason)
+	}
 
 	broker := kafkanet.NewBroker(kafkanet.BrokerConfig{
 		NodeID:            cfg.NodeID,
@@ -114,6 +119,7 @@ func serve(cfg *config) error {
 		MaxRequestBytes:   cfg.MaxRequestBytes,
 		DataDir:           dataDir,
 		Durability:        cfg.Durability,
+		WALIO:             eng.WALMode(),
 	}, store, eng, log)
 	if err := broker.Start(); err != nil {
 		eng.Close()
