@@ -53,6 +53,12 @@ const (
 	DefaultWALFileBytes  = 64 << 20
 	DefaultWALCycleBytes = 4 << 20
 	walSpareFiles        = 2 // recycled files kept for reuse; the rest are removed
+	// walPrepName: a fresh file being zero-filled (or ready) in the
+	// background; never a live name, removed at open.
+	walPrepName = "prepared.tmp"
+	// walPrepChunk: the preparer syncs after this many zero bytes, so its
+	// writeback reaches the device in small pieces between the writer's syncs.
+	walPrepChunk = 2 << 20
 )
 
 // walTestHook, when set by a test, runs on the writer goroutine before each cycle.
@@ -175,6 +181,18 @@ type WAL struct {
 	exited   chan struct{}
 	notified bool
 
+	// The preparer: a goroutine that zero-fills a new file ahead of need
+	// (when the writer passes the middle of its file and no spare exists),
+	// so switching files never waits for 64 MiB of zeros on the writer.
+	// Guarded by mu.
+	prepReady   bool // walPrepName is complete (zero-filled and synced)
+	prepRunning bool // the preparer is filling it now
+	prepWant    bool // requested, not yet started
+	prepCond    *sync.Cond
+	prepExited  chan struct{}
+	prepErrs    int // consecutive failures; after 3 the writer creates files itself
+	prepUsed    atomic.Uint64 // files the writer took from the preparer (tests)
+
 	cycles  atomic.Uint64
 	records atomic.Uint64
 	written atomic.Int64 // bytes written by cycles, padding included
@@ -214,6 +232,8 @@ func OpenWAL(opts WALOptions, from WALPosition, replay func(seq uint64, payload 
 	}
 	w := &WAL{opts: opts, fs: opts.FS, log: opts.Logger, exited: make(chan struct{}), hook: walTestHook}
 	w.cond = sync.NewCond(&w.mu)
+	w.prepCond = sync.NewCond(&w.mu)
+	w.prepExited = make(chan struct{})
 	if err := w.fs.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("uring: wal: %w", err)
 	}
@@ -240,6 +260,7 @@ func OpenWAL(opts WALOptions, from WALPosition, replay func(seq uint64, payload 
 		return nil, fmt.Errorf("uring: wal: starting file %d: %w", w.file, err)
 	}
 	go w.run()
+	go w.prepare()
 	return w, nil
 }
 
@@ -347,6 +368,11 @@ func (w *WAL) recover(from WALPosition, replay func(uint64, []byte) error) error
 	}
 	// Files past the last live one hold only a torn cycle or stale data.
 	removed := false
+	if err := w.fs.Remove(filepath.Join(w.opts.Dir, walPrepName)); err == nil {
+		removed = true
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("uring: wal: %w", err)
+	}
 	for _, n := range files {
 		switch {
 		case n > last:
@@ -569,8 +595,10 @@ func (w *WAL) Close() error {
 	already := w.closing
 	w.closing = true
 	w.cond.Signal()
+	w.prepCond.Broadcast()
 	w.mu.Unlock()
 	<-w.exited
+	<-w.prepExited
 	if already {
 		return nil
 	}
@@ -669,7 +697,10 @@ func (w *WAL) cycle() {
 	}
 	if w.pos+length > w.opts.FileBytes {
 		next := w.file + 1
-		if err := w.switchTo(next); err != nil {
+		t0 := time.Now()
+		err := w.switchTo(next)
+		w.log.Debug("uring: wal: switched file", "file", next, "took", time.Since(t0))
+		if err != nil {
 			w.log.Error("uring: wal: cannot start a new file", "file", next, "err", err)
 			w.complete(reqs, 0, err)
 			return
@@ -709,7 +740,11 @@ func (w *WAL) cycle() {
 		clear(buf[off:])
 	}
 	start := w.pos
+	t0 := time.Now()
 	err := w.dev.writeSync(buf, start)
+	if d := time.Since(t0); d > 5*time.Millisecond {
+		w.log.Debug("uring: wal: slow cycle", "file", w.file, "offset", start, "bytes", length, "records", len(reqs), "took", d)
+	}
 	if err != nil {
 		w.log.Error("uring: wal: cycle failed; its records fail and its extent will be cleared",
 			"file", w.file, "offset", start, "bytes", length, "err", err)
@@ -725,6 +760,9 @@ func (w *WAL) cycle() {
 	w.written.Add(length)
 	w.mu.Lock()
 	w.committed = WALPosition{File: w.file, Offset: w.pos, Seq: w.seq}
+	if w.pos >= w.opts.FileBytes/2 {
+		w.wantPreparedLocked()
+	}
 	notify := false
 	if w.opts.Notify != nil && !w.notified && w.sinceReleasedLocked() >= w.opts.NotifyBytes {
 		w.notified, notify = true, true
@@ -799,22 +837,33 @@ func (w *WAL) switchTo(n uint64) error {
 		spare = w.spares[0]
 		w.spares = w.spares[1:]
 	}
+	usePrep := false
+	if !haveSpare {
+		// A file the preparer is filling is closer to ready than one we
+		// would start now.
+		for w.prepRunning {
+			w.prepCond.Wait()
+		}
+		usePrep, w.prepReady = w.prepReady, false
+	}
 	w.mu.Unlock()
 	var f File
 	var err error
-	if haveSpare {
+	if usePrep {
+		if err = w.fs.Rename(filepath.Join(w.opts.Dir, walPrepName), path); err == nil {
+			f, err = w.openRecycled(path)
+		}
+		if err == nil {
+			w.prepUsed.Add(1)
+		}
+		if err != nil {
+			w.log.Warn("uring: wal: using the prepared file failed, creating a new one", "err", err)
+			_ = w.fs.Remove(path)
+			f = nil
+		}
+	} else if haveSpare {
 		if err = w.fs.Rename(w.path(spare), path); err == nil {
-			f, err = w.fs.OpenFile(path, os.O_RDWR, 0)
-			if err == nil {
-				var size int64
-				if size, err = f.Size(); err == nil && size != w.opts.FileBytes {
-					err = fmt.Errorf("recycled wal file %s has %d bytes, want %d", path, size, w.opts.FileBytes)
-				}
-				if err != nil {
-					f.Close()
-					f = nil
-				}
-			}
+			f, err = w.openRecycled(path)
 		}
 		if err != nil {
 			w.log.Warn("uring: wal: recycling failed, creating a new file", "err", err)
@@ -843,14 +892,98 @@ func (w *WAL) switchTo(n uint64) error {
 	return nil
 }
 
+// openRecycled opens a renamed spare or prepared file and checks its size.
+func (w *WAL) openRecycled(path string) (File, error) {
+	f, err := w.fs.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	size, err := f.Size()
+	if err == nil && size != w.opts.FileBytes {
+		err = fmt.Errorf("recycled wal file %s has %d bytes, want %d", path, size, w.opts.FileBytes)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// wantPreparedLocked asks the preparer for a fresh file when the writer
+// would otherwise have to create its next one. w.mu held.
+func (w *WAL) wantPreparedLocked() {
+	if len(w.spares) > 0 || w.prepReady || w.prepRunning || w.prepWant || w.prepErrs >= 3 {
+		return
+	}
+	w.prepWant = true
+	w.prepCond.Broadcast()
+}
+
+// prepare is the preparer goroutine: it zero-fills walPrepName on request.
+func (w *WAL) prepare() {
+	defer close(w.prepExited)
+	path := filepath.Join(w.opts.Dir, walPrepName)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for {
+		for !w.prepWant && !w.closing {
+			w.prepCond.Wait()
+		}
+		if w.closing {
+			return
+		}
+		w.prepWant, w.prepRunning = false, true
+		w.mu.Unlock()
+		start := time.Now()
+		f, err := w.fill(path, walPrepChunk, func() bool {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return w.closing
+		})
+		if err == nil {
+			err = f.Close()
+		}
+		if err != nil {
+			_ = w.fs.Remove(path)
+		}
+		w.mu.Lock()
+		w.prepRunning = false
+		if err != nil {
+			w.prepErrs++
+			if !w.closing {
+				w.log.Warn("uring: wal: preparing the next file failed; the writer creates it when needed", "err", err)
+			}
+		} else {
+			w.prepErrs = 0
+			w.prepReady = true
+			w.log.Debug("uring: wal: next file prepared", "bytes", w.opts.FileBytes, "took", time.Since(start))
+		}
+		w.prepCond.Broadcast()
+	}
+}
+
+var errWALPrepStopped = errors.New("uring: wal: closing")
+
 // create makes a zero-filled file of FileBytes and syncs it.
 func (w *WAL) create(path string) (File, error) {
+	return w.fill(path, w.opts.FileBytes, nil)
+}
+
+// fill makes a zero-filled file of FileBytes at path, syncing after every
+// syncEvery bytes and at the end; stop (when non-nil) is asked between
+// chunks and ends the fill early with an error.
+func (w *WAL) fill(path string, syncEvery int64, stop func() bool) (File, error) {
 	f, err := w.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	zero := make([]byte, 1<<20)
+	unsynced := int64(0)
 	for off := int64(0); off < w.opts.FileBytes; off += int64(len(zero)) {
+		if stop != nil && stop() {
+			f.Close()
+			return nil, errWALPrepStopped
+		}
 		chunk := zero
 		if rest := w.opts.FileBytes - off; rest < int64(len(chunk)) {
 			chunk = chunk[:rest]
@@ -858,6 +991,13 @@ func (w *WAL) create(path string) (File, error) {
 		if _, err := f.WriteAt(chunk, off); err != nil {
 			f.Close()
 			return nil, err
+		}
+		if unsynced += int64(len(chunk)); unsynced >= syncEvery && off+int64(len(chunk)) < w.opts.FileBytes {
+			if err := f.Datasync(); err != nil {
+				f.Close()
+				return nil, err
+			}
+			unsynced = 0
 		}
 	}
 	if err := f.Datasync(); err != nil {

@@ -389,3 +389,43 @@ func TestWALAppendChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestWALPreparedFiles: without spares the writer takes files the preparer
+// zero-filled in the background; a prepared file left behind is removed at
+// open and every record replays.
+func TestWALPreparedFiles(t *testing.T) {
+	for _, mode := range walModes {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := WALOptions{Dir: dir, IO: mode, FileBytes: 64 << 10, CycleBytes: 16 << 10}
+			w, _ := openTestWAL(t, opts, WALPosition{})
+			var all [][]byte
+			for i := 0; i < 120; i++ {
+				p := payload(i, 2000+i*7%1500)
+				if _, err := appendSync(w, nil, p); err != nil {
+					t.Fatal(err)
+				}
+				all = append(all, p)
+			}
+			if w.prepUsed.Load() == 0 {
+				t.Fatal("the writer never used a prepared file")
+			}
+			w.Close()
+			if err := os.WriteFile(filepath.Join(dir, walPrepName), []byte("partial"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, r := openTestWAL(t, opts, WALPosition{File: 1})
+			if len(r.payloads) != len(all) {
+				t.Fatalf("replayed %d, want %d", len(r.payloads), len(all))
+			}
+			for i := range all {
+				if !bytes.Equal(r.payloads[i], all[i]) {
+					t.Fatalf("record %d differs", i)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, walPrepName)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("prepared file left after open: %v", err)
+			}
+		})
+	}
+}
