@@ -182,7 +182,8 @@ type WAL struct {
 	notified bool
 
 	// The preparer: a goroutine that zero-fills a new file ahead of need
-	// (when the writer passes the middle of its file and no spare exists),
+	// (at open, and when the writer passes the middle of its file, if no
+	// spare exists),
 	// so switching files never waits for 64 MiB of zeros on the writer.
 	// Guarded by mu.
 	prepReady   bool // walPrepName is complete (zero-filled and synced)
@@ -261,6 +262,11 @@ func OpenWAL(opts WALOptions, from WALPosition, replay func(seq uint64, payload 
 	}
 	go w.run()
 	go w.prepare()
+	// A new log (or one with no file to recycle) gets its next file now,
+	// while the broker is starting, rather than under load.
+	w.mu.Lock()
+	w.wantPreparedLocked()
+	w.mu.Unlock()
 	return w, nil
 }
 
