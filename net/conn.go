@@ -18,6 +18,7 @@ package kafkanet
 // flight (max.in.flight, 5 by default), so a well-behaved client never meets either limit.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -151,6 +152,13 @@ func (c *connection) onClose(err error) {
 	c.closed = true
 	c.mu.Unlock()
 	close(c.done)
+	// A request cut off by the client's close is bad input like any other: say so once.
+	if c.partial != nil {
+		c.log.Warn("connection closed mid-request; the partial frame is dropped",
+			"received", c.filled, "frame_size", len(c.partial), "err", err)
+	} else if n := c.gc.InboundBuffered(); n > 0 {
+		c.log.Warn("connection closed mid-request; the partial size prefix is dropped", "received", n, "err", err)
+	}
 	c.log.Debug("connection closed", "err", err)
 }
 
@@ -241,7 +249,13 @@ func (c *connection) answerUnsupported(ctx *Context, r request) bool {
 		// KIP-511: a client whose ApiVersions is too new gets a v0 answer with the supported
 		// list, and retries with the highest version on it that it knows.
 		if logIt {
-			ctx.Log.Info("unsupported ApiVersions version; answering v0 with the supported list", "version", r.version)
+			// Clients newer than the broker start with their own latest version (KIP-511): routine,
+			// so Debug; a version no Kafka release has is worth an Info line.
+			level := slog.LevelDebug
+			if r.version > (&kmsg.ApiVersionsRequest{}).MaxVersion() {
+				level = slog.LevelInfo
+			}
+			ctx.Log.Log(context.Background(), level, "unsupported ApiVersions version; answering v0 with the supported list", "version", r.version)
 		}
 		resp := kmsg.NewPtrApiVersionsResponse()
 		resp.SetVersion(0)
