@@ -8,7 +8,7 @@ LISTEN   ?= 127.0.0.1:9092
 # Fuzz targets run briefly in `make test`; FUZZTIME lengthens them.
 FUZZTIME ?= 10s
 
-.PHONY: all build run test unit e2e fuzz compat bench lint clean
+.PHONY: all build run test unit e2e fuzz soak compat bench lint clean
 
 all: build
 
@@ -37,6 +37,11 @@ e2e: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./engine/batch/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./net/
+
+# soak: the kill -9 under acks=all load test for many more cycles than `make test` runs.
+SOAK_CYCLES ?= 200
+soak: build
+	E2E_KILL9_CYCLES=$(SOAK_CYCLES) RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(GO) test -count=1 -timeout 60m -run 'TestKill9UnderAcksAllLoad' -v ./test/e2e/
 
 # compat: kcat (librdkafka), confluent-kafka-python and kafkajs against a real broker process:
 # produce/consume with every codec, admin APIs, consumer groups.

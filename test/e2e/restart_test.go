@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -152,7 +153,8 @@ type ackedPos struct {
 
 // TestKill9UnderAcksAllLoad: several acks=all producers run while the broker is SIGKILLed; after
 // a restart every acknowledged record is at the offset it was acknowledged with, nothing is
-// duplicated, and each producer's records keep their order within a partition. Three cycles.
+// duplicated, and each producer's records keep their order within a partition. 20 short cycles
+// (E2E_KILL9_CYCLES changes that; `make soak` runs many more).
 func TestKill9UnderAcksAllLoad(t *testing.T) {
 	b := startBroker(t)
 	topic := "kill9"
@@ -160,9 +162,16 @@ func TestKill9UnderAcksAllLoad(t *testing.T) {
 
 	const (
 		producers = 4
-		cycles    = 3
-		ackGoal   = 5000 // acks per cycle before the kill
+		ackGoal   = 1500 // acks per cycle before the kill
 	)
+	cycles := 20
+	if v := os.Getenv("E2E_KILL9_CYCLES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("E2E_KILL9_CYCLES=%q: want a positive integer", v)
+		}
+		cycles = n
+	}
 	var (
 		mu    sync.Mutex
 		acked = make(map[string]ackedPos)
