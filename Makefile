@@ -8,7 +8,7 @@ LISTEN   ?= 127.0.0.1:9092
 # Fuzz targets run briefly in `make test`; FUZZTIME lengthens them.
 FUZZTIME ?= 10s
 
-.PHONY: all build run test unit e2e fuzz soak compat bench lint clean
+.PHONY: all build run test unit race e2e fuzz soak compat bench lint clean
 
 all: build
 
@@ -20,9 +20,10 @@ build:
 run: build
 	$(BIN)/ringtail serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 
-# test: unit tests (race detector on the packages with concurrency), end-to-end tests against the
-# real broker binary, then short fuzz runs of the frame decoder and the record-batch parser.
-test: build unit e2e fuzz
+# test: unit tests, the same again under the race detector for the packages with concurrency,
+# end-to-end tests against the real broker binary, then short fuzz runs of the frame decoder and
+# the record-batch parser.
+test: build unit race e2e fuzz
 
 # Every package but the end-to-end suite, which `e2e` runs against the built binary.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /test/e2e)
@@ -30,6 +31,9 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v /test/e2e)
 unit:
 	$(GO) vet ./...
 	$(GO) test -count=1 $(UNIT_PKGS)
+
+race:
+	$(GO) test -race -count=1 ./engine/ ./uring/ ./net/ ./group/
 
 e2e: build
 	RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(GO) test -count=1 -timeout 15m ./test/e2e/
