@@ -48,12 +48,17 @@ func WorkloadConfig(name string, d, w time.Duration, rate float64) (Config, erro
 	case "open-loop":
 		c.Rate = rate
 		c.Clients = 1
+	case "lone":
+		// One producer, one record at a time, one partition: the latency of a single durable ack,
+		// compared with the disk's raw write+fdatasync (RawSync).
+		c.Concurrency, c.Clients = 1, 1
+		c.Partitions = 1
 	case "e2e": // not in the default set: BENCH_WORKLOADS=seed,throughput,open-loop,e2e
 		c.Mode = "e2e"
 		c.Rate = rate
 		c.Clients = 1
 	default:
-		return c, fmt.Errorf("unknown bench workload %q (seed, throughput, open-loop, e2e)", name)
+		return c, fmt.Errorf("unknown bench workload %q (seed, throughput, open-loop, lone, e2e)", name)
 	}
 	return c, nil
 }
@@ -111,6 +116,16 @@ func RunBench(ctx context.Context, bc BenchConfig, log io.Writer) (*Comparison, 
 				fmt.Fprintf(log, "%s msg/s, p99 %s, %d errors\n", fmtCount(res.MsgPerSec), fmtUs(res.Latency.P99Us), res.ErrorTotal)
 			}
 			cmp.Results = append(cmp.Results, res)
+		}
+	}
+	for _, wl := range bc.Workloads {
+		if wl == "lone" {
+			raw, err := MeasureRawSync(tmp, 2000)
+			if err != nil {
+				fmt.Fprintf(log, "bench: raw 4 KiB write+fdatasync: %v\n", err)
+				break
+			}
+			cmp.RawSync = &raw
 		}
 	}
 	cmp.Machine["loadavg_end"] = loadavg()

@@ -19,9 +19,21 @@ if ! $GO build -ldflags "$ldflags" -o bin/ringtail ./cmd/ringtail; then
 fi
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit-dirty"; fi
-exec bin/ringtail-perf bench \
+status=0
+bin/ringtail-perf bench \
 	--ringtail bin/ringtail --kfake bin/kfake-peer \
 	--duration "${BENCH_DURATION:-10s}" --rate "${BENCH_RATE:-20000}" \
 	--brokers "${BENCH_BROKERS:-ringtail,kfake-mem,kfake-sync}" \
-	--workloads "${BENCH_WORKLOADS:-seed,throughput,open-loop}" \
-	--out bench/results --commit "$commit"
+	--workloads "${BENCH_WORKLOADS:-seed,throughput,open-loop,lone}" \
+	--out bench/results --commit "$commit" || status=$?
+
+# The storage layer alone: the WAL through io_uring and through the portable writer, in one run,
+# for 256 B, 4 KiB and 64 KiB appends at 1, 16 and 128 concurrent appenders, next to the raw
+# 4 KiB write+fdatasync floor. BENCH_STORAGE=0 skips it.
+if [ "${BENCH_STORAGE:-1}" != 0 ]; then
+	out="bench/results/$(date -u +%Y-%m-%d)-$commit-storage.txt"
+	echo
+	echo "== storage: WAL io_uring vs portable (go test -bench), also in $out =="
+	$GO test -run '^$' -bench '^(BenchmarkWAL|BenchmarkRawWriteSync4K)$' -benchtime "${BENCH_STORAGE_TIME:-1s}" ./uring/ | tee "$out" || status=1
+fi
+exit $status

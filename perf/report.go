@@ -144,6 +144,7 @@ type Comparison struct {
 	Results  []*Result      `json:"results"`
 	Ratios   []Ratio        `json:"ratios"`
 	Baseline string         `json:"baseline"` // the broker the ratios are taken for (ringtail)
+	RawSync  *RawSync       `json:"raw_sync_4k,omitempty"` // the disk's floor, measured when "lone" runs
 }
 
 // BrokerInfo describes a broker the bench started.
@@ -263,6 +264,16 @@ func WriteComparison(w io.Writer, c *Comparison) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", r.Workload, r.Peer, fmtRatio(r.MsgPerSec), fmtRatio(r.P99), fmtRatio(r.BrokerCPUPMsg))
 	}
 	tw.Flush()
+	if c.RawSync != nil {
+		fmt.Fprintf(w, "\nraw 4 KiB write+fdatasync (queue depth 1, preallocated file): p50 %s, p99 %s\n",
+			fmtUs(int64(c.RawSync.P50Us)), fmtUs(int64(c.RawSync.P99Us)))
+		for _, r := range c.Results {
+			if r.Name == "lone" && r.Failed == "" && c.RawSync.P50Us > 0 {
+				fmt.Fprintf(w, "  lone acks=all produce on %-10s p50 %s = %.2f× the raw sync\n",
+					r.Broker, fmtUs(r.Latency.P50Us), float64(r.Latency.P50Us)/c.RawSync.P50Us)
+			}
+		}
+	}
 	var errs []string
 	for _, r := range c.Results {
 		for _, k := range sortedKeys(r.Errors) {

@@ -14,7 +14,7 @@ import (
 )
 
 // runBench starts Ringtail and kfake (in memory, and persisted with SyncWrites) in turn, runs
-// the seed, throughput and open-loop workloads against each and prints the comparison.
+// the seed, throughput, open-loop and lone workloads against each and prints the comparison.
 func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	ringtail := fs.String("ringtail", "bin/ringtail", "Ringtail binary")
@@ -23,7 +23,7 @@ func runBench(ctx context.Context, args []string) error {
 	warm := fs.Duration("warmup", 2*time.Second, "warm-up per run")
 	rate := fs.Float64("rate", 20000, "open-loop offered rate, msg/s")
 	brokers := fs.String("brokers", "ringtail,kfake-mem,kfake-sync", "brokers to run, in order")
-	workloads := fs.String("workloads", "seed,throughput,open-loop", "workloads to run, in order")
+	workloads := fs.String("workloads", "seed,throughput,open-loop,lone", "workloads to run, in order (seed, throughput, open-loop, lone, e2e)")
 	out := fs.String("out", "bench/results", "results directory")
 	commit := fs.String("commit", "unknown", "commit the results are for")
 	noPlots := fs.Bool("no-plots", false, "skip the PNG plots")
