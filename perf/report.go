@@ -143,7 +143,7 @@ type Comparison struct {
 	Brokers  []BrokerInfo   `json:"brokers"`
 	Results  []*Result      `json:"results"`
 	Ratios   []Ratio        `json:"ratios"`
-	Baseline string         `json:"baseline"` // the broker the ratios are taken for (ringtail)
+	Baseline string         `json:"baseline"`              // the broker the ratios are taken for (ringtail)
 	RawSync  *RawSync       `json:"raw_sync_4k,omitempty"` // the disk's floor, measured when "lone" runs
 }
 
