@@ -148,14 +148,8 @@ func runE2E(ctx context.Context, c Config, opts Options) (*Result, error) {
 	mk := newRecordMaker(&c)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	t0 := time.Now()
-	w := newWindow(t0, &c)
-	rec := NewRecorder(w.start)
-	var cpu [2]cpuSample
-	var ctl sync.WaitGroup
-	ctl.Add(1)
-	go controller(ctx, &c, opts, rec, w, &cpu, &ctl)
-	limitCount(&c, rec, w)
+	m := startMeasurement(ctx, &c, opts)
+	t0, w, rec := m.t0, m.w, m.rec
 
 	var mu sync.Mutex
 	var expected, received int64 // records scheduled in the window that were acked / received
@@ -240,7 +234,7 @@ func runE2E(ctx context.Context, c Config, opts Options) (*Result, error) {
 		<-consDone
 		notes = append(notes, "consumer did not receive every acknowledged record within the drain timeout")
 	}
-	ctl.Wait()
+	m.ctl.Wait()
 	mu.Lock()
 	if missing := expected - received; missing > 0 {
 		for ; missing > 0; missing-- {
@@ -249,7 +243,7 @@ func runE2E(ctx context.Context, c Config, opts Options) (*Result, error) {
 	}
 	mu.Unlock()
 	res := &Result{}
-	res.fill(&c, opts, rec, w, cpu, t0)
+	res.fill(&c, opts, rec, w, m.cpu, t0)
 	res.Notes = append(res.Notes, notes...)
 	res.Notes = append(res.Notes, "latency is from each record's scheduled send time to its receipt by the tailing consumer")
 	return res, nil

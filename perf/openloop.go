@@ -82,14 +82,8 @@ func runOpenLoop(ctx context.Context, c Config, opts Options) (*Result, error) {
 	size := c.Size + mk.keyLen()
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	t0 := time.Now()
-	w := newWindow(t0, &c)
-	rec := NewRecorder(w.start)
-	var cpu [2]cpuSample
-	var ctl sync.WaitGroup
-	ctl.Add(1)
-	go controller(ctx, &c, opts, rec, w, &cpu, &ctl)
-	limitCount(&c, rec, w)
+	m := startMeasurement(ctx, &c, opts)
+	t0, w, rec := m.t0, m.w, m.rec
 
 	// A record counts when it was scheduled inside the window, however late its ack comes.
 	var pending sync.WaitGroup
@@ -119,9 +113,7 @@ func runOpenLoop(ctx context.Context, c Config, opts Options) (*Result, error) {
 	wg.Add(1)
 	go func() { pending.Wait(); wg.Done() }()
 	ok := drain(&wg, drainTimeout, cancel)
-	ctl.Wait()
-	res := &Result{}
-	res.fill(&c, opts, rec, w, cpu, t0)
+	res := m.result(&c, opts)
 	if !ok {
 		res.Notes = append(res.Notes, "records still unacknowledged after the drain timeout were canceled and counted as errors")
 	}

@@ -132,6 +132,34 @@ func (w *window) in(t time.Time) bool {
 	return t.Before(w.end)
 }
 
+// measurement is what every mode sets up the same way: the measured window, its recorder, and
+// the controller goroutine that ticks them, samples CPU and closes the window.
+type measurement struct {
+	t0  time.Time
+	w   *window
+	rec *Recorder
+	cpu [2]cpuSample // written by the controller; read after ctl.Wait
+	ctl sync.WaitGroup
+}
+
+func startMeasurement(ctx context.Context, c *Config, opts Options) *measurement {
+	m := &measurement{t0: time.Now()}
+	m.w = newWindow(m.t0, c)
+	m.rec = NewRecorder(m.w.start)
+	m.ctl.Add(1)
+	go controller(ctx, c, opts, m.rec, m.w, &m.cpu, &m.ctl)
+	limitCount(c, m.rec, m.w)
+	return m
+}
+
+// result waits for the controller to finish and summarises the measurement.
+func (m *measurement) result(c *Config, opts Options) *Result {
+	m.ctl.Wait()
+	res := &Result{}
+	res.fill(c, opts, m.rec, m.w, m.cpu, m.t0)
+	return res
+}
+
 // controller ticks the recorder once a second through the window, prints progress, samples CPU
 // at the window's edges and closes the window on time, on count or on cancellation.
 func controller(ctx context.Context, c *Config, opts Options, rec *Recorder, w *window, cpu *[2]cpuSample, wg *sync.WaitGroup) {
@@ -397,14 +425,8 @@ func runProduce(ctx context.Context, c Config, opts Options) (*Result, error) {
 	size := c.Size + mk.keyLen()
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	t0 := time.Now()
-	w := newWindow(t0, &c)
-	rec := NewRecorder(w.start)
-	var cpu [2]cpuSample
-	var ctl sync.WaitGroup
-	ctl.Add(1)
-	go controller(ctx, &c, opts, rec, w, &cpu, &ctl)
-	limitCount(&c, rec, w)
+	m := startMeasurement(ctx, &c, opts)
+	w, rec := m.w, m.rec
 
 	var workers sync.WaitGroup
 	counts := make([]int64, c.Concurrency)
@@ -468,9 +490,7 @@ func runProduce(ctx context.Context, c Config, opts Options) (*Result, error) {
 	}
 	<-w.done
 	ok := drain(&workers, drainTimeout, cancel)
-	ctl.Wait()
-	res := &Result{}
-	res.fill(&c, opts, rec, w, cpu, t0)
+	res := m.result(&c, opts)
 	if !c.Pipeline {
 		res.Fairness = ComputeFairness(counts)
 	}
