@@ -48,6 +48,10 @@ type Config struct {
 	// CheckpointBytes: a checkpoint runs when the WAL has grown by this
 	// much since the last one; default WALFileBytes/4.
 	CheckpointBytes int64
+	// WALInFlight is how many WAL cycles (write + fdatasync) may be in
+	// flight at once; completions still run in order. Default
+	// uring.DefaultWALInFlight; 1 is the strictly sequential writer.
+	WALInFlight int
 	// Now returns the wall clock in milliseconds (LogAppendTime); nil means time.Now.
 	Now func() int64
 }

@@ -47,7 +47,7 @@ func (f *gateFile) Datasync() error {
 // one (no timer, no per-append sync).
 func TestGroupCommit(t *testing.T) {
 	g := &gateFS{FS: uring.OSFS{}, gate: make(chan struct{})}
-	e, err := Open(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger()}, []PartitionSpec{specFor(tpA)})
+	e, err := Open(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: 1}, []PartitionSpec{specFor(tpA)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +104,69 @@ func TestGroupCommit(t *testing.T) {
 	g.gate <- struct{}{} // the second sync covers all 20 others
 	wg.Wait()
 	if p.HighWatermark() != 21 || g.syncs.Load() != 2 {
+		t.Fatalf("hw %d after %d syncs", p.HighWatermark(), g.syncs.Load())
+	}
+}
+
+// TestGroupCommitTwoInFlight: with two cycles in flight, an append made
+// while the first cycle syncs goes out at once in a second one; appends
+// made while both sync wait and share the third. Nothing is acknowledged
+// before its own sync and every earlier one returned.
+func TestGroupCommitTwoInFlight(t *testing.T) {
+	g := &gateFS{FS: uring.OSFS{}, gate: make(chan struct{})}
+	e, err := Open(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: 2}, []PartitionSpec{specFor(tpA)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		close(g.gate)
+		e.Close()
+	}()
+	p := e.Partition(tpA)
+	g.on.Store(true)
+	var acked atomic.Int32
+	var wg sync.WaitGroup
+	add := func() {
+		wg.Add(1)
+		if _, err := p.Append(mkBatch(batchOpts{n: 1}), func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			acked.Add(1)
+			wg.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSyncs := func(n int32) {
+		for deadline := time.Now().Add(10 * time.Second); g.syncs.Load() < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("sync %d never started", n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	add()
+	waitSyncs(1)
+	add()
+	waitSyncs(2) // the second cycle did not wait for the first
+	for i := 0; i < 19; i++ {
+		add()
+	}
+	time.Sleep(20 * time.Millisecond)
+	if acked.Load() != 0 || p.HighWatermark() != 0 || g.syncs.Load() != 2 {
+		t.Fatalf("acked %d, hw %d, %d syncs before any sync returned", acked.Load(), p.HighWatermark(), g.syncs.Load())
+	}
+	g.gate <- struct{}{} // one of the two syncs returns
+	waitSyncs(3)         // a lane is free: the 19 others go out together
+	time.Sleep(10 * time.Millisecond)
+	if hw := p.HighWatermark(); hw > 2 || int32(hw) != acked.Load() {
+		t.Fatalf("after one sync: acked %d, hw %d", acked.Load(), hw)
+	}
+	g.gate <- struct{}{}
+	g.gate <- struct{}{}
+	wg.Wait()
+	if p.HighWatermark() != 21 || g.syncs.Load() != 3 {
 		t.Fatalf("hw %d after %d syncs", p.HighWatermark(), g.syncs.Load())
 	}
 }

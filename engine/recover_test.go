@@ -342,6 +342,9 @@ func TestConcurrentAppends(t *testing.T) {
 func copyTree(t *testing.T, src, dst string) {
 	t.Helper()
 	err := filepath.Walk(src, func(path string, info os.FileInfo, err error) error {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // renamed or removed since the directory was listed (the WAL's prepared file)
+		}
 		if err != nil {
 			return err
 		}
@@ -350,6 +353,9 @@ func copyTree(t *testing.T, src, dst string) {
 			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
 		}
 		b, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}

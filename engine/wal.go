@@ -130,6 +130,7 @@ func (e *Engine) openWAL() (int, error) {
 		Logger:      e.log,
 		NotifyBytes: e.cfg.CheckpointBytes,
 		Notify:      e.ckpt.request,
+		InFlight:    e.cfg.WALInFlight,
 	}, from, replay)
 	if err != nil {
 		return replayed, err

@@ -23,10 +23,12 @@ type CrashFS struct {
 	mu      sync.RWMutex // writers and syncs hold it shared, Crash exclusively
 	undoMu  sync.Mutex
 	undo    map[string][]undoEntry
+	nextID  uint64 // numbers undo entries in the order they are recorded
 	crashed bool
 }
 
 type undoEntry struct {
+	id   uint64 // recording order: a Datasync covers the entries recorded before it started
 	size int64  // file size before the operation
 	off  int64  // where old was
 	old  []byte // bytes the operation overwrote (inside the old size)
@@ -115,6 +117,8 @@ func (c *CrashFS) OpenFile(name string, flag int, perm os.FileMode) (File, error
 
 func (c *CrashFS) record(name string, u undoEntry) {
 	c.undoMu.Lock()
+	c.nextID++
+	u.id = c.nextID
 	c.undo[name] = append(c.undo[name], u)
 	c.undoMu.Unlock()
 }
@@ -247,16 +251,21 @@ func (f *crashFile) Datasync() error {
 	}
 	defer f.c.leave()
 	// Only what was written before the sync started is covered by it.
+	// Entries are dropped by number, not count: syncs of the same file may
+	// run concurrently (the WAL's lanes), each dropping its own prefix.
 	f.c.undoMu.Lock()
-	n := len(f.c.undo[f.name])
+	upTo := f.c.nextID
 	f.c.undoMu.Unlock()
 	if err := f.File.Datasync(); err != nil {
 		return err
 	}
 	f.c.undoMu.Lock()
-	if log := f.c.undo[f.name]; len(log) >= n {
-		f.c.undo[f.name] = log[n:]
+	log := f.c.undo[f.name]
+	i := 0
+	for i < len(log) && log[i].id <= upTo {
+		i++
 	}
+	f.c.undo[f.name] = log[i:]
 	f.c.undoMu.Unlock()
 	return nil
 }

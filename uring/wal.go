@@ -52,6 +52,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 const (
 	DefaultWALFileBytes  = 64 << 20
 	DefaultWALCycleBytes = 4 << 20
+	DefaultWALInFlight   = 2
 	walSpareFiles        = 2 // recycled files kept for reuse; the rest are removed
 	// walPrepName: a fresh file being zero-filled (or ready) in the
 	// background; never a live name, removed at open.
@@ -63,6 +64,10 @@ const (
 
 // walTestHook, when set by a test, runs on the writer goroutine before each cycle.
 var walTestHook func()
+
+// walLaneTestHook, when set by a test, runs on a lane's goroutine before it
+// writes a cycle.
+var walLaneTestHook func(first uint64)
 
 // ErrWALClosed fails appends queued after Close.
 var ErrWALClosed = errors.New("uring: wal closed")
@@ -94,6 +99,35 @@ type WALOptions struct {
 	// since the position last passed to Release.
 	NotifyBytes int64
 	Notify      func()
+	// InFlight is how many cycles may be written and synced at once (each
+	// on its own lane: an io_uring ring and descriptor, or a goroutine
+	// for the portable writer); completions still run in cycle order.
+	// Default DefaultWALInFlight; 1 is the strictly sequential writer.
+	InFlight int
+}
+
+// walLane is one I/O lane of the writer: a device and its staging buffer,
+// driven by its own goroutine.
+type walLane struct {
+	dev     walDevice
+	staging *AlignedBuffers
+	busy    bool // a cycle is being written or synced (w.mu)
+	ch      chan *walCycle
+}
+
+// walCycle is one group of records on its way to the disk.
+type walCycle struct {
+	reqs   []walReq
+	lane   *walLane
+	buf    []byte
+	oneOff *AlignedBuffers
+	file   uint64
+	start  int64
+	length int64
+	first  uint64 // seq of reqs[0]
+	epoch  uint64 // w.epoch when reserved: a failure before it fails it too
+	done   bool   // its I/O finished (w.mu)
+	err    error
 }
 
 type walReq struct {
@@ -153,12 +187,15 @@ type walDevice interface {
 // live later. Records queued meanwhile are written normally unless their
 // validity check (AppendChecked) rejects them.
 type WAL struct {
-	opts    WALOptions
-	fs      FS
-	log     *slog.Logger
-	dev     walDevice
-	staging *AlignedBuffers
-	hook    func() // tests: runs before each cycle is built
+	opts     WALOptions
+	fs       FS
+	log      *slog.Logger
+	dev      walDevice       // lanes[0].dev: also clears failed extents
+	staging  *AlignedBuffers // lanes[0].staging
+	lanes    []*walLane
+	lanesWG  sync.WaitGroup
+	hook     func() // tests: runs before each cycle is built
+	laneHook func(first uint64)
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -168,8 +205,20 @@ type WAL struct {
 	released WALPosition
 	// committed: the position after the last completed cycle.
 	committed WALPosition
+	// Cycles in flight, oldest first; unacked counts the cycles whose
+	// completions have not all run yet (they may have left flight).
+	flight  []*walCycle
+	unacked int
+	// epoch moves at each failed cycle; the cycles reserved before it
+	// (still in flight) fail with failErr whatever their own result.
+	epoch   uint64
+	failErr error
+	drain   bool       // the writer waits for unacked == 0 before its next cycle
+	compMu  sync.Mutex // completions run one cycle at a time, in order
 
-	// Writer goroutine state.
+	// Writer state. file and cur change only with nothing in flight; pos
+	// and seq (the next cycle's start) and the dirty extent are guarded by
+	// mu: the writer reserves a cycle's extent, a failure rewinds them.
 	file     uint64 // current file number
 	cur      File   // nil until the first cycle in file
 	pos      int64
@@ -191,7 +240,7 @@ type WAL struct {
 	prepWant    bool // requested, not yet started
 	prepCond    *sync.Cond
 	prepExited  chan struct{}
-	prepErrs    int // consecutive failures; after 3 the writer creates files itself
+	prepErrs    int           // consecutive failures; after 3 the writer creates files itself
 	prepUsed    atomic.Uint64 // files the writer took from the preparer (tests)
 
 	cycles  atomic.Uint64
@@ -228,10 +277,13 @@ func OpenWAL(opts WALOptions, from WALPosition, replay func(seq uint64, payload 
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.InFlight <= 0 {
+		opts.InFlight = DefaultWALInFlight
+	}
 	if from.Seq == 0 {
 		from.Seq = 1
 	}
-	w := &WAL{opts: opts, fs: opts.FS, log: opts.Logger, exited: make(chan struct{}), hook: walTestHook}
+	w := &WAL{opts: opts, fs: opts.FS, log: opts.Logger, exited: make(chan struct{}), hook: walTestHook, laneHook: walLaneTestHook}
 	w.cond = sync.NewCond(&w.mu)
 	w.prepCond = sync.NewCond(&w.mu)
 	w.prepExited = make(chan struct{})
@@ -241,24 +293,16 @@ func OpenWAL(opts WALOptions, from WALPosition, replay func(seq uint64, payload 
 	if err := w.recover(from, replay); err != nil {
 		return nil, err
 	}
-	dev, err := w.openDevice()
-	if err != nil {
+	if err := w.openLanes(); err != nil {
 		return nil, err
-	}
-	w.dev = dev
-	staging, err := NewAlignedBuffers(1, opts.CycleBytes)
-	if err != nil {
-		dev.close()
-		return nil, err
-	}
-	w.staging = staging
-	if ud, ok := dev.(*uringDevice); ok {
-		ud.register(staging)
 	}
 	if err := w.switchTo(w.file); err != nil {
-		dev.close()
-		staging.Close()
+		w.closeLanes()
 		return nil, fmt.Errorf("uring: wal: starting file %d: %w", w.file, err)
+	}
+	for _, l := range w.lanes {
+		w.lanesWG.Add(1)
+		go w.runLane(l)
 	}
 	go w.run()
 	go w.prepare()
@@ -577,6 +621,8 @@ func (w *WAL) Release(pos WALPosition) {
 	for _, n := range drop {
 		if err := w.fs.Remove(w.path(n)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			w.log.Warn("uring: wal: removing a recycled file", "err", err)
+		} else {
+			w.log.Debug("uring: wal: removed a file beyond the spares", "file", n)
 		}
 	}
 }
@@ -608,50 +654,131 @@ func (w *WAL) Close() error {
 	if already {
 		return nil
 	}
+	for _, l := range w.lanes {
+		close(l.ch)
+	}
+	w.lanesWG.Wait()
 	var err error
 	if w.cur != nil {
 		if cerr := w.cur.Close(); cerr != nil {
 			err = cerr
 		}
 	}
-	if cerr := w.dev.close(); cerr != nil && err == nil {
-		err = cerr
-	}
-	if cerr := w.staging.Close(); cerr != nil && err == nil {
+	if cerr := w.closeLanes(); cerr != nil && err == nil {
 		err = cerr
 	}
 	return err
 }
 
-// run is the writer loop.
+// openLanes opens opts.InFlight lanes of the mode openDevice picks; a
+// lane beyond the first that cannot open is logged and left out.
+func (w *WAL) openLanes() error {
+	for i := 0; i < w.opts.InFlight; i++ {
+		var dev walDevice
+		var err error
+		if i == 0 {
+			dev, err = w.openDevice()
+		} else if _, ok := w.dev.(*uringDevice); ok {
+			dev, err = newUringDevice(w.opts.Dir, w.log)
+		} else {
+			dev = &portableDevice{}
+		}
+		if err != nil {
+			if i == 0 {
+				return err
+			}
+			w.log.Warn("uring: wal: fewer cycles in flight than asked", "in_flight", i, "err", err)
+			break
+		}
+		staging, err := NewAlignedBuffers(1, w.opts.CycleBytes)
+		if err != nil {
+			dev.close()
+			if i == 0 {
+				return err
+			}
+			w.log.Warn("uring: wal: fewer cycles in flight than asked", "in_flight", i, "err", err)
+			break
+		}
+		if ud, ok := dev.(*uringDevice); ok {
+			ud.register(staging)
+		}
+		l := &walLane{dev: dev, staging: staging, ch: make(chan *walCycle, 1)}
+		w.lanes = append(w.lanes, l)
+		if i == 0 {
+			w.dev, w.staging = dev, staging
+		}
+	}
+	return nil
+}
+
+func (w *WAL) closeLanes() error {
+	var err error
+	for _, l := range w.lanes {
+		if cerr := l.dev.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if cerr := l.staging.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// runLane writes and syncs the cycles handed to lane l.
+func (w *WAL) runLane(l *walLane) {
+	defer w.lanesWG.Done()
+	for c := range l.ch {
+		if w.laneHook != nil {
+			w.laneHook(c.first)
+		}
+		t0 := time.Now()
+		c.err = l.dev.writeSync(c.buf, c.start)
+		if d := time.Since(t0); d > 5*time.Millisecond {
+			w.log.Debug("uring: wal: slow cycle", "file", c.file, "offset", c.start, "bytes", c.length, "records", len(c.reqs), "took", d)
+		}
+		w.finish(c)
+	}
+}
+
+// run is the writer loop: it builds a cycle whenever records are queued
+// and a lane is free, unless a failure or a file switch needs every cycle
+// in flight completed first.
 func (w *WAL) run() {
 	defer close(w.exited)
 	for {
 		w.mu.Lock()
-		for len(w.queue) == 0 && !w.closing {
+		var lane *walLane
+		for {
+			if len(w.queue) == 0 && w.closing && w.unacked == 0 {
+				w.mu.Unlock()
+				return
+			}
+			if len(w.queue) > 0 && (w.unacked == 0 || !w.dirty && !w.drain) {
+				if lane = w.freeLaneLocked(); lane != nil {
+					break
+				}
+			}
 			w.cond.Wait()
 		}
-		if len(w.queue) == 0 {
-			w.mu.Unlock()
-			return
-		}
+		w.drain = false
+		zero := w.dirty // stable: nothing is in flight when it is set
 		w.mu.Unlock()
 		if w.hook != nil {
 			w.hook()
 		}
-		w.cycle()
+		w.cycle(lane, zero)
 	}
 }
 
 // take removes from the queue the requests of the next cycle: as many as
-// fit the staging buffer and the rest of the current file (at least one).
-func (w *WAL) take() []walReq {
+// fit the staging buffer (at least one), and at most max when max >= 0.
+func (w *WAL) take(max int) []walReq {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	limit := int64(w.opts.CycleBytes)
 	used := int64(0)
 	n := 0
-	for n < len(w.queue) {
+	for n < len(w.queue) && (max < 0 || n < max) {
 		sz := int64(walRecordSize(len(w.queue[n].meta) + len(w.queue[n].data)))
 		if n > 0 && used+sz > limit {
 			break
@@ -667,16 +794,53 @@ func (w *WAL) take() []walReq {
 	return reqs
 }
 
-// cycle writes one group of records and completes them.
-func (w *WAL) cycle() {
-	if w.dirty {
+func (w *WAL) freeLaneLocked() *walLane {
+	for _, l := range w.lanes {
+		if !l.busy {
+			return l
+		}
+	}
+	return nil
+}
+
+// requeue puts records back at the head of the queue and makes the writer
+// wait for every cycle in flight to complete before it takes them again
+// (their validity is checked again then).
+func (w *WAL) requeueLocked(reqs []walReq) {
+	w.queue = append(reqs, w.queue...)
+	w.drain = true
+}
+
+// failOrdered fails reqs once every earlier cycle has completed (so
+// completions stay in append order): now when none is in flight, else
+// they are requeued behind a drain and fail on the next attempt.
+func (w *WAL) failOrdered(reqs []walReq, err error) {
+	w.mu.Lock()
+	if w.unacked > 0 {
+		w.requeueLocked(reqs)
+		w.mu.Unlock()
+		return
+	}
+	w.mu.Unlock()
+	w.complete(reqs, 0, err)
+}
+
+// cycle builds one group of records and hands it to lane l. zero: a failed
+// extent must be cleared first (nothing is in flight then).
+func (w *WAL) cycle(l *walLane, zero bool) {
+	if zero {
+		w.mu.Lock()
+		queued := len(w.queue)
+		w.mu.Unlock()
 		if err := w.zeroDirty(); err != nil {
+			// The records queued before the attempt fail with it; later
+			// ones get an attempt of their own.
 			w.log.Error("uring: wal: cannot clear a failed cycle's extent", "err", err)
-			w.complete(w.take(), 0, err)
+			w.complete(w.take(queued), 0, err)
 			return
 		}
 	}
-	reqs := w.take()
+	reqs := w.take(-1)
 	// Drop records their owner no longer wants (rolled back meanwhile).
 	kept := reqs[:0:0]
 	for _, r := range reqs {
@@ -698,34 +862,60 @@ func (w *WAL) cycle() {
 	}
 	length := int64(total+BlockSize-1) &^ (BlockSize - 1)
 	if length > w.opts.FileBytes {
-		w.complete(reqs, 0, fmt.Errorf("%w: %d bytes, file %d", ErrWALRecordTooLarge, total, w.opts.FileBytes))
+		w.failOrdered(reqs, fmt.Errorf("%w: %d bytes, file %d", ErrWALRecordTooLarge, total, w.opts.FileBytes))
+		return
+	}
+	buf := l.staging.Slot(0)
+	var oneOff *AlignedBuffers
+	if length > int64(len(buf)) {
+		b, err := NewAlignedBuffers(1, int(length))
+		if err != nil {
+			w.failOrdered(reqs, err)
+			return
+		}
+		oneOff, buf = b, b.Slot(0)
+	}
+	buf = buf[:length]
+	// Reserve the extent.
+	w.mu.Lock()
+	if w.dirty || w.pos+length > w.opts.FileBytes && w.unacked > 0 {
+		// A cycle failed since the loop looked (its records' owners may
+		// be rolling back), or a file switch must wait for the cycles in
+		// flight.
+		w.requeueLocked(reqs)
+		w.mu.Unlock()
+		if oneOff != nil {
+			oneOff.Close()
+		}
 		return
 	}
 	if w.pos+length > w.opts.FileBytes {
 		next := w.file + 1
+		w.mu.Unlock()
 		t0 := time.Now()
 		err := w.switchTo(next)
 		w.log.Debug("uring: wal: switched file", "file", next, "took", time.Since(t0))
 		if err != nil {
 			w.log.Error("uring: wal: cannot start a new file", "file", next, "err", err)
+			if oneOff != nil {
+				oneOff.Close()
+			}
 			w.complete(reqs, 0, err)
 			return
 		}
+		w.mu.Lock()
 	}
-	buf := w.staging.Slot(0)
-	var oneOff *AlignedBuffers
-	if length > int64(len(buf)) {
-		b, err := NewAlignedBuffers(1, int(length))
-		if err != nil {
-			w.complete(reqs, 0, err)
-			return
-		}
-		oneOff, buf = b, b.Slot(0)
-		defer oneOff.Close()
-	}
-	buf = buf[:length]
+	c := &walCycle{reqs: reqs, lane: l, buf: buf, oneOff: oneOff, file: w.file, start: w.pos, length: length,
+		first: w.seq, epoch: w.epoch}
+	w.pos += length
+	w.seq += uint64(len(reqs))
+	w.flight = append(w.flight, c)
+	w.unacked++
+	l.busy = true
+	w.mu.Unlock()
+
 	off := 0
-	seq := w.seq
+	seq := c.first
 	for _, r := range reqs {
 		b := buf[off:]
 		n := copy(b[walHeaderSize:], r.meta)
@@ -745,38 +935,71 @@ func (w *WAL) cycle() {
 	} else {
 		clear(buf[off:])
 	}
-	start := w.pos
-	t0 := time.Now()
-	err := w.dev.writeSync(buf, start)
-	if d := time.Since(t0); d > 5*time.Millisecond {
-		w.log.Debug("uring: wal: slow cycle", "file", w.file, "offset", start, "bytes", length, "records", len(reqs), "took", d)
-	}
-	if err != nil {
-		w.log.Error("uring: wal: cycle failed; its records fail and its extent will be cleared",
-			"file", w.file, "offset", start, "bytes", length, "err", err)
-		w.dirty, w.dirtyF, w.dirtyLo, w.dirtyHi = true, w.file, start, start+length
-		w.complete(reqs, 0, err)
-		return
-	}
-	w.pos += length
-	first := w.seq
-	w.seq = seq
-	w.cycles.Add(1)
-	w.records.Add(uint64(len(reqs)))
-	w.written.Add(length)
+	l.ch <- c
+}
+
+// finish records that cycle c's I/O is over and completes, in order, every
+// cycle at the head of the flight that is over. A failed cycle fails the
+// cycles reserved after it too, rewinds the writer to its start and marks
+// the whole extent they used for clearing.
+func (w *WAL) finish(c *walCycle) {
 	w.mu.Lock()
-	w.committed = WALPosition{File: w.file, Offset: w.pos, Seq: w.seq}
-	if w.pos >= w.opts.FileBytes/2 {
-		w.wantPreparedLocked()
-	}
+	c.done = true
+	c.lane.busy = false
+	w.cond.Signal()
+	w.mu.Unlock()
+
+	w.compMu.Lock()
+	defer w.compMu.Unlock()
+	w.mu.Lock()
+	var ready []*walCycle
 	notify := false
-	if w.opts.Notify != nil && !w.notified && w.sinceReleasedLocked() >= w.opts.NotifyBytes {
-		w.notified, notify = true, true
+	for len(w.flight) > 0 && w.flight[0].done {
+		d := w.flight[0]
+		w.flight[0] = nil
+		w.flight = w.flight[1:]
+		switch {
+		case d.epoch != w.epoch:
+			d.err = w.failErr
+		case d.err != nil:
+			w.log.Error("uring: wal: cycle failed; its records (and those of the cycles in flight after it) fail and the extent will be cleared",
+				"file", d.file, "offset", d.start, "bytes", d.length, "in_flight_after", len(w.flight), "err", d.err)
+			w.epoch++
+			w.failErr = d.err
+			w.dirty, w.dirtyF, w.dirtyLo, w.dirtyHi = true, d.file, d.start, w.pos
+			w.pos, w.seq = d.start, d.first
+		default:
+			w.cycles.Add(1)
+			w.records.Add(uint64(len(d.reqs)))
+			w.written.Add(d.length)
+			w.committed = WALPosition{File: d.file, Offset: d.start + d.length, Seq: d.first + uint64(len(d.reqs))}
+			if d.start+d.length >= w.opts.FileBytes/2 {
+				w.wantPreparedLocked()
+			}
+			if w.opts.Notify != nil && !w.notified && w.sinceReleasedLocked() >= w.opts.NotifyBytes {
+				w.notified, notify = true, true
+			}
+		}
+		ready = append(ready, d)
+	}
+	if len(w.flight) == 0 {
+		w.flight = w.flight[:0:0]
 	}
 	w.mu.Unlock()
-	w.complete(reqs, first, nil)
+	for _, d := range ready {
+		w.complete(d.reqs, d.first, d.err)
+		if d.oneOff != nil {
+			d.oneOff.Close()
+		}
+	}
 	if notify {
 		w.opts.Notify()
+	}
+	if len(ready) > 0 {
+		w.mu.Lock()
+		w.unacked -= len(ready)
+		w.cond.Signal()
+		w.mu.Unlock()
 	}
 }
 
@@ -806,13 +1029,19 @@ func (w *WAL) complete(reqs []walReq, first uint64, err error) {
 // zeroDirty overwrites a failed cycle's extent with zeros and syncs, then
 // rewinds the writer to its start.
 func (w *WAL) zeroDirty() error {
-	if w.dirtyF != w.file {
+	// Nothing is in flight: only the writer touches these now.
+	w.mu.Lock()
+	dirtyF, lo, hi, file := w.dirtyF, w.dirtyLo, w.dirtyHi, w.file
+	w.mu.Unlock()
+	if dirtyF != file {
 		// The failed extent is in a file we no longer write: only possible
 		// if the switch failed, and then nothing was written there.
+		w.mu.Lock()
 		w.dirty = false
+		w.mu.Unlock()
 		return nil
 	}
-	n := w.dirtyHi - w.dirtyLo
+	n := hi - lo
 	buf := w.staging.Slot(0)
 	var oneOff *AlignedBuffers
 	if n > int64(len(buf)) {
@@ -825,11 +1054,13 @@ func (w *WAL) zeroDirty() error {
 	}
 	buf = buf[:n]
 	clear(buf)
-	if err := w.dev.writeSync(buf, w.dirtyLo); err != nil {
+	if err := w.dev.writeSync(buf, lo); err != nil {
 		return err
 	}
-	w.pos = w.dirtyLo
+	w.mu.Lock()
+	w.pos = lo
 	w.dirty = false
+	w.mu.Unlock()
 	return nil
 }
 
@@ -887,14 +1118,18 @@ func (w *WAL) switchTo(n uint64) error {
 		f.Close()
 		return err
 	}
-	if err := w.dev.use(f, path); err != nil {
-		f.Close()
-		return err
+	for _, l := range w.lanes {
+		if err := l.dev.use(f, path); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if w.cur != nil {
 		w.cur.Close()
 	}
+	w.mu.Lock()
 	w.cur, w.file, w.pos = f, n, 0
+	w.mu.Unlock()
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -430,5 +431,73 @@ func TestWALPreparedFiles(t *testing.T) {
 				t.Fatalf("prepared file of %d bytes after open", st.Size())
 			}
 		})
+	}
+}
+
+// TestWALTwoInFlight: a second cycle is written while the first is in
+// flight; when the first fails, the second fails too (even though its own
+// I/O succeeded), completions stay in order, the writer rewinds, and only
+// records reported durable replay.
+func TestWALTwoInFlight(t *testing.T) {
+	dir := t.TempDir()
+	ffs := NewFaultFS(OSFS{})
+	ffs.SetFilter(walSuffix)
+	opts := WALOptions{Dir: dir, FS: ffs, IO: WALIOPortable, InFlight: 2}
+	entered1, second, firstDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	walLaneTestHook = func(first uint64) {
+		switch n := calls.Add(1); {
+		case n == 2: // cycle 1 of the test: fails once cycle 2 is in flight
+			close(entered1)
+			<-second
+			ffs.FailNth(FaultSync, 1, unix.EIO)
+		case n == 3: // cycle 2: written after cycle 1 completed
+			close(second)
+			<-firstDone
+		}
+	}
+	w, err := OpenWAL(opts, WALPosition{}, func(uint64, []byte) error { return nil })
+	walLaneTestHook = nil
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := appendSync(w, nil, payload(1, 500)); err != nil || seq != 1 {
+		t.Fatalf("first append: %d, %v", seq, err)
+	}
+	var mu sync.Mutex
+	var order []int
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	w.Append(nil, payload(2, 500), func(_ uint64, err error) {
+		mu.Lock()
+		order, errs[0] = append(order, 0), err
+		mu.Unlock()
+		close(firstDone)
+		wg.Done()
+	})
+	<-entered1
+	w.Append(nil, payload(3, 500), func(_ uint64, err error) {
+		mu.Lock()
+		order, errs[1] = append(order, 1), err
+		mu.Unlock()
+		wg.Done()
+	})
+	wg.Wait()
+	if len(order) != 2 || order[0] != 0 || order[1] != 1 {
+		t.Fatalf("completion order %v", order)
+	}
+	for i, err := range errs {
+		if !errors.Is(err, unix.EIO) {
+			t.Fatalf("record %d of the failed cycles: %v", i, err)
+		}
+	}
+	if seq, err := appendSync(w, nil, payload(4, 100)); err != nil || seq != 2 {
+		t.Fatalf("after the failure: seq %d, %v", seq, err)
+	}
+	w.Close()
+	_, r := openTestWAL(t, WALOptions{Dir: dir, IO: WALIOPortable}, WALPosition{File: 1})
+	if len(r.payloads) != 2 || !bytes.Equal(r.payloads[1], payload(4, 100)) {
+		t.Fatalf("replayed %d records", len(r.payloads))
 	}
 }
