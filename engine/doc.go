@@ -92,7 +92,11 @@
 //
 // # Checkpoints
 //
-// Segments are not synced per cycle. When the WAL has grown by
+// Segments are not synced per cycle, but an active segment that gained
+// 512 KiB since the last time is handed to the kernel's writeback by the
+// checkpointer goroutine (sync_file_range WRITE, no wait, OSFS only), so
+// the checkpoint's fdatasyncs find little dirty data instead of flushing
+// ~16 MiB at once while WAL syncs queue behind them. When the WAL has grown by
 // Config.CheckpointBytes (default a quarter of a WAL file) since the last
 // checkpoint, and on Close, the checkpointer takes the WAL's committed
 // position P (every record before P was written to its segment before it was
@@ -144,7 +148,5 @@
 //
 // Retention and the log start offset moving, compaction, producer-state
 // snapshots (recovery reads all headers), loading the .index files instead
-// of rebuilding, a tail cache, and smoothing the checkpointer's segment
-// fdatasyncs (a burst of ~16 MiB every checkpoint that WAL syncs queue
-// behind).
+// of rebuilding, and a tail cache.
 package engine

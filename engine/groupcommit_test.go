@@ -170,3 +170,26 @@ func TestGroupCommitTwoInFlight(t *testing.T) {
 		t.Fatalf("hw %d after %d syncs", p.HighWatermark(), g.syncs.Load())
 	}
 }
+
+// TestWriteBehind: an active segment that gained writeBehindBytes is handed
+// to the kernel's writeback by the checkpointer, before any checkpoint.
+func TestWriteBehind(t *testing.T) {
+	e := openEngine(t, Config{DataDir: t.TempDir(), CheckpointBytes: 1 << 40}, tpA)
+	defer e.Close()
+	p := e.Partition(tpA)
+	big := strings.Repeat("w", 8<<10)
+	for i := 0; i < (writeBehindBytes/len(big))+8; i++ {
+		mustAppend(t, p, mkBatch(batchOpts{n: 1, value: big}))
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		from := p.active().wbFrom
+		p.mu.Unlock()
+		if from >= writeBehindBytes {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("write-behind reached %d bytes", from)
+		}
+	}
+}

@@ -317,6 +317,10 @@ func (p *Partition) appendLocked(raw [][]byte, hs []batch.Header, logAppendTime 
 		return AppendResult{}, fmt.Errorf("%w: %s: %v", ErrStorage, p.name, err)
 	}
 	pos := seg.size
+	if seg.size+int64(len(buf))-seg.wbFrom >= writeBehindBytes && !seg.wbAsked {
+		seg.wbAsked = true
+		p.eng.ckpt.requestWriteback()
+	}
 	for _, h := range stored {
 		seg.observe(h, pos, p.eng.cfg.IndexIntervalBytes)
 		pos += int64(h.Size())

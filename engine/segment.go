@@ -57,6 +57,11 @@ type segment struct {
 	maxTsOffset int64 // last offset of that batch
 
 	indexed bool // .index/.timeindex files written (sealed and durable)
+
+	// Write-behind: bytes before wbFrom were handed to the kernel's
+	// writeback by the checkpointer; wbAsked: it has been asked to do more.
+	wbFrom  int64
+	wbAsked bool
 }
 
 func segmentName(dir string, base int64, suffix string) string {

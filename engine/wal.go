@@ -297,6 +297,7 @@ type checkpointer struct {
 	mu        sync.Mutex
 	cond      *sync.Cond
 	requested bool
+	writeback bool // a segment has writeBehindBytes not yet handed to writeback
 	stopped   bool
 	exited    chan struct{}
 	run1      sync.Mutex // one checkpoint at a time
@@ -315,6 +316,17 @@ func (c *checkpointer) request() {
 	c.mu.Unlock()
 }
 
+// requestWriteback asks for write-behind of the active segments; it must
+// not block (it runs under a partition lock).
+func (c *checkpointer) requestWriteback() {
+	c.mu.Lock()
+	if !c.writeback {
+		c.writeback = true
+		c.cond.Signal()
+	}
+	c.mu.Unlock()
+}
+
 func (c *checkpointer) stop() {
 	c.mu.Lock()
 	c.stopped = true
@@ -327,15 +339,22 @@ func (c *checkpointer) run() {
 	defer close(c.exited)
 	for {
 		c.mu.Lock()
-		for !c.requested && !c.stopped {
+		for !c.requested && !c.writeback && !c.stopped {
 			c.cond.Wait()
 		}
 		if c.stopped {
 			c.mu.Unlock()
 			return
 		}
-		c.requested = false
+		wb, ck := c.writeback, c.requested
+		c.writeback, c.requested = false, false
 		c.mu.Unlock()
+		if wb {
+			c.writeBehind()
+		}
+		if !ck {
+			continue
+		}
 		if err := c.checkpoint(); err != nil {
 			c.e.log.Error("engine: checkpoint failed; the wal keeps growing until one succeeds", "err", err)
 		}
@@ -422,6 +441,43 @@ func (c *checkpointer) checkpoint() error {
 	}
 	e.log.Debug("engine: checkpoint", "wal_file", pos.File, "wal_offset", pos.Offset, "seq", pos.Seq, "partitions", len(jobs), "took", time.Since(start))
 	return nil
+}
+
+// writeBehindBytes: once an active segment has this many bytes not yet
+// handed to the kernel's writeback, the checkpointer starts writing them
+// (sync_file_range, no wait). The checkpoint's fdatasyncs then find little
+// dirty data, instead of flushing ~CheckpointBytes at once while the WAL's
+// syncs queue behind them on the device.
+const writeBehindBytes = 512 << 10
+
+// writeBehind starts writeback of the bytes the active segments gained
+// since the last call. A hint: errors are ignored (the checkpoint's
+// fdatasync reports real ones).
+func (c *checkpointer) writeBehind() {
+	for _, p := range c.e.Partitions() {
+		p.mu.Lock()
+		if p.closed || len(p.segments) == 0 {
+			p.mu.Unlock()
+			continue
+		}
+		s := p.active()
+		from, to := s.wbFrom, s.size
+		if from > to { // cut back by a rollback
+			from, s.wbFrom = to, to
+		}
+		s.wbAsked = false
+		wb, ok := s.file.(uring.WriteBehind)
+		if !ok || to-from < writeBehindBytes {
+			if !ok {
+				s.wbFrom = to
+			}
+			p.mu.Unlock()
+			continue
+		}
+		s.wbFrom = to
+		p.mu.Unlock()
+		_ = wb.StartWriteback(from, to-from)
+	}
 }
 
 // stillHas reports whether the partition is open and (for a non-nil s)

@@ -22,6 +22,13 @@ type File interface {
 	Name() string
 }
 
+// WriteBehind is implemented by files that can start writing back dirty
+// pages early (OSFS: sync_file_range). It is a hint: it makes nothing
+// durable, and callers skip it on files that lack it.
+type WriteBehind interface {
+	StartWriteback(off, n int64) error
+}
+
 // FS is the file system the engine runs on.
 //
 // SyncDir makes the directory's entries (files created, removed or renamed
