@@ -59,7 +59,12 @@ func (b *Broker) handleProduce(c *Context, kreq kmsg.Request, respond func(kmsg.
 		*st = kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
-		_, topicErr := b.topicOrCreate(rt.Topic, true)
+		// The hot path: the topic exists when its first partition is open, and the metadata
+		// store (which copies the topic) is consulted only for a topic not seen yet.
+		var topicErr error
+		if len(rt.Partitions) == 0 || b.partition(rt.Topic, rt.Partitions[0].Partition) == nil {
+			_, topicErr = b.topicOrCreate(rt.Topic, true)
+		}
 		if topicErr == nil && isInternal(rt.Topic) {
 			topicErr = fmt.Errorf("%w: %s is written by the broker only", kerr.InvalidTopicException, rt.Topic)
 		}
