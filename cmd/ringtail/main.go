@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	_ "net/http/pprof" // profiles on --debug-listen only
+	"runtime/debug"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -71,7 +72,16 @@ func run(args []string) int {
 	}
 }
 
+// defaultGCPercent is the broker's GOGC unless the environment sets one. Its live heap is a few
+// MiB, so Go's default (100) collects about ten times a second under load; at 400 the seed
+// workload measured 74.9K/80.7K msg/s against 64.9K/73.9K at 100, with lower broker CPU per
+// message and p99 (two interleaved pairs, 2026-11-25), for a heap of a few tens of MiB.
+const defaultGCPercent = 400
+
 func serve(cfg *config) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return err
