@@ -10,10 +10,10 @@ import (
 	"log/slog"
 	"net/http"
 	_ "net/http/pprof" // profiles on --debug-listen only
-	"runtime/debug"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
