@@ -145,14 +145,7 @@ func benchOne(ctx context.Context, spec BrokerSpec, c Config, wl, tmp string, in
 	}
 	defer p.Stop()
 	if info.IO == "" {
-		info.IO = p.FindLine("io_uring", "uring", "fallback")
-		if info.IO == "" {
-			for _, f := range strings.Fields(p.FindLine("durability=")) {
-				if strings.HasPrefix(f, "durability=") {
-					info.IO = f + " (no io_uring line in the broker log)"
-				}
-			}
-		}
+		info.IO = brokerIO(p)
 	}
 	c.Brokers = []string{p.Addr}
 	c.BrokerPID = p.PID()
@@ -171,6 +164,21 @@ func benchOne(ctx context.Context, spec BrokerSpec, c Config, wl, tmp string, in
 	}
 	res.Notes = append(res.Notes, "load average before stop: "+loadavg())
 	return res
+}
+
+// brokerIO says how a broker reaches its disk, from its start-up log: Ringtail logs
+// "durability=… wal_io=…" and a warning when io_uring is not in use.
+func brokerIO(p *BrokerProc) string {
+	var parts []string
+	for _, f := range strings.Fields(p.FindLine("wal_io=")) {
+		if strings.HasPrefix(f, "durability=") || strings.HasPrefix(f, "wal_io=") {
+			parts = append(parts, f)
+		}
+	}
+	if warn := p.FindLine("io_uring is not in use"); warn != "" {
+		parts = append(parts, "fallback: "+warn)
+	}
+	return strings.Join(parts, " ")
 }
 
 // WriteBenchOutputs writes <stamp>.json and one comparison plot per workload into bc.OutDir.
