@@ -29,7 +29,7 @@ func (b *Broker) handleMetadata(c *Context, kreq kmsg.Request, respond func(kmsg
 	all := req.Topics == nil || (c.Version == 0 && len(req.Topics) == 0)
 	if all {
 		for _, t := range b.meta.Topics() {
-			resp.Topics = append(resp.Topics, b.metadataTopic(t, nil))
+			resp.Topics = append(resp.Topics, b.metadataTopic(t))
 		}
 		respond(resp)
 		return
@@ -45,7 +45,7 @@ func (b *Broker) handleMetadata(c *Context, kreq kmsg.Request, respond func(kmsg
 				resp.Topics = append(resp.Topics, mt)
 				continue
 			}
-			resp.Topics = append(resp.Topics, b.metadataTopic(t, nil))
+			resp.Topics = append(resp.Topics, b.metadataTopic(t))
 			continue
 		}
 		name := *rt.Topic
@@ -60,13 +60,13 @@ func (b *Broker) handleMetadata(c *Context, kreq kmsg.Request, respond func(kmsg
 			resp.Topics = append(resp.Topics, mt)
 			continue
 		}
-		resp.Topics = append(resp.Topics, b.metadataTopic(t, nil))
+		resp.Topics = append(resp.Topics, b.metadataTopic(t))
 	}
 	respond(resp)
 }
 
 // metadataTopic describes topic t with this node leading every partition.
-func (b *Broker) metadataTopic(t meta.Topic, _ error) kmsg.MetadataResponseTopic {
+func (b *Broker) metadataTopic(t meta.Topic) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	name := t.Name
 	mt.Topic = &name
