@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ringtail/ringtail/engine"
 	"github.com/ringtail/ringtail/meta"
 	kafkanet "github.com/ringtail/ringtail/net"
@@ -99,6 +101,12 @@ func serve(cfg *config) error {
 		return err
 	}
 
+	unlock, err := lockDataDir(dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
 	store, err := meta.Open(filepath.Join(dataDir, "meta"))
 	if err != nil {
 		return err
@@ -178,4 +186,23 @@ func serve(cfg *config) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// lockDataDir takes an exclusive lock on the data directory so that a second broker started on
+// it by mistake fails at once instead of interleaving writes with the first. The lock is an
+// flock on data/.lock: the kernel releases it when the process dies, kill -9 included.
+func lockDataDir(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, ".lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("data dir lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("data dir %s is in use by another ringtail process (lock %s)", dir, path)
+		}
+		return nil, fmt.Errorf("data dir lock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }
