@@ -60,6 +60,11 @@ type connection struct {
 	slots    [maxInFlight]slot
 	nextSeq  uint64 // slot of the next request
 	writeSeq uint64 // first slot not yet written
+	// writing: a response write is queued on the event loop and its callback has not yet
+	// finished; responses ready meanwhile wait in out and that callback writes them, so a burst
+	// of completions costs one loop wake-up and few writev calls instead of one each.
+	writing bool
+	out     [][]byte
 }
 
 // slot is the response place of one request, indexed by its sequence number modulo
@@ -361,8 +366,10 @@ func (c *connection) reserve() uint64 {
 }
 
 // complete stores the response of slot seq and writes every response now at the head of the
-// line. The write is submitted while mu is held: gnet runs a loop's queued writes in submission
-// order, so two goroutines completing at once cannot reorder responses on the wire.
+// line. Writes reach the socket in submission order: the write is submitted while mu is held
+// (gnet runs a loop's queued writes in submission order), and responses ready while a submitted
+// write is still pending are appended to out, which that write's callback sends, on the loop,
+// before any write submitted after it.
 func (c *connection) complete(seq uint64, frame []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -375,7 +382,11 @@ func (c *connection) complete(seq uint64, frame []byte) {
 			break
 		}
 		if s.data != nil {
-			batch = append(batch, s.data)
+			if c.writing {
+				c.out = append(c.out, s.data)
+			} else {
+				batch = append(batch, s.data)
+			}
 		}
 		*s = slot{}
 		c.writeSeq++
@@ -385,11 +396,31 @@ func (c *connection) complete(seq uint64, frame []byte) {
 		return
 	}
 	if len(batch) > 0 {
-		if err := c.gc.AsyncWritev(batch, nil); err != nil {
+		c.writing = true
+		if err := c.gc.AsyncWritev(batch, c.wrote); err != nil {
+			c.writing = false
 			c.log.Debug("queueing response write failed", "err", err)
 		}
 	}
 	if c.inflight.Add(-freed) < maxInFlight && c.paused.CompareAndSwap(true, false) {
 		_ = c.gc.Wake(nil) // resume onTraffic, which stopped at the in-flight bound
+	}
+}
+
+// wrote is the callback of a queued response write; it runs on the event loop once the write
+// was made, and writes the responses that became ready meanwhile, until none is left.
+func (c *connection) wrote(gc gnet.Conn, err error) error {
+	c.mu.Lock()
+	for {
+		out := c.out
+		c.out = nil
+		if len(out) == 0 || c.closed || err != nil {
+			c.writing = false
+			c.mu.Unlock()
+			return nil
+		}
+		c.mu.Unlock()
+		_, err = gc.Writev(out)
+		c.mu.Lock()
 	}
 }
