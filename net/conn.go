@@ -30,7 +30,6 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"golang.org/x/sys/unix"
 )
 
 // maxInFlight bounds the requests of one connection that are queued or awaiting a response.
@@ -66,11 +65,6 @@ type connection struct {
 	// of completions costs one loop wake-up and few writev calls instead of one each.
 	writing bool
 	out     [][]byte
-	// viaLoop: gnet's outbound buffer may hold response bytes, so responses go through the
-	// event loop; otherwise (and when nothing is queued there) complete writes them to the
-	// socket itself, saving the loop's wake-up. Cleared by the loop when its buffer is empty.
-	viaLoop bool
-	fd      int // the socket; written directly only under mu while !closed and !viaLoop
 }
 
 // slot is the response place of one request, indexed by its sequence number modulo
@@ -94,8 +88,6 @@ func newConnection(s *Server, gc gnet.Conn) *connection {
 		done:    make(chan struct{}),
 		apiLogs: make(map[int16]*slog.Logger),
 		warned:  make(map[int32]bool),
-		fd:      gc.Fd(),
-		viaLoop: gc.Fd() <= 0,
 	}
 }
 
@@ -403,9 +395,6 @@ func (c *connection) complete(seq uint64, frame []byte) {
 	if c.closed || freed == 0 {
 		return
 	}
-	if len(batch) > 0 && !c.viaLoop {
-		batch = c.writeDirect(batch)
-	}
 	if len(batch) > 0 {
 		c.writing = true
 		if err := c.gc.AsyncWritev(batch, c.wrote); err != nil {
@@ -427,9 +416,6 @@ func (c *connection) wrote(gc gnet.Conn, err error) error {
 		c.out = nil
 		if len(out) == 0 || c.closed || err != nil {
 			c.writing = false
-			// Nothing of ours is queued on the loop now; once gnet's buffer is empty too,
-			// complete may write to the socket itself again.
-			c.viaLoop = c.closed || err != nil || gc.OutboundBuffered() > 0
 			c.mu.Unlock()
 			return nil
 		}
@@ -437,35 +423,4 @@ func (c *connection) wrote(gc gnet.Conn, err error) error {
 		_, err = gc.Writev(out)
 		c.mu.Lock()
 	}
-}
-
-// writeDirect writes bs to the socket from the calling goroutine and returns what it could not
-// write without blocking, for the event loop to send; from then on responses go through the
-// loop until its buffer is empty. mu held, !closed and !viaLoop: nothing else writes to the
-// socket meanwhile, and onClose (which precedes gnet's close of the fd) waits for mu.
-func (c *connection) writeDirect(bs [][]byte) [][]byte {
-	for len(bs) > 0 {
-		n, err := unix.Writev(c.fd, bs)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || n == 0 {
-			// EAGAIN (socket buffer full) or a real error: the loop takes over, and reports
-			// or closes as it does for any write.
-			break
-		}
-		for n > 0 && len(bs) > 0 {
-			if n < len(bs[0]) {
-				bs[0] = bs[0][n:]
-				n = 0
-				break
-			}
-			n -= len(bs[0])
-			bs = bs[1:]
-		}
-	}
-	if len(bs) > 0 {
-		c.viaLoop = true
-	}
-	return bs
 }
