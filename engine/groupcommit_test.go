@@ -42,43 +42,59 @@ func (f *gateFile) Datasync() error {
 	return f.File.Datasync()
 }
 
+// gatedPartition is one partition whose WAL syncs the test releases one at a time.
+type gatedPartition struct {
+	t     *testing.T
+	g     *gateFS
+	p     *Partition
+	acked atomic.Int32
+	wg    sync.WaitGroup // one per append, done when it is acknowledged
+}
+
+func newGatedPartition(t *testing.T, walInFlight int) *gatedPartition {
+	g := &gateFS{FS: uring.OSFS{}, gate: make(chan struct{})}
+	e, err := Open(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: walInFlight}, []PartitionSpec{specFor(tpA)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		close(g.gate)
+		e.Close()
+	})
+	g.on.Store(true)
+	return &gatedPartition{t: t, g: g, p: e.Partition(tpA)}
+}
+
+// add appends one record; its acknowledgement is counted in acked.
+func (h *gatedPartition) add() {
+	h.wg.Add(1)
+	if _, err := h.p.Append(mkBatch(batchOpts{n: 1}), func(err error) {
+		if err != nil {
+			h.t.Error(err)
+		}
+		h.acked.Add(1)
+		h.wg.Done()
+	}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// waitSyncs waits until the n-th WAL sync has started.
+func (h *gatedPartition) waitSyncs(n int32) {
+	for deadline := time.Now().Add(10 * time.Second); h.g.syncs.Load() < n; {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("sync %d never started", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestGroupCommit checks that nothing is acknowledged or readable before
 // its sync returned, and that appends arriving during a sync share the next
 // one (no timer, no per-append sync).
 func TestGroupCommit(t *testing.T) {
-	g := &gateFS{FS: uring.OSFS{}, gate: make(chan struct{})}
-	e, err := Open(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: 1}, []PartitionSpec{specFor(tpA)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		close(g.gate)
-		e.Close()
-	}()
-	p := e.Partition(tpA)
-	g.on.Store(true)
-	var acked atomic.Int32
-	var wg sync.WaitGroup
-	add := func() {
-		wg.Add(1)
-		if _, err := p.Append(mkBatch(batchOpts{n: 1}), func(err error) {
-			if err != nil {
-				t.Error(err)
-			}
-			acked.Add(1)
-			wg.Done()
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitSyncs := func(n int32) {
-		for deadline := time.Now().Add(10 * time.Second); g.syncs.Load() < n; {
-			if time.Now().After(deadline) {
-				t.Fatalf("sync %d never started", n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	h := newGatedPartition(t, 1)
+	g, p, acked, wg, add, waitSyncs := h.g, h.p, &h.acked, &h.wg, h.add, h.waitSyncs
 	add()
 	waitSyncs(1) // the first cycle is in fdatasync
 	for i := 0; i < 20; i++ {
@@ -113,39 +129,8 @@ func TestGroupCommit(t *testing.T) {
 // made while both sync wait and share the third. Nothing is acknowledged
 // before its own sync and every earlier one returned.
 func TestGroupCommitTwoInFlight(t *testing.T) {
-	g := &gateFS{FS: uring.OSFS{}, gate: make(chan struct{})}
-	e, err := Open(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: 2}, []PartitionSpec{specFor(tpA)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		close(g.gate)
-		e.Close()
-	}()
-	p := e.Partition(tpA)
-	g.on.Store(true)
-	var acked atomic.Int32
-	var wg sync.WaitGroup
-	add := func() {
-		wg.Add(1)
-		if _, err := p.Append(mkBatch(batchOpts{n: 1}), func(err error) {
-			if err != nil {
-				t.Error(err)
-			}
-			acked.Add(1)
-			wg.Done()
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitSyncs := func(n int32) {
-		for deadline := time.Now().Add(10 * time.Second); g.syncs.Load() < n; {
-			if time.Now().After(deadline) {
-				t.Fatalf("sync %d never started", n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	h := newGatedPartition(t, 2)
+	g, p, acked, wg, add, waitSyncs := h.g, h.p, &h.acked, &h.wg, h.add, h.waitSyncs
 	add()
 	waitSyncs(1)
 	add()
