@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/ringtail/ringtail/engine/batch"
 	"github.com/ringtail/ringtail/uring"
 	"golang.org/x/sys/unix"
 )
@@ -141,19 +140,7 @@ func TestWALNoSpace(t *testing.T) {
 		t.Fatalf("after space is back: %+v", res)
 	}
 	e.Close()
-	e = openEngine(t, Config{DataDir: dir}, tpA)
-	p = e.Partition(tpA)
-	hs := readAll(t, p, 0)
-	checkContiguous(t, hs, 0)
-	if p.HighWatermark() != 8 {
-		t.Fatalf("hw after reopen %d", p.HighWatermark())
-	}
-	rr, _ := p.Read(6, 1000, false)
-	bs, _ := batch.Split(rr.Records)
-	recs, _ := batch.Records(bs[0])
-	if string(recs[0].Value) != "kept/0" {
-		t.Fatalf("unacknowledged data visible: %q", recs[0].Value)
-	}
+	reopenAndCheckRetry(t, dir, 8)
 }
 
 // TestReplayAfterKill stops an engine without Close (its segments written

@@ -193,19 +193,7 @@ func TestSyncErrorRollsBack(t *testing.T) {
 	mustAppend(t, p, mkBatch(batchOpts{pid: 9, seq: 2, n: 1}))
 	e.Close()
 
-	e = openEngine(t, Config{DataDir: dir}, tpA)
-	p = e.Partition(tpA)
-	hs := readAll(t, p, 0)
-	checkContiguous(t, hs, 0)
-	if p.HighWatermark() != 9 {
-		t.Fatalf("hw after reopen %d", p.HighWatermark())
-	}
-	rr, _ := p.Read(6, 1000, false)
-	bs, _ := batch.Split(rr.Records)
-	recs, _ := batch.Records(bs[0])
-	if string(recs[0].Value) != "kept/0" {
-		t.Fatalf("unacknowledged data visible: %q", recs[0].Value)
-	}
+	reopenAndCheckRetry(t, dir, 9)
 }
 
 // TestStorageErrorsAcrossRolls fails syncs while appends roll tiny segments,
@@ -425,5 +413,33 @@ func TestCrashWhileAppending(t *testing.T) {
 		if _, err := p2.Append(mkBatch(batchOpts{pid: pid, seq: seq + 1, n: 1}), nil); err != nil {
 			t.Fatalf("producer %d after crash: %v", pid, err)
 		}
+	}
+}
+
+// reopenAndCheckRetry reopens the engine in dir after a storage error at offset 6 was followed by
+// an acknowledged retry of the same producer batch (values "kept/…"): the log must be contiguous,
+// end at wantHW, and hold the retry, never the failed append, at offset 6.
+func reopenAndCheckRetry(t *testing.T, dir string, wantHW int64) {
+	t.Helper()
+	e := openEngine(t, Config{DataDir: dir}, tpA)
+	p := e.Partition(tpA)
+	checkContiguous(t, readAll(t, p, 0), 0)
+	if p.HighWatermark() != wantHW {
+		t.Fatalf("hw after reopen %d, want %d", p.HighWatermark(), wantHW)
+	}
+	rr, err := p.Read(6, 1000, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := batch.Split(rr.Records)
+	if err != nil || len(bs) == 0 {
+		t.Fatalf("reading offset 6 after reopen: %d batches, %v", len(bs), err)
+	}
+	recs, err := batch.Records(bs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(recs[0].Value) != "kept/0" {
+		t.Fatalf("unacknowledged data visible: %q", recs[0].Value)
 	}
 }
