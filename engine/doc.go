@@ -39,9 +39,10 @@
 // same bytes are queued to the data directory's one WAL (uring.WAL), so the
 // WAL holds each partition's appends in offset order. The WAL writer
 // goroutine takes everything queued, copies it into one 4 KiB-aligned
-// off-heap buffer and hands it to a free lane, which submits one write
-// linked to one fdatasync (io_uring: WRITE_FIXED + FSYNC(DATASYNC) on an
-// O_DIRECT descriptor, one ring per lane; portable: pwrite + fdatasync).
+// off-heap buffer and hands it to a free lane, which makes it durable with
+// one operation (io_uring: WRITE_FIXED flagged RWF_DSYNC on an O_DIRECT
+// descriptor, one ring per lane, or WRITE_FIXED linked to FSYNC(DATASYNC)
+// where the kernel refuses the flag; portable: pwrite + fdatasync).
 // Two lanes (Config.WALInFlight) let a cycle start while the previous one
 // syncs, so a record arriving mid-sync waits for one sync, not two. Cycles
 // complete strictly in order: cycle N+1's completions never run before N's,

@@ -7,8 +7,9 @@
 //     example under Docker's default seccomp profile;
 //   - the ring binding lives in ring*.go, and the WAL writer on top of it
 //     in wal*.go: one goroutine per data directory, group commit without a
-//     timer, each cycle one write linked to one fdatasync through io_uring
-//     (O_DIRECT, registered buffer) or, where io_uring is refused, pwrite +
+//     timer, each cycle one RWF_DSYNC write through io_uring (O_DIRECT,
+//     registered buffer; a write linked to an fdatasync where the kernel
+//     refuses the flag) or, where io_uring is refused, pwrite +
 //     fdatasync through the FS, on the same file format (see WAL);
 //   - tests can inject faults: FaultFS fails the Nth write or sync with
 //     ENOSPC or EIO, optionally tearing the failing write; CrashFS simulates

@@ -463,6 +463,11 @@ func (e *SQE) PrepFallocate(fd int, mode uint32, off, length uint64) {
 	e.prepRW(OpFallocate, fd, length, mode, off)
 }
 
+// SetRWFlags sets the RWF_* flags of a read or write (the rw_flags field
+// preadv2/pwritev2 take), e.g. unix.RWF_DSYNC: the write completes only
+// once its data is durable, as if fdatasync followed it.
+func (e *SQE) SetRWFlags(f uint32) { e.opFlags = f }
+
 // SetUserData sets the value the completion carries back: the caller's slot
 // index, never a pointer.
 func (e *SQE) SetUserData(u uint64) { e.userData = u }

@@ -104,6 +104,11 @@ type WALOptions struct {
 	// for the portable writer); completions still run in cycle order.
 	// Default DefaultWALInFlight; 1 is the strictly sequential writer.
 	InFlight int
+	// OnCycle, when set, is told about every cycle a lane wrote: its
+	// records, its bytes (padding included), how long the write and sync
+	// took, and the error if it failed. It runs on the lane's goroutine and
+	// must not block (metrics).
+	OnCycle func(records int, bytes int64, took time.Duration, err error)
 }
 
 // walLane is one I/O lane of the writer: a device and its staging buffer,
@@ -162,7 +167,8 @@ type walDevice interface {
 // Everything appended while a cycle is in flight goes into the next one: the
 // records are copied into one block-aligned off-heap buffer, followed by a
 // pad record (or fewer than 32 zero bytes) up to the next 4 KiB boundary,
-// written at the current position with one write linked to one fdatasync,
+// written at the current position with one durable write (RWF_DSYNC, or a
+// write linked to an fdatasync),
 // and the next cycle starts at that boundary. A block holding acknowledged
 // data is therefore never rewritten. A cycle that does not fit the rest of
 // the file goes to offset 0 of the next file.
@@ -733,7 +739,11 @@ func (w *WAL) runLane(l *walLane) {
 		}
 		t0 := time.Now()
 		c.err = l.dev.writeSync(c.buf, c.start)
-		if d := time.Since(t0); d > 5*time.Millisecond {
+		d := time.Since(t0)
+		if w.opts.OnCycle != nil {
+			w.opts.OnCycle(len(c.reqs), c.length, d, c.err)
+		}
+		if d > 5*time.Millisecond {
 			w.log.Debug("uring: wal: slow cycle", "file", c.file, "offset", c.start, "bytes", c.length, "records", len(c.reqs), "took", d)
 		}
 		w.finish(c)

@@ -41,7 +41,7 @@ func benchWAL(b *testing.B, mode string, size, conc int) {
 			go func() { w.Release(w.Committed()); releasing.Store(false) }()
 		}
 	}
-	w, err = OpenWAL(opts, WALPosition{}, nil)
+	w, err = openWALMode(opts, WALPosition{}, nil)
 	if err != nil {
 		b.Skip(err)
 	}

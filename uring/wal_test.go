@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,7 +18,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var walModes = []string{WALIOUring, WALIOPortable}
+// walModes are the writers every WAL test runs against: io_uring with
+// RWF_DSYNC writes, io_uring with write → fdatasync chains (walIOUringChain,
+// a test-only name openTestWAL understands), and the portable writer.
+var walModes = []string{WALIOUring, walIOUringChain, WALIOPortable}
+
+const walIOUringChain = "uring-chain"
+
+// openWALMode is OpenWAL that also understands walIOUringChain.
+func openWALMode(opts WALOptions, from WALPosition, replay func(uint64, []byte) error) (*WAL, error) {
+	if opts.IO == walIOUringChain {
+		opts.IO = WALIOUring
+		forceSyncChain = true
+		defer func() { forceSyncChain = false }()
+	}
+	return OpenWAL(opts, from, replay)
+}
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -43,8 +59,9 @@ func openTestWAL(t *testing.T, opts WALOptions, from WALPosition) (*WAL, *replay
 	if opts.CycleBytes == 0 {
 		opts.CycleBytes = 64 << 10
 	}
+	wantChain := opts.IO == walIOUringChain
 	var r replayed
-	w, err := OpenWAL(opts, from, r.fn)
+	w, err := openWALMode(opts, from, r.fn)
 	if errors.Is(err, ErrUnavailable) {
 		t.Skipf("io_uring unavailable: %v", err)
 	}
@@ -52,6 +69,9 @@ func openTestWAL(t *testing.T, opts WALOptions, from WALPosition) (*WAL, *replay
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
+	if ud, ok := w.dev.(*uringDevice); ok && ud.chain != wantChain {
+		t.Fatalf("uring device chain mode %v, want %v", ud.chain, wantChain)
+	}
 	return w, &r
 }
 
@@ -75,7 +95,7 @@ func TestWALRoundTripAndAlignment(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
 			w, _ := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{})
-			if mode == WALIOUring && w.Mode() != "uring+direct" && w.Mode() != "uring" {
+			if mode != WALIOPortable && w.Mode() != "uring+direct" && w.Mode() != "uring" {
 				t.Fatalf("mode %q", w.Mode())
 			}
 			sizes := []int{1, 7, 100, 4064, 4096, 5000, 40000, 70000}
@@ -179,7 +199,7 @@ func TestWALGroupCommit(t *testing.T) {
 func openWALWithHook(opts WALOptions, replay func(uint64, []byte) error, hook func()) (*WAL, error) {
 	walTestHook = hook
 	defer func() { walTestHook = nil }()
-	return OpenWAL(opts, WALPosition{}, replay)
+	return openWALMode(opts, WALPosition{}, replay)
 }
 
 // TestWALRecycleAndStale fills several small files, releasing behind a
@@ -307,33 +327,87 @@ func TestWALFailedCycle(t *testing.T) {
 }
 
 // TestWALShortWrite makes the io_uring writer's first write short and checks
-// the remainder and the cancelled sync are resubmitted.
+// the remainder (and, in chain mode, the cancelled sync) is resubmitted.
 func TestWALShortWrite(t *testing.T) {
+	for _, mode := range []string{WALIOUring, walIOUringChain} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			w, _ := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{})
+			d := w.dev.(*uringDevice)
+			if _, err := appendSync(w, nil, payload(0, 100)); err != nil {
+				t.Fatal(err)
+			}
+			// The writer goroutine is idle: set the flag under the queue lock it takes.
+			w.mu.Lock()
+			d.shortOnce = true
+			w.mu.Unlock()
+			big := payload(1, 5*BlockSize)
+			if _, err := appendSync(w, nil, big); err != nil {
+				t.Fatal(err)
+			}
+			w.mu.Lock()
+			n := d.resubmits
+			w.mu.Unlock()
+			if n != 1 {
+				t.Fatalf("%d resubmissions, want 1", n)
+			}
+			w.Close()
+			_, r := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{File: 1})
+			if len(r.payloads) != 2 || !bytes.Equal(r.payloads[1], big) {
+				t.Fatalf("replayed %d records", len(r.payloads))
+			}
+		})
+	}
+}
+
+// TestWALDsyncRefused has the kernel refuse the io_uring writer's first
+// write for an unknown RWF flag (as a kernel without RWF_DSYNC support would)
+// and checks the writer falls back to write → fdatasync chains, keeps the
+// record and says so once in the log.
+func TestWALDsyncRefused(t *testing.T) {
 	dir := t.TempDir()
-	w, _ := openTestWAL(t, WALOptions{Dir: dir, IO: WALIOUring}, WALPosition{})
+	var logBuf bytes.Buffer
+	var logMu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logBuf}, nil))
+	w, _ := openTestWAL(t, WALOptions{Dir: dir, IO: WALIOUring, Logger: log}, WALPosition{})
 	d := w.dev.(*uringDevice)
-	if _, err := appendSync(w, nil, payload(0, 100)); err != nil {
-		t.Fatal(err)
-	}
-	// The writer goroutine is idle: set the flag under the queue lock it takes.
+	// The writer goroutine is idle: set the flags under the queue lock it takes.
 	w.mu.Lock()
-	d.shortOnce = true
+	d.dsyncFlags = 1 << 30
 	w.mu.Unlock()
-	big := payload(1, 5*BlockSize)
-	if _, err := appendSync(w, nil, big); err != nil {
-		t.Fatal(err)
+	for i := 0; i < 3; i++ {
+		if _, err := appendSync(w, nil, payload(i, 300)); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
 	}
 	w.mu.Lock()
-	n := d.resubmits
+	chain := d.chain
 	w.mu.Unlock()
-	if n != 1 {
-		t.Fatalf("%d resubmissions, want 1", n)
+	if !chain {
+		t.Fatal("the writer did not fall back to the fdatasync chain")
 	}
 	w.Close()
+	logMu.Lock()
+	got := strings.Count(logBuf.String(), "refuses RWF_DSYNC")
+	logMu.Unlock()
+	if got != 1 {
+		t.Fatalf("fallback logged %d times, want once:\n%s", got, logBuf.String())
+	}
 	_, r := openTestWAL(t, WALOptions{Dir: dir, IO: WALIOUring}, WALPosition{File: 1})
-	if len(r.payloads) != 2 || !bytes.Equal(r.payloads[1], big) {
+	if len(r.payloads) != 3 || !bytes.Equal(r.payloads[2], payload(2, 300)) {
 		t.Fatalf("replayed %d records", len(r.payloads))
 	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func TestWALUnknownIO(t *testing.T) {
@@ -456,7 +530,7 @@ func TestWALTwoInFlight(t *testing.T) {
 			<-firstDone
 		}
 	}
-	w, err := OpenWAL(opts, WALPosition{}, func(uint64, []byte) error { return nil })
+	w, err := openWALMode(opts, WALPosition{}, func(uint64, []byte) error { return nil })
 	walLaneTestHook = nil
 	if err != nil {
 		t.Fatal(err)

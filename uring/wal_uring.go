@@ -10,14 +10,30 @@ import (
 )
 
 // uringDevice writes a cycle as one WRITE (WRITE_FIXED from the registered
-// staging buffer) linked to one FSYNC(DATASYNC), on a descriptor opened with
-// O_DIRECT when the file system accepts it.
+// staging buffer) flagged RWF_DSYNC, on a descriptor opened with O_DIRECT
+// when the file system accepts it: the write completes once its data is
+// durable, as pwritev2(RWF_DSYNC) would. That is one operation per cycle
+// instead of a WRITE linked to an FSYNC(DATASYNC), which waits for the
+// write's completion and then for an io-wq worker to run the fdatasync; on
+// a busy 2-core machine the extra hand-off cost ~20% of the cycle's latency
+// (make bench, docs/benchmarks.md). A kernel that refuses the flag on the
+// first cycle (EINVAL, EOPNOTSUPP) gets the linked chain instead, said once
+// in the log.
 type uringDevice struct {
 	ring   *Ring
 	direct bool
 	fd     int
 	fixed  *AlignedBuffers // registered staging buffer, nil when not registered
 	log    *slog.Logger
+
+	// chain: make writes durable with a linked FSYNC(DATASYNC) instead of
+	// RWF_DSYNC. dsyncProven: a RWF_DSYNC write has succeeded, so a later
+	// EINVAL is a real error, not the kernel refusing the flag.
+	chain       bool
+	dsyncProven bool
+	// dsyncFlags is RWF_DSYNC; tests set a flag no kernel knows, to see the
+	// refusal fall back to the chain.
+	dsyncFlags uint32
 
 	// shortOnce (tests) makes the next write ask the kernel for half the
 	// bytes, as a short write would leave them.
@@ -37,7 +53,7 @@ func newUringDevice(dir string, log *slog.Logger) (*uringDevice, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &uringDevice{ring: r, direct: direct, fd: -1, log: log}, nil
+	return &uringDevice{ring: r, direct: direct, fd: -1, log: log, chain: forceSyncChain, dsyncFlags: unix.RWF_DSYNC}, nil
 }
 
 func (d *uringDevice) name() string { return "uring" }
@@ -71,8 +87,13 @@ func (d *uringDevice) use(_ File, path string) error {
 	return nil
 }
 
-// writeSync writes buf at off and fdatasyncs, resubmitting the remainder
-// (and the sync the short write cancelled) until all of buf is durable.
+// forceSyncChain (tests) makes new devices use the write → fdatasync chain,
+// so both ways of syncing run the same tests.
+var forceSyncChain bool
+
+// writeSync writes buf at off and makes it durable, resubmitting the
+// remainder of a short write (and, in chain mode, the sync it cancelled)
+// until all of buf is.
 func (d *uringDevice) writeSync(buf []byte, off int64) error {
 	if d.direct {
 		if err := CheckDirectIO(buf, off); err != nil {
@@ -86,11 +107,15 @@ func (d *uringDevice) writeSync(buf []byte, off int64) error {
 			d.shortOnce = false
 			p = p[:len(p)/2&^(BlockSize-1)]
 		}
-		if err := d.prepChain(p, off+int64(done)); err != nil {
+		if err := d.prepWrite(p, off+int64(done)); err != nil {
 			return err
 		}
+		ops := 1
+		if d.chain {
+			ops = 2
+		}
 		var wres, sres int32
-		if err := d.wait(2, func(u uint64, res int32) {
+		if err := d.wait(ops, func(u uint64, res int32) {
 			if u == 0 {
 				wres = res
 			} else {
@@ -98,6 +123,17 @@ func (d *uringDevice) writeSync(buf []byte, off int64) error {
 			}
 		}); err != nil {
 			return err
+		}
+		if !d.chain && !d.dsyncProven {
+			if wres == -int32(unix.EINVAL) || wres == -int32(unix.EOPNOTSUPP) {
+				d.log.Warn("uring: the kernel refuses RWF_DSYNC on io_uring writes; the wal links each write to an fdatasync instead",
+					"err", ResultError(wres))
+				d.chain = true
+				continue
+			}
+			if wres >= 0 {
+				d.dsyncProven = true
+			}
 		}
 		n, werr := WriteResult(wres, len(buf)-done)
 		if werr != nil && !errors.Is(werr, ErrShortWrite) {
@@ -108,8 +144,11 @@ func (d *uringDevice) writeSync(buf []byte, off int64) error {
 			if n == 0 {
 				return werr
 			}
+			// RWF_DSYNC made the written part durable; in chain mode the
+			// linked sync completed with -ECANCELED and is resubmitted
+			// with the remainder.
 			d.resubmits++
-			continue // the linked sync completed with -ECANCELED
+			continue
 		}
 		if sres < 0 {
 			return ResultError(sres)
@@ -118,7 +157,9 @@ func (d *uringDevice) writeSync(buf []byte, off int64) error {
 	}
 }
 
-func (d *uringDevice) prepChain(p []byte, off int64) error {
+// prepWrite queues the write of p at off: flagged RWF_DSYNC, or linked to
+// an FSYNC(DATASYNC) in chain mode. The write's user data is 0, the sync's 1.
+func (d *uringDevice) prepWrite(p []byte, off int64) error {
 	e, err := d.ring.GetSQE()
 	if err != nil {
 		return err
@@ -129,6 +170,10 @@ func (d *uringDevice) prepChain(p []byte, off int64) error {
 		e.PrepWrite(d.fd, p, uint64(off))
 	}
 	e.SetUserData(0)
+	if !d.chain {
+		e.SetRWFlags(d.dsyncFlags)
+		return nil
+	}
 	e.SetLink()
 	e, err = d.ring.GetSQE()
 	if err != nil {
