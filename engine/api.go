@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/ringtail/ringtail/uring"
 )
@@ -52,6 +53,8 @@ type Config struct {
 	// flight at once; completions still run in order. Default
 	// uring.DefaultWALInFlight; 1 is the strictly sequential writer.
 	WALInFlight int
+	// OnWALCycle, when set, is told about every WAL cycle (uring.WALOptions.OnCycle).
+	OnWALCycle func(records int, bytes int64, took time.Duration, err error)
 	// Now returns the wall clock in milliseconds (LogAppendTime); nil means time.Now.
 	Now func() int64
 }

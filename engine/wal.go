@@ -131,6 +131,7 @@ func (e *Engine) openWAL() (int, error) {
 		NotifyBytes: e.cfg.CheckpointBytes,
 		Notify:      e.ckpt.request,
 		InFlight:    e.cfg.WALInFlight,
+		OnCycle:     e.cfg.OnWALCycle,
 	}, from, replay)
 	if err != nil {
 		return replayed, err

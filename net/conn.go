@@ -26,6 +26,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -319,10 +320,18 @@ func (c *connection) call(h HandleFunc, ctx *Context, r request, seq uint64) (ok
 // responder returns the respond function of one request.
 func (c *connection) responder(ctx *Context, key, version int16, correlationID int32, seq uint64) func(kmsg.Response) {
 	var called atomic.Bool
+	observe := c.srv.cfg.OnRequest
+	var start time.Time
+	if observe != nil {
+		start = time.Now()
+	}
 	return func(resp kmsg.Response) {
 		if called.Swap(true) {
 			ctx.Log.Error("respond called twice; ignoring the second response", "correlation_id", correlationID)
 			return
+		}
+		if observe != nil {
+			observe(key, time.Since(start))
 		}
 		if resp == nil {
 			c.complete(seq, nil)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
@@ -19,6 +20,10 @@ type ServerConfig struct {
 	MaxRequestBytes int32    // socket.request.max.bytes; 0 means DefaultMaxRequestBytes
 	Multicore       bool     // one gnet event loop per CPU instead of one in total
 	Logger          *slog.Logger
+	// OnRequest, when set, is told how long each request took from the start of its handling
+	// to its response being ready (metrics). It runs on whatever goroutine responds and must
+	// not block.
+	OnRequest func(key int16, took time.Duration)
 }
 
 // Server accepts Kafka clients on one gnet engine that owns every listen address, and hands

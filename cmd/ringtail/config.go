@@ -25,6 +25,7 @@ type config struct {
 	SegmentBytes     int64
 	LogLevel         string
 	DebugListen      string
+	MetricsListen    string
 }
 
 // option is one setting: its name (flag name and config-file key), default, help and parser.
@@ -131,6 +132,15 @@ var options = []option{
 			}
 		}
 		c.DebugListen = v
+		return nil
+	}},
+	{"metrics-listen", "", "host:port for an HTTP endpoint with Prometheus metrics under /metrics (off when empty)", func(c *config, v string) error {
+		if v != "" {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("metrics-listen %q: %w", v, err)
+			}
+		}
+		c.MetricsListen = v
 		return nil
 	}},
 	{"log-level", "info", "debug, info, warn or error", func(c *config, v string) error {

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringtail/ringtail/engine"
+	"github.com/ringtail/ringtail/internal/metrics"
 	"github.com/ringtail/ringtail/meta"
 	kafkanet "github.com/ringtail/ringtail/net"
 )
@@ -112,15 +113,27 @@ func serve(cfg *config) error {
 		return err
 	}
 	start := time.Now()
+	// Metrics are observed only when they are served: the hot paths skip the clock otherwise.
+	var m *metrics.Metrics
+	var onWALCycle func(int, int64, time.Duration, error)
+	var onRequest func(int16, time.Duration)
+	if cfg.MetricsListen != "" {
+		m = metrics.New()
+		onWALCycle, onRequest = m.ObserveWALCycle, m.ObserveRequest
+	}
 	eng, err := engine.Open(engine.Config{
 		DataDir:      filepath.Join(dataDir, "logs"),
 		Durability:   cfg.Durability,
 		WALIO:        cfg.WALIO,
 		SegmentBytes: cfg.SegmentBytes,
 		Logger:       log,
+		OnWALCycle:   onWALCycle,
 	}, kafkanet.PartitionSpecs(store.Topics()))
 	if err != nil {
 		return err
+	}
+	if m != nil {
+		m.RegisterWAL(eng)
 	}
 	log.Info("storage recovered", "topics", len(store.Topics()), "took", time.Since(start).Round(time.Millisecond),
 		"durability", cfg.Durability, "wal_io", eng.WALMode())
@@ -150,6 +163,7 @@ func serve(cfg *config) error {
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		Multicore:       true,
 		Logger:          log,
+		OnRequest:       onRequest,
 	}, reg)
 	if err := srv.Start(); err != nil {
 		broker.Close()
@@ -167,6 +181,17 @@ func serve(cfg *config) error {
 			log.Info("debug endpoint", "addr", cfg.DebugListen)
 			if err := http.ListenAndServe(cfg.DebugListen, nil); err != nil {
 				log.Error("debug endpoint stopped", "err", err)
+			}
+		}()
+	}
+
+	if m != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.Handler())
+		go func() {
+			log.Info("metrics endpoint", "addr", cfg.MetricsListen)
+			if err := http.ListenAndServe(cfg.MetricsListen, mux); err != nil {
+				log.Error("metrics endpoint stopped", "err", err)
 			}
 		}()
 	}
