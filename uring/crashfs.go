@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,6 +26,12 @@ type CrashFS struct {
 	undo    map[string][]undoEntry
 	nextID  uint64 // numbers undo entries in the order they are recorded
 	crashed bool
+
+	// ops counts mutating operations; the crashAt-th one crashes instead
+	// of running (0: never), tearing it when it is a write and tear is set.
+	ops     atomic.Uint64
+	crashAt atomic.Uint64
+	tear    atomic.Bool
 }
 
 type undoEntry struct {
@@ -42,6 +49,42 @@ func NewCrashFS(inner FS) *CrashFS {
 }
 
 var errCrashed = &fs.PathError{Op: "io", Path: "crashfs", Err: unix.EIO}
+
+// CrashAt arranges a power cut just before the n-th mutating operation
+// from now on counted from 1 since NewCrashFS (WriteAt, Truncate, Datasync,
+// SyncDir, Rename, Remove, RemoveAll, across all files): that operation
+// fails with EIO instead of running, and Crash runs. With tear, when that
+// operation is a write, the first half of its bytes (rounded down to 512)
+// then reach the disk anyway, as a power cut in the middle of a write can
+// leave them. Ops tells how many operations a run made, so a test can crash
+// a workload at every one of them in turn.
+func (c *CrashFS) CrashAt(n uint64, tear bool) {
+	c.tear.Store(tear)
+	c.crashAt.Store(n)
+}
+
+// CrashPoint is the n of the last CrashAt (0: none).
+func (c *CrashFS) CrashPoint() uint64 { return c.crashAt.Load() }
+
+// Ops is the number of mutating operations so far.
+func (c *CrashFS) Ops() uint64 { return c.ops.Load() }
+
+// enterMutation is enter for an operation CrashAt counts. It reports
+// crashNow when this operation is the crash point; Crash has run then.
+func (c *CrashFS) enterMutation() (crashNow bool, err error) {
+	if err := c.enter(); err != nil {
+		return false, err
+	}
+	n := c.ops.Add(1)
+	if at := c.crashAt.Load(); at == 0 || n != at {
+		return false, nil
+	}
+	c.leave()
+	if err := c.Crash(); err != nil {
+		return true, err
+	}
+	return true, errCrashed
+}
 
 // Crash drops everything not synced and fails every later operation.
 func (c *CrashFS) Crash() error {
@@ -131,7 +174,7 @@ func (c *CrashFS) forget(name string) {
 
 // Remove passes through.
 func (c *CrashFS) Remove(name string) error {
-	if err := c.enter(); err != nil {
+	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
 	defer c.leave()
@@ -141,7 +184,7 @@ func (c *CrashFS) Remove(name string) error {
 
 // RemoveAll passes through (undo logs below name are kept but find no file).
 func (c *CrashFS) RemoveAll(name string) error {
-	if err := c.enter(); err != nil {
+	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
 	defer c.leave()
@@ -150,7 +193,7 @@ func (c *CrashFS) RemoveAll(name string) error {
 
 // Rename moves the undo log with the file.
 func (c *CrashFS) Rename(oldname, newname string) error {
-	if err := c.enter(); err != nil {
+	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
 	defer c.leave()
@@ -188,7 +231,7 @@ func (c *CrashFS) ReadDir(dir string) ([]fs.DirEntry, error) {
 
 // SyncDir passes through.
 func (c *CrashFS) SyncDir(dir string) error {
-	if err := c.enter(); err != nil {
+	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
 	defer c.leave()
@@ -202,7 +245,19 @@ type crashFile struct {
 }
 
 func (f *crashFile) WriteAt(p []byte, off int64) (int, error) {
-	if err := f.c.enter(); err != nil {
+	if crashNow, err := f.c.enterMutation(); err != nil {
+		if crashNow && f.c.tear.Load() {
+			// The crashed process's write, half done: straight to the
+			// inner file, past the undo log Crash has already replayed.
+			if half := len(p) / 2 &^ 511; half > 0 {
+				if _, werr := f.File.WriteAt(p[:half], off); werr != nil {
+					return 0, werr
+				}
+				if serr := f.File.Datasync(); serr != nil {
+					return 0, serr
+				}
+			}
+		}
 		return 0, err
 	}
 	defer f.c.leave()
@@ -226,7 +281,7 @@ func (f *crashFile) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (f *crashFile) Truncate(size int64) error {
-	if err := f.c.enter(); err != nil {
+	if _, err := f.c.enterMutation(); err != nil {
 		return err
 	}
 	defer f.c.leave()
@@ -246,7 +301,7 @@ func (f *crashFile) Truncate(size int64) error {
 }
 
 func (f *crashFile) Datasync() error {
-	if err := f.c.enter(); err != nil {
+	if _, err := f.c.enterMutation(); err != nil {
 		return err
 	}
 	defer f.c.leave()

@@ -443,6 +443,56 @@ func TestCrashFSDropsUnsynced(t *testing.T) {
 	}
 }
 
+// TestCrashFSCrashAt counts mutating operations and cuts the power just
+// before the chosen one: cleanly, or leaving the first half of that write.
+func TestCrashFSCrashAt(t *testing.T) {
+	for _, tear := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tear=%v", tear), func(t *testing.T) {
+			name := filepath.Join(t.TempDir(), "f")
+			c := NewCrashFS(OSFS{})
+			f, err := c.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			synced := bytes.Repeat([]byte("a"), 1024)
+			if _, err := f.WriteAt(synced, 0); err != nil { // op 1
+				t.Fatal(err)
+			}
+			if err := f.Datasync(); err != nil { // op 2
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte("unsynced"), 0); err != nil { // op 3
+				t.Fatal(err)
+			}
+			c.CrashAt(5, tear)
+			if c.Ops() != 3 {
+				t.Fatalf("%d operations counted, want 3", c.Ops())
+			}
+			if _, err := f.ReadAt(make([]byte, 4), 0); err != nil { // reads are not counted
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(bytes.Repeat([]byte("b"), 1024), 1024); err != nil { // op 4
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(bytes.Repeat([]byte("c"), 1024), 2048); !errors.Is(err, unix.EIO) { // op 5: the cut
+				t.Fatalf("write at the crash point: %v", err)
+			}
+			if err := f.Datasync(); !errors.Is(err, unix.EIO) {
+				t.Fatalf("sync after the crash: %v", err)
+			}
+			want := append([]byte(nil), synced...)
+			if tear {
+				// The unsynced ops 3 and 4 are undone; half of op 5 landed past a hole.
+				want = append(want, make([]byte, 1024)...)
+				want = append(want, bytes.Repeat([]byte("c"), 512)...)
+			}
+			if got, _ := os.ReadFile(name); !bytes.Equal(got, want) {
+				t.Fatalf("after the cut: %d bytes %q..., want %d bytes", len(got), got[:min(len(got), 16)], len(want))
+			}
+		})
+	}
+}
+
 func TestWALAppendChecked(t *testing.T) {
 	for _, mode := range walModes {
 		t.Run(mode, func(t *testing.T) {
