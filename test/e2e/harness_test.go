@@ -118,6 +118,11 @@ func withEnv(env ...string) BrokerOpt {
 	return func(c *brokerConfig) { c.env = append(c.env, env...) }
 }
 
+// withDataDir starts the broker on an existing directory instead of a fresh temporary one.
+func withDataDir(dir string) BrokerOpt {
+	return func(c *brokerConfig) { c.dataDir = dir }
+}
+
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort(t testing.TB) int {
 	t.Helper()

@@ -1,0 +1,55 @@
+// Command cutfs mounts a cutfs file system (package cutfs): a mirror of
+// BACKING_DIR at MOUNTPOINT whose file data stays in this process's memory
+// until it is synced. Killing the process with SIGKILL is a power cut:
+// BACKING_DIR then holds exactly the synced data, and MOUNTPOINT is a dead
+// mount to be detached (umount -l).
+//
+//	cutfs BACKING_DIR MOUNTPOINT
+//
+// It prints "ready" on stdout once mounted and serves until killed. SIGUSR1
+// holds syncs from then on, as a disk that stops completing flushes would
+// (cutfs.FS.HoldSyncs); it prints "holding syncs" once they are. SIGTERM or
+// SIGINT unmount it (also discarding what was not synced) when nothing on it
+// is open. Exit status 3 means FUSE cannot be mounted here (no /dev/fuse,
+// not permitted), 1 any other failure.
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ringtail/ringtail/test/powercut/cutfs"
+)
+
+func main() {
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: cutfs BACKING_DIR MOUNTPOINT")
+		os.Exit(2)
+	}
+	srv, err := cutfs.Mount(os.Args[1], os.Args[2])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cutfs: mount %s on %s: %v\n", os.Args[1], os.Args[2], err)
+		if cutfs.Refused(err) {
+			os.Exit(3)
+		}
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	go func() {
+		for s := range sig {
+			if s == syscall.SIGUSR1 {
+				srv.HoldSyncs()
+				fmt.Println("holding syncs")
+				continue
+			}
+			if err := srv.Unmount(); err != nil {
+				fmt.Fprintf(os.Stderr, "cutfs: unmount: %v\n", err)
+			}
+		}
+	}()
+	srv.Wait()
+}
