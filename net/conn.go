@@ -11,10 +11,13 @@ package kafkanet
 //     and writes every response that is now at the head of the line, in request order.
 //
 // Backpressure: at most maxInFlight requests per connection may be queued or awaiting their
-// response. At that bound onTraffic stops taking frames out of gnet's inbound buffer, and the
-// respond that frees a place wakes it again. gnet cannot stop reading the socket, so while
-// paused the unparsed backlog grows inside gnet; once it exceeds one maximal frame the client is
-// ignoring flow control and its connection is closed. Kafka clients keep far fewer requests in
+// response, and together they may hold at most Server.connBytes of frames (the larger of one
+// maximal request and minConnBytes; a frame is always admitted when nothing else is pending). At either bound onTraffic stops
+// taking frames out of gnet's inbound buffer, and the respond that frees a place wakes it again.
+// A frame's buffer grows as its bytes arrive, so a size prefix alone costs nothing. gnet cannot stop reading the socket, so while
+// paused the unparsed backlog grows inside gnet; once it exceeds connBytes too the client is
+// ignoring flow control and its connection is closed, so one connection holds at most about
+// twice connBytes. Kafka clients keep far fewer requests in
 // flight (max.in.flight, 5 by default), so a well-behaved client never meets either limit.
 
 import (
@@ -43,14 +46,19 @@ type connection struct {
 	log    *slog.Logger
 
 	// Event loop only.
-	partial []byte // frame being received, sized from its prefix; nil between frames
+	partial []byte // frame being received, grown as its bytes arrive; nil between frames
+	want    int    // size of the frame being received, from its prefix
 	filled  int    // bytes of partial received so far
 
 	queue chan []byte   // whole frames in arrival order; capacity maxInFlight never fills
 	done  chan struct{} // closed by onClose
 
 	inflight atomic.Int32 // frames queued and not yet answered; at most maxInFlight
-	paused   atomic.Bool  // onTraffic stopped at maxInFlight and waits for a wake
+	queued   atomic.Int64 // bytes of those frames and of the one being received
+	paused   atomic.Bool  // onTraffic stopped at a bound and waits for a wake
+
+	// Request goroutine only: the size of the frame being handled, recorded in its slot.
+	handling int
 
 	// Request goroutine only.
 	apiLogs map[int16]*slog.Logger
@@ -71,9 +79,14 @@ type connection struct {
 // slot is the response place of one request, indexed by its sequence number modulo
 // maxInFlight. inflight <= maxInFlight keeps live slots from colliding.
 type slot struct {
-	done bool
-	data []byte // encoded response frame; nil sends nothing
+	done  bool
+	data  []byte // encoded response frame; nil sends nothing
+	bytes int    // size of the request frame, released from queued when the slot is freed
 }
+
+// firstFrameChunk is the buffer a frame starts in; it doubles as bytes arrive, up to the size
+// the prefix announced. Kafka requests are mostly far smaller, so they are allocated once.
+const firstFrameChunk = 64 << 10
 
 func newConnection(s *Server, gc gnet.Conn) *connection {
 	remote := "unknown"
@@ -96,14 +109,6 @@ func newConnection(s *Server, gc gnet.Conn) *connection {
 func (c *connection) onTraffic() gnet.Action {
 	for {
 		if c.partial == nil {
-			if c.inflight.Load() >= maxInFlight && !c.resumeAfterPause() {
-				if backlog := c.gc.InboundBuffered(); backlog > int(c.srv.maxRequestBytes)+frameSizeLen {
-					c.log.Warn("client exceeds the in-flight request bound and keeps sending; closing connection",
-						"in_flight", maxInFlight, "unread_bytes", backlog)
-					return gnet.Close
-				}
-				return gnet.None
-			}
 			if c.gc.InboundBuffered() < frameSizeLen {
 				return gnet.None
 			}
@@ -117,15 +122,32 @@ func (c *connection) onTraffic() gnet.Action {
 					"socket.request.max.bytes", c.srv.maxRequestBytes, "err", err)
 				return gnet.Close
 			}
+			if c.mustWait(int(size)) && !c.resumeAfterPause(int(size)) {
+				if backlog := c.gc.InboundBuffered(); int64(backlog) > c.srv.connBytes+frameSizeLen {
+					c.log.Warn("client exceeds the in-flight request bounds and keeps sending; closing connection",
+						"in_flight", c.inflight.Load(), "in_flight_bytes", c.queued.Load(), "unread_bytes", backlog)
+					return gnet.Close
+				}
+				return gnet.None
+			}
 			_, _ = c.gc.Discard(frameSizeLen)
-			// Allocating the whole frame now and reading into it as bytes arrive means a
-			// large request is copied once, and never piles up inside gnet's ring buffer.
-			c.partial, c.filled = make([]byte, size), 0
+			c.queued.Add(int64(size))
+			c.partial, c.want, c.filled = make([]byte, min(int(size), firstFrameChunk)), int(size), 0
 		}
-		n, _ := c.gc.Read(c.partial[c.filled:])
-		c.filled += n
-		if c.filled < len(c.partial) {
-			return gnet.None
+		for c.filled < c.want {
+			if c.filled == len(c.partial) {
+				if c.gc.InboundBuffered() == 0 {
+					return gnet.None
+				}
+				grown := make([]byte, min(c.want, 2*len(c.partial)))
+				copy(grown, c.partial)
+				c.partial = grown
+			}
+			n, _ := c.gc.Read(c.partial[c.filled:])
+			if n == 0 {
+				return gnet.None
+			}
+			c.filled += n
 		}
 		frame := c.partial
 		c.partial = nil
@@ -140,12 +162,23 @@ func (c *connection) onTraffic() gnet.Action {
 	}
 }
 
-// resumeAfterPause marks the connection paused and reports whether it may go on reading after
-// all. The second look at inflight closes the race with a respond that freed a place between
-// the caller's check and the store of paused, and so saw nobody to wake.
-func (c *connection) resumeAfterPause() bool {
-	c.paused.Store(true)
+// mustWait reports whether a frame of size bytes must wait for earlier requests to be answered:
+// maxInFlight are pending, or their bytes and its own would pass connBytes (one frame is always
+// admitted when none is pending, so every frame allowed at all can make progress).
+func (c *connection) mustWait(size int) bool {
 	if c.inflight.Load() >= maxInFlight {
+		return true
+	}
+	q := c.queued.Load()
+	return q > 0 && q+int64(size) > c.srv.connBytes
+}
+
+// resumeAfterPause marks the connection paused and reports whether it may go on reading after
+// all. The second look closes the race with a respond that freed a place between the caller's
+// check and the store of paused, and so saw nobody to wake.
+func (c *connection) resumeAfterPause(size int) bool {
+	c.paused.Store(true)
+	if c.mustWait(size) {
 		return false
 	}
 	// Whoever wins the swap resumes reading: us now, or the respond side through a wake.
@@ -161,7 +194,7 @@ func (c *connection) onClose(err error) {
 	// A request cut off by the client's close is bad input like any other: say so once.
 	if c.partial != nil {
 		c.log.Warn("connection closed mid-request; the partial frame is dropped",
-			"received", c.filled, "frame_size", len(c.partial), "err", err)
+			"received", c.filled, "frame_size", c.want, "err", err)
 	} else if n := c.gc.InboundBuffered(); n > 0 {
 		c.log.Warn("connection closed mid-request; the partial size prefix is dropped", "received", n, "err", err)
 	}
@@ -191,6 +224,7 @@ func (c *connection) serve() {
 				return
 			default:
 			}
+			c.handling = len(frame)
 			if !c.handle(frame) {
 				c.closeConn()
 				return
@@ -370,6 +404,7 @@ func (c *connection) reserve() uint64 {
 	c.mu.Lock()
 	seq := c.nextSeq
 	c.nextSeq++
+	c.slots[seq%maxInFlight].bytes = c.handling
 	c.mu.Unlock()
 	return seq
 }
@@ -382,9 +417,11 @@ func (c *connection) reserve() uint64 {
 func (c *connection) complete(seq uint64, frame []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.slots[seq%maxInFlight] = slot{done: true, data: frame}
+	s := &c.slots[seq%maxInFlight]
+	s.done, s.data = true, frame
 	var batch [][]byte
 	var freed int32
+	var freedBytes int64
 	for c.writeSeq < c.nextSeq {
 		s := &c.slots[c.writeSeq%maxInFlight]
 		if !s.done {
@@ -397,6 +434,7 @@ func (c *connection) complete(seq uint64, frame []byte) {
 				batch = append(batch, s.data)
 			}
 		}
+		freedBytes += int64(s.bytes)
 		*s = slot{}
 		c.writeSeq++
 		freed++
@@ -411,8 +449,9 @@ func (c *connection) complete(seq uint64, frame []byte) {
 			c.log.Debug("queueing response write failed", "err", err)
 		}
 	}
+	c.queued.Add(-freedBytes)
 	if c.inflight.Add(-freed) < maxInFlight && c.paused.CompareAndSwap(true, false) {
-		_ = c.gc.Wake(nil) // resume onTraffic, which stopped at the in-flight bound
+		_ = c.gc.Wake(nil) // resume onTraffic, which stopped at a bound (it looks again)
 	}
 }
 

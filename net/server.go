@@ -26,6 +26,11 @@ type ServerConfig struct {
 	OnRequest func(key int16, took time.Duration)
 }
 
+// minConnBytes is the least a connection may have pending, whatever socket.request.max.bytes
+// says, so a small request limit does not stop clients from pipelining their usual in-flight
+// requests (5 × max.request.size, typically 1 MiB each).
+const minConnBytes = 64 << 20
+
 // Server accepts Kafka clients on one gnet engine that owns every listen address, and hands
 // their requests to the handlers of a Registry.
 type Server struct {
@@ -33,6 +38,9 @@ type Server struct {
 	reg             *Registry
 	log             *slog.Logger
 	maxRequestBytes int32
+	// connBytes bounds the request bytes one connection may have pending (received, not yet
+	// answered) and, separately, unread in gnet's buffer while it waits; see conn.go.
+	connBytes int64
 
 	conns sync.WaitGroup // one per connection's request goroutine
 
@@ -54,7 +62,8 @@ func NewServer(cfg ServerConfig, reg *Registry) *Server {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxRequestBytes
 	}
-	return &Server{cfg: cfg, reg: reg, log: log.With("component", "kafkanet"), maxRequestBytes: maxBytes}
+	return &Server{cfg: cfg, reg: reg, log: log.With("component", "kafkanet"), maxRequestBytes: maxBytes,
+		connBytes: max(int64(maxBytes), minConnBytes)}
 }
 
 // Start binds every listen address and starts the event loops. It returns once the server

@@ -24,7 +24,7 @@ import (
 //
 //	"hold"    respond later, when a "release" request arrives (in reverse order)
 //	"release" respond to every held request, newest first, then to this one
-//	"gate"    respond from another goroutine once gate is closed
+//	"gate…"   (any name starting so) respond from another goroutine once gate is closed
 //	anything  respond at once
 //
 // Every Metadata response echoes the requested topic name, so a test can tell whose it is.
@@ -63,6 +63,9 @@ func (b *testBroker) metadata(_ *Context, req kmsg.Request, respond func(kmsg.Re
 	resp := kmsg.NewPtrMetadataResponse()
 	resp.Topics = []kmsg.MetadataResponseTopic{{Topic: &name}}
 	send := func() { respond(resp) }
+	if strings.HasPrefix(name, "gate") {
+		name = "gate"
+	}
 	switch name {
 	case "hold":
 		b.mu.Lock()
@@ -255,6 +258,42 @@ func TestInFlightBoundPausesReading(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // give a broken bound the chance to show
 	if got := b.gateSeen.Load(); got != maxInFlight {
 		t.Fatalf("handlers started = %d, want exactly %d while none has answered", got, maxInFlight)
+	}
+	close(b.gate)
+	for i := 1; i <= n; i++ {
+		if corr := c.read(kmsg.NewPtrMetadataResponse(), 9); corr != int32(i) {
+			t.Fatalf("response %d has correlation id %d", i, corr)
+		}
+	}
+}
+
+// TestByteBoundPausesReading pipelines ~1 MiB requests whose handlers wait: the connection takes
+// only as many as fit minConnBytes, then stops reading until answers free room, and every
+// request is answered in order.
+func TestByteBoundPausesReading(t *testing.T) {
+	b := newTestBroker()
+	s := startServer(t, b.reg, 4<<20)
+	c := dial(t, s)
+
+	big := "gate" + strings.Repeat("x", 1<<20)
+	frame := c.frame(metadataReq(big), 9)
+	size := len(frame) - 4
+	admitted := int(minConnBytes / int64(size))
+	n := admitted + 8
+	batch := frame
+	for i := 1; i < n; i++ {
+		batch = append(batch, c.frame(metadataReq(big), 9)...)
+	}
+	go c.conn.Write(batch) // cannot all fit in the socket buffers while the server pauses
+
+	deadline := time.Now().Add(10 * time.Second)
+	for int(b.gateSeen.Load()) < admitted && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // give a broken bound the chance to show
+	if got := int(b.gateSeen.Load()); got != admitted {
+		t.Fatalf("handlers started = %d, want exactly %d (%d-byte frames within %d bytes) while none has answered",
+			got, admitted, size, minConnBytes)
 	}
 	close(b.gate)
 	for i := 1; i <= n; i++ {

@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestAnnouncedFramesCostNothing opens many connections that each announce a near-maximal
+// request frame and then send nothing more, as a slow or hostile client can: the broker must not
+// allocate what was announced (its Go heap, read from /metrics, stays far below the total
+// announced), and a regular client on another connection is served meanwhile.
+func TestAnnouncedFramesCostNothing(t *testing.T) {
+	port := freePort(t)
+	b := startBroker(t, withArgs("--metrics-listen", fmt.Sprintf("127.0.0.1:%d", port)))
+	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+
+	const conns, announced = 24, 90 << 20 // 2.1 GiB announced in all; the default limit is 100 MiB
+	for i := 0; i < conns; i++ {
+		rc := dialRaw(t, b.Addr())
+		var prefix [8]byte
+		binary.BigEndian.PutUint32(prefix[:4], announced)
+		copy(prefix[4:], []byte{0, 18, 0, 0}) // the start of an ApiVersions header, then silence
+		if err := rc.writeRaw(prefix[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cl := b.Client(t, kgo.DefaultProduceTopic("neighbour"), kgo.AllowAutoTopicCreation())
+	produceSync(t, cl, &kgo.Record{Value: []byte("still served")})
+
+	heap := scrape(t, url)["go_memstats_heap_alloc_bytes"]
+	if heap == 0 {
+		t.Fatal("no go_memstats_heap_alloc_bytes sample")
+	}
+	if limit := float64(256 << 20); heap > limit {
+		t.Fatalf("broker heap %.0f MiB after %d connections announced %d MiB each: announced frames were allocated",
+			heap/(1<<20), conns, announced>>20)
+	}
+	t.Logf("broker heap %.1f MiB with %d × %d MiB announced", heap/(1<<20), conns, announced>>20)
+}
+
+// TestPipelinedLargeRequestsWithinByteBound pipelines large produce requests on one connection
+// whose total passes the 64 MiB a connection may have pending: the broker takes them as earlier
+// ones are answered and answers every one, in order, without closing the connection.
+func TestPipelinedLargeRequestsWithinByteBound(t *testing.T) {
+	b := startBroker(t, withArgs("--max-request-bytes", fmt.Sprint(2<<20)))
+	createTopic(t, b.Admin(t), "big", 1, map[string]*string{"max.message.bytes": strp(fmt.Sprint(2 << 20))})
+	version := pickVersion(t, apiVersions(t, b.Addr()), 0, 9)
+	rc := dialRaw(t, b.Addr())
+
+	const n = 110 // 110 × ~700 KiB ≈ 75 MiB, all sent before any answer is read
+	// Send from a goroutine: the broker stops reading at the bound, so the socket buffers fill
+	// and the writes block until answers are read.
+	corrs := make(chan int32, n)
+	sendErr := make(chan error, 1)
+	go func() {
+		defer close(corrs)
+		for i := 0; i < n; i++ {
+			value := bytes.Repeat([]byte{byte('a' + i%26)}, 700<<10)
+			req := kmsg.NewPtrProduceRequest()
+			req.Version = version
+			req.Acks = -1
+			req.TimeoutMillis = 30000
+			rt := kmsg.NewProduceRequestTopic()
+			rt.Topic = "big"
+			rp := kmsg.NewProduceRequestTopicPartition()
+			rp.Partition = 0
+			rp.Records = encodeBatch(batchSpec{values: [][]byte{value}})
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+			corr, err := rc.send(req)
+			if err != nil {
+				sendErr <- fmt.Errorf("sending request %d: %w", i, err)
+				return
+			}
+			corrs <- corr
+		}
+	}()
+	i := 0
+	for corr := range corrs {
+		req := kmsg.NewPtrProduceRequest()
+		resp, err := rc.readResponse(req, version, corr, 30*time.Second)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		p := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+		if p.ErrorCode != 0 || p.BaseOffset != int64(i) {
+			t.Fatalf("response %d: error %d, base offset %d (want 0, %d)", i, p.ErrorCode, p.BaseOffset, i)
+		}
+		i++
+	}
+	select {
+	case err := <-sendErr:
+		t.Fatal(err)
+	default:
+	}
+	if i != n {
+		t.Fatalf("%d responses, want %d", i, n)
+	}
+}
