@@ -55,7 +55,11 @@ type Config struct {
 	WALInFlight int
 	// OnWALCycle, when set, is told about every WAL cycle (uring.WALOptions.OnCycle).
 	OnWALCycle func(records int, bytes int64, took time.Duration, err error)
-	// Now returns the wall clock in milliseconds (LogAppendTime); nil means time.Now.
+	// RetentionCheckInterval is how often old segments are deleted by their partition's
+	// Retention (Kafka's log.retention.check.interval.ms); default
+	// DefaultRetentionCheckInterval, negative turns the timer off (EnforceRetention still works).
+	RetentionCheckInterval time.Duration
+	// Now returns the wall clock in milliseconds (LogAppendTime, retention.ms); nil means time.Now.
 	Now func() int64
 }
 
@@ -67,9 +71,10 @@ type TopicPartition struct {
 
 // PartitionConfig holds the per-topic settings the log enforces.
 type PartitionConfig struct {
-	MaxMessageBytes      int32  // max.message.bytes: largest record batch accepted (default 1048588)
-	MessageTimestampType string // "CreateTime" (default) or "LogAppendTime"
-	CompressionType      string // compression.type: "producer" (default: store as produced), or none|gzip|snappy|lz4|zstd (recompress)
+	MaxMessageBytes      int32     // max.message.bytes: largest record batch accepted (default 1048588)
+	MessageTimestampType string    // "CreateTime" (default) or "LogAppendTime"
+	CompressionType      string    // compression.type: "producer" (default: store as produced), or none|gzip|snappy|lz4|zstd (recompress)
+	Retention            Retention // which old segments to delete (retention.go); the zero value keeps all
 }
 
 // PartitionSpec describes a partition that must exist when the engine opens.

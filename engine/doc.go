@@ -145,9 +145,16 @@
 // Numbers: BenchmarkWAL and BenchmarkRawWriteSync4K in uring,
 // BenchmarkAppendParallel here.
 //
+// # Retention
+//
+// retention.go deletes whole sealed segments, oldest first, by time or size
+// (Partition Config.Retention), only once a checkpoint has made them durable
+// and they lie below the high watermark; the log start offset becomes the
+// first kept segment's base, which recovery reads back from the directory.
+//
 // # Not yet here
 //
-// Retention and the log start offset moving, compaction, producer-state
-// snapshots (recovery reads all headers), loading the .index files instead
-// of rebuilding, and a tail cache.
+// Compaction, segment.ms, producer-state snapshots (recovery reads all
+// headers), loading the .index files instead of rebuilding, and a tail
+// cache.
 package engine

@@ -22,6 +22,9 @@ type Engine struct {
 	mu     sync.Mutex
 	parts  map[TopicPartition]*Partition
 	closed bool
+
+	retentionStop chan struct{} // closed by Close; nil when the retention timer is off
+	retentionDone chan struct{}
 }
 
 func (e *Engine) now() int64 {
@@ -133,6 +136,14 @@ func Open(cfg Config, specs []PartitionSpec) (*Engine, error) {
 	}
 	e.wal.Release(pos)
 	go e.ckpt.run()
+	if cfg.RetentionCheckInterval >= 0 {
+		interval := cfg.RetentionCheckInterval
+		if interval == 0 {
+			interval = DefaultRetentionCheckInterval
+		}
+		e.retentionStop, e.retentionDone = make(chan struct{}), make(chan struct{})
+		go e.retentionLoop(interval, e.retentionStop, e.retentionDone)
+	}
 	e.log.Info("engine: recovered", "dir", cfg.DataDir, "partitions", len(specs), "removed", removed,
 		"wal_records_replayed", replayed, "wal_io", e.wal.Mode(), "took", time.Since(start))
 	if r := e.wal.FallbackReason(); r != "" {
@@ -253,11 +264,17 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	e.closed = true
+	if e.retentionStop != nil {
+		close(e.retentionStop)
+	}
 	parts := make([]*Partition, 0, len(e.parts))
 	for _, p := range e.parts {
 		parts = append(parts, p)
 	}
 	e.mu.Unlock()
+	if e.retentionDone != nil {
+		<-e.retentionDone
+	}
 	for _, p := range parts {
 		p.mu.Lock()
 		p.closing = true

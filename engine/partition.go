@@ -74,6 +74,8 @@ type Partition struct {
 
 	replayStopped bool // recovery: a gap or bad record stopped the WAL replay for this partition
 
+	graves []grave // segments deleted by retention whose descriptors are still open
+
 	cqMu     sync.Mutex // guards cq, draining
 	cq       []completion
 	draining bool
@@ -461,6 +463,11 @@ func (p *Partition) rollbackLocked(cause error) {
 
 func (p *Partition) removeSegmentFiles(s *segment) {
 	s.file.Close()
+	p.unlinkSegment(s)
+}
+
+// unlinkSegment removes a segment's files from the directory; its descriptor stays as it is.
+func (p *Partition) unlinkSegment(s *segment) {
 	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
 		if err := p.eng.fs.Remove(segmentName(p.dir, s.base, suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			p.eng.log.Warn("engine: removing segment file", "partition", p.name, "err", err)
@@ -518,6 +525,10 @@ func (p *Partition) closeLocked(err error) {
 	for _, s := range p.segments {
 		s.file.Close()
 	}
+	for _, g := range p.graves {
+		g.seg.file.Close()
+	}
+	p.graves = nil
 	close(p.changed)
 	p.changed = make(chan struct{})
 }

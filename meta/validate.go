@@ -73,8 +73,8 @@ func validateConfig(k, v string) error {
 			return bad("only delete is supported")
 		}
 	case "retention.ms", "retention.bytes":
-		if _, err := strconv.ParseInt(v, 10, 64); err != nil {
-			return bad("must be an integer")
+		if n, err := strconv.ParseInt(v, 10, 64); err != nil || n < -1 {
+			return bad("must be an integer, -1 for no limit")
 		}
 	case "min.insync.replicas":
 		n, err := strconv.ParseInt(v, 10, 32)

@@ -104,10 +104,18 @@ func partitionConfig(t meta.Topic) engine.PartitionConfig {
 	if compression == "uncompressed" {
 		compression = "none"
 	}
+	retentionMs, _ := strconv.ParseInt(t.Effective("retention.ms"), 10, 64) // validated on create
+	retentionBytes, _ := strconv.ParseInt(t.Effective("retention.bytes"), 10, 64)
 	return engine.PartitionConfig{
 		MaxMessageBytes:      int32(maxBytes),
 		MessageTimestampType: t.Effective("message.timestamp.type"),
 		CompressionType:      compression,
+		// The broker's own topics hold state (group offsets) that must never age out.
+		Retention: engine.Retention{
+			Delete: !isInternal(t.Name) && t.Effective("cleanup.policy") == "delete",
+			Ms:     retentionMs,
+			Bytes:  retentionBytes,
+		},
 	}
 }
 

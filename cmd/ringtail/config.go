@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // config is everything `ringtail serve` can be told. Each setting comes, in rising precedence,
@@ -26,6 +27,7 @@ type config struct {
 	LogLevel         string
 	DebugListen      string
 	MetricsListen    string
+	RetentionCheck   time.Duration
 }
 
 // option is one setting: its name (flag name and config-file key), default, help and parser.
@@ -132,6 +134,14 @@ var options = []option{
 			}
 		}
 		c.DebugListen = v
+		return nil
+	}},
+	{"retention-check-interval", "5m", "how often segments past their topic's retention.ms / retention.bytes are deleted (log.retention.check.interval.ms)", func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("retention-check-interval %q: must be a positive duration such as 5m or 30s", v)
+		}
+		c.RetentionCheck = d
 		return nil
 	}},
 	{"metrics-listen", "", "host:port for an HTTP endpoint with Prometheus metrics under /metrics (off when empty)", func(c *config, v string) error {

@@ -122,12 +122,13 @@ func serve(cfg *config) error {
 		onWALCycle, onRequest = m.ObserveWALCycle, m.ObserveRequest
 	}
 	eng, err := engine.Open(engine.Config{
-		DataDir:      filepath.Join(dataDir, "logs"),
-		Durability:   cfg.Durability,
-		WALIO:        cfg.WALIO,
-		SegmentBytes: cfg.SegmentBytes,
-		Logger:       log,
-		OnWALCycle:   onWALCycle,
+		DataDir:                filepath.Join(dataDir, "logs"),
+		Durability:             cfg.Durability,
+		WALIO:                  cfg.WALIO,
+		SegmentBytes:           cfg.SegmentBytes,
+		Logger:                 log,
+		OnWALCycle:             onWALCycle,
+		RetentionCheckInterval: cfg.RetentionCheck,
 	}, kafkanet.PartitionSpecs(store.Topics()))
 	if err != nil {
 		return err

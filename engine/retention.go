@@ -1,0 +1,120 @@
+package engine
+
+import (
+	"time"
+)
+
+// Retention: old segments are deleted whole, as Kafka does with cleanup.policy=delete, on a
+// timer (Config.RetentionCheckInterval, Kafka's log.retention.check.interval.ms):
+//
+//   - by time: a segment whose newest record timestamp is older than retention.ms;
+//   - by size: the oldest segments while the partition would still hold at least
+//     retention.bytes without them.
+//
+// Only a sealed segment that a checkpoint has made durable (indexed) and that lies wholly
+// below the high watermark is ever deleted, oldest first, and never the active one; so the
+// log start offset becomes the base of the first segment kept, which is also what recovery
+// reads from the directory at the next start. WAL records of a deleted segment are below the
+// partition's log end, which replay skips. A deleted segment's name is removed at once; its
+// descriptor stays open for reads already under way and is closed on a later pass.
+
+// Retention is the deletion policy of one partition. The zero value keeps everything.
+type Retention struct {
+	Delete bool  // cleanup.policy includes delete
+	Ms     int64 // retention.ms; -1: no limit by time
+	Bytes  int64 // retention.bytes; -1: no limit by size
+}
+
+// DefaultRetentionCheckInterval is Kafka's log.retention.check.interval.ms default.
+const DefaultRetentionCheckInterval = 5 * time.Minute
+
+// graveDelay is how long a deleted segment's descriptor stays open for reads that found it
+// before it was deleted (Kafka's file.delete.delay.ms is a minute).
+const graveDelay = time.Minute
+
+// grave is a deleted segment whose descriptor is still open.
+type grave struct {
+	seg     *segment
+	deleted time.Time
+}
+
+// retentionLoop runs enforceRetention on every partition each interval until stop is closed.
+func (e *Engine) retentionLoop(interval time.Duration, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			e.EnforceRetention()
+		}
+	}
+}
+
+// EnforceRetention deletes the segments every partition's retention policy no longer keeps.
+// It runs on the engine's timer; tests and tools may call it directly.
+func (e *Engine) EnforceRetention() {
+	for _, p := range e.Partitions() {
+		p.enforceRetention(e.now(), time.Now())
+	}
+}
+
+// enforceRetention deletes what the policy drops as of nowMs (record time) and closes the
+// descriptors of segments deleted more than graveDelay before wall.
+func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	kept := p.graves[:0]
+	for _, g := range p.graves {
+		if wall.Sub(g.deleted) >= graveDelay {
+			g.seg.file.Close()
+		} else {
+			kept = append(kept, g)
+		}
+	}
+	p.graves = kept
+
+	r := p.Config().Retention
+	if !r.Delete || r.Ms < 0 && r.Bytes < 0 {
+		return
+	}
+	var total int64
+	for _, s := range p.segments {
+		total += s.size
+	}
+	deleted := 0
+	for len(p.segments) > 1 {
+		s := p.segments[0]
+		if !s.indexed || s.end > p.hw || s == p.hwMark.seg {
+			break
+		}
+		byTime := r.Ms >= 0 && s.maxTs >= 0 && s.maxTs < nowMs-r.Ms
+		bySize := r.Bytes >= 0 && total-s.size >= r.Bytes
+		if !byTime && !bySize {
+			break
+		}
+		p.segments[0] = nil
+		p.segments = p.segments[1:]
+		total -= s.size
+		p.logStart = p.segments[0].base
+		p.unlinkSegment(s)
+		p.graves = append(p.graves, grave{seg: s, deleted: wall})
+		p.dirDirty = true
+		deleted++
+		reason := "size"
+		if byTime {
+			reason = "time"
+		}
+		p.eng.log.Info("engine: retention deleted a segment", "partition", p.name, "base", s.base, "end", s.end,
+			"bytes", s.size, "by", reason, "log_start", p.logStart)
+	}
+	if deleted > 0 {
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
+}

@@ -1,0 +1,200 @@
+package engine
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// retentionEngine opens tpA with tiny segments, retention r, the retention timer off and a
+// clock the test sets (ms).
+func retentionEngine(t *testing.T, dir string, r Retention, clock *atomic.Int64) (*Engine, *Partition) {
+	t.Helper()
+	spec := specFor(tpA)
+	spec.Config.Retention = r
+	e, err := Open(Config{DataDir: dir, SegmentBytes: 1000, Logger: quietLogger(), RetentionCheckInterval: -1,
+		Now: func() int64 { return clock.Load() }}, []PartitionSpec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, e.Partition(tpA)
+}
+
+// appendAt appends n batches of ~100 bytes stamped ts and returns the offset after them.
+func appendAt(t *testing.T, p *Partition, n int, ts int64) int64 {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		mustAppend(t, p, mkBatch(batchOpts{n: 1, ts: ts, value: strings.Repeat("r", 60)}))
+	}
+	return p.HighWatermark()
+}
+
+func segmentBases(p *Partition) []int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var b []int64
+	for _, s := range p.segments {
+		b = append(b, s.base)
+	}
+	return b
+}
+
+func TestRetentionByTime(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(1_000_000)
+	dir := t.TempDir()
+	e, p := retentionEngine(t, dir, Retention{Delete: true, Ms: 60_000, Bytes: -1}, &clock)
+	oldEnd := appendAt(t, p, 30, 1_000_000) // several segments of old records
+	appendAt(t, p, 30, 1_050_000)           // newer ones
+	if err := e.Checkpoint(); err != nil {  // seals are durable: deletable
+		t.Fatal(err)
+	}
+	before := segmentBases(p)
+	if len(before) < 4 {
+		t.Fatalf("only %d segments", len(before))
+	}
+
+	clock.Store(1_000_000 + 60_000) // nothing older than a minute yet
+	e.EnforceRetention()
+	if p.LogStartOffset() != 0 {
+		t.Fatalf("deleted too early: log start %d", p.LogStartOffset())
+	}
+	clock.Store(1_000_000 + 60_001) // the old records are past retention.ms, the newer are not
+	e.EnforceRetention()
+	start := p.LogStartOffset()
+	if start == 0 || start > oldEnd {
+		t.Fatalf("log start %d, want in (0, %d]: every segment wholly older than retention.ms deleted, no newer one", start, oldEnd)
+	}
+	if got := segmentBases(p); got[0] != start {
+		t.Fatalf("first segment %d, log start %d", got[0], start)
+	}
+	if _, err := os.Stat(filepath.Join(dir, dirName(tpA), "00000000000000000000.log")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("deleted segment file: %v", err)
+	}
+	if _, err := p.Read(0, 1000, true); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("read below the log start: %v", err)
+	}
+	hs := readAll(t, p, start)
+	checkContiguous(t, hs, start)
+
+	// Far in the future everything but the active segment goes.
+	clock.Store(10_000_000)
+	e.EnforceRetention()
+	if got := segmentBases(p); len(got) != 1 {
+		t.Fatalf("%d segments left, want the active one", len(got))
+	}
+	hw := p.HighWatermark()
+	start = p.LogStartOffset()
+
+	// A restart recovers the same log start and keeps appending after the high watermark.
+	e.Close()
+	e2, p2 := retentionEngine(t, dir, Retention{Delete: true, Ms: 60_000, Bytes: -1}, &clock)
+	_ = e2
+	if p2.LogStartOffset() != start || p2.HighWatermark() != hw {
+		t.Fatalf("after restart: log start %d hw %d, want %d %d", p2.LogStartOffset(), p2.HighWatermark(), start, hw)
+	}
+	if res := mustAppend(t, p2, mkBatch(batchOpts{ts: 10_000_000, value: "after"})); res.BaseOffset != hw {
+		t.Fatalf("append after restart at %d, want %d", res.BaseOffset, hw)
+	}
+}
+
+func TestRetentionBySize(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(1_000_000)
+	e, p := retentionEngine(t, t.TempDir(), Retention{Delete: true, Ms: -1, Bytes: 2500}, &clock)
+	appendAt(t, p, 100, 1_000_000)
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	e.EnforceRetention()
+	p.mu.Lock()
+	var total int64
+	for _, s := range p.segments {
+		total += s.size
+	}
+	first := p.segments[0].size
+	n := len(p.segments)
+	p.mu.Unlock()
+	// Kafka's rule: delete the oldest while what remains still holds retention.bytes.
+	if total < 2500 || total-first >= 2500 {
+		t.Fatalf("%d segments, %d bytes kept (first %d): want the fewest segments holding >= 2500", n, total, first)
+	}
+	if p.LogStartOffset() == 0 {
+		t.Fatal("nothing deleted")
+	}
+	checkContiguous(t, readAll(t, p, p.LogStartOffset()), p.LogStartOffset())
+}
+
+// TestRetentionKeeps: no policy, a compacted (non-delete) policy, segments not yet made
+// durable by a checkpoint, and the active segment are never deleted.
+func TestRetentionKeeps(t *testing.T) {
+	for name, r := range map[string]Retention{
+		"zero value":       {},
+		"no delete":        {Delete: false, Ms: 0, Bytes: 0},
+		"unlimited":        {Delete: true, Ms: -1, Bytes: -1},
+		"not checkpointed": {Delete: true, Ms: 0, Bytes: 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var clock atomic.Int64
+			clock.Store(1_000_000)
+			e, p := retentionEngine(t, t.TempDir(), r, &clock)
+			appendAt(t, p, 40, 1)
+			if name != "not checkpointed" {
+				if err := e.Checkpoint(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.EnforceRetention()
+			if p.LogStartOffset() != 0 {
+				t.Fatalf("log start %d: deleted", p.LogStartOffset())
+			}
+		})
+	}
+	// With the strictest policy after a checkpoint, the active segment stays.
+	var clock atomic.Int64
+	clock.Store(1_000_000)
+	e, p := retentionEngine(t, t.TempDir(), Retention{Delete: true, Ms: 0, Bytes: 0}, &clock)
+	hw := appendAt(t, p, 40, 1)
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	e.EnforceRetention()
+	if got := segmentBases(p); len(got) != 1 || p.HighWatermark() != hw {
+		t.Fatalf("segments %v, hw %d (want %d)", got, p.HighWatermark(), hw)
+	}
+}
+
+// TestRetentionReadInFlight: a read that found a segment before retention deleted it still
+// reads it, since the descriptor outlives the name for graveDelay.
+func TestRetentionReadInFlight(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(1_000_000)
+	e, p := retentionEngine(t, t.TempDir(), Retention{Delete: true, Ms: 0, Bytes: -1}, &clock)
+	appendAt(t, p, 40, 1)
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	seg, _ := p.viewLocked(0)
+	p.mu.Unlock()
+	p.enforceRetention(clock.Load(), time.Now())
+	if p.LogStartOffset() == 0 {
+		t.Fatal("nothing deleted")
+	}
+	buf := make([]byte, 61)
+	if _, err := seg.file.ReadAt(buf, 0); err != nil {
+		t.Fatalf("reading a just-deleted segment: %v", err)
+	}
+	p.enforceRetention(clock.Load(), time.Now().Add(graveDelay))
+	p.mu.Lock()
+	graves := len(p.graves)
+	p.mu.Unlock()
+	if graves != 0 {
+		t.Fatalf("%d descriptors still open after the delay", graves)
+	}
+}

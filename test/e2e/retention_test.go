@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestRetentionBytesDeletesOldSegments produces well past a topic's retention.bytes with 1 MiB
+// segments and a fast retention timer: the log start offset moves, the partition directory
+// stays bounded, a consumer from the earliest offset reads a contiguous tail up to the end,
+// and a topic without a limit keeps everything.
+func TestRetentionBytesDeletesOldSegments(t *testing.T) {
+	b := startBroker(t, withArgs("--segment-bytes", fmt.Sprint(1<<20), "--retention-check-interval", "200ms"))
+	adm := b.Admin(t)
+	createTopic(t, adm, "bounded", 1, map[string]*string{"retention.bytes": strp(fmt.Sprint(2 << 20))})
+	createTopic(t, adm, "unbounded", 1, nil)
+
+	// Uncompressed: the sizes below are what reaches the WAL and the segments.
+	cl := b.Client(t, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	value := bytes.Repeat([]byte("v"), 1000)
+	const n = 24000 // ~24 MB each: enough WAL for checkpoints, which make sealed segments deletable
+	for _, topic := range []string{"bounded", "unbounded"} {
+		var recs []*kgo.Record
+		for i := 0; i < n; i++ {
+			recs = append(recs, &kgo.Record{Topic: topic, Value: value})
+		}
+		if err := cl.ProduceSync(ctxTimeout(t, opTimeout), recs...).FirstErr(); err != nil {
+			t.Fatalf("produce to %s: %v", topic, err)
+		}
+	}
+
+	var start int64
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		so, err := adm.ListStartOffsets(ctxTimeout(t, opTimeout), "bounded")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, ok := so.Lookup("bounded", 0); ok && o.Err == nil && o.Offset > 0 {
+			start = o.Offset
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if start == 0 {
+		t.Fatalf("log start offset of bounded still 0 after 30 s; broker log:\n%s", tail(b.Log(), 4000))
+	}
+	if !strings.Contains(b.Log(), "retention deleted a segment") {
+		t.Error("no retention line in the broker log")
+	}
+
+	var size int64
+	entries, err := os.ReadDir(filepath.Join(b.DataDir(), "logs", "bounded-0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".log") {
+			size += fi.Size()
+		}
+	}
+	// retention.bytes plus the active segment and one sealed segment not yet checkpointed.
+	if size > 2<<20+2<<20+1<<20 {
+		t.Errorf("bounded-0 holds %d bytes of segments with retention.bytes 2 MiB and 1 MiB segments", size)
+	}
+
+	recs := consumeAll(t, b, "bounded")[0]
+	if len(recs) == 0 || recs[0].Offset < start {
+		t.Fatalf("consumed %d records, first at %d, log start %d", len(recs), recs[0].Offset, start)
+	}
+	for i := 1; i < len(recs); i++ {
+		if recs[i].Offset != recs[i-1].Offset+1 {
+			t.Fatalf("gap after offset %d", recs[i-1].Offset)
+		}
+	}
+	if last := recs[len(recs)-1].Offset; last != n-1 {
+		t.Fatalf("last consumed offset %d, want %d", last, n-1)
+	}
+	so, err := adm.ListStartOffsets(ctxTimeout(t, opTimeout), "unbounded")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := so.Lookup("unbounded", 0); o.Offset != 0 {
+		t.Fatalf("unbounded log start %d", o.Offset)
+	}
+}
