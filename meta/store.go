@@ -159,6 +159,32 @@ func (s *Store) CreateTopic(name string, partitions int32, configs map[string]st
 	return copyTopic(t), nil
 }
 
+// SetTopicConfigs durably replaces a topic's config overrides with configs (keys absent fall
+// back to the defaults) and returns the topic as it is now; with validateOnly it only checks.
+func (s *Store) SetTopicConfigs(name string, configs map[string]string, validateOnly bool) (Topic, error) {
+	if err := ValidateConfigs(configs); err != nil {
+		return Topic{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.st.Topics[name]
+	if !ok {
+		return Topic{}, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
+	}
+	if validateOnly {
+		c := copyTopic(t)
+		c.Configs = cloneConfigs(configs)
+		return c, nil
+	}
+	old := t.Configs
+	t.Configs = cloneConfigs(configs)
+	if err := s.persistLocked(); err != nil {
+		t.Configs = old
+		return Topic{}, err
+	}
+	return copyTopic(t), nil
+}
+
 // DeleteTopic durably removes a topic and returns what it was.
 func (s *Store) DeleteTopic(name string) (Topic, error) {
 	s.mu.Lock()

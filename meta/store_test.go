@@ -117,3 +117,37 @@ func TestProducerIDsNeverRepeatAcrossRestarts(t *testing.T) {
 		}
 	}
 }
+
+func TestSetTopicConfigs(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateTopic("t", 1, map[string]string{"retention.ms": "1000"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetTopicConfigs("t", map[string]string{"retention.ms": "-2"}, false); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("retention.ms=-2: %v", err)
+	}
+	if _, err := s.SetTopicConfigs("nope", nil, false); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("unknown topic: %v", err)
+	}
+	if tp, err := s.SetTopicConfigs("t", map[string]string{"retention.bytes": "5"}, true); err != nil || tp.Configs["retention.bytes"] != "5" {
+		t.Fatalf("validate only: %+v %v", tp, err)
+	}
+	if tp, _ := s.Topic("t"); tp.Effective("retention.ms") != "1000" || tp.Effective("retention.bytes") != "-1" {
+		t.Fatalf("validate only changed the topic: %+v", tp.Configs)
+	}
+	if _, err := s.SetTopicConfigs("t", map[string]string{"retention.bytes": "5"}, false); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := s2.Topic("t")
+	if tp.Effective("retention.bytes") != "5" || tp.Effective("retention.ms") != TopicConfigDefaults["retention.ms"] {
+		t.Fatalf("after reopen: %+v", tp.Configs)
+	}
+}
