@@ -185,6 +185,35 @@ func (s *Store) SetTopicConfigs(name string, configs map[string]string, validate
 	return copyTopic(t), nil
 }
 
+// SetPartitionCount durably raises a topic's partition count to count (Kafka never lowers one)
+// and returns the topic as it is now; with validateOnly it only checks.
+func (s *Store) SetPartitionCount(name string, count int32, validateOnly bool) (Topic, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.st.Topics[name]
+	if !ok {
+		return Topic{}, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
+	}
+	if count <= t.Partitions {
+		return Topic{}, fmt.Errorf("%w: topic %q has %d partitions; the count can only grow", ErrInvalidPartitions, name, t.Partitions)
+	}
+	if count > MaxPartitions {
+		return Topic{}, fmt.Errorf("%w: %d (must be at most %d)", ErrInvalidPartitions, count, MaxPartitions)
+	}
+	if validateOnly {
+		c := copyTopic(t)
+		c.Partitions = count
+		return c, nil
+	}
+	old := t.Partitions
+	t.Partitions = count
+	if err := s.persistLocked(); err != nil {
+		t.Partitions = old
+		return Topic{}, err
+	}
+	return copyTopic(t), nil
+}
+
 // DeleteTopic durably removes a topic and returns what it was.
 func (s *Store) DeleteTopic(name string) (Topic, error) {
 	s.mu.Lock()

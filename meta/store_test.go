@@ -151,3 +151,38 @@ func TestSetTopicConfigs(t *testing.T) {
 		t.Fatalf("after reopen: %+v", tp.Configs)
 	}
 }
+
+func TestSetPartitionCount(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateTopic("t", 2, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int32{1, 2, MaxPartitions + 1} {
+		if _, err := s.SetPartitionCount("t", n, false); !errors.Is(err, ErrInvalidPartitions) {
+			t.Fatalf("count %d: %v", n, err)
+		}
+	}
+	if _, err := s.SetPartitionCount("nope", 3, false); !errors.Is(err, ErrUnknownTopic) {
+		t.Fatalf("unknown topic: %v", err)
+	}
+	if tp, err := s.SetPartitionCount("t", 3, true); err != nil || tp.Partitions != 3 {
+		t.Fatalf("validate only: %+v %v", tp, err)
+	}
+	if tp, _ := s.Topic("t"); tp.Partitions != 2 {
+		t.Fatalf("validate only changed the count to %d", tp.Partitions)
+	}
+	if _, err := s.SetPartitionCount("t", 5, false); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp, _ := s2.Topic("t"); tp.Partitions != 5 {
+		t.Fatalf("after reopen: %d partitions", tp.Partitions)
+	}
+}
