@@ -75,6 +75,7 @@ type PartitionConfig struct {
 	MessageTimestampType string    // "CreateTime" (default) or "LogAppendTime"
 	CompressionType      string    // compression.type: "producer" (default: store as produced), or none|gzip|snappy|lz4|zstd (recompress)
 	Retention            Retention // which old segments to delete (retention.go); the zero value keeps all
+	SegmentMs            int64     // segment.ms: roll the active segment once its first batch is this old; 0: never
 }
 
 // PartitionSpec describes a partition that must exist when the engine opens.

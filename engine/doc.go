@@ -151,10 +151,13 @@
 // (Partition Config.Retention), only once a checkpoint has made them durable
 // and they lie below the high watermark; the log start offset becomes the
 // first kept segment's base, which recovery reads back from the directory.
+// An active segment wholly past retention.ms is rolled (and a checkpoint
+// requested) so a later pass can delete it; segment.ms rolls the active
+// segment on append once its first batch's timestamp is that old.
 //
 // # Not yet here
 //
-// Compaction, segment.ms, producer-state snapshots (recovery reads all
+// Compaction, producer-state snapshots (recovery reads all
 // headers), loading the .index files instead of rebuilding, and a tail
 // cache.
 package engine

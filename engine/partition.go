@@ -39,6 +39,9 @@ func (s *segment) mark() segMark {
 }
 
 func (s *segment) restore(m segMark) {
+	if m.size == 0 {
+		s.firstTs = -1
+	}
 	s.size, s.end = m.size, m.end
 	s.index, s.times = s.index[:m.nIndex], s.times[:m.nTimes]
 	s.sinceIndex, s.maxTs, s.maxTsOffset = m.sinceIndex, m.maxTs, m.maxTsOffset
@@ -305,7 +308,7 @@ func (p *Partition) appendLocked(raw [][]byte, hs []batch.Header, logAppendTime 
 	}
 
 	seg := p.active()
-	if seg.size > 0 && seg.size+int64(len(buf)) > p.eng.cfg.SegmentBytes {
+	if seg.size > 0 && (seg.size+int64(len(buf)) > p.eng.cfg.SegmentBytes || p.segmentAged(seg)) {
 		if err := p.rollLocked(); err != nil {
 			p.logStorageError("roll segment", err)
 			p.rollbackLocked(err)
@@ -373,6 +376,13 @@ func (p *Partition) walDone(gen uint64, end int64, mark segMark, err error) {
 	}
 	p.mu.Unlock()
 	p.runCompletions()
+}
+
+// segmentAged reports whether seg is older than segment.ms: its first batch's timestamp is that
+// far behind the clock (Kafka's rule; a segment without timestamps never ages).
+func (p *Partition) segmentAged(seg *segment) bool {
+	ms := p.Config().SegmentMs
+	return ms > 0 && seg.firstTs >= 0 && p.eng.now()-seg.firstTs >= ms
 }
 
 // rollLocked seals the active segment and starts a new one at the log end.

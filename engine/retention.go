@@ -12,7 +12,8 @@ import (
 //     retention.bytes without them.
 //
 // Only a sealed segment that a checkpoint has made durable (indexed) and that lies wholly
-// below the high watermark is ever deleted, oldest first, and never the active one; so the
+// below the high watermark is ever deleted, oldest first, and never the active one (an active
+// segment wholly past retention.ms is rolled, and goes on a later pass); so the
 // log start offset becomes the base of the first segment kept, which is also what recovery
 // reads from the directory at the next start. WAL records of a deleted segment are below the
 // partition's log end, which replay skips. A deleted segment's name is removed at once; its
@@ -116,5 +117,19 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 	if deleted > 0 {
 		close(p.changed)
 		p.changed = make(chan struct{})
+	}
+	// An idle partition's active segment would keep expired records forever: roll it (as Kafka
+	// does) so the next checkpoint seals it and a later pass deletes it.
+	if a := p.active(); r.Ms >= 0 && !p.closing && a.size > 0 && a.maxTs >= 0 && a.maxTs < nowMs-r.Ms && a.end <= p.hw {
+		if err := p.rollLocked(); err != nil {
+			p.logStorageError("roll an expired segment", err)
+			return
+		}
+		// Everything is below the high watermark (a.end <= hw == log end), so the high
+		// watermark now lies at the start of the new, empty segment; pointing hwMark there lets
+		// the sealed one be deleted (a rollback restores to hwMark's segment).
+		p.hwMark = p.active().mark()
+		p.eng.ckpt.request()
+		p.eng.log.Info("engine: retention rolled an expired active segment", "partition", p.name, "base", a.base, "end", a.end)
 	}
 }

@@ -82,13 +82,24 @@ func TestRetentionByTime(t *testing.T) {
 	hs := readAll(t, p, start)
 	checkContiguous(t, hs, start)
 
-	// Far in the future everything but the active segment goes.
+	// Far in the future every sealed segment goes and the expired active one is rolled; once a
+	// checkpoint has sealed it, the next pass deletes it too: the log is empty at its end.
 	clock.Store(10_000_000)
 	e.EnforceRetention()
-	if got := segmentBases(p); len(got) != 1 {
-		t.Fatalf("%d segments left, want the active one", len(got))
-	}
 	hw := p.HighWatermark()
+	if got := segmentBases(p); len(got) != 2 || got[1] != hw {
+		t.Fatalf("segments %v after the expired active one was rolled, want [.., %d]", got, hw)
+	}
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	e.EnforceRetention()
+	if got := segmentBases(p); len(got) != 1 || p.LogStartOffset() != hw {
+		t.Fatalf("segments %v, log start %d, want only the empty active one at %d", got, p.LogStartOffset(), hw)
+	}
+	if rr, err := p.Read(hw, 1000, true); err != nil || len(rr.Records) != 0 {
+		t.Fatalf("read at the end of an emptied log: %d bytes, %v", len(rr.Records), err)
+	}
 	start = p.LogStartOffset()
 
 	// A restart recovers the same log start and keeps appending after the high watermark.
@@ -155,10 +166,10 @@ func TestRetentionKeeps(t *testing.T) {
 			}
 		})
 	}
-	// With the strictest policy after a checkpoint, the active segment stays.
+	// With the strictest size policy after a checkpoint, the active segment stays.
 	var clock atomic.Int64
 	clock.Store(1_000_000)
-	e, p := retentionEngine(t, t.TempDir(), Retention{Delete: true, Ms: 0, Bytes: 0}, &clock)
+	e, p := retentionEngine(t, t.TempDir(), Retention{Delete: true, Ms: -1, Bytes: 0}, &clock)
 	hw := appendAt(t, p, 40, 1)
 	if err := e.Checkpoint(); err != nil {
 		t.Fatal(err)
@@ -197,4 +208,32 @@ func TestRetentionReadInFlight(t *testing.T) {
 	if graves != 0 {
 		t.Fatalf("%d descriptors still open after the delay", graves)
 	}
+}
+
+// TestSegmentMs rolls the active segment once its first batch is segment.ms old, on the next
+// append, and not before.
+func TestSegmentMs(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(1_000_000)
+	spec := specFor(tpA)
+	spec.Config.SegmentMs = 60_000
+	e, err := Open(Config{DataDir: t.TempDir(), Logger: quietLogger(), RetentionCheckInterval: -1,
+		Now: func() int64 { return clock.Load() }}, []PartitionSpec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p := e.Partition(tpA)
+	mustAppend(t, p, mkBatch(batchOpts{ts: 1_000_000, value: "first"}))
+	clock.Store(1_059_999)
+	mustAppend(t, p, mkBatch(batchOpts{ts: 1_059_999, value: "same segment"}))
+	if got := segmentBases(p); len(got) != 1 {
+		t.Fatalf("rolled before segment.ms: %v", got)
+	}
+	clock.Store(1_060_000)
+	res := mustAppend(t, p, mkBatch(batchOpts{ts: 1_060_000, value: "new segment"}))
+	if got := segmentBases(p); len(got) != 2 || got[1] != res.BaseOffset {
+		t.Fatalf("segments %v after segment.ms, want a new one at %d", got, res.BaseOffset)
+	}
+	checkContiguous(t, readAll(t, p, 0), 0)
 }

@@ -55,6 +55,7 @@ type segment struct {
 
 	maxTs       int64 // largest batch max timestamp, -1 when none
 	maxTsOffset int64 // last offset of that batch
+	firstTs     int64 // the first batch's max timestamp, -1 when none: segment.ms counts from it
 
 	indexed bool // .index/.timeindex files written (sealed and durable)
 
@@ -90,7 +91,7 @@ func newSegment(fsys uring.FS, dir string, base int64) (*segment, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &segment{base: base, path: path, file: f, end: base, maxTs: -1, maxTsOffset: -1}, nil
+	return &segment{base: base, path: path, file: f, end: base, maxTs: -1, maxTsOffset: -1, firstTs: -1}, nil
 }
 
 // observe records that the batch h was stored at pos.
@@ -103,6 +104,9 @@ func (s *segment) observe(h batch.Header, pos int64, interval int) {
 		s.sinceIndex = 0
 	}
 	s.sinceIndex += h.Size()
+	if pos == 0 {
+		s.firstTs = h.MaxTimestamp
+	}
 	if h.MaxTimestamp > s.maxTs {
 		s.maxTs = h.MaxTimestamp
 		s.maxTsOffset = h.LastOffset()
@@ -113,7 +117,7 @@ func (s *segment) observe(h batch.Header, pos int64, interval int) {
 
 // reset forgets the in-memory index, before a rescan.
 func (s *segment) reset() {
-	s.size, s.end = 0, s.base
+	s.size, s.end, s.firstTs = 0, s.base, -1
 	s.index, s.times, s.sinceIndex = nil, nil, 0
 	s.maxTs, s.maxTsOffset = -1, -1
 }

@@ -34,6 +34,7 @@ var TopicConfigDefaults = map[string]string{
 	"cleanup.policy":         "delete",
 	"retention.ms":           "604800000",
 	"retention.bytes":        "-1",
+	"segment.ms":             "604800000",
 	"min.insync.replicas":    "1",
 }
 
@@ -75,6 +76,10 @@ func validateConfig(k, v string) error {
 	case "retention.ms", "retention.bytes":
 		if n, err := strconv.ParseInt(v, 10, 64); err != nil || n < -1 {
 			return bad("must be an integer, -1 for no limit")
+		}
+	case "segment.ms":
+		if n, err := strconv.ParseInt(v, 10, 64); err != nil || n < 1 {
+			return bad("must be a positive integer (milliseconds)")
 		}
 	case "min.insync.replicas":
 		n, err := strconv.ParseInt(v, 10, 32)

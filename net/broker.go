@@ -109,10 +109,12 @@ func partitionConfig(t meta.Topic) engine.PartitionConfig {
 	}
 	retentionMs, _ := strconv.ParseInt(t.Effective("retention.ms"), 10, 64) // validated on create
 	retentionBytes, _ := strconv.ParseInt(t.Effective("retention.bytes"), 10, 64)
+	segmentMs, _ := strconv.ParseInt(t.Effective("segment.ms"), 10, 64)
 	return engine.PartitionConfig{
 		MaxMessageBytes:      int32(maxBytes),
 		MessageTimestampType: t.Effective("message.timestamp.type"),
 		CompressionType:      compression,
+		SegmentMs:            segmentMs,
 		// The broker's own topics hold state (group offsets) that must never age out.
 		Retention: engine.Retention{
 			Delete: !isInternal(t.Name) && t.Effective("cleanup.policy") == "delete",

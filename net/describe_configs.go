@@ -101,6 +101,8 @@ func (b *Broker) brokerConfigs() []configEntry {
 			bname = "log.retention.ms"
 		case "retention.bytes":
 			bname = "log.retention.bytes"
+		case "segment.ms":
+			bname = "log.roll.ms"
 		}
 		entries = append(entries, configEntry{bname, meta.TopicConfigDefaults[name], sourceDefault})
 	}

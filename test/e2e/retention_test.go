@@ -92,3 +92,39 @@ func TestRetentionBytesDeletesOldSegments(t *testing.T) {
 		t.Fatalf("unbounded log start %d", o.Offset)
 	}
 }
+
+// TestRetentionMsEmptiesIdleTopic produces a few records to a topic with retention.ms of one
+// second and then nothing: the broker rolls the expired active segment, a checkpoint seals it
+// and it is deleted, so the log start offset reaches the end offset and the data is gone, while
+// new records are still taken and served.
+func TestRetentionMsEmptiesIdleTopic(t *testing.T) {
+	b := startBroker(t, withArgs("--retention-check-interval", "200ms"))
+	adm := b.Admin(t)
+	createTopic(t, adm, "brief", 1, map[string]*string{"retention.ms": strp("1000")})
+	cl := b.Client(t, kgo.DefaultProduceTopic("brief"))
+	for i := 0; i < 5; i++ {
+		produceSync(t, cl, &kgo.Record{Value: []byte(fmt.Sprintf("r%d", i))})
+	}
+
+	deadline := time.Now().Add(20 * time.Second)
+	var start int64
+	for time.Now().Before(deadline) {
+		so, err := adm.ListStartOffsets(ctxTimeout(t, opTimeout), "brief")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, ok := so.Lookup("brief", 0); ok && o.Err == nil && o.Offset == 5 {
+			start = o.Offset
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if start != 5 {
+		t.Fatalf("log start offset never reached the end offset 5; broker log:\n%s", tail(b.Log(), 4000))
+	}
+	produceSync(t, cl, &kgo.Record{Value: []byte("fresh")})
+	recs := consumeAll(t, b, "brief")[0]
+	if len(recs) != 1 || string(recs[0].Value) != "fresh" || recs[0].Offset != 5 {
+		t.Fatalf("after retention: %d records, first %+v", len(recs), recs)
+	}
+}
