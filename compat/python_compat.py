@@ -10,7 +10,8 @@ Run by compat/run.sh with Debian's /usr/bin/python3 (python3-confluent-kafka), o
 
 admin            AdminClient: create_topics (partitions, replication factor 1, configs), the errors
                  for an existing topic and an invalid name, list_topics, describe_configs for a
-                 topic and for the broker, delete_topics.
+                 topic and for the broker, alter_configs and create_partitions on the topic (and
+                 the error for shrinking it), delete_topics.
 produce-consume  an idempotent acks=all Producer with one compression codec writes keyed records
                  with headers, timestamps, null keys and values and one large record to a fresh
                  3-partition topic; every delivery report must succeed with contiguous offsets.
@@ -41,7 +42,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 PARTITIONS = 3
 LARGE_RECORD_BYTES = 300 * 1024
@@ -180,6 +181,25 @@ def check_admin(args):
     (configs, err), = res.values()
     if c.expect(err is None, "describe_configs(broker %d): %s" % (broker_id, err or "answered")):
         c.expect(len(configs) > 0, "broker configs: %d entries, e.g. %s" % (len(configs), sorted(configs)[:8]))
+
+    # AlterConfigs (librdkafka's alter_configs replaces the topic's overrides), seen by DescribeConfigs.
+    res = wait_futures(admin.alter_configs([ConfigResource(ConfigResource.Type.TOPIC, name,
+                                                           set_config={"retention.ms": "7200000"})]))
+    (_, err), = res.values()
+    if c.expect(err is None, "alter_configs(topic %s, retention.ms=7200000): %s" % (name, err or "altered")):
+        res = wait_futures(admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, name)]))
+        (configs, err), = res.values()
+        got = {k: v.value for k, v in (configs or {}).items()}
+        c.expect(got.get("retention.ms") == "7200000", "after alter_configs retention.ms = %r (want '7200000')" % got.get("retention.ms"))
+
+    # CreatePartitions: 4 -> 6, seen in the metadata; shrinking is INVALID_PARTITIONS.
+    res = wait_futures(admin.create_partitions([NewPartitions(name, 6)], operation_timeout=30))
+    err = res[name][1]
+    if c.expect(err is None, "create_partitions(%s, 6): %s" % (name, err or "grown")):
+        c.expect(wait_topic(admin, name, 6) is not None, "list_topics shows %s with 6 partitions" % name)
+    res = wait_futures(admin.create_partitions([NewPartitions(name, 2)], operation_timeout=30))
+    err = res[name][1]
+    c.expect(err_code(err) == KafkaError.INVALID_PARTITIONS, "create_partitions(%s, 2) gives INVALID_PARTITIONS: got %s" % (name, err))
 
     # DeleteTopics, then the topic leaves the metadata.
     res = wait_futures(admin.delete_topics([name], operation_timeout=30))

@@ -12,14 +12,14 @@ package kafkanet
 //
 // Backpressure: at most maxInFlight requests per connection may be queued or awaiting their
 // response, and together they may hold at most Server.connBytes of frames (the larger of one
-// maximal request and minConnBytes; a frame is always admitted when nothing else is pending). At either bound onTraffic stops
-// taking frames out of gnet's inbound buffer, and the respond that frees a place wakes it again.
-// A frame's buffer grows as its bytes arrive beyond its first MiB, so a size prefix alone costs
-// little. gnet cannot stop reading the socket, so while
-// paused the unparsed backlog grows inside gnet; once it exceeds connBytes too the client is
-// ignoring flow control and its connection is closed, so one connection holds at most about
-// twice connBytes. Kafka clients keep far fewer requests in
-// flight (max.in.flight, 5 by default), so a well-behaved client never meets either limit.
+// maximal request and minConnBytes; a frame is always admitted when nothing else is pending).
+// At either bound onTraffic stops taking frames out of gnet's inbound buffer, and the respond
+// that frees a place wakes it again. A frame's buffer grows as its bytes arrive beyond its first
+// MiB, so a size prefix alone costs little. gnet cannot stop reading the socket, so while paused
+// the unparsed backlog grows inside gnet; once it exceeds connBytes too the client is ignoring
+// flow control and its connection is closed, so one connection holds at most about twice
+// connBytes. Kafka clients keep far fewer requests in flight (max.in.flight, 5 by default), so a
+// well-behaved client never meets either limit.
 
 import (
 	"context"
