@@ -77,7 +77,8 @@ type Partition struct {
 
 	replayStopped bool // recovery: a gap or bad record stopped the WAL replay for this partition
 
-	graves []grave // segments deleted by retention whose descriptors are still open
+	graves    []grave // segments deleted by retention whose descriptors are still open
+	trimBelow int64   // TrimBefore: segments wholly below this offset may go, whatever the policy
 
 	cqMu     sync.Mutex // guards cq, draining
 	cq       []completion

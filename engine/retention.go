@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -54,6 +55,43 @@ func (e *Engine) retentionLoop(interval time.Duration, stop <-chan struct{}, don
 	}
 }
 
+// TrimBefore lets retention passes delete this partition's segments that lie wholly below
+// offset, whatever its policy: their records are superseded (the group coordinator rewrites the
+// live state of __consumer_offsets after them). It rolls the active segment when offset is the
+// log end, so that all of it can go, and asks for the checkpoint that makes the sealed segment
+// deletable. The floor is not persisted: after a restart the owner trims again.
+func (p *Partition) TrimBefore(offset int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || offset <= p.trimBelow {
+		return
+	}
+	p.trimBelow = offset
+	p.eng.ckpt.request()
+}
+
+// Roll seals the active segment when it holds anything, so that everything written so far
+// lies in sealed segments (TrimBefore can then drop all of it); its records stay readable.
+func (p *Partition) Roll() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.closing {
+		return ErrClosed
+	}
+	a := p.active()
+	if a.size == 0 {
+		return nil
+	}
+	if err := p.rollLocked(); err != nil {
+		p.logStorageError("roll", err)
+		return fmt.Errorf("%w: %s: %v", ErrStorage, p.name, err)
+	}
+	if a.end <= p.hw && p.hw == p.logEnd {
+		p.hwMark = p.active().mark()
+	}
+	return nil
+}
+
 // EnforceRetention deletes the segments every partition's retention policy no longer keeps.
 // It runs on the engine's timer; tests and tools may call it directly.
 func (e *Engine) EnforceRetention() {
@@ -81,7 +119,10 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 	p.graves = kept
 
 	r := p.Config().Retention
-	if !r.Delete || r.Ms < 0 && r.Bytes < 0 {
+	if !r.Delete {
+		r.Ms, r.Bytes = -1, -1
+	}
+	if r.Ms < 0 && r.Bytes < 0 && p.trimBelow <= p.logStart {
 		return
 	}
 	var total int64
@@ -96,7 +137,8 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 		}
 		byTime := r.Ms >= 0 && s.maxTs >= 0 && s.maxTs < nowMs-r.Ms
 		bySize := r.Bytes >= 0 && total-s.size >= r.Bytes
-		if !byTime && !bySize {
+		byTrim := s.end <= p.trimBelow
+		if !byTime && !bySize && !byTrim {
 			break
 		}
 		p.segments[0] = nil
@@ -108,8 +150,11 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 		p.dirDirty = true
 		deleted++
 		reason := "size"
-		if byTime {
+		switch {
+		case byTime:
 			reason = "time"
+		case byTrim:
+			reason = "superseded"
 		}
 		p.eng.log.Info("engine: retention deleted a segment", "partition", p.name, "base", s.base, "end", s.end,
 			"bytes", s.size, "by", reason, "log_start", p.logStart)
@@ -120,7 +165,7 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 	}
 	// An idle partition's active segment would keep expired records forever: roll it (as Kafka
 	// does) so the next checkpoint seals it and a later pass deletes it.
-	if a := p.active(); r.Ms >= 0 && !p.closing && a.size > 0 && a.maxTs >= 0 && a.maxTs < nowMs-r.Ms && a.end <= p.hw {
+	if a := p.active(); r.Delete && r.Ms >= 0 && !p.closing && a.size > 0 && a.maxTs >= 0 && a.maxTs < nowMs-r.Ms && a.end <= p.hw {
 		if err := p.rollLocked(); err != nil {
 			p.logStorageError("roll an expired segment", err)
 			return

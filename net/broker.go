@@ -22,6 +22,10 @@ type BrokerConfig struct {
 	DataDir           string
 	Durability        string
 	WALIO             string // the WAL writer in use: uring+direct, uring or portable
+	// OffsetsCompactRecords: once this many records were appended to __consumer_offsets since
+	// it was last compacted, the group loop rewrites the live state and lets the rest go
+	// (groups_compact.go). 0 means DefaultOffsetsCompactRecords.
+	OffsetsCompactRecords int
 }
 
 // Broker implements the Kafka APIs of one node over the metadata store and the log engine.

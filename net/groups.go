@@ -39,6 +39,12 @@ type groupLoop struct {
 	// Owned by the loop goroutine.
 	nextReply uint64
 	replies   map[group.ReplyID]func(kmsg.Response)
+
+	// Compaction (groups_compact.go), owned by the loop goroutine: records appended since the
+	// last compaction, appends whose durability has not been processed yet, and the threshold.
+	appended     int
+	inflight     int
+	compactEvery int
 }
 
 // topicsView answers the coordinator's partition-existence questions from the engine.
@@ -71,17 +77,24 @@ func (b *Broker) startGroups() error {
 		return fmt.Errorf("replaying %s: %w", OffsetsTopic, err)
 	}
 	b.log.Info("group coordinator loaded", "records", len(records), "took", time.Since(start).Round(time.Millisecond))
+	every := b.cfg.OffsetsCompactRecords
+	if every <= 0 {
+		every = DefaultOffsetsCompactRecords
+	}
 	g := &groupLoop{
-		coord:   coord,
-		log:     b.log.With("component", "groups"),
-		part:    part,
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
-		replies: make(map[group.ReplyID]func(kmsg.Response)),
+		coord:        coord,
+		log:          b.log.With("component", "groups"),
+		part:         part,
+		wake:         make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+		stopped:      make(chan struct{}),
+		replies:      make(map[group.ReplyID]func(kmsg.Response)),
+		appended:     len(records),
+		compactEvery: every,
 	}
 	b.groups = g
 	go g.run()
+	g.enqueue(func(time.Time) { g.maybeCompact() }) // a long log from before the restart
 	return nil
 }
 
@@ -235,10 +248,17 @@ func (g *groupLoop) process(now time.Time, ready group.Ready) {
 		BaseSequence:   -1,
 	}, recs, batch.CodecNone)
 	_, err := g.part.Append(raw, func(err error) {
-		g.enqueue(func(now time.Time) { g.process(now, g.coord.Persisted(now, id, err)) })
+		g.enqueue(func(now time.Time) {
+			g.inflight--
+			g.process(now, g.coord.Persisted(now, id, err))
+			g.maybeCompact()
+		})
 	})
 	if err != nil {
 		g.log.Error("groups: persisting coordinator records", "records", len(recs), "err", err)
 		g.process(now, g.coord.Persisted(now, id, err))
+		return
 	}
+	g.inflight++
+	g.appended += len(recs)
 }

@@ -28,6 +28,7 @@ type config struct {
 	DebugListen      string
 	MetricsListen    string
 	RetentionCheck   time.Duration
+	OffsetsCompact   int
 }
 
 // option is one setting: its name (flag name and config-file key), default, help and parser.
@@ -142,6 +143,14 @@ var options = []option{
 			return fmt.Errorf("retention-check-interval %q: must be a positive duration such as 5m or 30s", v)
 		}
 		c.RetentionCheck = d
+		return nil
+	}},
+	{"offsets-compact-records", "100000", "records appended to __consumer_offsets between two compactions (each rewrites the live group state and drops the rest)", func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 100 {
+			return fmt.Errorf("offsets-compact-records %q: must be an integer of at least 100", v)
+		}
+		c.OffsetsCompact = n
 		return nil
 	}},
 	{"metrics-listen", "", "host:port for an HTTP endpoint with Prometheus metrics under /metrics (off when empty)", func(c *config, v string) error {

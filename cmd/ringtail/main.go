@@ -152,6 +152,8 @@ func serve(cfg *config) error {
 		DataDir:           dataDir,
 		Durability:        cfg.Durability,
 		WALIO:             eng.WALMode(),
+
+		OffsetsCompactRecords: cfg.OffsetsCompact,
 	}, store, eng, log)
 	if err := broker.Start(); err != nil {
 		eng.Close()

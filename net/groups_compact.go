@@ -1,0 +1,127 @@
+package kafkanet
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ringtail/ringtail/engine/batch"
+	"github.com/ringtail/ringtail/group"
+)
+
+// Compaction of __consumer_offsets. The coordinator's records are keyed (a group's metadata,
+// one committed offset) and replay keeps the last value of each key, a nil value deleting it.
+// So once the log holds many records, the group loop — the only writer of the partition —
+// rewrites it: with no append of its own in flight (every record is durable and applied), it
+// seals the active segment, reads the whole log, appends one batch holding the last non-nil
+// value of every key, and once that batch is durable lets retention delete every segment
+// before it (engine.Partition.TrimBefore). A restart at any point replays correctly: before the
+// trim, old records followed by their own last values; after it, the last values alone.
+// Keys deleted by a nil value are simply not rewritten.
+
+// DefaultOffsetsCompactRecords is how many records __consumer_offsets takes between two
+// compactions unless BrokerConfig.OffsetsCompactRecords says otherwise.
+const DefaultOffsetsCompactRecords = 100_000
+
+// compactChunk* bound one batch of the rewrite, well inside the partition's 100 MiB
+// max.message.bytes whatever the size of a group's metadata.
+const (
+	compactChunkRecords = 10_000
+	compactChunkBytes   = 16 << 20
+)
+
+// maybeCompact compacts when enough records were appended and none of ours is in flight. On
+// the loop goroutine.
+func (g *groupLoop) maybeCompact() {
+	if g.appended < g.compactEvery || g.inflight > 0 {
+		return
+	}
+	start := time.Now()
+	n, err := g.compact()
+	if err != nil {
+		// Try again after as many records again: the log only grows meanwhile.
+		g.log.Error("groups: compacting "+OffsetsTopic+" failed; it keeps growing until the next attempt", "err", err)
+	} else {
+		g.log.Info("groups: "+OffsetsTopic+" compacted", "records_before", g.appended, "live_records", n,
+			"took", time.Since(start).Round(time.Millisecond))
+	}
+	g.appended = 0
+}
+
+// compact rewrites the live records after the current log and returns how many.
+func (g *groupLoop) compact() (n int, err error) {
+	if err := g.part.Roll(); err != nil {
+		return 0, err
+	}
+	upTo := g.part.LogEndOffset()
+	records, err := readOffsetsLog(g.part)
+	if err != nil {
+		return 0, err
+	}
+	live := lastValues(records)
+	if len(live) == 0 {
+		g.part.TrimBefore(upTo)
+		return 0, nil
+	}
+	var raw []byte
+	ms := time.Now().UnixMilli()
+	for len(live) > 0 {
+		var recs []batch.Record
+		size := 0
+		for len(live) > 0 && len(recs) < compactChunkRecords && (len(recs) == 0 || size+len(live[0].Key)+len(live[0].Value) <= compactChunkBytes) {
+			r := live[0]
+			live = live[1:]
+			recs = append(recs, batch.Record{OffsetDelta: int32(len(recs)), Key: r.Key, Value: r.Value})
+			size += len(r.Key) + len(r.Value)
+		}
+		raw = append(raw, batch.Build(batch.Header{
+			FirstTimestamp: ms, MaxTimestamp: ms, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1,
+		}, recs, batch.CodecNone)...)
+		n += len(recs)
+	}
+	part := g.part
+	landed := false // set below, on this goroutine, before the callback can run on it
+	res, err := part.Append(raw, func(err error) {
+		g.enqueue(func(time.Time) {
+			g.inflight--
+			switch {
+			case err != nil:
+				g.log.Error("groups: the compacted "+OffsetsTopic+" records were not written; nothing is trimmed", "err", err)
+			case !landed:
+				g.log.Error("groups: the compacted " + OffsetsTopic + " records are not at the log end; nothing is trimmed")
+			default:
+				part.TrimBefore(upTo)
+			}
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("appending the live records: %w", err)
+	}
+	g.inflight++
+	// Only the loop appends here, so nothing can come between the read and the rewrite.
+	landed = res.BaseOffset == upTo
+	if !landed {
+		return 0, fmt.Errorf("live records landed at offset %d, not at the log end %d", res.BaseOffset, upTo)
+	}
+	return n, nil
+}
+
+// lastValues keeps, in order of first appearance, the last value of every key whose last value
+// is not nil.
+func lastValues(records []group.Record) []group.Record {
+	last := make(map[string]int, len(records))
+	var order []string
+	for i, r := range records {
+		k := string(r.Key)
+		if _, ok := last[k]; !ok {
+			order = append(order, k)
+		}
+		last[k] = i
+	}
+	out := make([]group.Record, 0, len(order))
+	for _, k := range order {
+		if r := records[last[k]]; r.Value != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
