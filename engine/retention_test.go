@@ -237,3 +237,34 @@ func TestSegmentMs(t *testing.T) {
 	}
 	checkContiguous(t, readAll(t, p, 0), 0)
 }
+
+// TestTrimBefore: a partition without any retention policy drops the sealed segments wholly
+// below the floor its owner sets (after Roll, all of them), once a checkpoint made them durable.
+func TestTrimBefore(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(1_000_000)
+	e, p := retentionEngine(t, t.TempDir(), Retention{}, &clock)
+	end := appendAt(t, p, 40, 1)
+	if err := p.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Roll(); err != nil { // nothing to seal: no empty segment piles up
+		t.Fatal(err)
+	}
+	p.TrimBefore(end)
+	e.EnforceRetention()
+	if p.LogStartOffset() != 0 {
+		t.Fatal("deleted before a checkpoint made the segments durable")
+	}
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	e.EnforceRetention()
+	if got := segmentBases(p); len(got) != 1 || got[0] != end || p.LogStartOffset() != end {
+		t.Fatalf("segments %v, log start %d, want only the empty active one at %d", got, p.LogStartOffset(), end)
+	}
+	res := mustAppend(t, p, mkBatch(batchOpts{ts: 1, value: "after"}))
+	if res.BaseOffset != end {
+		t.Fatalf("append after the trim at %d, want %d", res.BaseOffset, end)
+	}
+}
