@@ -132,13 +132,16 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 	deleted := 0
 	for len(p.segments) > 1 {
 		s := p.segments[0]
-		if !s.indexed || s.end > p.hw || s == p.hwMark.seg {
-			break
-		}
 		byTime := r.Ms >= 0 && s.maxTs >= 0 && s.maxTs < nowMs-r.Ms
 		bySize := r.Bytes >= 0 && total-s.size >= r.Bytes
 		byTrim := s.end <= p.trimBelow
-		if !byTime && !bySize && !byTrim {
+		if !byTime && !bySize && !byTrim || s.end > p.hw || s == p.hwMark.seg {
+			break
+		}
+		if !s.indexed {
+			// Due, but no checkpoint has made it durable yet: ask for one now rather than
+			// wait for the WAL to grow by a checkpoint interval; a later pass deletes it.
+			p.eng.ckpt.request()
 			break
 		}
 		p.segments[0] = nil
