@@ -8,7 +8,7 @@ LISTEN   ?= 127.0.0.1:9092
 # Fuzz targets run briefly in `make test`; FUZZTIME lengthens them.
 FUZZTIME ?= 10s
 
-.PHONY: all build run test unit race e2e fuzz soak compat bench lint clean
+.PHONY: all build run test unit race e2e fuzz soak powercut compat bench lint clean
 
 all: build
 
@@ -46,6 +46,11 @@ fuzz:
 SOAK_CYCLES ?= 200
 soak: build
 	E2E_KILL9_CYCLES=$(SOAK_CYCLES) RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(GO) test -count=1 -timeout 60m -run 'TestKill9UnderAcksAllLoad' -v ./test/e2e/
+
+# powercut: the FUSE power-cut test (test/powercut/cutfs) for many more cuts than `make test`.
+POWERCUT_ROUNDS ?= 40
+powercut: build
+	E2E_POWERCUT_ROUNDS=$(POWERCUT_ROUNDS) RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(GO) test -count=1 -timeout 60m -run 'TestPowerCutKeepsAckedRecords' -v ./test/e2e/
 
 # compat: kcat (librdkafka), confluent-kafka-python and kafkajs against a real broker process:
 # produce/consume with every codec, admin APIs, consumer groups.

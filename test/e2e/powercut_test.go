@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,21 @@ func TestPowerCutKeepsAckedRecords(t *testing.T) {
 		{acks: 4000, args: portable},
 		{acks: 4000, hold: true, args: portable},
 		{acks: 20000, args: small},
+	}
+	// E2E_POWERCUT_ROUNDS (`make powercut`) runs more rounds, cycling through the plans with
+	// random acknowledgement counts so the cuts land at other points of the log.
+	if v := os.Getenv("E2E_POWERCUT_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("E2E_POWERCUT_ROUNDS=%q: want a positive integer", v)
+		}
+		base := plans
+		plans = nil
+		for i := range n {
+			p := base[i%len(base)]
+			p.acks = 500 + rand.IntN(8000)
+			plans = append(plans, p)
+		}
 	}
 	for round, plan := range plans {
 		cut := powerCutRound(t, bin, backing, topic, round, acked, plan)
