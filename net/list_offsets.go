@@ -35,7 +35,14 @@ func (b *Broker) handleListOffsets(c *Context, kreq kmsg.Request, respond func(k
 			case rp.Timestamp == listEarliest:
 				sp.Offset = part.LogStartOffset()
 			case rp.Timestamp == listMaxTimestamp:
+				// KIP-734: the record holding the largest timestamp, the first if several do. The
+				// segments know the batch; the time lookup finds the record inside it.
 				sp.Offset, sp.Timestamp = part.MaxTimestamp()
+				if sp.Timestamp >= 0 {
+					if off, ts, ok := part.OffsetForTime(sp.Timestamp); ok {
+						sp.Offset, sp.Timestamp = off, ts
+					}
+				}
 			case rp.Timestamp < 0:
 				sp.ErrorCode = kerr.InvalidRequest.Code // -4, -5: tiered-storage lookups we do not have
 				c.Log.Warn("list offsets: unsupported timestamp", "timestamp", rp.Timestamp)

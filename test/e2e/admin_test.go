@@ -224,6 +224,17 @@ func TestListOffsets(t *testing.T) {
 	if p := list(1, -3); p.ErrorCode != 0 || p.Offset != -1 {
 		t.Fatalf("max timestamp on an empty partition: offset %d ts %d err %d; want offset -1", p.Offset, p.Timestamp, p.ErrorCode)
 	}
+	// One batch of five records whose largest timestamp is the third's: -3 names that record,
+	// not the batch's last offset (KIP-734).
+	pv := pickVersion(t, apiVersions(t, b.Addr()), 0, 9)
+	bt := encodeBatch(batchSpec{values: [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("d"), []byte("e")},
+		timestamp: base, tsDeltas: []int64{1, 2, 9000, 3, 4}})
+	if code, off := rawProduce(t, rc, pv, topic, 1, bt); code != 0 || off != 0 {
+		t.Fatalf("producing the five-record batch: code %d offset %d", code, off)
+	}
+	if p := list(1, -3); p.ErrorCode != 0 || p.Offset != 2 || p.Timestamp != base+9000 {
+		t.Fatalf("max timestamp inside a batch: offset %d ts %d err %d; want offset 2 ts %d", p.Offset, p.Timestamp, p.ErrorCode, base+9000)
+	}
 	if p := list(0, base+200_000); p.ErrorCode != 0 || p.Offset != -1 {
 		t.Fatalf("timestamp after every record: offset %d err %d; want -1", p.Offset, p.ErrorCode)
 	}

@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -181,8 +182,9 @@ func pickVersion(t testing.TB, versions map[int16][2]int16, key, limit int16) in
 // batchSpec describes a hand-made magic-2 record batch.
 type batchSpec struct {
 	values        [][]byte
-	timestamp     int64 // first timestamp (ms); 0 means now
-	producerID    int64 // -1 for non-idempotent
+	timestamp     int64   // first timestamp (ms); 0 means now
+	producerID    int64   // -1 for non-idempotent
+	tsDeltas      []int64 // per-record timestamp deltas from timestamp (default all 0)
 	producerEpoch int16
 	firstSequence int32
 	// fault injection
@@ -199,6 +201,9 @@ func encodeBatch(s batchSpec) []byte {
 	var recs []byte
 	for i, v := range s.values {
 		rec := kmsg.Record{OffsetDelta: int32(i), Value: v, Key: []byte(fmt.Sprintf("k%d", i))}
+		if i < len(s.tsDeltas) {
+			rec.TimestampDelta64 = s.tsDeltas[i]
+		}
 		body := rec.AppendTo(nil) // with Length 0: one byte of varint length
 		rec.Length = int32(len(body) - 1)
 		recs = rec.AppendTo(recs)
@@ -225,7 +230,7 @@ func encodeBatch(s batchSpec) []byte {
 		Magic:           magic,
 		LastOffsetDelta: int32(len(s.values) - 1),
 		FirstTimestamp:  ts,
-		MaxTimestamp:    ts,
+		MaxTimestamp:    ts + slices.Max(append([]int64{0}, s.tsDeltas...)),
 		ProducerID:      pid,
 		ProducerEpoch:   epoch,
 		FirstSequence:   seq,
