@@ -154,6 +154,9 @@
 // An active segment wholly past retention.ms is rolled (and a checkpoint
 // requested) so a later pass can delete it; segment.ms rolls the active
 // segment on append once its first batch's timestamp is that old.
+// DeleteRecords (delete_records.go) moves the log start offset anywhere up
+// to the high watermark, persisted in the partition's log-start-offset file,
+// and lets retention delete the whole segments below it.
 //
 // # Not yet here
 //

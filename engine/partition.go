@@ -77,8 +77,9 @@ type Partition struct {
 
 	replayStopped bool // recovery: a gap or bad record stopped the WAL replay for this partition
 
-	graves    []grave // segments deleted by retention whose descriptors are still open
-	trimBelow int64   // TrimBefore: segments wholly below this offset may go, whatever the policy
+	graves    []grave    // segments deleted by retention whose descriptors are still open
+	trimBelow int64      // TrimBefore: segments wholly below this offset may go, whatever the policy
+	startMu   sync.Mutex // serializes DeleteRecordsBefore's persisted updates (delete_records.go)
 
 	cqMu     sync.Mutex // guards cq, draining
 	cq       []completion

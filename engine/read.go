@@ -151,6 +151,7 @@ func (p *Partition) OffsetForTime(ts int64) (offset, timestamp int64, ok bool) {
 		}
 		cands = append(cands, cand{s, s.timeLookup(ts), limit})
 	}
+	from := p.logStart // records below it were deleted (DeleteRecords) though still on disk
 	p.mu.Unlock()
 	for _, c := range cands {
 		hr := newHeaderReader(c.seg.file)
@@ -160,8 +161,8 @@ func (p *Partition) OffsetForTime(ts int64) (offset, timestamp int64, ok bool) {
 				p.eng.log.Error("engine: reading batch header", "partition", p.name, "segment", c.seg.path, "err", err)
 				return 0, 0, false
 			}
-			if h.MaxTimestamp >= ts {
-				if off, rts, found := p.recordAtOrAfter(c.seg, pos, h, ts); found {
+			if h.MaxTimestamp >= ts && h.LastOffset() >= from {
+				if off, rts, found := p.recordAtOrAfter(c.seg, pos, h, ts, from); found {
 					return off, rts, true
 				}
 			}
@@ -171,12 +172,12 @@ func (p *Partition) OffsetForTime(ts int64) (offset, timestamp int64, ok bool) {
 	return 0, 0, false
 }
 
-// recordAtOrAfter decodes the batch at pos and returns its first record
-// whose timestamp is >= ts. In a LogAppendTime batch every record carries
-// the batch's max timestamp.
-func (p *Partition) recordAtOrAfter(seg *segment, pos int64, h batch.Header, ts int64) (offset, timestamp int64, ok bool) {
+// recordAtOrAfter decodes the batch at pos and returns its first record at
+// or after offset from whose timestamp is >= ts. In a LogAppendTime batch
+// every record carries the batch's max timestamp.
+func (p *Partition) recordAtOrAfter(seg *segment, pos int64, h batch.Header, ts, from int64) (offset, timestamp int64, ok bool) {
 	if h.LogAppendTime() {
-		return h.BaseOffset, h.MaxTimestamp, true
+		return max(h.BaseOffset, from), h.MaxTimestamp, true
 	}
 	buf := make([]byte, h.Size())
 	if _, err := seg.file.ReadAt(buf, pos); err != nil {
@@ -189,8 +190,9 @@ func (p *Partition) recordAtOrAfter(seg *segment, pos int64, h batch.Header, ts 
 		return 0, 0, false
 	}
 	for _, r := range recs {
-		if rts := h.FirstTimestamp + r.TimestampDelta; rts >= ts {
-			return h.BaseOffset + int64(r.OffsetDelta), rts, true
+		off := h.BaseOffset + int64(r.OffsetDelta)
+		if rts := h.FirstTimestamp + r.TimestampDelta; rts >= ts && off >= from {
+			return off, rts, true
 		}
 	}
 	return 0, 0, false

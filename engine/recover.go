@@ -226,6 +226,16 @@ func (p *Partition) finishRecovery() error {
 	p.dirDirty, p.unsynced = false, nil
 	active := p.active()
 	p.logStart = p.segments[0].base
+	persisted, err := p.readLogStart()
+	if err != nil {
+		return err
+	}
+	// DeleteRecords moved the start past the first segment's base; never past the log end (a
+	// cut tail can have taken the records it named).
+	if persisted > p.logStart {
+		p.logStart = min(persisted, active.end)
+		p.trimBelow = p.logStart
+	}
 	p.logEnd, p.hw = active.end, active.end
 	p.hwMark = active.mark()
 	p.hwProd = p.prod.clone()

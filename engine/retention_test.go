@@ -268,3 +268,42 @@ func TestTrimBefore(t *testing.T) {
 		t.Fatalf("append after the trim at %d, want %d", res.BaseOffset, end)
 	}
 }
+
+// TestDeleteRecordsBefore moves the log start inside a segment: reads below it are out of
+// range, reads at it work, time lookups skip what is below, an offset past the high watermark
+// is refused, and the start survives a restart while its segment is still on disk.
+func TestDeleteRecordsBefore(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(1_000_000)
+	dir := t.TempDir()
+	e, p := retentionEngine(t, dir, Retention{}, &clock)
+	for i := 0; i < 10; i++ {
+		mustAppend(t, p, mkBatch(batchOpts{ts: int64(100 + i), value: "d"}))
+	}
+	if _, err := p.DeleteRecordsBefore(11); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("past the high watermark: %v", err)
+	}
+	if start, err := p.DeleteRecordsBefore(4); err != nil || start != 4 {
+		t.Fatalf("delete before 4: start %d, %v", start, err)
+	}
+	if start, err := p.DeleteRecordsBefore(2); err != nil || start != 4 {
+		t.Fatalf("an offset below the start changes nothing: start %d, %v", start, err)
+	}
+	if _, err := p.Read(3, 1000, true); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("read below the start: %v", err)
+	}
+	if rr, err := p.Read(4, 1000, true); err != nil || len(rr.Records) == 0 || rr.LogStartOffset != 4 {
+		t.Fatalf("read at the start: %d bytes, log start %d, %v", len(rr.Records), rr.LogStartOffset, err)
+	}
+	if off, _, ok := p.OffsetForTime(0); !ok || off != 4 {
+		t.Fatalf("time lookup from the beginning gives %d (%v), want the start 4", off, ok)
+	}
+	e.Close()
+	_, p2 := retentionEngine(t, dir, Retention{}, &clock)
+	if p2.LogStartOffset() != 4 || p2.HighWatermark() != 10 {
+		t.Fatalf("after restart: start %d hw %d, want 4 and 10", p2.LogStartOffset(), p2.HighWatermark())
+	}
+	if start, err := p2.DeleteRecordsBefore(-1); err != nil || start != 10 {
+		t.Fatalf("delete up to the high watermark: start %d, %v", start, err)
+	}
+}

@@ -71,6 +71,7 @@ func (b *Broker) Register(reg *Registry) {
 	reg.Register(API{Key: 32, MinVersion: 0, MaxVersion: 4, Handle: b.handleDescribeConfigs})
 	reg.Register(API{Key: 33, MinVersion: 0, MaxVersion: 2, Handle: b.handleAlterConfigs})
 	reg.Register(API{Key: 37, MinVersion: 0, MaxVersion: 3, Handle: b.handleCreatePartitions})
+	reg.Register(API{Key: 21, MinVersion: 0, MaxVersion: 2, Handle: b.handleDeleteRecords})
 	reg.Register(API{Key: 44, MinVersion: 0, MaxVersion: 1, Handle: b.handleIncrementalAlterConfigs})
 	reg.Register(API{Key: 10, MinVersion: 0, MaxVersion: 6, Handle: b.handleFindCoordinator})
 	reg.Register(API{Key: 11, MinVersion: 0, MaxVersion: 9, Handle: b.handleJoinGroup})
