@@ -37,9 +37,11 @@ func (b *Broker) handleListOffsets(c *Context, kreq kmsg.Request, respond func(k
 			case rp.Timestamp == listMaxTimestamp:
 				// KIP-734: the record holding the largest timestamp, the first if several do. The
 				// segments know the batch; the time lookup finds the record inside it.
-				sp.Offset, sp.Timestamp = part.MaxTimestamp()
-				if sp.Timestamp >= 0 {
-					if off, ts, ok := part.OffsetForTime(sp.Timestamp); ok {
+				// If DeleteRecords removed that record, no record from the log start has it: -1
+				// (not the largest of the records left, which would need a scan).
+				_, maxTs := part.MaxTimestamp()
+				if maxTs >= 0 {
+					if off, ts, ok := part.OffsetForTime(maxTs); ok {
 						sp.Offset, sp.Timestamp = off, ts
 					}
 				}
