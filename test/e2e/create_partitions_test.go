@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -61,9 +60,7 @@ func TestCreatePartitions(t *testing.T) {
 			t.Errorf("set %s to %d: %v, want %v", tc.topic, tc.set, res[tc.topic].Err, tc.want)
 		}
 	}
-	if !strings.Contains(b.Log(), "create partitions: refused") {
-		t.Error("no log line for the refused requests")
-	}
+	b.waitLog(t, "create partitions: refused", "refused CreatePartitions")
 
 	b.Stop()
 	b.Restart()

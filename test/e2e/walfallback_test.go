@@ -42,6 +42,8 @@ func TestWALFallsBackWhenIOUringRefused(t *testing.T) {
 	port := freePort(t)
 	b := startBroker(t, withArgs("--metrics-listen", fmt.Sprintf("127.0.0.1:%d", port)))
 
+	b.waitLog(t, "io_uring unavailable, the wal uses the portable", "the fallback")
+	b.waitLog(t, "ringtail started", "start")
 	if n := strings.Count(b.Log(), "io_uring unavailable, the wal uses the portable"); n != 1 {
 		t.Errorf("fallback logged %d times, want once; log:\n%s", n, tail(b.Log(), 3000))
 	}
