@@ -12,13 +12,17 @@ import (
 //   - by size: the oldest segments while the partition would still hold at least
 //     retention.bytes without them.
 //
+//   - superseded: segments wholly below the floor TrimBefore set (DeleteRecords, the
+//     __consumer_offsets compaction), whatever the policy.
+//
 // Only a sealed segment that a checkpoint has made durable (indexed) and that lies wholly
 // below the high watermark is ever deleted, oldest first, and never the active one (an active
-// segment wholly past retention.ms is rolled, and goes on a later pass); so the
-// log start offset becomes the base of the first segment kept, which is also what recovery
-// reads from the directory at the next start. WAL records of a deleted segment are below the
-// partition's log end, which replay skips. A deleted segment's name is removed at once; its
-// descriptor stays open for reads already under way and is closed on a later pass.
+// segment wholly past retention.ms is rolled, and goes on a later pass). A pass that finds a
+// due segment not yet durable requests a checkpoint. The log start offset becomes the base of
+// the first segment kept (or the DeleteRecords start, if later), which is also what recovery
+// reads back at the next start. WAL records of a deleted segment are below the partition's log
+// end, which replay skips. A deleted segment's name is removed at once; its descriptor stays
+// open for reads already under way and is closed on a later pass.
 
 // Retention is the deletion policy of one partition. The zero value keeps everything.
 type Retention struct {
