@@ -18,8 +18,6 @@ import (
 
 const logStartFile = "log-start-offset"
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // DeleteRecordsBefore makes offset (-1: the high watermark) the log start offset and returns the
 // log start offset now in effect. An offset beyond the high watermark is ErrOffsetOutOfRange;
 // one at or below the current log start changes nothing.
@@ -63,48 +61,24 @@ func (p *Partition) DeleteRecordsBefore(offset int64) (int64, error) {
 
 // writeLogStart persists offset as the log start: 8 bytes and their CRC-32C.
 func (p *Partition) writeLogStart(offset int64) error {
-	fsys := p.eng.fs
 	b := make([]byte, 12)
 	binary.LittleEndian.PutUint64(b, uint64(offset))
 	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], castagnoli))
-	path := filepath.Join(p.dir, logStartFile)
-	f, err := fsys.OpenFile(path+".tmp", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteAt(b, 0)
-	if err == nil {
-		err = f.Datasync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := fsys.Rename(path+".tmp", path); err != nil {
-		return err
-	}
-	return fsys.SyncDir(p.dir)
+	return writeFileDurably(p.eng.fs, filepath.Join(p.dir, logStartFile), b)
 }
 
 // readLogStart returns the persisted log start, 0 when there is none. A damaged file is an
 // error: guessing could serve deleted records or hide live ones.
 func (p *Partition) readLogStart() (int64, error) {
-	f, err := p.eng.fs.OpenFile(filepath.Join(p.dir, logStartFile), os.O_RDONLY, 0)
+	b, err := readWholeFile(p.eng.fs, filepath.Join(p.dir, logStartFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	b := make([]byte, 12)
-	if n, err := f.ReadAt(b, 0); n != len(b) {
-		return 0, fmt.Errorf("%s: %d bytes: %v", logStartFile, n, err)
-	}
-	if crc32.Checksum(b[:8], castagnoli) != binary.LittleEndian.Uint32(b[8:]) {
-		return 0, fmt.Errorf("%s: checksum mismatch", logStartFile)
+	if len(b) != 12 || crc32.Checksum(b[:8], castagnoli) != binary.LittleEndian.Uint32(b[8:]) {
+		return 0, fmt.Errorf("%s: %d bytes, checksum mismatch or wrong size", logStartFile, len(b))
 	}
 	return int64(binary.LittleEndian.Uint64(b)), nil
 }

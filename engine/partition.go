@@ -224,14 +224,14 @@ func (p *Partition) Append(records []byte, done func(error)) (AppendResult, erro
 	}
 
 	p.mu.Lock()
-	res, werr := p.appendLocked(raw, hs, logAppendTime, done)
+	res, werr := p.appendLocked(raw, hs, logAppendTime, cfg.SegmentMs, done)
 	p.mu.Unlock()
 	p.runCompletions()
 	return res, werr
 }
 
 // appendLocked does the part of Append that must be ordered. p.mu held.
-func (p *Partition) appendLocked(raw [][]byte, hs []batch.Header, logAppendTime int64, done func(error)) (AppendResult, error) {
+func (p *Partition) appendLocked(raw [][]byte, hs []batch.Header, logAppendTime, segmentMs int64, done func(error)) (AppendResult, error) {
 	if p.closing || p.closed {
 		return AppendResult{}, ErrClosed
 	}
@@ -310,7 +310,7 @@ func (p *Partition) appendLocked(raw [][]byte, hs []batch.Header, logAppendTime 
 	}
 
 	seg := p.active()
-	if seg.size > 0 && (seg.size+int64(len(buf)) > p.eng.cfg.SegmentBytes || p.segmentAged(seg)) {
+	if seg.size > 0 && (seg.size+int64(len(buf)) > p.eng.cfg.SegmentBytes || p.segmentAged(seg, segmentMs)) {
 		if err := p.rollLocked(); err != nil {
 			p.logStorageError("roll segment", err)
 			p.rollbackLocked(err)
@@ -380,10 +380,9 @@ func (p *Partition) walDone(gen uint64, end int64, mark segMark, err error) {
 	p.runCompletions()
 }
 
-// segmentAged reports whether seg is older than segment.ms: its first batch's timestamp is that
-// far behind the clock (Kafka's rule; a segment without timestamps never ages).
-func (p *Partition) segmentAged(seg *segment) bool {
-	ms := p.Config().SegmentMs
+// segmentAged reports whether seg is older than segment.ms (ms): its first batch's timestamp is
+// that far behind the clock (Kafka's rule; a segment without timestamps never ages).
+func (p *Partition) segmentAged(seg *segment, ms int64) bool {
 	return ms > 0 && seg.firstTs >= 0 && p.eng.now()-seg.firstTs >= ms
 }
 

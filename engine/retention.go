@@ -82,15 +82,24 @@ func (p *Partition) Roll() error {
 	if p.closed || p.closing {
 		return ErrClosed
 	}
-	a := p.active()
-	if a.size == 0 {
+	if p.active().size == 0 {
 		return nil
 	}
-	if err := p.rollLocked(); err != nil {
+	if err := p.sealActiveLocked(); err != nil {
 		p.logStorageError("roll", err)
 		return fmt.Errorf("%w: %s: %v", ErrStorage, p.name, err)
 	}
-	if a.end <= p.hw && p.hw == p.logEnd {
+	return nil
+}
+
+// sealActiveLocked rolls to a new active segment. When everything is below the high watermark,
+// the high watermark now lies at the start of the new, empty segment: hwMark moves there, so the
+// sealed one can be deleted (a rollback restores to hwMark's segment, which must stay). p.mu held.
+func (p *Partition) sealActiveLocked() error {
+	if err := p.rollLocked(); err != nil {
+		return err
+	}
+	if p.hw == p.logEnd {
 		p.hwMark = p.active().mark()
 	}
 	return nil
@@ -173,14 +182,10 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 	// An idle partition's active segment would keep expired records forever: roll it (as Kafka
 	// does) so the next checkpoint seals it and a later pass deletes it.
 	if a := p.active(); r.Delete && r.Ms >= 0 && !p.closing && a.size > 0 && a.maxTs >= 0 && a.maxTs < nowMs-r.Ms && a.end <= p.hw {
-		if err := p.rollLocked(); err != nil {
+		if err := p.sealActiveLocked(); err != nil {
 			p.logStorageError("roll an expired segment", err)
 			return
 		}
-		// Everything is below the high watermark (a.end <= hw == log end), so the high
-		// watermark now lies at the start of the new, empty segment; pointing hwMark there lets
-		// the sealed one be deleted (a rollback restores to hwMark's segment).
-		p.hwMark = p.active().mark()
 		p.eng.ckpt.request()
 		p.eng.log.Info("engine: retention rolled an expired active segment", "partition", p.name, "base", a.base, "end", a.end)
 	}

@@ -42,6 +42,9 @@ type walKey struct {
 // checkpoint file: magic u32, crc32c u32 of bytes 8..32, seq u64, file u64, offset u64 (little endian).
 func (e *Engine) ckptPath() string { return filepath.Join(e.cfg.DataDir, walDirName, checkpointName) }
 
+// castagnoli is the CRC-32C table of the engine's small state files.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 func (e *Engine) readCheckpoint() (uring.WALPosition, bool, error) {
 	b, err := readWholeFile(e.fs, e.ckptPath())
 	if errors.Is(err, os.ErrNotExist) {
@@ -51,7 +54,7 @@ func (e *Engine) readCheckpoint() (uring.WALPosition, bool, error) {
 		return uring.WALPosition{}, false, err
 	}
 	if len(b) != ckptSize || binary.LittleEndian.Uint32(b) != ckptMagic ||
-		binary.LittleEndian.Uint32(b[4:]) != crc32.Checksum(b[8:], crc32.MakeTable(crc32.Castagnoli)) {
+		binary.LittleEndian.Uint32(b[4:]) != crc32.Checksum(b[8:], castagnoli) {
 		// Written to a temporary file, synced and renamed: never torn.
 		return uring.WALPosition{}, false, fmt.Errorf("%w: corrupt wal checkpoint %s", ErrStorage, e.ckptPath())
 	}
@@ -68,9 +71,16 @@ func (e *Engine) writeCheckpoint(pos uring.WALPosition) error {
 	binary.LittleEndian.PutUint64(b[8:], pos.Seq)
 	binary.LittleEndian.PutUint64(b[16:], pos.File)
 	binary.LittleEndian.PutUint64(b[24:], uint64(pos.Offset))
-	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], crc32.MakeTable(crc32.Castagnoli)))
-	tmp := e.ckptPath() + ".tmp"
-	f, err := e.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
+	return writeFileDurably(e.fs, e.ckptPath(), b)
+}
+
+// writeFileDurably replaces the small file path with b so that a crash leaves the old content
+// or the new, never a mix: b goes to path.tmp, which is synced, renamed over path, and the
+// directory synced.
+func writeFileDurably(fsys uring.FS, path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
 	}
@@ -84,10 +94,10 @@ func (e *Engine) writeCheckpoint(pos uring.WALPosition) error {
 	if err != nil {
 		return err
 	}
-	if err := e.fs.Rename(tmp, e.ckptPath()); err != nil {
+	if err := fsys.Rename(tmp, path); err != nil {
 		return err
 	}
-	return e.fs.SyncDir(filepath.Join(e.cfg.DataDir, walDirName))
+	return fsys.SyncDir(filepath.Dir(path))
 }
 
 // openWAL recovers the WAL into the opened partitions (p.replay) and starts
