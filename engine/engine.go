@@ -75,7 +75,7 @@ func Open(cfg Config, specs []PartitionSpec) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, fs: cfg.FS, log: cfg.Logger, parts: make(map[TopicPartition]*Partition)}
 	start := time.Now()
-	if err := e.fs.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := uring.MkdirAllDurable(e.fs, cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	listed := make(map[string]bool, len(specs))

@@ -181,11 +181,19 @@ func (p *Partition) replay(seq uint64, base int64, data []byte) (bool, error) {
 		p.replayStopped = true
 		return false, nil
 	case base < p.logEnd:
-		same, err := p.logHolds(base, end, data)
+		seg, pos, same, err := p.logHolds(base, end, data)
 		if err != nil {
 			return false, err
 		}
 		if same {
+			// The bytes read back may be pages the kernel holds but failed
+			// to write (a writeback error marks them clean, and a later
+			// fdatasync skips them): write them again, so that the sync
+			// at the end of recovery really puts them on disk.
+			if _, err := seg.file.WriteAt(data, pos); err != nil {
+				return false, err
+			}
+			seg.indexed = false
 			return false, nil
 		}
 		// A later record for the same offsets wins: the log holds bytes of
@@ -199,23 +207,24 @@ func (p *Partition) replay(seq uint64, base int64, data []byte) (bool, error) {
 	return true, p.replayWrite(raw, hs, data)
 }
 
-// logHolds reports whether the log's bytes for [base, end) are data.
-func (p *Partition) logHolds(base, end int64, data []byte) (bool, error) {
+// logHolds reports whether the log's bytes for [base, end) are data, and
+// where they are.
+func (p *Partition) logHolds(base, end int64, data []byte) (*segment, int64, bool, error) {
 	if end > p.logEnd {
-		return false, nil
+		return nil, 0, false, nil
 	}
 	seg, pos, ok, err := p.batchStart(base)
 	if err != nil || !ok {
-		return false, err
+		return nil, 0, false, err
 	}
 	if pos+int64(len(data)) > seg.size {
-		return false, nil
+		return nil, 0, false, nil
 	}
 	buf := make([]byte, len(data))
 	if _, err := seg.file.ReadAt(buf, pos); err != nil {
-		return false, err
+		return nil, 0, false, err
 	}
-	return string(buf) == string(data), nil
+	return seg, pos, string(buf) == string(data), nil
 }
 
 // batchStart finds the segment and position of the batch whose base offset
@@ -312,7 +321,20 @@ type checkpointer struct {
 	stopped   bool
 	exited    chan struct{}
 	run1      sync.Mutex // one checkpoint at a time
+
+	// syncFailed is set, for the life of the process, once a segment or
+	// directory sync of a checkpoint has failed (held under run1). Linux
+	// reports a writeback error to one fdatasync and then marks the pages
+	// clean: a retry succeeds without writing them, so a checkpoint after
+	// it would release WAL records whose only durable copy the WAL is.
+	// Checkpoints stop instead; the WAL keeps every record since the last
+	// good one, and the replay at the next start rewrites the segments
+	// from it (Partition.replay).
+	syncFailed error
 }
+
+// errCheckpointsStopped: a segment sync failed earlier in this process.
+var errCheckpointsStopped = errors.New("checkpoints stopped after a failed segment sync; restart the broker to rewrite the segments from the wal")
 
 func newCheckpointer(e *Engine) *checkpointer {
 	c := &checkpointer{e: e, exited: make(chan struct{})}
@@ -366,7 +388,7 @@ func (c *checkpointer) run() {
 		if !ck {
 			continue
 		}
-		if err := c.checkpoint(); err != nil {
+		if err := c.checkpoint(); err != nil && !errors.Is(err, errCheckpointsStopped) {
 			c.e.log.Error("engine: checkpoint failed; the wal keeps growing until one succeeds", "err", err)
 		}
 	}
@@ -378,6 +400,9 @@ func (c *checkpointer) run() {
 func (c *checkpointer) checkpoint() error {
 	c.run1.Lock()
 	defer c.run1.Unlock()
+	if c.syncFailed != nil {
+		return fmt.Errorf("%w: %w (first failure: %v)", ErrStorage, errCheckpointsStopped, c.syncFailed)
+	}
 	e := c.e
 	start := time.Now()
 	// Every record before pos was written to its segment before it was
@@ -421,13 +446,8 @@ func (c *checkpointer) checkpoint() error {
 		}
 	}
 	if firstErr != nil {
-		// Every partition of this checkpoint keeps its segments for the next one.
-		for _, j := range jobs {
-			j.p.mu.Lock()
-			j.p.unsynced = append(j.sealed, j.p.unsynced...)
-			j.p.dirDirty, j.p.ckptDirty = true, true
-			j.p.mu.Unlock()
-		}
+		c.syncFailed = firstErr
+		e.log.Error("engine: a segment sync failed: no more checkpoints in this process (the wal keeps every record since the last one and grows); restart the broker to rewrite the segments from the wal", "err", firstErr)
 		return firstErr
 	}
 	if err := e.writeCheckpoint(pos); err != nil {

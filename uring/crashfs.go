@@ -1,8 +1,11 @@
 package uring
 
 import (
+	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -16,15 +19,25 @@ import (
 // inner FS (or a new CrashFS) to recover.
 //
 // It keeps an undo log per file path (the bytes a write or truncation
-// replaced), cleared by Datasync. Directory entries are not simulated:
-// files created, renamed or removed stay so.
+// replaced), cleared by Datasync, and a log of directory changes (files and
+// directories created, renamed or removed), each cleared once SyncDir has
+// run on every directory it touched. Crash undoes the unsynced data first,
+// then the unsynced directory changes, newest first: a file created since
+// its directory was last synced is gone, a removed one is back with the
+// content it last had on stable storage, a rename is reversed. That is the
+// POSIX promise, stricter than ext4 in practice, and the one a broker
+// meant to run on any file system must be correct under.
+//
+// CrashFS is for tests on a real directory tree: it looks at the tree with
+// os.Stat and os.ReadDir besides going through the inner FS.
 type CrashFS struct {
 	inner FS
 
 	mu      sync.RWMutex // writers and syncs hold it shared, Crash exclusively
 	undoMu  sync.Mutex
 	undo    map[string][]undoEntry
-	nextID  uint64 // numbers undo entries in the order they are recorded
+	entries []entryOp // directory changes not yet covered by SyncDir, oldest first
+	nextID  uint64    // numbers undo entries and entry ops in the order they are recorded
 	crashed bool
 
 	// ops counts mutating operations; the crashAt-th one crashes instead
@@ -32,6 +45,8 @@ type CrashFS struct {
 	ops     atomic.Uint64
 	crashAt atomic.Uint64
 	tear    atomic.Bool
+
+	failSync func(name string) bool // the next Datasync of a file it accepts fails (under undoMu)
 }
 
 type undoEntry struct {
@@ -39,6 +54,18 @@ type undoEntry struct {
 	size int64  // file size before the operation
 	off  int64  // where old was
 	old  []byte // bytes the operation overwrote (inside the old size)
+	n    int64  // bytes written at off (0 for a truncation)
+	// lost: a Datasync covering this write failed. The kernel has marked
+	// its pages clean without writing them, so no later Datasync covers
+	// it; only a later synced write of the same bytes does.
+	lost bool
+}
+
+// entryOp is a directory change a power cut may still take back.
+type entryOp struct {
+	id   uint64
+	dirs map[string]bool // directories whose SyncDir is still needed
+	undo func(inner FS) error
 }
 
 var _ FS = (*CrashFS)(nil)
@@ -61,6 +88,17 @@ var errCrashed = &fs.PathError{Op: "io", Path: "crashfs", Err: unix.EIO}
 func (c *CrashFS) CrashAt(n uint64, tear bool) {
 	c.tear.Store(tear)
 	c.crashAt.Store(n)
+}
+
+// FailNextSync makes the next Datasync of a file that match accepts fail
+// with EIO, the way Linux reports a writeback error: once, after which the
+// writes that sync covered are lost (a crash undoes them) even though later
+// syncs of the file succeed. Only writing the same range again and syncing
+// it saves them.
+func (c *CrashFS) FailNextSync(match func(name string) bool) {
+	c.undoMu.Lock()
+	c.failSync = match
+	c.undoMu.Unlock()
 }
 
 // CrashPoint is the n of the last CrashAt (0: none).
@@ -119,6 +157,12 @@ func (c *CrashFS) Crash() error {
 		f.Close()
 	}
 	c.undo = nil
+	for i := len(c.entries) - 1; i >= 0; i-- {
+		if err := c.entries[i].undo(c.inner); err != nil {
+			return err
+		}
+	}
+	c.entries = nil
 	return nil
 }
 
@@ -134,26 +178,33 @@ func (c *CrashFS) enter() error {
 func (c *CrashFS) leave() { c.mu.RUnlock() }
 
 // OpenFile opens a file whose unsynced changes Crash undoes. A file opened
-// with O_TRUNC records its old content first.
+// with O_TRUNC records its old content first. Creating a file counts as a
+// mutating operation, undone by Crash until its directory is synced.
 func (c *CrashFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
-	if err := c.enter(); err != nil {
+	creates := false
+	if flag&os.O_CREATE != 0 {
+		_, err := os.Lstat(name)
+		creates = errors.Is(err, fs.ErrNotExist)
+	}
+	if creates {
+		if _, err := c.enterMutation(); err != nil {
+			return nil, err
+		}
+	} else if err := c.enter(); err != nil {
 		return nil, err
 	}
 	defer c.leave()
-	if flag&os.O_TRUNC != 0 {
-		if old, err := c.inner.OpenFile(name, os.O_RDONLY, 0); err == nil {
-			size, _ := old.Size()
-			buf := make([]byte, size)
-			if size > 0 {
-				_, _ = old.ReadAt(buf, 0)
-			}
-			old.Close()
-			c.record(name, undoEntry{size: size, off: 0, old: buf})
+	if flag&os.O_TRUNC != 0 && !creates {
+		if old, err := c.durableContent(name); err == nil {
+			c.record(name, undoEntry{size: int64(len(old)), off: 0, old: old})
 		}
 	}
 	f, err := c.inner.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err
+	}
+	if creates {
+		c.recordEntry(func(inner FS) error { return removeIfExists(inner, name) }, filepath.Dir(name))
 	}
 	return &crashFile{File: f, c: c, name: name}, nil
 }
@@ -166,37 +217,176 @@ func (c *CrashFS) record(name string, u undoEntry) {
 	c.undoMu.Unlock()
 }
 
-func (c *CrashFS) forget(name string) {
+// recordEntry logs a directory change that SyncDir of every one of dirs
+// makes durable, and undo takes back.
+func (c *CrashFS) recordEntry(undo func(inner FS) error, dirs ...string) {
 	c.undoMu.Lock()
-	delete(c.undo, name)
+	c.nextID++
+	op := entryOp{id: c.nextID, dirs: make(map[string]bool, len(dirs)), undo: undo}
+	for _, d := range dirs {
+		op.dirs[filepath.Clean(d)] = true
+	}
+	c.entries = append(c.entries, op)
 	c.undoMu.Unlock()
 }
 
-// Remove passes through.
+// takeUndo removes and returns a path's data undo log.
+func (c *CrashFS) takeUndo(name string) []undoEntry {
+	c.undoMu.Lock()
+	defer c.undoMu.Unlock()
+	log := c.undo[name]
+	delete(c.undo, name)
+	return log
+}
+
+// durableContent is what a power cut now would leave in the file: its
+// bytes with the unsynced writes and truncations undone.
+func (c *CrashFS) durableContent(name string) ([]byte, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	c.undoMu.Lock()
+	log := c.undo[name]
+	c.undoMu.Unlock()
+	return revert(b, log), nil
+}
+
+// revert applies an undo log to a file's bytes, newest entry first.
+func revert(b []byte, log []undoEntry) []byte {
+	for i := len(log) - 1; i >= 0; i-- {
+		u := log[i]
+		if end := u.off + int64(len(u.old)); end > int64(len(b)) {
+			b = append(b, make([]byte, end-int64(len(b)))...)
+		}
+		copy(b[u.off:], u.old)
+		if u.size <= int64(len(b)) {
+			b = b[:u.size]
+		} else {
+			b = append(b, make([]byte, u.size-int64(len(b)))...)
+		}
+	}
+	return b
+}
+
+// savedTree is a file or directory tree as a power cut would leave it.
+type savedTree struct {
+	path    string
+	dir     bool
+	content []byte
+}
+
+// saveTree captures root's durable state (and takes the data undo logs
+// below it: the removal makes them moot until a cut brings the files back).
+func (c *CrashFS) saveTree(root string) ([]savedTree, error) {
+	var saved []savedTree
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			saved = append(saved, savedTree{path: path, dir: true})
+			return nil
+		}
+		b, err := c.durableContent(path)
+		if err != nil {
+			return err
+		}
+		c.takeUndo(path)
+		saved = append(saved, savedTree{path: path, content: b})
+		return nil
+	})
+	return saved, err
+}
+
+// restoreTree puts a saved tree back, durably.
+func restoreTree(inner FS, saved []savedTree) error {
+	for _, t := range saved {
+		if t.dir {
+			if err := inner.MkdirAll(t.path, 0o755); err != nil {
+				return err
+			}
+			continue
+		}
+		f, err := inner.OpenFile(t.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return err
+		}
+		if len(t.content) > 0 {
+			_, err = f.WriteAt(t.content, 0)
+		}
+		if err == nil {
+			err = f.Datasync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func removeIfExists(inner FS, name string) error {
+	if err := inner.RemoveAll(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Remove removes name; until its directory is synced, a cut brings it back
+// with its durable content.
 func (c *CrashFS) Remove(name string) error {
 	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
 	defer c.leave()
-	c.forget(name)
-	return c.inner.Remove(name)
+	saved, err := c.saveTree(name)
+	if err != nil {
+		return c.inner.Remove(name) // the inner FS says why (usually: no such file)
+	}
+	if err := c.inner.Remove(name); err != nil {
+		return err
+	}
+	c.recordEntry(func(inner FS) error { return restoreTree(inner, saved) }, filepath.Dir(name))
+	return nil
 }
 
-// RemoveAll passes through (undo logs below name are kept but find no file).
+// RemoveAll removes a tree; until its parent directory is synced, a cut
+// brings the tree back as it last was on stable storage.
 func (c *CrashFS) RemoveAll(name string) error {
 	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
 	defer c.leave()
-	return c.inner.RemoveAll(name)
+	saved, err := c.saveTree(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.inner.RemoveAll(name); err != nil {
+		return err
+	}
+	c.recordEntry(func(inner FS) error { return restoreTree(inner, saved) }, filepath.Dir(name))
+	return nil
 }
 
-// Rename moves the undo log with the file.
+// Rename moves the undo log with the file; until both directories are
+// synced, a cut moves the file back and restores what it replaced.
 func (c *CrashFS) Rename(oldname, newname string) error {
 	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
 	defer c.leave()
+	var replaced []savedTree
+	if _, err := os.Lstat(newname); err == nil {
+		if replaced, err = c.saveTree(newname); err != nil {
+			return err
+		}
+	}
 	if err := c.inner.Rename(oldname, newname); err != nil {
 		return err
 	}
@@ -208,16 +398,44 @@ func (c *CrashFS) Rename(oldname, newname string) error {
 		delete(c.undo, newname)
 	}
 	c.undoMu.Unlock()
+	c.recordEntry(func(inner FS) error {
+		if err := inner.Rename(newname, oldname); err != nil {
+			return err
+		}
+		return restoreTree(inner, replaced)
+	}, filepath.Dir(oldname), filepath.Dir(newname))
 	return nil
 }
 
-// MkdirAll passes through.
+// MkdirAll creates the missing directories of a path; until each one's
+// parent is synced, a cut removes it with all it holds.
 func (c *CrashFS) MkdirAll(dir string, perm os.FileMode) error {
-	if err := c.enter(); err != nil {
+	var missing []string // outermost last
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || d == filepath.Dir(d) {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if len(missing) == 0 {
+		if err := c.enter(); err != nil {
+			return err
+		}
+		defer c.leave()
+		return c.inner.MkdirAll(dir, perm)
+	}
+	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
 	defer c.leave()
-	return c.inner.MkdirAll(dir, perm)
+	if err := c.inner.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		d := missing[i]
+		c.recordEntry(func(inner FS) error { return removeIfExists(inner, d) }, filepath.Dir(d))
+	}
+	return nil
 }
 
 // ReadDir passes through.
@@ -229,13 +447,33 @@ func (c *CrashFS) ReadDir(dir string) ([]fs.DirEntry, error) {
 	return c.inner.ReadDir(dir)
 }
 
-// SyncDir passes through.
+// SyncDir makes the directory changes in dir recorded before it started
+// durable.
 func (c *CrashFS) SyncDir(dir string) error {
 	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
 	defer c.leave()
-	return c.inner.SyncDir(dir)
+	c.undoMu.Lock()
+	upTo := c.nextID
+	c.undoMu.Unlock()
+	if err := c.inner.SyncDir(dir); err != nil {
+		return err
+	}
+	dir = filepath.Clean(dir)
+	c.undoMu.Lock()
+	kept := c.entries[:0]
+	for _, op := range c.entries {
+		if op.id <= upTo {
+			delete(op.dirs, dir)
+		}
+		if len(op.dirs) > 0 {
+			kept = append(kept, op)
+		}
+	}
+	c.entries = kept
+	c.undoMu.Unlock()
+	return nil
 }
 
 type crashFile struct {
@@ -265,7 +503,7 @@ func (f *crashFile) WriteAt(p []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	u := undoEntry{size: size, off: off}
+	u := undoEntry{size: size, off: off, n: int64(len(p))}
 	if off < size {
 		n := int64(len(p))
 		if off+n > size {
@@ -310,17 +548,44 @@ func (f *crashFile) Datasync() error {
 	// run concurrently (the WAL's lanes), each dropping its own prefix.
 	f.c.undoMu.Lock()
 	upTo := f.c.nextID
+	if f.c.failSync != nil && f.c.failSync(f.name) {
+		f.c.failSync = nil
+		log := f.c.undo[f.name]
+		for i := range log {
+			if log[i].id <= upTo {
+				log[i].lost = true
+			}
+		}
+		f.c.undoMu.Unlock()
+		return &fs.PathError{Op: "fdatasync", Path: f.name, Err: unix.EIO}
+	}
 	f.c.undoMu.Unlock()
 	if err := f.File.Datasync(); err != nil {
 		return err
 	}
 	f.c.undoMu.Lock()
 	log := f.c.undo[f.name]
-	i := 0
-	for i < len(log) && log[i].id <= upTo {
-		i++
+	var synced []undoEntry
+	kept := log[:0]
+	for _, u := range log {
+		switch {
+		case u.id > upTo || u.lost:
+			kept = append(kept, u)
+		case u.n > 0:
+			synced = append(synced, u)
+		}
 	}
-	f.c.undo[f.name] = log[i:]
+	// A lost write is saved by a later synced write over all its bytes.
+	log = kept[:0]
+	for _, u := range kept {
+		if u.lost && slices.ContainsFunc(synced, func(w undoEntry) bool {
+			return w.id > u.id && w.off <= u.off && w.off+w.n >= u.off+u.n
+		}) {
+			continue
+		}
+		log = append(log, u)
+	}
+	f.c.undo[f.name] = log
 	f.c.undoMu.Unlock()
 	return nil
 }

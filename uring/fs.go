@@ -3,6 +3,7 @@ package uring
 import (
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // File is an open file. All I/O is positional: the engine never relies on a
@@ -42,4 +43,26 @@ type FS interface {
 	MkdirAll(dir string, perm os.FileMode) error
 	ReadDir(dir string) ([]fs.DirEntry, error)
 	SyncDir(dir string) error
+}
+
+// MkdirAllDurable creates dir and any missing parents, and syncs the parent
+// of each directory it created, so that a power cut cannot take a new
+// directory (and the files later synced into it) away.
+func MkdirAllDurable(fsys FS, dir string, perm os.FileMode) error {
+	var missing []string // deepest first
+	for d := filepath.Clean(dir); d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, err := fsys.ReadDir(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if err := fsys.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	for _, d := range missing {
+		if err := fsys.SyncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

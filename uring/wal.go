@@ -293,7 +293,7 @@ func OpenWAL(opts WALOptions, from WALPosition, replay func(seq uint64, payload 
 	w.cond = sync.NewCond(&w.mu)
 	w.prepCond = sync.NewCond(&w.mu)
 	w.prepExited = make(chan struct{})
-	if err := w.fs.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := MkdirAllDurable(w.fs, opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("uring: wal: %w", err)
 	}
 	if err := w.recover(from, replay); err != nil {
