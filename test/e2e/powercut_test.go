@@ -301,7 +301,8 @@ type cutfsMount struct {
 
 // mountCutfs mounts backing on a fresh mount point. The process is killed and the mount detached
 // when the test ends, whatever happened. It skips the test if FUSE cannot be mounted here.
-func mountCutfs(t *testing.T, bin, backing string) *cutfsMount {
+// env is added to cutfs's environment (CUTFS_FAIL_MATCH, CUTFS_FAIL_ERRNO).
+func mountCutfs(t *testing.T, bin, backing string, env ...string) *cutfsMount {
 	t.Helper()
 	m := &cutfsMount{t: t, mnt: t.TempDir(), lines: make(chan string, 16), exited: make(chan struct{})}
 	r, w, err := os.Pipe()
@@ -309,6 +310,7 @@ func mountCutfs(t *testing.T, bin, backing string) *cutfsMount {
 		t.Fatal(err)
 	}
 	m.cmd = exec.Command(bin, backing, m.mnt)
+	m.cmd.Env = append(os.Environ(), env...)
 	m.cmd.Stdout, m.cmd.Stderr = w, &m.stderr
 	err = m.cmd.Start()
 	w.Close()
@@ -372,6 +374,18 @@ func (m *cutfsMount) holdSyncs() {
 		m.t.Fatalf("signalling cutfs: %v", err)
 	}
 	if !m.await("holding syncs") {
+		m.t.Fatalf("cutfs exited: %s", m.stderr.String())
+	}
+}
+
+// toggleWriteFaults starts or ends failing writes (see the cutfs command), and waits until cutfs
+// says want ("failing writes" or "writes healed").
+func (m *cutfsMount) toggleWriteFaults(want string) {
+	m.t.Helper()
+	if err := m.cmd.Process.Signal(unix.SIGUSR2); err != nil {
+		m.t.Fatalf("signalling cutfs: %v", err)
+	}
+	if !m.await(want) {
 		m.t.Fatalf("cutfs exited: %s", m.stderr.String())
 	}
 }

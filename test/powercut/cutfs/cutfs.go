@@ -112,6 +112,18 @@ func (x *FS) ReleaseSyncs() {
 	}
 }
 
+// FailWrites makes every write to a file whose base name (as it was opened)
+// matches the filepath.Match pattern match fail with errno, as a failing or
+// full disk would, until HealWrites. The failed write changes nothing.
+func (x *FS) FailWrites(errno syscall.Errno, match string) {
+	x.fsys.faultMu.Lock()
+	defer x.fsys.faultMu.Unlock()
+	x.fsys.faultErrno, x.fsys.faultMatch = errno, match
+}
+
+// HealWrites ends FailWrites.
+func (x *FS) HealWrites() { x.FailWrites(0, "") }
+
 // Refused reports whether a Mount error means this machine or user cannot
 // mount FUSE file systems (no /dev/fuse, no permission, no fusermount), as
 // opposed to a bug.
@@ -164,6 +176,23 @@ type fileSystem struct {
 
 	holdMu sync.Mutex
 	hold   chan struct{} // non-nil while syncs are held; closed to release them
+
+	faultMu    sync.Mutex
+	faultErrno syscall.Errno // non-zero: writes to files matching faultMatch fail with it
+	faultMatch string        // a filepath.Match pattern for a file's base name
+}
+
+// writeFault is the error a write to the file called name gets now (0: none).
+func (f *fileSystem) writeFault(name string) syscall.Errno {
+	f.faultMu.Lock()
+	defer f.faultMu.Unlock()
+	if f.faultErrno == 0 {
+		return 0
+	}
+	if ok, _ := filepath.Match(f.faultMatch, name); !ok {
+		return 0
+	}
+	return f.faultErrno
 }
 
 // waitSyncs returns when syncs are not held (any more), or EINTR when the
@@ -394,7 +423,7 @@ func (f *fileSystem) open(path string) (*handle, syscall.Errno) {
 		unix.Close(fd)
 		return nil, fs.ToErrno(err)
 	}
-	return &handle{fd: fd, in: f.get(st.Ino), fsys: f}, 0
+	return &handle{fd: fd, in: f.get(st.Ino), fsys: f, name: filepath.Base(path)}, 0
 }
 
 // handle is one open of a file: a backing descriptor and the file's shared
@@ -404,6 +433,7 @@ type handle struct {
 	fd   int
 	in   *inode
 	fsys *fileSystem
+	name string // base name when opened, for FailWrites
 }
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -417,6 +447,9 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if errno := h.fsys.writeFault(h.name); errno != 0 {
+		return 0, errno
+	}
 	h.in.mu.Lock()
 	defer h.in.mu.Unlock()
 	if err := h.in.writeAt(h.fd, data, off); err != nil {

@@ -12,6 +12,11 @@
 // SIGINT unmount it (also discarding what was not synced) when nothing on it
 // is open. Exit status 3 means FUSE cannot be mounted here (no /dev/fuse,
 // not permitted), 1 any other failure.
+//
+// SIGUSR2 toggles write faults: every write to a file whose base name
+// matches the pattern in CUTFS_FAIL_MATCH (filepath.Match; default "*")
+// fails with CUTFS_FAIL_ERRNO (EIO, the default, or ENOSPC) until the next
+// SIGUSR2. It prints "failing writes" or "writes healed".
 package main
 
 import (
@@ -28,6 +33,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: cutfs BACKING_DIR MOUNTPOINT")
 		os.Exit(2)
 	}
+	failErrno := syscall.EIO
+	switch e := os.Getenv("CUTFS_FAIL_ERRNO"); e {
+	case "", "EIO":
+	case "ENOSPC":
+		failErrno = syscall.ENOSPC
+	default:
+		fmt.Fprintf(os.Stderr, "cutfs: CUTFS_FAIL_ERRNO=%q: want EIO or ENOSPC\n", e)
+		os.Exit(2)
+	}
+	failMatch := os.Getenv("CUTFS_FAIL_MATCH")
+	if failMatch == "" {
+		failMatch = "*"
+	}
 	srv, err := cutfs.Mount(os.Args[1], os.Args[2])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cutfs: mount %s on %s: %v\n", os.Args[1], os.Args[2], err)
@@ -38,12 +56,23 @@ func main() {
 	}
 	fmt.Println("ready")
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
 	go func() {
+		failing := false
 		for s := range sig {
-			if s == syscall.SIGUSR1 {
+			switch s {
+			case syscall.SIGUSR1:
 				srv.HoldSyncs()
 				fmt.Println("holding syncs")
+				continue
+			case syscall.SIGUSR2:
+				if failing = !failing; failing {
+					srv.FailWrites(failErrno, failMatch)
+					fmt.Println("failing writes")
+				} else {
+					srv.HealWrites()
+					fmt.Println("writes healed")
+				}
 				continue
 			}
 			if err := srv.Unmount(); err != nil {
