@@ -436,6 +436,9 @@ func TestFailedSegmentSync(t *testing.T) {
 			if err := e.Checkpoint(); !errors.Is(err, errCheckpointsStopped) {
 				t.Fatalf("checkpoint after a failed segment sync: %v, want it refused", err)
 			}
+			if !e.CheckpointsStopped() {
+				t.Fatal("CheckpointsStopped is false after a failed segment sync")
+			}
 			const acked = 60 * 2
 			e.Close()
 			if restart {
@@ -445,6 +448,9 @@ func TestFailedSegmentSync(t *testing.T) {
 				}
 				if hw := e.Partition(tpA).HighWatermark(); hw != acked {
 					t.Fatalf("hw %d after the restart, want %d", hw, acked)
+				}
+				if e.CheckpointsStopped() {
+					t.Fatal("checkpoints stopped in a new process")
 				}
 				fill(t, e.Partition(tpA), 5) // checkpoints run again in the new process
 				if err := e.Checkpoint(); err != nil {

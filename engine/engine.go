@@ -319,5 +319,9 @@ func (e *Engine) WALFallbackReason() string { return e.wal.FallbackReason() }
 // WALStats reports the WAL's completed cycles and the records they held.
 func (e *Engine) WALStats() (cycles, records uint64) { return e.wal.Cycles(), e.wal.Records() }
 
+// CheckpointsStopped reports whether a failed segment sync has stopped
+// checkpoints for the life of this process.
+func (e *Engine) CheckpointsStopped() bool { return e.ckpt.stoppedBySyncFailure.Load() }
+
 // Checkpoint runs a checkpoint now (tests, admin).
 func (e *Engine) Checkpoint() error { return e.ckpt.checkpoint() }

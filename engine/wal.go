@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringtail/ringtail/engine/batch"
@@ -330,7 +331,8 @@ type checkpointer struct {
 	// Checkpoints stop instead; the WAL keeps every record since the last
 	// good one, and the replay at the next start rewrites the segments
 	// from it (Partition.replay).
-	syncFailed error
+	syncFailed           error
+	stoppedBySyncFailure atomic.Bool // syncFailed != nil, for readers without run1
 }
 
 // errCheckpointsStopped: a segment sync failed earlier in this process.
@@ -447,6 +449,7 @@ func (c *checkpointer) checkpoint() error {
 	}
 	if firstErr != nil {
 		c.syncFailed = firstErr
+		c.stoppedBySyncFailure.Store(true)
 		e.log.Error("engine: a segment sync failed: no more checkpoints in this process (the wal keeps every record since the last one and grows); restart the broker to rewrite the segments from the wal", "err", firstErr)
 		return firstErr
 	}

@@ -102,6 +102,7 @@ type WALSource interface {
 	WALMode() string
 	WALFallbackReason() string
 	WALStats() (cycles, records uint64)
+	CheckpointsStopped() bool
 }
 
 // RegisterWAL adds the scrape-time WAL metrics: which writer is in use (and
@@ -127,6 +128,15 @@ func (m *Metrics) RegisterWAL(src WALSource) {
 		Name: "ringtail_wal_cycles_total",
 		Help: "WAL cycles completed (one write + one sync each).",
 	}, func() float64 { c, _ := src.WALStats(); return float64(c) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ringtail_checkpoints_stopped",
+		Help: "1 once a segment sync has failed: no checkpoint is written again in this process and the WAL grows until a restart rewrites the segments from it; else 0.",
+	}, func() float64 {
+		if src.CheckpointsStopped() {
+			return 1
+		}
+		return 0
+	}))
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "ringtail_wal_records_total",
 		Help: "WAL records made durable.",

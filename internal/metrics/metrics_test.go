@@ -14,6 +14,7 @@ type fakeWAL struct{ mode, reason string }
 func (f fakeWAL) WALMode() string                    { return f.mode }
 func (f fakeWAL) WALFallbackReason() string          { return f.reason }
 func (f fakeWAL) WALStats() (cycles, records uint64) { return 3, 7 }
+func (f fakeWAL) CheckpointsStopped() bool           { return true }
 
 func render(t *testing.T, m *Metrics) string {
 	t.Helper()
@@ -37,6 +38,7 @@ func TestObservations(t *testing.T) {
 		`ringtail_wal_io_fallback{reason="io_uring_setup: operation not permitted"} 1`,
 		"ringtail_wal_cycles_total 3",
 		"ringtail_wal_records_total 7",
+		"ringtail_checkpoints_stopped 1",
 		"ringtail_wal_cycle_duration_seconds_count 1",
 		"ringtail_wal_cycle_records_sum 4",
 		"ringtail_wal_cycle_bytes_sum 8192",
