@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/ringtail/ringtail/uring"
 )
 
 // Errors returned by the store; the network layer maps each to a Kafka error code.
@@ -59,7 +61,8 @@ type Store struct {
 
 // Open loads the store from dir, creating it on first start.
 func Open(dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Durably, like every file in it: a new directory's entry lives in its parent.
+	if err := uring.MkdirAllDurable(uring.OSFS{}, dir, 0o755); err != nil {
 		return nil, fmt.Errorf("meta: %w", err)
 	}
 	s := &Store{path: filepath.Join(dir, "meta.json"), byID: make(map[[16]byte]*Topic)}
