@@ -326,11 +326,11 @@ type checkpointer struct {
 	// syncFailed is set, for the life of the process, once a segment or
 	// directory sync of a checkpoint has failed (held under run1). Linux
 	// reports a writeback error to one fdatasync and then marks the pages
-	// clean: a retry succeeds without writing them, so a checkpoint after
-	// it would release WAL records whose only durable copy the WAL is.
-	// Checkpoints stop instead; the WAL keeps every record since the last
-	// good one, and the replay at the next start rewrites the segments
-	// from it (Partition.replay).
+	// clean: a retry succeeds without writing them, and a checkpoint after
+	// it would release the WAL records that are now the only durable copy
+	// of those pages. Checkpoints stop instead; the WAL keeps every record
+	// since the last good one, and the replay at the next start rewrites
+	// the segments from it (Partition.replay).
 	syncFailed           error
 	stoppedBySyncFailure atomic.Bool // syncFailed != nil, for readers without run1
 }
