@@ -280,20 +280,28 @@ func TestCrashAtEveryOperation(t *testing.T) {
 	if total < appends*3 {
 		t.Fatalf("only %d storage operations for %d appends", total, appends)
 	}
-	// Background goroutines (preparer, checkpointer) make the count vary a
-	// little from run to run; a cut point past the end of a run is a clean
-	// end, checked the same way.
+	cutAtEveryOperation(t, base, total, func(dir string, cfs *uring.CrashFS) [][]int32 { return run(t, dir, cfs) }, check)
+}
+
+// cutAtEveryOperation runs a workload once per storage operation of an uncut
+// run (total of them), cutting the power just before that operation, once
+// cleanly and once tearing it, and checks each cut directory in a subtest.
+// Background goroutines (preparer, checkpointer) make the count vary a
+// little from run to run; a cut point past the end of a run is a clean end,
+// checked the same way.
+func cutAtEveryOperation[R any](t *testing.T, base string, total uint64, run func(dir string, cfs *uring.CrashFS) R, check func(t *testing.T, dir string, r R)) {
+	t.Helper()
 	for n := uint64(1); n <= total+5; n++ {
 		for _, tear := range []bool{false, true} {
 			dir := filepath.Join(base, fmt.Sprintf("cut-%d-%v", n, tear))
 			cfs := uring.NewCrashFS(uring.OSFS{})
 			cfs.CrashAt(n, tear)
-			var acked [][]int32
-			withWatchdog(t, fmt.Sprintf("cut at op %d", n), func() { acked = run(t, dir, cfs) })
+			var r R
+			withWatchdog(t, fmt.Sprintf("cut at op %d", n), func() { r = run(dir, cfs) })
 			if t.Failed() {
 				return
 			}
-			t.Run(fmt.Sprintf("op%d-tear=%v", n, tear), func(t *testing.T) { check(t, dir, acked) })
+			t.Run(fmt.Sprintf("op%d-tear=%v", n, tear), func(t *testing.T) { check(t, dir, r) })
 			os.RemoveAll(dir)
 			if t.Failed() {
 				return
@@ -391,22 +399,7 @@ func TestCrashAtEveryTrimOperation(t *testing.T) {
 	if logs, _ := filepath.Glob(filepath.Join(whole, dirName(tpA), "*.log")); len(logs) == 0 || filepath.Base(logs[0]) == segmentName("", 0, logSuffix) {
 		t.Fatalf("the uncut run deleted no segment: %v", logs)
 	}
-	total := cfs.Ops()
-	for n := uint64(1); n <= total+5; n++ {
-		for _, tear := range []bool{false, true} {
-			dir := filepath.Join(base, fmt.Sprintf("cut-%d-%v", n, tear))
-			cfs := uring.NewCrashFS(uring.OSFS{})
-			cfs.CrashAt(n, tear)
-			var r result
-			withWatchdog(t, fmt.Sprintf("cut at op %d", n), func() { r = run(dir, cfs) })
-			t.Run(fmt.Sprintf("op%d-tear=%v", n, tear), func(t *testing.T) { check(t, dir, r) })
-			os.RemoveAll(dir)
-			if t.Failed() {
-				return
-			}
-		}
-	}
-	t.Logf("cut at each of %d operations, clean and torn", total)
+	cutAtEveryOperation(t, base, cfs.Ops(), run, check)
 }
 
 // TestFailedSegmentSync: a segment fdatasync fails the way Linux reports a

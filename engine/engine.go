@@ -321,7 +321,7 @@ func (e *Engine) WALStats() (cycles, records uint64) { return e.wal.Cycles(), e.
 
 // CheckpointsStopped reports whether a failed segment sync has stopped
 // checkpoints for the life of this process.
-func (e *Engine) CheckpointsStopped() bool { return e.ckpt.stoppedBySyncFailure.Load() }
+func (e *Engine) CheckpointsStopped() bool { return e.ckpt.syncFailed.Load() != nil }
 
 // Checkpoint runs a checkpoint now (tests, admin).
 func (e *Engine) Checkpoint() error { return e.ckpt.checkpoint() }

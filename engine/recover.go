@@ -84,18 +84,7 @@ func (p *Partition) prepareDir() error {
 	if err := fsys.MkdirAll(p.dir, 0o755); err != nil {
 		return err
 	}
-	f, err := fsys.OpenFile(metaPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteAt(metadataContent(p.topicID), 0)
-	if err == nil {
-		err = f.Datasync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := uring.WriteFileSynced(fsys, metaPath, metadataContent(p.topicID)); err != nil {
 		return err
 	}
 	if err := fsys.SyncDir(p.dir); err != nil {

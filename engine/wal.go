@@ -81,18 +81,7 @@ func (e *Engine) writeCheckpoint(pos uring.WALPosition) error {
 // directory synced.
 func writeFileDurably(fsys uring.FS, path string, b []byte) error {
 	tmp := path + ".tmp"
-	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteAt(b, 0)
-	if err == nil {
-		err = f.Datasync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := uring.WriteFileSynced(fsys, tmp, b); err != nil {
 		return err
 	}
 	if err := fsys.Rename(tmp, path); err != nil {
@@ -323,16 +312,15 @@ type checkpointer struct {
 	exited    chan struct{}
 	run1      sync.Mutex // one checkpoint at a time
 
-	// syncFailed is set, for the life of the process, once a segment or
-	// directory sync of a checkpoint has failed (held under run1). Linux
+	// syncFailed holds, for the life of the process, the first failed
+	// segment or directory sync of a checkpoint. Linux
 	// reports a writeback error to one fdatasync and then marks the pages
 	// clean: a retry succeeds without writing them, and a checkpoint after
 	// it would release the WAL records that are now the only durable copy
 	// of those pages. Checkpoints stop instead; the WAL keeps every record
 	// since the last good one, and the replay at the next start rewrites
 	// the segments from it (Partition.replay).
-	syncFailed           error
-	stoppedBySyncFailure atomic.Bool // syncFailed != nil, for readers without run1
+	syncFailed atomic.Pointer[error]
 }
 
 // errCheckpointsStopped: a segment sync failed earlier in this process.
@@ -402,8 +390,8 @@ func (c *checkpointer) run() {
 func (c *checkpointer) checkpoint() error {
 	c.run1.Lock()
 	defer c.run1.Unlock()
-	if c.syncFailed != nil {
-		return fmt.Errorf("%w: %w (first failure: %v)", ErrStorage, errCheckpointsStopped, c.syncFailed)
+	if first := c.syncFailed.Load(); first != nil {
+		return fmt.Errorf("%w: %w (first failure: %v)", ErrStorage, errCheckpointsStopped, *first)
 	}
 	e := c.e
 	start := time.Now()
@@ -448,8 +436,7 @@ func (c *checkpointer) checkpoint() error {
 		}
 	}
 	if firstErr != nil {
-		c.syncFailed = firstErr
-		c.stoppedBySyncFailure.Store(true)
+		c.syncFailed.Store(&firstErr)
 		e.log.Error("engine: a segment sync failed: no more checkpoints in this process (the wal keeps every record since the last one and grows); restart the broker to rewrite the segments from the wal", "err", firstErr)
 		return firstErr
 	}

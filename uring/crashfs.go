@@ -230,13 +230,11 @@ func (c *CrashFS) recordEntry(undo func(inner FS) error, dirs ...string) {
 	c.undoMu.Unlock()
 }
 
-// takeUndo removes and returns a path's data undo log.
-func (c *CrashFS) takeUndo(name string) []undoEntry {
+// dropUndo forgets a path's data undo log.
+func (c *CrashFS) dropUndo(name string) {
 	c.undoMu.Lock()
-	defer c.undoMu.Unlock()
-	log := c.undo[name]
 	delete(c.undo, name)
-	return log
+	c.undoMu.Unlock()
 }
 
 // durableContent is what a power cut now would leave in the file: its
@@ -292,7 +290,7 @@ func (c *CrashFS) saveTree(root string) ([]savedTree, error) {
 		if err != nil {
 			return err
 		}
-		c.takeUndo(path)
+		c.dropUndo(path)
 		saved = append(saved, savedTree{path: path, content: b})
 		return nil
 	})
@@ -308,20 +306,7 @@ func restoreTree(inner FS, saved []savedTree) error {
 			}
 			continue
 		}
-		f, err := inner.OpenFile(t.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
-			return err
-		}
-		if len(t.content) > 0 {
-			_, err = f.WriteAt(t.content, 0)
-		}
-		if err == nil {
-			err = f.Datasync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := WriteFileSynced(inner, t.path, t.content); err != nil {
 			return err
 		}
 	}
@@ -410,13 +395,7 @@ func (c *CrashFS) Rename(oldname, newname string) error {
 // MkdirAll creates the missing directories of a path; until each one's
 // parent is synced, a cut removes it with all it holds.
 func (c *CrashFS) MkdirAll(dir string, perm os.FileMode) error {
-	var missing []string // outermost last
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil || d == filepath.Dir(d) {
-			break
-		}
-		missing = append(missing, d)
-	}
+	missing := missingDirs(dir, func(d string) bool { _, err := os.Lstat(d); return err == nil })
 	if len(missing) == 0 {
 		if err := c.enter(); err != nil {
 			return err

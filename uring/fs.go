@@ -49,13 +49,7 @@ type FS interface {
 // of each directory it created, so that a power cut cannot take a new
 // directory (and the files later synced into it) away.
 func MkdirAllDurable(fsys FS, dir string, perm os.FileMode) error {
-	var missing []string // deepest first
-	for d := filepath.Clean(dir); d != filepath.Dir(d); d = filepath.Dir(d) {
-		if _, err := fsys.ReadDir(d); err == nil {
-			break
-		}
-		missing = append(missing, d)
-	}
+	missing := missingDirs(dir, func(d string) bool { _, err := fsys.ReadDir(d); return err == nil })
 	if err := fsys.MkdirAll(dir, perm); err != nil {
 		return err
 	}
@@ -65,4 +59,31 @@ func MkdirAllDurable(fsys FS, dir string, perm os.FileMode) error {
 		}
 	}
 	return nil
+}
+
+// missingDirs lists dir and those of its parents that do not exist, deepest
+// first: what a MkdirAll of dir would create.
+func missingDirs(dir string, exists func(string) bool) []string {
+	var missing []string
+	for d := filepath.Clean(dir); d != filepath.Dir(d) && !exists(d); d = filepath.Dir(d) {
+		missing = append(missing, d)
+	}
+	return missing
+}
+
+// WriteFileSynced creates or truncates path, writes b into it and
+// fdatasyncs it. Making its directory entry durable is the caller's part.
+func WriteFileSynced(fsys FS, path string, b []byte) error {
+	f, err := fsys.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(b, 0)
+	if err == nil {
+		err = f.Datasync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

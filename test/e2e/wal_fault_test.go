@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -48,7 +49,7 @@ func TestWALWriteFaults(t *testing.T) {
 				t.Fatalf("broker exited when WAL writes failed")
 			}
 			b.waitLog(t, "remote="+rc.LocalAddr()+" api=Produce", "the refused produce")
-			if got := consumeValuesFrom(t, b, topic); !equalStrings(got, want) {
+			if got := consumeValuesFrom(t, b, topic); !slices.Equal(got, want) {
 				t.Fatalf("while WAL writes fail, read %d records %v, want the %d acknowledged ones", len(got), got, len(want))
 			}
 
@@ -61,7 +62,7 @@ func TestWALWriteFaults(t *testing.T) {
 				}
 				want = append(want, v)
 			}
-			if got := consumeValuesFrom(t, b, topic); !equalStrings(got, want) {
+			if got := consumeValuesFrom(t, b, topic); !slices.Equal(got, want) {
 				t.Fatalf("after the fault, read %v, want %v", got, want)
 			}
 
@@ -69,7 +70,7 @@ func TestWALWriteFaults(t *testing.T) {
 			b.Kill()
 			fsm.detach()
 			after := startBroker(t, withDataDir(backing))
-			if got := consumeValuesFrom(t, after, topic); !equalStrings(got, want) {
+			if got := consumeValuesFrom(t, after, topic); !slices.Equal(got, want) {
 				t.Fatalf("after a power cut, read %v, want %v", got, want)
 			}
 		})
@@ -84,16 +85,4 @@ func consumeValuesFrom(t *testing.T, b *Broker, topic string) []string {
 		vs = append(vs, string(r.Value))
 	}
 	return vs
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
