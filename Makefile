@@ -33,7 +33,7 @@ unit:
 	$(GO) test -count=1 $(UNIT_PKGS)
 
 race:
-	$(GO) test -race -count=1 ./engine/ ./uring/ ./net/ ./group/
+	$(GO) test -race -count=1 ./engine/ ./wal/ ./vfs/... ./uring/ ./net/ ./group/
 
 e2e: build
 	RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(GO) test -count=1 -timeout 15m ./test/e2e/

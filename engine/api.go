@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
 )
 
 // Errors returned by the engine. The network layer maps each to a Kafka error code.
@@ -38,11 +38,11 @@ type Config struct {
 	Logger             *slog.Logger
 
 	// FS is the file system every read, write and sync goes through;
-	// nil means uring.OSFS{}. Tests pass a uring.FaultFS.
-	FS uring.FS
+	// nil means vfs.OSFS{}. Tests pass a errorfs.FS.
+	FS vfs.FS
 	// WALIO is wal.io: "auto" (default: io_uring, else the portable
 	// pwrite+fdatasync writer, logged once), "uring" or "portable".
-	// With an FS other than uring.OSFS, auto means portable.
+	// With an FS other than vfs.OSFS, auto means portable.
 	WALIO string
 	// WALFileBytes is the size of each preallocated WAL file; default 64 MiB.
 	WALFileBytes int64
@@ -51,9 +51,9 @@ type Config struct {
 	CheckpointBytes int64
 	// WALInFlight is how many WAL cycles (write + fdatasync) may be in
 	// flight at once; completions still run in order. Default
-	// uring.DefaultWALInFlight; 1 is the strictly sequential writer.
+	// wal.DefaultInFlight; 1 is the strictly sequential writer.
 	WALInFlight int
-	// OnWALCycle, when set, is told about every WAL cycle (uring.WALOptions.OnCycle).
+	// OnWALCycle, when set, is told about every WAL cycle (wal.Options.OnCycle).
 	OnWALCycle func(records int, bytes int64, took time.Duration, err error)
 	// RetentionCheckInterval is how often old segments are deleted by their partition's
 	// Retention (Kafka's log.retention.check.interval.ms); default

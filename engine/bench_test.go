@@ -53,7 +53,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 
 // BenchmarkAppendLone is a lone producer: one acknowledged one-record
 // append at a time to one partition, so every append pays one WAL cycle.
-// Compare its p50 with uring's BenchmarkRawWriteSync4K.
+// Compare its p50 with wal's BenchmarkRawWriteSync4K.
 func BenchmarkAppendLone(b *testing.B) {
 	e, err := Open(Config{DataDir: b.TempDir(), Logger: quietLogger(), WALFileBytes: 64 << 20}, []PartitionSpec{specFor(tpA)})
 	if err != nil {

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
+	"github.com/ringtail/ringtail/vfs/crashfs"
+	"github.com/ringtail/ringtail/vfs/errorfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,7 +39,7 @@ func TestPowerCutKeepsAcked(t *testing.T) {
 	acked := map[key]map[int32]bool{}
 	var mu sync.Mutex
 	for round := 0; round < 4; round++ {
-		cfs := uring.NewCrashFS(uring.OSFS{})
+		cfs := crashfs.New(vfs.OSFS{})
 		cfg := Config{DataDir: dir, FS: cfs, Logger: testLogger(t), SegmentBytes: 6 << 10, IndexIntervalBytes: 512,
 			WALFileBytes: 64 << 10, CheckpointBytes: 24 << 10}
 		e, err := Open(cfg, specs)
@@ -123,12 +125,12 @@ func TestPowerCutKeepsAcked(t *testing.T) {
 // and a restart work.
 func TestWALNoSpace(t *testing.T) {
 	dir := t.TempDir()
-	ffs := uring.NewFaultFS(uring.OSFS{})
+	ffs := errorfs.New(vfs.OSFS{})
 	ffs.SetFilter(".wal")
 	e := openEngine(t, Config{DataDir: dir, FS: ffs}, tpA)
 	p := e.Partition(tpA)
 	fill(t, p, 3)
-	ffs.FailFrom(uring.FaultWrite, 1, unix.ENOSPC)
+	ffs.FailFrom(errorfs.OpWrite, 1, unix.ENOSPC)
 	for i := 0; i < 3; i++ {
 		if _, err := appendWait(t, p, mkBatch(batchOpts{pid: 9, seq: 0, n: 2, value: "lost"})); !errors.Is(err, ErrStorage) {
 			t.Fatalf("append on a full wal: %v", err)
@@ -152,7 +154,7 @@ func TestWALNoSpace(t *testing.T) {
 // but never checkpointed) and checks the WAL replay restores everything.
 func TestReplayAfterKill(t *testing.T) {
 	dir := t.TempDir()
-	cfs := uring.NewCrashFS(uring.OSFS{})
+	cfs := crashfs.New(vfs.OSFS{})
 	e, err := Open(Config{DataDir: dir, FS: cfs, Logger: quietLogger()}, []PartitionSpec{specFor(tpA)})
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +200,7 @@ func TestCrashAtEveryOperation(t *testing.T) {
 	const appends = 36 // per run, alternating two partitions
 	tps := []TopicPartition{tpA, {Topic: "orders", Partition: 1}}
 	specs := []PartitionSpec{specFor(tps[0]), specFor(tps[1])}
-	cfgFor := func(dir string, fs uring.FS) Config {
+	cfgFor := func(dir string, fs vfs.FS) Config {
 		return Config{DataDir: dir, FS: fs, Logger: quietLogger(), SegmentBytes: 2 << 10, IndexIntervalBytes: 256,
 			WALFileBytes: 32 << 10, CheckpointBytes: 12 << 10}
 	}
@@ -206,7 +208,7 @@ func TestCrashAtEveryOperation(t *testing.T) {
 
 	// run appends until the power is cut (or the workload ends) and returns
 	// the sequence numbers acknowledged per partition.
-	run := func(t *testing.T, dir string, cfs *uring.CrashFS) [][]int32 {
+	run := func(t *testing.T, dir string, cfs *crashfs.FS) [][]int32 {
 		acked := make([][]int32, len(tps))
 		e, err := Open(cfgFor(dir, cfs), specs)
 		if err != nil {
@@ -233,7 +235,7 @@ func TestCrashAtEveryOperation(t *testing.T) {
 	}
 	// check recovers dir and verifies the acknowledged batches and a retry.
 	check := func(t *testing.T, dir string, acked [][]int32) {
-		e, err := Open(cfgFor(dir, uring.OSFS{}), specs)
+		e, err := Open(cfgFor(dir, vfs.OSFS{}), specs)
 		if err != nil {
 			t.Fatalf("recovery: %v", err)
 		}
@@ -272,7 +274,7 @@ func TestCrashAtEveryOperation(t *testing.T) {
 
 	// A run without a cut says how many operations there are to cut at.
 	base := t.TempDir()
-	cfs := uring.NewCrashFS(uring.OSFS{})
+	cfs := crashfs.New(vfs.OSFS{})
 	if acked := run(t, filepath.Join(base, "whole"), cfs); len(acked[0])+len(acked[1]) != appends {
 		t.Fatalf("uncut run acknowledged %d of %d", len(acked[0])+len(acked[1]), appends)
 	}
@@ -280,7 +282,7 @@ func TestCrashAtEveryOperation(t *testing.T) {
 	if total < appends*3 {
 		t.Fatalf("only %d storage operations for %d appends", total, appends)
 	}
-	cutAtEveryOperation(t, base, total, func(dir string, cfs *uring.CrashFS) [][]int32 { return run(t, dir, cfs) }, check)
+	cutAtEveryOperation(t, base, total, func(dir string, cfs *crashfs.FS) [][]int32 { return run(t, dir, cfs) }, check)
 }
 
 // cutAtEveryOperation runs a workload once per storage operation of an uncut
@@ -289,12 +291,12 @@ func TestCrashAtEveryOperation(t *testing.T) {
 // Background goroutines (preparer, checkpointer) make the count vary a
 // little from run to run; a cut point past the end of a run is a clean end,
 // checked the same way.
-func cutAtEveryOperation[R any](t *testing.T, base string, total uint64, run func(dir string, cfs *uring.CrashFS) R, check func(t *testing.T, dir string, r R)) {
+func cutAtEveryOperation[R any](t *testing.T, base string, total uint64, run func(dir string, cfs *crashfs.FS) R, check func(t *testing.T, dir string, r R)) {
 	t.Helper()
 	for n := uint64(1); n <= total+5; n++ {
 		for _, tear := range []bool{false, true} {
 			dir := filepath.Join(base, fmt.Sprintf("cut-%d-%v", n, tear))
-			cfs := uring.NewCrashFS(uring.OSFS{})
+			cfs := crashfs.New(vfs.OSFS{})
 			cfs.CrashAt(n, tear)
 			var r R
 			withWatchdog(t, fmt.Sprintf("cut at op %d", n), func() { r = run(dir, cfs) })
@@ -323,14 +325,14 @@ func TestCrashAtEveryTrimOperation(t *testing.T) {
 	const appends = 30
 	spec := specFor(tpA)
 	spec.Config.Retention = Retention{Delete: true, Ms: -1, Bytes: 1500}
-	cfgFor := func(dir string, fs uring.FS) Config {
+	cfgFor := func(dir string, fs vfs.FS) Config {
 		return Config{DataDir: dir, FS: fs, Logger: quietLogger(), SegmentBytes: 600, IndexIntervalBytes: 256,
 			WALFileBytes: 32 << 10, CheckpointBytes: 2 << 10, RetentionCheckInterval: -1}
 	}
 	// Batch i holds offsets 2i and 2i+1 and the timestamp i, so a recovered
 	// batch can be checked against its offset.
 	type result struct{ ackedEnd, deletedTo int64 }
-	run := func(dir string, cfs *uring.CrashFS) (r result) {
+	run := func(dir string, cfs *crashfs.FS) (r result) {
 		e, err := Open(cfgFor(dir, cfs), []PartitionSpec{spec})
 		if err != nil {
 			return r
@@ -359,7 +361,7 @@ func TestCrashAtEveryTrimOperation(t *testing.T) {
 		return r
 	}
 	check := func(t *testing.T, dir string, r result) {
-		e, err := Open(cfgFor(dir, uring.OSFS{}), []PartitionSpec{spec})
+		e, err := Open(cfgFor(dir, vfs.OSFS{}), []PartitionSpec{spec})
 		if err != nil {
 			t.Fatalf("recovery: %v", err)
 		}
@@ -391,7 +393,7 @@ func TestCrashAtEveryTrimOperation(t *testing.T) {
 	}
 
 	base := t.TempDir()
-	cfs := uring.NewCrashFS(uring.OSFS{})
+	cfs := crashfs.New(vfs.OSFS{})
 	whole := filepath.Join(base, "whole")
 	if r := run(whole, cfs); r.ackedEnd != appends*2 {
 		t.Fatalf("uncut run acknowledged %d records", r.ackedEnd)
@@ -413,7 +415,7 @@ func TestFailedSegmentSync(t *testing.T) {
 	for _, restart := range []bool{false, true} {
 		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
 			dir := t.TempDir()
-			cfs := uring.NewCrashFS(uring.OSFS{})
+			cfs := crashfs.New(vfs.OSFS{})
 			cfg := Config{DataDir: dir, FS: cfs, Logger: quietLogger(), WALFileBytes: 64 << 10, CheckpointBytes: 4 << 10}
 			e, err := Open(cfg, []PartitionSpec{specFor(tpA)})
 			if err != nil {

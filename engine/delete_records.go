@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+
+	"github.com/ringtail/ringtail/vfs"
 )
 
 // DeleteRecords (KIP-107): a partition's log start offset can be moved forward to any offset up
@@ -64,13 +66,13 @@ func (p *Partition) writeLogStart(offset int64) error {
 	b := make([]byte, 12)
 	binary.LittleEndian.PutUint64(b, uint64(offset))
 	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b[:8], castagnoli))
-	return writeFileDurably(p.eng.fs, filepath.Join(p.dir, logStartFile), b)
+	return vfs.WriteFileAtomic(p.eng.fs, filepath.Join(p.dir, logStartFile), b)
 }
 
 // readLogStart returns the persisted log start, 0 when there is none. A damaged file is an
 // error: guessing could serve deleted records or hide live ones.
 func (p *Partition) readLogStart() (int64, error) {
-	b, err := readWholeFile(p.eng.fs, filepath.Join(p.dir, logStartFile))
+	b, err := vfs.ReadFile(p.eng.fs, filepath.Join(p.dir, logStartFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}

@@ -3,13 +3,13 @@
 // segments with their sparse offset and time indexes, fetch reads, the
 // shared write-ahead log whose group-commit sync decides when an append is
 // acknowledged, the checkpointer behind it, and crash recovery. It knows nothing of sockets or Kafka requests (net/ does)
-// and does all file I/O through uring.FS.
+// and does all file I/O through vfs.FS.
 //
 // # On-disk layout
 //
 //	<data>/
 //	  wal/
-//	    00000000000000000007.wal         preallocated WAL files (uring.WAL), numbered in write order
+//	    00000000000000000007.wal         preallocated WAL files (wal.Log), numbered in write order
 //	    checkpoint                       where replay starts (written to checkpoint.tmp, synced, renamed)
 //	  <topic>-<partition>/
 //	    partition.metadata               "version: 0\ntopic_id: <base64url>\n"
@@ -36,7 +36,7 @@
 //
 // An append is validated, given offsets and written (pwrite, page cache
 // only) at the log end under the partition lock; still under that lock the
-// same bytes are queued to the data directory's one WAL (uring.WAL), so the
+// same bytes are queued to the data directory's one WAL (wal.Log), so the
 // WAL holds each partition's appends in offset order. The WAL writer
 // goroutine takes everything queued, copies it into one 4 KiB-aligned
 // off-heap buffer and hands it to a free lane, which makes it durable with
@@ -53,7 +53,7 @@
 // the WAL on stable storage. One sync per cycle covers every partition that
 // wrote in it: group commit with no timer, a lone append pays one sync.
 //
-// WAL record framing (uring/wal.go), every record on an 8-byte boundary:
+// WAL record framing (package wal), every record on an 8-byte boundary:
 //
 //	+-------+--------+--------+---------+------+--------+----------------------+-----------+
 //	| magic | crc32c | seq    | length  | kind | zero   | payload (length)     | zero pad  |
@@ -83,7 +83,7 @@
 // cut, pending appends fail with ErrStorage, producer state rewound, later
 // appends tried again). Records of that partition still queued from before
 // the rollback are dropped by the WAL's validity check (generation
-// compare, uring.WAL.AppendChecked) instead of being written, and the WAL
+// compare, wal.Log.AppendChecked) instead of being written, and the WAL
 // zeroes the failed extent (and syncs) before it writes anything else, so
 // a failed append never reappears at recovery and no stale record lands
 // beyond a gap. A segment
@@ -142,7 +142,7 @@
 // time, in order) while the writer may already build the next. Two cycles
 // in flight against one, seed workload, same run: 75.7K/80.2K msg/s against
 // 68.5K/71.6K, p50 1.43/1.33 ms against 1.57/1.48 ms, p99 about equal.
-// Numbers: BenchmarkWAL and BenchmarkRawWriteSync4K in uring,
+// Numbers: BenchmarkWAL and BenchmarkRawWriteSync4K in wal,
 // BenchmarkAppendParallel here.
 //
 // # Retention

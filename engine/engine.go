@@ -8,15 +8,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
+	"github.com/ringtail/ringtail/wal"
 )
 
 // Engine owns every partition log in one data directory.
 type Engine struct {
 	cfg  Config
-	fs   uring.FS
+	fs   vfs.FS
 	log  *slog.Logger
-	wal  *uring.WAL
+	wal  *wal.Log
 	ckpt *checkpointer
 
 	mu     sync.Mutex
@@ -48,10 +49,10 @@ func withDefaults(cfg Config) Config {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.FS == nil {
-		cfg.FS = uring.OSFS{}
+		cfg.FS = vfs.OSFS{}
 	}
 	if cfg.WALIO == "" {
-		cfg.WALIO = uring.WALIOAuto
+		cfg.WALIO = wal.IOAuto
 	}
 	if cfg.WALFileBytes <= 0 {
 		cfg.WALFileBytes = defaultWALFileBytes
@@ -75,7 +76,7 @@ func Open(cfg Config, specs []PartitionSpec) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, fs: cfg.FS, log: cfg.Logger, parts: make(map[TopicPartition]*Partition)}
 	start := time.Now()
-	if err := uring.MkdirAllDurable(e.fs, cfg.DataDir, 0o755); err != nil {
+	if err := vfs.MkdirAllDurable(e.fs, cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	listed := make(map[string]bool, len(specs))

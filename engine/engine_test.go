@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/ringtail/ringtail/engine/batch"
-	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
+	"github.com/ringtail/ringtail/vfs/errorfs"
 )
 
 var tpA = TopicPartition{Topic: "orders", Partition: 0}
@@ -555,10 +556,10 @@ func TestParseDirName(t *testing.T) {
 }
 
 func TestFaultFSIsUsed(t *testing.T) {
-	ffs := uring.NewFaultFS(uring.OSFS{})
+	ffs := errorfs.New(vfs.OSFS{})
 	e := openEngine(t, Config{DataDir: t.TempDir(), FS: ffs}, tpA)
 	mustAppend(t, e.Partition(tpA), mkBatch(batchOpts{}))
-	if ffs.Count(uring.FaultWrite) == 0 || ffs.Count(uring.FaultSync) == 0 {
+	if ffs.Count(errorfs.OpWrite) == 0 || ffs.Count(errorfs.OpSync) == 0 {
 		t.Fatal("engine bypasses its FS")
 	}
 }

@@ -8,19 +8,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
 )
 
 // gateFS holds every fdatasync of a .wal file (the WAL writer's cycle sync) until the test lets it go,
 // and counts them.
 type gateFS struct {
-	uring.FS
+	vfs.FS
 	gate  chan struct{}
 	on    atomic.Bool
 	syncs atomic.Int32
 }
 
-func (g *gateFS) OpenFile(name string, flag int, perm os.FileMode) (uring.File, error) {
+func (g *gateFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
 	f, err := g.FS.OpenFile(name, flag, perm)
 	if err != nil || !strings.HasSuffix(name, ".wal") {
 		return f, err
@@ -29,7 +29,7 @@ func (g *gateFS) OpenFile(name string, flag int, perm os.FileMode) (uring.File, 
 }
 
 type gateFile struct {
-	uring.File
+	vfs.File
 	g *gateFS
 }
 
@@ -52,7 +52,7 @@ type gatedPartition struct {
 }
 
 func newGatedPartition(t *testing.T, walInFlight int) *gatedPartition {
-	g := &gateFS{FS: uring.OSFS{}, gate: make(chan struct{})}
+	g := &gateFS{FS: vfs.OSFS{}, gate: make(chan struct{})}
 	e, err := Open(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: walInFlight}, []PartitionSpec{specFor(tpA)})
 	if err != nil {
 		t.Fatal(err)

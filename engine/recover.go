@@ -5,14 +5,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/ringtail/ringtail/engine/batch"
-	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
 )
 
 func dirPath(dataDir, name string) string { return filepath.Join(dataDir, name) }
@@ -47,29 +46,12 @@ func metadataContent(id [16]byte) []byte {
 	return []byte("version: 0\ntopic_id: " + base64.RawURLEncoding.EncodeToString(id[:]) + "\n")
 }
 
-func readWholeFile(fsys uring.FS, path string) ([]byte, error) {
-	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	n, err := f.Size()
-	if err != nil {
-		return nil, err
-	}
-	b := make([]byte, n)
-	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return b, nil
-}
-
 // prepareDir makes sure the directory exists and belongs to this topic id;
 // a directory left by an earlier topic of the same name is replaced.
 func (p *Partition) prepareDir() error {
 	fsys := p.eng.fs
 	metaPath := filepath.Join(p.dir, metadataFile)
-	old, err := readWholeFile(fsys, metaPath)
+	old, err := vfs.ReadFile(fsys, metaPath)
 	switch {
 	case err == nil && bytes.Equal(old, metadataContent(p.topicID)):
 		return nil
@@ -84,7 +66,7 @@ func (p *Partition) prepareDir() error {
 	if err := fsys.MkdirAll(p.dir, 0o755); err != nil {
 		return err
 	}
-	if err := uring.WriteFileSynced(fsys, metaPath, metadataContent(p.topicID)); err != nil {
+	if err := vfs.WriteFileSynced(fsys, metaPath, metadataContent(p.topicID)); err != nil {
 		return err
 	}
 	if err := fsys.SyncDir(p.dir); err != nil {

@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/ringtail/ringtail/engine/batch"
-	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
+	"github.com/ringtail/ringtail/vfs/errorfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -135,7 +136,7 @@ func TestRecoveryDropsSegmentsAfterBadOne(t *testing.T) {
 
 func TestWriteErrorRollsBack(t *testing.T) {
 	dir := t.TempDir()
-	ffs := uring.NewFaultFS(uring.OSFS{})
+	ffs := errorfs.New(vfs.OSFS{})
 	ffs.SetFilter(".log")
 	e := openEngine(t, Config{DataDir: dir, FS: ffs}, tpA)
 	p := e.Partition(tpA)
@@ -143,7 +144,7 @@ func TestWriteErrorRollsBack(t *testing.T) {
 	size := fileSize(t, segmentFiles(t, dir)[0])
 
 	ffs.SetTornWrites(true)
-	ffs.FailFrom(uring.FaultWrite, 1, unix.ENOSPC)
+	ffs.FailFrom(errorfs.OpWrite, 1, unix.ENOSPC)
 	for i := 0; i < 3; i++ {
 		_, err := p.Append(mkBatch(batchOpts{pid: 9, seq: 0, n: 2}), func(error) { t.Error("done called for a failed append") })
 		if !errors.Is(err, ErrStorage) || !errors.Is(err, unix.ENOSPC) && !strings.Contains(err.Error(), "no space") {
@@ -168,13 +169,13 @@ func TestWriteErrorRollsBack(t *testing.T) {
 
 func TestSyncErrorRollsBack(t *testing.T) {
 	dir := t.TempDir()
-	ffs := uring.NewFaultFS(uring.OSFS{})
+	ffs := errorfs.New(vfs.OSFS{})
 	cfg := Config{DataDir: dir, FS: ffs}
 	e := openEngine(t, cfg, tpA)
 	p := e.Partition(tpA)
 	fill(t, p, 3)
 
-	ffs.FailNth(uring.FaultSync, 1, unix.EIO)
+	ffs.FailNth(errorfs.OpSync, 1, unix.EIO)
 	_, err := appendWait(t, p, mkBatch(batchOpts{pid: 9, seq: 0, n: 2, value: "lost"}))
 	if !errors.Is(err, ErrStorage) {
 		t.Fatalf("done got %v", err)
@@ -200,13 +201,13 @@ func TestSyncErrorRollsBack(t *testing.T) {
 // then checks the log is still consistent, in memory and after a restart.
 func TestStorageErrorsAcrossRolls(t *testing.T) {
 	dir := t.TempDir()
-	ffs := uring.NewFaultFS(uring.OSFS{})
+	ffs := errorfs.New(vfs.OSFS{})
 	cfg := Config{DataDir: dir, FS: ffs, SegmentBytes: 400, IndexIntervalBytes: 100}
 	e := openEngine(t, cfg, tpA)
 	p := e.Partition(tpA)
 	fill(t, p, 5)
 	for round := 0; round < 4; round++ {
-		ffs.FailFrom(uring.FaultSync, 1+round%2, unix.EIO)
+		ffs.FailFrom(errorfs.OpSync, 1+round%2, unix.EIO)
 		var wg sync.WaitGroup
 		var ok, failed atomic.Int32
 		for i := 0; i < 12; i++ {

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/ringtail/ringtail/engine/batch"
-	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
 )
 
 // File name suffixes inside a partition directory.
@@ -44,7 +44,7 @@ type timeEntry struct {
 type segment struct {
 	base int64
 	path string // of the .log file
-	file uring.File
+	file vfs.File
 
 	size int64 // bytes of whole batches in the file
 	end  int64 // offset after the last batch (== base when empty)
@@ -85,7 +85,7 @@ func parseSegmentName(name string) (int64, bool) {
 	return base, true
 }
 
-func newSegment(fsys uring.FS, dir string, base int64) (*segment, error) {
+func newSegment(fsys vfs.FS, dir string, base int64) (*segment, error) {
 	path := segmentName(dir, base, logSuffix)
 	f, err := fsys.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -146,7 +146,7 @@ func (s *segment) timeLookup(ts int64) int64 {
 // entries are (int32 offset-base, int32 position), .timeindex entries are
 // (int64 timestamp, int32 offset-base); the last time entry covers the
 // whole segment. They are written once the segment is sealed and durable.
-func (s *segment) writeIndexFiles(fsys uring.FS, dir string) error {
+func (s *segment) writeIndexFiles(fsys vfs.FS, dir string) error {
 	idx := make([]byte, 0, 8*len(s.index))
 	for _, e := range s.index {
 		idx = binary.BigEndian.AppendUint32(idx, uint32(e.offset-s.base))
@@ -172,7 +172,7 @@ func (s *segment) writeIndexFiles(fsys uring.FS, dir string) error {
 	return nil
 }
 
-func writeFile(fsys uring.FS, path string, data []byte) error {
+func writeFile(fsys vfs.FS, path string, data []byte) error {
 	f, err := fsys.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
@@ -189,13 +189,13 @@ func writeFile(fsys uring.FS, path string, data []byte) error {
 // headerReader reads batch headers from a file through a small buffer, so a
 // forward scan costs one pread per buffer, not one per batch.
 type headerReader struct {
-	f     uring.File
+	f     vfs.File
 	buf   []byte
 	start int64 // file position of buf[0]
 	n     int   // valid bytes in buf
 }
 
-func newHeaderReader(f uring.File) *headerReader {
+func newHeaderReader(f vfs.File) *headerReader {
 	return &headerReader{f: f, buf: make([]byte, 16<<10)}
 }
 

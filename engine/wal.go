@@ -12,10 +12,11 @@ import (
 	"time"
 
 	"github.com/ringtail/ringtail/engine/batch"
-	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
+	"github.com/ringtail/ringtail/wal"
 )
 
-// WAL layout owned by the engine (the framing is uring's, see doc.go).
+// WAL layout owned by the engine (the framing is package wal's).
 const (
 	walDirName     = "wal"
 	checkpointName = "checkpoint"
@@ -25,7 +26,7 @@ const (
 )
 
 // defaultWALFileBytes is a variable so the package's tests can shrink it.
-var defaultWALFileBytes int64 = uring.DefaultWALFileBytes
+var defaultWALFileBytes int64 = wal.DefaultFileBytes
 
 func walMeta(id [16]byte, part int32, base int64) []byte {
 	m := make([]byte, walMetaSize)
@@ -46,48 +47,34 @@ func (e *Engine) ckptPath() string { return filepath.Join(e.cfg.DataDir, walDirN
 // castagnoli is the CRC-32C table of the engine's small state files.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func (e *Engine) readCheckpoint() (uring.WALPosition, bool, error) {
-	b, err := readWholeFile(e.fs, e.ckptPath())
+func (e *Engine) readCheckpoint() (wal.Position, bool, error) {
+	b, err := vfs.ReadFile(e.fs, e.ckptPath())
 	if errors.Is(err, os.ErrNotExist) {
-		return uring.WALPosition{}, false, nil
+		return wal.Position{}, false, nil
 	}
 	if err != nil {
-		return uring.WALPosition{}, false, err
+		return wal.Position{}, false, err
 	}
 	if len(b) != ckptSize || binary.LittleEndian.Uint32(b) != ckptMagic ||
 		binary.LittleEndian.Uint32(b[4:]) != crc32.Checksum(b[8:], castagnoli) {
 		// Written to a temporary file, synced and renamed: never torn.
-		return uring.WALPosition{}, false, fmt.Errorf("%w: corrupt wal checkpoint %s", ErrStorage, e.ckptPath())
+		return wal.Position{}, false, fmt.Errorf("%w: corrupt wal checkpoint %s", ErrStorage, e.ckptPath())
 	}
-	return uring.WALPosition{
+	return wal.Position{
 		Seq:    binary.LittleEndian.Uint64(b[8:]),
 		File:   binary.LittleEndian.Uint64(b[16:]),
 		Offset: int64(binary.LittleEndian.Uint64(b[24:])),
 	}, true, nil
 }
 
-func (e *Engine) writeCheckpoint(pos uring.WALPosition) error {
+func (e *Engine) writeCheckpoint(pos wal.Position) error {
 	b := make([]byte, ckptSize)
 	binary.LittleEndian.PutUint32(b, ckptMagic)
 	binary.LittleEndian.PutUint64(b[8:], pos.Seq)
 	binary.LittleEndian.PutUint64(b[16:], pos.File)
 	binary.LittleEndian.PutUint64(b[24:], uint64(pos.Offset))
 	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
-	return writeFileDurably(e.fs, e.ckptPath(), b)
-}
-
-// writeFileDurably replaces the small file path with b so that a crash leaves the old content
-// or the new, never a mix: b goes to path.tmp, which is synced, renamed over path, and the
-// directory synced.
-func writeFileDurably(fsys uring.FS, path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := uring.WriteFileSynced(fsys, tmp, b); err != nil {
-		return err
-	}
-	if err := fsys.Rename(tmp, path); err != nil {
-		return err
-	}
-	return fsys.SyncDir(filepath.Dir(path))
+	return vfs.WriteFileAtomic(e.fs, e.ckptPath(), b)
 }
 
 // openWAL recovers the WAL into the opened partitions (p.replay) and starts
@@ -122,7 +109,7 @@ func (e *Engine) openWAL() (int, error) {
 		}
 		return err
 	}
-	w, err := uring.OpenWAL(uring.WALOptions{
+	w, err := wal.Open(wal.Options{
 		Dir:         filepath.Join(e.cfg.DataDir, walDirName),
 		FS:          e.fs,
 		IO:          e.cfg.WALIO,
@@ -509,7 +496,7 @@ func (c *checkpointer) writeBehind() {
 			from, s.wbFrom = to, to
 		}
 		s.wbAsked = false
-		wb, ok := s.file.(uring.WriteBehind)
+		wb, ok := s.file.(vfs.WriteBehind)
 		if !ok || to-from < writeBehindBytes {
 			if !ok {
 				s.wbFrom = to

@@ -15,7 +15,7 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
 )
 
 // Errors returned by the store; the network layer maps each to a Kafka error code.
@@ -62,7 +62,7 @@ type Store struct {
 // Open loads the store from dir, creating it on first start.
 func Open(dir string) (*Store, error) {
 	// Durably, like every file in it: a new directory's entry lives in its parent.
-	if err := uring.MkdirAllDurable(uring.OSFS{}, dir, 0o755); err != nil {
+	if err := vfs.MkdirAllDurable(vfs.OSFS{}, dir, 0o755); err != nil {
 		return nil, fmt.Errorf("meta: %w", err)
 	}
 	s := &Store{path: filepath.Join(dir, "meta.json"), byID: make(map[[16]byte]*Topic)}

@@ -34,6 +34,6 @@ if [ "${BENCH_STORAGE:-1}" != 0 ]; then
 	out="bench/results/$(date -u +%Y-%m-%d)-$commit-storage.txt"
 	echo
 	echo "== storage: WAL io_uring vs portable (go test -bench), also in $out =="
-	$GO test -run '^$' -bench '^(BenchmarkWAL|BenchmarkRawWriteSync4K)$' -benchtime "${BENCH_STORAGE_TIME:-1s}" ./uring/ | tee "$out" || status=1
+	$GO test -run '^$' -bench '^(BenchmarkWAL|BenchmarkRawWriteSync4K)$' -benchtime "${BENCH_STORAGE_TIME:-1s}" ./wal/ | tee "$out" || status=1
 fi
 exit $status

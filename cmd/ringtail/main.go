@@ -23,7 +23,7 @@ import (
 	"github.com/ringtail/ringtail/internal/metrics"
 	"github.com/ringtail/ringtail/meta"
 	kafkanet "github.com/ringtail/ringtail/net"
-	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
 )
 
 // version is set at build time by the Makefile (-X main.version=…).
@@ -97,7 +97,7 @@ func serve(cfg *config) error {
 	}
 	// Durably: a data directory created on the first start must not vanish in a power cut
 	// with everything acknowledged into it.
-	if err := uring.MkdirAllDurable(uring.OSFS{}, cfg.DataDir, 0o755); err != nil {
+	if err := vfs.MkdirAllDurable(vfs.OSFS{}, cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	dataDir, err := filepath.Abs(cfg.DataDir)

@@ -1,9 +1,11 @@
-package uring
+package crashfs
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/ringtail/ringtail/vfs"
 )
 
 // TestMkdirAllDurable: directories it creates survive a power cut (their
@@ -12,10 +14,10 @@ func TestMkdirAllDurable(t *testing.T) {
 	for _, durable := range []bool{true, false} {
 		root := t.TempDir()
 		dir := filepath.Join(root, "data", "logs", "wal")
-		c := NewCrashFS(OSFS{})
+		c := New(vfs.OSFS{})
 		mkdir := c.MkdirAll
 		if durable {
-			mkdir = func(d string, perm os.FileMode) error { return MkdirAllDurable(c, d, perm) }
+			mkdir = func(d string, perm os.FileMode) error { return vfs.MkdirAllDurable(c, d, perm) }
 		}
 		if err := mkdir(dir, 0o755); err != nil {
 			t.Fatal(err)

@@ -1,6 +1,6 @@
 //go:build linux
 
-package uring
+package wal
 
 import (
 	"fmt"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringtail/ringtail/uring"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,16 +33,16 @@ func BenchmarkWAL(b *testing.B) {
 }
 
 func benchWAL(b *testing.B, mode string, size, conc int) {
-	var w *WAL
+	var w *Log
 	var err error
 	releasing := atomic.Bool{}
-	opts := WALOptions{Dir: b.TempDir(), IO: mode, Logger: quietLog(), NotifyBytes: 16 << 20}
+	opts := Options{Dir: b.TempDir(), IO: mode, Logger: quietLog(), NotifyBytes: 16 << 20}
 	opts.Notify = func() {
 		if releasing.CompareAndSwap(false, true) {
 			go func() { w.Release(w.Committed()); releasing.Store(false) }()
 		}
 	}
-	w, err = openWALMode(opts, WALPosition{}, nil)
+	w, err = openWALMode(opts, Position{}, nil)
 	if err != nil {
 		b.Skip(err)
 	}
@@ -110,13 +111,17 @@ func BenchmarkRawWriteSync4K(b *testing.B) {
 			if err := unix.Fdatasync(fd); err != nil {
 				b.Fatal(err)
 			}
-			buf, _ := mmapAnon(BlockSize)
-			defer unix.Munmap(buf)
+			bufs, err := uring.NewAlignedBuffers(1, uring.BlockSize)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer bufs.Close()
+			buf := bufs.Slot(0)
 			lats := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				t0 := time.Now()
-				if _, err := unix.Pwrite(fd, buf, int64(i*BlockSize)%size); err != nil {
+				if _, err := unix.Pwrite(fd, buf, int64(i*uring.BlockSize)%size); err != nil {
 					b.Fatal(err)
 				}
 				if err := unix.Fdatasync(fd); err != nil {

@@ -1,15 +1,11 @@
-//go:build linux
-
-package uring
+package wal
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,24 +13,27 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
+	"github.com/ringtail/ringtail/vfs/errorfs"
 	"golang.org/x/sys/unix"
 )
 
 // walModes are the writers every WAL test runs against: io_uring with
 // RWF_DSYNC writes, io_uring with write → fdatasync chains (walIOUringChain,
 // a test-only name openTestWAL understands), and the portable writer.
-var walModes = []string{WALIOUring, walIOUringChain, WALIOPortable}
+var walModes = []string{IOUring, walIOUringChain, IOPortable}
 
 const walIOUringChain = "uring-chain"
 
-// openWALMode is OpenWAL that also understands walIOUringChain.
-func openWALMode(opts WALOptions, from WALPosition, replay func(uint64, []byte) error) (*WAL, error) {
+// openWALMode is Open that also understands walIOUringChain.
+func openWALMode(opts Options, from Position, replay func(uint64, []byte) error) (*Log, error) {
 	if opts.IO == walIOUringChain {
-		opts.IO = WALIOUring
+		opts.IO = IOUring
 		forceSyncChain = true
 		defer func() { forceSyncChain = false }()
 	}
-	return OpenWAL(opts, from, replay)
+	return Open(opts, from, replay)
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -50,7 +49,7 @@ func (r *replayed) fn(seq uint64, p []byte) error {
 	return nil
 }
 
-func openTestWAL(t *testing.T, opts WALOptions, from WALPosition) (*WAL, *replayed) {
+func openTestWAL(t *testing.T, opts Options, from Position) (*Log, *replayed) {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = quietLog()
@@ -64,7 +63,7 @@ func openTestWAL(t *testing.T, opts WALOptions, from WALPosition) (*WAL, *replay
 	wantChain := opts.IO == walIOUringChain
 	var r replayed
 	w, err := openWALMode(opts, from, r.fn)
-	if errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, uring.ErrUnavailable) {
 		t.Skipf("io_uring unavailable: %v", err)
 	}
 	if err != nil {
@@ -84,7 +83,7 @@ func payload(i, n int) []byte {
 }
 
 // appendSync appends and waits for the record's completion.
-func appendSync(w *WAL, meta, data []byte) (uint64, error) {
+func appendSync(w *Log, meta, data []byte) (uint64, error) {
 	ch := make(chan error, 1)
 	var s uint64
 	w.Append(meta, data, func(seq uint64, err error) { s = seq; ch <- err })
@@ -96,8 +95,8 @@ func TestWALRoundTripAndAlignment(t *testing.T) {
 	for _, mode := range walModes {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
-			w, _ := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{})
-			if mode != WALIOPortable && w.Mode() != "uring+direct" && w.Mode() != "uring" {
+			w, _ := openTestWAL(t, Options{Dir: dir, IO: mode}, Position{})
+			if mode != IOPortable && w.Mode() != "uring+direct" && w.Mode() != "uring" {
 				t.Fatalf("mode %q", w.Mode())
 			}
 			sizes := []int{1, 7, 100, 4064, 4096, 5000, 40000, 70000}
@@ -112,7 +111,7 @@ func TestWALRoundTripAndAlignment(t *testing.T) {
 				if seq != uint64(i+1) {
 					t.Fatalf("seq %d, want %d", seq, i+1)
 				}
-				if c := w.Committed(); c.Offset%BlockSize != 0 || c.Seq != seq+1 {
+				if c := w.Committed(); c.Offset%uring.BlockSize != 0 || c.Seq != seq+1 {
 					t.Fatalf("committed %+v not block aligned or wrong seq", c)
 				}
 			}
@@ -122,7 +121,7 @@ func TestWALRoundTripAndAlignment(t *testing.T) {
 			if err := w.Close(); err != nil {
 				t.Fatal(err)
 			}
-			_, r := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{File: 1})
+			_, r := openTestWAL(t, Options{Dir: dir, IO: mode}, Position{File: 1})
 			if len(r.payloads) != len(want) {
 				t.Fatalf("replayed %d records, want %d", len(r.payloads), len(want))
 			}
@@ -142,14 +141,14 @@ func TestWALGroupCommit(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
 			var r replayed
-			opts := WALOptions{Dir: dir, IO: mode, FileBytes: 1 << 20, CycleBytes: 256 << 10, Logger: quietLog()}
+			opts := Options{Dir: dir, IO: mode, FileBytes: 1 << 20, CycleBytes: 256 << 10, Logger: quietLog()}
 			gate := make(chan struct{})
 			entered := make(chan struct{}, 10)
 			w, err := openWALWithHook(opts, r.fn, func() {
 				entered <- struct{}{}
 				<-gate
 			})
-			if errors.Is(err, ErrUnavailable) {
+			if errors.Is(err, uring.ErrUnavailable) {
 				t.Skip(err)
 			}
 			if err != nil {
@@ -198,10 +197,10 @@ func TestWALGroupCommit(t *testing.T) {
 	}
 }
 
-func openWALWithHook(opts WALOptions, replay func(uint64, []byte) error, hook func()) (*WAL, error) {
+func openWALWithHook(opts Options, replay func(uint64, []byte) error, hook func()) (*Log, error) {
 	walTestHook = hook
 	defer func() { walTestHook = nil }()
-	return openWALMode(opts, WALPosition{}, replay)
+	return openWALMode(opts, Position{}, replay)
 }
 
 // TestWALRecycleAndStale fills several small files, releasing behind a
@@ -211,9 +210,9 @@ func TestWALRecycleAndStale(t *testing.T) {
 	for _, mode := range walModes {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
-			opts := WALOptions{Dir: dir, IO: mode, FileBytes: 64 << 10, CycleBytes: 16 << 10}
-			w, _ := openTestWAL(t, opts, WALPosition{})
-			var ckpt WALPosition
+			opts := Options{Dir: dir, IO: mode, FileBytes: 64 << 10, CycleBytes: 16 << 10}
+			w, _ := openTestWAL(t, opts, Position{})
+			var ckpt Position
 			var afterCkpt [][]byte
 			for i := 0; i < 200; i++ {
 				p := payload(i, 1000+i*13%3000)
@@ -264,8 +263,8 @@ func TestWALTornTail(t *testing.T) {
 	for _, mode := range walModes {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
-			opts := WALOptions{Dir: dir, IO: mode}
-			w, _ := openTestWAL(t, opts, WALPosition{})
+			opts := Options{Dir: dir, IO: mode}
+			w, _ := openTestWAL(t, opts, Position{})
 			for i := 0; i < 5; i++ {
 				if _, err := appendSync(w, nil, payload(i, 3000)); err != nil {
 					t.Fatal(err)
@@ -278,11 +277,11 @@ func TestWALTornTail(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := f.WriteAt([]byte{0xff}, 4*BlockSize+walHeaderSize+100); err != nil {
+			if _, err := f.WriteAt([]byte{0xff}, 4*uring.BlockSize+walHeaderSize+100); err != nil {
 				t.Fatal(err)
 			}
 			f.Close()
-			w2, r := openTestWAL(t, opts, WALPosition{File: 1})
+			w2, r := openTestWAL(t, opts, Position{File: 1})
 			if len(r.seqs) != 4 {
 				t.Fatalf("replayed %d records past a torn one, want 4", len(r.seqs))
 			}
@@ -290,7 +289,7 @@ func TestWALTornTail(t *testing.T) {
 				t.Fatalf("after recovery: seq %d, %v", seq, err)
 			}
 			w2.Close()
-			_, r = openTestWAL(t, opts, WALPosition{File: 1})
+			_, r = openTestWAL(t, opts, Position{File: 1})
 			if len(r.seqs) != 5 || !bytes.Equal(r.payloads[4], payload(9, 100)) {
 				t.Fatalf("second recovery: %d records", len(r.seqs))
 			}
@@ -302,18 +301,18 @@ func TestWALTornTail(t *testing.T) {
 // their bytes reached the file they are never replayed.
 func TestWALFailedCycle(t *testing.T) {
 	dir := t.TempDir()
-	ffs := NewFaultFS(OSFS{})
+	ffs := errorfs.New(vfs.OSFS{})
 	ffs.SetFilter(walSuffix) // not the preparer's file
-	opts := WALOptions{Dir: dir, FS: ffs, IO: WALIOPortable}
-	w, _ := openTestWAL(t, opts, WALPosition{})
+	opts := Options{Dir: dir, FS: ffs, IO: IOPortable}
+	w, _ := openTestWAL(t, opts, Position{})
 	if _, err := appendSync(w, nil, payload(1, 500)); err != nil {
 		t.Fatal(err)
 	}
-	ffs.FailNth(FaultSync, 1, unix.EIO)
+	ffs.FailNth(errorfs.OpSync, 1, unix.EIO)
 	if _, err := appendSync(w, nil, payload(2, 500)); !errors.Is(err, unix.EIO) {
 		t.Fatalf("want EIO, got %v", err)
 	}
-	ffs.FailFrom(FaultWrite, 1, unix.ENOSPC)
+	ffs.FailFrom(errorfs.OpWrite, 1, unix.ENOSPC)
 	if _, err := appendSync(w, nil, payload(3, 500)); !errors.Is(err, unix.ENOSPC) {
 		t.Fatalf("want ENOSPC, got %v", err)
 	}
@@ -322,7 +321,7 @@ func TestWALFailedCycle(t *testing.T) {
 		t.Fatalf("after the failures: seq %d, %v", seq, err)
 	}
 	w.Close()
-	_, r := openTestWAL(t, WALOptions{Dir: dir, IO: WALIOPortable}, WALPosition{File: 1})
+	_, r := openTestWAL(t, Options{Dir: dir, IO: IOPortable}, Position{File: 1})
 	if len(r.payloads) != 2 || !bytes.Equal(r.payloads[1], payload(4, 100)) {
 		t.Fatalf("replayed %d records", len(r.payloads))
 	}
@@ -331,10 +330,10 @@ func TestWALFailedCycle(t *testing.T) {
 // TestWALShortWrite makes the io_uring writer's first write short and checks
 // the remainder (and, in chain mode, the cancelled sync) is resubmitted.
 func TestWALShortWrite(t *testing.T) {
-	for _, mode := range []string{WALIOUring, walIOUringChain} {
+	for _, mode := range []string{IOUring, walIOUringChain} {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
-			w, _ := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{})
+			w, _ := openTestWAL(t, Options{Dir: dir, IO: mode}, Position{})
 			d := w.dev.(*uringDevice)
 			if _, err := appendSync(w, nil, payload(0, 100)); err != nil {
 				t.Fatal(err)
@@ -343,7 +342,7 @@ func TestWALShortWrite(t *testing.T) {
 			w.mu.Lock()
 			d.shortOnce = true
 			w.mu.Unlock()
-			big := payload(1, 5*BlockSize)
+			big := payload(1, 5*uring.BlockSize)
 			if _, err := appendSync(w, nil, big); err != nil {
 				t.Fatal(err)
 			}
@@ -354,7 +353,7 @@ func TestWALShortWrite(t *testing.T) {
 				t.Fatalf("%d resubmissions, want 1", n)
 			}
 			w.Close()
-			_, r := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{File: 1})
+			_, r := openTestWAL(t, Options{Dir: dir, IO: mode}, Position{File: 1})
 			if len(r.payloads) != 2 || !bytes.Equal(r.payloads[1], big) {
 				t.Fatalf("replayed %d records", len(r.payloads))
 			}
@@ -371,7 +370,7 @@ func TestWALDsyncRefused(t *testing.T) {
 	var logBuf bytes.Buffer
 	var logMu sync.Mutex
 	log := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logBuf}, nil))
-	w, _ := openTestWAL(t, WALOptions{Dir: dir, IO: WALIOUring, Logger: log}, WALPosition{})
+	w, _ := openTestWAL(t, Options{Dir: dir, IO: IOUring, Logger: log}, Position{})
 	d := w.dev.(*uringDevice)
 	// The writer goroutine is idle: set the flags under the queue lock it takes.
 	w.mu.Lock()
@@ -395,7 +394,7 @@ func TestWALDsyncRefused(t *testing.T) {
 	if got != 1 {
 		t.Fatalf("fallback logged %d times, want once:\n%s", got, logBuf.String())
 	}
-	_, r := openTestWAL(t, WALOptions{Dir: dir, IO: WALIOUring}, WALPosition{File: 1})
+	_, r := openTestWAL(t, Options{Dir: dir, IO: IOUring}, Position{File: 1})
 	if len(r.payloads) != 3 || !bytes.Equal(r.payloads[2], payload(2, 300)) {
 		t.Fatalf("replayed %d records", len(r.payloads))
 	}
@@ -413,173 +412,8 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 }
 
 func TestWALUnknownIO(t *testing.T) {
-	if _, err := OpenWAL(WALOptions{Dir: t.TempDir(), IO: "fast", Logger: quietLog()}, WALPosition{}, nil); err == nil {
+	if _, err := Open(Options{Dir: t.TempDir(), IO: "fast", Logger: quietLog()}, Position{}, nil); err == nil {
 		t.Fatal("unknown wal.io accepted")
-	}
-}
-
-func TestCrashFSDropsUnsynced(t *testing.T) {
-	dir := t.TempDir()
-	c := NewCrashFS(OSFS{})
-	name := filepath.Join(dir, "f")
-	f, err := c.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SyncDir(dir); err != nil {
-		t.Fatal(err)
-	}
-	f.WriteAt([]byte("hello world"), 0)
-	if err := f.Datasync(); err != nil {
-		t.Fatal(err)
-	}
-	f.WriteAt([]byte("HELLO"), 0)
-	f.WriteAt([]byte(" and more"), 11)
-	f.Truncate(3)
-	if err := c.Crash(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("x"), 0); !errors.Is(err, unix.EIO) {
-		t.Fatalf("write after crash: %v", err)
-	}
-	b, _ := os.ReadFile(name)
-	if string(b) != "hello world" {
-		t.Fatalf("after crash: %q", b)
-	}
-}
-
-// TestCrashFSCrashAt counts mutating operations and cuts the power just
-// before the chosen one: cleanly, or leaving the first half of that write.
-func TestCrashFSCrashAt(t *testing.T) {
-	for _, tear := range []bool{false, true} {
-		t.Run(fmt.Sprintf("tear=%v", tear), func(t *testing.T) {
-			dir := t.TempDir()
-			name := filepath.Join(dir, "f")
-			c := NewCrashFS(OSFS{})
-			f, err := c.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644) // op 1
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := c.SyncDir(dir); err != nil { // op 2
-				t.Fatal(err)
-			}
-			synced := bytes.Repeat([]byte("a"), 1024)
-			if _, err := f.WriteAt(synced, 0); err != nil { // op 3
-				t.Fatal(err)
-			}
-			if err := f.Datasync(); err != nil { // op 4
-				t.Fatal(err)
-			}
-			if _, err := f.WriteAt([]byte("unsynced"), 0); err != nil { // op 5
-				t.Fatal(err)
-			}
-			c.CrashAt(7, tear)
-			if c.Ops() != 5 {
-				t.Fatalf("%d operations counted, want 5", c.Ops())
-			}
-			if _, err := f.ReadAt(make([]byte, 4), 0); err != nil { // reads are not counted
-				t.Fatal(err)
-			}
-			if _, err := f.WriteAt(bytes.Repeat([]byte("b"), 1024), 1024); err != nil { // op 6
-				t.Fatal(err)
-			}
-			if _, err := f.WriteAt(bytes.Repeat([]byte("c"), 1024), 2048); !errors.Is(err, unix.EIO) { // op 7: the cut
-				t.Fatalf("write at the crash point: %v", err)
-			}
-			if err := f.Datasync(); !errors.Is(err, unix.EIO) {
-				t.Fatalf("sync after the crash: %v", err)
-			}
-			want := append([]byte(nil), synced...)
-			if tear {
-				// The unsynced ops 5 and 6 are undone; half of op 7 landed past a hole.
-				want = append(want, make([]byte, 1024)...)
-				want = append(want, bytes.Repeat([]byte("c"), 512)...)
-			}
-			if got, _ := os.ReadFile(name); !bytes.Equal(got, want) {
-				t.Fatalf("after the cut: %d bytes %q..., want %d bytes", len(got), got[:min(len(got), 16)], len(want))
-			}
-		})
-	}
-}
-
-// TestCrashFSDirectoryEntries: files and directories created, removed or
-// renamed since their directory was last synced are taken back by a cut;
-// synced changes stay.
-func TestCrashFSDirectoryEntries(t *testing.T) {
-	root := t.TempDir()
-	at := func(name string) string { return filepath.Join(root, name) }
-	write := func(c *CrashFS, name, content string, sync bool) {
-		t.Helper()
-		f, err := c.OpenFile(at(name), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.WriteAt([]byte(content), 0); err != nil {
-			t.Fatal(err)
-		}
-		if sync {
-			if err := f.Datasync(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		f.Close()
-	}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	c := NewCrashFS(OSFS{})
-	write(c, "kept", "durable", true)
-	write(c, "doomed", "old", true)
-	write(c, "replaced", "old target", true)
-	write(c, "moved", "moved content", true)
-	must(c.MkdirAll(at("dir/sub"), 0o755))
-	write(c, "dir/sub/inner", "inner", true)
-	must(c.MkdirAll(at("keepdir"), 0o755))
-	write(c, "keepdir/old", "removed for good", true)
-	for _, d := range []string{"", "dir", "dir/sub", "keepdir"} {
-		must(c.SyncDir(at(d)))
-	}
-
-	// Changes in root, never synced: all taken back.
-	write(c, "new", "data synced, entry not", true)
-	must(c.Remove(at("doomed")))
-	write(c, "moved", "later write, unsynced", false)
-	must(c.Rename(at("moved"), at("replaced")))
-	must(c.MkdirAll(at("fresh/deeper"), 0o755))
-	write(c, "fresh/deeper/f", "x", true)
-	must(c.SyncDir(at("fresh/deeper")))
-	must(c.RemoveAll(at("dir")))
-	// Changes in keepdir, synced: they stay.
-	write(c, "keepdir/covered", "covered", true)
-	must(c.Remove(at("keepdir/old")))
-	must(c.SyncDir(at("keepdir")))
-
-	must(c.Crash())
-	want := map[string]string{
-		"kept":            "durable",
-		"doomed":          "old",
-		"moved":           "moved content",
-		"replaced":        "old target",
-		"dir/sub/inner":   "inner",
-		"keepdir/covered": "covered",
-	}
-	got := map[string]string{}
-	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			b, _ := os.ReadFile(path)
-			rel, _ := filepath.Rel(root, path)
-			got[rel] = string(b)
-		}
-		return nil
-	})
-	if !maps.Equal(got, want) {
-		t.Fatalf("after the cut:\n got %q\nwant %q", got, want)
-	}
-	if _, err := os.Stat(at("fresh")); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("unsynced directory survived the cut: %v", err)
 	}
 }
 
@@ -587,18 +421,18 @@ func TestWALAppendChecked(t *testing.T) {
 	for _, mode := range walModes {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
-			w, _ := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{})
+			w, _ := openTestWAL(t, Options{Dir: dir, IO: mode}, Position{})
 			ch := make(chan error, 2)
 			w.AppendChecked(nil, payload(1, 10), func() bool { return false }, func(_ uint64, err error) { ch <- err })
 			w.AppendChecked(nil, payload(2, 10), func() bool { return true }, func(_ uint64, err error) { ch <- err })
-			if err := <-ch; !errors.Is(err, ErrWALCanceled) {
+			if err := <-ch; !errors.Is(err, ErrCanceled) {
 				t.Fatalf("rejected record: %v", err)
 			}
 			if err := <-ch; err != nil {
 				t.Fatal(err)
 			}
 			w.Close()
-			_, r := openTestWAL(t, WALOptions{Dir: dir, IO: mode}, WALPosition{File: 1})
+			_, r := openTestWAL(t, Options{Dir: dir, IO: mode}, Position{File: 1})
 			if len(r.payloads) != 1 || !bytes.Equal(r.payloads[0], payload(2, 10)) || r.seqs[0] != 1 {
 				t.Fatalf("replayed %d records", len(r.payloads))
 			}
@@ -613,8 +447,8 @@ func TestWALPreparedFiles(t *testing.T) {
 	for _, mode := range walModes {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
-			opts := WALOptions{Dir: dir, IO: mode, FileBytes: 64 << 10, CycleBytes: 16 << 10}
-			w, _ := openTestWAL(t, opts, WALPosition{})
+			opts := Options{Dir: dir, IO: mode, FileBytes: 64 << 10, CycleBytes: 16 << 10}
+			w, _ := openTestWAL(t, opts, Position{})
 			var all [][]byte
 			for i := 0; i < 120; i++ {
 				p := payload(i, 2000+i*7%1500)
@@ -630,7 +464,7 @@ func TestWALPreparedFiles(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, walPrepName), []byte("partial"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			w2, r := openTestWAL(t, opts, WALPosition{File: 1})
+			w2, r := openTestWAL(t, opts, Position{File: 1})
 			if len(r.payloads) != len(all) {
 				t.Fatalf("replayed %d, want %d", len(r.payloads), len(all))
 			}
@@ -654,9 +488,9 @@ func TestWALPreparedFiles(t *testing.T) {
 // records reported durable replay.
 func TestWALTwoInFlight(t *testing.T) {
 	dir := t.TempDir()
-	ffs := NewFaultFS(OSFS{})
+	ffs := errorfs.New(vfs.OSFS{})
 	ffs.SetFilter(walSuffix)
-	opts := WALOptions{Dir: dir, FS: ffs, IO: WALIOPortable, InFlight: 2}
+	opts := Options{Dir: dir, FS: ffs, IO: IOPortable, InFlight: 2}
 	entered1, second, firstDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	var calls atomic.Int32
 	walLaneTestHook = func(first uint64) {
@@ -664,13 +498,13 @@ func TestWALTwoInFlight(t *testing.T) {
 		case n == 2: // cycle 1 of the test: fails once cycle 2 is in flight
 			close(entered1)
 			<-second
-			ffs.FailNth(FaultSync, 1, unix.EIO)
+			ffs.FailNth(errorfs.OpSync, 1, unix.EIO)
 		case n == 3: // cycle 2: written after cycle 1 completed
 			close(second)
 			<-firstDone
 		}
 	}
-	w, err := openWALMode(opts, WALPosition{}, func(uint64, []byte) error { return nil })
+	w, err := openWALMode(opts, Position{}, func(uint64, []byte) error { return nil })
 	walLaneTestHook = nil
 	if err != nil {
 		t.Fatal(err)
@@ -710,7 +544,7 @@ func TestWALTwoInFlight(t *testing.T) {
 		t.Fatalf("after the failure: seq %d, %v", seq, err)
 	}
 	w.Close()
-	_, r := openTestWAL(t, WALOptions{Dir: dir, IO: WALIOPortable}, WALPosition{File: 1})
+	_, r := openTestWAL(t, Options{Dir: dir, IO: IOPortable}, Position{File: 1})
 	if len(r.payloads) != 2 || !bytes.Equal(r.payloads[1], payload(4, 100)) {
 		t.Fatalf("replayed %d records", len(r.payloads))
 	}

@@ -1,6 +1,8 @@
-package uring
+package vfs
 
 import (
+	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -49,7 +51,7 @@ type FS interface {
 // of each directory it created, so that a power cut cannot take a new
 // directory (and the files later synced into it) away.
 func MkdirAllDurable(fsys FS, dir string, perm os.FileMode) error {
-	missing := missingDirs(dir, func(d string) bool { _, err := fsys.ReadDir(d); return err == nil })
+	missing := MissingDirs(dir, func(d string) bool { _, err := fsys.ReadDir(d); return err == nil })
 	if err := fsys.MkdirAll(dir, perm); err != nil {
 		return err
 	}
@@ -61,9 +63,9 @@ func MkdirAllDurable(fsys FS, dir string, perm os.FileMode) error {
 	return nil
 }
 
-// missingDirs lists dir and those of its parents that do not exist, deepest
+// MissingDirs lists dir and those of its parents that do not exist, deepest
 // first: what a MkdirAll of dir would create.
-func missingDirs(dir string, exists func(string) bool) []string {
+func MissingDirs(dir string, exists func(string) bool) []string {
 	var missing []string
 	for d := filepath.Clean(dir); d != filepath.Dir(d) && !exists(d); d = filepath.Dir(d) {
 		missing = append(missing, d)
@@ -86,4 +88,38 @@ func WriteFileSynced(fsys FS, path string, b []byte) error {
 		err = cerr
 	}
 	return err
+}
+
+// WriteFileAtomic replaces the small file path with b so that a crash leaves
+// the old content or the new, never a mix and never nothing: b goes to
+// path.tmp, which is synced, renamed over path, and the directory synced.
+// Every small state file of the broker (the WAL checkpoint, a partition's
+// log start, the metadata snapshot) is written with it.
+func WriteFileAtomic(fsys FS, path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := WriteFileSynced(fsys, tmp, b); err != nil {
+		return err
+	}
+	if err := fsys.Rename(tmp, path); err != nil {
+		return err
+	}
+	return fsys.SyncDir(filepath.Dir(path))
+}
+
+// ReadFile reads the whole of a (small) file.
+func ReadFile(fsys FS, path string) ([]byte, error) {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	n, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b, nil
 }

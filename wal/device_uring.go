@@ -1,4 +1,4 @@
-package uring
+package wal
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"unsafe"
 
+	"github.com/ringtail/ringtail/uring"
+	"github.com/ringtail/ringtail/vfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,10 +22,10 @@ import (
 // first cycle (EINVAL, EOPNOTSUPP) gets the linked chain instead, said once
 // in the log.
 type uringDevice struct {
-	ring   *Ring
+	ring   *uring.Ring
 	direct bool
 	fd     int
-	fixed  *AlignedBuffers // registered staging buffer, nil when not registered
+	fixed  *uring.AlignedBuffers // registered staging buffer, nil when not registered
 	log    *slog.Logger
 
 	// chain: make writes durable with a linked FSYNC(DATASYNC) instead of
@@ -42,14 +44,14 @@ type uringDevice struct {
 }
 
 func newUringDevice(dir string, log *slog.Logger) (*uringDevice, error) {
-	direct, err := DirectIOSupported(dir)
+	direct, err := uring.DirectIOSupported(dir)
 	if err != nil {
 		return nil, err
 	}
 	if !direct {
 		log.Warn("uring: the wal directory refuses O_DIRECT; the wal writes through the page cache and relies on fdatasync alone", "dir", dir)
 	}
-	r, err := NewRing(8)
+	r, err := uring.NewRing(8)
 	if err != nil {
 		return nil, err
 	}
@@ -59,26 +61,26 @@ func newUringDevice(dir string, log *slog.Logger) (*uringDevice, error) {
 func (d *uringDevice) name() string { return "uring" }
 
 // register tries to register the staging buffer for WRITE_FIXED.
-func (d *uringDevice) register(b *AlignedBuffers) {
+func (d *uringDevice) register(b *uring.AlignedBuffers) {
 	if err := b.Register(d.ring); err != nil {
-		if errors.Is(err, ErrRegisterRefused) {
-			d.log.Warn("uring: wal buffer registration refused, using unregistered writes", "err", err)
+		if errors.Is(err, uring.ErrRegisterRefused) {
+			d.log.Warn("wal: buffer registration refused, using unregistered writes", "err", err)
 		} else {
-			d.log.Warn("uring: wal buffer registration failed, using unregistered writes", "err", err)
+			d.log.Warn("wal: buffer registration failed, using unregistered writes", "err", err)
 		}
 		return
 	}
 	d.fixed = b
 }
 
-func (d *uringDevice) use(_ File, path string) error {
+func (d *uringDevice) use(_ vfs.File, path string) error {
 	flags := unix.O_RDWR | unix.O_CLOEXEC
 	if d.direct {
 		flags |= unix.O_DIRECT
 	}
 	fd, err := unix.Open(path, flags, 0)
 	if err != nil {
-		return fmt.Errorf("uring: wal: open %s: %w", path, err)
+		return fmt.Errorf("wal: open %s: %w", path, err)
 	}
 	if d.fd >= 0 {
 		unix.Close(d.fd)
@@ -96,16 +98,16 @@ var forceSyncChain bool
 // until all of buf is.
 func (d *uringDevice) writeSync(buf []byte, off int64) error {
 	if d.direct {
-		if err := CheckDirectIO(buf, off); err != nil {
+		if err := uring.CheckDirectIO(buf, off); err != nil {
 			return err
 		}
 	}
 	done := 0
 	for {
 		p := buf[done:]
-		if d.shortOnce && len(p) >= 2*BlockSize {
+		if d.shortOnce && len(p) >= 2*uring.BlockSize {
 			d.shortOnce = false
-			p = p[:len(p)/2&^(BlockSize-1)]
+			p = p[:len(p)/2&^(uring.BlockSize-1)]
 		}
 		if err := d.prepWrite(p, off+int64(done)); err != nil {
 			return err
@@ -127,7 +129,7 @@ func (d *uringDevice) writeSync(buf []byte, off int64) error {
 		if !d.chain && !d.dsyncProven {
 			if wres == -int32(unix.EINVAL) || wres == -int32(unix.EOPNOTSUPP) {
 				d.log.Warn("uring: the kernel refuses RWF_DSYNC on io_uring writes; the wal links each write to an fdatasync instead",
-					"err", ResultError(wres))
+					"err", uring.ResultError(wres))
 				d.chain = true
 				continue
 			}
@@ -135,8 +137,8 @@ func (d *uringDevice) writeSync(buf []byte, off int64) error {
 				d.dsyncProven = true
 			}
 		}
-		n, werr := WriteResult(wres, len(buf)-done)
-		if werr != nil && !errors.Is(werr, ErrShortWrite) {
+		n, werr := uring.WriteResult(wres, len(buf)-done)
+		if werr != nil && !errors.Is(werr, uring.ErrShortWrite) {
 			return werr
 		}
 		done += n
@@ -151,7 +153,7 @@ func (d *uringDevice) writeSync(buf []byte, off int64) error {
 			continue
 		}
 		if sres < 0 {
-			return ResultError(sres)
+			return uring.ResultError(sres)
 		}
 		return nil
 	}
@@ -189,7 +191,7 @@ func (d *uringDevice) wait(n int, fn func(uint64, int32)) error {
 	got := 0
 	for got < n {
 		want := uint32(n - got)
-		if _, err := d.ring.Submit(want); err != nil && !errors.Is(err, ErrRingBusy) {
+		if _, err := d.ring.Submit(want); err != nil && !errors.Is(err, uring.ErrRingBusy) {
 			return err
 		}
 		got += d.ring.Reap(func(u uint64, res int32, _ uint32) { fn(u, res) })

@@ -1,70 +1,73 @@
-package uring
+// Package errorfs is a test double of vfs.FS that fails chosen operations
+// with chosen errors (see FS). Only tests import it.
+package errorfs
 
 import (
 	"io/fs"
 	"os"
 	"strings"
 	"sync"
+
+	"github.com/ringtail/ringtail/vfs"
 )
 
-// FaultOp is a kind of file operation FaultFS can fail. (Named apart from
-// the io_uring opcodes, FaultWrite and friends.)
-type FaultOp int
+// Op is a kind of file operation FS can fail.
+type Op int
 
-// Operations FaultFS counts and can fail.
+// Operations FS counts and can fail.
 const (
-	FaultWrite FaultOp = iota // File.WriteAt
-	FaultSync                 // File.Datasync and FS.SyncDir
-	numFaultOps
+	OpWrite Op = iota // vfs.File.WriteAt
+	OpSync            // vfs.File.Datasync and vfs.FS.SyncDir
+	numOps
 )
 
-func (o FaultOp) String() string {
+func (o Op) String() string {
 	switch o {
-	case FaultWrite:
+	case OpWrite:
 		return "write"
-	case FaultSync:
+	case OpSync:
 		return "sync"
 	}
 	return "op?"
 }
 
-// FaultFS wraps an FS and fails chosen operations, for tests.
+// FS wraps a vfs.FS and fails chosen operations, for tests.
 //
-//	f := uring.NewFaultFS(uring.OSFS{})
-//	f.FailNth(uring.FaultSync, 1, unix.EIO)       // the next sync fails once
-//	f.FailFrom(uring.FaultWrite, 1, unix.ENOSPC)  // every write from the next one on fails
+//	f := errorfs.New(vfs.OSFS{})
+//	f.FailNth(errorfs.OpSync, 1, unix.EIO)       // the next sync fails once
+//	f.FailFrom(errorfs.OpWrite, 1, unix.ENOSPC)  // every write from the next one on fails
 //	f.Clear()                                  // space is back
 //
 // Only files whose name contains Filter (all files when empty) are counted and
 // failed. With TornWrites set, a failing write first writes half its bytes,
 // as a full disk or a crash may do.
-type FaultFS struct {
-	inner FS
+type FS struct {
+	inner vfs.FS
 
 	mu         sync.Mutex
 	filter     string
 	tornWrites bool
-	count      [numFaultOps]int64 // operations seen so far
-	failAt     [numFaultOps]int64 // 0: none; else fail when count reaches failAt
-	sticky     [numFaultOps]bool  // keep failing after failAt
-	err        [numFaultOps]error
-	failed     [numFaultOps]int64 // operations failed so far
+	count      [numOps]int64 // operations seen so far
+	failAt     [numOps]int64 // 0: none; else fail when count reaches failAt
+	sticky     [numOps]bool  // keep failing after failAt
+	err        [numOps]error
+	failed     [numOps]int64 // operations failed so far
 }
 
-var _ FS = (*FaultFS)(nil)
+var _ vfs.FS = (*FS)(nil)
 
-// NewFaultFS wraps inner.
-func NewFaultFS(inner FS) *FaultFS { return &FaultFS{inner: inner} }
+// New wraps inner.
+func New(inner vfs.FS) *FS { return &FS{inner: inner} }
 
 // SetFilter restricts counting and failing to files whose path contains s.
-func (f *FaultFS) SetFilter(s string) {
+func (f *FS) SetFilter(s string) {
 	f.mu.Lock()
 	f.filter = s
 	f.mu.Unlock()
 }
 
 // SetTornWrites makes a failing write store the first half of its bytes.
-func (f *FaultFS) SetTornWrites(on bool) {
+func (f *FS) SetTornWrites(on bool) {
 	f.mu.Lock()
 	f.tornWrites = on
 	f.mu.Unlock()
@@ -72,13 +75,13 @@ func (f *FaultFS) SetTornWrites(on bool) {
 
 // FailNth makes the nth operation of kind op from now (n=1: the next one)
 // fail once with err.
-func (f *FaultFS) FailNth(op FaultOp, n int, err error) { f.arm(op, n, err, false) }
+func (f *FS) FailNth(op Op, n int, err error) { f.arm(op, n, err, false) }
 
 // FailFrom makes every operation of kind op fail with err, starting with the
 // nth from now, until Clear.
-func (f *FaultFS) FailFrom(op FaultOp, n int, err error) { f.arm(op, n, err, true) }
+func (f *FS) FailFrom(op Op, n int, err error) { f.arm(op, n, err, true) }
 
-func (f *FaultFS) arm(op FaultOp, n int, err error, sticky bool) {
+func (f *FS) arm(op Op, n int, err error, sticky bool) {
 	if n < 1 {
 		n = 1
 	}
@@ -90,30 +93,30 @@ func (f *FaultFS) arm(op FaultOp, n int, err error, sticky bool) {
 }
 
 // Clear disarms every fault.
-func (f *FaultFS) Clear() {
+func (f *FS) Clear() {
 	f.mu.Lock()
-	f.failAt = [numFaultOps]int64{}
-	f.sticky = [numFaultOps]bool{}
-	f.err = [numFaultOps]error{}
+	f.failAt = [numOps]int64{}
+	f.sticky = [numOps]bool{}
+	f.err = [numOps]error{}
 	f.mu.Unlock()
 }
 
 // Count reports how many operations of kind op were seen.
-func (f *FaultFS) Count(op FaultOp) int64 {
+func (f *FS) Count(op Op) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.count[op]
 }
 
 // Failed reports how many operations of kind op were failed.
-func (f *FaultFS) Failed(op FaultOp) int64 {
+func (f *FS) Failed(op Op) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.failed[op]
 }
 
 // check counts one operation on name and returns the error to inject, if any.
-func (f *FaultFS) check(op FaultOp, name string) (error, bool) {
+func (f *FS) check(op Op, name string) (error, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.filter != "" && !strings.Contains(name, f.filter) {
@@ -129,7 +132,7 @@ func (f *FaultFS) check(op FaultOp, name string) (error, bool) {
 }
 
 // OpenFile opens a file whose writes and syncs may fail.
-func (f *FaultFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+func (f *FS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
 	inner, err := f.inner.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err
@@ -138,35 +141,35 @@ func (f *FaultFS) OpenFile(name string, flag int, perm os.FileMode) (File, error
 }
 
 // Remove passes through.
-func (f *FaultFS) Remove(name string) error { return f.inner.Remove(name) }
+func (f *FS) Remove(name string) error { return f.inner.Remove(name) }
 
 // RemoveAll passes through.
-func (f *FaultFS) RemoveAll(name string) error { return f.inner.RemoveAll(name) }
+func (f *FS) RemoveAll(name string) error { return f.inner.RemoveAll(name) }
 
 // Rename passes through.
-func (f *FaultFS) Rename(oldname, newname string) error { return f.inner.Rename(oldname, newname) }
+func (f *FS) Rename(oldname, newname string) error { return f.inner.Rename(oldname, newname) }
 
 // MkdirAll passes through.
-func (f *FaultFS) MkdirAll(dir string, perm os.FileMode) error { return f.inner.MkdirAll(dir, perm) }
+func (f *FS) MkdirAll(dir string, perm os.FileMode) error { return f.inner.MkdirAll(dir, perm) }
 
 // ReadDir passes through.
-func (f *FaultFS) ReadDir(dir string) ([]fs.DirEntry, error) { return f.inner.ReadDir(dir) }
+func (f *FS) ReadDir(dir string) ([]fs.DirEntry, error) { return f.inner.ReadDir(dir) }
 
-// SyncDir counts as an FaultSync and may fail.
-func (f *FaultFS) SyncDir(dir string) error {
-	if err, _ := f.check(FaultSync, dir); err != nil {
+// SyncDir counts as an OpSync and may fail.
+func (f *FS) SyncDir(dir string) error {
+	if err, _ := f.check(OpSync, dir); err != nil {
 		return &fs.PathError{Op: "fsync", Path: dir, Err: err}
 	}
 	return f.inner.SyncDir(dir)
 }
 
 type faultFile struct {
-	File
-	fs *FaultFS
+	vfs.File
+	fs *FS
 }
 
 func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
-	if err, torn := ff.fs.check(FaultWrite, ff.Name()); err != nil {
+	if err, torn := ff.fs.check(OpWrite, ff.Name()); err != nil {
 		n := 0
 		if torn && len(p) > 1 {
 			n, _ = ff.File.WriteAt(p[:len(p)/2], off)
@@ -177,7 +180,7 @@ func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (ff *faultFile) Datasync() error {
-	if err, _ := ff.fs.check(FaultSync, ff.Name()); err != nil {
+	if err, _ := ff.fs.check(OpSync, ff.Name()); err != nil {
 		return &fs.PathError{Op: "fdatasync", Path: ff.Name(), Err: err}
 	}
 	return ff.File.Datasync()

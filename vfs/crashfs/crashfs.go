@@ -1,4 +1,6 @@
-package uring
+// Package crashfs is a test double of vfs.FS that simulates a power cut at
+// any storage operation (see FS). Only tests import it.
+package crashfs
 
 import (
 	"errors"
@@ -9,14 +11,15 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/ringtail/ringtail/vfs"
 	"golang.org/x/sys/unix"
 )
 
-// CrashFS wraps an FS and can simulate a power cut: Crash undoes every
+// FS wraps a vfs.FS and can simulate a power cut: Crash undoes every
 // write and truncation not yet covered by a Datasync of the same file, then
-// makes every later operation through this CrashFS fail with EIO, so the
+// makes every later operation through this FS fail with EIO, so the
 // abandoned process can do no more harm. Reopen the directory through the
-// inner FS (or a new CrashFS) to recover.
+// inner vfs.FS (or a new FS) to recover.
 //
 // It keeps an undo log per file path (the bytes a write or truncation
 // replaced), cleared by Datasync, and a log of directory changes (files and
@@ -28,10 +31,10 @@ import (
 // POSIX promise, stricter than ext4 in practice, and the one a broker
 // meant to run on any file system must be correct under.
 //
-// CrashFS is for tests on a real directory tree: it looks at the tree with
-// os.Stat and os.ReadDir besides going through the inner FS.
-type CrashFS struct {
-	inner FS
+// FS is for tests on a real directory tree: it looks at the tree with
+// os.Stat and os.ReadDir besides going through the inner vfs.FS.
+type FS struct {
+	inner vfs.FS
 
 	mu      sync.RWMutex // writers and syncs hold it shared, Crash exclusively
 	undoMu  sync.Mutex
@@ -65,27 +68,27 @@ type undoEntry struct {
 type entryOp struct {
 	id   uint64
 	dirs map[string]bool // directories whose SyncDir is still needed
-	undo func(inner FS) error
+	undo func(inner vfs.FS) error
 }
 
-var _ FS = (*CrashFS)(nil)
+var _ vfs.FS = (*FS)(nil)
 
-// NewCrashFS wraps inner.
-func NewCrashFS(inner FS) *CrashFS {
-	return &CrashFS{inner: inner, undo: make(map[string][]undoEntry)}
+// New wraps inner.
+func New(inner vfs.FS) *FS {
+	return &FS{inner: inner, undo: make(map[string][]undoEntry)}
 }
 
 var errCrashed = &fs.PathError{Op: "io", Path: "crashfs", Err: unix.EIO}
 
 // CrashAt arranges a power cut just before the n-th mutating operation
-// from now on counted from 1 since NewCrashFS (WriteAt, Truncate, Datasync,
+// from now on counted from 1 since New (WriteAt, Truncate, Datasync,
 // SyncDir, Rename, Remove, RemoveAll, across all files): that operation
 // fails with EIO instead of running, and Crash runs. With tear, when that
 // operation is a write, the first half of its bytes (rounded down to 512)
 // then reach the disk anyway, as a power cut in the middle of a write can
 // leave them. Ops tells how many operations a run made, so a test can crash
 // a workload at every one of them in turn.
-func (c *CrashFS) CrashAt(n uint64, tear bool) {
+func (c *FS) CrashAt(n uint64, tear bool) {
 	c.tear.Store(tear)
 	c.crashAt.Store(n)
 }
@@ -95,21 +98,21 @@ func (c *CrashFS) CrashAt(n uint64, tear bool) {
 // writes that sync covered are lost (a crash undoes them) even though later
 // syncs of the file succeed. Only writing the same range again and syncing
 // it saves them.
-func (c *CrashFS) FailNextSync(match func(name string) bool) {
+func (c *FS) FailNextSync(match func(name string) bool) {
 	c.undoMu.Lock()
 	c.failSync = match
 	c.undoMu.Unlock()
 }
 
 // CrashPoint is the n of the last CrashAt (0: none).
-func (c *CrashFS) CrashPoint() uint64 { return c.crashAt.Load() }
+func (c *FS) CrashPoint() uint64 { return c.crashAt.Load() }
 
 // Ops is the number of mutating operations so far.
-func (c *CrashFS) Ops() uint64 { return c.ops.Load() }
+func (c *FS) Ops() uint64 { return c.ops.Load() }
 
 // enterMutation is enter for an operation CrashAt counts. It reports
 // crashNow when this operation is the crash point; Crash has run then.
-func (c *CrashFS) enterMutation() (crashNow bool, err error) {
+func (c *FS) enterMutation() (crashNow bool, err error) {
 	if err := c.enter(); err != nil {
 		return false, err
 	}
@@ -125,7 +128,7 @@ func (c *CrashFS) enterMutation() (crashNow bool, err error) {
 }
 
 // Crash drops everything not synced and fails every later operation.
-func (c *CrashFS) Crash() error {
+func (c *FS) Crash() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.crashed {
@@ -166,7 +169,7 @@ func (c *CrashFS) Crash() error {
 	return nil
 }
 
-func (c *CrashFS) enter() error {
+func (c *FS) enter() error {
 	c.mu.RLock()
 	if c.crashed {
 		c.mu.RUnlock()
@@ -175,12 +178,12 @@ func (c *CrashFS) enter() error {
 	return nil
 }
 
-func (c *CrashFS) leave() { c.mu.RUnlock() }
+func (c *FS) leave() { c.mu.RUnlock() }
 
 // OpenFile opens a file whose unsynced changes Crash undoes. A file opened
 // with O_TRUNC records its old content first. Creating a file counts as a
 // mutating operation, undone by Crash until its directory is synced.
-func (c *CrashFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+func (c *FS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
 	creates := false
 	if flag&os.O_CREATE != 0 {
 		_, err := os.Lstat(name)
@@ -204,12 +207,12 @@ func (c *CrashFS) OpenFile(name string, flag int, perm os.FileMode) (File, error
 		return nil, err
 	}
 	if creates {
-		c.recordEntry(func(inner FS) error { return removeIfExists(inner, name) }, filepath.Dir(name))
+		c.recordEntry(func(inner vfs.FS) error { return removeIfExists(inner, name) }, filepath.Dir(name))
 	}
 	return &crashFile{File: f, c: c, name: name}, nil
 }
 
-func (c *CrashFS) record(name string, u undoEntry) {
+func (c *FS) record(name string, u undoEntry) {
 	c.undoMu.Lock()
 	c.nextID++
 	u.id = c.nextID
@@ -219,7 +222,7 @@ func (c *CrashFS) record(name string, u undoEntry) {
 
 // recordEntry logs a directory change that SyncDir of every one of dirs
 // makes durable, and undo takes back.
-func (c *CrashFS) recordEntry(undo func(inner FS) error, dirs ...string) {
+func (c *FS) recordEntry(undo func(inner vfs.FS) error, dirs ...string) {
 	c.undoMu.Lock()
 	c.nextID++
 	op := entryOp{id: c.nextID, dirs: make(map[string]bool, len(dirs)), undo: undo}
@@ -231,7 +234,7 @@ func (c *CrashFS) recordEntry(undo func(inner FS) error, dirs ...string) {
 }
 
 // dropUndo forgets a path's data undo log.
-func (c *CrashFS) dropUndo(name string) {
+func (c *FS) dropUndo(name string) {
 	c.undoMu.Lock()
 	delete(c.undo, name)
 	c.undoMu.Unlock()
@@ -239,7 +242,7 @@ func (c *CrashFS) dropUndo(name string) {
 
 // durableContent is what a power cut now would leave in the file: its
 // bytes with the unsynced writes and truncations undone.
-func (c *CrashFS) durableContent(name string) ([]byte, error) {
+func (c *FS) durableContent(name string) ([]byte, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
 		return nil, err
@@ -276,7 +279,7 @@ type savedTree struct {
 
 // saveTree captures root's durable state (and takes the data undo logs
 // below it: the removal makes them moot until a cut brings the files back).
-func (c *CrashFS) saveTree(root string) ([]savedTree, error) {
+func (c *FS) saveTree(root string) ([]savedTree, error) {
 	var saved []savedTree
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -298,7 +301,7 @@ func (c *CrashFS) saveTree(root string) ([]savedTree, error) {
 }
 
 // restoreTree puts a saved tree back, durably.
-func restoreTree(inner FS, saved []savedTree) error {
+func restoreTree(inner vfs.FS, saved []savedTree) error {
 	for _, t := range saved {
 		if t.dir {
 			if err := inner.MkdirAll(t.path, 0o755); err != nil {
@@ -306,14 +309,14 @@ func restoreTree(inner FS, saved []savedTree) error {
 			}
 			continue
 		}
-		if err := WriteFileSynced(inner, t.path, t.content); err != nil {
+		if err := vfs.WriteFileSynced(inner, t.path, t.content); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func removeIfExists(inner FS, name string) error {
+func removeIfExists(inner vfs.FS, name string) error {
 	if err := inner.RemoveAll(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -322,7 +325,7 @@ func removeIfExists(inner FS, name string) error {
 
 // Remove removes name; until its directory is synced, a cut brings it back
 // with its durable content.
-func (c *CrashFS) Remove(name string) error {
+func (c *FS) Remove(name string) error {
 	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
@@ -334,13 +337,13 @@ func (c *CrashFS) Remove(name string) error {
 	if err := c.inner.Remove(name); err != nil {
 		return err
 	}
-	c.recordEntry(func(inner FS) error { return restoreTree(inner, saved) }, filepath.Dir(name))
+	c.recordEntry(func(inner vfs.FS) error { return restoreTree(inner, saved) }, filepath.Dir(name))
 	return nil
 }
 
 // RemoveAll removes a tree; until its parent directory is synced, a cut
 // brings the tree back as it last was on stable storage.
-func (c *CrashFS) RemoveAll(name string) error {
+func (c *FS) RemoveAll(name string) error {
 	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
@@ -355,13 +358,13 @@ func (c *CrashFS) RemoveAll(name string) error {
 	if err := c.inner.RemoveAll(name); err != nil {
 		return err
 	}
-	c.recordEntry(func(inner FS) error { return restoreTree(inner, saved) }, filepath.Dir(name))
+	c.recordEntry(func(inner vfs.FS) error { return restoreTree(inner, saved) }, filepath.Dir(name))
 	return nil
 }
 
 // Rename moves the undo log with the file; until both directories are
 // synced, a cut moves the file back and restores what it replaced.
-func (c *CrashFS) Rename(oldname, newname string) error {
+func (c *FS) Rename(oldname, newname string) error {
 	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
@@ -383,7 +386,7 @@ func (c *CrashFS) Rename(oldname, newname string) error {
 		delete(c.undo, newname)
 	}
 	c.undoMu.Unlock()
-	c.recordEntry(func(inner FS) error {
+	c.recordEntry(func(inner vfs.FS) error {
 		if err := inner.Rename(newname, oldname); err != nil {
 			return err
 		}
@@ -394,8 +397,8 @@ func (c *CrashFS) Rename(oldname, newname string) error {
 
 // MkdirAll creates the missing directories of a path; until each one's
 // parent is synced, a cut removes it with all it holds.
-func (c *CrashFS) MkdirAll(dir string, perm os.FileMode) error {
-	missing := missingDirs(dir, func(d string) bool { _, err := os.Lstat(d); return err == nil })
+func (c *FS) MkdirAll(dir string, perm os.FileMode) error {
+	missing := vfs.MissingDirs(dir, func(d string) bool { _, err := os.Lstat(d); return err == nil })
 	if len(missing) == 0 {
 		if err := c.enter(); err != nil {
 			return err
@@ -412,13 +415,13 @@ func (c *CrashFS) MkdirAll(dir string, perm os.FileMode) error {
 	}
 	for i := len(missing) - 1; i >= 0; i-- {
 		d := missing[i]
-		c.recordEntry(func(inner FS) error { return removeIfExists(inner, d) }, filepath.Dir(d))
+		c.recordEntry(func(inner vfs.FS) error { return removeIfExists(inner, d) }, filepath.Dir(d))
 	}
 	return nil
 }
 
 // ReadDir passes through.
-func (c *CrashFS) ReadDir(dir string) ([]fs.DirEntry, error) {
+func (c *FS) ReadDir(dir string) ([]fs.DirEntry, error) {
 	if err := c.enter(); err != nil {
 		return nil, err
 	}
@@ -428,7 +431,7 @@ func (c *CrashFS) ReadDir(dir string) ([]fs.DirEntry, error) {
 
 // SyncDir makes the directory changes in dir recorded before it started
 // durable.
-func (c *CrashFS) SyncDir(dir string) error {
+func (c *FS) SyncDir(dir string) error {
 	if _, err := c.enterMutation(); err != nil {
 		return err
 	}
@@ -456,8 +459,8 @@ func (c *CrashFS) SyncDir(dir string) error {
 }
 
 type crashFile struct {
-	File
-	c    *CrashFS
+	vfs.File
+	c    *FS
 	name string
 }
 

@@ -1,4 +1,4 @@
-package uring
+package vfs
 
 import (
 	"fmt"
