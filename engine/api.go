@@ -59,6 +59,9 @@ type Config struct {
 	// Retention (Kafka's log.retention.check.interval.ms); default
 	// DefaultRetentionCheckInterval, negative turns the timer off (EnforceRetention still works).
 	RetentionCheckInterval time.Duration
+	// OnDurable, when set, is called each time a partition's durable end advances, outside the
+	// partition's lock, in order, before the done callbacks of the appends it covers.
+	OnDurable func(p *Partition, durableEnd int64)
 	// Now returns the wall clock in milliseconds (LogAppendTime, retention.ms); nil means time.Now.
 	Now func() int64
 }

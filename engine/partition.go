@@ -406,6 +406,9 @@ func (p *Partition) advanceLocked(hw int64, m segMark, _ error) {
 		return
 	}
 	p.hw, p.hwMark = hw, m
+	if hook := p.eng.cfg.OnDurable; hook != nil {
+		p.complete(func(error) { hook(p, hw) }, nil)
+	}
 	n := 0
 	for n < len(p.pending) && p.pending[n].end <= hw {
 		pa := p.pending[n]

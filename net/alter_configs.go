@@ -5,14 +5,16 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/ringtail/ringtail/meta"
 )
+
+func init() {
+	register(kmsg.AlterConfigs, 0, 2, func(h *Handlers) HandleFunc { return h.handleAlterConfigs })
+}
 
 // handleAlterConfigs answers AlterConfigs (key 33, v0–2): each topic resource's overrides are
 // replaced by the configs given (the rest return to their defaults), durably, and applied to
 // its partitions at once. Broker configs are static here (flags and the config file).
-func (b *Broker) handleAlterConfigs(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+func (h *Handlers) handleAlterConfigs(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.AlterConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
 	for _, r := range req.Resources {
@@ -25,7 +27,7 @@ func (b *Broker) handleAlterConfigs(c *Context, kreq kmsg.Request, respond func(
 			}
 			configs[rc.Name] = *rc.Value
 		}
-		err := b.alterTopicConfigs(r.ResourceType, r.ResourceName, req.ValidateOnly, func(map[string]string) (map[string]string, error) {
+		err := h.alterTopicConfigs(r.ResourceType, r.ResourceName, req.ValidateOnly, func(map[string]string) (map[string]string, error) {
 			return configs, nil
 		})
 		if err != nil {
@@ -41,36 +43,16 @@ func (b *Broker) handleAlterConfigs(c *Context, kreq kmsg.Request, respond func(
 }
 
 // alterTopicConfigs applies change to the overrides of topic name (a ConfigResourceTypeTopic
-// resource) in the metadata store and then to its open partitions, under topicMu so a
-// concurrent create or delete cannot interleave.
-func (b *Broker) alterTopicConfigs(resourceType kmsg.ConfigResourceType, name string, validateOnly bool,
+// resource) through the node, which stores them and applies them to the topic's partitions.
+// Broker configs are static.
+func (h *Handlers) alterTopicConfigs(resourceType kmsg.ConfigResourceType, name string, validateOnly bool,
 	change func(overrides map[string]string) (map[string]string, error)) error {
 	switch resourceType {
 	case kmsg.ConfigResourceTypeTopic:
+		return h.node.AlterTopicConfigs(name, validateOnly, change)
 	case kmsg.ConfigResourceTypeBroker:
 		return fmt.Errorf("%w: broker configs are static: set them with flags or the config file and restart", kerr.InvalidRequest)
 	default:
 		return fmt.Errorf("%w: resource type %d is not supported", kerr.InvalidRequest, resourceType)
 	}
-	b.topicMu.Lock()
-	defer b.topicMu.Unlock()
-	t, ok := b.meta.Topic(name)
-	if !ok {
-		return fmt.Errorf("%w: unknown topic %q", kerr.UnknownTopicOrPartition, name)
-	}
-	next, err := change(t.Configs)
-	if err != nil {
-		return err
-	}
-	t, err = b.meta.SetTopicConfigs(name, next, validateOnly)
-	if err != nil || validateOnly {
-		return err
-	}
-	cfg := partitionConfig(t)
-	for _, spec := range PartitionSpecs([]meta.Topic{t}) {
-		if p := b.engine.Partition(spec.TopicPartition); p != nil {
-			p.SetConfig(cfg)
-		}
-	}
-	return nil
 }

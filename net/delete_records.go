@@ -1,11 +1,12 @@
 package kafkanet
 
 import (
-	"fmt"
-
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
+
+func init() {
+	register(kmsg.DeleteRecords, 0, 2, func(h *Handlers) HandleFunc { return h.handleDeleteRecords })
+}
 
 // handleDeleteRecords answers DeleteRecords (key 21, v0–2), what kafka-delete-records and kadm's
 // DeleteRecords send: each partition's log start offset moves up to the offset given (-1: the
@@ -13,7 +14,7 @@ import (
 // never served again; whole segments below it are deleted by the next retention passes. An
 // offset beyond the high watermark is OFFSET_OUT_OF_RANGE; the broker's internal topics manage
 // their own start.
-func (b *Broker) handleDeleteRecords(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+func (h *Handlers) handleDeleteRecords(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.DeleteRecordsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
 	for _, rt := range req.Topics {
@@ -24,16 +25,9 @@ func (b *Broker) handleDeleteRecords(c *Context, kreq kmsg.Request, respond func
 			sp.Partition = rp.Partition
 			sp.LowWatermark = -1
 			var err error
-			part := b.partition(rt.Topic, rp.Partition)
-			switch {
-			case isInternal(rt.Topic):
-				err = fmt.Errorf("%w: %s is internal; the broker keeps its start", kerr.InvalidRequest, rt.Topic)
-			case part == nil:
-				err = fmt.Errorf("%w: %s-%d", kerr.UnknownTopicOrPartition, rt.Topic, rp.Partition)
-			default:
-				sp.LowWatermark, err = part.DeleteRecordsBefore(rp.Offset)
-			}
+			sp.LowWatermark, err = h.node.DeleteRecords(rt.Topic, rp.Partition, rp.Offset)
 			if err != nil {
+				sp.LowWatermark = -1
 				sp.ErrorCode = errorCode(err)
 				c.Log.Warn("delete records: refused", "topic", rt.Topic, "partition", rp.Partition,
 					"offset", rp.Offset, "code", sp.ErrorCode, "err", err)

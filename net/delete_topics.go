@@ -3,14 +3,17 @@ package kafkanet
 import (
 	"fmt"
 
+	"github.com/ringtail/ringtail/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/ringtail/ringtail/meta"
 )
 
+func init() {
+	register(kmsg.DeleteTopics, 0, 6, func(h *Handlers) HandleFunc { return h.handleDeleteTopics })
+}
+
 // handleDeleteTopics answers DeleteTopics (key 20): by name (v0–v5) or by name or topic id (v6).
-func (b *Broker) handleDeleteTopics(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+func (h *Handlers) handleDeleteTopics(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.DeleteTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
 
@@ -38,7 +41,7 @@ func (b *Broker) handleDeleteTopics(c *Context, kreq kmsg.Request, respond func(
 		case tg.name != nil:
 			name = *tg.name
 		case tg.id != [16]byte{}:
-			if t, ok := b.meta.TopicByID(tg.id); ok {
+			if t, ok := h.node.TopicByID(tg.id); ok {
 				name = t.Name
 			} else {
 				err = fmt.Errorf("%w: no topic with id %x", kerr.UnknownTopicID, tg.id)
@@ -46,12 +49,9 @@ func (b *Broker) handleDeleteTopics(c *Context, kreq kmsg.Request, respond func(
 		default:
 			err = fmt.Errorf("%w: neither topic name nor id given", kerr.InvalidRequest)
 		}
-		if err == nil && isInternal(name) {
-			err = fmt.Errorf("%w: %s is internal and cannot be deleted", kerr.InvalidTopicException, name)
-		}
 		if err == nil {
-			var t meta.Topic
-			t, err = b.deleteTopic(name)
+			var t broker.Topic
+			t, err = h.node.DeleteTopic(name)
 			st.Topic = &name
 			if err == nil {
 				st.TopicID = t.ID

@@ -5,11 +5,14 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/ringtail/ringtail/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/ringtail/ringtail/meta"
 )
+
+func init() {
+	register(kmsg.DescribeConfigs, 0, 4, func(h *Handlers) HandleFunc { return h.handleDescribeConfigs })
+}
 
 // Config sources as DescribeConfigs reports them.
 const (
@@ -19,7 +22,7 @@ const (
 )
 
 // handleDescribeConfigs answers DescribeConfigs (key 32) for topics and for this broker.
-func (b *Broker) handleDescribeConfigs(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+func (h *Handlers) handleDescribeConfigs(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.DescribeConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
 	for _, r := range req.Resources {
@@ -29,7 +32,7 @@ func (b *Broker) handleDescribeConfigs(c *Context, kreq kmsg.Request, respond fu
 		var entries []configEntry
 		switch r.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
-			t, ok := b.meta.Topic(r.ResourceName)
+			t, ok := h.node.Topic(r.ResourceName)
 			if !ok {
 				rr.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				rr.ErrorMessage = errorMessage(fmt.Errorf("unknown topic %q", r.ResourceName))
@@ -39,12 +42,12 @@ func (b *Broker) handleDescribeConfigs(c *Context, kreq kmsg.Request, respond fu
 				entries = append(entries, configEntry{name, t.Effective(name), configSource(t, name)})
 			}
 		case kmsg.ConfigResourceTypeBroker:
-			if r.ResourceName != "" && r.ResourceName != strconv.Itoa(int(b.cfg.NodeID)) {
+			if self := h.node.NodeID(); r.ResourceName != "" && r.ResourceName != strconv.Itoa(int(self)) {
 				rr.ErrorCode = kerr.InvalidRequest.Code
-				rr.ErrorMessage = errorMessage(fmt.Errorf("this is broker %d, not %q", b.cfg.NodeID, r.ResourceName))
+				rr.ErrorMessage = errorMessage(fmt.Errorf("this is broker %d, not %q", self, r.ResourceName))
 				break
 			}
-			entries = b.brokerConfigs()
+			entries = h.brokerConfigs()
 		default:
 			rr.ErrorCode = kerr.InvalidRequest.Code
 			rr.ErrorMessage = errorMessage(fmt.Errorf("resource type %d is not supported", r.ResourceType))
@@ -75,17 +78,10 @@ type configEntry struct {
 	source      int8
 }
 
-func (b *Broker) brokerConfigs() []configEntry {
-	static := func(name, value string) configEntry { return configEntry{name, value, sourceStaticBroker} }
-	entries := []configEntry{
-		static("broker.id", strconv.Itoa(int(b.cfg.NodeID))),
-		static("auto.create.topics.enable", strconv.FormatBool(b.cfg.AutoCreateTopics)),
-		static("num.partitions", strconv.Itoa(int(b.cfg.DefaultPartitions))),
-		static("socket.request.max.bytes", strconv.Itoa(int(b.cfg.MaxRequestBytes))),
-		static("log.dirs", b.cfg.DataDir),
-		static("ringtail.durability", b.cfg.Durability),
-		static("ringtail.wal.io", b.cfg.WALIO),
-		static("advertised.listeners", fmt.Sprintf("PLAINTEXT://%s:%d", b.cfg.AdvertisedHost, b.cfg.AdvertisedPort)),
+func (h *Handlers) brokerConfigs() []configEntry {
+	var entries []configEntry
+	for _, s := range h.node.Settings() {
+		entries = append(entries, configEntry{s.Name, s.Value, sourceStaticBroker})
 	}
 	// Topic defaults are broker configs too, under their broker-level names.
 	for _, name := range sortedConfigNames() {
@@ -104,7 +100,7 @@ func (b *Broker) brokerConfigs() []configEntry {
 		case "segment.ms":
 			bname = "log.roll.ms"
 		}
-		entries = append(entries, configEntry{bname, meta.TopicConfigDefaults[name], sourceDefault})
+		entries = append(entries, configEntry{bname, broker.TopicConfigDefaults[name], sourceDefault})
 	}
 	return entries
 }
@@ -121,7 +117,7 @@ func wanted(names []string, name string) bool {
 	return false
 }
 
-func configSource(t meta.Topic, name string) int8 {
+func configSource(t broker.Topic, name string) int8 {
 	if _, ok := t.Configs[name]; ok {
 		return sourceDynamicTopic
 	}
@@ -129,8 +125,8 @@ func configSource(t meta.Topic, name string) int8 {
 }
 
 func sortedConfigNames() []string {
-	names := make([]string, 0, len(meta.TopicConfigDefaults))
-	for k := range meta.TopicConfigDefaults {
+	names := make([]string, 0, len(broker.TopicConfigDefaults))
+	for k := range broker.TopicConfigDefaults {
 		names = append(names, k)
 	}
 	sort.Strings(names)

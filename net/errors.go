@@ -3,14 +3,12 @@ package kafkanet
 import (
 	"errors"
 
+	"github.com/ringtail/ringtail/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
-
-	"github.com/ringtail/ringtail/engine"
-	"github.com/ringtail/ringtail/meta"
 )
 
 // errorCode maps an error to the Kafka error code a client sees: a wrapped *kerr.Error is taken
-// as it is; engine and metadata sentinels are looked up.
+// as it is; the node's sentinels (package broker) are looked up.
 func errorCode(err error) int16 {
 	if err == nil {
 		return 0
@@ -31,23 +29,26 @@ var errorCodes = []struct {
 	err  error
 	code *kerr.Error
 }{
-	{engine.ErrCorruptMessage, kerr.CorruptMessage},
-	{engine.ErrMessageTooLarge, kerr.MessageTooLarge},
-	{engine.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
-	{engine.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
-	{engine.ErrUnsupportedMagic, kerr.UnsupportedForMessageFormat},
-	{engine.ErrInvalidRecord, kerr.InvalidRecord},
-	{engine.ErrInvalidTimestamp, kerr.InvalidTimestamp},
-	{engine.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
-	{engine.ErrStorage, kerr.KafkaStorageError},
-	{engine.ErrClosed, kerr.NotLeaderForPartition},
-	{engine.ErrTransactionalUnsupported, kerr.InvalidRecord},
-	{meta.ErrTopicExists, kerr.TopicAlreadyExists},
-	{meta.ErrUnknownTopic, kerr.UnknownTopicOrPartition},
-	{meta.ErrInvalidTopic, kerr.InvalidTopicException},
-	{meta.ErrInvalidPartitions, kerr.InvalidPartitions},
-	{meta.ErrInvalidConfig, kerr.InvalidConfig},
-	{meta.ErrInvalidRF, kerr.InvalidReplicationFactor},
+	{broker.ErrCorruptMessage, kerr.CorruptMessage},
+	{broker.ErrMessageTooLarge, kerr.MessageTooLarge},
+	{broker.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
+	{broker.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
+	{broker.ErrUnsupportedMagic, kerr.UnsupportedForMessageFormat},
+	{broker.ErrInvalidRecord, kerr.InvalidRecord},
+	{broker.ErrInvalidTimestamp, kerr.InvalidTimestamp},
+	{broker.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
+	{broker.ErrStorage, kerr.KafkaStorageError},
+	{broker.ErrPartitionClosed, kerr.NotLeaderForPartition},
+	{broker.ErrTransactionalUnsupported, kerr.InvalidRecord},
+	{broker.ErrTopicExists, kerr.TopicAlreadyExists},
+	{broker.ErrUnknownTopic, kerr.UnknownTopicOrPartition},
+	{broker.ErrInvalidTopic, kerr.InvalidTopicException},
+	{broker.ErrInvalidPartitions, kerr.InvalidPartitions},
+	{broker.ErrInvalidConfig, kerr.InvalidConfig},
+	{broker.ErrInvalidRF, kerr.InvalidReplicationFactor},
+	{broker.ErrInvalidRequest, kerr.InvalidRequest},
+	{broker.ErrInvalidReplicaAssignment, kerr.InvalidReplicaAssignment},
+	{broker.ErrRequestTimedOut, kerr.RequestTimedOut},
 }
 
 // errorMessage is the text sent beside an error code where the protocol has room for one.

@@ -2,64 +2,63 @@ package kafkanet
 
 import (
 	"errors"
-	"reflect"
 	"time"
 
+	"github.com/ringtail/ringtail/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/ringtail/ringtail/engine"
 )
+
+func init() { register(kmsg.Fetch, 4, 12, func(h *Handlers) HandleFunc { return h.handleFetch }) }
 
 // maxFetchWait bounds how long one fetch may be parked, whatever the client asks.
 const maxFetchWait = 30 * time.Second
 
 // handleFetch answers Fetch (key 1, v4–v12, read_uncommitted and read_committed alike since there
-// are no transactions). Only durable data is served (up to the high watermark). When less than
-// MinBytes is available the request is parked until a requested partition's high watermark
-// advances or MaxWaitMs passes; parking happens off the connection's request goroutine so later
-// requests on the connection are not held up in processing. Fetch sessions (KIP-227) are not
-// kept: every response has session id 0, which tells clients to send full fetches.
-func (b *Broker) handleFetch(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+// are no transactions). Only records below the high watermark are served. When less than
+// MinBytes is available the request is parked in the node's purgatory until a requested
+// partition's high watermark moves and enough bytes are there, or MaxWaitMs passes; parking
+// takes no goroutine, and later requests on the connection are not held up in processing.
+// Fetch sessions (KIP-227) are not kept: every response has session id 0, which tells clients to
+// send full fetches.
+func (h *Handlers) handleFetch(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.FetchRequest)
-	resp, size, changed := b.fetchOnce(c, req)
+	resp, size, open := h.fetchOnce(c, req)
 	wait := time.Duration(req.MaxWaitMillis) * time.Millisecond
-	if size >= int(req.MinBytes) || wait <= 0 || len(changed) == 0 {
+	if size >= int(req.MinBytes) || wait <= 0 || len(open) == 0 {
 		respond(resp)
 		return
 	}
 	if wait > maxFetchWait {
 		wait = maxFetchWait
 	}
-	go func() {
-		timer := time.NewTimer(wait)
-		defer timer.Stop()
-		for {
-			if !waitAny(changed, timer.C) {
-				break // timed out: answer with what there is now
-			}
-			resp, size, changed = b.fetchOnce(c, req)
-			if size >= int(req.MinBytes) || len(changed) == 0 {
-				respond(resp)
-				return
-			}
+	// ready runs on the purgatory's worker only, one call at a time, so resp needs no lock.
+	var ready *kmsg.FetchResponse
+	h.node.DelayFetch(open, wait, func() bool {
+		r, size, open := h.fetchOnce(c, req)
+		if size >= int(req.MinBytes) || len(open) == 0 {
+			ready = r
+			return true
 		}
-		resp, _, _ = b.fetchOnce(c, req)
-		respond(resp)
-	}()
+		return false
+	}, func(timedOut bool) {
+		if timedOut || ready == nil {
+			ready, _, _ = h.fetchOnce(c, req) // answer with what there is now
+		}
+		respond(ready)
+	})
 }
 
 // fetchOnce reads every requested partition once. It returns the response, the record bytes in
-// it, and the change channels of the partitions read (taken before reading, so an append that
-// lands after the read still wakes the waiter).
-func (b *Broker) fetchOnce(c *Context, req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []<-chan struct{}) {
+// it, and the partitions that are open (the ones a parked fetch waits on).
+func (h *Handlers) fetchOnce(c *Context, req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, []broker.TopicPartition) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	remaining := int(req.MaxBytes)
 	if remaining <= 0 {
 		remaining = 1 // still return the first batch (KIP-74)
 	}
 	size := 0
-	var changed []<-chan struct{}
+	var open []broker.TopicPartition
 	for _, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = rt.Topic
@@ -69,13 +68,13 @@ func (b *Broker) fetchOnce(c *Context, req *kmsg.FetchRequest) (*kmsg.FetchRespo
 			sp.Partition = rp.Partition
 			// Never null: librdkafka refuses a null record set (size -1) as a parse failure.
 			sp.RecordBatches = []byte{}
-			part := b.partition(rt.Topic, rp.Partition)
-			if part == nil {
+			part, ok := h.node.Partition(rt.Topic, rp.Partition)
+			if !ok {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			changed = append(changed, part.Changed())
+			open = append(open, broker.TopicPartition{Topic: rt.Topic, Partition: rp.Partition})
 			maxBytes := int(rp.PartitionMaxBytes)
 			if maxBytes > remaining {
 				maxBytes = remaining
@@ -88,7 +87,7 @@ func (b *Broker) fetchOnce(c *Context, req *kmsg.FetchRequest) (*kmsg.FetchRespo
 			sp.LogStartOffset = part.LogStartOffset()
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
-				if errors.Is(err, engine.ErrOffsetOutOfRange) {
+				if errors.Is(err, broker.ErrOffsetOutOfRange) {
 					c.Log.Info("fetch: offset out of range", "topic", rt.Topic, "partition", rp.Partition,
 						"offset", rp.FetchOffset, "log_start", sp.LogStartOffset, "high_watermark", sp.HighWatermark)
 				} else {
@@ -112,24 +111,5 @@ func (b *Broker) fetchOnce(c *Context, req *kmsg.FetchRequest) (*kmsg.FetchRespo
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	return resp, size, changed
-}
-
-// waitAny blocks until one of chans is closed (true) or timeout fires (false).
-func waitAny(chans []<-chan struct{}, timeout <-chan time.Time) bool {
-	if len(chans) == 1 {
-		select {
-		case <-chans[0]:
-			return true
-		case <-timeout:
-			return false
-		}
-	}
-	cases := make([]reflect.SelectCase, 0, len(chans)+1)
-	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timeout)})
-	for _, ch := range chans {
-		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
-	}
-	chosen, _, _ := reflect.Select(cases)
-	return chosen != 0
+	return resp, size, open
 }

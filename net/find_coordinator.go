@@ -5,6 +5,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+func init() {
+	register(kmsg.FindCoordinator, 0, 6, func(h *Handlers) HandleFunc { return h.handleFindCoordinator })
+}
+
 // Coordinator key types of FindCoordinator.
 const (
 	coordinatorGroup       = 0
@@ -14,7 +18,7 @@ const (
 // handleFindCoordinator answers FindCoordinator (key 10, v0–v6, batched keys from v4): this
 // node coordinates every group. Transactions are not supported, so transactional coordinator
 // lookups are refused.
-func (b *Broker) handleFindCoordinator(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+func (h *Handlers) handleFindCoordinator(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	answer := func(keyType int8) (node, port int32, host string, code int16) {
@@ -22,7 +26,8 @@ func (b *Broker) handleFindCoordinator(c *Context, kreq kmsg.Request, respond fu
 			c.Log.Warn("find coordinator: only group coordinators exist", "key_type", keyType)
 			return -1, -1, "", kerr.TransactionalIDAuthorizationFailed.Code
 		}
-		return b.cfg.NodeID, b.cfg.AdvertisedPort, b.cfg.AdvertisedHost, 0
+		host, port = h.node.Advertised()
+		return h.node.NodeID(), port, host, 0
 	}
 	if c.Version < 4 {
 		resp.NodeID, resp.Port, resp.Host, resp.ErrorCode = answer(req.CoordinatorType)

@@ -8,18 +8,22 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+func init() {
+	register(kmsg.IncrementalAlterConfigs, 0, 1, func(h *Handlers) HandleFunc { return h.handleIncrementalAlterConfigs })
+}
+
 // handleIncrementalAlterConfigs answers IncrementalAlterConfigs (key 44, v0–1), what
 // kafka-configs --alter and kadm's AlterTopicConfigs send: SET and DELETE (back to the default)
 // per config of a topic, durably, applied to its partitions at once. APPEND and SUBTRACT are for
 // list configs; the only list config here, cleanup.policy, has one allowed value, so they are
 // refused with INVALID_CONFIG.
-func (b *Broker) handleIncrementalAlterConfigs(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+func (h *Handlers) handleIncrementalAlterConfigs(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.IncrementalAlterConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
 	for _, r := range req.Resources {
 		rr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		rr.ResourceType, rr.ResourceName = r.ResourceType, r.ResourceName
-		err := b.alterTopicConfigs(r.ResourceType, r.ResourceName, req.ValidateOnly, func(overrides map[string]string) (map[string]string, error) {
+		err := h.alterTopicConfigs(r.ResourceType, r.ResourceName, req.ValidateOnly, func(overrides map[string]string) (map[string]string, error) {
 			next := maps.Clone(overrides)
 			if next == nil {
 				next = map[string]string{}

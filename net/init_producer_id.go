@@ -7,11 +7,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+func init() {
+	register(kmsg.InitProducerID, 0, 4, func(h *Handlers) HandleFunc { return h.handleInitProducerID })
+}
+
 // handleInitProducerID answers InitProducerId (key 22) for idempotent producers: a producer id
 // never handed out before (the allocator is durable) with epoch 0, or, when a producer asks to
 // bump the epoch of the id it holds (KIP-360, v3+), the same id with the next epoch.
 // Transactional producers are refused until transactions are implemented.
-func (b *Broker) handleInitProducerID(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+func (h *Handlers) handleInitProducerID(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.InitProducerIDRequest)
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID = -1
@@ -28,7 +32,7 @@ func (b *Broker) handleInitProducerID(c *Context, kreq kmsg.Request, respond fun
 		respond(resp)
 		return
 	}
-	id, err := b.meta.NextProducerID()
+	id, err := h.node.NextProducerID()
 	if err != nil {
 		c.Log.Error("init producer id: allocating", "err", err)
 		resp.ErrorCode = kerr.KafkaStorageError.Code

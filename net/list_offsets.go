@@ -5,6 +5,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+func init() {
+	register(kmsg.ListOffsets, 1, 7, func(h *Handlers) HandleFunc { return h.handleListOffsets })
+}
+
 // Special timestamps of ListOffsets.
 const (
 	listLatest       = -1
@@ -14,7 +18,7 @@ const (
 
 // handleListOffsets answers ListOffsets (key 2, v1–v7): earliest, latest (the high watermark),
 // the record with the largest timestamp, or the first offset at or after a timestamp.
-func (b *Broker) handleListOffsets(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+func (h *Handlers) handleListOffsets(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.ListOffsetsRequest)
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
 	for _, rt := range req.Topics {
@@ -25,9 +29,9 @@ func (b *Broker) handleListOffsets(c *Context, kreq kmsg.Request, respond func(k
 			sp.Partition = rp.Partition
 			sp.Timestamp = -1
 			sp.Offset = -1
-			part := b.partition(rt.Topic, rp.Partition)
+			part, ok := h.node.Partition(rt.Topic, rp.Partition)
 			switch {
-			case part == nil:
+			case !ok:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				c.Log.Info("list offsets: unknown partition", "topic", rt.Topic, "partition", rp.Partition)
 			case rp.Timestamp == listLatest:
@@ -54,6 +58,9 @@ func (b *Broker) handleListOffsets(c *Context, kreq kmsg.Request, respond func(k
 				}
 			}
 			sp.LeaderEpoch = 0
+			if ok {
+				sp.LeaderEpoch = part.LeaderEpoch()
+			}
 			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)

@@ -3,33 +3,33 @@ package kafkanet
 import (
 	"errors"
 
+	"github.com/ringtail/ringtail/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/ringtail/ringtail/meta"
 )
+
+func init() { register(kmsg.Metadata, 0, 12, func(h *Handlers) HandleFunc { return h.handleMetadata }) }
 
 // handleMetadata answers Metadata (key 3): this node as the only broker, controller and leader
 // of every partition. Requested topics that do not exist are created when both the request
 // (v4+) and the broker allow it.
-func (b *Broker) handleMetadata(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+func (h *Handlers) handleMetadata(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 
-	broker := kmsg.NewMetadataResponseBroker()
-	broker.NodeID = b.cfg.NodeID
-	broker.Host = b.cfg.AdvertisedHost
-	broker.Port = b.cfg.AdvertisedPort
-	resp.Brokers = []kmsg.MetadataResponseBroker{broker}
-	clusterID := b.meta.ClusterID()
+	self := kmsg.NewMetadataResponseBroker()
+	self.NodeID = h.node.NodeID()
+	self.Host, self.Port = h.node.Advertised()
+	resp.Brokers = []kmsg.MetadataResponseBroker{self}
+	clusterID := h.node.ClusterID()
 	resp.ClusterID = &clusterID
-	resp.ControllerID = b.cfg.NodeID
+	resp.ControllerID = self.NodeID
 
 	// v0: an empty list means every topic; v1+: null means every topic, empty means none.
 	all := req.Topics == nil || (c.Version == 0 && len(req.Topics) == 0)
 	if all {
-		for _, t := range b.meta.Topics() {
-			resp.Topics = append(resp.Topics, b.metadataTopic(t))
+		for _, t := range h.node.Topics() {
+			resp.Topics = append(resp.Topics, h.metadataTopic(t))
 		}
 		respond(resp)
 		return
@@ -37,7 +37,7 @@ func (b *Broker) handleMetadata(c *Context, kreq kmsg.Request, respond func(kmsg
 	allowAuto := c.Version < 4 || req.AllowAutoTopicCreation
 	for _, rt := range req.Topics {
 		if rt.Topic == nil { // v10+ may ask by topic id alone
-			t, ok := b.meta.TopicByID(rt.TopicID)
+			t, ok := h.node.TopicByID(rt.TopicID)
 			if !ok {
 				mt := kmsg.NewMetadataResponseTopic()
 				mt.TopicID = rt.TopicID
@@ -45,13 +45,13 @@ func (b *Broker) handleMetadata(c *Context, kreq kmsg.Request, respond func(kmsg
 				resp.Topics = append(resp.Topics, mt)
 				continue
 			}
-			resp.Topics = append(resp.Topics, b.metadataTopic(t))
+			resp.Topics = append(resp.Topics, h.metadataTopic(t))
 			continue
 		}
 		name := *rt.Topic
-		t, err := b.topicOrCreate(name, allowAuto)
+		t, err := h.node.TopicOrCreate(name, allowAuto)
 		if err != nil {
-			if !errors.Is(err, meta.ErrUnknownTopic) {
+			if !errors.Is(err, broker.ErrUnknownTopic) {
 				c.Log.Warn("metadata: topic refused", "topic", name, "err", err)
 			}
 			mt := kmsg.NewMetadataResponseTopic()
@@ -60,26 +60,27 @@ func (b *Broker) handleMetadata(c *Context, kreq kmsg.Request, respond func(kmsg
 			resp.Topics = append(resp.Topics, mt)
 			continue
 		}
-		resp.Topics = append(resp.Topics, b.metadataTopic(t))
+		resp.Topics = append(resp.Topics, h.metadataTopic(t))
 	}
 	respond(resp)
 }
 
 // metadataTopic describes topic t with this node leading every partition.
-func (b *Broker) metadataTopic(t meta.Topic) kmsg.MetadataResponseTopic {
+func (h *Handlers) metadataTopic(t broker.Topic) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	name := t.Name
 	mt.Topic = &name
 	mt.TopicID = t.ID
-	mt.IsInternal = isInternal(t.Name)
+	mt.IsInternal = broker.IsInternal(t.Name)
+	self := h.node.NodeID()
 	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, t.Partitions)
 	for p := int32(0); p < t.Partitions; p++ {
 		mp := kmsg.NewMetadataResponseTopicPartition()
 		mp.Partition = p
-		mp.Leader = b.cfg.NodeID
+		mp.Leader = self
 		mp.LeaderEpoch = 0
-		mp.Replicas = []int32{b.cfg.NodeID}
-		mp.ISR = []int32{b.cfg.NodeID}
+		mp.Replicas = []int32{self}
+		mp.ISR = []int32{self}
 		mp.OfflineReplicas = []int32{}
 		mt.Partitions[p] = mp
 	}

@@ -1,30 +1,32 @@
 package kafkanet
 
 import (
-	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+func init() { register(kmsg.Produce, 3, 11, func(h *Handlers) HandleFunc { return h.handleProduce }) }
+
 // handleProduce answers Produce (key 0, v3+, record-batch magic 2). Each partition's batches are
-// validated and appended in request order on this goroutine; the response waits until every
-// appended batch is durable (acks 1 and all: fdatasync completed; there are no followers yet, so
-// the two mean the same). acks=0 gets no response at all, as Kafka specifies.
-func (b *Broker) handleProduce(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
+// validated and appended in request order on this goroutine; the response waits until the node
+// reports every partition's acks level met (acks=1: durable on this node; acks=all: below the
+// high watermark) or failed. acks=0 gets no response at all, as Kafka specifies.
+func (h *Handlers) handleProduce(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	acks := req.Acks
 	if acks != 0 && acks != 1 && acks != -1 {
 		c.Log.Warn("produce: invalid acks", "acks", acks)
-		b.failProduce(resp, req, kerr.InvalidRequiredAcks.Code)
+		h.failProduce(resp, req, kerr.InvalidRequiredAcks.Code)
 		respond(resp)
 		return
 	}
 	if req.TransactionID != nil {
 		c.Log.Warn("produce: transactions are not supported", "transactional_id", *req.TransactionID)
-		b.failProduce(resp, req, kerr.TransactionalIDAuthorizationFailed.Code)
+		h.failProduce(resp, req, kerr.TransactionalIDAuthorizationFailed.Code)
 		respond(resp)
 		return
 	}
@@ -53,21 +55,13 @@ func (b *Broker) handleProduce(c *Context, kreq kmsg.Request, respond func(kmsg.
 		respond(resp)
 	}
 
+	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for i, rt := range req.Topics {
 		st := &resp.Topics[i]
 		*st = kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
-		// The hot path: the topic exists when its first partition is open, and the metadata
-		// store (which copies the topic) is consulted only for a topic not seen yet.
-		var topicErr error
-		if len(rt.Partitions) == 0 || b.partition(rt.Topic, rt.Partitions[0].Partition) == nil {
-			_, topicErr = b.topicOrCreate(rt.Topic, true)
-		}
-		if topicErr == nil && isInternal(rt.Topic) {
-			topicErr = fmt.Errorf("%w: %s is written by the broker only", kerr.InvalidTopicException, rt.Topic)
-		}
 		for j, rp := range rt.Partitions {
 			sp := &st.Partitions[j]
 			*sp = kmsg.NewProduceResponseTopicPartition()
@@ -75,17 +69,6 @@ func (b *Broker) handleProduce(c *Context, kreq kmsg.Request, respond func(kmsg.
 			sp.BaseOffset = -1
 			sp.LogAppendTime = -1
 			sp.LogStartOffset = -1
-			if topicErr != nil {
-				sp.ErrorCode = errorCode(topicErr)
-				c.Log.Warn("produce: topic refused", "topic", rt.Topic, "err", topicErr)
-				continue
-			}
-			part := b.partition(rt.Topic, rp.Partition)
-			if part == nil {
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				c.Log.Warn("produce: unknown partition", "topic", rt.Topic, "partition", rp.Partition)
-				continue
-			}
 			var done func(error)
 			if acks != 0 {
 				w := &waiter{sp: sp}
@@ -100,13 +83,13 @@ func (b *Broker) handleProduce(c *Context, kreq kmsg.Request, respond func(kmsg.
 					finish()
 				}
 			}
-			res, err := part.Append(rp.Records, done)
+			res, err := h.node.Produce(rt.Topic, rp.Partition, rp.Records, acks, timeout, done)
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
 				sp.ErrorMessage = errorMessage(err)
 				c.Log.Warn("produce: batch refused", "topic", rt.Topic, "partition", rp.Partition, "err", err)
 				if done != nil {
-					finish() // Append does not call done when it refuses the batch
+					finish() // the node does not call done when it refuses the batch
 				}
 				continue
 			}
@@ -122,7 +105,7 @@ func (b *Broker) handleProduce(c *Context, kreq kmsg.Request, respond func(kmsg.
 	finish()
 }
 
-func (b *Broker) failProduce(resp *kmsg.ProduceResponse, req *kmsg.ProduceRequest, code int16) {
+func (h *Handlers) failProduce(resp *kmsg.ProduceResponse, req *kmsg.ProduceRequest, code int16) {
 	for _, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic

@@ -36,6 +36,23 @@ type API struct {
 	Handle     HandleFunc
 }
 
+// apiHandler is one API as its file registers it: its key, its versions, and how to make its
+// HandleFunc over the handlers (and the registry, which ApiVersions reads).
+type apiHandler struct {
+	key      kmsg.Key
+	min, max int16
+	handler  func(h *Handlers, reg *Registry) HandleFunc
+}
+
+// apis is every API the broker serves, filled by the register calls of the handler files.
+var apis []apiHandler
+
+// register is called once per API, from its handler file.
+func register(key kmsg.Key, minVersion, maxVersion int16, handle func(h *Handlers) HandleFunc) {
+	apis = append(apis, apiHandler{key: key, min: minVersion, max: maxVersion,
+		handler: func(h *Handlers, _ *Registry) HandleFunc { return handle(h) }})
+}
+
 // Registry maps API keys to handlers. ApiVersions is generated from it, so the broker never
 // advertises what it does not handle.
 type Registry struct {

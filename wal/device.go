@@ -34,7 +34,7 @@ func (w *Log) openDevice() (walDevice, error) {
 	case IOUring, IOAuto:
 		if !osfs {
 			if w.opts.IO == IOUring {
-				return nil, errors.New("uring: wal.io=uring needs the OS file system")
+				return nil, errors.New("wal: wal.io=uring needs the OS file system")
 			}
 			w.mode, w.reason = "portable", "file system is not the OS one (tests)"
 			return &portableDevice{}, nil
@@ -45,7 +45,7 @@ func (w *Log) openDevice() (walDevice, error) {
 				return nil, err
 			}
 			w.mode, w.reason = "portable", err.Error()
-			w.log.Warn("uring: io_uring unavailable, the wal uses the portable pwrite+fdatasync writer", "err", err)
+			w.log.Warn("wal: io_uring unavailable, the wal uses the portable pwrite+fdatasync writer", "err", err)
 			return &portableDevice{}, nil
 		}
 		w.mode = "uring"
@@ -54,7 +54,7 @@ func (w *Log) openDevice() (walDevice, error) {
 		}
 		return d, nil
 	}
-	return nil, fmt.Errorf("uring: unknown wal.io %q (auto, uring or portable)", w.opts.IO)
+	return nil, fmt.Errorf("wal: unknown wal.io %q (auto, uring or portable)", w.opts.IO)
 }
 
 // portableDevice writes with pwrite and fdatasync through the FS.

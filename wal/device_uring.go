@@ -49,7 +49,7 @@ func newUringDevice(dir string, log *slog.Logger) (*uringDevice, error) {
 		return nil, err
 	}
 	if !direct {
-		log.Warn("uring: the wal directory refuses O_DIRECT; the wal writes through the page cache and relies on fdatasync alone", "dir", dir)
+		log.Warn("wal: the wal directory refuses O_DIRECT; the wal writes through the page cache and relies on fdatasync alone", "dir", dir)
 	}
 	r, err := uring.NewRing(8)
 	if err != nil {
@@ -128,7 +128,7 @@ func (d *uringDevice) writeSync(buf []byte, off int64) error {
 		}
 		if !d.chain && !d.dsyncProven {
 			if wres == -int32(unix.EINVAL) || wres == -int32(unix.EOPNOTSUPP) {
-				d.log.Warn("uring: the kernel refuses RWF_DSYNC on io_uring writes; the wal links each write to an fdatasync instead",
+				d.log.Warn("wal: the kernel refuses RWF_DSYNC on io_uring writes; the wal links each write to an fdatasync instead",
 					"err", uring.ResultError(wres))
 				d.chain = true
 				continue

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	_ "net/http/pprof" // profiles on --debug-listen only
 	"os"
@@ -19,9 +20,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ringtail/ringtail/engine"
+	"github.com/ringtail/ringtail/broker"
 	"github.com/ringtail/ringtail/internal/metrics"
-	"github.com/ringtail/ringtail/meta"
 	kafkanet "github.com/ringtail/ringtail/net"
 	"github.com/ringtail/ringtail/vfs"
 )
@@ -111,11 +111,6 @@ func serve(cfg *config) error {
 	}
 	defer unlock()
 
-	store, err := meta.Open(filepath.Join(dataDir, "meta"))
-	if err != nil {
-		return err
-	}
-	start := time.Now()
 	// Metrics are observed only when they are served: the hot paths skip the clock otherwise.
 	var m *metrics.Metrics
 	var onWALCycle func(int, int64, time.Duration, error)
@@ -124,46 +119,31 @@ func serve(cfg *config) error {
 		m = metrics.New()
 		onWALCycle, onRequest = m.ObserveWALCycle, m.ObserveRequest
 	}
-	eng, err := engine.Open(engine.Config{
-		DataDir:                filepath.Join(dataDir, "logs"),
+	node, err := broker.Open(broker.Config{
+		NodeID:                 cfg.NodeID,
+		AdvertisedHost:         advHost,
+		AdvertisedPort:         advPort,
+		DataDir:                dataDir,
+		AutoCreateTopics:       cfg.AutoCreateTopics,
+		DefaultPartitions:      cfg.NumPartitions,
+		MaxRequestBytes:        cfg.MaxRequestBytes,
 		Durability:             cfg.Durability,
 		WALIO:                  cfg.WALIO,
 		SegmentBytes:           cfg.SegmentBytes,
-		Logger:                 log,
-		OnWALCycle:             onWALCycle,
 		RetentionCheckInterval: cfg.RetentionCheck,
-	}, kafkanet.PartitionSpecs(store.Topics()))
+		OnWALCycle:             onWALCycle,
+		OffsetsCompactRecords:  cfg.OffsetsCompact,
+		Logger:                 log,
+	})
 	if err != nil {
 		return err
 	}
 	if m != nil {
-		m.RegisterWAL(eng)
-	}
-	log.Info("storage recovered", "topics", len(store.Topics()), "took", time.Since(start).Round(time.Millisecond),
-		"durability", cfg.Durability, "wal_io", eng.WALMode())
-	if reason := eng.WALFallbackReason(); reason != "" {
-		log.Warn("io_uring is not in use; the WAL uses pwrite+fdatasync", "reason", reason)
+		m.RegisterWAL(node.Storage())
 	}
 
-	broker := kafkanet.NewBroker(kafkanet.BrokerConfig{
-		NodeID:            cfg.NodeID,
-		AdvertisedHost:    advHost,
-		AdvertisedPort:    advPort,
-		AutoCreateTopics:  cfg.AutoCreateTopics,
-		DefaultPartitions: cfg.NumPartitions,
-		MaxRequestBytes:   cfg.MaxRequestBytes,
-		DataDir:           dataDir,
-		Durability:        cfg.Durability,
-		WALIO:             eng.WALMode(),
-
-		OffsetsCompactRecords: cfg.OffsetsCompact,
-	}, store, eng, log)
-	if err := broker.Start(); err != nil {
-		eng.Close()
-		return err
-	}
 	reg := kafkanet.NewRegistry()
-	broker.Register(reg)
+	kafkanet.NewHandlers(node).Register(reg)
 	srv := kafkanet.NewServer(kafkanet.ServerConfig{
 		Listen:          cfg.Listen,
 		MaxRequestBytes: cfg.MaxRequestBytes,
@@ -172,35 +152,32 @@ func serve(cfg *config) error {
 		OnRequest:       onRequest,
 	}, reg)
 	if err := srv.Start(); err != nil {
-		broker.Close()
-		eng.Close()
+		node.Close()
 		return err
+	}
+	// The side endpoints listen before they are announced, so whoever reads the log line can
+	// connect at once.
+	if cfg.DebugListen != "" {
+		// http.DefaultServeMux carries only the pprof handlers; it is served on a separate,
+		// opt-in address so profiling never shares a port with Kafka clients.
+		if err := serveHTTP(log, "debug", cfg.DebugListen, http.DefaultServeMux); err != nil {
+			srv.Stop(context.Background())
+			node.Close()
+			return err
+		}
+	}
+	if m != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.Handler())
+		if err := serveHTTP(log, "metrics", cfg.MetricsListen, mux); err != nil {
+			srv.Stop(context.Background())
+			node.Close()
+			return err
+		}
 	}
 	log.Info("ringtail started", "version", version, "node_id", cfg.NodeID, "listen", srv.Addrs(),
 		"advertised", fmt.Sprintf("%s:%d", advHost, advPort), "data_dir", dataDir)
 	fmt.Fprintf(os.Stderr, "\nRingtail is listening on %v (data in %s).\nTry: kcat -b %s:%d -L\n\n", srv.Addrs(), dataDir, advHost, advPort)
-
-	if cfg.DebugListen != "" {
-		// http.DefaultServeMux carries only the pprof handlers; it is served on a separate,
-		// opt-in address so profiling never shares a port with Kafka clients.
-		go func() {
-			log.Info("debug endpoint", "addr", cfg.DebugListen)
-			if err := http.ListenAndServe(cfg.DebugListen, nil); err != nil {
-				log.Error("debug endpoint stopped", "err", err)
-			}
-		}()
-	}
-
-	if m != nil {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", m.Handler())
-		go func() {
-			log.Info("metrics endpoint", "addr", cfg.MetricsListen)
-			if err := http.ListenAndServe(cfg.MetricsListen, mux); err != nil {
-				log.Error("metrics endpoint stopped", "err", err)
-			}
-		}()
-	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -211,9 +188,8 @@ func serve(cfg *config) error {
 	if err := srv.Stop(ctx); err != nil {
 		log.Warn("stopping the network layer", "err", err)
 	}
-	broker.Close()
-	if err := eng.Close(); err != nil {
-		return fmt.Errorf("closing storage: %w", err)
+	if err := node.Close(); err != nil {
+		return err
 	}
 	log.Info("stopped")
 	return nil
@@ -236,4 +212,20 @@ func lockDataDir(dir string) (unlock func(), err error) {
 		return nil, fmt.Errorf("data dir lock %s: %w", path, err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// serveHTTP binds addr, then serves handler on it in the background and logs the endpoint: a
+// port that cannot be bound is an error at start, not a log line later.
+func serveHTTP(log *slog.Logger, what, addr string, handler http.Handler) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s endpoint: %w", what, err)
+	}
+	log.Info(what+" endpoint", "addr", l.Addr().String())
+	go func() {
+		if err := http.Serve(l, handler); err != nil {
+			log.Error(what+" endpoint stopped", "err", err)
+		}
+	}()
+	return nil
 }

@@ -1,4 +1,4 @@
-package kafkanet
+package broker
 
 import (
 	"fmt"
@@ -13,19 +13,12 @@ import (
 	"github.com/ringtail/ringtail/group"
 )
 
-// OffsetsTopic is the internal topic holding committed offsets and group metadata: the
-// coordinator's records, appended through the same log and durability path as any produce.
-const OffsetsTopic = "__consumer_offsets"
-
-// offsetsTopicConfigs lets one coordinator batch hold a large group's metadata.
-var offsetsTopicConfigs = map[string]string{"max.message.bytes": "104857600"}
-
-// groupLoop drives the pure group coordinator: every call into it happens on one goroutine,
+// groupHost hosts the pure group coordinator (package group): it drives it: every call into it happens on one goroutine,
 // fed by a queue that never blocks its producers (request handlers and the engine's
 // durability callbacks, which must not wait on each other). It routes the coordinator's
 // responses to the connections waiting for them, appends its records to __consumer_offsets
 // and reports their durability back, and fires its deadlines.
-type groupLoop struct {
+type groupHost struct {
 	coord *group.Coordinator
 	log   *slog.Logger
 	part  *engine.Partition // __consumer_offsets partition 0
@@ -60,7 +53,7 @@ func (b *Broker) startGroups() error {
 	if _, err := b.topicOrCreateInternal(); err != nil {
 		return fmt.Errorf("creating %s: %w", OffsetsTopic, err)
 	}
-	part := b.partition(OffsetsTopic, 0)
+	part := b.engine.Partition(TopicPartition{Topic: OffsetsTopic, Partition: 0})
 	if part == nil {
 		return fmt.Errorf("%s partition 0 is not open", OffsetsTopic)
 	}
@@ -81,7 +74,7 @@ func (b *Broker) startGroups() error {
 	if every <= 0 {
 		every = DefaultOffsetsCompactRecords
 	}
-	g := &groupLoop{
+	g := &groupHost{
 		coord:        coord,
 		log:          b.log.With("component", "groups"),
 		part:         part,
@@ -143,13 +136,13 @@ func readOffsetsLog(part *engine.Partition) ([]group.Record, error) {
 }
 
 // close stops the loop; parked requests are dropped with their connections.
-func (g *groupLoop) close() {
+func (g *groupHost) close() {
 	close(g.stop)
 	<-g.stopped
 }
 
 // enqueue schedules fn on the loop goroutine. It never blocks.
-func (g *groupLoop) enqueue(fn func(now time.Time)) {
+func (g *groupHost) enqueue(fn func(now time.Time)) {
 	g.mu.Lock()
 	g.events = append(g.events, fn)
 	g.mu.Unlock()
@@ -159,12 +152,16 @@ func (g *groupLoop) enqueue(fn func(now time.Time)) {
 	}
 }
 
-// handle is the handler of every group API: the request is queued for the loop, and respond
-// is called when the coordinator answers (which, for JoinGroup and SyncGroup, waits for the
-// rebalance).
-func (g *groupLoop) handle(c *Context, req kmsg.Request, respond func(kmsg.Response)) {
-	cl := group.Client{ID: c.ClientID, Host: c.RemoteAddr}
-	log := c.Log
+// HandleGroup hands a request of a group API (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+// OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete) to the
+// group coordinator; respond is called when it answers (which, for JoinGroup and SyncGroup,
+// waits for the rebalance). clientID and host identify the member's client; log carries the
+// request's context.
+func (b *Broker) HandleGroup(clientID, host string, log *slog.Logger, req kmsg.Request, respond func(kmsg.Response)) {
+	b.groups.handle(group.Client{ID: clientID, Host: host}, log, req, respond)
+}
+
+func (g *groupHost) handle(cl group.Client, log *slog.Logger, req kmsg.Request, respond func(kmsg.Response)) {
 	g.enqueue(func(now time.Time) {
 		g.nextReply++
 		id := group.ReplyID(g.nextReply)
@@ -180,7 +177,7 @@ func (g *groupLoop) handle(c *Context, req kmsg.Request, respond func(kmsg.Respo
 	})
 }
 
-func (g *groupLoop) run() {
+func (g *groupHost) run() {
 	defer close(g.stopped)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -221,7 +218,7 @@ func (g *groupLoop) run() {
 }
 
 // process sends the responses in ready and persists its records; on the loop goroutine.
-func (g *groupLoop) process(now time.Time, ready group.Ready) {
+func (g *groupHost) process(now time.Time, ready group.Ready) {
 	for _, out := range ready.Send {
 		respond, ok := g.replies[out.Reply]
 		if !ok {

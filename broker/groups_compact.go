@@ -1,4 +1,4 @@
-package kafkanet
+package broker
 
 import (
 	"fmt"
@@ -31,7 +31,7 @@ const (
 
 // maybeCompact compacts when enough records were appended and none of ours is in flight. On
 // the loop goroutine.
-func (g *groupLoop) maybeCompact() {
+func (g *groupHost) maybeCompact() {
 	if g.appended < g.compactEvery || g.inflight > 0 {
 		return
 	}
@@ -48,7 +48,7 @@ func (g *groupLoop) maybeCompact() {
 }
 
 // compact rewrites the live records after the current log and returns how many.
-func (g *groupLoop) compact() (n int, err error) {
+func (g *groupHost) compact() (n int, err error) {
 	if err := g.part.Roll(); err != nil {
 		return 0, err
 	}

@@ -1,4 +1,4 @@
-package kafkanet
+package broker
 
 import (
 	"fmt"

@@ -1,0 +1,154 @@
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ringtail/ringtail/engine"
+	"github.com/ringtail/ringtail/meta"
+)
+
+// Config is everything a node needs to open.
+type Config struct {
+	NodeID         int32
+	AdvertisedHost string
+	AdvertisedPort int32
+	// DataDir holds meta/ (the metadata store) and logs/ (the partition logs and their WAL).
+	DataDir           string
+	AutoCreateTopics  bool  // auto.create.topics.enable
+	DefaultPartitions int32 // num.partitions for auto-created topics
+	// MaxRequestBytes is socket.request.max.bytes, enforced by the listener and reported here.
+	MaxRequestBytes int32
+
+	// Storage.
+	Durability             string // engine.DurabilityFsync (default) or engine.DurabilityNone
+	WALIO                  string // auto, uring or portable
+	SegmentBytes           int64
+	RetentionCheckInterval time.Duration
+	// OnWALCycle, when set, is told about every WAL cycle (metrics).
+	OnWALCycle func(records int, bytes int64, took time.Duration, err error)
+
+	// OffsetsCompactRecords: once this many records were appended to __consumer_offsets since
+	// it was last compacted, the group host rewrites the live state and lets the rest go
+	// (groups_compact.go). 0 means DefaultOffsetsCompactRecords.
+	OffsetsCompactRecords int
+
+	Logger *slog.Logger
+}
+
+// Broker is one node: its metadata, its partition logs, its group coordinator and its
+// purgatory. Its methods are safe for concurrent use.
+type Broker struct {
+	cfg    Config
+	log    *slog.Logger
+	meta   *meta.Store
+	engine *engine.Engine
+	groups *groupHost
+	purg   *Purgatory
+
+	// topicMu serialises topic creation, deletion and changes, so the metadata store and the
+	// engine never disagree about which partitions exist or how they are configured.
+	topicMu sync.Mutex
+}
+
+// Open opens the node's parts in order: the metadata store, the partition logs it lists
+// (recovering them; directories of partitions it does not list are removed), the group
+// coordinator replayed from __consumer_offsets, and the purgatory. On error, whatever was
+// opened is closed again.
+func Open(cfg Config) (*Broker, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	b := &Broker{cfg: cfg, log: cfg.Logger}
+	store, err := meta.Open(filepath.Join(cfg.DataDir, "meta"))
+	if err != nil {
+		return nil, err
+	}
+	b.meta = store
+	start := time.Now()
+	b.purg = NewPurgatory(time.Now)
+	eng, err := engine.Open(engine.Config{
+		DataDir:                filepath.Join(cfg.DataDir, "logs"),
+		Durability:             cfg.Durability,
+		WALIO:                  cfg.WALIO,
+		SegmentBytes:           cfg.SegmentBytes,
+		Logger:                 cfg.Logger,
+		OnWALCycle:             cfg.OnWALCycle,
+		OnDurable:              b.onDurable,
+		RetentionCheckInterval: cfg.RetentionCheckInterval,
+	}, PartitionSpecs(store.Topics()))
+	if err != nil {
+		b.purg.Close()
+		return nil, err
+	}
+	b.engine = eng
+	b.log.Info("storage recovered", "topics", len(store.Topics()), "took", time.Since(start).Round(time.Millisecond),
+		"durability", b.durability(), "wal_io", eng.WALMode())
+	if reason := eng.WALFallbackReason(); reason != "" {
+		b.log.Warn("io_uring is not in use; the WAL uses pwrite+fdatasync", "reason", reason)
+	}
+	if err := b.startGroups(); err != nil {
+		b.purg.Close()
+		eng.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Close answers every parked request, stops the group coordinator and closes the partition
+// logs (a last sync and checkpoint: appends already queued complete normally).
+func (b *Broker) Close() error {
+	b.purg.Close()
+	if b.groups != nil {
+		b.groups.close()
+	}
+	if err := b.engine.Close(); err != nil {
+		return fmt.Errorf("closing storage: %w", err)
+	}
+	return nil
+}
+
+func (b *Broker) durability() string {
+	if b.cfg.Durability == "" {
+		return engine.DurabilityFsync
+	}
+	return b.cfg.Durability
+}
+
+// NodeID is this broker's id.
+func (b *Broker) NodeID() int32 { return b.cfg.NodeID }
+
+// Advertised is the host and port clients are told to connect to.
+func (b *Broker) Advertised() (host string, port int32) {
+	return b.cfg.AdvertisedHost, b.cfg.AdvertisedPort
+}
+
+// ClusterID is the cluster's stable identity.
+func (b *Broker) ClusterID() string { return b.meta.ClusterID() }
+
+// Storage is the partition-log engine, for metrics and diagnostics: its WAL mode, cycles and
+// checkpoint state. Requests never go through it directly.
+func (b *Broker) Storage() *engine.Engine { return b.engine }
+
+// NextProducerID hands out a producer id never handed out before (InitProducerId).
+func (b *Broker) NextProducerID() (int64, error) { return b.meta.NextProducerID() }
+
+// BrokerSetting is one static broker config as DescribeConfigs reports it.
+type BrokerSetting struct{ Name, Value string }
+
+// Settings lists this broker's static configs (DescribeConfigs on the broker resource).
+func (b *Broker) Settings() []BrokerSetting {
+	return []BrokerSetting{
+		{"broker.id", fmt.Sprint(b.cfg.NodeID)},
+		{"auto.create.topics.enable", fmt.Sprint(b.cfg.AutoCreateTopics)},
+		{"num.partitions", fmt.Sprint(b.cfg.DefaultPartitions)},
+		{"socket.request.max.bytes", fmt.Sprint(b.cfg.MaxRequestBytes)},
+		{"log.dirs", b.cfg.DataDir},
+		{"ringtail.durability", b.durability()},
+		{"ringtail.wal.io", b.engine.WALMode()},
+		{"advertised.listeners", fmt.Sprintf("PLAINTEXT://%s:%d", b.cfg.AdvertisedHost, b.cfg.AdvertisedPort)},
+	}
+}

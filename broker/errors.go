@@ -1,0 +1,39 @@
+package broker
+
+import (
+	"errors"
+
+	"github.com/ringtail/ringtail/engine"
+	"github.com/ringtail/ringtail/meta"
+)
+
+// The errors a Kafka handler may see from the node, named here so that net/ maps them to error
+// codes without importing the storage or metadata packages. Each is the same value as the
+// package's own sentinel (errors.Is matches either).
+var (
+	ErrCorruptMessage           = engine.ErrCorruptMessage
+	ErrMessageTooLarge          = engine.ErrMessageTooLarge
+	ErrOutOfOrderSequence       = engine.ErrOutOfOrderSequence
+	ErrInvalidProducerEpoch     = engine.ErrInvalidProducerEpoch
+	ErrUnsupportedMagic         = engine.ErrUnsupportedMagic
+	ErrInvalidRecord            = engine.ErrInvalidRecord
+	ErrInvalidTimestamp         = engine.ErrInvalidTimestamp
+	ErrOffsetOutOfRange         = engine.ErrOffsetOutOfRange
+	ErrStorage                  = engine.ErrStorage
+	ErrPartitionClosed          = engine.ErrClosed
+	ErrTransactionalUnsupported = engine.ErrTransactionalUnsupported
+
+	ErrTopicExists       = meta.ErrTopicExists
+	ErrUnknownTopic      = meta.ErrUnknownTopic
+	ErrInvalidTopic      = meta.ErrInvalidTopic
+	ErrInvalidPartitions = meta.ErrInvalidPartitions
+	ErrInvalidConfig     = meta.ErrInvalidConfig
+	ErrInvalidRF         = meta.ErrInvalidRF
+)
+
+// Errors of the node's own checks of a request.
+var (
+	ErrInvalidRequest           = errors.New("broker: invalid request")            // INVALID_REQUEST
+	ErrInvalidReplicaAssignment = errors.New("broker: invalid replica assignment") // INVALID_REPLICA_ASSIGNMENT
+	ErrRequestTimedOut          = errors.New("broker: request timed out")          // REQUEST_TIMED_OUT
+)

@@ -1,0 +1,102 @@
+package broker
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ringtail/ringtail/engine"
+)
+
+// AppendResult is what an accepted append tells the producer at once.
+type AppendResult = engine.AppendResult
+
+// ReadResult is what a read of one partition returns.
+type ReadResult = engine.ReadResult
+
+// Produce validates one partition's record batches (the records field of a Produce request;
+// the node owns the bytes from now on), assigns their offsets and appends them, creating the
+// topic when auto-creation allows. A non-nil error means nothing was appended, and done is not
+// called. Otherwise, when done is not nil (acks 1 and all), done is called exactly once: with
+// nil when the acks level is met — acks=1: the batches are durable on this node; acks=all:
+// the high watermark has passed them — or with the error that prevents it (a storage error, the
+// partition closing, the timeout). done must not block.
+func (b *Broker) Produce(topic string, partition int32, records []byte, acks int16, timeout time.Duration, done func(error)) (AppendResult, error) {
+	if IsInternal(topic) {
+		return AppendResult{}, fmt.Errorf("%w: %s is written by the broker only", ErrInvalidTopic, topic)
+	}
+	tp := TopicPartition{Topic: topic, Partition: partition}
+	// The hot path: the partition is open. The metadata store (which copies the topic) is
+	// consulted only for a partition not open here.
+	part := b.engine.Partition(tp)
+	if part == nil {
+		if _, err := b.TopicOrCreate(topic, true); err != nil {
+			return AppendResult{}, err
+		}
+		if part = b.engine.Partition(tp); part == nil {
+			return AppendResult{}, fmt.Errorf("%w: %s has no partition %d", ErrUnknownTopic, topic, partition)
+		}
+	}
+	return part.Append(records, done)
+}
+
+// onDurable runs each time a partition's durable end advances. On one node the high
+// watermark is the durable end, so the requests waiting for either can go.
+func (b *Broker) onDurable(p *engine.Partition, durableEnd int64) {
+	b.purg.Notify(p.TopicPartition())
+}
+
+// Partition is what the Kafka APIs may do with one open partition besides appending: read
+// below the high watermark, look offsets up, and move the log start.
+type Partition struct{ p *engine.Partition }
+
+// Partition returns the open partition topic/partition.
+func (b *Broker) Partition(topic string, partition int32) (Partition, bool) {
+	p := b.engine.Partition(TopicPartition{Topic: topic, Partition: partition})
+	return Partition{p}, p != nil
+}
+
+// Read returns whole record batches below the high watermark from the batch holding offset, up
+// to maxBytes (at least one batch when minOneBatch).
+func (v Partition) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResult, error) {
+	return v.p.Read(offset, maxBytes, minOneBatch)
+}
+
+// HighWatermark is the offset consumers read up to.
+func (v Partition) HighWatermark() int64 { return v.p.HighWatermark() }
+
+// LogStartOffset is the first offset still in the log.
+func (v Partition) LogStartOffset() int64 { return v.p.LogStartOffset() }
+
+// OffsetForTime returns the first record whose timestamp is at least ts (ListOffsets).
+func (v Partition) OffsetForTime(ts int64) (offset, timestamp int64, ok bool) {
+	return v.p.OffsetForTime(ts)
+}
+
+// MaxTimestamp returns the largest batch max timestamp below the high watermark and that
+// batch's last offset; -1, -1 when there is none.
+func (v Partition) MaxTimestamp() (offset, ts int64) { return v.p.MaxTimestamp() }
+
+// LeaderEpoch is the partition's current leader epoch.
+func (v Partition) LeaderEpoch() int32 { return 0 }
+
+// DeleteRecords moves a partition's log start offset up to offset (-1: the high watermark),
+// durably, and returns the log start offset now in force (DeleteRecords). The broker's
+// internal topics manage their own start.
+func (b *Broker) DeleteRecords(topic string, partition int32, offset int64) (int64, error) {
+	if IsInternal(topic) {
+		return -1, fmt.Errorf("%w: %s is internal; the broker keeps its start", ErrInvalidRequest, topic)
+	}
+	p := b.engine.Partition(TopicPartition{Topic: topic, Partition: partition})
+	if p == nil {
+		return -1, fmt.Errorf("%w: %s-%d", ErrUnknownTopic, topic, partition)
+	}
+	return p.DeleteRecordsBefore(offset)
+}
+
+// DelayFetch parks a fetch of the partitions tps until ready() reports that enough bytes are
+// there, or maxWait passes; complete runs exactly once, with timedOut telling which. ready runs
+// on the purgatory's worker after each high-watermark move of one of tps (and once right
+// after parking), never on two goroutines at once; complete must not block.
+func (b *Broker) DelayFetch(tps []TopicPartition, maxWait time.Duration, ready func() bool, complete func(timedOut bool)) {
+	b.purg.Park(NewDelayed(tps, maxWait, false, ready, complete))
+}

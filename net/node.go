@@ -1,0 +1,56 @@
+package kafkanet
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ringtail/ringtail/broker"
+)
+
+// Node is the broker node the Kafka APIs serve; package broker implements it. Each handler
+// file uses only the small part it needs, and nothing here reaches the logs, the WAL or the
+// metadata store except through it.
+type Node interface {
+	Cluster
+	Topics
+	Partitions
+	Groups
+}
+
+var _ Node = (*broker.Broker)(nil)
+
+// Cluster is what the node says about itself.
+type Cluster interface {
+	NodeID() int32
+	Advertised() (host string, port int32)
+	ClusterID() string
+	Settings() []broker.BrokerSetting
+	NextProducerID() (int64, error)
+}
+
+// Topics is the topic lifecycle.
+type Topics interface {
+	Topics() []broker.Topic
+	Topic(name string) (broker.Topic, bool)
+	TopicByID(id [16]byte) (broker.Topic, bool)
+	TopicOrCreate(name string, allowAuto bool) (broker.Topic, error)
+	CreateTopic(r broker.CreateTopicRequest) (broker.Topic, error)
+	DeleteTopic(name string) (broker.Topic, error)
+	AlterTopicConfigs(name string, validateOnly bool, change func(overrides map[string]string) (map[string]string, error)) error
+	CreatePartitions(name string, count int32, assignment [][]int32, validateOnly bool) error
+}
+
+// Partitions is appending to, reading from and trimming partitions.
+type Partitions interface {
+	Produce(topic string, partition int32, records []byte, acks int16, timeout time.Duration, done func(error)) (broker.AppendResult, error)
+	Partition(topic string, partition int32) (broker.Partition, bool)
+	DeleteRecords(topic string, partition int32, offset int64) (int64, error)
+	DelayFetch(tps []broker.TopicPartition, maxWait time.Duration, ready func() bool, complete func(timedOut bool))
+}
+
+// Groups is the consumer-group coordinator.
+type Groups interface {
+	HandleGroup(clientID, host string, log *slog.Logger, req kmsg.Request, respond func(kmsg.Response))
+}
