@@ -174,9 +174,11 @@ func parse(path, data string) ([]block, error) {
 			for i += 2; i < len(lines) && lines[i] != ""; i++ {
 				want = append(want, lines[i])
 			}
-			// i is on the blank line that ends the case (or past the end): it belongs to the
-			// case, and the loop's i++ steps over it.
+		} else if i+1 < len(lines) && lines[i+1] == "" {
+			i++ // a case not run yet: the blank line after it is its end, as it will be after -rewrite
 		}
+		// i is on the blank line that ends the case (or past the end): it belongs to the
+		// case, and the loop's i++ steps over it.
 		d.Expected = strings.Join(want, "\n")
 		blocks = append(blocks, block{verbatim: line, c: d})
 	}

@@ -99,15 +99,15 @@ func TestRoundTrip(t *testing.T) {
 // TestMismatchAndRewrite: a wrong expectation and a case without any are both reported, and the
 // rewritten script holds the handler's outputs.
 func TestMismatchAndRewrite(t *testing.T) {
-	script := "upper word\n----\nword\n\nupper new\n"
+	script := "upper word\n----\nword\n\nupper new\n\n# c\nupper last\n"
 	out, diffs, err := runScript("s.txt", script, handle)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(diffs) != 2 || !strings.Contains(diffs[0], "s.txt:1: upper word") || !strings.Contains(diffs[1], "s.txt:5") {
+	if len(diffs) != 3 || !strings.Contains(diffs[0], "s.txt:1: upper word") || !strings.Contains(diffs[1], "s.txt:5") || !strings.Contains(diffs[2], "s.txt:8") {
 		t.Fatalf("diffs: %q", diffs)
 	}
-	if want := "upper word\n----\nWORD\n\nupper new\n----\nNEW\n"; out != want {
+	if want := "upper word\n----\nWORD\n\nupper new\n----\nNEW\n\n# c\nupper last\n----\nLAST\n"; out != want {
 		t.Fatalf("rewritten:\n%q\nwant:\n%q", out, want)
 	}
 	// The rewritten script is stable: running it again changes nothing.
