@@ -111,10 +111,11 @@ func serve(cfg *config) error {
 	}
 	defer unlock()
 
-	store, err := meta.Open(filepath.Join(dataDir, "meta"))
+	store, err := meta.Open(meta.Config{Dir: filepath.Join(dataDir, "meta"), NodeID: cfg.NodeID, Logger: log})
 	if err != nil {
 		return err
 	}
+	defer store.Close()
 	start := time.Now()
 	// Metrics are observed only when they are served: the hot paths skip the clock otherwise.
 	var m *metrics.Metrics
