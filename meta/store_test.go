@@ -1,8 +1,10 @@
 package meta
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -256,6 +258,31 @@ func TestReadersGetTheirOwnConfigs(t *testing.T) {
 	delete(tp.Configs, "segment.ms")
 	if tp, _ := s.Topic("t"); tp.Configs["segment.ms"] != "5" {
 		t.Fatalf("a reader's change reached the store: %v", tp.Configs)
+	}
+}
+
+// TestStoreOnAGivenLog: with Config.Log the store proposes to that log, initializes the
+// cluster once, and creates nothing in Dir.
+func TestStoreOnAGivenLog(t *testing.T) {
+	l := openLocal(t, t.TempDir(), 1000)
+	unused := filepath.Join(t.TempDir(), "unused")
+	s, err := Open(Config{Dir: unused, Log: l, NodeID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.ClusterID()
+	if id == "" || l.State().ClusterID() != id {
+		t.Fatalf("cluster id %q, log's %q", id, l.State().ClusterID())
+	}
+	if s, err = Open(Config{Log: l}); err != nil || s.ClusterID() != id {
+		t.Fatalf("second store on the log: %v, cluster id %q", err, s.ClusterID())
+	}
+	if _, err := os.Stat(unused); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Dir was used: %v", err)
+	}
+	s.Close()
+	if _, err := l.Propose(context.Background(), AllocateProducerIDs{Count: 1}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("the store did not close its log: %v", err)
 	}
 }
 
