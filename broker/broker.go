@@ -63,7 +63,7 @@ func Open(cfg Config) (*Broker, error) {
 		cfg.Logger = slog.Default()
 	}
 	b := &Broker{cfg: cfg, log: cfg.Logger}
-	store, err := meta.Open(filepath.Join(cfg.DataDir, "meta"))
+	store, err := meta.Open(meta.Config{Dir: filepath.Join(cfg.DataDir, "meta"), NodeID: cfg.NodeID, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +82,7 @@ func Open(cfg Config) (*Broker, error) {
 	}, PartitionSpecs(store.Topics()))
 	if err != nil {
 		b.purg.Close()
+		store.Close()
 		return nil, err
 	}
 	b.engine = eng
@@ -93,6 +94,7 @@ func Open(cfg Config) (*Broker, error) {
 	if err := b.startGroups(); err != nil {
 		b.purg.Close()
 		eng.Close()
+		store.Close()
 		return nil, err
 	}
 	return b, nil
@@ -105,10 +107,13 @@ func (b *Broker) Close() error {
 	if b.groups != nil {
 		b.groups.close()
 	}
-	if err := b.engine.Close(); err != nil {
-		return fmt.Errorf("closing storage: %w", err)
+	err := b.engine.Close()
+	if merr := b.meta.Close(); err == nil && merr != nil {
+		err = fmt.Errorf("closing the metadata store: %w", merr)
+	} else if err != nil {
+		err = fmt.Errorf("closing storage: %w", err)
 	}
-	return nil
+	return err
 }
 
 func (b *Broker) durability() string {

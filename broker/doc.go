@@ -16,5 +16,5 @@
 // Open order: metadata store → engine (recovers every partition the store
 // lists, removes the others) → __consumer_offsets and the group coordinator
 // → purgatory. Close: purgatory (parked requests answered) → groups →
-// engine (last sync and checkpoint). The metadata store needs no close.
+// engine (last sync and checkpoint) → metadata store.
 package broker

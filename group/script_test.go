@@ -1,25 +1,21 @@
 package group
 
 import (
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ringtail/ringtail/internal/scripttest"
 )
 
-var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testdata/*.txt")
-
-// TestScripts runs the scenario files in testdata/. Each is a sequence of
-// commands, each followed by "----", the outputs it produced and a blank
-// line (the etcd-raft/datadriven layout); run with
-// -rewrite to regenerate the outputs after a deliberate change, then read
-// the diff. Commands:
+// TestScripts runs the scenario files in testdata/ with the shared runner
+// (internal/scripttest: a command, "----", its output, a blank line; run
+// with -rewrite to regenerate the outputs after a deliberate change, then
+// read the diff). Commands:
 //
 //	join GROUP [member=ID] [v=N] [inst=X] [session=DUR] [rebal=DUR] [protos=a,b]
 //	sync GROUP member=ID gen=N [assign=ID:val,...]
@@ -34,72 +30,33 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testda
 //
 // Member ids are minted as "cli-0-N" in order, so scripts can name them.
 func TestScripts(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no scripts")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) { runScript(t, f) })
-	}
+	scripttest.Walk(t, "testdata/*.txt", func(t *testing.T, path string) {
+		h := newHarness(t, Config{})
+		h.manual = true
+		scripttest.Run(t, path, func(t *testing.T, d *scripttest.TestData) string { return scriptCommand(t, h, d) })
+	})
 }
 
-func runScript(t *testing.T, path string) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := newHarness(t, Config{})
-	h.manual = true
-	var out strings.Builder
-	lines := strings.Split(string(data), "\n")
-	for i := 0; i < len(lines); i++ {
-		line := lines[i]
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
-			out.WriteString(line + "\n")
-			continue
-		}
-		out.WriteString(line + "\n----\n")
-		// Skip the old expected block.
-		var want []string
-		if i+1 < len(lines) && lines[i+1] == "----" {
-			i += 2
-			for ; i < len(lines) && lines[i] != ""; i++ {
-				want = append(want, lines[i])
-			}
-		}
-		got := scriptCommand(t, h, line)
-		out.WriteString(got + "\n\n")
-		if !*rewrite && strings.TrimRight(got, "\n") != strings.Join(want, "\n") {
-			t.Errorf("%s:%d: %s\ngot:\n%s\nwant:\n%s", path, i, line, got, strings.Join(want, "\n"))
-		}
-	}
-	if *rewrite {
-		if err := os.WriteFile(path, []byte(strings.TrimRight(out.String(), "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func scriptCommand(t *testing.T, h *harness, line string) string {
-	f := strings.Fields(line)
+func scriptCommand(t *testing.T, h *harness, d *scripttest.TestData) string {
 	args := map[string]string{}
 	var pos []string
-	for _, a := range f[1:] {
-		if k, v, ok := strings.Cut(a, "="); ok && !strings.Contains(k, "/") {
-			args[k] = v
+	for _, a := range d.CmdArgs {
+		// A word such as "t/0=5" names a partition and an offset, not an argument.
+		if a.HasVal && !strings.Contains(a.Key, "/") {
+			args[a.Key] = a.Val
 		} else {
-			pos = append(pos, a)
+			pos = append(pos, a.String())
 		}
 	}
 	dur := func(k string) time.Duration {
 		if args[k] == "" {
 			return 0
 		}
-		d, err := time.ParseDuration(args[k])
+		v, err := time.ParseDuration(args[k])
 		if err != nil {
-			t.Fatalf("%s: %v", line, err)
+			d.Fatalf(t, "%v", err)
 		}
-		return d
+		return v
 	}
 	num := func(k string) int32 {
 		n, _ := strconv.Atoi(args[k])
@@ -111,7 +68,7 @@ func scriptCommand(t *testing.T, h *harness, line string) string {
 	}
 	before := h.next
 	heldBefore := len(h.held)
-	switch f[0] {
+	switch d.Cmd {
 	case "join":
 		v, _ := strconv.Atoi(args["v"])
 		o := joinOpt{version: int16(v), instance: args["inst"], session: dur("session"), rebal: dur("rebal")}
@@ -168,7 +125,7 @@ func scriptCommand(t *testing.T, h *harness, line string) string {
 		}
 		return fmt.Sprintf("%v gen=%d leader=%q protocol=%q members=%v", g.state, g.generation, g.leader, g.protocol, ms)
 	default:
-		t.Fatalf("unknown command %q", line)
+		d.Fatalf(t, "unknown command")
 	}
 	var b strings.Builder
 	for r := ReplyID(1); r <= h.next; r++ {

@@ -1,17 +1,22 @@
 package meta
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
 func TestCreateDeleteSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, dir)
 	created, err := s.CreateTopic("orders", 3, map[string]string{"max.message.bytes": "2000000"}, false)
 	if err != nil {
 		t.Fatal(err)
@@ -27,10 +32,8 @@ func TestCreateDeleteSurvivesReopen(t *testing.T) {
 	}
 	clusterID := s.ClusterID()
 
-	s2, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.Close()
+	s2 := openStore(t, dir)
 	if s2.ClusterID() != clusterID {
 		t.Fatalf("cluster id changed across reopen: %q -> %q", clusterID, s2.ClusterID())
 	}
@@ -50,10 +53,7 @@ func TestCreateDeleteSurvivesReopen(t *testing.T) {
 }
 
 func TestValidateOnlyRecordsNothing(t *testing.T) {
-	s, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, t.TempDir())
 	if _, err := s.CreateTopic("t", 2, nil, true); err != nil {
 		t.Fatal(err)
 	}
@@ -63,10 +63,7 @@ func TestValidateOnlyRecordsNothing(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
-	s, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, t.TempDir())
 	cases := []struct {
 		name       string
 		partitions int32
@@ -101,10 +98,7 @@ func TestProducerIDsNeverRepeatAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
 	seen := make(map[int64]bool)
 	for restart := 0; restart < 3; restart++ {
-		s, err := Open(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := openStore(t, dir)
 		for i := 0; i < producerIDBlock+7; i++ { // crosses a block boundary
 			id, err := s.NextProducerID()
 			if err != nil {
@@ -115,15 +109,13 @@ func TestProducerIDsNeverRepeatAcrossRestarts(t *testing.T) {
 			}
 			seen[id] = true
 		}
+		s.Close()
 	}
 }
 
 func TestSetTopicConfigs(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, dir)
 	if _, err := s.CreateTopic("t", 1, map[string]string{"retention.ms": "1000"}, false); err != nil {
 		t.Fatal(err)
 	}
@@ -142,10 +134,8 @@ func TestSetTopicConfigs(t *testing.T) {
 	if _, err := s.SetTopicConfigs("t", map[string]string{"retention.bytes": "5"}, false); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.Close()
+	s2 := openStore(t, dir)
 	tp, _ := s2.Topic("t")
 	if tp.Effective("retention.bytes") != "5" || tp.Effective("retention.ms") != TopicConfigDefaults["retention.ms"] {
 		t.Fatalf("after reopen: %+v", tp.Configs)
@@ -154,10 +144,7 @@ func TestSetTopicConfigs(t *testing.T) {
 
 func TestSetPartitionCount(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openStore(t, dir)
 	if _, err := s.CreateTopic("t", 2, nil, false); err != nil {
 		t.Fatal(err)
 	}
@@ -178,11 +165,170 @@ func TestSetPartitionCount(t *testing.T) {
 	if _, err := s.SetPartitionCount("t", 5, false); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := Open(dir)
+	s.Close()
+	s2 := openStore(t, dir)
+	if tp, _ := s2.Topic("t"); tp.Partitions != 5 {
+		t.Fatalf("after reopen: %d partitions", tp.Partitions)
+	}
+}
+
+// openStore opens a Store on a LocalLog in dir as node 1, closed when the test ends.
+func openStore(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := Open(Config{Dir: dir, NodeID: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tp, _ := s2.Topic("t"); tp.Partitions != 5 {
-		t.Fatalf("after reopen: %d partitions", tp.Partitions)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestStorePlacesPartitionsOnItsNode(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	tp, err := s.CreateTopic("t", 2, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp, err = s.SetPartitionCount("t", 3, false); err != nil {
+		t.Fatal(err)
+	}
+	if len(tp.Assignments) != 3 {
+		t.Fatalf("%d assignments for %d partitions", len(tp.Assignments), tp.Partitions)
+	}
+	for i, a := range tp.Assignments {
+		if !slices.Equal(a.Replicas, []int32{1}) || a.Leader != 1 || !slices.Equal(a.ISR, []int32{1}) || a.LeaderEpoch != 0 || a.PartitionEpoch != 0 {
+			t.Fatalf("partition %d: %+v", i, a)
+		}
+	}
+	if tp, err = s.SetTopicConfigs("t", map[string]string{"segment.ms": "5"}, false); err != nil || tp.ConfigEpoch != 1 {
+		t.Fatalf("config epoch after a change: %+v, %v", tp, err)
+	}
+}
+
+// TestValidateOnlyWritesNothing: validate-only requests leave the files as they were.
+func TestValidateOnlyWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	if _, err := s.CreateTopic("t", 1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	files := func() map[string]string {
+		m := map[string]string{}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m[e.Name()] = string(b)
+		}
+		return m
+	}
+	before := files()
+	if _, err := s.CreateTopic("u", 2, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetTopicConfigs("t", map[string]string{"segment.ms": "5"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if tp, err := s.SetPartitionCount("t", 4, true); err != nil || tp.Partitions != 4 || len(tp.Assignments) != 4 {
+		t.Fatalf("validate-only partition count: %+v, %v", tp, err)
+	}
+	if _, err := s.CreateTopic("t", 1, nil, true); !errors.Is(err, ErrTopicExists) {
+		t.Fatalf("validate-only create of an existing topic: %v", err)
+	}
+	if !maps.Equal(files(), before) {
+		t.Fatal("a validate-only request changed the metadata files")
+	}
+	if tp, _ := s.Topic("t"); tp.Partitions != 1 || tp.ConfigEpoch != 0 {
+		t.Fatalf("a validate-only request changed the topic: %+v", tp)
+	}
+}
+
+func TestReadersGetTheirOwnConfigs(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	if _, err := s.CreateTopic("t", 1, map[string]string{"segment.ms": "5"}, false); err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := s.Topic("t")
+	tp.Configs["segment.ms"] = "6"
+	delete(tp.Configs, "segment.ms")
+	if tp, _ := s.Topic("t"); tp.Configs["segment.ms"] != "5" {
+		t.Fatalf("a reader's change reached the store: %v", tp.Configs)
+	}
+}
+
+// TestStoreOnAGivenLog: with Config.Log the store proposes to that log, initializes the
+// cluster once, and creates nothing in Dir.
+func TestStoreOnAGivenLog(t *testing.T) {
+	l := openLocal(t, t.TempDir(), 1000)
+	unused := filepath.Join(t.TempDir(), "unused")
+	s, err := Open(Config{Dir: unused, Log: l, NodeID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.ClusterID()
+	if id == "" || l.State().ClusterID() != id {
+		t.Fatalf("cluster id %q, log's %q", id, l.State().ClusterID())
+	}
+	if s, err = Open(Config{Log: l}); err != nil || s.ClusterID() != id {
+		t.Fatalf("second store on the log: %v, cluster id %q", err, s.ClusterID())
+	}
+	if _, err := os.Stat(unused); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Dir was used: %v", err)
+	}
+	s.Close()
+	if _, err := l.Propose(context.Background(), AllocateProducerIDs{Count: 1}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("the store did not close its log: %v", err)
+	}
+}
+
+// TestConcurrentUse: writers and readers at once (run with -race); every producer id handed
+// out once, every topic created once.
+func TestConcurrentUse(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	const workers, each = 4, 300
+	ids := make(chan int64, workers*each)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				id, err := s.NextProducerID()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- id
+				if i%50 == 0 {
+					if _, err := s.CreateTopic(fmt.Sprintf("t%d-%d", w, i), 1, nil, false); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				for _, tp := range s.Topics() {
+					if len(tp.Assignments) != int(tp.Partitions) {
+						t.Errorf("topic %s: %d assignments, %d partitions", tp.Name, len(tp.Assignments), tp.Partitions)
+						return
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[int64]bool{}
+	for id := range ids {
+		if seen[id] {
+			t.Fatalf("producer id %d handed out twice", id)
+		}
+		seen[id] = true
+	}
+	if n := len(s.Topics()); n != workers*each/50 {
+		t.Fatalf("%d topics, want %d", n, workers*each/50)
 	}
 }

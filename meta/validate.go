@@ -2,6 +2,8 @@ package meta
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 )
 
@@ -38,13 +40,15 @@ var TopicConfigDefaults = map[string]string{
 	"min.insync.replicas":    "1",
 }
 
-// ValidateConfigs refuses unknown topic configs and values out of range.
+// ValidateConfigs refuses unknown topic configs and values out of range. Keys are checked in
+// sorted order, so with several bad ones every caller (and every replica applying a command)
+// reports the same one.
 func ValidateConfigs(configs map[string]string) error {
-	for k, v := range configs {
+	for _, k := range slices.Sorted(maps.Keys(configs)) {
 		if _, ok := TopicConfigDefaults[k]; !ok {
 			return fmt.Errorf("%w: unknown topic config %q", ErrInvalidConfig, k)
 		}
-		if err := validateConfig(k, v); err != nil {
+		if err := validateConfig(k, configs[k]); err != nil {
 			return err
 		}
 	}
