@@ -4,6 +4,8 @@
 # open-loop workloads. Prints one comparison table and writes bench/results/<date>-<commit>.json
 # and plots. BENCH_DURATION (e.g. 30s) lengthens each measured run (default 10s, whole run < 5 min);
 # BENCH_RATE sets the open-loop rate; BENCH_BROKERS / BENCH_WORKLOADS pick a subset.
+# BENCH_BASE=path/to/an/earlier/ringtail adds that build as broker ringtail-base, run right
+# after ringtail on every workload, so a change is compared with its base in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -20,10 +22,16 @@ fi
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit-dirty"; fi
 status=0
+brokers=${BENCH_BROKERS:-ringtail,kfake-mem,kfake-sync}
+base=()
+if [ -n "${BENCH_BASE:-}" ]; then
+	base=(--ringtail-base "$BENCH_BASE")
+	[ -n "${BENCH_BROKERS:-}" ] || brokers=ringtail,ringtail-base,kfake-mem,kfake-sync
+fi
 bin/ringtail-perf bench \
-	--ringtail bin/ringtail --kfake bin/kfake-peer \
+	--ringtail bin/ringtail --kfake bin/kfake-peer "${base[@]}" \
 	--duration "${BENCH_DURATION:-10s}" --rate "${BENCH_RATE:-20000}" \
-	--brokers "${BENCH_BROKERS:-ringtail,kfake-mem,kfake-sync}" \
+	--brokers "$brokers" \
 	--workloads "${BENCH_WORKLOADS:-seed,throughput,open-loop,lone}" \
 	--out bench/results --commit "$commit" || status=$?
 

@@ -19,6 +19,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	ringtail := fs.String("ringtail", "bin/ringtail", "Ringtail binary")
 	kfake := fs.String("kfake", "bin/kfake-peer", "kfake-peer binary")
+	base := fs.String("ringtail-base", "", "another Ringtail binary (an earlier build), run as broker ringtail-base, so a change is measured against its base in the same run")
 	dur := fs.String("duration", envOr("BENCH_DURATION", "10s"), "measured duration per run (env BENCH_DURATION; a bare number is seconds)")
 	warm := fs.Duration("warmup", 2*time.Second, "warm-up per run")
 	rate := fs.Float64("rate", 20000, "open-loop offered rate, msg/s")
@@ -41,6 +42,10 @@ func runBench(ctx context.Context, args []string) error {
 		"kfake-sync": {Label: "kfake-sync", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6", "--persist-dir", "{dir}", "--sync-writes"},
 			Durability: "kfake persisted, SyncWrites (fsync per batch)"},
 	}
+	if *base != "" {
+		all["ringtail-base"] = perf.BrokerSpec{Label: "ringtail-base", Args: []string{*base, "serve", "--listen", "{addr}", "--data-dir", "{dir}"},
+			Durability: "Ringtail default durability, the base build (--ringtail-base)"}
+	}
 	now := time.Now()
 	bc := perf.BenchConfig{
 		Baseline:  "ringtail",
@@ -57,7 +62,7 @@ func runBench(ctx context.Context, args []string) error {
 	for _, b := range strings.Split(*brokers, ",") {
 		s, ok := all[b]
 		if !ok {
-			return fmt.Errorf("unknown broker %q (ringtail, kfake-mem, kfake-sync)", b)
+			return fmt.Errorf("unknown broker %q (ringtail, kfake-mem, kfake-sync; ringtail-base with --ringtail-base)", b)
 		}
 		bc.Brokers = append(bc.Brokers, s)
 	}
