@@ -86,7 +86,7 @@ func TestBrokerLifecycle(t *testing.T) {
 	if err := b.Stop(); err != nil || b.Running() {
 		t.Fatalf("Stop: %v (want a clean exit), running %v", err, b.Running())
 	}
-	if n := strings.Count(b.Log(), markerPrefix+"start #"); n != 3 {
+	if n := strings.Count(b.Log(), MarkerPrefix+"start #"); n != 3 {
 		t.Fatalf("%d starts in the log, want 3", n)
 	}
 }

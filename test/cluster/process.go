@@ -20,10 +20,10 @@ var ErrExited = errors.New("cluster: process exited")
 // after SIGTERM (it was then killed).
 var ErrStopTimeout = errors.New("cluster: process did not exit after SIGTERM")
 
-// markerPrefix starts the lines the harness itself writes into a process's
-// output (one per start). Waits for output never match them: their command
-// lines hold temporary paths, and those hold test names.
-const markerPrefix = "=== cluster: "
+// MarkerPrefix starts the lines the harness itself writes into a process's
+// output (one per start, naming the command). Waits for output never match
+// them: their command lines hold temporary paths, and those hold test names.
+const MarkerPrefix = "=== cluster: "
 
 // ProcessConfig says how to run a child process.
 type ProcessConfig struct {
@@ -110,7 +110,7 @@ func (p *Process) start() error {
 		logFile = f
 	}
 	p.out.setFile(logFile)
-	fmt.Fprintf(p.out, "%sstart #%d of %s: %s %s\n", markerPrefix, p.starts, p.cfg.Name, p.cfg.Path, strings.Join(p.cfg.Args, " "))
+	fmt.Fprintf(p.out, "%sstart #%d of %s: %s %s\n", MarkerPrefix, p.starts, p.cfg.Name, p.cfg.Path, strings.Join(p.cfg.Args, " "))
 	if err := cmd.Start(); err != nil {
 		p.out.setFile(nil)
 		if logFile != nil {
@@ -338,7 +338,7 @@ func (p *Process) WaitLine(ctx context.Context, from int, match func(line string
 			if i >= 0 {
 				line = text[:i]
 			}
-			if !strings.HasPrefix(line, markerPrefix) && match(line) {
+			if !strings.HasPrefix(line, MarkerPrefix) && match(line) {
 				return line, nil
 			}
 			from += len(line) + 1
@@ -448,7 +448,7 @@ func (o *output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.dropped > 0 {
-		return string(o.buf) + fmt.Sprintf("\n%s%d bytes of output dropped beyond MaxOutput\n", markerPrefix, o.dropped)
+		return string(o.buf) + fmt.Sprintf("\n%s%d bytes of output dropped beyond MaxOutput\n", MarkerPrefix, o.dropped)
 	}
 	return string(o.buf)
 }

@@ -41,7 +41,7 @@ func TestWaitLineSkipsMarkers(t *testing.T) {
 	if err != nil || line != "ready" {
 		t.Fatalf("WaitLine: %q, %v; want the line %q", line, err, "ready")
 	}
-	if !strings.HasPrefix(p.Output(), markerPrefix+"start #1 of ready-named") {
+	if !strings.HasPrefix(p.Output(), MarkerPrefix+"start #1 of ready-named") {
 		t.Fatalf("output does not start with the marker: %q", p.Output())
 	}
 }
@@ -220,7 +220,7 @@ func TestRestart(t *testing.T) {
 	if err := p.WaitOutput(ctxT(t), mark, "run "+strconv.Itoa(p.Pid())); err != nil {
 		t.Fatal(err)
 	}
-	if p.Pid() == first || strings.Count(p.Output(), markerPrefix) != 2 {
+	if p.Pid() == first || strings.Count(p.Output(), MarkerPrefix) != 2 {
 		t.Fatalf("pid %d (first %d), output:\n%s", p.Pid(), first, p.Output())
 	}
 }
