@@ -99,10 +99,16 @@ func (p *BrokerProc) Stop() {
 	os.RemoveAll(p.Dir)
 }
 
-// FindLine returns the first line of the broker's log containing any of the words, for the
-// report (for example whether Ringtail runs on io_uring or its fallback).
+// FindLine returns the first line of the broker's log containing any of the words, cut to one
+// short line for the report (for example whether Ringtail runs on io_uring or its fallback).
 func (p *BrokerProc) FindLine(words ...string) string {
+	return oneLine(strings.TrimSpace(p.line(words...)), 160)
+}
+
+// line is the first line of the broker's own output containing any of the words, whole.
+func (p *BrokerProc) line(words ...string) string {
 	sc := bufio.NewScanner(strings.NewReader(p.Log()))
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		l := sc.Text()
 		if strings.HasPrefix(l, cluster.MarkerPrefix) {
@@ -110,7 +116,7 @@ func (p *BrokerProc) FindLine(words ...string) string {
 		}
 		for _, w := range words {
 			if strings.Contains(strings.ToLower(l), strings.ToLower(w)) {
-				return oneLine(strings.TrimSpace(l), 160)
+				return l
 			}
 		}
 	}
