@@ -153,7 +153,7 @@ func (b *Broker) launch() error {
 	}
 	// The command line may have changed: an address picked again after a
 	// collision on the first start.
-	b.proc.cfg.Name, b.proc.cfg.Args = b.Name(), b.command()
+	b.proc.setCommand(b.Name(), b.command())
 	return b.proc.Restart()
 }
 

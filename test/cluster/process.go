@@ -80,7 +80,7 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 // buffer). The previous run must have ended: use Stop or Kill first.
 func (p *Process) Restart() error {
 	if p.Running() {
-		return fmt.Errorf("cluster: restart %s: still running", p.cfg.Name)
+		return fmt.Errorf("cluster: restart %s: still running", p.Name())
 	}
 	return p.start()
 }
@@ -135,7 +135,19 @@ func (p *Process) start() error {
 }
 
 // Name is the name given in the config.
-func (p *Process) Name() string { return p.cfg.Name }
+func (p *Process) Name() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg.Name
+}
+
+// setCommand changes the name and arguments the next Restart uses (a
+// broker whose address was picked again).
+func (p *Process) setCommand(name string, args []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg.Name, p.cfg.Args = name, args
+}
 
 // Pid is the process id of the current (or last) run.
 func (p *Process) Pid() int {
@@ -189,7 +201,7 @@ func (p *Process) Wait(ctx context.Context) error {
 	case <-p.Exited():
 		return p.ExitErr()
 	case <-ctx.Done():
-		return fmt.Errorf("cluster: waiting for %s to exit: %w", p.cfg.Name, ctx.Err())
+		return fmt.Errorf("cluster: waiting for %s to exit: %w", p.Name(), ctx.Err())
 	}
 }
 
@@ -211,7 +223,7 @@ func (p *Process) signalAll(sig syscall.Signal) error {
 		pid = -pid
 	}
 	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("cluster: %v to %s: %w", sig, p.cfg.Name, err)
+		return fmt.Errorf("cluster: %v to %s: %w", sig, p.Name(), err)
 	}
 	return nil
 }
@@ -225,7 +237,7 @@ func (p *Process) Stop(timeout time.Duration) error {
 		return nil
 	}
 	if err := p.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("cluster: SIGTERM to %s: %w", p.cfg.Name, err)
+		return fmt.Errorf("cluster: SIGTERM to %s: %w", p.Name(), err)
 	}
 	if p.Paused() {
 		if err := p.Resume(); err != nil {
@@ -240,10 +252,10 @@ func (p *Process) Stop(timeout time.Duration) error {
 		if err := p.Kill(); err != nil {
 			return err
 		}
-		return fmt.Errorf("%w: %s still running %v after SIGTERM (killed)", ErrStopTimeout, p.cfg.Name, timeout)
+		return fmt.Errorf("%w: %s still running %v after SIGTERM (killed)", ErrStopTimeout, p.Name(), timeout)
 	}
 	if err := p.ExitErr(); err != nil {
-		return fmt.Errorf("cluster: %s exited with %w after SIGTERM", p.cfg.Name, err)
+		return fmt.Errorf("cluster: %s exited with %w after SIGTERM", p.Name(), err)
 	}
 	return nil
 }
@@ -345,13 +357,13 @@ func (p *Process) WaitLine(ctx context.Context, from int, match func(line string
 			text = text[min(len(line)+1, len(text)):]
 		}
 		if done {
-			return "", fmt.Errorf("%s: %w (%v)", p.cfg.Name, ErrExited, p.ExitErr())
+			return "", fmt.Errorf("%s: %w (%v)", p.Name(), ErrExited, p.ExitErr())
 		}
 		select {
 		case <-changed:
 		case <-exited:
 		case <-ctx.Done():
-			return "", fmt.Errorf("%s: %w", p.cfg.Name, ctx.Err())
+			return "", fmt.Errorf("%s: %w", p.Name(), ctx.Err())
 		}
 	}
 }
@@ -366,7 +378,7 @@ func (p *Process) WaitFor(ctx context.Context, cond func(context.Context) error)
 	go func() {
 		select {
 		case <-exited:
-			cancel(fmt.Errorf("%s: %w (%v)", p.cfg.Name, ErrExited, p.ExitErr()))
+			cancel(fmt.Errorf("%s: %w (%v)", p.Name(), ErrExited, p.ExitErr()))
 		case <-ctx.Done():
 		}
 	}()
