@@ -161,6 +161,9 @@ func (b *Broker) launch() error {
 // connection and answers ApiVersions on it. It fails at once, with the end
 // of the log, if the process exits meanwhile.
 func (b *Broker) WaitReady(ctx context.Context) error {
+	if b.proc == nil {
+		return b.errNotStarted()
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.ReadyTimeout)
 	defer cancel()
 	if err := b.proc.WaitFor(ctx, func(ctx context.Context) error { return PingApiVersions(ctx, b.cfg.Addr) }); err != nil {
@@ -238,11 +241,25 @@ func (b *Broker) Kill() error {
 	return b.proc.Kill()
 }
 
+// errNotStarted is what the methods that need a process say before the
+// first start.
+func (b *Broker) errNotStarted() error { return fmt.Errorf("cluster: %s was never started", b.Name()) }
+
 // Pause stops the process with SIGSTOP (see Process.Pause).
-func (b *Broker) Pause() error { return b.proc.Pause() }
+func (b *Broker) Pause() error {
+	if b.proc == nil {
+		return b.errNotStarted()
+	}
+	return b.proc.Pause()
+}
 
 // Resume continues a paused broker with SIGCONT.
-func (b *Broker) Resume() error { return b.proc.Resume() }
+func (b *Broker) Resume() error {
+	if b.proc == nil {
+		return b.errNotStarted()
+	}
+	return b.proc.Resume()
+}
 
 // Log is everything the broker wrote, over all its runs.
 func (b *Broker) Log() string {
@@ -266,6 +283,9 @@ func (b *Broker) LogTail(n int) string { return tail(b.Log(), n) }
 // WaitLog waits until a log line written at or after offset from (0: since
 // the first start; LogLen: from now) contains substr.
 func (b *Broker) WaitLog(ctx context.Context, from int, substr string) error {
+	if b.proc == nil {
+		return b.errNotStarted()
+	}
 	return b.proc.WaitOutput(ctx, from, substr)
 }
 
