@@ -167,10 +167,12 @@ func benchOne(ctx context.Context, spec BrokerSpec, c Config, wl, tmp string, in
 }
 
 // brokerIO says how a broker reaches its disk, from its start-up log: Ringtail logs
-// "durability=… wal_io=…" and a warning when io_uring is not in use.
+// "storage recovered … durability=… wal_io=…" and a warning when io_uring is not in use. The
+// fields are read from the whole line: an earlier, longer line (the engine's) also names wal_io,
+// and FindLine's report-sized cut lost both fields.
 func brokerIO(p *BrokerProc) string {
 	var parts []string
-	for _, f := range strings.Fields(p.FindLine("wal_io=")) {
+	for _, f := range strings.Fields(p.line("durability=")) {
 		if strings.HasPrefix(f, "durability=") || strings.HasPrefix(f, "wal_io=") {
 			parts = append(parts, f)
 		}

@@ -2,18 +2,15 @@ package perf
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
+	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/ringtail/ringtail/test/cluster"
 )
 
 // BrokerSpec says how to start a broker process. Args may use {addr} and {dir}, replaced by the
@@ -24,49 +21,30 @@ type BrokerSpec struct {
 	Durability string // for the report
 }
 
-// BrokerProc is a running broker the harness started.
+// BrokerProc is a running broker the harness started: a test/cluster process (Ringtail or
+// kfake-peer alike, so not a cluster.Broker, which runs `ringtail serve` only).
 type BrokerProc struct {
-	Spec    BrokerSpec
-	Addr    string
-	Dir     string
-	cmd     *exec.Cmd
-	log     *lockedBuffer
-	exited  chan struct{}
-	waitErr error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 4<<20 { // keep memory bounded; the head has the startup lines
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	Spec BrokerSpec
+	Addr string
+	Dir  string
+	proc *cluster.Process
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := cluster.FreeAddrs("127.0.0.1", 1)
 	if err != nil {
 		return 0, err
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	_, port, err := net.SplitHostPort(addrs[0])
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(port)
 }
 
-// StartBroker starts spec in a fresh data directory under parent and waits until it answers a
-// Kafka metadata request.
+// StartBroker starts spec in a fresh data directory under parent and waits until it accepts a
+// connection and answers ApiVersions on it.
 func StartBroker(ctx context.Context, spec BrokerSpec, parent string) (*BrokerProc, error) {
 	port, err := FreePort()
 	if err != nil {
@@ -82,94 +60,63 @@ func StartBroker(ctx context.Context, spec BrokerSpec, parent string) (*BrokerPr
 		a = strings.ReplaceAll(a, "{addr}", addr)
 		args[i] = strings.ReplaceAll(a, "{dir}", dir+"/data")
 	}
-	p := &BrokerProc{Spec: spec, Addr: addr, Dir: dir, log: &lockedBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(args[0], args[1:]...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
+	proc, err := cluster.StartProcess(cluster.ProcessConfig{
+		Name: spec.Label,
+		Path: args[0],
+		Args: args[1:],
+		// Keep memory bounded over long runs; the head has the startup lines the report quotes.
+		MaxOutput: 4 << 20,
+		// A broker given as a script or `go run` has children: Stop's kill takes them too.
+		OwnProcessGroup: true,
+	})
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start %s: %w", spec.Label, err)
 	}
-	go func() { p.waitErr = p.cmd.Wait(); close(p.exited) }()
-	if err := p.waitReady(ctx, 30*time.Second); err != nil {
+	p := &BrokerProc{Spec: spec, Addr: addr, Dir: dir, proc: proc}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := proc.WaitFor(wctx, func(ctx context.Context) error { return cluster.PingApiVersions(ctx, addr) }); err != nil {
 		p.Stop()
-		return nil, fmt.Errorf("%s did not become ready: %v; log: %s", spec.Label, err, tail(p.log.String(), 600))
+		return nil, fmt.Errorf("%s did not become ready: %v; log: %s", spec.Label, err, tail(p.Log(), 600))
 	}
 	return p, nil
 }
 
-func (p *BrokerProc) waitReady(ctx context.Context, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.exited:
-			return fmt.Errorf("exited: %v", p.waitErr)
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		c, err := net.DialTimeout("tcp", p.Addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			cl, err := kgo.NewClient(kgo.SeedBrokers(p.Addr))
-			if err == nil {
-				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				err = cl.Ping(pctx)
-				cancel()
-				cl.Close()
-				if err == nil {
-					return nil
-				}
-			}
-			last = err
-		} else {
-			last = err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return last
-}
-
 // PID is the broker's process id.
-func (p *BrokerProc) PID() int { return p.cmd.Process.Pid }
+func (p *BrokerProc) PID() int { return p.proc.Pid() }
 
 // Alive reports whether the process is still running.
-func (p *BrokerProc) Alive() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (p *BrokerProc) Alive() bool { return p.proc.Running() }
 
 // Log returns what the broker wrote to stdout and stderr.
-func (p *BrokerProc) Log() string { return p.log.String() }
+func (p *BrokerProc) Log() string { return p.proc.Output() }
 
 // Stop sends SIGTERM, waits up to 10 s, then kills the process group, and removes the data dir.
+// How the broker exited is not the benchmark's business: the run's results are already in.
 func (p *BrokerProc) Stop() {
-	if p.Alive() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.exited
-		}
-	}
+	_ = p.proc.Stop(10 * time.Second)
 	os.RemoveAll(p.Dir)
 }
 
-// FindLine returns the first line of the broker's log containing any of the words, for the
-// report (for example whether Ringtail runs on io_uring or its fallback).
+// FindLine returns the first line of the broker's log containing any of the words, cut to one
+// short line for the report (for example whether Ringtail runs on io_uring or its fallback).
 func (p *BrokerProc) FindLine(words ...string) string {
+	return oneLine(strings.TrimSpace(p.line(words...)), 160)
+}
+
+// line is the first line of the broker's own output containing any of the words, whole.
+func (p *BrokerProc) line(words ...string) string {
 	sc := bufio.NewScanner(strings.NewReader(p.Log()))
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		l := sc.Text()
+		if strings.HasPrefix(l, cluster.MarkerPrefix) {
+			continue // the harness's start line, with the command line: not the broker's words
+		}
 		for _, w := range words {
 			if strings.Contains(strings.ToLower(l), strings.ToLower(w)) {
-				return oneLine(strings.TrimSpace(l), 160)
+				return l
 			}
 		}
 	}

@@ -146,6 +146,11 @@ func TestAgainstRingtail(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Stop()
+	// The report's disk line comes from the broker's own start-up lines, never from the harness's
+	// line naming the command.
+	if io := brokerIO(p); !strings.Contains(io, "durability=") || !strings.Contains(io, "wal_io=") {
+		t.Errorf("brokerIO = %q, want durability= and wal_io= from the start-up log", io)
+	}
 	c := DefaultConfig()
 	c.Brokers, c.Topic, c.CreateTopic = []string{p.Addr}, "rt", true
 	c.Duration, c.Warmup, c.Concurrency, c.BrokerPID = time.Second, 200*time.Millisecond, 16, p.PID()

@@ -3,6 +3,11 @@
 // that charges stalls to every record they delay, consumers and end-to-end latency. Latency is
 // kept in an HdrHistogram from 1 µs to 60 s with no sample dropped (out-of-range values are
 // clamped into range and counted as such).
+//
+// It owns the workloads, the measurement and the reports (text, JSON, plots), and the bench that
+// compares brokers (bench.go); it starts the broker processes it measures, Ringtail or
+// kfake-peer, through test/cluster's Process (broker.go). It is a harness, not a test: it must
+// not import package testing, and it asserts nothing about timings.
 package perf
 
 import (

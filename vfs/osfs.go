@@ -64,16 +64,29 @@ type osFile struct {
 	f *os.File
 }
 
+// control runs fn on the descriptor. RawConn.Control fails only when the
+// file is closed or closing, with internal/poll's "use of closed file",
+// which os.ErrClosed does not match (os.File maps it for its own methods,
+// not for RawConn): report os.ErrClosed as (*os.File).ReadAt would, so
+// callers (the engine's reads racing a Close) can tell a closed file from a
+// failing disk.
+func (o *osFile) control(op string, fn func(fd uintptr)) error {
+	rc, err := o.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	if err := rc.Control(fn); err != nil {
+		return &fs.PathError{Op: op, Path: o.f.Name(), Err: os.ErrClosed}
+	}
+	return nil
+}
+
 func (o *osFile) Name() string { return o.f.Name() }
 
 func (o *osFile) WriteAt(p []byte, off int64) (int, error) {
-	rc, err := o.f.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
 	written := 0
 	var werr error
-	cerr := rc.Control(func(fd uintptr) {
+	cerr := o.control("pwrite", func(fd uintptr) {
 		for written < len(p) {
 			n, err := unix.Pwrite(int(fd), p[written:], off+int64(written))
 			if err == unix.EINTR {
@@ -100,13 +113,9 @@ func (o *osFile) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func (o *osFile) ReadAt(p []byte, off int64) (int, error) {
-	rc, err := o.f.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
 	read := 0
 	var rerr error
-	cerr := rc.Control(func(fd uintptr) {
+	cerr := o.control("pread", func(fd uintptr) {
 		for read < len(p) {
 			n, err := unix.Pread(int(fd), p[read:], off+int64(read))
 			if err == unix.EINTR {
@@ -134,12 +143,8 @@ func (o *osFile) ReadAt(p []byte, off int64) (int, error) {
 // SYNC_FILE_RANGE_WRITE): a later Datasync then has little left to flush.
 // It makes nothing durable.
 func (o *osFile) StartWriteback(off, n int64) error {
-	rc, err := o.f.SyscallConn()
-	if err != nil {
-		return err
-	}
 	var serr error
-	cerr := rc.Control(func(fd uintptr) {
+	cerr := o.control("sync_file_range", func(fd uintptr) {
 		for {
 			serr = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
 			if serr != unix.EINTR {
@@ -157,12 +162,8 @@ func (o *osFile) StartWriteback(off, n int64) error {
 }
 
 func (o *osFile) Datasync() error {
-	rc, err := o.f.SyscallConn()
-	if err != nil {
-		return err
-	}
 	var serr error
-	cerr := rc.Control(func(fd uintptr) {
+	cerr := o.control("fdatasync", func(fd uintptr) {
 		for {
 			serr = unix.Fdatasync(int(fd))
 			if serr != unix.EINTR {

@@ -1,28 +1,24 @@
 // Package e2e drives a real bin/ringtail process with real Kafka clients (franz-go) over real
-// sockets on 127.0.0.1. Nothing is mocked. The binary comes from $RINGTAIL_BIN, or is built once
-// from ../../cmd/ringtail.
+// sockets on 127.0.0.1. Nothing is mocked. It owns the single-broker end-to-end tests and their
+// helpers (topics, produce, consume, raw protocol, power cuts); broker processes themselves are
+// test/cluster's. The binary comes from $RINGTAIL_BIN, or is built once from cmd/ringtail.
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ringtail/ringtail/test/cluster"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // brokerBin is the broker binary every test starts.
@@ -39,63 +35,22 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	if bin := os.Getenv("RINGTAIL_BIN"); bin != "" {
-		abs, err := filepath.Abs(bin)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: RINGTAIL_BIN: %v\n", err)
-			return 2
-		}
-		brokerBin = abs
-	} else {
-		dir, err := os.MkdirTemp("", "ringtail-e2e-bin-")
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
-			return 2
-		}
-		defer os.RemoveAll(dir)
-		brokerBin = filepath.Join(dir, "ringtail")
-		cmd := exec.Command("go", "build", "-o", brokerBin, "../../cmd/ringtail")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: building the broker: %v\n", err)
-			return 2
-		}
+	bin, err := cluster.Binary()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 2
 	}
+	defer cluster.CleanupBinary()
+	brokerBin = bin
 	return m.Run()
 }
 
-// syncBuffer is a goroutine-safe bytes.Buffer for a child process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// Broker is one running (or stopped) broker process with a fixed address and data directory.
+// Broker is a test/cluster broker process bound to the test that started it: its methods fail
+// that test instead of returning errors, which keeps the tests short. Addr, DataDir, Log and
+// Running come from cluster.Broker.
 type Broker struct {
-	t       testing.TB
-	addr    string
-	dataDir string
-	args    []string // extra serve flags
-	env     []string // extra environment
-	log     syncBuffer
-
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
-	starts  int
+	*cluster.Broker
+	t testing.TB
 }
 
 // brokerConfig collects startBroker options.
@@ -123,16 +78,17 @@ func withDataDir(dir string) BrokerOpt {
 	return func(c *brokerConfig) { c.dataDir = dir }
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago (for --metrics-listen and
+// the like; startBroker picks the Kafka port itself).
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := cluster.FreeAddrs("127.0.0.1", 1)
 	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	return port
+	_, port, _ := net.SplitHostPort(addrs[0])
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 // startBroker starts a broker on a fresh port with a fresh data directory and waits until it
@@ -144,24 +100,21 @@ func startBroker(t testing.TB, opts ...BrokerOpt) *Broker {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.dataDir == "" {
-		cfg.dataDir = t.TempDir()
-	}
-	b := &Broker{
-		t:       t,
-		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
-		dataDir: cfg.dataDir,
-		args:    cfg.args,
-		env:     cfg.env,
-	}
-	t.Cleanup(func() {
-		b.kill()
-		if t.Failed() {
-			t.Logf("broker %s log (last 64 KiB):\n%s", b.addr, tail(b.Log(), 64<<10))
-		}
+	b := cluster.StartBrokerT(t, cluster.BrokerConfig{
+		Bin:          brokerBin,
+		DataDir:      cfg.dataDir, // empty: a fresh t.TempDir()
+		Args:         cfg.args,
+		Env:          cfg.env,
+		ReadyTimeout: readyTimeout,
+		StopTimeout:  stopTimeout,
 	})
-	b.start()
-	return b
+	return &Broker{Broker: b, t: t}
+}
+
+// pingApiVersions checks, once, that the broker answers ApiVersions on a fresh connection: that
+// a broker which was up still is.
+func pingApiVersions(addr string) error {
+	return cluster.PingApiVersions(context.Background(), addr)
 }
 
 func tail(s string, n int) string {
@@ -171,177 +124,59 @@ func tail(s string, n int) string {
 	return "…" + s[len(s)-n:]
 }
 
-// Addr is the broker's host:port.
-func (b *Broker) Addr() string { return b.addr }
-
-// DataDir is the broker's data directory (kept across restarts).
-func (b *Broker) DataDir() string { return b.dataDir }
-
-// Log is everything the broker wrote to stdout and stderr so far, across restarts.
-func (b *Broker) Log() string { return b.log.String() }
-
-func (b *Broker) start() {
-	b.t.Helper()
-	b.mu.Lock()
-	b.starts++
-	args := append([]string{"serve", "--listen", b.addr, "--data-dir", b.dataDir}, b.args...)
-	cmd := exec.Command(brokerBin, args...)
-	cmd.Env = append(os.Environ(), b.env...)
-	fmt.Fprintf(&b.log, "=== e2e: start #%d: %s %s\n", b.starts, brokerBin, strings.Join(args, " "))
-	cmd.Stdout = &b.log
-	cmd.Stderr = &b.log
-	if err := cmd.Start(); err != nil {
-		b.mu.Unlock()
-		b.t.Fatalf("starting broker: %v", err)
-	}
-	exited := make(chan struct{})
-	b.cmd, b.exited = cmd, exited
-	b.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		b.mu.Lock()
-		b.waitErr = err
-		b.mu.Unlock()
-		close(exited)
-	}()
-	b.waitReady()
-}
-
-// waitReady polls until a TCP connect plus ApiVersions succeeds.
-func (b *Broker) waitReady() {
-	b.t.Helper()
-	deadline := time.Now().Add(readyTimeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		select {
-		case <-b.exited:
-			b.t.Fatalf("broker exited during startup (%v); log:\n%s", b.waitErr, tail(b.Log(), 16<<10))
-		default:
-		}
-		if lastErr = pingApiVersions(b.addr); lastErr == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b.t.Fatalf("broker at %s not ready after %v (last error: %v); log:\n%s", b.addr, readyTimeout, lastErr, tail(b.Log(), 16<<10))
-}
-
-// pingApiVersions sends ApiVersions v0 over a fresh connection and checks the answer.
-func pingApiVersions(addr string) error {
-	rc, err := dialRawErr(addr)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	req := kmsg.NewPtrApiVersionsRequest()
-	req.Version = 0
-	resp, err := rc.roundTrip(req, 2*time.Second)
-	if err != nil {
-		return err
-	}
-	if ec := resp.(*kmsg.ApiVersionsResponse).ErrorCode; ec != 0 {
-		return fmt.Errorf("ApiVersions error code %d", ec)
-	}
-	return nil
-}
-
-// Running reports whether the process is alive.
-func (b *Broker) Running() bool {
-	b.mu.Lock()
-	exited := b.exited
-	b.mu.Unlock()
-	if exited == nil {
-		return false
-	}
-	select {
-	case <-exited:
-		return false
-	default:
-		return true
-	}
-}
-
 // Stop sends SIGTERM and waits for the process to exit; it fails the test if it does not exit
 // in time or exits with an error status.
 func (b *Broker) Stop() {
 	b.t.Helper()
-	b.mu.Lock()
-	cmd, exited := b.cmd, b.exited
-	b.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(stopTimeout):
-		_ = cmd.Process.Kill()
-		<-exited
-		b.t.Fatalf("broker did not exit within %v of SIGTERM", stopTimeout)
-	}
-	b.mu.Lock()
-	err := b.waitErr
-	b.mu.Unlock()
-	if err != nil {
-		b.t.Errorf("broker exited with %v after SIGTERM (want a clean exit)", err)
+	err := b.Broker.Stop()
+	switch {
+	case errors.Is(err, cluster.ErrStopTimeout):
+		b.t.Fatalf("%v", err)
+	case err != nil:
+		b.t.Errorf("%v (want a clean exit)", err)
 	}
 }
 
 // Kill sends SIGKILL and waits for the process to be gone.
 func (b *Broker) Kill() {
 	b.t.Helper()
-	b.kill()
-}
-
-func (b *Broker) kill() {
-	b.mu.Lock()
-	cmd, exited := b.cmd, b.exited
-	b.mu.Unlock()
-	if cmd == nil {
-		return
+	if err := b.Broker.Kill(); err != nil {
+		b.t.Fatalf("%v", err)
 	}
-	_ = cmd.Process.Kill()
-	<-exited
 }
 
-// Restart starts the broker again on the same port and data directory. The old process must
-// already be stopped or killed.
+// Restart starts the broker again on the same port and data directory and waits until it
+// answers. The old process must already be stopped or killed.
 func (b *Broker) Restart() {
 	b.t.Helper()
 	if b.Running() {
 		b.t.Fatalf("Restart: broker still running")
 	}
-	b.start()
+	if err := b.Broker.Start(context.Background()); err != nil {
+		b.t.Fatalf("%v", err)
+	}
 }
 
 // Client returns a franz-go client seeded with this broker, closed when the test ends.
 func (b *Broker) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	all := append([]kgo.Opt{kgo.SeedBrokers(b.addr)}, opts...)
-	cl, err := kgo.NewClient(all...)
-	if err != nil {
-		t.Fatalf("kgo.NewClient: %v", err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return b.ClientT(t, opts...)
 }
 
 // Admin returns a kadm client over a fresh franz-go client.
 func (b *Broker) Admin(t testing.TB) *kadm.Client {
 	t.Helper()
-	return kadm.NewClient(b.Client(t))
+	return b.AdminT(t)
 }
 
-// waitLog polls the broker log until it contains substr. It fails the test after the deadline.
+// waitLog waits until the broker log (of any run) has a line containing substr. It fails the
+// test after the deadline.
 func (b *Broker) waitLog(t testing.TB, substr string, what string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(b.Log(), substr) {
-		if time.Now().After(deadline) {
-			t.Errorf("%s: broker log has no line mentioning %q", what, substr)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.WaitLog(ctx, 0, substr); err != nil {
+		t.Errorf("%s: broker log has no line mentioning %q: %v", what, substr, err)
 	}
 }
 

@@ -2,29 +2,49 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/ringtail/ringtail/test/cluster"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // scrape fetches url and returns each sample line's value by its full name with labels,
-// e.g. `ringtail_wal_io_info{mode="uring+direct"}`.
+// e.g. `ringtail_wal_io_info{mode="uring+direct"}`. The broker serves /metrics on a listener of
+// its own, which startBroker's readiness (the Kafka port answering) says nothing about: scrape
+// retries until the endpoint answers, up to readyTimeout, instead of assuming it is up.
 func scrape(t *testing.T, url string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(url)
+	var body []byte
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	err := cluster.Poll(ctx, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s", resp.Status)
+		}
+		body, err = io.ReadAll(resp.Body)
+		return err
+	})
 	if err != nil {
 		t.Fatalf("scrape %s: %v", url, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape %s: %s", url, resp.Status)
-	}
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "" || strings.HasPrefix(line, "#") {

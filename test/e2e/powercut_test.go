@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringtail/ringtail/test/cluster"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sys/unix"
@@ -33,9 +33,10 @@ import (
 // TestPowerCutKeepsAckedRecords: producers stream acks=all records while the power is cut under
 // a running broker, five times over the same data (each broker after the first recovers from the
 // previous cut on cutfs too); after each cut a broker on the backing directory must serve every
-// record that was ever acknowledged. Some cuts come while syncs are held, so that appends are
-// certainly caught written but not yet durable; some run the portable WAL writer (pwrite +
-// fdatasync) instead of io_uring (RWF_DSYNC writes). Segments of 1 MiB roll during the test, and
+// record that was ever acknowledged. Some cuts come while syncs are held (once one is waiting on
+// the hold), so that appends are certainly caught written but not yet durable; some run the
+// portable WAL writer (pwrite + fdatasync) instead of io_uring (RWF_DSYNC writes). Segments of
+// 1 MiB roll during the test, and
 // the last round writes over 16 MiB, the checkpoint interval, so that a checkpoint (segment
 // fdatasyncs, the checkpoint file, WAL reuse) runs on the mount and may be cut.
 func TestPowerCutKeepsAckedRecords(t *testing.T) {
@@ -170,12 +171,14 @@ func powerCutRound(t *testing.T, bin, backing, topic string, round int, acked *a
 			waitFor(t, opTimeout, fmt.Sprintf("%d acks while syncs are held", plan.holdAcks),
 				func() bool { return acked.len()-atHold >= plan.holdAcks })
 		} else {
-			time.Sleep(300 * time.Millisecond)
+			fsm.waitSyncHeld()
 		}
 		held = fmt.Sprintf(", %d of them in the %v syncs were held, the last %v before the cut",
 			acked.len()-atHold, time.Since(heldAt).Round(time.Millisecond), time.Since(acked.lastAck()).Round(time.Millisecond))
 	} else {
-		time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond) // cut at no particular point of a cycle
+		// Not a wait for anything: a random delay, so that cuts land at no particular point of a
+		// WAL cycle.
+		time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
 	}
 
 	fsm.cut()
@@ -289,14 +292,13 @@ func buildCutfs(t *testing.T) string {
 	return bin
 }
 
-// cutfsMount is a running cutfs process serving a mount of a backing directory.
+// cutfsMount is a running cutfs process serving a mount of a backing directory. cutfs answers
+// on stdout: "ready" once mounted, and one line per signal it acted on.
 type cutfsMount struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	mnt    string
-	lines  chan string // its stdout
-	stderr syncBuffer
-	exited chan struct{}
+	t        *testing.T
+	p        *cluster.Process
+	mnt      string
+	holdFrom int // output offset just before the last holdSyncs
 }
 
 // mountCutfs mounts backing on a fresh mount point. The process is killed and the mount detached
@@ -304,77 +306,62 @@ type cutfsMount struct {
 // env is added to cutfs's environment (CUTFS_FAIL_MATCH, CUTFS_FAIL_ERRNO).
 func mountCutfs(t *testing.T, bin, backing string, env ...string) *cutfsMount {
 	t.Helper()
-	m := &cutfsMount{t: t, mnt: t.TempDir(), lines: make(chan string, 16), exited: make(chan struct{})}
-	r, w, err := os.Pipe()
+	m := &cutfsMount{t: t, mnt: t.TempDir()}
+	p, err := cluster.StartProcess(cluster.ProcessConfig{Name: "cutfs", Path: bin, Args: []string{backing, m.mnt}, Env: env})
 	if err != nil {
-		t.Fatal(err)
-	}
-	m.cmd = exec.Command(bin, backing, m.mnt)
-	m.cmd.Env = append(os.Environ(), env...)
-	m.cmd.Stdout, m.cmd.Stderr = w, &m.stderr
-	err = m.cmd.Start()
-	w.Close()
-	if err != nil {
-		r.Close()
 		t.Fatalf("starting cutfs: %v", err)
 	}
-	go func() {
-		defer r.Close()
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			m.lines <- sc.Text()
-		}
-		close(m.lines)
-	}()
-	go func() {
-		_ = m.cmd.Wait()
-		close(m.exited)
-	}()
+	m.p = p
 	t.Cleanup(func() {
 		m.cut()
 		m.detach()
-		if t.Failed() && m.stderr.String() != "" {
-			t.Logf("cutfs stderr:\n%s", tail(m.stderr.String(), 16<<10))
+		if t.Failed() {
+			t.Logf("cutfs output:\n%s", p.OutputTail(16<<10))
 		}
 	})
-	if !m.await("ready") {
-		<-m.exited
-		if m.cmd.ProcessState.ExitCode() == 3 {
-			t.Skipf("FUSE cannot be mounted here: %s", strings.TrimSpace(m.stderr.String()))
+	if err := m.await(0, "ready"); err != nil {
+		if errors.Is(err, cluster.ErrExited) && p.ExitCode() == 3 {
+			t.Skipf("FUSE cannot be mounted here: %s", strings.TrimSpace(p.OutputTail(4<<10)))
 		}
-		t.Fatalf("cutfs did not mount (%v): %s", m.cmd.ProcessState, m.stderr.String())
+		t.Fatalf("cutfs did not mount: %v\n%s", err, p.OutputTail(16<<10))
 	}
 	return m
 }
 
-// await waits for the line want on cutfs's stdout; false if it exited first. It fails the test
-// after readyTimeout.
-func (m *cutfsMount) await(want string) bool {
+// await waits until cutfs prints the line want at or after output offset from; it gives up
+// when cutfs exits or after readyTimeout.
+func (m *cutfsMount) await(from int, want string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	_, err := m.p.WaitLine(ctx, from, func(l string) bool { return l == want })
+	return err
+}
+
+// signal sends sig to cutfs and waits for its answer want.
+func (m *cutfsMount) signal(sig os.Signal, want string) {
 	m.t.Helper()
-	timeout := time.After(readyTimeout)
-	for {
-		select {
-		case l, ok := <-m.lines:
-			if !ok {
-				return false
-			}
-			if l == want {
-				return true
-			}
-		case <-timeout:
-			m.t.Fatalf("cutfs did not say %q within %v: %s", want, readyTimeout, m.stderr.String())
-		}
+	from := m.p.OutputLen()
+	if err := m.p.Signal(sig); err != nil {
+		m.t.Fatalf("signalling cutfs: %v", err)
+	}
+	if err := m.await(from, want); err != nil {
+		m.t.Fatalf("cutfs did not say %q: %v", want, err)
 	}
 }
 
 // holdSyncs makes cutfs hold every sync from now on, as a disk that stops completing flushes.
 func (m *cutfsMount) holdSyncs() {
 	m.t.Helper()
-	if err := m.cmd.Process.Signal(unix.SIGUSR1); err != nil {
-		m.t.Fatalf("signalling cutfs: %v", err)
-	}
-	if !m.await("holding syncs") {
-		m.t.Fatalf("cutfs exited: %s", m.stderr.String())
+	m.holdFrom = m.p.OutputLen()
+	m.signal(unix.SIGUSR1, "holding syncs")
+}
+
+// waitSyncHeld waits until a sync is waiting on the hold: from then on, what that sync was to
+// make durable is certainly written and not durable.
+func (m *cutfsMount) waitSyncHeld() {
+	m.t.Helper()
+	if err := m.await(m.holdFrom, "sync held"); err != nil {
+		m.t.Fatalf("no sync reached the hold: %v", err)
 	}
 }
 
@@ -382,20 +369,14 @@ func (m *cutfsMount) holdSyncs() {
 // says want ("failing writes" or "writes healed").
 func (m *cutfsMount) toggleWriteFaults(want string) {
 	m.t.Helper()
-	if err := m.cmd.Process.Signal(unix.SIGUSR2); err != nil {
-		m.t.Fatalf("signalling cutfs: %v", err)
-	}
-	if !m.await(want) {
-		m.t.Fatalf("cutfs exited: %s", m.stderr.String())
-	}
+	m.signal(unix.SIGUSR2, want)
 }
 
 // cut is the power cut: SIGKILL, and wait until the process is gone. Its FUSE connection dies
 // with it, so every request after this moment fails and nothing more reaches the backing
 // directory.
 func (m *cutfsMount) cut() {
-	_ = m.cmd.Process.Kill()
-	<-m.exited
+	_ = m.p.Kill()
 }
 
 // detach lazily unmounts the (dead) mount.
@@ -456,9 +437,9 @@ func TestPowerCutKeepsCommittedOffsets(t *testing.T) {
 		waitFor(t, opTimeout, "200 acknowledged commits", func() bool { return commits.Load() >= 200 })
 		if hold {
 			fsm.holdSyncs()
-			time.Sleep(200 * time.Millisecond)
+			fsm.waitSyncHeld()
 		} else {
-			time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+			time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond) // a random cut point, as above
 		}
 		fsm.cut()
 		b.Kill()

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -10,18 +11,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringtail/ringtail/test/cluster"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // waitFor polls cond until it holds; it fails the test after d.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := cluster.Poll(ctx, func(context.Context) error {
+		if !cond() {
+			return errors.New("not yet")
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatalf("timed out after %v waiting for %s", d, what)
 	}
 }
 

@@ -98,8 +98,18 @@ func (x *FS) HoldSyncs() {
 	x.fsys.holdMu.Lock()
 	defer x.fsys.holdMu.Unlock()
 	if x.fsys.hold == nil {
-		x.fsys.hold = make(chan struct{})
+		x.fsys.hold, x.fsys.held, x.fsys.heldClosed = make(chan struct{}), make(chan struct{}), false
 	}
+}
+
+// SyncHeld is closed once a sync is waiting on the current hold: from then
+// on the data that sync was to make durable is certainly written and not
+// durable, which a power-cut test wants to cut at, without guessing how
+// long that takes. Call it after HoldSyncs.
+func (x *FS) SyncHeld() <-chan struct{} {
+	x.fsys.holdMu.Lock()
+	defer x.fsys.holdMu.Unlock()
+	return x.fsys.held
 }
 
 // ReleaseSyncs lets held syncs, and later ones, go on.
@@ -174,8 +184,10 @@ type fileSystem struct {
 	mu     sync.Mutex
 	inodes map[uint64]*inode
 
-	holdMu sync.Mutex
-	hold   chan struct{} // non-nil while syncs are held; closed to release them
+	holdMu     sync.Mutex
+	hold       chan struct{} // non-nil while syncs are held; closed to release them
+	held       chan struct{} // closed once a sync waits on hold (SyncHeld)
+	heldClosed bool
 
 	faultMu    sync.Mutex
 	faultErrno syscall.Errno // non-zero: writes to files matching faultMatch fail with it
@@ -200,6 +212,10 @@ func (f *fileSystem) writeFault(name string) syscall.Errno {
 func (f *fileSystem) waitSyncs(ctx context.Context) syscall.Errno {
 	f.holdMu.Lock()
 	hold := f.hold
+	if hold != nil && !f.heldClosed {
+		close(f.held)
+		f.heldClosed = true
+	}
 	f.holdMu.Unlock()
 	if hold == nil {
 		return 0

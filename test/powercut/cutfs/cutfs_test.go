@@ -281,9 +281,14 @@ func TestHoldSyncs(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- f.Sync() }()
 	select {
+	case <-srv.SyncHeld(): // the fsync reached the hold: it now waits there
+	case <-time.After(10 * time.Second):
+		t.Fatalf("fsync never reached the hold")
+	}
+	select {
 	case err := <-done:
 		t.Fatalf("fsync returned (%v) while syncs are held", err)
-	case <-time.After(200 * time.Millisecond):
+	default:
 	}
 	wantFile(t, filepath.Join(mnt, "f"), []byte("data")) // the file is usable meanwhile
 	wantFile(t, filepath.Join(backing, "f"), []byte{})

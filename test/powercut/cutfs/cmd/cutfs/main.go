@@ -8,7 +8,8 @@
 //
 // It prints "ready" on stdout once mounted and serves until killed. SIGUSR1
 // holds syncs from then on, as a disk that stops completing flushes would
-// (cutfs.FS.HoldSyncs); it prints "holding syncs" once they are. SIGTERM or
+// (cutfs.FS.HoldSyncs); it prints "holding syncs" once they are, and "sync
+// held" once the first sync waits on the hold (cutfs.FS.SyncHeld). SIGTERM or
 // SIGINT unmount it (also discarding what was not synced) when nothing on it
 // is open. Exit status 3 means FUSE cannot be mounted here (no /dev/fuse,
 // not permitted), 1 any other failure.
@@ -64,6 +65,10 @@ func main() {
 			case syscall.SIGUSR1:
 				srv.HoldSyncs()
 				fmt.Println("holding syncs")
+				go func(held <-chan struct{}) {
+					<-held
+					fmt.Println("sync held")
+				}(srv.SyncHeld())
 				continue
 			case syscall.SIGUSR2:
 				if failing = !failing; failing {
