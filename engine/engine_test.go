@@ -27,6 +27,19 @@ func specFor(tp TopicPartition) PartitionSpec {
 	return PartitionSpec{TopicPartition: tp, TopicID: id}
 }
 
+// singleNode is the broker's OnDurable on one node: the high watermark
+// follows the durable end.
+func singleNode(p *Partition, durableEnd int64) { p.SetHighWatermark(durableEnd) }
+
+// testOpen is Open with the single-node high watermark, unless cfg brings
+// its own OnDurable.
+func testOpen(cfg Config, specs []PartitionSpec) (*Engine, error) {
+	if cfg.OnDurable == nil {
+		cfg.OnDurable = singleNode
+	}
+	return Open(cfg, specs)
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func openEngine(t *testing.T, cfg Config, tps ...TopicPartition) *Engine {
@@ -38,7 +51,7 @@ func openEngine(t *testing.T, cfg Config, tps ...TopicPartition) *Engine {
 	for _, tp := range tps {
 		specs = append(specs, specFor(tp))
 	}
-	e, err := Open(cfg, specs)
+	e, err := testOpen(cfg, specs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +448,7 @@ func TestLogAppendTimeAndRecompress(t *testing.T) {
 	cfg := Config{DataDir: t.TempDir(), Now: func() int64 { return 123456 }}
 	e := openEngine(t, cfg, tpA)
 	p := e.Partition(tpA)
-	p.SetConfig(PartitionConfig{MessageTimestampType: "LogAppendTime", CompressionType: "gzip"})
+	p.SetConfig(PartitionConfig{LogAppendTime: true, Recompress: true, Compression: batch.CodecGzip})
 	res := mustAppend(t, p, mkBatch(batchOpts{n: 5, ts: 7, value: strings.Repeat("z", 100)}))
 	if res.LogAppendTime != 123456 {
 		t.Fatalf("log append time %d", res.LogAppendTime)
@@ -566,7 +579,7 @@ func TestFaultFSIsUsed(t *testing.T) {
 
 func TestCloseCompletesPending(t *testing.T) {
 	dir := t.TempDir()
-	e, err := Open(Config{DataDir: dir, Logger: quietLogger()}, []PartitionSpec{specFor(tpA)})
+	e, err := testOpen(Config{DataDir: dir, Logger: quietLogger()}, []PartitionSpec{specFor(tpA)})
 	if err != nil {
 		t.Fatal(err)
 	}

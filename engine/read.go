@@ -62,12 +62,13 @@ func (p *Partition) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResu
 		p.mu.Unlock()
 		return ReadResult{}, ErrClosed
 	}
-	res := ReadResult{HighWatermark: p.hw, LogStartOffset: p.logStart}
-	if offset < p.logStart || offset > p.hw {
+	hw := p.hw.Load()
+	res := ReadResult{HighWatermark: hw, LogStartOffset: p.logStart}
+	if offset < p.logStart || offset > hw {
 		p.mu.Unlock()
-		return res, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, p.logStart, p.hw)
+		return res, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, p.logStart, hw)
 	}
-	if offset == p.hw {
+	if offset == hw {
 		p.mu.Unlock()
 		return res, nil
 	}

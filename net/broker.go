@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/ringtail/ringtail/engine"
+	"github.com/ringtail/ringtail/engine/batch"
 	"github.com/ringtail/ringtail/meta"
 )
 
@@ -106,20 +107,17 @@ func PartitionSpecs(topics []meta.Topic) []engine.PartitionSpec {
 	return specs
 }
 
+// partitionConfig translates a topic's configs (validated when set) into the engine's typed
+// settings, once per topic change rather than per append.
 func partitionConfig(t meta.Topic) engine.PartitionConfig {
-	maxBytes, _ := strconv.ParseInt(t.Effective("max.message.bytes"), 10, 32) // validated on create
-	compression := t.Effective("compression.type")
-	if compression == "uncompressed" {
-		compression = "none"
-	}
-	retentionMs, _ := strconv.ParseInt(t.Effective("retention.ms"), 10, 64) // validated on create
+	maxBytes, _ := strconv.ParseInt(t.Effective("max.message.bytes"), 10, 32)
+	retentionMs, _ := strconv.ParseInt(t.Effective("retention.ms"), 10, 64)
 	retentionBytes, _ := strconv.ParseInt(t.Effective("retention.bytes"), 10, 64)
 	segmentMs, _ := strconv.ParseInt(t.Effective("segment.ms"), 10, 64)
-	return engine.PartitionConfig{
-		MaxMessageBytes:      int32(maxBytes),
-		MessageTimestampType: t.Effective("message.timestamp.type"),
-		CompressionType:      compression,
-		SegmentMs:            segmentMs,
+	cfg := engine.PartitionConfig{
+		MaxMessageBytes: int32(maxBytes),
+		LogAppendTime:   t.Effective("message.timestamp.type") == "LogAppendTime",
+		SegmentMs:       segmentMs,
 		// The broker's own topics hold state (group offsets) that must never age out.
 		Retention: engine.Retention{
 			Delete: !isInternal(t.Name) && t.Effective("cleanup.policy") == "delete",
@@ -127,6 +125,14 @@ func partitionConfig(t meta.Topic) engine.PartitionConfig {
 			Bytes:  retentionBytes,
 		},
 	}
+	switch c := t.Effective("compression.type"); c {
+	case "producer":
+	case "uncompressed":
+		cfg.Recompress, cfg.Compression = true, batch.CodecNone
+	default:
+		cfg.Compression, cfg.Recompress = batch.ParseCodec(c)
+	}
+	return cfg
 }
 
 // createTopic records a topic in the metadata store, then creates its partition logs. A crash

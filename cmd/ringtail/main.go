@@ -132,6 +132,8 @@ func serve(cfg *config) error {
 		Logger:                 log,
 		OnWALCycle:             onWALCycle,
 		RetentionCheckInterval: cfg.RetentionCheck,
+		// One node: a record is committed once it is durable here.
+		OnDurable: func(p *engine.Partition, durableEnd int64) { p.SetHighWatermark(durableEnd) },
 	}, kafkanet.PartitionSpecs(store.Topics()))
 	if err != nil {
 		return err
