@@ -100,17 +100,25 @@ func (p *Partition) Append(records []byte, done func(error)) (AppendResult, erro
 	return res, werr
 }
 
-// errCutNotDurable refuses appends while a truncation is not durable.
-var errCutNotDurable = errors.New("a truncation of the log is not yet durable in the wal; TruncateTo must succeed first")
+// appendableLocked says why the partition takes no appends now, if it
+// does not. p.mu held.
+func (p *Partition) appendableLocked() error {
+	switch {
+	case p.closing || p.closed:
+		return ErrClosed
+	case p.truncating:
+		return fmt.Errorf("%w: %s: the log is being truncated", ErrClosed, p.name)
+	case p.cutFailed:
+		return fmt.Errorf("%w: %s: a truncation recorded in the wal is not applied to the log; TruncateTo must succeed first", ErrStorage, p.name)
+	}
+	return nil
+}
 
 // appendLeaderLocked does the part of Append that must be ordered:
 // producer checks, offsets, log-append time, leader epoch. p.mu held.
 func (p *Partition) appendLeaderLocked(raw [][]byte, hs []batch.Header, logAppendTime, segmentMs int64, done func(error)) (AppendResult, error) {
-	if p.closing || p.closed {
-		return AppendResult{}, ErrClosed
-	}
-	if p.cutFailed {
-		return AppendResult{}, fmt.Errorf("%w: %s: %v", ErrStorage, p.name, errCutNotDurable)
+	if err := p.appendableLocked(); err != nil {
+		return AppendResult{}, err
 	}
 	// Producer checks, on a scratch copy when one request carries several
 	// batches (later ones must chain on earlier ones).
@@ -232,12 +240,10 @@ func (p *Partition) AppendReplicated(records []byte, done func(error)) (AppendRe
 }
 
 func (p *Partition) appendReplicatedLocked(buf []byte, hs []batch.Header, segmentMs int64, done func(error)) (AppendResult, error) {
-	switch {
-	case p.closing || p.closed:
-		return AppendResult{}, ErrClosed
-	case p.cutFailed:
-		return AppendResult{}, fmt.Errorf("%w: %s: %v", ErrStorage, p.name, errCutNotDurable)
-	case hs[0].BaseOffset != p.logEnd:
+	if err := p.appendableLocked(); err != nil {
+		return AppendResult{}, err
+	}
+	if hs[0].BaseOffset != p.logEnd {
 		return AppendResult{}, fmt.Errorf("%w: %s: batches start at %d, the log ends at %d", ErrOffsetOutOfRange, p.name, hs[0].BaseOffset, p.logEnd)
 	}
 	if op, err := p.writeLocked(buf, hs, segmentMs); err != nil {

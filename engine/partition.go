@@ -96,10 +96,13 @@ type Partition struct {
 	// voidLo..voidHi: ids of appends a TruncateTo cut off whose WAL
 	// completions are still to come; their success advances nothing.
 	voidLo, voidHi uint64
-	// cutFailed: a truncation record failed to reach the WAL, so the cut
-	// could be undone by a crash; appends are refused until a TruncateTo
-	// succeeds.
+	// truncating: a truncation record is on its way to the WAL; appends
+	// are refused until the cut is made.
+	truncating bool
+	// cutFailed: a truncation to cutFailedAt is durable in the WAL but the
+	// cut failed; appends are refused until a TruncateTo succeeds.
 	cutFailed   bool
+	cutFailedAt int64
 	prod        producers  // producer state including written, not yet durable batches
 	durableProd producers  // producer state at the durable end
 	epochs      epochCache // leader epoch → start offset (epochs.go)

@@ -8,22 +8,27 @@ import (
 )
 
 // Truncation: TruncateTo cuts the log end back (a follower whose log
-// diverged from its new leader's, KIP-101). The cut is made in the files and
-// in memory under p.mu, then a truncation record (walpayload.go) is queued to
-// the WAL under the same lock, so it lands after every record of the batches
-// it removes and before every later append of the partition. TruncateTo
-// returns once that record is durable, and the WAL completes records in
-// order, so no append made after the cut is acknowledged before the cut is
-// durable. Replay applies the record in sequence order: the batches it cut
-// cannot come back, whatever the segment files held at the crash.
+// diverged from its new leader's, KIP-101). The decision reaches the disk
+// before anything else does: under p.mu the cut is planned (headers read,
+// nothing changed), appends are refused, and a truncation record
+// (walpayload.go) is queued to the WAL, after every record of the batches it
+// removes. Only once that record is durable are the files cut, in memory and
+// on disk. Until then no file of the partition changes, so neither a crash
+// nor the kernel's own writeback can leave a cut without its record, and no
+// checkpoint runs (TruncateTo holds the checkpointer's run lock), so none can
+// record a WAL position past the record while the segments are still uncut.
+// Replay applies the record in sequence order: the batches it cut cannot
+// come back, whatever the segment files held at the crash.
 //
-// If the record fails, the partition rolls back (as after any WAL error) and
-// refuses appends until a TruncateTo succeeds: the cut is in memory but a
-// crash could undo it.
+// If the record fails, nothing was cut: TruncateTo fails and the partition
+// rolls back, as after any WAL error. If the cut fails after the record is
+// durable (a file error), the partition refuses appends until a TruncateTo
+// succeeds, since its memory holds batches the WAL has cut.
 
 // cutPlan is where a cut falls, worked out before anything changes.
 type cutPlan struct {
 	idx  int       // index of the segment the cut falls in; later ones go
+	at   *segment  // that segment
 	pos  int64     // the segment's new size
 	end  int64     // the new log end: the base of the first batch cut
 	seg  segment   // the segment's in-memory state rebuilt up to pos
@@ -48,6 +53,7 @@ func (p *Partition) planCutLocked(offset int64) (cutPlan, error) {
 		}
 	}
 	s := p.segments[pl.idx]
+	pl.at = s
 	pl.seg = segment{base: s.base, path: s.path, file: s.file, end: s.base, maxTs: -1, maxTsOffset: -1, firstTs: -1}
 	hr := newHeaderReader(s.file)
 	for pl.seg.size < s.size {
@@ -124,61 +130,114 @@ func (p *Partition) cutLocked(pl cutPlan) error {
 
 // TruncateTo cuts the log so that it ends before the batch holding offset
 // (at offset when offset is a batch boundary, as a leader's epoch end
-// offsets are), records the cut durably in the WAL and returns. offset
-// must be at least the log start (else ErrOffsetOutOfRange); at or beyond
-// the log end nothing is cut. The high watermark and durable end are lowered
-// to the new log end if they were above it (a high watermark above it is
-// logged: a replica never cuts what its leader committed). Pending appends
-// ending beyond the cut fail with an error wrapping ErrClosed; reads racing
-// a cut below the high watermark may see the cut bytes' replacements.
+// offsets are), durably: the cut is recorded in the WAL before the files
+// change and before TruncateTo returns. offset must be at least the log
+// start (else ErrOffsetOutOfRange); at or beyond the log end nothing is cut.
+// The high watermark and durable end are lowered to the new log end if they
+// were above it (a high watermark above it is logged: a replica never cuts
+// what its leader committed). Pending appends ending beyond the cut fail
+// with an error wrapping ErrClosed, and so do appends made while it runs
+// (one WAL cycle). Reads racing a cut below the high watermark may see the
+// cut bytes' replacements.
 //
 // It reads every batch header of the log, under the partition lock, to
 // rebuild the producer state: a cost for leader changes, not for appends.
 func (p *Partition) TruncateTo(offset int64) error {
+	ckpt := &p.eng.ckpt.run1 // no checkpoint between the record and the cut
+	ckpt.Lock()
+	defer ckpt.Unlock()
 	p.startMu.Lock()
 	defer p.startMu.Unlock()
+
 	p.mu.Lock()
+	pl, gen, recorded, err := p.recordCutLocked(offset)
+	p.mu.Unlock()
+	p.runCompletions() // the appends the cut fails
+	if err != nil || recorded == nil {
+		return err
+	}
+	err = <-recorded
+	p.mu.Lock()
+	// Every record queued before the truncation record has completed.
+	p.truncating, p.voidLo, p.voidHi = false, 0, 0
 	switch {
-	case p.closing || p.closed:
+	case p.closed:
 		p.mu.Unlock()
 		return ErrClosed
-	case offset < p.logStart:
-		defer p.mu.Unlock()
-		return fmt.Errorf("%w: %s: truncation to %d, below the log start %d", ErrOffsetOutOfRange, p.name, offset, p.logStart)
-	case offset >= p.logEnd && !p.cutFailed:
-		p.mu.Unlock()
-		return nil
+	case err == nil:
+		err = p.applyCutLocked(pl, gen)
+	case gen == p.gen:
+		p.logStorageError("wal truncation record", err)
+		p.rollbackLocked(err)
 	}
-	end := p.logEnd
-	if offset < p.logEnd {
-		pl, err := p.planCutLocked(offset)
-		if err == nil {
-			err = p.cutLocked(pl)
-		}
-		if err != nil {
-			p.mu.Unlock()
-			p.eng.log.Error("engine: truncation failed; the log is unchanged", "partition", p.name, "offset", offset, "err", err)
-			return fmt.Errorf("%w: %s: truncating to %d: %v", ErrStorage, p.name, offset, err)
-		}
-		end = pl.end
-		p.voidPendingLocked(end)
-	}
-	gen, mark := p.gen, p.active().mark()
-	recorded := make(chan error, 1)
-	p.eng.wal.Append(walTruncation(p.topicID, p.tp.Partition, end), nil, func(_ uint64, err error) {
-		p.cutRecorded(gen, end, mark, err)
-		recorded <- err
-	})
 	p.mu.Unlock()
 	p.runCompletions()
-	if err := <-recorded; err != nil {
-		return fmt.Errorf("%w: %s: recording the truncation to %d in the wal: %v", ErrStorage, p.name, end, err)
+	if err != nil {
+		return fmt.Errorf("%w: %s: truncating to %d: %v", ErrStorage, p.name, pl.end, err)
 	}
 	if err := p.writeEpochsIfDirty(); err != nil {
 		// The cache is rebuilt from the log at recovery: the file can lag.
 		p.eng.log.Warn("engine: writing the leader epoch checkpoint", "partition", p.name, "err", err)
 	}
-	p.eng.log.Info("engine: log truncated", "partition", p.name, "offset", offset, "log_end", end)
+	p.eng.log.Info("engine: log truncated", "partition", p.name, "offset", offset, "log_end", pl.end)
+	return nil
+}
+
+// recordCutLocked plans the cut, fails the pending appends beyond it, stops
+// appends and queues the truncation record, whose completion will be sent on
+// recorded (nil when there is nothing to cut). p.mu held.
+func (p *Partition) recordCutLocked(offset int64) (pl cutPlan, gen uint64, recorded chan error, err error) {
+	if p.cutFailed {
+		offset = min(offset, p.cutFailedAt)
+	}
+	switch {
+	case p.closing || p.closed:
+		return pl, 0, nil, ErrClosed
+	case offset < p.logStart:
+		return pl, 0, nil, fmt.Errorf("%w: %s: truncation to %d, below the log start %d", ErrOffsetOutOfRange, p.name, offset, p.logStart)
+	case offset >= p.logEnd:
+		return pl, 0, nil, nil
+	}
+	if pl, err = p.planCutLocked(offset); err != nil {
+		p.eng.log.Error("engine: truncation failed; the log is unchanged", "partition", p.name, "offset", offset, "err", err)
+		return pl, 0, nil, fmt.Errorf("%w: %s: truncating to %d: %v", ErrStorage, p.name, offset, err)
+	}
+	p.truncating = true
+	p.voidPendingLocked(pl.end)
+	recorded = make(chan error, 1)
+	p.eng.wal.Append(walTruncation(p.topicID, p.tp.Partition, pl.end), nil, func(_ uint64, err error) { recorded <- err })
+	return pl, p.gen, recorded, nil
+}
+
+// applyCutLocked cuts the files and memory once the truncation record of pl
+// is durable (planned under generation gen): everything before the record is
+// durable too, so the durable end reaches the cut. A rollback since (an
+// earlier record failed) may have changed the segments: the cut is planned
+// again. p.mu held.
+func (p *Partition) applyCutLocked(pl cutPlan, gen uint64) error {
+	end := pl.end
+	if gen != p.gen || pl.idx >= len(p.segments) || p.segments[pl.idx] != pl.at {
+		if p.logEnd <= end {
+			return nil // the rollback already cut at least as far
+		}
+		var err error
+		if pl, err = p.planCutLocked(end); err == nil && pl.end != end {
+			err = fmt.Errorf("no batch starts at %d any more", end)
+		}
+		if err != nil {
+			p.cutFailed, p.cutFailedAt = true, end
+			return err
+		}
+	}
+	if err := p.cutLocked(pl); err != nil {
+		p.logStorageError("truncate", err)
+		p.cutFailed, p.cutFailedAt = true, end
+		return err
+	}
+	p.cutFailed = false
+	if gen == p.gen {
+		p.advanceDurableLocked(end, p.active().mark())
+	}
 	return nil
 }
 
@@ -207,32 +266,4 @@ func (p *Partition) voidPendingLocked(end int64) {
 		}
 	}
 	p.pending = p.pending[:keep]
-}
-
-// cutRecorded is the WAL's completion of a truncation record made under
-// generation gen, cutting the log to end (position mark). Every record
-// queued before it has completed, so the void range ends here. Success
-// makes the log up to end durable: it holds nothing the WAL does not, up to
-// there.
-func (p *Partition) cutRecorded(gen uint64, end int64, mark segMark, err error) {
-	p.mu.Lock()
-	p.voidLo, p.voidHi = 0, 0
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	if err != nil {
-		p.cutFailed = true
-		if gen == p.gen {
-			p.logStorageError("wal truncation record", err)
-			p.rollbackLocked(err)
-		}
-	} else {
-		p.cutFailed = false
-		if gen == p.gen {
-			p.advanceDurableLocked(end, mark)
-		}
-	}
-	p.mu.Unlock()
-	p.runCompletions()
 }
