@@ -81,7 +81,7 @@ type checkpointer struct {
 	writeback bool // a segment has writeBehindBytes not yet handed to writeback
 	stopped   bool
 	exited    chan struct{}
-	run1      sync.Mutex // one checkpoint at a time
+	run1      sync.Mutex // one checkpoint at a time; TruncateTo holds it from its WAL record to its cut
 
 	// syncFailed holds, for the life of the process, the first failed
 	// segment or directory sync of a checkpoint. Linux

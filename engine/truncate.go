@@ -143,6 +143,12 @@ func (p *Partition) cutLocked(pl cutPlan) error {
 // It reads every batch header of the log, under the partition lock, to
 // rebuild the producer state: a cost for leader changes, not for appends.
 func (p *Partition) TruncateTo(offset int64) error {
+	err := p.truncate(offset)
+	p.runCompletions() // the failed appends, OnDurable: outside every lock
+	return err
+}
+
+func (p *Partition) truncate(offset int64) error {
 	ckpt := &p.eng.ckpt.run1 // no checkpoint between the record and the cut
 	ckpt.Lock()
 	defer ckpt.Unlock()
@@ -152,7 +158,6 @@ func (p *Partition) TruncateTo(offset int64) error {
 	p.mu.Lock()
 	pl, gen, recorded, err := p.recordCutLocked(offset)
 	p.mu.Unlock()
-	p.runCompletions() // the appends the cut fails
 	if err != nil || recorded == nil {
 		return err
 	}
@@ -171,7 +176,6 @@ func (p *Partition) TruncateTo(offset int64) error {
 		p.rollbackLocked(err)
 	}
 	p.mu.Unlock()
-	p.runCompletions()
 	if err != nil {
 		return fmt.Errorf("%w: %s: truncating to %d: %v", ErrStorage, p.name, pl.end, err)
 	}

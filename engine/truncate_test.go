@@ -132,8 +132,8 @@ func TestTruncationSurvivesPowerCut(t *testing.T) {
 
 // TestTruncateWithPendingAppends: appends written but not yet durable
 // survive a cut above them and are acknowledged; those beyond it fail with
-// ErrClosed at once, appends made before the truncation record is durable
-// are refused, and the cut and the durable end follow the record.
+// ErrClosed, appends made before the truncation record is durable are
+// refused, and the cut and the durable end follow the record.
 func TestTruncateWithPendingAppends(t *testing.T) {
 	h := newGatedPartition(t, 1)
 	p := h.p
@@ -150,14 +150,10 @@ func TestTruncateWithPendingAppends(t *testing.T) {
 	}
 	truncated := make(chan error, 1)
 	go func() { truncated <- p.TruncateTo(3) }()
-	for i := 3; i < 5; i++ {
-		if err := <-results[i]; !errors.Is(err, ErrClosed) {
-			t.Fatalf("append %d beyond the cut: %v", i, err)
-		}
-	}
-	if _, err := p.Append(mkBatch(batchOpts{n: 1}), nil); !errors.Is(err, ErrClosed) {
-		t.Fatalf("append while the truncation record is on its way: %v", err)
-	}
+	waitFor(t, "appends refused while the truncation record is on its way", func() bool {
+		_, err := p.Append(mkBatch(batchOpts{n: 1}), nil)
+		return errors.Is(err, ErrClosed)
+	})
 	if p.DurableEnd() != 0 {
 		t.Fatalf("durable end %d before any sync returned", p.DurableEnd())
 	}
@@ -179,6 +175,11 @@ func TestTruncateWithPendingAppends(t *testing.T) {
 	wg.Wait()
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i := 3; i < 5; i++ {
+		if err := <-results[i]; !errors.Is(err, ErrClosed) {
+			t.Fatalf("append %d beyond the cut: %v", i, err)
+		}
 	}
 	for i := 0; i < 3; i++ {
 		if err := <-results[i]; err != nil {
