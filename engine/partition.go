@@ -125,8 +125,9 @@ type Partition struct {
 	// TruncateTo and writes of the leader-epoch checkpoint. Taken before mu.
 	startMu sync.Mutex
 
-	cqMu     sync.Mutex // guards cq, draining
+	cqMu     sync.Mutex // guards cq, cqSpare, draining
 	cq       []completion
+	cqSpare  []completion // the drainer's other buffer
 	draining bool
 }
 
@@ -366,8 +367,9 @@ func (p *Partition) runCompletions() {
 	}
 	p.draining = true
 	for len(p.cq) > 0 {
+		// Two buffers take turns, so the hot path allocates no queue.
 		q := p.cq
-		p.cq = nil
+		p.cq, p.cqSpare = p.cqSpare[:0], nil
 		p.cqMu.Unlock()
 		for _, c := range q {
 			if c.done != nil {
@@ -376,7 +378,9 @@ func (p *Partition) runCompletions() {
 				p.eng.cfg.OnDurable(p, c.durable)
 			}
 		}
+		clear(q) // drop the callbacks
 		p.cqMu.Lock()
+		p.cqSpare = q[:0]
 	}
 	p.draining = false
 	p.cqMu.Unlock()
