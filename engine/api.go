@@ -66,8 +66,9 @@ type Config struct {
 	// once when the partition opens, with its recovered durable end):
 	// outside the partition's locks, in order per partition, and before the
 	// done callbacks of the appends that advance covers. It runs on an
-	// engine goroutine and must not block; it may call any Partition
-	// method. The high watermark moves only by SetHighWatermark: on one
+	// engine goroutine (often a WAL lane, in the WAL's completion order) and
+	// must not block: it may call any Partition method but TruncateTo, and
+	// no Engine method that waits for the WAL (Close). The high watermark moves only by SetHighWatermark: on one
 	// node the broker passes func(p, end) { p.SetHighWatermark(end) }; nil
 	// leaves the high watermark where it is.
 	OnDurable func(p *Partition, durableEnd int64)

@@ -43,7 +43,8 @@ func mapBatchError(err error) error {
 // after a storage error (an error wrapping ErrStorage), a Close or a
 // TruncateTo (ErrClosed). Config.OnDurable runs for the durable end that
 // covers them before their done(nil). done runs on an engine goroutine: it
-// must not block, but it may call any Partition method.
+// must not block, but it may call any Partition method except TruncateTo
+// (which waits for the WAL that may be running done).
 func (p *Partition) Append(records []byte, done func(error)) (AppendResult, error) {
 	cfg := p.Config()
 	raw, err := batch.Split(records)

@@ -195,7 +195,6 @@ func (w testWriter) Write(b []byte) (int, error) {
 // retries its first unacknowledged batch and it is stored exactly once.
 // Tiny segments, WAL files and checkpoint intervals make segment rolls,
 // checkpoints, WAL file switches and reuse part of the workload.
-// (Directory entries are not simulated by CrashFS: files created stay.)
 func TestCrashAtEveryOperation(t *testing.T) {
 	const appends = 36 // per run, alternating two partitions
 	tps := []TopicPartition{tpA, {Topic: "orders", Partition: 1}}

@@ -26,7 +26,8 @@
 // # Three offsets
 //
 // Each partition has, in this order (logStart <= hw <= durableEnd <=
-// logEnd, checked after every change in invariant builds):
+// logEnd; the last three are checked after every change in invariant
+// builds):
 //
 //   - the log end offset (LogEndOffset): the next offset to assign;
 //     everything below it is written to the segment;

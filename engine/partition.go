@@ -55,8 +55,8 @@ func (s *segment) restore(m segMark) {
 // Partition is one partition's log: an ordered list of segments, the last
 // of which receives appends.
 //
-// Three offsets, logStart <= hw <= durableEnd <= logEnd (checked after every
-// change in invariant builds):
+// Three offsets, logStart <= hw <= durableEnd <= logEnd (the last three
+// are checked after every change in invariant builds):
 //
 //   - logEnd, the log end offset: the next offset to assign; everything
 //     below it is written to the segment (page cache);
