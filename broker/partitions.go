@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ringtail/ringtail/engine"
@@ -36,12 +37,84 @@ func (b *Broker) Produce(topic string, partition int32, records []byte, acks int
 			return AppendResult{}, fmt.Errorf("%w: %s has no partition %d", ErrUnknownTopic, topic, partition)
 		}
 	}
-	return part.Append(records, done)
+	if done == nil || acks != -1 {
+		return part.Append(records, done)
+	}
+	// acks=all: locally durable first, then the high watermark past the batches. The done
+	// callback may run before Append returns the end offset, so whichever of the two comes
+	// second moves on.
+	w := &produceWait{b: b, part: part, timeout: timeout, done: done, end: -1}
+	res, err := part.Append(records, w.durable)
+	if err == nil {
+		w.appended(res.EndOffset)
+	}
+	return res, err
 }
 
-// onDurable runs each time a partition's durable end advances. On one node the high
-// watermark is the durable end, so the requests waiting for either can go.
+// produceWait is one partition of an acks=all produce between its append and its answer.
+type produceWait struct {
+	b       *Broker
+	part    *engine.Partition
+	timeout time.Duration
+	done    func(error)
+
+	mu            sync.Mutex
+	end           int64 // offset after the batches; -1 until Append returned
+	locallyStored bool  // the batches are durable on this node
+}
+
+func (w *produceWait) appended(end int64) {
+	w.mu.Lock()
+	w.end = end
+	ready := w.locallyStored
+	w.mu.Unlock()
+	if ready {
+		w.awaitHighWatermark()
+	}
+}
+
+func (w *produceWait) durable(err error) {
+	if err != nil {
+		w.done(err)
+		return
+	}
+	w.mu.Lock()
+	w.locallyStored = true
+	ready := w.end >= 0
+	w.mu.Unlock()
+	if ready {
+		w.awaitHighWatermark()
+	}
+}
+
+// awaitHighWatermark answers once the high watermark passes the batches: at once when it
+// already has (always, on one node: the high watermark follows the durable end, and the
+// engine reports that before the appends it covers), else from the purgatory (a delayed
+// produce), or with a timeout.
+func (w *produceWait) awaitHighWatermark() {
+	part, end := w.part, w.end
+	if part.HighWatermark() >= end {
+		w.done(nil)
+		return
+	}
+	w.b.purg.Park(NewDelayed([]TopicPartition{part.TopicPartition()}, w.timeout, true,
+		func() bool { return part.HighWatermark() >= end },
+		func(timedOut bool) {
+			if timedOut && part.HighWatermark() < end {
+				tp := part.TopicPartition()
+				w.done(fmt.Errorf("%w: the high watermark of %s-%d did not reach %d within %v", ErrRequestTimedOut,
+					tp.Topic, tp.Partition, end, w.timeout))
+				return
+			}
+			w.done(nil)
+		}))
+}
+
+// onDurable runs each time a partition's durable end advances (outside its locks, before the
+// callbacks of the appends it covers). On one node the high watermark is the durable end;
+// the requests waiting for it can go.
 func (b *Broker) onDurable(p *engine.Partition, durableEnd int64) {
+	p.SetHighWatermark(durableEnd)
 	b.purg.Notify(p.TopicPartition())
 }
 
@@ -77,7 +150,7 @@ func (v Partition) OffsetForTime(ts int64) (offset, timestamp int64, ok bool) {
 func (v Partition) MaxTimestamp() (offset, ts int64) { return v.p.MaxTimestamp() }
 
 // LeaderEpoch is the partition's current leader epoch.
-func (v Partition) LeaderEpoch() int32 { return 0 }
+func (v Partition) LeaderEpoch() int32 { return v.p.LeaderEpoch() }
 
 // DeleteRecords moves a partition's log start offset up to offset (-1: the high watermark),
 // durably, and returns the log start offset now in force (DeleteRecords). The broker's
@@ -90,7 +163,11 @@ func (b *Broker) DeleteRecords(topic string, partition int32, offset int64) (int
 	if p == nil {
 		return -1, fmt.Errorf("%w: %s-%d", ErrUnknownTopic, topic, partition)
 	}
-	return p.DeleteRecordsBefore(offset)
+	start, err := p.DeleteRecordsBefore(offset)
+	if err == nil {
+		b.purg.Notify(p.TopicPartition()) // a parked fetch below the new start answers now
+	}
+	return start, err
 }
 
 // DelayFetch parks a fetch of the partitions tps until ready() reports that enough bytes are

@@ -210,11 +210,15 @@ func PartitionSpecs(topics []Topic) []engine.PartitionSpec {
 	for _, t := range topics {
 		cfg := partitionConfig(t)
 		for p := int32(0); p < t.Partitions; p++ {
-			specs = append(specs, engine.PartitionSpec{
+			spec := engine.PartitionSpec{
 				TopicPartition: TopicPartition{Topic: t.Name, Partition: p},
 				TopicID:        t.ID,
 				Config:         cfg,
-			})
+			}
+			if int(p) < len(t.Assignments) {
+				spec.LeaderEpoch = t.Assignments[p].LeaderEpoch
+			}
+			specs = append(specs, spec)
 		}
 	}
 	return specs

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ringtail/ringtail/engine/batch"
 	"github.com/ringtail/ringtail/vfs"
 )
 
@@ -59,11 +60,18 @@ type Config struct {
 	// Retention (Kafka's log.retention.check.interval.ms); default
 	// DefaultRetentionCheckInterval, negative turns the timer off (EnforceRetention still works).
 	RetentionCheckInterval time.Duration
-	// OnDurable, when set, is called each time a partition's durable end advances, outside the
-	// partition's lock, in order, before the done callbacks of the appends it covers.
-	OnDurable func(p *Partition, durableEnd int64)
 	// Now returns the wall clock in milliseconds (LogAppendTime, retention.ms); nil means time.Now.
 	Now func() int64
+	// OnDurable is called when a partition's durable end advances (and
+	// once when the partition opens, with its recovered durable end):
+	// outside the partition's locks, in order per partition, and before the
+	// done callbacks of the appends that advance covers. It runs on an
+	// engine goroutine (often a WAL lane, in the WAL's completion order) and
+	// must not block: it may call any Partition method but TruncateTo, and
+	// no Engine method that waits for the WAL (Close). The high watermark moves only by SetHighWatermark: on one
+	// node the broker passes func(p, end) { p.SetHighWatermark(end) }; nil
+	// leaves the high watermark where it is.
+	OnDurable func(p *Partition, durableEnd int64)
 }
 
 // TopicPartition names one partition.
@@ -72,13 +80,20 @@ type TopicPartition struct {
 	Partition int32
 }
 
-// PartitionConfig holds the per-topic settings the log enforces.
+// PartitionConfig holds the per-topic settings the log enforces, as typed
+// values the caller parsed once from the topic's configs.
 type PartitionConfig struct {
-	MaxMessageBytes      int32     // max.message.bytes: largest record batch accepted (default 1048588)
-	MessageTimestampType string    // "CreateTime" (default) or "LogAppendTime"
-	CompressionType      string    // compression.type: "producer" (default: store as produced), or none|gzip|snappy|lz4|zstd (recompress)
-	Retention            Retention // which old segments to delete (retention.go); the zero value keeps all
-	SegmentMs            int64     // segment.ms: roll the active segment once its first batch is this old; 0: never
+	MaxMessageBytes int32 // max.message.bytes: largest record batch accepted (default 1048588)
+	// LogAppendTime: message.timestamp.type=LogAppendTime (batches get the
+	// broker's clock); false is CreateTime.
+	LogAppendTime bool
+	// Recompress and Compression: compression.type. Recompress false is
+	// "producer" (store batches as produced); true stores every batch
+	// compressed with Compression (batch.CodecNone for uncompressed).
+	Recompress  bool
+	Compression batch.Codec
+	Retention   Retention // which old segments to delete (retention.go); the zero value keeps all
+	SegmentMs   int64     // segment.ms: roll the active segment once its first batch is this old; 0: never
 }
 
 // PartitionSpec describes a partition that must exist when the engine opens.
@@ -86,11 +101,15 @@ type PartitionSpec struct {
 	TopicPartition
 	TopicID [16]byte
 	Config  PartitionConfig
+	// LeaderEpoch is the partition's leader epoch when it opens (see
+	// Partition.SetLeaderEpoch); 0 on a single node.
+	LeaderEpoch int32
 }
 
 // AppendResult is what a successful Append tells the producer.
 type AppendResult struct {
 	BaseOffset     int64 // offset of the first record of the first batch appended
+	EndOffset      int64 // offset after the last batch appended; for a pure duplicate, after the original
 	LogAppendTime  int64 // ms; -1 unless the topic uses LogAppendTime
 	LogStartOffset int64
 	Duplicate      bool // an idempotent retry: BaseOffset is the original batch's offset, nothing was written
@@ -98,12 +117,13 @@ type AppendResult struct {
 
 // ReadResult is what a Read returns.
 type ReadResult struct {
-	Records        []byte // whole record batches, as stored
-	HighWatermark  int64
+	Records        []byte // whole record batches, as stored, all below the high watermark
+	HighWatermark  int64  // the high watermark the read was served under
 	LogStartOffset int64
 }
 
-// The API (engine.go, partition.go, read.go):
+// The API (engine.go, partition.go, append.go, truncate.go, epochs.go,
+// read.go, retention.go, delete_records.go):
 //
 //	Open(cfg Config, specs []PartitionSpec) (*Engine, error)   recover every partition listed, remove directories of partitions not listed
 //	(*Engine).Close() error                                    stop appends, last sync, close; still pending appends fail with ErrClosed
@@ -111,20 +131,45 @@ type ReadResult struct {
 //	(*Engine).DeletePartition(tp) error                        close and remove a partition's files
 //	(*Engine).Partition(tp) *Partition                         the open partition, or nil
 //	(*Engine).Partitions() []*Partition
+//	(*Engine).EnforceRetention(), Checkpoint() error, CheckpointsStopped() bool
+//	(*Engine).WALMode() string, WALFallbackReason() string, WALStats() (cycles, records uint64)
 //
-// Partition:
+// Partition, writing:
 //
 //	Append(records []byte, done func(error)) (AppendResult, error)
-//	                              validate, assign offsets, write, queue for sync; on a nil error done(err) runs
-//	                              exactly once, in append order, when durable (nil) or dropped (ErrStorage, ErrClosed)
+//	                              leader append: validate, deduplicate, assign offsets, stamp the leader epoch, write,
+//	                              queue for sync; on a nil error done(err) runs exactly once, in append order, when
+//	                              locally durable (nil) or dropped (ErrStorage, ErrClosed)
+//	AppendReplicated(records []byte, done func(error)) (AppendResult, error)
+//	                              follower append: batches with offsets and epochs set, starting at the log end;
+//	                              CRC checked; durable and done as for Append
+//	TruncateTo(offset int64) error
+//	                              cut the log back to offset (at least the log start), durably recorded in the WAL
+//	                              before it returns; lowers the high watermark if it was above
+//	DeleteRecordsBefore(offset int64) (int64, error), TrimBefore(offset int64), Roll() error
+//
+// Partition, offsets (logStart <= HighWatermark <= DurableEnd <= LogEndOffset):
+//
+//	LogStartOffset() int64        first offset still in the log
+//	LogEndOffset() int64          next offset to assign (written, maybe not durable)
+//	DurableEnd() int64            offset after the last locally durable batch
+//	HighWatermark() int64         consumers read below it; lock-free
+//	SetHighWatermark(hw int64) int64
+//	                              raise the high watermark, clamped to DurableEnd, never lowered; returns the value in force
+//
+// Partition, leader epochs:
+//
+//	LeaderEpoch() int32, SetLeaderEpoch(epoch int32)
+//	                              what leader appends stamp on their batches; never lowered
+//	EndOffsetForEpoch(epoch int32) (foundEpoch int32, endOffset int64)
+//	                              OffsetForLeaderEpoch: largest epoch <= epoch and where it ends; -1, -1 when unknown
+//
+// Partition, reading (below the high watermark):
+//
 //	Read(offset int64, maxBytes int, minOneBatch bool) (ReadResult, error)
 //	                              batches from the batch containing offset, up to maxBytes (at least one batch if minOne)
-//	HighWatermark() int64         next offset after the last durable record
-//	LogStartOffset() int64
-//	LogEndOffset() int64          next offset to assign (written, maybe not durable)
-//	Changed() <-chan struct{}     a channel closed the next time the high watermark advances
 //	OffsetForTime(ts int64) (offset, timestamp int64, ok bool)
-//	                              first batch whose max timestamp >= ts (its base offset and max timestamp)
+//	                              first record whose timestamp >= ts
 //	MaxTimestamp() (offset, ts int64)
 //	                              largest batch max timestamp and that batch's last offset; -1, -1 when empty
 //	TopicID() [16]byte, TopicPartition() TopicPartition, Config() PartitionConfig, SetConfig(PartitionConfig)

@@ -15,7 +15,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 	for i := 0; i < 4; i++ {
 		tps = append(tps, TopicPartition{Topic: "bench", Partition: int32(i)})
 	}
-	e, err := Open(Config{DataDir: b.TempDir(), Logger: quietLogger(), WALFileBytes: 64 << 20}, nil)
+	e, err := testOpen(Config{DataDir: b.TempDir(), Logger: quietLogger(), WALFileBytes: 64 << 20}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 // append at a time to one partition, so every append pays one WAL cycle.
 // Compare its p50 with wal's BenchmarkRawWriteSync4K.
 func BenchmarkAppendLone(b *testing.B) {
-	e, err := Open(Config{DataDir: b.TempDir(), Logger: quietLogger(), WALFileBytes: 64 << 20}, []PartitionSpec{specFor(tpA)})
+	e, err := testOpen(Config{DataDir: b.TempDir(), Logger: quietLogger(), WALFileBytes: 64 << 20}, []PartitionSpec{specFor(tpA)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func TestPowerCutKeepsAcked(t *testing.T) {
 		cfs := crashfs.New(vfs.OSFS{})
 		cfg := Config{DataDir: dir, FS: cfs, Logger: testLogger(t), SegmentBytes: 6 << 10, IndexIntervalBytes: 512,
 			WALFileBytes: 64 << 10, CheckpointBytes: 24 << 10}
-		e, err := Open(cfg, specs)
+		e, err := testOpen(cfg, specs)
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
@@ -155,7 +155,7 @@ func TestWALNoSpace(t *testing.T) {
 func TestReplayAfterKill(t *testing.T) {
 	dir := t.TempDir()
 	cfs := crashfs.New(vfs.OSFS{})
-	e, err := Open(Config{DataDir: dir, FS: cfs, Logger: quietLogger()}, []PartitionSpec{specFor(tpA)})
+	e, err := testOpen(Config{DataDir: dir, FS: cfs, Logger: quietLogger()}, []PartitionSpec{specFor(tpA)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,6 @@ func (w testWriter) Write(b []byte) (int, error) {
 // retries its first unacknowledged batch and it is stored exactly once.
 // Tiny segments, WAL files and checkpoint intervals make segment rolls,
 // checkpoints, WAL file switches and reuse part of the workload.
-// (Directory entries are not simulated by CrashFS: files created stay.)
 func TestCrashAtEveryOperation(t *testing.T) {
 	const appends = 36 // per run, alternating two partitions
 	tps := []TopicPartition{tpA, {Topic: "orders", Partition: 1}}
@@ -210,7 +209,7 @@ func TestCrashAtEveryOperation(t *testing.T) {
 	// the sequence numbers acknowledged per partition.
 	run := func(t *testing.T, dir string, cfs *crashfs.FS) [][]int32 {
 		acked := make([][]int32, len(tps))
-		e, err := Open(cfgFor(dir, cfs), specs)
+		e, err := testOpen(cfgFor(dir, cfs), specs)
 		if err != nil {
 			if cfs.Ops() < cfs.CrashPoint() {
 				t.Errorf("open before the cut: %v", err) // not Fatal: run may be on a watchdog's goroutine
@@ -235,7 +234,7 @@ func TestCrashAtEveryOperation(t *testing.T) {
 	}
 	// check recovers dir and verifies the acknowledged batches and a retry.
 	check := func(t *testing.T, dir string, acked [][]int32) {
-		e, err := Open(cfgFor(dir, vfs.OSFS{}), specs)
+		e, err := testOpen(cfgFor(dir, vfs.OSFS{}), specs)
 		if err != nil {
 			t.Fatalf("recovery: %v", err)
 		}
@@ -333,7 +332,7 @@ func TestCrashAtEveryTrimOperation(t *testing.T) {
 	// batch can be checked against its offset.
 	type result struct{ ackedEnd, deletedTo int64 }
 	run := func(dir string, cfs *crashfs.FS) (r result) {
-		e, err := Open(cfgFor(dir, cfs), []PartitionSpec{spec})
+		e, err := testOpen(cfgFor(dir, cfs), []PartitionSpec{spec})
 		if err != nil {
 			return r
 		}
@@ -361,7 +360,7 @@ func TestCrashAtEveryTrimOperation(t *testing.T) {
 		return r
 	}
 	check := func(t *testing.T, dir string, r result) {
-		e, err := Open(cfgFor(dir, vfs.OSFS{}), []PartitionSpec{spec})
+		e, err := testOpen(cfgFor(dir, vfs.OSFS{}), []PartitionSpec{spec})
 		if err != nil {
 			t.Fatalf("recovery: %v", err)
 		}
@@ -417,7 +416,7 @@ func TestFailedSegmentSync(t *testing.T) {
 			dir := t.TempDir()
 			cfs := crashfs.New(vfs.OSFS{})
 			cfg := Config{DataDir: dir, FS: cfs, Logger: quietLogger(), WALFileBytes: 64 << 10, CheckpointBytes: 4 << 10}
-			e, err := Open(cfg, []PartitionSpec{specFor(tpA)})
+			e, err := testOpen(cfg, []PartitionSpec{specFor(tpA)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -441,7 +440,7 @@ func TestFailedSegmentSync(t *testing.T) {
 			const acked = 60 * 2
 			e.Close()
 			if restart {
-				e, err := Open(cfg, []PartitionSpec{specFor(tpA)})
+				e, err := testOpen(cfg, []PartitionSpec{specFor(tpA)})
 				if err != nil {
 					t.Fatal(err)
 				}

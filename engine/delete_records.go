@@ -31,10 +31,11 @@ func (p *Partition) DeleteRecordsBefore(offset int64) (int64, error) {
 		p.mu.Unlock()
 		return 0, ErrClosed
 	}
+	hw := p.hw.Load()
 	if offset == -1 {
-		offset = p.hw
+		offset = hw
 	}
-	start, hw := p.logStart, p.hw
+	start := p.logStart
 	p.mu.Unlock()
 	if offset < 0 || offset > hw {
 		return start, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, start, hw)
@@ -55,8 +56,7 @@ func (p *Partition) DeleteRecordsBefore(offset int64) (int64, error) {
 		p.trimBelow = offset
 		p.eng.ckpt.request()
 	}
-	close(p.changed)
-	p.changed = make(chan struct{})
+	p.epochs.truncateFromStart(p.logStart)
 	p.eng.log.Info("engine: records deleted", "partition", p.name, "log_start", p.logStart)
 	return p.logStart, nil
 }

@@ -1,9 +1,48 @@
 // Package engine owns the partition logs of one data directory: record
 // batch validation, offset assignment, idempotent-producer deduplication,
 // segments with their sparse offset and time indexes, fetch reads, the
-// shared write-ahead log whose group-commit sync decides when an append is
-// acknowledged, the checkpointer behind it, and crash recovery. It knows nothing of sockets or Kafka requests (net/ does)
-// and does all file I/O through vfs.FS.
+// leader-epoch cache, truncation, and what it puts in the shared
+// write-ahead log (package wal) whose group-commit sync decides when an
+// append is durable: the payload codec, the replay policy and the
+// checkpointer behind it. It knows nothing of sockets, Kafka requests or
+// other replicas, and does all file I/O through vfs.FS.
+//
+// Files, by job:
+//
+//	api.go            configuration, errors, result types, the API summary
+//	engine.go         Open, Close, partitions created and deleted
+//	partition.go      Partition: the three offsets, rollback, completions
+//	append.go         leader append (Append), plain append (writeLocked/queueLocked), AppendReplicated
+//	truncate.go       TruncateTo
+//	epochs.go         the leader-epoch cache and its checkpoint file
+//	read.go           Read, OffsetForTime, MaxTimestamp
+//	walpayload.go     the WAL payload codec: data and truncation records
+//	replay.go         the replay policy
+//	checkpointer.go   checkpoints, write-behind, wal/checkpoint
+//	recover.go        opening and scanning a partition directory
+//	retention.go, delete_records.go   moving the log start
+//	segment.go, producer.go           segments and indexes; idempotent producer state
+//
+// # Three offsets
+//
+// Each partition has, in this order (logStart <= hw <= durableEnd <=
+// logEnd; the last three are checked after every change in invariant
+// builds):
+//
+//   - the log end offset (LogEndOffset): the next offset to assign;
+//     everything below it is written to the segment;
+//   - the durable end (DurableEnd): the offset after the last locally
+//     durable batch, whose WAL cycle's fdatasync completed (with Durability
+//     "none", whose write returned). A rollback after a storage error never
+//     goes below it. Append's done(nil) means an append is below it;
+//   - the high watermark (HighWatermark): consumers read below it. The
+//     engine never raises it by itself: SetHighWatermark does, clamped to
+//     the durable end and never backwards. Config.OnDurable tells the owner
+//     of every advance of the durable end, before the done callbacks of the
+//     appends it covers; on one node the broker answers with
+//     SetHighWatermark(durableEnd), in a cluster the leader with what its
+//     in-sync replicas hold durably. TruncateTo is the only thing that
+//     lowers it.
 //
 // # On-disk layout
 //
@@ -13,13 +52,17 @@
 //	    checkpoint                       where replay starts (written to checkpoint.tmp, synced, renamed)
 //	  <topic>-<partition>/
 //	    partition.metadata               "version: 0\ntopic_id: <base64url>\n"
+//	    leader-epoch-checkpoint          "0\n<n>\n<epoch> <start offset>\n"... (epochs.go)
+//	    log-start-offset                 a DeleteRecords log start: int64 LE + CRC-32C
 //	    00000000000000000000.log         sealed segment: record batches back to back
 //	    00000000000000000000.index       written once the segment is sealed and durable
 //	    00000000000000000000.timeindex
 //	    00000000000000004711.log         active segment (name = its first offset)
 //
 // A .log file holds Kafka's on-disk batch format exactly as a fetch returns
-// it, base offsets assigned:
+// it, base offsets assigned, partitionLeaderEpoch the leader epoch of the
+// append (a leader append overwrites what the producer sent, as Kafka
+// does; the field is not covered by the CRC):
 //
 //	+------------+-------------+---------------------+-------+-----+------------+-----
 //	| baseOffset | batchLength | partitionLeaderEpoch| magic | crc | attributes | ... records
@@ -47,11 +90,13 @@
 // syncs, so a record arriving mid-sync waits for one sync, not two. Cycles
 // complete strictly in order: cycle N+1's completions never run before N's,
 // and when N fails, N+1 fails too whatever its own result. On completion
-// the appends' completions run in order: each advances its partition's high
-// watermark to its end and calls done(nil). Since done(nil) and every read
-// are gated on the high watermark, an acknowledged or visible record is in
-// the WAL on stable storage. One sync per cycle covers every partition that
-// wrote in it: group commit with no timer, a lone append pays one sync.
+// the appends' completions run in order: each advances its partition's
+// durable end to its end, then (outside the partition lock, in that order)
+// OnDurable runs and done(nil) is called. Since done(nil) follows the
+// durable end and reads stop at the high watermark, which never passes it,
+// an acknowledged or visible record is in the WAL on stable storage. One
+// sync per cycle covers every partition that wrote in it: group commit with
+// no timer, a lone append pays one sync.
 //
 // WAL record framing (package wal), every record on an 8-byte boundary:
 //
@@ -63,9 +108,15 @@
 //	 pad records (kind 2) carry the next data record's seq and fill a cycle to the next
 //	 4 KiB boundary (fewer than 32 bytes left are zeros); seq increases by one per data record
 //
-// The engine's payload is the topic id (16 bytes), the partition (int32 BE)
-// and the base offset (int64 BE) of the first batch, then the batches
-// exactly as written to the segment.
+// The engine's payload (walpayload.go) is the topic id (16 bytes), the
+// partition (int32 BE) and an offset (int64 BE), then a body:
+//
+//   - data: the offset is the base offset of the first batch, the body the
+//     batches exactly as written to the segment (always at least one);
+//   - truncation: the offset is the log end TruncateTo cut back to, the
+//     body the one byte 1. A body of one byte can never be batches, so
+//     data records written before truncation records existed decode as
+//     they always did; the WAL's record kinds are untouched.
 //
 // WAL files are 64 MiB (Config.WALFileBytes), zero-filled once when created
 // so that overwriting them converts no unwritten extents and fdatasync is a
@@ -79,7 +130,7 @@
 //
 // Failures: a WAL write or sync error fails the cycle's records (and those
 // of any cycle in flight after it); each
-// callback rolls its partition back to the high watermark as before (files
+// callback rolls its partition back to the durable end (files
 // cut, pending appends fail with ErrStorage, producer state rewound, later
 // appends tried again). Records of that partition still queued from before
 // the rollback are dropped by the WAL's validity check (generation
@@ -88,7 +139,7 @@
 // a failed append never reappears at recovery and no stale record lands
 // beyond a gap. A segment
 // write error rolls back the partition at once, as before. With Durability
-// "none" the high watermark moves right after the segment write; the WAL is
+// "none" the durable end moves right after the segment write; the WAL is
 // still written, and its errors are only logged.
 //
 // # Checkpoints
@@ -106,7 +157,24 @@
 // wal/checkpoint and lets the WAL reuse files wholly before P (renamed to
 // the next number; their stale records have older sequence numbers). Sealed
 // segments get their .index/.timeindex files once synced by a checkpoint
-// and wholly below the high watermark.
+// and wholly below the high watermark. A checkpoint also writes the
+// leader-epoch-checkpoint of every partition whose epoch cache changed.
+//
+// # Truncation and leader epochs
+//
+// A leader append stamps the partition's leader epoch (PartitionSpec,
+// SetLeaderEpoch) on every batch; the epoch cache holds (epoch, start
+// offset) for every epoch in the log, answers EndOffsetForEpoch (Kafka's
+// OffsetForLeaderEpoch) and is truncated with the log at both ends.
+// Recovery rebuilds it from the batch headers it reads anyway; the file is
+// rewritten when it disagrees.
+//
+// TruncateTo (truncate.go) plans the cut, refuses appends, fails the
+// pending appends beyond it and queues a truncation record; only when that
+// record is durable are the files and memory cut (the checkpointer's run
+// lock keeps checkpoints out meanwhile), so no file shows a cut whose
+// record could be lost. AppendReplicated takes a leader's batches as they
+// are, through the same write path and WAL.
 //
 // # Recovery
 //
@@ -115,23 +183,22 @@
 // without index files — the active one at least — are validated batch by
 // batch (CRC-32C and record walk); the log is cut at the first bad batch
 // and later segments are removed. Then the WAL is replayed from the
-// checkpoint, in sequence order; per record:
-//
-//   - unknown partition (deleted, or another topic id): skipped;
-//   - base offset == log end: appended to the segment (rolling as usual);
-//   - base offset < log end: if the log holds the same bytes, skipped;
-//     otherwise the later record wins: the log is cut back to that batch
-//     (the segment held a rolled-back append whose sync beat the truncation)
-//     and the record appended;
-//   - base offset > log end: a gap, logged as an error, and replay stops
-//     for that partition.
+// checkpoint, in sequence order, by the policy in replay.go: a data record
+// of an unknown partition, or wholly below the first segment (retention
+// deleted it), is skipped; one at the log end is appended; one below it that the log already holds is
+// rewritten in place; one whose bytes differ wins over the log from its
+// batch start on (the log held a rolled-back append, or bytes from a future
+// that later records replay again); a gap stops the partition's replay; a
+// truncation record cuts the log and resumes a replay stopped at or after
+// its offset.
 //
 // The WAL reader stops at the first record whose magic, CRC or sequence
 // number does not match (trying offset 0 of the next file once), removes
 // the files after it, and the writer continues in a fresh file, so a torn
 // tail is never followed by live records. Recovery time and the records
 // replayed are logged. Finally every recovered segment is fdatasynced and a
-// fresh checkpoint written, so the high watermark starts at the log end.
+// fresh checkpoint written, so the durable end starts at the log end (and
+// OnDurable is told); the high watermark starts at the log start.
 //
 // # Measured choices
 //
@@ -160,7 +227,7 @@
 //
 // # Not yet here
 //
-// Compaction, producer-state snapshots (recovery reads all
-// headers), loading the .index files instead of rebuilding, and a tail
-// cache.
+// Compaction, producer-state snapshots (recovery and TruncateTo read all
+// headers), loading the .index files instead of rebuilding, a
+// high-watermark checkpoint, and a tail cache.
 package engine

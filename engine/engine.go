@@ -136,6 +136,9 @@ func Open(cfg Config, specs []PartitionSpec) (*Engine, error) {
 		return nil, fmt.Errorf("%w: writing the wal checkpoint: %v", ErrStorage, err)
 	}
 	e.wal.Release(pos)
+	for _, p := range e.parts {
+		p.runCompletions() // OnDurable with the recovered durable end
+	}
 	go e.ckpt.run()
 	if cfg.RetentionCheckInterval >= 0 {
 		interval := cfg.RetentionCheckInterval
@@ -189,45 +192,64 @@ func parseDirName(name string) (TopicPartition, bool) {
 // same topic id (an existing one with another topic id is replaced).
 func (e *Engine) CreatePartition(spec PartitionSpec) (*Partition, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	p, old, err := e.createLocked(spec)
+	e.mu.Unlock()
+	// Callbacks run outside the engine's lock: the replaced partition's
+	// failed appends, the new one's OnDurable.
+	if old != nil {
+		old.runCompletions()
+	}
+	if p != nil {
+		p.runCompletions()
+	}
+	return p, err
+}
+
+func (e *Engine) createLocked(spec PartitionSpec) (p, old *Partition, err error) {
 	if e.closed {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if p := e.parts[spec.TopicPartition]; p != nil {
 		if p.topicID == spec.TopicID {
 			p.SetConfig(spec.Config)
-			return p, nil
+			p.SetLeaderEpoch(spec.LeaderEpoch)
+			return p, nil, nil
 		}
+		old = p
 		if err := e.deleteLocked(p); err != nil {
-			return nil, err
+			return nil, old, err
 		}
 	}
-	p, err := e.openPartition(spec, true)
+	p, err = e.openPartition(spec, true)
 	if err != nil {
-		return nil, err
+		return nil, old, err
 	}
 	e.parts[spec.TopicPartition] = p
-	return p, nil
+	return p, old, nil
 }
 
 // DeletePartition closes a partition and removes its files; its pending
 // appends fail with ErrClosed.
 func (e *Engine) DeletePartition(tp TopicPartition) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	p := e.parts[tp]
 	if p == nil {
+		e.mu.Unlock()
 		return nil
 	}
-	return e.deleteLocked(p)
+	err := e.deleteLocked(p)
+	e.mu.Unlock()
+	p.runCompletions()
+	return err
 }
 
+// deleteLocked closes p and removes its files; its callbacks are queued for
+// the caller to run once e.mu is released.
 func (e *Engine) deleteLocked(p *Partition) error {
 	delete(e.parts, p.tp)
 	p.mu.Lock()
 	p.closeLocked(ErrClosed)
 	p.mu.Unlock()
-	p.runCompletions()
 	if err := e.fs.RemoveAll(p.dir); err != nil {
 		return fmt.Errorf("%w: removing %s: %v", ErrStorage, p.dir, err)
 	}

@@ -27,6 +27,19 @@ func specFor(tp TopicPartition) PartitionSpec {
 	return PartitionSpec{TopicPartition: tp, TopicID: id}
 }
 
+// singleNode is the broker's OnDurable on one node: the high watermark
+// follows the durable end.
+func singleNode(p *Partition, durableEnd int64) { p.SetHighWatermark(durableEnd) }
+
+// testOpen is Open with the single-node high watermark, unless cfg brings
+// its own OnDurable.
+func testOpen(cfg Config, specs []PartitionSpec) (*Engine, error) {
+	if cfg.OnDurable == nil {
+		cfg.OnDurable = singleNode
+	}
+	return Open(cfg, specs)
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func openEngine(t *testing.T, cfg Config, tps ...TopicPartition) *Engine {
@@ -38,7 +51,7 @@ func openEngine(t *testing.T, cfg Config, tps ...TopicPartition) *Engine {
 	for _, tp := range tps {
 		specs = append(specs, specFor(tp))
 	}
-	e, err := Open(cfg, specs)
+	e, err := testOpen(cfg, specs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +448,7 @@ func TestLogAppendTimeAndRecompress(t *testing.T) {
 	cfg := Config{DataDir: t.TempDir(), Now: func() int64 { return 123456 }}
 	e := openEngine(t, cfg, tpA)
 	p := e.Partition(tpA)
-	p.SetConfig(PartitionConfig{MessageTimestampType: "LogAppendTime", CompressionType: "gzip"})
+	p.SetConfig(PartitionConfig{LogAppendTime: true, Recompress: true, Compression: batch.CodecGzip})
 	res := mustAppend(t, p, mkBatch(batchOpts{n: 5, ts: 7, value: strings.Repeat("z", 100)}))
 	if res.LogAppendTime != 123456 {
 		t.Fatalf("log append time %d", res.LogAppendTime)
@@ -453,39 +466,43 @@ func TestLogAppendTimeAndRecompress(t *testing.T) {
 	}
 }
 
-func TestDurabilityNoneAndChanged(t *testing.T) {
-	e := openEngine(t, Config{DataDir: t.TempDir(), Durability: DurabilityNone}, tpA)
+func TestDurabilityNone(t *testing.T) {
+	var durable []int64
+	e := openEngine(t, Config{DataDir: t.TempDir(), Durability: DurabilityNone,
+		OnDurable: func(p *Partition, end int64) { durable = append(durable, end); p.SetHighWatermark(end) }}, tpA)
 	p := e.Partition(tpA)
-	ch := p.Changed()
 	called := false
 	if _, err := p.Append(mkBatch(batchOpts{n: 2}), func(err error) { called = err == nil }); err != nil {
 		t.Fatal(err)
 	}
-	// In "none" the ack and the high watermark come with the write.
-	if !called || p.HighWatermark() != 2 {
-		t.Fatalf("called %v hw %d", called, p.HighWatermark())
+	// In "none" the ack, the durable end and the high watermark come with the write.
+	if !called || p.DurableEnd() != 2 || p.HighWatermark() != 2 {
+		t.Fatalf("called %v durable end %d hw %d", called, p.DurableEnd(), p.HighWatermark())
 	}
-	select {
-	case <-ch:
-	default:
-		t.Fatal("Changed not closed")
-	}
-	if p.Changed() == ch {
-		t.Fatal("Changed not renewed")
+	if len(durable) == 0 || durable[len(durable)-1] != 2 {
+		t.Fatalf("OnDurable saw %v, want it to end with 2", durable)
 	}
 }
 
-func TestChangedFsync(t *testing.T) {
-	e := openEngine(t, Config{DataDir: t.TempDir()}, tpA)
+// An append without a done callback still moves the durable end, and OnDurable hears of it.
+func TestOnDurableWithoutDone(t *testing.T) {
+	ends := make(chan int64, 16)
+	e := openEngine(t, Config{DataDir: t.TempDir(),
+		OnDurable: func(p *Partition, end int64) { p.SetHighWatermark(end); ends <- end }}, tpA)
 	p := e.Partition(tpA)
-	ch := p.Changed()
 	if _, err := p.Append(mkBatch(batchOpts{n: 2}), nil); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-ch:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Changed not closed after a nil-done append")
+	for {
+		select {
+		case end := <-ends:
+			if end != 2 {
+				continue // the recovered durable end, reported at open
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("OnDurable not called after a nil-done append")
+		}
+		break
 	}
 	if p.HighWatermark() != 2 {
 		t.Fatalf("hw %d", p.HighWatermark())
@@ -566,7 +583,7 @@ func TestFaultFSIsUsed(t *testing.T) {
 
 func TestCloseCompletesPending(t *testing.T) {
 	dir := t.TempDir()
-	e, err := Open(Config{DataDir: dir, Logger: quietLogger()}, []PartitionSpec{specFor(tpA)})
+	e, err := testOpen(Config{DataDir: dir, Logger: quietLogger()}, []PartitionSpec{specFor(tpA)})
 	if err != nil {
 		t.Fatal(err)
 	}

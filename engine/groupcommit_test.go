@@ -53,7 +53,7 @@ type gatedPartition struct {
 
 func newGatedPartition(t *testing.T, walInFlight int) *gatedPartition {
 	g := &gateFS{FS: vfs.OSFS{}, gate: make(chan struct{})}
-	e, err := Open(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: walInFlight}, []PartitionSpec{specFor(tpA)})
+	e, err := testOpen(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: walInFlight}, []PartitionSpec{specFor(tpA)})
 	if err != nil {
 		t.Fatal(err)
 	}

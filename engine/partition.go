@@ -8,19 +8,24 @@ import (
 	"sync/atomic"
 
 	"github.com/ringtail/ringtail/engine/batch"
+	"github.com/ringtail/ringtail/internal/invariants"
 )
 
-// pendingAppend is an append written to the segment but not yet below the
-// high watermark.
+// pendingAppend is an append written to the segment but not yet locally
+// durable.
 type pendingAppend struct {
-	end     int64 // offset after its last batch
+	id      uint64 // its WAL record's number in this partition (walDone), 0 for a duplicate waiting
+	end     int64  // offset after its last batch
 	done    func(error)
-	headers []batch.Header // its idempotent batches, for the producer state at the high watermark
+	headers []batch.Header // its idempotent batches, for the producer state at the durable end
 }
 
+// completion is a callback queued under p.mu and run outside it, in order:
+// done(err), or, when done is nil, Config.OnDurable with durable.
 type completion struct {
-	done func(error)
-	err  error
+	done    func(error)
+	err     error
+	durable int64
 }
 
 // segMark is the state of a segment at one instant; restoring it undoes
@@ -49,6 +54,18 @@ func (s *segment) restore(m segMark) {
 
 // Partition is one partition's log: an ordered list of segments, the last
 // of which receives appends.
+//
+// Three offsets, logStart <= hw <= durableEnd <= logEnd (the last three
+// are checked after every change in invariant builds):
+//
+//   - logEnd, the log end offset: the next offset to assign; everything
+//     below it is written to the segment (page cache);
+//   - durableEnd: the offset after the last locally durable batch (its WAL
+//     cycle's fdatasync completed; with Durability "none", its write);
+//   - hw, the high watermark, set from outside (SetHighWatermark: on one
+//     node the broker's OnDurable hook sets it to the durable end, in a
+//     cluster the leader to what the in-sync replicas hold durably).
+//     Consumers read below it.
 type Partition struct {
 	eng     *Engine
 	tp      TopicPartition
@@ -57,32 +74,59 @@ type Partition struct {
 	topicID [16]byte
 	cfg     atomic.Pointer[PartitionConfig]
 
-	mu        sync.Mutex // guards everything below, and every segment's fields
-	closing   bool       // no new appends (engine closing)
-	closed    bool       // files closed
-	segments  []*segment // by base offset; the last one is active
-	logStart  int64
-	logEnd    int64         // next offset to assign
-	hw        int64         // high watermark: offset after the last durable (fsync) or written (none) batch
-	hwMark    segMark       // where hw lies on disk
-	gen       uint64        // bumped by every rollback; a WAL completion of an append before one is void
-	genSeen   atomic.Uint64 // gen, readable without mu (the WAL writer's validity check)
-	pending   []pendingAppend
-	prod      producers  // producer state including written, not yet durable batches
-	hwProd    producers  // producer state at the high watermark
-	unsynced  []*segment // sealed segments written since the last checkpoint started
-	dirDirty  bool       // directory entries changed since the last checkpoint started
-	ckptDirty bool       // the active segment was written since the last checkpoint started
-	changed   chan struct{}
+	// hw is the high watermark, read without a lock on the produce and
+	// fetch paths; written under mu, together with hwMark.
+	hw atomic.Int64
+	// leaderEpoch is what leader appends stamp; written under mu, never lowered.
+	leaderEpoch atomic.Int32
 
-	replayStopped bool // recovery: a gap or bad record stopped the WAL replay for this partition
+	mu          sync.Mutex // guards everything below, and every segment's fields
+	closing     bool       // no new appends (engine closing)
+	closed      bool       // files closed
+	segments    []*segment // by base offset; the last one is active
+	logStart    int64
+	logEnd      int64         // next offset to assign
+	durableEnd  int64         // offset after the last locally durable batch
+	durableMark segMark       // where durableEnd lies on disk: what a rollback restores
+	hwMark      segMark       // where hw lies on disk: the read limit (its index counts are not kept)
+	gen         uint64        // bumped by every rollback; a WAL completion of an append before one is void
+	genSeen     atomic.Uint64 // gen, readable without mu (the WAL writer's validity check)
+	pending     []pendingAppend
+	lastID      uint64 // id of the last WAL-backed append
+	// voidLo..voidHi: ids of appends a TruncateTo cut off whose WAL
+	// completions are still to come; their success advances nothing.
+	voidLo, voidHi uint64
+	// truncating: a truncation record is on its way to the WAL; appends
+	// are refused until the cut is made.
+	truncating bool
+	// cutFailed: a truncation to cutFailedAt is durable in the WAL but the
+	// cut failed; appends are refused until a TruncateTo succeeds.
+	cutFailed   bool
+	cutFailedAt int64
+	prod        producers  // producer state including written, not yet durable batches
+	durableProd producers  // producer state at the durable end
+	epochs      epochCache // leader epoch → start offset (epochs.go)
+	unsynced    []*segment // sealed segments written since the last checkpoint started
+	dirDirty    bool       // directory entries changed since the last checkpoint started
+	ckptDirty   bool       // the active segment was written since the last checkpoint started
 
-	graves    []grave    // segments deleted by retention whose descriptors are still open
-	trimBelow int64      // TrimBefore: segments wholly below this offset may go, whatever the policy
-	startMu   sync.Mutex // serializes DeleteRecordsBefore's persisted updates (delete_records.go)
+	// replayStopped: recovery found a gap, a bad record or a record that
+	// does not fit the log at replayStopAt; WAL replay for this partition
+	// stops, unless a later truncation record cuts the log back to at
+	// most that offset (the records in between were cut off anyway).
+	replayStopped bool
+	replayStopAt  int64
 
-	cqMu     sync.Mutex // guards cq, draining
+	graves    []grave // segments deleted by retention or truncation whose descriptors are still open
+	trimBelow int64   // TrimBefore: segments wholly below this offset may go, whatever the policy
+	// startMu serializes the partition's slow state changes, each of which
+	// syncs or waits for the WAL without holding mu: DeleteRecordsBefore,
+	// TruncateTo and writes of the leader-epoch checkpoint. Taken before mu.
+	startMu sync.Mutex
+
+	cqMu     sync.Mutex // guards cq, cqSpare, draining
 	cq       []completion
+	cqSpare  []completion // the drainer's other buffer
 	draining bool
 }
 
@@ -107,20 +151,72 @@ func withPartitionDefaults(c PartitionConfig) PartitionConfig {
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 1048588
 	}
-	if c.MessageTimestampType == "" {
-		c.MessageTimestampType = "CreateTime"
-	}
-	if c.CompressionType == "" {
-		c.CompressionType = "producer"
-	}
 	return c
 }
 
-// HighWatermark returns the offset after the last durable record.
-func (p *Partition) HighWatermark() int64 {
+// HighWatermark returns the high watermark: consumers read below it. It
+// takes no lock.
+func (p *Partition) HighWatermark() int64 { return p.hw.Load() }
+
+// SetHighWatermark raises the high watermark to hw, clamped to the durable
+// end; a lower value changes nothing (only TruncateTo lowers it). It returns
+// the high watermark now in force.
+func (p *Partition) SetHighWatermark(hw int64) int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.hw
+	cur := p.hw.Load()
+	hw = min(hw, p.durableEnd)
+	if p.closed || hw <= cur {
+		return cur
+	}
+	m := p.durableMark
+	if hw != p.durableEnd {
+		var err error
+		if m, err = p.readLimitLocked(hw); err != nil {
+			p.eng.log.Error("engine: reading batch headers to place the high watermark; it stays", "partition", p.name, "offset", hw, "err", err)
+			return cur
+		}
+	}
+	p.hw.Store(hw)
+	p.hwMark = m
+	p.checkOffsetsLocked("set high watermark")
+	return hw
+}
+
+// readLimitLocked returns the position after every batch whose base offset
+// is below off, for a high watermark that is not the durable end (a
+// cluster's leader ahead of its followers): the batch headers between the
+// current read limit (or the segment's start) and off are read. The mark
+// serves reads only; its index counts are not filled. p.mu held.
+func (p *Partition) readLimitLocked(off int64) (segMark, error) {
+	seg := p.segments[p.segmentIndex(off)]
+	m := segMark{seg: seg, end: seg.base, maxTs: -1, maxTsOffset: -1}
+	if p.hwMark.seg == seg && p.hwMark.end <= off {
+		m = p.hwMark
+	}
+	hr := newHeaderReader(seg.file)
+	for m.size < seg.size {
+		h, err := hr.header(m.size, seg.size)
+		if err != nil {
+			return segMark{}, err
+		}
+		if h.BaseOffset >= off {
+			break
+		}
+		if h.MaxTimestamp > m.maxTs {
+			m.maxTs, m.maxTsOffset = h.MaxTimestamp, h.LastOffset()
+		}
+		m.size += int64(h.Size())
+		m.end = h.LastOffset() + 1
+	}
+	return m, nil
+}
+
+// DurableEnd returns the offset after the last locally durable batch.
+func (p *Partition) DurableEnd() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.durableEnd
 }
 
 // LogStartOffset returns the first offset still in the log.
@@ -138,297 +234,27 @@ func (p *Partition) LogEndOffset() int64 {
 	return p.logEnd
 }
 
-// Changed returns a channel closed the next time the high watermark advances.
-func (p *Partition) Changed() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.changed
+// checkOffsetsLocked panics, in invariant builds, unless
+// hw <= durableEnd <= logEnd. p.mu held.
+func (p *Partition) checkOffsetsLocked(after string) {
+	if !invariants.Enabled {
+		return
+	}
+	if hw := p.hw.Load(); hw > p.durableEnd || p.durableEnd > p.logEnd {
+		panic(fmt.Sprintf("engine: %s: after %s: high watermark %d, durable end %d, log end %d: want hw <= durable end <= log end",
+			p.name, after, hw, p.durableEnd, p.logEnd))
+	}
 }
 
 func (p *Partition) active() *segment { return p.segments[len(p.segments)-1] }
 
-// mapBatchError turns a batch package error into the engine's sentinel.
-func mapBatchError(err error) error {
-	switch {
-	case errors.Is(err, batch.ErrTooLarge):
-		return fmt.Errorf("%w: %v", ErrMessageTooLarge, err)
-	case errors.Is(err, batch.ErrUnsupportedMagic):
-		return fmt.Errorf("%w: %v", ErrUnsupportedMagic, err)
-	default:
-		return fmt.Errorf("%w: %v", ErrCorruptMessage, err)
-	}
-}
-
-// Append validates the record batches in records (a produce request's
-// records field), assigns their offsets and writes them at the end of the
-// log. It takes ownership of records (base offsets and, for LogAppendTime
-// topics, timestamps are patched in place).
-//
-// A non-nil error means nothing was written and done will not be called.
-// Otherwise done (when non-nil) is called exactly once, in append order,
-// when the records are below the high watermark (done(nil)) or have been
-// dropped after a storage error (an error wrapping ErrStorage) or a Close
-// (ErrClosed). done runs on an engine goroutine: it must not block, but it
-// may call any Partition method.
-func (p *Partition) Append(records []byte, done func(error)) (AppendResult, error) {
-	cfg := p.Config()
-	raw, err := batch.Split(records)
-	if err != nil {
-		return AppendResult{}, mapBatchError(err)
-	}
-	if len(raw) == 0 {
-		return AppendResult{}, fmt.Errorf("%w: no record batch", ErrCorruptMessage)
-	}
-	hs := make([]batch.Header, len(raw))
-	for i, b := range raw {
-		if err := batch.Validate(b, int(cfg.MaxMessageBytes)); err != nil {
-			return AppendResult{}, mapBatchError(err)
-		}
-		h, err := batch.ParseHeader(b)
-		if err != nil {
-			return AppendResult{}, mapBatchError(err)
-		}
-		if h.IsTransactional() {
-			return AppendResult{}, ErrTransactionalUnsupported
-		}
-		if h.NumRecords == 0 {
-			return AppendResult{}, fmt.Errorf("%w: batch without records", ErrInvalidRecord)
-		}
-		if h.IsControl() {
-			return AppendResult{}, fmt.Errorf("%w: control batch from a producer", ErrInvalidRecord)
-		}
-		hs[i] = h
-	}
-	if ct := cfg.CompressionType; ct != "producer" {
-		codec, ok := batch.ParseCodec(ct)
-		if !ok {
-			return AppendResult{}, fmt.Errorf("%w: unknown compression.type %q", ErrInvalidRecord, ct)
-		}
-		for i, b := range raw {
-			if hs[i].Codec() == codec {
-				continue
-			}
-			nb, err := batch.Recompress(b, codec)
-			if err != nil {
-				return AppendResult{}, mapBatchError(err)
-			}
-			if hs[i], err = batch.ParseHeader(nb); err != nil {
-				return AppendResult{}, mapBatchError(err)
-			}
-			raw[i] = nb
-		}
-	}
-	logAppendTime := int64(-1)
-	if cfg.MessageTimestampType == "LogAppendTime" {
-		logAppendTime = p.eng.now()
-	}
-
-	p.mu.Lock()
-	res, werr := p.appendLocked(raw, hs, logAppendTime, cfg.SegmentMs, done)
-	p.mu.Unlock()
-	p.runCompletions()
-	return res, werr
-}
-
-// appendLocked does the part of Append that must be ordered. p.mu held.
-func (p *Partition) appendLocked(raw [][]byte, hs []batch.Header, logAppendTime, segmentMs int64, done func(error)) (AppendResult, error) {
-	if p.closing || p.closed {
-		return AppendResult{}, ErrClosed
-	}
-	// Producer checks, on a scratch copy when one request carries several
-	// batches (later ones must chain on earlier ones).
-	scratch := p.prod
-	if len(raw) > 1 {
-		scratch = p.prod.clone()
-	}
-	dup := make([]bool, len(raw))
-	origBase := make([]int64, len(raw))
-	ndup := 0
-	for i, h := range hs {
-		if h.ProducerID < 0 {
-			continue
-		}
-		base, isDup, err := scratch.check(h)
-		if err != nil {
-			return AppendResult{}, err
-		}
-		if isDup {
-			dup[i], origBase[i] = true, base
-			ndup++
-			continue
-		}
-		if len(raw) > 1 {
-			h.BaseOffset = 0 // only sequences matter for the chain check
-			scratch.apply(h)
-		}
-	}
-	res := AppendResult{LogAppendTime: logAppendTime, LogStartOffset: p.logStart, BaseOffset: -1}
-	if ndup == len(raw) {
-		res.Duplicate, res.BaseOffset, res.LogAppendTime = true, origBase[0], -1
-		if done != nil {
-			if origBase[0] < p.hw {
-				p.complete(done, nil)
-			} else {
-				p.pending = append(p.pending, pendingAppend{end: p.logEnd, done: done})
-			}
-		}
-		return res, nil
-	}
-
-	// Assign offsets and build the write.
-	next := p.logEnd
-	var buf []byte
-	var idem []batch.Header
-	stored := make([]batch.Header, 0, len(raw))
-	for i, b := range raw {
-		if dup[i] {
-			if res.BaseOffset < 0 {
-				res.BaseOffset = origBase[i]
-			}
-			continue
-		}
-		batch.SetBaseOffset(b, next)
-		if logAppendTime >= 0 {
-			batch.SetLogAppendTime(b, logAppendTime)
-			hs[i].MaxTimestamp = logAppendTime
-			hs[i].Attributes |= 0x08 // the timestamp-type bit SetLogAppendTime set
-		}
-		hs[i].BaseOffset = next
-		if res.BaseOffset < 0 {
-			res.BaseOffset = next
-		}
-		next = hs[i].LastOffset() + 1
-		stored = append(stored, hs[i])
-		if hs[i].ProducerID >= 0 {
-			idem = append(idem, hs[i])
-		}
-		if len(raw)-ndup == 1 {
-			buf = b
-		} else {
-			buf = append(buf, b...)
-		}
-	}
-
-	seg := p.active()
-	if seg.size > 0 && (seg.size+int64(len(buf)) > p.eng.cfg.SegmentBytes || p.segmentAged(seg, segmentMs)) {
-		if err := p.rollLocked(); err != nil {
-			p.logStorageError("roll segment", err)
-			p.rollbackLocked(err)
-			return AppendResult{}, fmt.Errorf("%w: %s: %v", ErrStorage, p.name, err)
-		}
-		seg = p.active()
-	}
-	if _, err := seg.file.WriteAt(buf, seg.size); err != nil {
-		p.logStorageError("write", err)
-		p.rollbackLocked(err)
-		return AppendResult{}, fmt.Errorf("%w: %s: %v", ErrStorage, p.name, err)
-	}
-	pos := seg.size
-	if seg.size+int64(len(buf))-seg.wbFrom >= writeBehindBytes && !seg.wbAsked {
-		seg.wbAsked = true
-		p.eng.ckpt.requestWriteback()
-	}
-	for _, h := range stored {
-		seg.observe(h, pos, p.eng.cfg.IndexIntervalBytes)
-		pos += int64(h.Size())
-	}
-	p.logEnd = next
-	p.ckptDirty = true
-	for _, h := range idem {
-		p.prod.apply(h)
-	}
-	// The same bytes go to the WAL, queued under p.mu so the WAL holds a
-	// partition's appends in offset order.
-	meta := walMeta(p.topicID, p.tp.Partition, stored[0].BaseOffset)
-	if p.eng.cfg.Durability == DurabilityNone {
-		for _, h := range idem {
-			p.hwProd.apply(h)
-		}
-		p.advanceLocked(p.logEnd, seg.mark(), nil)
-		if done != nil {
-			p.complete(done, nil)
-		}
-		p.eng.wal.Append(meta, buf, nil) // failures are logged by the WAL; the checkpoint still syncs the segment
-		return res, nil
-	}
-	p.pending = append(p.pending, pendingAppend{end: p.logEnd, done: done, headers: idem})
-	gen, end, mark := p.gen, p.logEnd, seg.mark()
-	// A record rolled back before the WAL writes it (an earlier record of
-	// the partition failed) is dropped, so it cannot resurface at replay.
-	p.eng.wal.AppendChecked(meta, buf, func() bool { return p.genSeen.Load() == gen },
-		func(_ uint64, err error) { p.walDone(gen, end, mark, err) })
-	return res, nil
-}
-
-// walDone is the WAL's completion of an append that ended at end (whose
-// position is mark), made under generation gen. It runs on the WAL writer
-// goroutine, in append order.
-func (p *Partition) walDone(gen uint64, end int64, mark segMark, err error) {
-	p.mu.Lock()
-	if p.closed || gen != p.gen {
-		// Rolled back (or deleted) since: its done already ran.
-		p.mu.Unlock()
-		return
-	}
-	if err != nil {
-		p.logStorageError("wal", err)
-		p.rollbackLocked(err)
-	} else {
-		p.advanceLocked(end, mark, nil)
-	}
-	p.mu.Unlock()
-	p.runCompletions()
-}
-
-// segmentAged reports whether seg is older than segment.ms (ms): its first batch's timestamp is
-// that far behind the clock (Kafka's rule; a segment without timestamps never ages).
-func (p *Partition) segmentAged(seg *segment, ms int64) bool {
-	return ms > 0 && seg.firstTs >= 0 && p.eng.now()-seg.firstTs >= ms
-}
-
-// rollLocked seals the active segment and starts a new one at the log end.
-func (p *Partition) rollLocked() error {
-	old := p.active()
-	seg, err := newSegment(p.eng.fs, p.dir, p.logEnd)
-	if err != nil {
-		return err
-	}
-	p.segments = append(p.segments, seg)
-	p.unsynced = append(p.unsynced, old)
-	p.dirDirty = true
-	return nil
-}
-
-// advanceLocked moves the high watermark to hw (whose position is m),
-// completes the appends now below it and wakes waiters. p.mu held.
-func (p *Partition) advanceLocked(hw int64, m segMark, _ error) {
-	if hw <= p.hw {
-		return
-	}
-	p.hw, p.hwMark = hw, m
-	if hook := p.eng.cfg.OnDurable; hook != nil {
-		p.complete(func(error) { hook(p, hw) }, nil)
-	}
-	n := 0
-	for n < len(p.pending) && p.pending[n].end <= hw {
-		pa := p.pending[n]
-		for _, h := range pa.headers {
-			p.hwProd.apply(h)
-		}
-		if pa.done != nil {
-			p.complete(pa.done, nil)
-		}
-		n++
-	}
-	p.pending = p.pending[n:]
-	close(p.changed)
-	p.changed = make(chan struct{})
-}
-
-// rollbackLocked undoes everything above the high watermark after a
-// storage error: pending appends fail, files are cut back, producer state
-// rewinds. Nothing unacknowledged stays visible. p.mu held.
+// rollbackLocked undoes everything above the durable end after a storage
+// error: pending appends fail, files are cut back, producer state and the
+// epoch cache rewind. Nothing unacknowledged stays visible. p.mu held.
 func (p *Partition) rollbackLocked(cause error) {
+	if invariants.Enabled && p.hw.Load() > p.durableEnd {
+		panic(fmt.Sprintf("engine: %s: rollback to the durable end %d below the high watermark %d", p.name, p.durableEnd, p.hw.Load()))
+	}
 	p.gen++
 	p.genSeen.Store(p.gen)
 	err := fmt.Errorf("%w: %s: %v", ErrStorage, p.name, cause)
@@ -439,19 +265,19 @@ func (p *Partition) rollbackLocked(cause error) {
 	}
 	p.pending = nil
 
-	// Find the segment that becomes active again: the one holding the high
-	// watermark, or its (emptied) successor when the high watermark is at
+	// Find the segment that becomes active again: the one holding the
+	// durable end, or its (emptied) successor when the durable end is at
 	// its very end, so a sealed segment is never reopened.
 	keep := len(p.segments) - 1
 	for i, s := range p.segments {
-		if s == p.hwMark.seg {
+		if s == p.durableMark.seg {
 			keep = i
 			break
 		}
 	}
 	target := p.segments[keep]
-	grew := target.size > p.hwMark.size
-	target.restore(p.hwMark)
+	grew := target.size > p.durableMark.size
+	target.restore(p.durableMark)
 	if !grew && keep+1 < len(p.segments) {
 		keep++
 		target = p.segments[keep]
@@ -471,8 +297,10 @@ func (p *Partition) rollbackLocked(cause error) {
 		}
 	}
 	p.ckptDirty = true
-	p.logEnd = p.hw
-	p.prod = p.hwProd.clone()
+	p.logEnd = p.durableEnd
+	p.prod = p.durableProd.clone()
+	p.epochs.truncateFromEnd(p.logEnd)
+	p.checkOffsetsLocked("rollback")
 }
 
 func (p *Partition) removeSegmentFiles(s *segment) {
@@ -498,7 +326,18 @@ func (p *Partition) logStorageError(op string, err error) {
 // append order.
 func (p *Partition) complete(done func(error), err error) {
 	p.cqMu.Lock()
-	p.cq = append(p.cq, completion{done, err})
+	p.cq = append(p.cq, completion{done: done, err: err})
+	p.cqMu.Unlock()
+}
+
+// durableLocked queues the OnDurable call for a durable end of end, in
+// order with the done callbacks. p.mu held.
+func (p *Partition) durableLocked(end int64) {
+	if p.eng.cfg.OnDurable == nil {
+		return
+	}
+	p.cqMu.Lock()
+	p.cq = append(p.cq, completion{durable: end})
 	p.cqMu.Unlock()
 }
 
@@ -512,13 +351,20 @@ func (p *Partition) runCompletions() {
 	}
 	p.draining = true
 	for len(p.cq) > 0 {
+		// Two buffers take turns, so the hot path allocates no queue.
 		q := p.cq
-		p.cq = nil
+		p.cq, p.cqSpare = p.cqSpare[:0], nil
 		p.cqMu.Unlock()
 		for _, c := range q {
-			c.done(c.err)
+			if c.done != nil {
+				c.done(c.err)
+			} else {
+				p.eng.cfg.OnDurable(p, c.durable)
+			}
 		}
+		clear(q) // drop the callbacks
 		p.cqMu.Lock()
+		p.cqSpare = q[:0]
 	}
 	p.draining = false
 	p.cqMu.Unlock()
@@ -543,6 +389,4 @@ func (p *Partition) closeLocked(err error) {
 		g.seg.file.Close()
 	}
 	p.graves = nil
-	close(p.changed)
-	p.changed = make(chan struct{})
 }

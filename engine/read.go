@@ -9,19 +9,11 @@ import (
 	"github.com/ringtail/ringtail/engine/batch"
 )
 
-// readView is what a read needs from the partition, taken under p.mu; the
-// file I/O then happens without the lock. Everything below the high
-// watermark is immutable, so the view stays valid while appends go on.
-type readView struct {
-	seg   *segment
-	start int64 // index position to scan from
-	limit int64 // end of readable bytes in seg
-	hw    int64
-	ls    int64
-}
-
-// viewLocked returns the segment holding offset and how far it may be read.
-// p.mu held; offset must be in [logStart, hw).
+// viewLocked returns the segment at index i and how far it may be read
+// (up to the high watermark). A read takes this under p.mu and does its
+// file I/O without the lock: everything below the high watermark stays as
+// it is while appends go on (only a TruncateTo below it, which a replica
+// never needs, changes such bytes). p.mu held.
 func (p *Partition) viewLocked(i int) (seg *segment, limit int64) {
 	seg = p.segments[i]
 	switch {
@@ -62,12 +54,13 @@ func (p *Partition) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResu
 		p.mu.Unlock()
 		return ReadResult{}, ErrClosed
 	}
-	res := ReadResult{HighWatermark: p.hw, LogStartOffset: p.logStart}
-	if offset < p.logStart || offset > p.hw {
+	hw := p.hw.Load()
+	res := ReadResult{HighWatermark: hw, LogStartOffset: p.logStart}
+	if offset < p.logStart || offset > hw {
 		p.mu.Unlock()
-		return res, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, p.logStart, p.hw)
+		return res, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, p.logStart, hw)
 	}
-	if offset == p.hw {
+	if offset == hw {
 		p.mu.Unlock()
 		return res, nil
 	}

@@ -22,9 +22,10 @@ func (e *Engine) openPartition(spec PartitionSpec, finish bool) (*Partition, err
 	name := dirName(spec.TopicPartition)
 	p := &Partition{
 		eng: e, tp: spec.TopicPartition, name: name, dir: dirPath(e.cfg.DataDir, name),
-		topicID: spec.TopicID, prod: producers{}, changed: make(chan struct{}),
+		topicID: spec.TopicID, prod: producers{},
 	}
 	p.SetConfig(spec.Config)
+	p.leaderEpoch.Store(spec.LeaderEpoch)
 	if err := p.prepareDir(); err != nil {
 		return nil, fmt.Errorf("%w: partition %s: %v", ErrStorage, name, err)
 	}
@@ -174,7 +175,9 @@ func (p *Partition) scan() error {
 }
 
 // finishRecovery makes everything recovered (scanned and replayed from the
-// WAL) durable, so the high watermark can start at the log end.
+// WAL) durable, so the durable end starts at the log end, and queues the
+// OnDurable call that tells the owner so. The high watermark starts at the
+// log start: only SetHighWatermark raises it.
 func (p *Partition) finishRecovery() error {
 	fsys := p.eng.fs
 	for i, s := range p.segments {
@@ -207,9 +210,20 @@ func (p *Partition) finishRecovery() error {
 		p.logStart = min(persisted, active.end)
 		p.trimBelow = p.logStart
 	}
-	p.logEnd, p.hw = active.end, active.end
-	p.hwMark = active.mark()
-	p.hwProd = p.prod.clone()
+	p.epochs.truncateFromStart(p.logStart)
+	if err := p.recoverEpochs(); err != nil {
+		return err
+	}
+	p.logEnd, p.durableEnd = active.end, active.end
+	p.durableMark = active.mark()
+	p.durableProd = p.prod.clone()
+	// Nothing is readable yet: the read limit is the first segment's start
+	// even when the log start lies inside it.
+	first := p.segments[0]
+	p.hw.Store(p.logStart)
+	p.hwMark = segMark{seg: first, end: first.base, maxTs: -1, maxTsOffset: -1}
+	p.checkOffsetsLocked("recovery")
+	p.durableLocked(p.durableEnd)
 	return nil
 }
 
@@ -253,6 +267,7 @@ func (p *Partition) scanSegment(seg *segment, size int64, validate bool) (int64,
 		}
 		seg.observe(h, pos, p.eng.cfg.IndexIntervalBytes)
 		p.prod.apply(h)
+		p.epochs.observe(h.PartitionLeaderEpoch, h.BaseOffset)
 		pos += int64(h.Size())
 	}
 	return pos, nil

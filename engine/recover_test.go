@@ -263,11 +263,13 @@ func TestConcurrentAppends(t *testing.T) {
 	}
 	var done sync.WaitGroup
 	done.Add(parts * writers * perWriter)
-	var start sync.WaitGroup
+	var start, writing sync.WaitGroup
 	start.Add(1)
 	for w := 0; w < parts*writers; w++ {
 		p := e.Partition(tps[w%parts])
+		writing.Add(1)
 		go func(w int) {
+			defer writing.Done() // a done callback may run before Append returns the base it stores
 			start.Wait()
 			for i := 0; i < perWriter; i++ {
 				a := &acks[w][i]
@@ -289,6 +291,7 @@ func TestConcurrentAppends(t *testing.T) {
 	}
 	start.Done()
 	done.Wait()
+	writing.Wait()
 	for w := range acks {
 		for i := range acks[w] {
 			if n := acks[w][i].calls.Load(); n != 1 {

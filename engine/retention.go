@@ -92,14 +92,18 @@ func (p *Partition) Roll() error {
 	return nil
 }
 
-// sealActiveLocked rolls to a new active segment. When everything is below the high watermark,
-// the high watermark now lies at the start of the new, empty segment: hwMark moves there, so the
-// sealed one can be deleted (a rollback restores to hwMark's segment, which must stay). p.mu held.
+// sealActiveLocked rolls to a new active segment. When everything is durable (and below the high
+// watermark), the durable end (and the high watermark) now lie at the start of the new, empty
+// segment: durableMark (and hwMark) move there, so the sealed one can be deleted (a rollback
+// restores to durableMark's segment, and reads stop at hwMark's: both must stay). p.mu held.
 func (p *Partition) sealActiveLocked() error {
 	if err := p.rollLocked(); err != nil {
 		return err
 	}
-	if p.hw == p.logEnd {
+	if p.durableEnd == p.logEnd {
+		p.durableMark = p.active().mark()
+	}
+	if p.hw.Load() == p.logEnd {
 		p.hwMark = p.active().mark()
 	}
 	return nil
@@ -138,6 +142,7 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 	if r.Ms < 0 && r.Bytes < 0 && p.trimBelow <= p.logStart {
 		return
 	}
+	hw := p.hw.Load()
 	var total int64
 	for _, s := range p.segments {
 		total += s.size
@@ -148,7 +153,7 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 		byTime := r.Ms >= 0 && s.maxTs >= 0 && s.maxTs < nowMs-r.Ms
 		bySize := r.Bytes >= 0 && total-s.size >= r.Bytes
 		byTrim := s.end <= p.trimBelow
-		if !byTime && !bySize && !byTrim || s.end > p.hw || s == p.hwMark.seg {
+		if !byTime && !bySize && !byTrim || s.end > hw || s == p.hwMark.seg || s == p.durableMark.seg {
 			break
 		}
 		if !s.indexed {
@@ -176,12 +181,11 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 			"bytes", s.size, "by", reason, "log_start", p.logStart)
 	}
 	if deleted > 0 {
-		close(p.changed)
-		p.changed = make(chan struct{})
+		p.epochs.truncateFromStart(p.logStart)
 	}
 	// An idle partition's active segment would keep expired records forever: roll it (as Kafka
 	// does) so the next checkpoint seals it and a later pass deletes it.
-	if a := p.active(); r.Delete && r.Ms >= 0 && !p.closing && a.size > 0 && a.maxTs >= 0 && a.maxTs < nowMs-r.Ms && a.end <= p.hw {
+	if a := p.active(); r.Delete && r.Ms >= 0 && !p.closing && a.size > 0 && a.maxTs >= 0 && a.maxTs < nowMs-r.Ms && a.end <= hw {
 		if err := p.sealActiveLocked(); err != nil {
 			p.logStorageError("roll an expired segment", err)
 			return

@@ -16,7 +16,7 @@ func retentionEngine(t *testing.T, dir string, r Retention, clock *atomic.Int64)
 	t.Helper()
 	spec := specFor(tpA)
 	spec.Config.Retention = r
-	e, err := Open(Config{DataDir: dir, SegmentBytes: 1000, Logger: quietLogger(), RetentionCheckInterval: -1,
+	e, err := testOpen(Config{DataDir: dir, SegmentBytes: 1000, Logger: quietLogger(), RetentionCheckInterval: -1,
 		Now: func() int64 { return clock.Load() }}, []PartitionSpec{spec})
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +217,7 @@ func TestSegmentMs(t *testing.T) {
 	clock.Store(1_000_000)
 	spec := specFor(tpA)
 	spec.Config.SegmentMs = 60_000
-	e, err := Open(Config{DataDir: t.TempDir(), Logger: quietLogger(), RetentionCheckInterval: -1,
+	e, err := testOpen(Config{DataDir: t.TempDir(), Logger: quietLogger(), RetentionCheckInterval: -1,
 		Now: func() int64 { return clock.Load() }}, []PartitionSpec{spec})
 	if err != nil {
 		t.Fatal(err)

@@ -39,8 +39,9 @@ type timeEntry struct {
 
 // segment is one <base>.log file with its sparse indexes kept in memory.
 // Every field is guarded by the owning partition's mu; a sealed segment
-// (not the active one) no longer changes except by truncation after a
-// storage error, which never reaches below the high watermark.
+// (not the active one) no longer changes, except by a TruncateTo into it
+// (it becomes the active one again); a rollback after a storage error never
+// reaches below the durable end.
 type segment struct {
 	base int64
 	path string // of the .log file

@@ -33,6 +33,21 @@ func Validate(b []byte, maxBatchBytes int) error {
 	return walkPayload(h, payload, nil)
 }
 
+// CheckCRC checks what a replica must before storing a batch its leader
+// already validated: magic 2, the length, the record count against the last
+// offset delta, and the CRC-32C. It returns the parsed header. The records
+// are not walked.
+func CheckCRC(b []byte) (Header, error) {
+	h, _, err := check(b)
+	if err != nil {
+		return h, err
+	}
+	if got := checksum(b); got != h.CRC {
+		return h, fmt.Errorf("%w: crc mismatch: computed %#08x, header says %#08x", ErrCorrupt, got, h.CRC)
+	}
+	return h, nil
+}
+
 // check parses the header of b and checks what needs no decoding: magic,
 // length, record count against last offset delta.
 func check(b []byte) (Header, []byte, error) {

@@ -26,6 +26,8 @@ func openEngine(t *testing.T, fsys *memfs.FS, dir string, specs ...engine.Partit
 		DataDir:      dir,
 		WALFileBytes: 4 << 20, // the default 64 MiB is fine too (zeros are not stored); smaller is faster to fill
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// One node: a record is committed (readable) once it is durable here.
+		OnDurable: func(p *engine.Partition, end int64) { p.SetHighWatermark(end) },
 	}, specs)
 	if err != nil {
 		t.Fatalf("engine.Open(%s) on memfs: %v", dir, err)

@@ -11,35 +11,28 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ringtail/ringtail/engine/batch"
 	"github.com/ringtail/ringtail/vfs"
 	"github.com/ringtail/ringtail/wal"
 )
 
-// WAL layout owned by the engine (the framing is package wal's).
+// The checkpointer: segment files are not synced per WAL cycle. When the
+// WAL has grown by Config.CheckpointBytes since the last checkpoint, and on
+// Close, a checkpoint fdatasyncs every segment written since the last one,
+// records in wal/checkpoint the WAL position they cover (where the next
+// replay starts) and lets the WAL reuse the files before it. Between
+// checkpoints it hands growing active segments to the kernel's writeback.
+// It also writes the leader-epoch checkpoints that changed.
+
+// WAL files owned by the engine (the framing is package wal's).
 const (
 	walDirName     = "wal"
 	checkpointName = "checkpoint"
-	walMetaSize    = 28 // topic id [16], partition int32, base offset int64 (big endian)
 	ckptSize       = 32
 	ckptMagic      = 0x52434b50 // "RCKP"
 )
 
 // defaultWALFileBytes is a variable so the package's tests can shrink it.
 var defaultWALFileBytes int64 = wal.DefaultFileBytes
-
-func walMeta(id [16]byte, part int32, base int64) []byte {
-	m := make([]byte, walMetaSize)
-	copy(m, id[:])
-	binary.BigEndian.PutUint32(m[16:], uint32(part))
-	binary.BigEndian.PutUint64(m[20:], uint64(base))
-	return m
-}
-
-type walKey struct {
-	id   [16]byte
-	part int32
-}
 
 // checkpoint file: magic u32, crc32c u32 of bytes 8..32, seq u64, file u64, offset u64 (little endian).
 func (e *Engine) ckptPath() string { return filepath.Join(e.cfg.DataDir, walDirName, checkpointName) }
@@ -77,215 +70,6 @@ func (e *Engine) writeCheckpoint(pos wal.Position) error {
 	return vfs.WriteFileAtomic(e.fs, e.ckptPath(), b)
 }
 
-// openWAL recovers the WAL into the opened partitions (p.replay) and starts
-// the writer. e.parts holds every partition of the specs.
-func (e *Engine) openWAL() (int, error) {
-	from, _, err := e.readCheckpoint()
-	if err != nil {
-		return 0, err
-	}
-	byKey := make(map[walKey]*Partition, len(e.parts))
-	for _, p := range e.parts {
-		byKey[walKey{p.topicID, p.tp.Partition}] = p
-	}
-	replayed, skipped := 0, 0
-	replay := func(seq uint64, payload []byte) error {
-		if len(payload) < walMetaSize {
-			e.log.Error("engine: wal record too short, skipped", "seq", seq, "bytes", len(payload))
-			return nil
-		}
-		var k walKey
-		copy(k.id[:], payload)
-		k.part = int32(binary.BigEndian.Uint32(payload[16:]))
-		base := int64(binary.BigEndian.Uint64(payload[20:]))
-		p := byKey[k]
-		if p == nil {
-			skipped++
-			return nil
-		}
-		applied, err := p.replay(seq, base, payload[walMetaSize:])
-		if applied {
-			replayed++
-		}
-		return err
-	}
-	w, err := wal.Open(wal.Options{
-		Dir:         filepath.Join(e.cfg.DataDir, walDirName),
-		FS:          e.fs,
-		IO:          e.cfg.WALIO,
-		FileBytes:   e.cfg.WALFileBytes,
-		Logger:      e.log,
-		NotifyBytes: e.cfg.CheckpointBytes,
-		Notify:      e.ckpt.request,
-		InFlight:    e.cfg.WALInFlight,
-		OnCycle:     e.cfg.OnWALCycle,
-	}, from, replay)
-	if err != nil {
-		return replayed, err
-	}
-	e.wal = w
-	if skipped > 0 {
-		e.log.Info("engine: wal records of partitions no longer here skipped", "records", skipped)
-	}
-	return replayed, nil
-}
-
-// replay applies one WAL record to the log during recovery. It reports
-// whether the log changed.
-func (p *Partition) replay(seq uint64, base int64, data []byte) (bool, error) {
-	if p.replayStopped {
-		return false, nil
-	}
-	raw, err := batch.Split(data)
-	if err != nil || len(raw) == 0 {
-		p.eng.log.Error("engine: wal record does not hold record batches; replay stops for the partition", "partition", p.name, "seq", seq, "err", err)
-		p.replayStopped = true
-		return false, nil
-	}
-	hs := make([]batch.Header, len(raw))
-	for i, b := range raw {
-		if hs[i], err = batch.ParseHeader(b); err != nil {
-			p.eng.log.Error("engine: bad batch in a wal record; replay stops for the partition", "partition", p.name, "seq", seq, "err", err)
-			p.replayStopped = true
-			return false, nil
-		}
-	}
-	end := hs[len(hs)-1].LastOffset() + 1
-	switch {
-	case base > p.logEnd:
-		p.eng.log.Error("engine: wal record starts beyond the log end (a gap); replay stops for the partition",
-			"partition", p.name, "seq", seq, "base", base, "log_end", p.logEnd)
-		p.replayStopped = true
-		return false, nil
-	case base < p.logEnd:
-		seg, pos, same, err := p.logHolds(base, end, data)
-		if err != nil {
-			return false, err
-		}
-		if same {
-			// The bytes read back may be pages the kernel holds but failed
-			// to write (a writeback error marks them clean, and a later
-			// fdatasync skips them): write them again, so that the sync
-			// at the end of recovery really puts them on disk.
-			if _, err := seg.file.WriteAt(data, pos); err != nil {
-				return false, err
-			}
-			seg.indexed = false
-			return false, nil
-		}
-		// A later record for the same offsets wins: the log holds bytes of
-		// an append that was rolled back (and whose sync of the segment beat
-		// the truncation to disk).
-		ok, err := p.truncateForReplay(base)
-		if err != nil || !ok {
-			return false, err
-		}
-	}
-	return true, p.replayWrite(raw, hs, data)
-}
-
-// logHolds reports whether the log's bytes for [base, end) are data, and
-// where they are.
-func (p *Partition) logHolds(base, end int64, data []byte) (*segment, int64, bool, error) {
-	if end > p.logEnd {
-		return nil, 0, false, nil
-	}
-	seg, pos, ok, err := p.batchStart(base)
-	if err != nil || !ok {
-		return nil, 0, false, err
-	}
-	if pos+int64(len(data)) > seg.size {
-		return nil, 0, false, nil
-	}
-	buf := make([]byte, len(data))
-	if _, err := seg.file.ReadAt(buf, pos); err != nil {
-		return nil, 0, false, err
-	}
-	return seg, pos, string(buf) == string(data), nil
-}
-
-// batchStart finds the segment and position of the batch whose base offset
-// is exactly off.
-func (p *Partition) batchStart(off int64) (*segment, int64, bool, error) {
-	var seg *segment
-	for _, s := range p.segments {
-		if s.base <= off && off < s.end {
-			seg = s
-		}
-	}
-	if seg == nil {
-		return nil, 0, false, nil
-	}
-	hr := newHeaderReader(seg.file)
-	for pos := seg.lookup(off); pos < seg.size; {
-		h, err := hr.header(pos, seg.size)
-		if err != nil {
-			return nil, 0, false, err
-		}
-		if h.BaseOffset == off {
-			return seg, pos, true, nil
-		}
-		if h.BaseOffset > off {
-			break
-		}
-		pos += int64(h.Size())
-	}
-	return nil, 0, false, nil
-}
-
-// truncateForReplay cuts the log back to offset off (a batch start) and
-// rebuilds the partition's state from what remains.
-func (p *Partition) truncateForReplay(off int64) (bool, error) {
-	seg, pos, ok, err := p.batchStart(off)
-	if err != nil {
-		return false, err
-	}
-	if !ok {
-		p.eng.log.Error("engine: wal record overlaps the log but not at a batch start; replay stops for the partition", "partition", p.name, "offset", off)
-		p.replayStopped = true
-		return false, nil
-	}
-	p.eng.log.Warn("engine: wal record replaces log bytes of a rolled-back append", "partition", p.name, "offset", off)
-	if err := seg.file.Truncate(pos); err != nil {
-		return false, err
-	}
-	for i, s := range p.segments {
-		if s == seg {
-			for _, later := range p.segments[i+1:] {
-				p.removeSegmentFiles(later)
-			}
-			for _, s := range p.segments[:i+1] {
-				s.file.Close()
-			}
-			break
-		}
-	}
-	p.segments, p.prod = nil, producers{}
-	return true, p.scan()
-}
-
-// replayWrite appends recovered batches at the log end.
-func (p *Partition) replayWrite(raw [][]byte, hs []batch.Header, data []byte) error {
-	seg := p.active()
-	if seg.size > 0 && seg.size+int64(len(data)) > p.eng.cfg.SegmentBytes {
-		if err := p.rollLocked(); err != nil {
-			return err
-		}
-		seg = p.active()
-	}
-	if _, err := seg.file.WriteAt(data, seg.size); err != nil {
-		return err
-	}
-	pos := seg.size
-	for _, h := range hs {
-		seg.observe(h, pos, p.eng.cfg.IndexIntervalBytes)
-		p.prod.apply(h)
-		pos += int64(h.Size())
-	}
-	p.logEnd = seg.end
-	return nil
-}
-
 // checkpointer makes segment files durable behind the WAL and records how
 // far, so the WAL can be reused: when the WAL has grown by CheckpointBytes
 // since the last checkpoint, and on Close.
@@ -297,7 +81,7 @@ type checkpointer struct {
 	writeback bool // a segment has writeBehindBytes not yet handed to writeback
 	stopped   bool
 	exited    chan struct{}
-	run1      sync.Mutex // one checkpoint at a time
+	run1      sync.Mutex // one checkpoint at a time; TruncateTo holds it from its WAL record to its cut
 
 	// syncFailed holds, for the life of the process, the first failed
 	// segment or directory sync of a checkpoint. Linux
@@ -442,7 +226,7 @@ func (c *checkpointer) checkpoint() error {
 		p := j.p
 		p.mu.Lock()
 		for _, s := range j.sealed {
-			if p.closed || s.indexed || s.end > p.hw || s == p.active() {
+			if p.closed || s.indexed || s.end > p.hw.Load() || s == p.active() {
 				continue
 			}
 			s.indexed = true
@@ -452,8 +236,23 @@ func (c *checkpointer) checkpoint() error {
 		}
 		p.mu.Unlock()
 	}
+	c.writeEpochs()
 	e.log.Debug("engine: checkpoint", "wal_file", pos.File, "wal_offset", pos.Offset, "seq", pos.Seq, "partitions", len(jobs), "took", time.Since(start))
 	return nil
+}
+
+// writeEpochs writes the leader-epoch checkpoint of every partition whose
+// cache changed. A failure is logged: the cache is rebuilt from the log at
+// recovery, so the file may lag it.
+func (c *checkpointer) writeEpochs() {
+	for _, p := range c.e.Partitions() {
+		p.startMu.Lock()
+		err := p.writeEpochsIfDirty()
+		p.startMu.Unlock()
+		if err != nil {
+			c.e.log.Warn("engine: writing the leader epoch checkpoint", "partition", p.name, "err", err)
+		}
+	}
 }
 
 // syncJob fdatasyncs a partition's segments for a checkpoint, and its directory when dir is
