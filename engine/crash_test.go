@@ -4,14 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/ringtail/ringtail/vfs"
 	"github.com/ringtail/ringtail/vfs/crashfs"
@@ -281,35 +278,7 @@ func TestCrashAtEveryOperation(t *testing.T) {
 	if total < appends*3 {
 		t.Fatalf("only %d storage operations for %d appends", total, appends)
 	}
-	cutAtEveryOperation(t, base, total, func(dir string, cfs *crashfs.FS) [][]int32 { return run(t, dir, cfs) }, check)
-}
-
-// cutAtEveryOperation runs a workload once per storage operation of an uncut
-// run (total of them), cutting the power just before that operation, once
-// cleanly and once tearing it, and checks each cut directory in a subtest.
-// Background goroutines (preparer, checkpointer) make the count vary a
-// little from run to run; a cut point past the end of a run is a clean end,
-// checked the same way.
-func cutAtEveryOperation[R any](t *testing.T, base string, total uint64, run func(dir string, cfs *crashfs.FS) R, check func(t *testing.T, dir string, r R)) {
-	t.Helper()
-	for n := uint64(1); n <= total+5; n++ {
-		for _, tear := range []bool{false, true} {
-			dir := filepath.Join(base, fmt.Sprintf("cut-%d-%v", n, tear))
-			cfs := crashfs.New(vfs.OSFS{})
-			cfs.CrashAt(n, tear)
-			var r R
-			withWatchdog(t, fmt.Sprintf("cut at op %d", n), func() { r = run(dir, cfs) })
-			if t.Failed() {
-				return
-			}
-			t.Run(fmt.Sprintf("op%d-tear=%v", n, tear), func(t *testing.T) { check(t, dir, r) })
-			os.RemoveAll(dir)
-			if t.Failed() {
-				return
-			}
-		}
-	}
-	t.Logf("cut at each of %d operations, clean and torn", total)
+	crashfs.CutAtEveryOperation(t, base, total, nil, func(dir string, cfs *crashfs.FS) [][]int32 { return run(t, dir, cfs) }, check)
 }
 
 // TestCrashAtEveryTrimOperation cuts the power at every storage operation of
@@ -400,7 +369,7 @@ func TestCrashAtEveryTrimOperation(t *testing.T) {
 	if logs, _ := filepath.Glob(filepath.Join(whole, dirName(tpA), "*.log")); len(logs) == 0 || filepath.Base(logs[0]) == segmentName("", 0, logSuffix) {
 		t.Fatalf("the uncut run deleted no segment: %v", logs)
 	}
-	cutAtEveryOperation(t, base, cfs.Ops(), run, check)
+	crashfs.CutAtEveryOperation(t, base, cfs.Ops(), nil, run, check)
 }
 
 // TestFailedSegmentSync: a segment fdatasync fails the way Linux reports a
@@ -482,25 +451,5 @@ func TestFailedSegmentSync(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// withWatchdog runs f; if it has not returned within a minute (a run takes
-// milliseconds), it writes every goroutine's stack to stderr and fails the
-// test, so that a hang shows where it is without waiting for go test's
-// timeout. (One hang of TestCrashAtEveryTrimOperation was seen once and not
-// reproduced since.)
-func withWatchdog(t *testing.T, what string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
-		t.Fatalf("%s: still running after a minute; goroutine stacks are above", what)
 	}
 }

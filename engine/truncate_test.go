@@ -470,7 +470,7 @@ func TestCrashAtEveryTruncateOperation(t *testing.T) {
 	if idx, _ := filepath.Glob(filepath.Join(whole, dirName(tpA), "*"+indexSuffix)); len(idx) == 0 {
 		t.Fatal("the uncut run indexed no segment: the truncations never cut a sealed one")
 	}
-	cutAtEveryOperation(t, base, cfs.Ops(), run, check)
+	crashfs.CutAtEveryOperation(t, base, cfs.Ops(), nil, run, check)
 }
 
 // appendWaitQuiet appends and waits for done, without a testing.T (the

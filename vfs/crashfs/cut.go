@@ -1,0 +1,63 @@
+package crashfs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"testing"
+	"time"
+
+	"github.com/ringtail/ringtail/vfs"
+)
+
+// CutAtEveryOperation runs a workload once per storage operation of an uncut run (total of
+// them, from Ops), cutting the power just before that operation, once cleanly and once tearing
+// it, and checks each cut directory in a subtest. prepare (may be nil) fills a fresh directory
+// before its run; run drives the workload on cfs and returns what it saw acknowledged; check
+// recovers from dir with a new file system and holds the recovery to r. Background goroutines
+// (a WAL preparer, a checkpointer) make the count vary a little from run to run, so cut points
+// go a few past total; a cut past the end of a run is a clean end, checked the same way. A run
+// that hangs for a minute fails the test with every goroutine's stack.
+func CutAtEveryOperation[R any](t *testing.T, base string, total uint64, prepare func(dir string),
+	run func(dir string, cfs *FS) R, check func(t *testing.T, dir string, r R)) {
+	t.Helper()
+	for n := uint64(1); n <= total+5; n++ {
+		for _, tear := range []bool{false, true} {
+			dir := filepath.Join(base, fmt.Sprintf("cut-%d-%v", n, tear))
+			if prepare != nil {
+				prepare(dir)
+			}
+			cfs := New(vfs.OSFS{})
+			cfs.CrashAt(n, tear)
+			var r R
+			withWatchdog(t, fmt.Sprintf("cut at op %d (tear %v)", n, tear), func() { r = run(dir, cfs) })
+			if t.Failed() {
+				return
+			}
+			t.Run(fmt.Sprintf("op%d-tear=%v", n, tear), func(t *testing.T) { check(t, dir, r) })
+			os.RemoveAll(dir)
+			if t.Failed() {
+				return
+			}
+		}
+	}
+	t.Logf("cut at each of %d operations, clean and torn", total)
+}
+
+// withWatchdog runs f and fails the test, with every goroutine's stack, if it has not returned
+// within a minute: a hang then says where it is instead of waiting for go test's timeout.
+func withWatchdog(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+		t.Fatalf("%s: still running after a minute; goroutine stacks are above", what)
+	}
+}
