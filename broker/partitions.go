@@ -111,10 +111,9 @@ func (w *produceWait) awaitHighWatermark() {
 }
 
 // onDurable runs each time a partition's durable end advances (outside its locks, before the
-// callbacks of the appends it covers). On one node the high watermark is the durable end;
-// the requests waiting for it can go.
+// callbacks of the appends it covers). On one node the engine has already moved the high
+// watermark with it (PartitionSpec.FollowDurableEnd): the requests waiting for it can go.
 func (b *Broker) onDurable(p *engine.Partition, durableEnd int64) {
-	p.SetHighWatermark(durableEnd)
 	b.purg.Notify(p.TopicPartition())
 }
 

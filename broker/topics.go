@@ -214,6 +214,9 @@ func PartitionSpecs(topics []Topic) []engine.PartitionSpec {
 				TopicPartition: TopicPartition{Topic: t.Name, Partition: p},
 				TopicID:        t.ID,
 				Config:         cfg,
+				// One node: this node is the only in-sync replica, so a record is committed
+				// once it is durable here, and the engine moves the high watermark itself.
+				FollowDurableEnd: true,
 			}
 			if int(p) < len(t.Assignments) {
 				spec.LeaderEpoch = t.Assignments[p].LeaderEpoch

@@ -104,6 +104,9 @@ type PartitionSpec struct {
 	// LeaderEpoch is the partition's leader epoch when it opens (see
 	// Partition.SetLeaderEpoch); 0 on a single node.
 	LeaderEpoch int32
+	// FollowDurableEnd: the high watermark moves with the durable end (see
+	// Partition.SetFollowDurableEnd), from the moment the partition opens.
+	FollowDurableEnd bool
 }
 
 // AppendResult is what a successful Append tells the producer.
@@ -156,6 +159,7 @@ type ReadResult struct {
 //	HighWatermark() int64         consumers read below it; lock-free
 //	SetHighWatermark(hw int64) int64
 //	                              raise the high watermark, clamped to DurableEnd, never lowered; returns the value in force
+//	SetFollowDurableEnd(on bool)  the high watermark moves with the durable end by itself (one in-sync replica)
 //
 // Partition, leader epochs:
 //

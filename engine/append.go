@@ -384,6 +384,10 @@ func (p *Partition) advanceDurableLocked(end int64, m segMark) {
 		return
 	}
 	p.durableEnd, p.durableMark = end, m
+	if p.followDurable {
+		p.hw.Store(end)
+		p.hwMark = m
+	}
 	p.durableLocked(end)
 	n := 0
 	for n < len(p.pending) && p.pending[n].end <= end {

@@ -36,13 +36,17 @@
 //     "none", whose write returned). A rollback after a storage error never
 //     goes below it. Append's done(nil) means an append is below it;
 //   - the high watermark (HighWatermark): consumers read below it. The
-//     engine never raises it by itself: SetHighWatermark does, clamped to
-//     the durable end and never backwards. Config.OnDurable tells the owner
-//     of every advance of the durable end, before the done callbacks of the
-//     appends it covers; on one node the broker answers with
-//     SetHighWatermark(durableEnd), in a cluster the leader with what its
-//     in-sync replicas hold durably. TruncateTo is the only thing that
-//     lowers it.
+//     owner decides where it is: SetHighWatermark raises it, clamped to the
+//     durable end and never backwards, or, for a partition whose only
+//     in-sync replica is this node (every partition of a single node),
+//     SetFollowDurableEnd (PartitionSpec.FollowDurableEnd) makes it move
+//     with the durable end under the lock each advance holds anyway — a
+//     second lock per WAL cycle on the completion path, contended by the
+//     appender's segment write, measurably slowed seed. Config.OnDurable
+//     tells the owner of every advance of the durable end, before the done
+//     callbacks of the appends it covers; in a cluster the leader answers
+//     with what its in-sync replicas hold durably. TruncateTo is the only
+//     thing that lowers it.
 //
 // # On-disk layout
 //

@@ -278,3 +278,50 @@ func TestAppendReplicated(t *testing.T) {
 		t.Fatalf("after a restart the follower's log differs (%v)", err)
 	}
 }
+
+// With FollowDurableEnd the high watermark moves with the durable end by itself, before done
+// runs, without an OnDurable hook; turned off, only SetHighWatermark moves it, and turned on
+// again it catches up at once.
+func TestFollowDurableEnd(t *testing.T) {
+	spec := specFor(tpA)
+	spec.FollowDurableEnd = true
+	e, err := Open(Config{DataDir: t.TempDir(), Logger: quietLogger()}, []PartitionSpec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p := e.Partition(tpA)
+	appendWait := func() (hwAtDone int64) {
+		t.Helper()
+		ch := make(chan int64, 1)
+		if _, err := p.Append(mkBatch(batchOpts{n: 2}), func(err error) {
+			if err != nil {
+				t.Errorf("append: %v", err)
+			}
+			ch <- p.HighWatermark()
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return <-ch
+	}
+	if hw := appendWait(); hw != 2 {
+		t.Fatalf("high watermark %d when done ran, want 2", hw)
+	}
+	p.SetFollowDurableEnd(false)
+	if hw := appendWait(); hw != 2 || p.DurableEnd() != 4 {
+		t.Fatalf("not following: high watermark %d, durable end %d; want 2 and 4", hw, p.DurableEnd())
+	}
+	p.SetFollowDurableEnd(true)
+	if hw := p.HighWatermark(); hw != 4 {
+		t.Fatalf("following again: high watermark %d, want 4", hw)
+	}
+	e.Close()
+	e, err = Open(Config{DataDir: e.cfg.DataDir, Logger: quietLogger()}, []PartitionSpec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if hw := e.Partition(tpA).HighWatermark(); hw != 4 {
+		t.Fatalf("after a restart: high watermark %d, want the recovered durable end 4", hw)
+	}
+}

@@ -103,12 +103,15 @@ type Partition struct {
 	// cut failed; appends are refused until a TruncateTo succeeds.
 	cutFailed   bool
 	cutFailedAt int64
-	prod        producers  // producer state including written, not yet durable batches
-	durableProd producers  // producer state at the durable end
-	epochs      epochCache // leader epoch → start offset (epochs.go)
-	unsynced    []*segment // sealed segments written since the last checkpoint started
-	dirDirty    bool       // directory entries changed since the last checkpoint started
-	ckptDirty   bool       // the active segment was written since the last checkpoint started
+	// followDurable: the high watermark moves with the durable end
+	// (SetFollowDurableEnd).
+	followDurable bool
+	prod          producers  // producer state including written, not yet durable batches
+	durableProd   producers  // producer state at the durable end
+	epochs        epochCache // leader epoch → start offset (epochs.go)
+	unsynced      []*segment // sealed segments written since the last checkpoint started
+	dirDirty      bool       // directory entries changed since the last checkpoint started
+	ckptDirty     bool       // the active segment was written since the last checkpoint started
 
 	// replayStopped: recovery found a gap, a bad record or a record that
 	// does not fit the log at replayStopAt; WAL replay for this partition
@@ -164,6 +167,25 @@ func (p *Partition) HighWatermark() int64 { return p.hw.Load() }
 func (p *Partition) SetHighWatermark(hw int64) int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.setHighWatermarkLocked(hw)
+}
+
+// SetFollowDurableEnd says whether the high watermark moves with the durable
+// end by itself: on, for a partition whose only in-sync replica is this node
+// (every partition of a single node), it is raised to the durable end now and
+// at every advance, under the lock the advance holds anyway, before
+// Config.OnDurable runs; off, only SetHighWatermark raises it. The owner
+// decides; the engine does not know about replicas.
+func (p *Partition) SetFollowDurableEnd(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.followDurable = on
+	if on {
+		p.setHighWatermarkLocked(p.durableEnd)
+	}
+}
+
+func (p *Partition) setHighWatermarkLocked(hw int64) int64 {
 	cur := p.hw.Load()
 	hw = min(hw, p.durableEnd)
 	if p.closed || hw <= cur {

@@ -26,6 +26,7 @@ func (e *Engine) openPartition(spec PartitionSpec, finish bool) (*Partition, err
 	}
 	p.SetConfig(spec.Config)
 	p.leaderEpoch.Store(spec.LeaderEpoch)
+	p.followDurable = spec.FollowDurableEnd
 	if err := p.prepareDir(); err != nil {
 		return nil, fmt.Errorf("%w: partition %s: %v", ErrStorage, name, err)
 	}
@@ -222,6 +223,10 @@ func (p *Partition) finishRecovery() error {
 	first := p.segments[0]
 	p.hw.Store(p.logStart)
 	p.hwMark = segMark{seg: first, end: first.base, maxTs: -1, maxTsOffset: -1}
+	if p.followDurable {
+		p.hw.Store(p.durableEnd)
+		p.hwMark = p.durableMark
+	}
 	p.checkOffsetsLocked("recovery")
 	p.durableLocked(p.durableEnd)
 	return nil

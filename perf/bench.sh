@@ -19,6 +19,9 @@ if ! $GO build -ldflags "$ldflags" -o bin/ringtail ./cmd/ringtail; then
 	echo "bench: cannot build bin/ringtail; its runs will be reported as failed" >&2
 	rm -f bin/ringtail
 fi
+# The builds leave tens of MiB of dirty pages; written back during the first measured run they
+# slowed whichever broker ran first by 5-10% (seen with BENCH_BASE in both orders).
+sync
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit-dirty"; fi
 status=0
