@@ -282,8 +282,42 @@ func (p *Process) Pause() error {
 	}
 	p.mu.Lock()
 	p.paused = true
+	pid := p.cmd.Process.Pid
 	p.mu.Unlock()
-	return nil
+	// kill(2) returns before the stop reaches every thread: until it has, a thread may still
+	// answer a request. Return once each of the process's threads is stopped.
+	return waitStopped(pid, 10*time.Second)
+}
+
+// waitStopped polls /proc until every thread of pid is stopped (state T), the process is gone,
+// or timeout passes.
+func waitStopped(pid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			return nil // gone (or no /proc): nothing left that could answer
+		}
+		stopped := true
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+			if err != nil {
+				continue // the thread exited
+			}
+			// The state follows the command name, which is in parentheses and may hold spaces.
+			if i := strings.LastIndexByte(string(b), ')'); i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+				stopped = false
+				break
+			}
+		}
+		if stopped {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster: pid %d not stopped %v after SIGSTOP", pid, timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Resume continues a paused process with SIGCONT.
