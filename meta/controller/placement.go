@@ -21,10 +21,12 @@ import (
 // (exactly, for a multiple of the broker count) and a partition's replicas are on distinct
 // racks where there are enough racks.
 //
-// Kafka draws the start at random; here it is the broker with the fewest preferred
-// leaderships over every topic (the first in the order on a tie), so topics created one after
-// another spread their leaders too, and the same state gives the same placement. For new
-// partitions of a topic, the start is its partition 0's first replica, as in Kafka.
+// Kafka draws the start and the shift at random; here the start is the broker with the fewest
+// preferred leaderships over every topic (then the fewest replicas, then the first in the
+// order) and the shift the one that leaves the replicas most even, so topics created one
+// after another spread their leaders and replicas too, and the same state gives the same
+// placement. For new partitions of a topic, the start and shift are its partition 0's first
+// replica, as in Kafka.
 //
 // A replication factor above the number of brokers that may take a replica is
 // meta.ErrInvalidRF (INVALID_REPLICATION_FACTOR).
@@ -48,32 +50,98 @@ func Placement(st *meta.State, partitions, replicationFactor int, existing [][]i
 		return nil, fmt.Errorf("%w: %d is more than the %d live brokers", meta.ErrInvalidRF, replicationFactor, len(live))
 	}
 	order, rackOf, racks := rackAlternated(live)
-	n := len(order)
-	start := startIndex(st, order, existing)
+	pl := placer{order: order, rackOf: rackOf, racks: racks, rf: replicationFactor, first: len(existing)}
+	if len(existing) > 0 && len(existing[0]) > 0 {
+		// More partitions of a topic: its pattern goes on, from its partition 0's first
+		// replica (Kafka's rule), as long as that broker can still take one.
+		if i := slices.Index(order, existing[0][0]); i >= 0 {
+			return pl.place(partitions, i, i), nil
+		}
+	}
+	replicas, leaders := load(st)
+	start := 0
+	for i, b := range order {
+		if leaders[b] < leaders[order[start]] || leaders[b] == leaders[order[start]] && replicas[b] < replicas[order[start]] {
+			start = i
+		}
+	}
+	// Kafka draws the shift of the later replicas at random; here it is the one that leaves
+	// the replicas most even over the brokers (least sum of squares), the smallest on a tie.
+	var best [][]int32
+	bestSpread := -1
+	for shift := range max(len(order)-1, 1) {
+		lists := pl.place(partitions, start, shift)
+		spread := 0
+		added := make(map[int32]int, len(order))
+		for _, r := range lists {
+			for _, b := range r {
+				added[b]++
+			}
+		}
+		for _, b := range order {
+			spread += (replicas[b] + added[b]) * (replicas[b] + added[b])
+		}
+		if bestSpread < 0 || spread < bestSpread {
+			best, bestSpread = lists, spread
+		}
+	}
+	return best, nil
+}
 
+// placer places the partitions of one Placement.
+type placer struct {
+	order  []int32          // the brokers, rack-alternated
+	rackOf map[int32]string // each broker's rack (its own when it has none)
+	racks  int
+	rf     int
+	first  int // the number of the first partition placed
+}
+
+// place places partitions partitions with Kafka's algorithm: partition p's first replica at
+// position (p + start) of the order, the others at a shift from it of shift + p/len(order)
+// (one more every len(order) partitions) and on, skipping brokers as Kafka does.
+func (pl placer) place(partitions, start, shift int) [][]int32 {
+	n := len(pl.order)
 	out := make([][]int32, partitions)
 	for i := range out {
-		p := len(existing) + i
-		shift := start + p/n // Kafka's shift, one more every n partitions
+		p := pl.first + i
 		first := (p + start) % n
-		replicas := make([]int32, 1, replicationFactor)
-		replicas[0] = order[first]
-		usedRacks := map[string]bool{rackOf[order[first]]: true}
-		for k := 0; len(replicas) < replicationFactor; k++ {
-			b := order[replicaIndex(first, shift*racks, k, n)]
+		pshift := shift + p/n
+		replicas := make([]int32, 1, pl.rf)
+		replicas[0] = pl.order[first]
+		usedRacks := map[string]bool{pl.rackOf[pl.order[first]]: true}
+		for k := 0; len(replicas) < pl.rf; k++ {
+			b := pl.order[replicaIndex(first, pshift*pl.racks, k, n)]
 			// Kafka's rule: a broker already holding a replica never again (there are enough
 			// brokers), one of a rack holding one only once every rack holds one. The
 			// candidates cycle through every other broker in n-1 steps, and one of them
 			// passes, so k stays below n-1 per replica.
-			if slices.Contains(replicas, b) || usedRacks[rackOf[b]] && len(usedRacks) < racks {
+			if slices.Contains(replicas, b) || usedRacks[pl.rackOf[b]] && len(usedRacks) < pl.racks {
 				continue
 			}
 			replicas = append(replicas, b)
-			usedRacks[rackOf[b]] = true
+			usedRacks[pl.rackOf[b]] = true
 		}
 		out[i] = replicas
 	}
-	return out, nil
+	return out
+}
+
+// load counts, per broker, the replicas and the preferred leaderships (first replicas) of
+// every partition in st.
+func load(st *meta.State) (replicas, leaders map[int32]int) {
+	replicas, leaders = map[int32]int{}, map[int32]int{}
+	for _, t := range st.Topics() {
+		for _, a := range t.Assignments {
+			for _, b := range a.Replicas {
+				replicas[b]++
+			}
+			if len(a.Replicas) > 0 {
+				leaders[a.Replicas[0]]++
+			}
+		}
+	}
+	return replicas, leaders
 }
 
 // NewPartitions turns replica lists (from Placement) into the partitions of a CreateTopic or
@@ -119,30 +187,4 @@ func rackAlternated(brokers []meta.Broker) (order []int32, rackOf map[int32]stri
 		}
 	}
 	return order, rackOf, len(names)
-}
-
-// startIndex is the position in order of the first replica of partition 0: the existing
-// partition 0's first replica when it can still take one, else the broker that is the first
-// replica (preferred leader) of the fewest partitions.
-func startIndex(st *meta.State, order []int32, existing [][]int32) int {
-	if len(existing) > 0 && len(existing[0]) > 0 {
-		if i := slices.Index(order, existing[0][0]); i >= 0 {
-			return i
-		}
-	}
-	leads := make(map[int32]int, len(order))
-	for _, t := range st.Topics() {
-		for _, a := range t.Assignments {
-			if len(a.Replicas) > 0 {
-				leads[a.Replicas[0]]++
-			}
-		}
-	}
-	best := 0
-	for i, b := range order {
-		if leads[b] < leads[order[best]] {
-			best = i
-		}
-	}
-	return best
 }
