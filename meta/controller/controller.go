@@ -37,10 +37,12 @@ type Config struct {
 // preferred-leader pass), which a new controller starts without.
 //
 // Not safe for concurrent use: its caller serialises the calls. The caller proposes the
-// commands a call returns in order; one rejected as stale (meta.ErrStaleCommand: the state
-// moved meanwhile) is dropped, and the next Tick, on the state after them, builds again
-// whatever is still needed. Calling Tick again before its commands were applied returns them
-// again; the repeats are rejected as stale.
+// commands a call returns in order. Each was built on the outcome of the ones before it, so
+// once one is rejected (meta.ErrStaleCommand: the state moved meanwhile) or its outcome is
+// unknown (a timed-out proposal), the ones after it may be rejected as stale too; they are
+// dropped, and the next Tick, on the state as it is then, builds again whatever is still
+// needed. Calling Tick again before its commands were applied returns them again; the
+// repeats are rejected as stale.
 type Controller struct {
 	cfg Config
 	// since is when this node became controller. It had no heartbeats before: every
