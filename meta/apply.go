@@ -36,6 +36,18 @@ func Apply(s *State, cmd Command) (Result, error) {
 		return applyCreatePartitions(s, c)
 	case AllocateProducerIDs:
 		return applyAllocateProducerIDs(s, c)
+	case RegisterBroker:
+		return applyRegisterBroker(s, c)
+	case FenceBroker:
+		return Result{}, applyFenceBroker(s, c)
+	case UnfenceBroker:
+		return Result{}, applyUnfenceBroker(s, c)
+	case BeginControlledShutdown:
+		return Result{}, applyBeginControlledShutdown(s, c)
+	case UnregisterBroker:
+		return Result{}, applyUnregisterBroker(s, c)
+	case ChangePartitions:
+		return Result{}, applyChangePartitions(s, c)
 	}
 	return Result{}, fmt.Errorf("%w: unknown command type %T", ErrInvalidCommand, cmd)
 }
@@ -79,6 +91,9 @@ func applyCreateTopic(s *State, c CreateTopic) (Result, error) {
 	}
 	as, err := newAssignments(c.Partitions, 0, 0)
 	if err != nil {
+		return Result{}, err
+	}
+	if err := checkPlacement(s, c.Partitions, 0); err != nil {
 		return Result{}, err
 	}
 	t := &Topic{Name: c.Name, ID: c.ID, Configs: cloneConfigs(c.Configs)}
@@ -197,6 +212,9 @@ func applyCreatePartitions(s *State, c CreatePartitions) (Result, error) {
 	}
 	added, err := newAssignments(c.Partitions, len(t.Assignments[0].Replicas), t.Partitions)
 	if err != nil {
+		return Result{}, err
+	}
+	if err := checkPlacement(s, c.Partitions, t.Partitions); err != nil {
 		return Result{}, err
 	}
 	n := t.withAssignments(append(slices.Clip(t.Assignments), added...))

@@ -11,12 +11,20 @@ import "fmt"
 //	DeleteTopic          3 | name | id
 //	SetTopicConfigs      4 | name | id | config epoch | configs
 //	CreatePartitions     5 | name | id | expected count | partitions
-//	AllocateProducerIDs  6 | count
+//	AllocateProducerIDs      6 | count
+//	RegisterBroker           7 | broker id | incarnation | listener | replication address | rack
+//	FenceBroker              8 | broker id | broker epoch
+//	UnfenceBroker            9 | broker id | broker epoch
+//	BeginControlledShutdown 10 | broker id | broker epoch
+//	UnregisterBroker        11 | broker id | broker epoch
+//	ChangePartitions        12 | changes
 //
-// A string is a uvarint length and its bytes; an id 16 bytes; integers big-endian int32/int64;
-// configs a uvarint count and (key, value) strings sorted by key; partitions a uvarint count and
-// for each: replicas and ISR (a uvarint count and int32s each), then the leader. A tag once
-// used keeps its meaning: a command that changes shape gets a new tag.
+// A string is a uvarint length and its bytes; an id 16 bytes; integers big-endian int32/int64
+// (a broker id int32, a broker epoch int64); configs a uvarint count and (key, value) strings
+// sorted by key; partitions a uvarint count and for each: replicas and ISR (a uvarint count and
+// int32s each), then the leader; changes a uvarint count and for each: topic name, topic id,
+// partition, expected partition epoch, leader (int32 each) and the ISR. A tag once used keeps
+// its meaning: a command that changes shape gets a new tag.
 type Command interface {
 	tag() byte
 	appendFields(b []byte) []byte
@@ -82,6 +90,9 @@ type Result struct {
 	Topic Topic
 	// ProducerID: the first id of the block (AllocateProducerIDs).
 	ProducerID int64
+	// BrokerEpoch: the broker epoch of the registration (RegisterBroker, also when it repeats
+	// one applied before).
+	BrokerEpoch int64
 }
 
 const (
@@ -91,6 +102,12 @@ const (
 	tagSetTopicConfigs
 	tagCreatePartitions
 	tagAllocateProducerIDs
+	tagRegisterBroker
+	tagFenceBroker
+	tagUnfenceBroker
+	tagBeginControlledShutdown
+	tagUnregisterBroker
+	tagChangePartitions
 )
 
 func (InitCluster) tag() byte         { return tagInitCluster }
@@ -170,6 +187,18 @@ func DecodeCommand(b []byte) (Command, error) {
 		cmd = c
 	case tagAllocateProducerIDs:
 		cmd = AllocateProducerIDs{Count: r.int64()}
+	case tagRegisterBroker:
+		cmd = RegisterBroker{ID: r.int32(), Incarnation: r.id(), Listener: r.string(), ReplicationAddr: r.string(), Rack: r.string()}
+	case tagFenceBroker:
+		cmd = FenceBroker{ID: r.int32(), Epoch: r.int64()}
+	case tagUnfenceBroker:
+		cmd = UnfenceBroker{ID: r.int32(), Epoch: r.int64()}
+	case tagBeginControlledShutdown:
+		cmd = BeginControlledShutdown{ID: r.int32(), Epoch: r.int64()}
+	case tagUnregisterBroker:
+		cmd = UnregisterBroker{ID: r.int32(), Epoch: r.int64()}
+	case tagChangePartitions:
+		cmd = ChangePartitions{Changes: readPartitionChanges(r)}
 	default:
 		if r.err == nil {
 			return nil, fmt.Errorf("%w: unknown command tag %d", ErrInvalidCommand, tag)

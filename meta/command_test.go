@@ -22,6 +22,17 @@ func sampleCommands() []Command {
 		CreatePartitions{Name: "orders", ID: id, ExpectedCount: 2, Partitions: []NewPartition{{Replicas: []int32{1}, ISR: []int32{1}, Leader: 1}}},
 		AllocateProducerIDs{Count: 1000},
 		AllocateProducerIDs{Count: -5},
+		RegisterBroker{ID: 3, Incarnation: id, Listener: "10.0.0.3:9092", ReplicationAddr: "10.0.0.3:9292", Rack: "rack-a"},
+		RegisterBroker{},
+		FenceBroker{ID: 3, Epoch: 1 << 40},
+		UnfenceBroker{ID: 3, Epoch: 7},
+		BeginControlledShutdown{ID: 0, Epoch: -1},
+		UnregisterBroker{ID: 2, Epoch: 9},
+		ChangePartitions{Changes: []PartitionChange{
+			{Topic: "orders", TopicID: id, Partition: 4, ExpectedPartitionEpoch: 9, Leader: NoLeader, ISR: []int32{3}},
+			{Topic: "x", Partition: 0, Leader: 1, ISR: []int32{1, 2}},
+		}},
+		ChangePartitions{},
 	}
 }
 

@@ -131,6 +131,11 @@ func TestCrashAtEveryOperation(t *testing.T) {
 		CreateTopic{Name: "a", ID: id(3), Partitions: localPlacement(1, 1)},
 		SetTopicConfigs{Name: "b", ID: id(2), ConfigEpoch: 0, Configs: map[string]string{"retention.bytes": "10"}},
 		AllocateProducerIDs{Count: 7},
+		// A cluster's commands: the snapshot turns version 2 from here.
+		RegisterBroker{ID: 1, Incarnation: id(20), Listener: "h:9092"},
+		UnfenceBroker{ID: 1, Epoch: 1},
+		ChangePartitions{Changes: []PartitionChange{{Topic: "b", TopicID: id(2), Partition: 1, Leader: 1, ISR: []int32{1}}}},
+		CreateTopic{Name: "c", ID: id(4), Partitions: on1},
 	}
 	legacy := writeLegacyJSON(t, legacyState{
 		ClusterID: "old-cluster",

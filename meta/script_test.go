@@ -25,11 +25,15 @@ import (
 //	set-configs name=N id=I epoch=E [configs=k=v,...]
 //	create-partitions name=N id=I expect=C [count=P replicas=1,2 | assign=...] [isr=...] [leader=L]
 //	allocate-producer-ids count=C
+//	register id=B inc=N [listener=H:P] [repl=H:P] [rack=R]
+//	fence|unfence|begin-shutdown|unregister id=B epoch=E
+//	change-partitions  one change per input line: TOPIC id=I p=P expect=E leader=L isr=1,2
+//	led-by id=B | on id=B   the partitions broker B leads, or has a replica of
 //	show              the whole state
 //	snapshot          checks Snapshot then Restore gives an equal state
 //	restart           closes the log and opens it again from its files
 //
-// Topic ids are written as small numbers (id=7 is the id ending in 7). Every command is also
+// Topic ids and incarnations are written as small numbers (id=7 is the id ending in 7). Every command is also
 // encoded, decoded and checked equal, and applied to a copy of the state to check the log
 // returns what the pure Apply does.
 func TestScripts(t *testing.T) {
@@ -69,6 +73,27 @@ func (e *scriptEnv) handle(t *testing.T, d *scripttest.TestData) string {
 		cmd = CreatePartitions{Name: arg(d, "name"), ID: scriptID(t, d), ExpectedCount: int32(intArg(t, d, "expect")), Partitions: placementArg(t, d, "count")}
 	case "allocate-producer-ids":
 		cmd = AllocateProducerIDs{Count: intArg(t, d, "count")}
+	case "register":
+		id := int32(intArg(t, d, "id"))
+		listener, ok := d.Arg("listener")
+		if !ok {
+			listener = fmt.Sprintf("b%d:9092", id)
+		}
+		cmd = RegisterBroker{ID: id, Incarnation: smallID(intArg(t, d, "inc")), Listener: listener, ReplicationAddr: arg(d, "repl"), Rack: arg(d, "rack")}
+	case "fence":
+		cmd = FenceBroker{ID: int32(intArg(t, d, "id")), Epoch: intArg(t, d, "epoch")}
+	case "unfence":
+		cmd = UnfenceBroker{ID: int32(intArg(t, d, "id")), Epoch: intArg(t, d, "epoch")}
+	case "begin-shutdown":
+		cmd = BeginControlledShutdown{ID: int32(intArg(t, d, "id")), Epoch: intArg(t, d, "epoch")}
+	case "unregister":
+		cmd = UnregisterBroker{ID: int32(intArg(t, d, "id")), Epoch: intArg(t, d, "epoch")}
+	case "change-partitions":
+		cmd = ChangePartitions{Changes: changesInput(t, d)}
+	case "led-by":
+		return formatRefs(e.log.State().PartitionsLedBy(int32(intArg(t, d, "id"))))
+	case "on":
+		return formatRefs(e.log.State().PartitionsOn(int32(intArg(t, d, "id"))))
 	case "show":
 		return formatState(e.log.State())
 	case "snapshot":
@@ -110,8 +135,64 @@ func (e *scriptEnv) handle(t *testing.T, d *scripttest.TestData) string {
 		return "deleted " + formatTopic(res.Topic)
 	case AllocateProducerIDs:
 		return fmt.Sprintf("first id %d", res.ProducerID)
+	case RegisterBroker:
+		return fmt.Sprintf("broker epoch %d", res.BrokerEpoch)
+	case FenceBroker, UnfenceBroker, BeginControlledShutdown, UnregisterBroker:
+		return "ok"
+	case ChangePartitions:
+		var lines []string
+		for _, ch := range cmd.(ChangePartitions).Changes {
+			a, _ := e.log.State().Partition(ch.Topic, ch.Partition)
+			lines = append(lines, fmt.Sprintf("%s-%d %s", ch.Topic, ch.Partition, formatAssignment(a)))
+		}
+		return strings.Join(lines, "\n")
 	}
 	return formatTopic(res.Topic)
+}
+
+// changesInput reads the partition changes of change-partitions, one per input line.
+func changesInput(t *testing.T, d *scripttest.TestData) []PartitionChange {
+	var cs []PartitionChange
+	for _, line := range strings.Split(d.Input, "\n") {
+		words := strings.Fields(line)
+		if len(words) == 0 {
+			continue
+		}
+		ld := &scripttest.TestData{Pos: d.Pos, Cmd: words[0]}
+		for _, w := range words[1:] {
+			k, v, ok := strings.Cut(w, "=")
+			ld.CmdArgs = append(ld.CmdArgs, scripttest.CmdArg{Key: k, Val: v, HasVal: ok})
+		}
+		cs = append(cs, PartitionChange{Topic: ld.Cmd, TopicID: scriptID(t, ld), Partition: int32(intArg(t, ld, "p")),
+			ExpectedPartitionEpoch: int32(intArg(t, ld, "expect")), Leader: int32(intArg(t, ld, "leader")), ISR: int32sArg(t, ld, arg(ld, "isr"))})
+	}
+	return cs
+}
+
+func formatRefs(refs []PartitionRef) string {
+	if len(refs) == 0 {
+		return "none"
+	}
+	var out []string
+	for _, r := range refs {
+		out = append(out, fmt.Sprintf("%s-%d", r.Topic, r.Partition))
+	}
+	return strings.Join(out, " ")
+}
+
+func formatBroker(b Broker) string {
+	var flags string
+	if b.Fenced {
+		flags += " fenced"
+	}
+	if b.InControlledShutdown {
+		flags += " shutting-down"
+	}
+	return fmt.Sprintf("broker %d epoch=%d inc=%s listener=%s repl=%q rack=%q%s", b.ID, b.Epoch, formatScriptID(b.Incarnation), b.Listener, b.ReplicationAddr, b.Rack, flags)
+}
+
+func formatAssignment(a PartitionAssignment) string {
+	return fmt.Sprintf("replicas=%v leader=%d leader-epoch=%d partition-epoch=%d isr=%v", a.Replicas, a.Leader, a.LeaderEpoch, a.PartitionEpoch, a.ISR)
 }
 
 func arg(d *scripttest.TestData, key string) string {
@@ -132,8 +213,12 @@ func intArg(t *testing.T, d *scripttest.TestData, key string) int64 {
 }
 
 // scriptID is the topic id written id=N: N in the last 8 bytes.
-func scriptID(t *testing.T, d *scripttest.TestData) (id [16]byte) {
-	binary.BigEndian.PutUint64(id[8:], uint64(intArg(t, d, "id")))
+func scriptID(t *testing.T, d *scripttest.TestData) [16]byte {
+	return smallID(intArg(t, d, "id"))
+}
+
+func smallID(n int64) (id [16]byte) {
+	binary.BigEndian.PutUint64(id[8:], uint64(n))
 	return id
 }
 
@@ -212,6 +297,12 @@ func placementArg(t *testing.T, d *scripttest.TestData, countKey string) []NewPa
 func formatState(s *State) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cluster=%q next-producer-id=%d", s.ClusterID(), s.NextProducerID())
+	if s.brokerEpoch != 0 {
+		fmt.Fprintf(&b, " last-broker-epoch=%d", s.brokerEpoch)
+	}
+	for _, br := range s.Brokers() {
+		b.WriteString("\n" + formatBroker(br))
+	}
 	for _, t := range s.Topics() {
 		b.WriteString("\n" + formatTopic(t))
 	}
@@ -230,7 +321,7 @@ func formatTopic(t Topic) string {
 	}
 	fmt.Fprintf(&b, "%s id=%s partitions=%d config-epoch=%d configs=%s", t.Name, formatScriptID(t.ID), t.Partitions, t.ConfigEpoch, configs)
 	for i, a := range t.Assignments {
-		fmt.Fprintf(&b, "\n  p%d replicas=%v leader=%d leader-epoch=%d partition-epoch=%d isr=%v", i, a.Replicas, a.Leader, a.LeaderEpoch, a.PartitionEpoch, a.ISR)
+		fmt.Fprintf(&b, "\n  p%d %s", i, formatAssignment(a))
 	}
 	return b.String()
 }

@@ -9,26 +9,64 @@ import (
 
 // A snapshot is the whole State in one deterministic encoding (equal states, equal bytes):
 //
-//	"RTMS" | version (1 byte, 1) | body | CRC-32C of everything before it (4 bytes)
-//	body:      cluster id | next producer id (int64) | topic count | topics sorted by name
+//	"RTMS" | version (1 byte) | body | CRC-32C of everything before it (4 bytes)
+//	body v1:   cluster id | next producer id (int64) | topic count | topics sorted by name
+//	body v2:   cluster id | next producer id (int64) | last broker epoch (int64) |
+//	           broker count | brokers sorted by id | topic count | topics sorted by name
+//	broker:    id (int32) | broker epoch (int64) | incarnation | listener | replication address |
+//	           rack | flags (1 byte: 1 fenced, 2 in controlled shutdown)
 //	topic:     name | id | config epoch (int32) | configs | partition count | partitions
 //	partition: replicas | leader | leader epoch | partition epoch (int32 each) | ISR
 //
 // with the field encodings of codec.go. The checksum lets Restore refuse a damaged snapshot
 // wherever it was stored (the local snapshot file, a Raft snapshot).
+//
+// Version 2 added the brokers. A state in which no broker ever registered (every single
+// node's) is still written as version 1, so a single node can go back to the version before
+// brokers existed; Restore reads both.
 
 const (
-	snapshotMagic   = "RTMS"
-	snapshotVersion = 1
+	snapshotMagic = "RTMS"
+	// snapshotV1 has no brokers; snapshotV2 has them.
+	snapshotV1 = 1
+	snapshotV2 = 2
+
+	brokerFenced   = 1
+	brokerShutdown = 2
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Snapshot encodes s.
 func (s *State) Snapshot() []byte {
-	b := append([]byte(snapshotMagic), snapshotVersion)
+	version := byte(snapshotV1)
+	if s.brokerEpoch != 0 {
+		version = snapshotV2
+	}
+	b := append([]byte(snapshotMagic), version)
 	b = appendString(b, s.clusterID)
 	b = appendInt64(b, s.nextProducerID)
+	if version == snapshotV2 {
+		b = appendInt64(b, s.brokerEpoch)
+		brokers := s.Brokers()
+		b = appendCount(b, len(brokers))
+		for _, br := range brokers {
+			b = appendInt32(b, br.ID)
+			b = appendInt64(b, br.Epoch)
+			b = append(b, br.Incarnation[:]...)
+			b = appendString(b, br.Listener)
+			b = appendString(b, br.ReplicationAddr)
+			b = appendString(b, br.Rack)
+			var flags byte
+			if br.Fenced {
+				flags |= brokerFenced
+			}
+			if br.InControlledShutdown {
+				flags |= brokerShutdown
+			}
+			b = append(b, flags)
+		}
+	}
 	names := make([]string, 0, len(s.topics))
 	for name := range s.topics {
 		names = append(names, name)
@@ -69,8 +107,9 @@ func decodeSnapshot(b []byte) (*State, error) {
 	if len(b) < head+4 || string(b[:len(snapshotMagic)]) != snapshotMagic {
 		return nil, fmt.Errorf("not a metadata snapshot")
 	}
-	if v := b[len(snapshotMagic)]; v != snapshotVersion {
-		return nil, fmt.Errorf("version %d (this build reads %d)", v, snapshotVersion)
+	version := b[len(snapshotMagic)]
+	if version != snapshotV1 && version != snapshotV2 {
+		return nil, fmt.Errorf("version %d (this build reads %d and %d)", version, snapshotV1, snapshotV2)
 	}
 	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {
@@ -80,6 +119,9 @@ func decodeSnapshot(b []byte) (*State, error) {
 	s := NewState()
 	s.clusterID = r.string()
 	s.nextProducerID = r.int64()
+	if version == snapshotV2 {
+		readBrokers(r, s)
+	}
 	n := r.count(23) // an empty name, the id, the epoch and two empty lists
 	prev := ""
 	for i := 0; i < n && r.err == nil; i++ {
@@ -106,4 +148,32 @@ func decodeSnapshot(b []byte) (*State, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// readBrokers reads the brokers of a version 2 snapshot into s.
+func readBrokers(r *reader, s *State) {
+	s.brokerEpoch = r.int64()
+	if r.err == nil && s.brokerEpoch < 1 {
+		// A state without registrations is written as version 1.
+		r.fail("last broker epoch %d in a version %d snapshot", s.brokerEpoch, snapshotV2)
+	}
+	n := r.count(32) // the id, the epoch, the incarnation, three empty strings and the flags
+	epochs := make(map[int64]bool, n)
+	prev := int32(-1)
+	for i := 0; i < n && r.err == nil; i++ {
+		br := Broker{ID: r.int32(), Epoch: r.int64(), Incarnation: r.id(), Listener: r.string(), ReplicationAddr: r.string(), Rack: r.string()}
+		flags := r.u8()
+		br.Fenced, br.InControlledShutdown = flags&brokerFenced != 0, flags&brokerShutdown != 0
+		switch {
+		case r.err != nil:
+		case flags&^(brokerFenced|brokerShutdown) != 0:
+			r.fail("broker %d: unknown flags %#x", br.ID, flags)
+		case br.ID <= prev:
+			r.fail("broker %d after %d: negative, out of order or repeated", br.ID, prev)
+		case br.Epoch < 1 || br.Epoch > s.brokerEpoch || epochs[br.Epoch]:
+			r.fail("broker %d: broker epoch %d is not 1..%d or repeated", br.ID, br.Epoch, s.brokerEpoch)
+		}
+		epochs[br.Epoch], prev = true, br.ID
+		s.brokers[br.ID] = br
+	}
 }

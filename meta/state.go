@@ -47,11 +47,18 @@ type State struct {
 	topics         map[string]*Topic
 	byID           map[[16]byte]*Topic
 	nextProducerID int64 // the first producer id never allocated
+
+	// brokers holds the registered brokers. While it is empty the state is a single node's:
+	// no broker registers there, and placement and partition changes name any broker id.
+	brokers map[int32]Broker
+	// brokerEpoch is the last broker epoch handed out (0: none ever), so a new registration
+	// gets a larger one than any before, of any broker.
+	brokerEpoch int64
 }
 
-// NewState returns the empty state: no cluster id (InitCluster sets it), no topics.
+// NewState returns the empty state: no cluster id (InitCluster sets it), no topics, no brokers.
 func NewState() *State {
-	return &State{topics: make(map[string]*Topic), byID: make(map[[16]byte]*Topic)}
+	return &State{topics: make(map[string]*Topic), byID: make(map[[16]byte]*Topic), brokers: make(map[int32]Broker)}
 }
 
 // Clone returns a copy that Apply may change without affecting s.
@@ -59,6 +66,7 @@ func (s *State) Clone() *State {
 	c := *s
 	c.topics = maps.Clone(s.topics)
 	c.byID = maps.Clone(s.byID)
+	c.brokers = maps.Clone(s.brokers)
 	return &c
 }
 

@@ -1,0 +1,200 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ringtail/ringtail/meta"
+)
+
+// Defaults of Config.
+const (
+	DefaultSessionTimeout          = 9 * time.Second
+	DefaultPreferredLeaderInterval = 30 * time.Second
+)
+
+// ErrStaleBrokerEpoch: a heartbeat or controlled-shutdown request names a broker epoch older
+// than the broker's registration (an earlier process of the broker). It is ignored; the
+// process that sent it registers again.
+var ErrStaleBrokerEpoch = errors.New("controller: stale broker epoch") // STALE_BROKER_EPOCH
+
+// Config configures a Controller; zero fields take the defaults.
+type Config struct {
+	// SessionTimeout: an unfenced broker not heard from for longer is fenced (default 9 s).
+	SessionTimeout time.Duration
+	// PreferredLeaderInterval is the least time between two passes that move leaderships
+	// back to preferred replicas, the first one no earlier than one interval after becoming
+	// controller (default 30 s; negative: never). With the ISR rule (the preferred replica
+	// must be back in the ISR, which replication grants only once it has caught up), it keeps
+	// a flapping broker from taking leaderships back and forth.
+	PreferredLeaderInterval time.Duration
+}
+
+// Controller decides, on the Raft leader, which commands keep the cluster's leaderships on
+// live brokers. It is a pure state machine: every call takes the committed state and the
+// time and returns commands to propose; it keeps only soft state (heartbeats, the last
+// preferred-leader pass), which a new controller starts without.
+//
+// Not safe for concurrent use: its caller serialises the calls. The caller proposes the
+// commands a call returns in order. Each was built on the outcome of the ones before it, so
+// once one is rejected (meta.ErrStaleCommand: the state moved meanwhile) or its outcome is
+// unknown (a timed-out proposal), the ones after it may be rejected as stale too; they are
+// dropped, and the next Tick, on the state as it is then, builds again whatever is still
+// needed. Calling Tick again before its commands were applied returns them again; the
+// repeats are rejected as stale.
+type Controller struct {
+	cfg Config
+	// since is when this node became controller. It had no heartbeats before: every
+	// registered broker's session counts from here at the earliest (one session of grace).
+	since         time.Time
+	beats         map[int32]heartbeat // the last heartbeat of each broker
+	lastPreferred time.Time           // the last preferred-leader pass (since, at first)
+}
+
+// heartbeat is the last one heard from a broker: from which registration, and when.
+type heartbeat struct {
+	epoch int64
+	at    time.Time
+}
+
+// New returns the controller of a node that became the Raft leader at now.
+func New(cfg Config, now time.Time) *Controller {
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = DefaultSessionTimeout
+	}
+	if cfg.PreferredLeaderInterval == 0 {
+		cfg.PreferredLeaderInterval = DefaultPreferredLeaderInterval
+	}
+	return &Controller{cfg: cfg, since: now, beats: map[int32]heartbeat{}, lastPreferred: now}
+}
+
+// Heartbeat records that broker id, at broker epoch epoch, was alive at now. A fenced broker
+// heard from is unfenced by the next Tick (unless it is shutting down); heartbeats are soft
+// state, never commands. A heartbeat from an older epoch is ignored (ErrStaleBrokerEpoch), as
+// is one from a broker the state does not hold (meta.ErrUnknownBroker: it registers). One
+// from a newer epoch than the state's is kept: the state has not applied the registration
+// yet, and the heartbeat counts once it has.
+func (c *Controller) Heartbeat(st *meta.State, id int32, epoch int64, now time.Time) error {
+	b, ok := st.Broker(id)
+	if !ok {
+		return fmt.Errorf("%w: broker %d", meta.ErrUnknownBroker, id)
+	}
+	if epoch < b.Epoch {
+		return fmt.Errorf("%w: broker %d is at broker epoch %d, the heartbeat names %d", ErrStaleBrokerEpoch, id, b.Epoch, epoch)
+	}
+	if last, ok := c.beats[id]; ok && last.epoch > epoch {
+		return fmt.Errorf("%w: broker %d heartbeated at broker epoch %d already, this one names %d", ErrStaleBrokerEpoch, id, last.epoch, epoch)
+	}
+	c.beats[id] = heartbeat{epoch: epoch, at: now}
+	return nil
+}
+
+// Tick returns the commands that bring the state in line with the brokers' liveness at now,
+// in the order to propose them:
+//
+//  1. UnfenceBroker for each fenced broker (not shutting down) heard from at its current
+//     epoch within the session;
+//  2. ChangePartitions (in parts of at most meta.MaxPartitionChanges) that take every broker
+//     that is fenced, shutting down, unregistered or whose session ran out out of the ISRs,
+//     unless that would empty one: then the ISR stays as it is, every member a candidate for
+//     a clean election when it returns. A leader that is no longer in the ISR or may not lead
+//     gives way to the first replica, in replica order, that is in the ISR and may lead, or
+//     to none (meta.NoLeader: offline; unclean election is not done). Every change bumps the
+//     partition epoch, a new leader the leader epoch. Once per PreferredLeaderInterval the
+//     same pass also moves leaderships back to their preferred replica (the first) where it
+//     is in the ISR and may lead.
+//  3. FenceBroker for each broker whose session ran out (its last heartbeat at its current
+//     epoch, or the moment this node became controller if later, older than the session),
+//     and for each broker in controlled shutdown that leads nothing after step 2 (its
+//     shutdown is done; it registers again when it restarts).
+//
+// Each command is applied to a copy of st as it is built, so each is built on the state the
+// ones before it leave, and is checked: a command that copy refuses is left out and reported
+// in the error (a bug, or a state the controller does not know how to mend; the commands
+// returned are still right to propose). On a single node's state (no broker registered) it
+// returns nothing.
+func (c *Controller) Tick(st *meta.State, now time.Time) ([]meta.Command, error) {
+	preferred := c.cfg.PreferredLeaderInterval > 0 && !now.Before(c.lastPreferred.Add(c.cfg.PreferredLeaderInterval))
+	if preferred {
+		c.lastPreferred = now
+	}
+	return c.plan(newPlan(st), now, preferred)
+}
+
+// ControlledShutdown starts or continues the controlled shutdown of broker id (at broker epoch
+// epoch): BeginControlledShutdown unless it was begun, then what Tick would propose after it
+// (its leaderships moved, it out of the ISRs, and it fenced once it leads nothing). The
+// request counts as a heartbeat. The broker is done when it leads nothing; it then stops and
+// registers again when it restarts.
+func (c *Controller) ControlledShutdown(st *meta.State, id int32, epoch int64, now time.Time) ([]meta.Command, error) {
+	b, ok := st.Broker(id)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: broker %d", meta.ErrUnknownBroker, id)
+	case epoch < b.Epoch:
+		return nil, fmt.Errorf("%w: broker %d is at broker epoch %d, the request names %d", ErrStaleBrokerEpoch, id, b.Epoch, epoch)
+	case epoch > b.Epoch:
+		return nil, fmt.Errorf("%w: broker %d at broker epoch %d is not applied here yet", meta.ErrUnknownBroker, id, epoch)
+	}
+	c.beats[id] = heartbeat{epoch: epoch, at: now}
+	p := newPlan(st)
+	if !b.InControlledShutdown {
+		p.add(meta.BeginControlledShutdown{ID: id, Epoch: epoch})
+	}
+	return c.plan(p, now, false)
+}
+
+// plan adds Tick's three steps to p and returns its commands.
+func (c *Controller) plan(p *plan, now time.Time, preferred bool) ([]meta.Command, error) {
+	brokers := p.st.Brokers()
+	if len(brokers) == 0 {
+		return nil, nil
+	}
+	c.forget(p.st)
+	var expired []meta.Broker
+	for _, b := range brokers {
+		switch {
+		case b.Fenced && !b.InControlledShutdown && c.heardFrom(b, now):
+			p.add(meta.UnfenceBroker{ID: b.ID, Epoch: b.Epoch})
+		case !b.Fenced && c.expired(b, now):
+			expired = append(expired, b)
+		}
+	}
+	p.changePartitions(expired, preferred)
+	for _, b := range expired {
+		p.add(meta.FenceBroker{ID: b.ID, Epoch: b.Epoch})
+	}
+	for _, b := range p.st.Brokers() {
+		if b.InControlledShutdown && !b.Fenced && len(p.st.PartitionsLedBy(b.ID)) == 0 {
+			p.add(meta.FenceBroker{ID: b.ID, Epoch: b.Epoch})
+		}
+	}
+	return p.cmds, errors.Join(p.errs...)
+}
+
+// heardFrom: b heartbeated at its current epoch within the session.
+func (c *Controller) heardFrom(b meta.Broker, now time.Time) bool {
+	hb, ok := c.beats[b.ID]
+	return ok && hb.epoch == b.Epoch && !now.After(hb.at.Add(c.cfg.SessionTimeout))
+}
+
+// expired: b's session ran out. Its session started at its last heartbeat at its current
+// epoch, or when this node became controller if that is later: a new controller knows no
+// heartbeat from before, so it gives every broker one session of grace.
+func (c *Controller) expired(b meta.Broker, now time.Time) bool {
+	last := c.since
+	if hb, ok := c.beats[b.ID]; ok && hb.epoch == b.Epoch && hb.at.After(last) {
+		last = hb.at
+	}
+	return now.After(last.Add(c.cfg.SessionTimeout))
+}
+
+// forget drops the heartbeats of brokers that are not registered, or registered again since.
+func (c *Controller) forget(st *meta.State) {
+	for id, hb := range c.beats {
+		if b, ok := st.Broker(id); !ok || hb.epoch < b.Epoch {
+			delete(c.beats, id)
+		}
+	}
+}
