@@ -29,6 +29,10 @@
 //     it, and the NodeHost refuses a directory written under another address.
 //   - dragonboat names a directory after the host name and records it; a changed host name
 //     keeps the node from starting (ErrHostnameChanged says so before dragonboat does).
+//   - StartReplica returns once the latest snapshot is restored (WaitReady) and replays the
+//     committed log after it in the background; Open waits for that replay, so a node
+//     restarted without a quorum serves its last state, not the snapshot's.
+//   - A log reader's Snapshot() holds a reference that blocks compaction until dropped.
 //   - A node's bootstrap record lives beside its log: a node with one restarts from it and is
 //     given no member list (dragonboat refuses a list that differs from the record), which is
 //     why every node may be started with the same --peers every time.

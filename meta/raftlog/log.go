@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/lni/dragonboat/v4"
 	"github.com/lni/dragonboat/v4/client"
+	pb "github.com/lni/dragonboat/v4/raftpb"
 	sm "github.com/lni/dragonboat/v4/statemachine"
 
 	"github.com/ringtail/ringtail/meta"
@@ -43,6 +45,7 @@ type Log struct {
 	session   *client.Session // the no-op session: commands are compare-and-set, not deduplicated by dragonboat
 	published meta.Published
 	proposals *proposals
+	applied   *appliedIndex
 	leader    *leaderListener
 	// proposeEntry makes one attempt to commit an entry: nh.SyncPropose; a seam for the test
 	// that loses an attempt's answer.
@@ -57,8 +60,9 @@ var _ meta.Log = (*Log)(nil)
 // Open starts this node's NodeHost and its replica of the metadata shard. A node with Raft
 // data in cfg.Dir restarts from it (snapshot, then the log), whatever cfg.InitialMembers says;
 // a node without starts as one of cfg.InitialMembers (or joins, with cfg.Join). Open returns
-// once the replica has recovered its latest snapshot; a leader may not be elected yet
-// (SyncState waits for one).
+// once the replica has restored its latest snapshot and replayed the commands its own log
+// held as committed, so State() is the node's last state, with or without a quorum; a leader
+// may not be elected yet (SyncState waits for one and catches up with it).
 func Open(c Config) (l *Log, err error) {
 	cfg, err := c.withDefaults()
 	if err != nil {
@@ -116,6 +120,7 @@ func open(cfg Config) (*Log, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("raft_node", cfg.ReplicaID),
 		proposals: newProposals(),
+		applied:   &appliedIndex{},
 		leader:    newLeaderListener(),
 	}
 	l.published.Store(meta.NewState())
@@ -152,7 +157,9 @@ func open(cfg Config) (*Log, error) {
 			members = cfg.InitialMembers
 		}
 	}
-	create := func(uint64, uint64) sm.IStateMachine { return newStateMachine(&l.published, l.proposals) }
+	create := func(uint64, uint64) sm.IStateMachine {
+		return newStateMachine(&l.published, l.proposals, l.applied)
+	}
 	start := time.Now()
 	if err := nh.StartReplica(members, join, create, replicaConfig(cfg)); err != nil {
 		nh.Close()
@@ -161,8 +168,67 @@ func open(cfg Config) (*Log, error) {
 		}
 		return nil, fmt.Errorf("raftlog: starting node %d: %w", cfg.ReplicaID, err)
 	}
+	if restart {
+		l.awaitReplay()
+	}
 	l.log.Info("raft metadata log started", "dir", cfg.Dir, "raft_addr", cfg.RaftAddress, "restart", restart, "join", join, "took", time.Since(start).Round(time.Millisecond))
 	return l, nil
+}
+
+// awaitReplay waits until the replica has applied, from its own log, the commands it knew to
+// be committed when it stopped. dragonboat's StartReplica returns once the latest snapshot is
+// restored and replays the log after it in the background; without this wait State() after
+// Open would be that snapshot's state (the empty one before the first snapshot), a node
+// restarting alone (no quorum, so nothing new commits) would serve it, and meta.Store would
+// see no cluster id and propose InitCluster again. The replay is local and quick; if it is
+// not done within ProposeTimeout, Open goes on and says so.
+func (l *Log) awaitReplay() {
+	reader, err := l.nh.GetLogReader(shardID)
+	if err != nil {
+		return
+	}
+	hard, _ := reader.NodeState()
+	first, _ := reader.GetRange()
+	low := max(first, snapshotIndex(reader)+1)
+	if hard.Commit < low {
+		return // the snapshot holds everything committed
+	}
+	entries, err := reader.Entries(low, hard.Commit+1, math.MaxUint64)
+	if err != nil {
+		l.log.Warn("raft metadata log: cannot read the log to replay", "err", err)
+		return
+	}
+	// The last committed entry that reaches Update (no-ops and membership changes do not).
+	var target uint64
+	for i := len(entries) - 1; i >= 0 && target == 0; i-- {
+		if entries[i].IsUpdateEntry() {
+			target = entries[i].Index
+		}
+	}
+	if target == 0 {
+		return
+	}
+	t := time.NewTimer(l.cfg.ProposeTimeout)
+	defer t.Stop()
+	select {
+	case <-l.applied.wait(target):
+	case <-t.C:
+		l.log.Warn("raft metadata log: replay of the local log not done; serving an older state meanwhile", "replay_to", target)
+	}
+}
+
+// snapshotIndex is the index of the latest snapshot in the log reader. The reader hands out a
+// referenced snapshot, and the log is not compacted behind it until the reference is dropped.
+func snapshotIndex(reader dragonboat.ReadonlyLogReader) uint64 {
+	ss := reader.Snapshot()
+	if pb.IsEmptySnapshot(ss) {
+		return 0
+	}
+	// The reader holds its own reference until a newer snapshot replaces it; dropping the
+	// last one compacts the in-memory log up to the snapshot, which the replacement did
+	// already if this fails.
+	_ = ss.Unref()
+	return ss.Index
 }
 
 // checkHostname refuses a data directory written under another host name before dragonboat

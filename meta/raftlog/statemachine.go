@@ -146,6 +146,39 @@ func (p *proposals) snapshotInstalled() {
 	}
 }
 
+// appliedIndex is the index of the last entry Update applied (or saw rejected), which Open
+// waits on to replay the node's own log.
+type appliedIndex struct {
+	mu      sync.Mutex // a leaf, like proposals.mu
+	index   uint64
+	target  uint64
+	reached chan struct{} // closed once index >= target; nil while nobody waits
+}
+
+func (a *appliedIndex) advance(index uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.index = max(a.index, index)
+	if a.reached != nil && a.index >= a.target {
+		close(a.reached)
+		a.reached = nil
+	}
+}
+
+// wait returns a channel closed once an entry at target or later has been applied. One
+// waiter at a time (Open).
+func (a *appliedIndex) wait(target uint64) <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := make(chan struct{})
+	if a.index >= target {
+		close(c)
+		return c
+	}
+	a.target, a.reached = target, c
+	return c
+}
+
 // stateQuery is the Lookup query for the replica's current state.
 type stateQuery struct{}
 
@@ -158,14 +191,15 @@ type stateMachine struct {
 	state     *meta.State // the latest; also the one published
 	published *meta.Published
 	proposals *proposals
+	applied   *appliedIndex
 }
 
 var _ sm.IStateMachine = (*stateMachine)(nil)
 
 // newStateMachine starts from the empty state, as dragonboat requires: it restores the
 // latest snapshot and replays the log after it.
-func newStateMachine(published *meta.Published, proposals *proposals) *stateMachine {
-	return &stateMachine{state: meta.NewState(), published: published, proposals: proposals}
+func newStateMachine(published *meta.Published, proposals *proposals, applied *appliedIndex) *stateMachine {
+	return &stateMachine{state: meta.NewState(), published: published, proposals: proposals, applied: applied}
 }
 
 // Update applies one entry. An entry that does not decode is an error, which dragonboat treats
@@ -179,11 +213,14 @@ func (s *stateMachine) Update(e sm.Entry) (sm.Result, error) {
 	next := s.state.Clone()
 	res, err := meta.Apply(next, cmd)
 	s.proposals.applied(id, outcome{res: res, err: err})
+	if err == nil {
+		s.state = next
+		s.published.Store(next)
+	}
+	s.applied.advance(e.Index)
 	if err != nil {
 		return sm.Result{Value: resultRejected}, nil
 	}
-	s.state = next
-	s.published.Store(next)
 	return sm.Result{Value: resultApplied}, nil
 }
 

@@ -17,7 +17,7 @@ func newTestMachine() (*stateMachine, *meta.Published, *proposals) {
 	var pub meta.Published
 	pub.Store(meta.NewState())
 	p := newProposals()
-	return newStateMachine(&pub, p), &pub, p
+	return newStateMachine(&pub, p, &appliedIndex{}), &pub, p
 }
 
 func update(t *testing.T, s *stateMachine, index uint64, id proposalID, cmd meta.Command) sm.Result {
