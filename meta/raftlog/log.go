@@ -136,10 +136,7 @@ func open(cfg Config) (*Log, error) {
 	}
 	l.nh = nh
 	l.session = nh.GetNoOPSession(shardID)
-	l.proposeEntry = func(ctx context.Context, entry []byte) error {
-		_, err := nh.SyncPropose(ctx, l.session, entry)
-		return err
-	}
+	l.proposeEntry = l.proposeOnce
 	// The restart rule: dragonboat keeps what the node was started with (its bootstrap
 	// record) beside its log. With one, start from it and pass no members (dragonboat
 	// refuses a member list that differs from the record, and after a membership change
@@ -368,6 +365,50 @@ func (l *Log) Propose(ctx context.Context, cmd meta.Command) (meta.Result, error
 	return meta.Result{}, fmt.Errorf("raftlog: proposing %T: %w", cmd, err)
 }
 
+// errLeaderChanged ends an attempt when the leader changes while it is in flight.
+var errLeaderChanged = errors.New("raftlog: the leader changed during the attempt")
+
+// proposeOnce makes one attempt to commit entry, like nh.SyncPropose, but gives up as soon as
+// the leader changes: a follower forwards its proposal to the leader it knows, and when that
+// leader dies the proposal is lost with it while dragonboat only reports the loss at the
+// attempt's timeout. Giving up is safe (retry and repeat are told apart by the proposal id),
+// and a follower's proposal during a failover then waits for the election, not for the
+// timeout. The abandoned request is left to dragonboat, which times it out.
+func (l *Log) proposeOnce(ctx context.Context, entry []byte) error {
+	_, news := l.leader.watch() // before proposing: a change during the attempt closes it
+	deadline, _ := ctx.Deadline()
+	rs, err := l.nh.Propose(l.session, entry, time.Until(deadline))
+	if err != nil {
+		return err
+	}
+	select {
+	case r := <-rs.AppliedC():
+		rs.Release()
+		switch {
+		case r.Completed():
+			return nil
+		case r.Dropped():
+			return dragonboat.ErrShardNotReady
+		case r.Timeout():
+			return dragonboat.ErrTimeout
+		case r.Terminated():
+			return dragonboat.ErrShardClosed
+		case r.Aborted():
+			return dragonboat.ErrAborted
+		case r.Rejected():
+			return dragonboat.ErrRejected
+		}
+		return fmt.Errorf("raftlog: unknown request result %+v", r)
+	case <-news:
+		return errLeaderChanged
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return dragonboat.ErrCanceled
+		}
+		return dragonboat.ErrTimeout
+	}
+}
+
 // outcome is Propose's answer once an attempt applied on this node: what Apply said for the
 // first attempt to apply. A stale rejection is only trusted when no attempt can have applied
 // unseen: when one timed out (uncertain) and a snapshot was installed meanwhile (gap), the
@@ -397,8 +438,9 @@ const minAttempt = 2 * rttMillisecond * time.Millisecond
 //
 //   - not taken (ErrShardNotReady: no leader known, as right after a leader change;
 //     ErrSystemBusy; ErrShardNotInitialized): nothing was proposed; retried after a backoff;
-//   - outcome unknown (ErrTimeout, ErrCanceled, ErrAborted, ErrShardClosed): the request
-//     may still commit; retried at once, and uncertain is reported;
+//   - outcome unknown (ErrTimeout, ErrCanceled, ErrAborted, ErrShardClosed, and
+//     errLeaderChanged from proposeOnce): the request may still commit; retried at once,
+//     and uncertain is reported;
 //   - anything else ends the loop (ErrClosed: the NodeHost is closed, reported as
 //     meta.ErrClosed).
 //
@@ -428,7 +470,8 @@ func (l *Log) retry(ctx context.Context, attempt func(context.Context) error, se
 			wait = backoff
 			backoff = min(2*backoff, maxBackoff)
 		case errors.Is(err, dragonboat.ErrTimeout), errors.Is(err, dragonboat.ErrCanceled),
-			errors.Is(err, dragonboat.ErrAborted), errors.Is(err, dragonboat.ErrShardClosed):
+			errors.Is(err, dragonboat.ErrAborted), errors.Is(err, dragonboat.ErrShardClosed),
+			errors.Is(err, errLeaderChanged):
 			uncertain = true
 			backoff = minBackoff
 		case errors.Is(err, dragonboat.ErrClosed), errors.Is(err, dragonboat.ErrShardNotFound):
