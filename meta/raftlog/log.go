@@ -47,7 +47,7 @@ type Log struct {
 	proposals *proposals
 	applied   *appliedIndex
 	leader    *leaderListener
-	// proposeEntry makes one attempt to commit an entry: nh.SyncPropose; a seam for the test
+	// proposeEntry makes one attempt to commit an entry (proposeOnce); a seam for the test
 	// that loses an attempt's answer.
 	proposeEntry func(ctx context.Context, entry []byte) error
 
@@ -360,7 +360,7 @@ func (l *Log) Propose(ctx context.Context, cmd meta.Command) (meta.Result, error
 		return meta.Result{}, errNoOutcome
 	}
 	if uncertain {
-		return meta.Result{}, fmt.Errorf("raftlog: proposing %T: %w: %w", cmd, ErrOutcomeUnknown, err)
+		return meta.Result{}, fmt.Errorf("%w: proposing %T: %w", ErrOutcomeUnknown, cmd, err)
 	}
 	return meta.Result{}, fmt.Errorf("raftlog: proposing %T: %w", cmd, err)
 }

@@ -222,7 +222,7 @@ func (l *Log) changeMembership(ctx context.Context, what string, change func(con
 		}
 	}
 	if uncertain {
-		return fmt.Errorf("raftlog: %s: %w: %w", what, ErrOutcomeUnknown, err)
+		return fmt.Errorf("%w: %s: %w", ErrOutcomeUnknown, what, err)
 	}
 	return fmt.Errorf("raftlog: %s: %w", what, err)
 }
