@@ -32,9 +32,11 @@
 // controller's (meta/controller), not this package's.
 //
 // A Log orders and persists commands: LocalLog is the single-node log (a snapshot file and an
-// append-only command file in the metadata directory, see locallog.go); a Raft adapter will
-// implement the same interface. Store is the facade the broker uses: it builds commands
-// (drawing ids, placing replicas on the local node) and proposes them to its Log.
+// append-only command file in the metadata directory, see locallog.go); meta/raftlog
+// implements the same interface on a dragonboat Raft shard. A Log publishes each new State
+// through Published, whose Watch lets the broker follow the metadata without polling. Store is
+// the facade the broker uses: it builds commands (drawing ids, placing replicas on the local
+// node) and proposes them to its Log.
 //
 // The package must not know about partition logs, sockets or Kafka error codes (its sentinel
 // errors are mapped to codes by the network layer), and every file it touches goes through

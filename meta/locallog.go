@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 
 	"github.com/ringtail/ringtail/vfs"
 )
@@ -68,7 +67,7 @@ type LocalLog struct {
 	every int
 	log   *slog.Logger
 
-	state atomic.Pointer[State] // published after each command; never modified once stored
+	state Published // after each command; never modified once stored
 
 	mu        sync.Mutex // serializes Propose, compaction and Close; guards the fields below
 	file      vfs.File   // the command file
@@ -276,6 +275,9 @@ func appendRecord(b []byte, index uint64, cmd []byte) []byte {
 
 // State returns the state after the last command.
 func (l *LocalLog) State() *State { return l.state.Load() }
+
+// Watch returns the state after the last command and a channel closed once another applies.
+func (l *LocalLog) Watch() (*State, <-chan struct{}) { return l.state.Watch() }
 
 // Propose applies cmd to a copy of the state; if it applies, appends and fdatasyncs its record,
 // then publishes the new state. A rejected command writes nothing: replaying it would reject

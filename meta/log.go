@@ -15,6 +15,10 @@ type Log interface {
 	// returned (a Log applies commands to a clone and then publishes it), so callers read it
 	// without locks; they must not Apply to it.
 	State() *State
+	// Watch returns State() and a channel closed once a newer state is published, so the
+	// broker follows the metadata without polling: read, act, wait for the channel, repeat.
+	// The state is the one the channel belongs to, so no change is missed between the two.
+	Watch() (state *State, changed <-chan struct{})
 	// Close releases the log's files (and, under Raft, leaves the cluster's traffic).
 	Close() error
 }

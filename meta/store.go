@@ -71,6 +71,10 @@ func (s *Store) Close() error { return s.log.Close() }
 // ClusterID is the cluster's stable identity.
 func (s *Store) ClusterID() string { return s.log.State().ClusterID() }
 
+// Watch returns the current state and a channel closed once a newer one is published (see
+// Log.Watch).
+func (s *Store) Watch() (*State, <-chan struct{}) { return s.log.Watch() }
+
 // Topics returns every topic sorted by name.
 func (s *Store) Topics() []Topic { return s.log.State().Topics() }
 
