@@ -1,14 +1,17 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/ringtail/ringtail/engine"
 	"github.com/ringtail/ringtail/meta"
+	"github.com/ringtail/ringtail/meta/raftlog"
 )
 
 // Config is everything a node needs to open.
@@ -36,6 +39,10 @@ type Config struct {
 	// (groups_compact.go). 0 means DefaultOffsetsCompactRecords.
 	OffsetsCompactRecords int
 
+	// Cluster makes the node a member of a cluster (cluster.go); nil: a single node, whose
+	// metadata is a local command log.
+	Cluster *ClusterConfig
+
 	Logger *slog.Logger
 }
 
@@ -48,6 +55,9 @@ type Broker struct {
 	engine *engine.Engine
 	groups *groupHost
 	purg   *Purgatory
+	cl     *cluster // nil on a single node
+
+	shutdownOnce sync.Once
 
 	// topicMu serialises topic creation, deletion and changes, so the metadata store and the
 	// engine never disagree about which partitions exist or how they are configured.
@@ -58,13 +68,29 @@ type Broker struct {
 // (recovering them; directories of partitions it does not list are removed), the group
 // coordinator replayed from __consumer_offsets, and the purgatory. On error, whatever was
 // opened is closed again.
-func Open(cfg Config) (*Broker, error) {
+func Open(cfg Config) (*Broker, error) { return OpenContext(context.Background(), cfg) }
+
+// OpenContext is Open with a context that ends waits at start: a cluster node waits for a
+// quorum of the metadata cluster and for its registration.
+func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	b := &Broker{cfg: cfg, log: cfg.Logger}
-	store, err := meta.Open(meta.Config{Dir: filepath.Join(cfg.DataDir, "meta"), NodeID: cfg.NodeID, Logger: cfg.Logger})
+	mcfg := meta.Config{Dir: filepath.Join(cfg.DataDir, "meta"), NodeID: cfg.NodeID, Logger: cfg.Logger}
+	if cfg.Cluster != nil {
+		cfg.Cluster.withDefaults()
+		rl, err := b.openRaft(ctx)
+		if err != nil {
+			return nil, err
+		}
+		mcfg.Log = rl
+	}
+	store, err := meta.Open(mcfg)
 	if err != nil {
+		if mcfg.Log != nil {
+			mcfg.Log.Close()
+		}
 		return nil, err
 	}
 	b.meta = store
@@ -79,7 +105,7 @@ func Open(cfg Config) (*Broker, error) {
 		OnWALCycle:             cfg.OnWALCycle,
 		OnDurable:              b.onDurable,
 		RetentionCheckInterval: cfg.RetentionCheckInterval,
-	}, PartitionSpecs(store.Topics()))
+	}, b.localSpecs(store.State()))
 	if err != nil {
 		b.purg.Close()
 		store.Close()
@@ -91,6 +117,17 @@ func Open(cfg Config) (*Broker, error) {
 	if reason := eng.WALFallbackReason(); reason != "" {
 		b.log.Warn("io_uring is not in use; the WAL uses pwrite+fdatasync", "reason", reason)
 	}
+	if cfg.Cluster != nil {
+		if err := b.startCluster(ctx, mcfg.Log.(*raftlog.Log)); err != nil {
+			b.purg.Close()
+			eng.Close()
+			store.Close()
+			return nil, err
+		}
+		// Consumer groups in a cluster come with coordinators spread over the offsets
+		// partitions' leaders; until then group requests answer COORDINATOR_NOT_AVAILABLE.
+		return b, nil
+	}
 	if err := b.startGroups(); err != nil {
 		b.purg.Close()
 		eng.Close()
@@ -100,9 +137,45 @@ func Open(cfg Config) (*Broker, error) {
 	return b, nil
 }
 
+// localSpecs lists the partitions the engine must open: on a single node every partition, in
+// a cluster the ones placed on this node.
+func (b *Broker) localSpecs(st *meta.State) []engine.PartitionSpec {
+	if b.cfg.Cluster == nil {
+		return PartitionSpecs(st.Topics())
+	}
+	me := b.cfg.NodeID
+	var specs []engine.PartitionSpec
+	for _, t := range st.Topics() {
+		cfg := partitionConfig(t)
+		for p, a := range t.Assignments {
+			if !slices.Contains(a.Replicas, me) {
+				continue
+			}
+			specs = append(specs, engine.PartitionSpec{
+				TopicPartition: TopicPartition{Topic: t.Name, Partition: int32(p)},
+				TopicID:        t.ID,
+				Config:         cfg,
+				LeaderEpoch:    a.LeaderEpoch,
+				// No replication yet: a leader's high watermark is its own durable end.
+				FollowDurableEnd: a.Leader == me,
+			})
+		}
+	}
+	return specs
+}
+
+// Shutdown begins a stop: in a cluster, a controlled shutdown moves this node's leaderships
+// away (while it still serves, so clients move with them). Close follows.
+func (b *Broker) Shutdown() {
+	if b.cl != nil {
+		b.shutdownOnce.Do(b.closeCluster)
+	}
+}
+
 // Close answers every parked request, stops the group coordinator and closes the partition
 // logs (a last sync and checkpoint: appends already queued complete normally).
 func (b *Broker) Close() error {
+	b.Shutdown()
 	b.purg.Close()
 	if b.groups != nil {
 		b.groups.close()

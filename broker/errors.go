@@ -5,6 +5,7 @@ import (
 
 	"github.com/ringtail/ringtail/engine"
 	"github.com/ringtail/ringtail/meta"
+	"github.com/ringtail/ringtail/meta/controller"
 )
 
 // The errors a Kafka handler may see from the node, named here so that net/ maps them to error
@@ -29,6 +30,9 @@ var (
 	ErrInvalidPartitions = meta.ErrInvalidPartitions
 	ErrInvalidConfig     = meta.ErrInvalidConfig
 	ErrInvalidRF         = meta.ErrInvalidRF
+	ErrUnknownBroker     = meta.ErrUnknownBroker
+
+	ErrStaleBrokerEpoch = controller.ErrStaleBrokerEpoch
 )
 
 // Errors of the node's own checks of a request.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ringtail/ringtail/engine"
@@ -158,6 +159,10 @@ func (g *groupHost) enqueue(fn func(now time.Time)) {
 // waits for the rebalance). clientID and host identify the member's client; log carries the
 // request's context.
 func (b *Broker) HandleGroup(clientID, host string, log *slog.Logger, req kmsg.Request, respond func(kmsg.Response)) {
+	if b.groups == nil {
+		respond(coordinatorNotAvailable(req))
+		return
+	}
 	b.groups.handle(group.Client{ID: clientID, Host: host}, log, req, respond)
 }
 
@@ -258,4 +263,55 @@ func (g *groupHost) process(now time.Time, ready group.Ready) {
 	}
 	g.inflight++
 	g.appended += len(recs)
+}
+
+// coordinatorNotAvailable answers a group request on a node that hosts no coordinator.
+func coordinatorNotAvailable(req kmsg.Request) kmsg.Response {
+	code := kerr.CoordinatorNotAvailable.Code
+	resp := req.ResponseKind()
+	switch r := resp.(type) {
+	case *kmsg.JoinGroupResponse:
+		r.ErrorCode = code
+	case *kmsg.SyncGroupResponse:
+		r.ErrorCode = code
+	case *kmsg.HeartbeatResponse:
+		r.ErrorCode = code
+	case *kmsg.LeaveGroupResponse:
+		r.ErrorCode = code
+	case *kmsg.ListGroupsResponse:
+		r.ErrorCode = code
+	case *kmsg.OffsetDeleteResponse:
+		r.ErrorCode = code
+	case *kmsg.OffsetFetchResponse:
+		r.ErrorCode = code
+		for _, g := range req.(*kmsg.OffsetFetchRequest).Groups {
+			rg := kmsg.NewOffsetFetchResponseGroup()
+			rg.Group, rg.ErrorCode = g.Group, code
+			r.Groups = append(r.Groups, rg)
+		}
+	case *kmsg.OffsetCommitResponse:
+		for _, t := range req.(*kmsg.OffsetCommitRequest).Topics {
+			rt := kmsg.NewOffsetCommitResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewOffsetCommitResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			r.Topics = append(r.Topics, rt)
+		}
+	case *kmsg.DescribeGroupsResponse:
+		for _, g := range req.(*kmsg.DescribeGroupsRequest).Groups {
+			rg := kmsg.NewDescribeGroupsResponseGroup()
+			rg.Group, rg.ErrorCode = g, code
+			r.Groups = append(r.Groups, rg)
+		}
+	case *kmsg.DeleteGroupsResponse:
+		for _, g := range req.(*kmsg.DeleteGroupsRequest).Groups {
+			rg := kmsg.NewDeleteGroupsResponseGroup()
+			rg.Group, rg.ErrorCode = g, code
+			r.Groups = append(r.Groups, rg)
+		}
+	}
+	return resp
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -26,6 +27,19 @@ func (b *Broker) Produce(topic string, partition int32, records []byte, acks int
 		return AppendResult{}, fmt.Errorf("%w: %s is written by the broker only", ErrInvalidTopic, topic)
 	}
 	tp := TopicPartition{Topic: topic, Partition: partition}
+	if b.cl != nil {
+		if err := b.checkLeader(tp, -1); err != nil {
+			if !errors.Is(err, ErrUnknownTopic) {
+				return AppendResult{}, err
+			}
+			if _, err := b.TopicOrCreate(topic, true); err != nil {
+				return AppendResult{}, err
+			}
+			if err := b.checkLeader(tp, -1); err != nil {
+				return AppendResult{}, err
+			}
+		}
+	}
 	// The hot path: the partition is open. The metadata store (which copies the topic) is
 	// consulted only for a partition not open here.
 	part := b.engine.Partition(tp)
@@ -121,10 +135,20 @@ func (b *Broker) onDurable(p *engine.Partition, durableEnd int64) {
 // below the high watermark, look offsets up, and move the log start.
 type Partition struct{ p *engine.Partition }
 
-// Partition returns the open partition topic/partition.
-func (b *Broker) Partition(topic string, partition int32) (Partition, bool) {
-	p := b.engine.Partition(TopicPartition{Topic: topic, Partition: partition})
-	return Partition{p}, p != nil
+// Partition returns the partition topic/partition where this node leads it. currentLeaderEpoch
+// (-1: not given) is the leader epoch the request was built for: an older one is
+// ErrFencedLeaderEpoch, a newer one ErrUnknownLeaderEpoch. A partition led elsewhere is a
+// *NotLeaderError; one that does not exist wraps ErrUnknownTopic.
+func (b *Broker) Partition(topic string, partition int32, currentLeaderEpoch int32) (Partition, error) {
+	tp := TopicPartition{Topic: topic, Partition: partition}
+	if err := b.checkLeader(tp, currentLeaderEpoch); err != nil {
+		return Partition{}, err
+	}
+	p := b.engine.Partition(tp)
+	if p == nil {
+		return Partition{}, fmt.Errorf("%w: %s-%d", ErrUnknownTopic, topic, partition)
+	}
+	return Partition{p}, nil
 }
 
 // Read returns whole record batches below the high watermark from the batch holding offset, up
@@ -151,6 +175,10 @@ func (v Partition) MaxTimestamp() (offset, ts int64) { return v.p.MaxTimestamp()
 // LeaderEpoch is the partition's current leader epoch.
 func (v Partition) LeaderEpoch() int32 { return v.p.LeaderEpoch() }
 
+// EndOffsetForEpoch answers OffsetForLeaderEpoch: the largest epoch at most epoch that the log
+// holds and the offset where the next epoch starts (the log end for the latest), or -1, -1.
+func (v Partition) EndOffsetForEpoch(epoch int32) (int32, int64) { return v.p.EndOffsetForEpoch(epoch) }
+
 // DeleteRecords moves a partition's log start offset up to offset (-1: the high watermark),
 // durably, and returns the log start offset now in force (DeleteRecords). The broker's
 // internal topics manage their own start.
@@ -158,10 +186,11 @@ func (b *Broker) DeleteRecords(topic string, partition int32, offset int64) (int
 	if IsInternal(topic) {
 		return -1, fmt.Errorf("%w: %s is internal; the broker keeps its start", ErrInvalidRequest, topic)
 	}
-	p := b.engine.Partition(TopicPartition{Topic: topic, Partition: partition})
-	if p == nil {
-		return -1, fmt.Errorf("%w: %s-%d", ErrUnknownTopic, topic, partition)
+	v, err := b.Partition(topic, partition, -1)
+	if err != nil {
+		return -1, err
 	}
+	p := v.p
 	start, err := p.DeleteRecordsBefore(offset)
 	if err == nil {
 		b.purg.Notify(p.TopicPartition()) // a parked fetch below the new start answers now

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ringtail/ringtail/engine"
 	"github.com/ringtail/ringtail/meta"
+	"github.com/ringtail/ringtail/meta/controller"
 )
 
 // Topic is a topic's metadata as the node reports it (a copy; changing it changes nothing).
@@ -53,16 +54,20 @@ type CreateTopicRequest struct {
 }
 
 // CreateTopic checks and creates a topic: the metadata store first, then its partition logs.
-// A crash between the two is repaired at start (the engine creates what the store lists).
+// A crash between the two is repaired at start (the engine creates what the store lists). In a
+// cluster the replicas are placed over the live brokers (meta/controller.Placement) or where
+// the request assigns them, and each node opens its partitions as it follows the metadata.
 func (b *Broker) CreateTopic(r CreateTopicRequest) (Topic, error) {
 	partitions := r.Partitions
 	if len(r.Assignment) > 0 {
 		if partitions != -1 || r.ReplicationFactor != -1 {
 			return Topic{}, fmt.Errorf("%w: replica assignment given with a partition count or replication factor", ErrInvalidRequest)
 		}
-		for p, replicas := range r.Assignment {
-			if len(replicas) != 1 || replicas[0] != b.cfg.NodeID {
-				return Topic{}, fmt.Errorf("%w: partition %d assigned to brokers %v; this cluster has only broker %d", ErrInvalidRF, p, replicas, b.cfg.NodeID)
+		if b.cl == nil {
+			for p, replicas := range r.Assignment {
+				if len(replicas) != 1 || replicas[0] != b.cfg.NodeID {
+					return Topic{}, fmt.Errorf("%w: partition %d assigned to brokers %v; this cluster has only broker %d", ErrInvalidRF, p, replicas, b.cfg.NodeID)
+				}
 			}
 		}
 		partitions = int32(len(r.Assignment))
@@ -70,13 +75,52 @@ func (b *Broker) CreateTopic(r CreateTopicRequest) (Topic, error) {
 	if partitions == -1 {
 		partitions = b.cfg.DefaultPartitions
 	}
+	if b.cl != nil {
+		return b.createPlaced(r.Name, partitions, r.ReplicationFactor, r.Assignment, r.Configs, r.ValidateOnly)
+	}
 	if r.ReplicationFactor != -1 && r.ReplicationFactor != 1 {
 		return Topic{}, fmt.Errorf("%w: %d larger than the 1 available broker", ErrInvalidRF, r.ReplicationFactor)
 	}
 	return b.createTopic(r.Name, partitions, r.Configs, r.ValidateOnly)
 }
 
+// createPlaced creates a topic in a cluster. rf -1 means the default, 1 (Kafka's
+// default.replication.factor).
+func (b *Broker) createPlaced(name string, partitions int32, rf int16, assignment [][]int32, configs map[string]string, validateOnly bool) (Topic, error) {
+	if err := meta.ValidateTopicName(name); err != nil {
+		return Topic{}, err
+	}
+	if partitions < 1 || partitions > MaxPartitions {
+		return Topic{}, fmt.Errorf("%w: %d (must be 1..%d)", ErrInvalidPartitions, partitions, MaxPartitions)
+	}
+	b.topicMu.Lock()
+	defer b.topicMu.Unlock()
+	replicas := assignment
+	if replicas == nil {
+		if rf == -1 {
+			rf = 1
+		}
+		if rf < 1 {
+			return Topic{}, fmt.Errorf("%w: %d", ErrInvalidRF, rf)
+		}
+		var err error
+		if replicas, err = controller.Placement(b.meta.State(), int(partitions), int(rf), nil); err != nil {
+			return Topic{}, err
+		}
+	}
+	t, err := b.meta.CreateTopicPlaced(name, replicas, configs, validateOnly)
+	if err != nil || validateOnly {
+		return t, err
+	}
+	b.reconcileLocked(b.meta.State())
+	b.log.Info("topic created", "topic", name, "partitions", partitions, "replicas", replicas, "configs", configs)
+	return t, nil
+}
+
 func (b *Broker) createTopic(name string, partitions int32, configs map[string]string, validateOnly bool) (Topic, error) {
+	if b.cl != nil {
+		return b.createPlaced(name, partitions, -1, nil, configs, validateOnly)
+	}
 	b.topicMu.Lock()
 	defer b.topicMu.Unlock()
 	t, err := b.meta.CreateTopic(name, partitions, configs, validateOnly)
@@ -104,6 +148,11 @@ func (b *Broker) DeleteTopic(name string) (Topic, error) {
 	t, err := b.meta.DeleteTopic(name)
 	if err != nil {
 		return t, err
+	}
+	if b.cl != nil {
+		b.reconcileLocked(b.meta.State())
+		b.log.Info("topic deleted", "topic", name)
+		return t, nil
 	}
 	var firstErr error
 	for p := int32(0); p < t.Partitions; p++ {
@@ -171,10 +220,12 @@ func (b *Broker) CreatePartitions(name string, count int32, assignment [][]int32
 	if IsInternal(name) {
 		return fmt.Errorf("%w: %s is internal; its partitions are the broker's", ErrInvalidRequest, name)
 	}
-	for _, replicas := range assignment {
-		if len(replicas) != 1 || replicas[0] != b.cfg.NodeID {
-			return fmt.Errorf("%w: new partition assigned to brokers %v; this cluster has only broker %d",
-				ErrInvalidReplicaAssignment, replicas, b.cfg.NodeID)
+	if b.cl == nil {
+		for _, replicas := range assignment {
+			if len(replicas) != 1 || replicas[0] != b.cfg.NodeID {
+				return fmt.Errorf("%w: new partition assigned to brokers %v; this cluster has only broker %d",
+					ErrInvalidReplicaAssignment, replicas, b.cfg.NodeID)
+			}
 		}
 	}
 	b.topicMu.Lock()
@@ -186,6 +237,9 @@ func (b *Broker) CreatePartitions(name string, count int32, assignment [][]int32
 	if assignment != nil && int32(len(assignment)) != count-old.Partitions {
 		return fmt.Errorf("%w: %d assignments for %d new partitions", ErrInvalidReplicaAssignment,
 			len(assignment), count-old.Partitions)
+	}
+	if b.cl != nil {
+		return b.addPartitionsPlaced(old, count, assignment, validateOnly)
 	}
 	t, err := b.meta.SetPartitionCount(name, count, validateOnly)
 	if err != nil || validateOnly {
@@ -225,4 +279,32 @@ func PartitionSpecs(topics []Topic) []engine.PartitionSpec {
 		}
 	}
 	return specs
+}
+
+// addPartitionsPlaced grows a topic in a cluster: the new partitions go where assignment says
+// or where Placement puts them, with the topic's replication factor. topicMu held.
+func (b *Broker) addPartitionsPlaced(old Topic, count int32, assignment [][]int32, validateOnly bool) error {
+	if count <= old.Partitions {
+		return fmt.Errorf("%w: topic %q has %d partitions; the count can only grow", ErrInvalidPartitions, old.Name, old.Partitions)
+	}
+	replicas := assignment
+	if replicas == nil {
+		rf := 1
+		existing := make([][]int32, len(old.Assignments))
+		for i, a := range old.Assignments {
+			existing[i] = a.Replicas
+		}
+		if len(existing) > 0 {
+			rf = len(existing[0])
+		}
+		var err error
+		if replicas, err = controller.Placement(b.meta.State(), int(count-old.Partitions), rf, existing); err != nil {
+			return err
+		}
+	}
+	if _, err := b.meta.AddPartitionsPlaced(old.Name, replicas, validateOnly); err != nil || validateOnly {
+		return err
+	}
+	b.reconcileLocked(b.meta.State())
+	return nil
 }

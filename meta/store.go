@@ -109,6 +109,61 @@ func (s *Store) CreateTopic(name string, partitions int32, configs map[string]st
 	return res.Topic, err
 }
 
+// CreateTopicPlaced is CreateTopic with the replicas of each partition given (the first is the
+// preferred leader, and each partition starts with every replica in its ISR): a cluster's
+// placement, chosen by the caller (meta/controller.Placement).
+func (s *Store) CreateTopicPlaced(name string, replicas [][]int32, configs map[string]string, validateOnly bool) (Topic, error) {
+	if err := ValidateTopicName(name); err != nil {
+		return Topic{}, err
+	}
+	if len(replicas) < 1 || len(replicas) > MaxPartitions {
+		return Topic{}, fmt.Errorf("%w: %d (must be 1..%d)", ErrInvalidPartitions, len(replicas), MaxPartitions)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, err := s.propose(CreateTopic{Name: name, ID: newTopicID(), Configs: configs, Partitions: placed(replicas)}, validateOnly)
+	return res.Topic, err
+}
+
+// AddPartitionsPlaced is SetPartitionCount with the replicas of each new partition given.
+func (s *Store) AddPartitionsPlaced(name string, replicas [][]int32, validateOnly bool) (Topic, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.Topic(name)
+	if !ok {
+		return Topic{}, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
+	}
+	if len(replicas) < 1 || t.Partitions+int32(len(replicas)) > MaxPartitions {
+		return Topic{}, fmt.Errorf("%w: %d new partitions for %q (%d now, at most %d)", ErrInvalidPartitions, len(replicas), name, t.Partitions, MaxPartitions)
+	}
+	cmd := CreatePartitions{Name: name, ID: t.ID, ExpectedCount: t.Partitions, Partitions: placed(replicas)}
+	res, err := s.propose(cmd, validateOnly)
+	return res.Topic, err
+}
+
+// placed turns replica lists into new partitions led by their first replica, every replica in
+// sync (an empty partition has nothing to catch up on).
+func placed(replicas [][]int32) []NewPartition {
+	ps := make([]NewPartition, len(replicas))
+	for i, r := range replicas {
+		leader := NoLeader // refused by Apply: a partition needs a replica
+		if len(r) > 0 {
+			leader = r[0]
+		}
+		ps[i] = NewPartition{Replicas: r, ISR: r, Leader: leader}
+	}
+	return ps
+}
+
+// State is the metadata as last published.
+func (s *Store) State() *State { return s.log.State() }
+
+// Propose proposes one command (a broker registration, the controller's decisions) and
+// returns what Apply made of it.
+func (s *Store) Propose(ctx context.Context, cmd Command) (Result, error) {
+	return s.log.Propose(ctx, cmd)
+}
+
 // SetTopicConfigs durably replaces a topic's config overrides with configs (keys absent fall
 // back to the defaults) and returns the topic as it is now; with validateOnly it only checks.
 func (s *Store) SetTopicConfigs(name string, configs map[string]string, validateOnly bool) (Topic, error) {

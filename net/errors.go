@@ -49,6 +49,12 @@ var errorCodes = []struct {
 	{broker.ErrInvalidRequest, kerr.InvalidRequest},
 	{broker.ErrInvalidReplicaAssignment, kerr.InvalidReplicaAssignment},
 	{broker.ErrRequestTimedOut, kerr.RequestTimedOut},
+	{broker.ErrNotLeaderOrFollower, kerr.NotLeaderForPartition},
+	{broker.ErrNotController, kerr.NotController},
+	{broker.ErrFencedLeaderEpoch, kerr.FencedLeaderEpoch},
+	{broker.ErrUnknownLeaderEpoch, kerr.UnknownLeaderEpoch},
+	{broker.ErrStaleBrokerEpoch, kerr.StaleBrokerEpoch},
+	{broker.ErrUnknownBroker, kerr.BrokerIDNotRegistered},
 }
 
 // errorMessage is the text sent beside an error code where the protocol has room for one.

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/ringtail/ringtail/broker"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -68,9 +67,13 @@ func (h *Handlers) fetchOnce(c *Context, req *kmsg.FetchRequest) (*kmsg.FetchRes
 			sp.Partition = rp.Partition
 			// Never null: librdkafka refuses a null record set (size -1) as a parse failure.
 			sp.RecordBatches = []byte{}
-			part, ok := h.node.Partition(rt.Topic, rp.Partition)
-			if !ok {
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			part, err := h.node.Partition(rt.Topic, rp.Partition, rp.CurrentLeaderEpoch)
+			if err != nil {
+				sp.ErrorCode = errorCode(err)
+				var nl *broker.NotLeaderError
+				if errors.As(err, &nl) {
+					sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = nl.Leader, nl.LeaderEpoch
+				}
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}

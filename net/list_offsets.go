@@ -29,11 +29,12 @@ func (h *Handlers) handleListOffsets(c *Context, kreq kmsg.Request, respond func
 			sp.Partition = rp.Partition
 			sp.Timestamp = -1
 			sp.Offset = -1
-			part, ok := h.node.Partition(rt.Topic, rp.Partition)
+			part, err := h.node.Partition(rt.Topic, rp.Partition, rp.CurrentLeaderEpoch)
+			ok := err == nil
 			switch {
 			case !ok:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				c.Log.Info("list offsets: unknown partition", "topic", rt.Topic, "partition", rp.Partition)
+				sp.ErrorCode = errorCode(err)
+				c.Log.Info("list offsets: partition not served here", "topic", rt.Topic, "partition", rp.Partition, "err", err)
 			case rp.Timestamp == listLatest:
 				sp.Offset = part.HighWatermark()
 			case rp.Timestamp == listEarliest:

@@ -10,20 +10,21 @@ import (
 
 func init() { register(kmsg.Metadata, 0, 12, func(h *Handlers) HandleFunc { return h.handleMetadata }) }
 
-// handleMetadata answers Metadata (key 3): this node as the only broker, controller and leader
-// of every partition. Requested topics that do not exist are created when both the request
+// handleMetadata answers Metadata (key 3): the live brokers, the controller, and every
+// partition's leader, epochs and replicas (on a single node: this node for all of them). Requested topics that do not exist are created when both the request
 // (v4+) and the broker allow it.
 func (h *Handlers) handleMetadata(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 
-	self := kmsg.NewMetadataResponseBroker()
-	self.NodeID = h.node.NodeID()
-	self.Host, self.Port = h.node.Advertised()
-	resp.Brokers = []kmsg.MetadataResponseBroker{self}
+	for _, b := range h.node.Brokers() {
+		mb := kmsg.NewMetadataResponseBroker()
+		mb.NodeID, mb.Host, mb.Port, mb.Rack = b.ID, b.Host, b.Port, b.Rack
+		resp.Brokers = append(resp.Brokers, mb)
+	}
 	clusterID := h.node.ClusterID()
 	resp.ClusterID = &clusterID
-	resp.ControllerID = self.NodeID
+	resp.ControllerID = h.node.ControllerID()
 
 	// v0: an empty list means every topic; v1+: null means every topic, empty means none.
 	all := req.Topics == nil || (c.Version == 0 && len(req.Topics) == 0)
@@ -65,23 +66,27 @@ func (h *Handlers) handleMetadata(c *Context, kreq kmsg.Request, respond func(km
 	respond(resp)
 }
 
-// metadataTopic describes topic t with this node leading every partition.
+// metadataTopic describes topic t: each partition's leader, leader epoch, replicas, in-sync
+// replicas and offline replicas as the node knows them.
 func (h *Handlers) metadataTopic(t broker.Topic) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	name := t.Name
 	mt.Topic = &name
 	mt.TopicID = t.ID
 	mt.IsInternal = broker.IsInternal(t.Name)
-	self := h.node.NodeID()
 	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, t.Partitions)
 	for p := int32(0); p < t.Partitions; p++ {
+		info := h.node.PartitionInfo(t, p)
 		mp := kmsg.NewMetadataResponseTopicPartition()
 		mp.Partition = p
-		mp.Leader = self
-		mp.LeaderEpoch = 0
-		mp.Replicas = []int32{self}
-		mp.ISR = []int32{self}
-		mp.OfflineReplicas = []int32{}
+		mp.Leader = info.Leader
+		mp.LeaderEpoch = info.LeaderEpoch
+		mp.Replicas = info.Replicas
+		mp.ISR = info.ISR
+		mp.OfflineReplicas = info.Offline
+		if info.Leader < 0 {
+			mp.ErrorCode = kerr.LeaderNotAvailable.Code
+		}
 		mt.Partitions[p] = mp
 	}
 	return mt

@@ -1,6 +1,7 @@
 package kafkanet
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -26,8 +27,15 @@ type Cluster interface {
 	NodeID() int32
 	Advertised() (host string, port int32)
 	ClusterID() string
+	ControllerID() int32
+	Brokers() []broker.BrokerInfo
+	PartitionInfo(t broker.Topic, partition int32) broker.PartitionInfo
 	Settings() []broker.BrokerSetting
 	NextProducerID() (int64, error)
+	BrokerHeartbeat(id int32, epoch int64, wantShutdown bool) (fenced, shouldShutdown bool, err error)
+	Quorum(ctx context.Context) (broker.Quorum, error)
+	AddMember(ctx context.Context, id int32, raftAddr string, voter bool) error
+	RemoveMember(ctx context.Context, id int32) error
 }
 
 // Topics is the topic lifecycle.
@@ -45,7 +53,7 @@ type Topics interface {
 // Partitions is appending to, reading from and trimming partitions.
 type Partitions interface {
 	Produce(topic string, partition int32, records []byte, acks int16, timeout time.Duration, done func(error)) (broker.AppendResult, error)
-	Partition(topic string, partition int32) (broker.Partition, bool)
+	Partition(topic string, partition int32, currentLeaderEpoch int32) (broker.Partition, error)
 	DeleteRecords(topic string, partition int32, offset int64) (int64, error)
 	DelayFetch(tps []broker.TopicPartition, maxWait time.Duration, ready func() bool, complete func(timedOut bool))
 }

@@ -1,9 +1,11 @@
 package kafkanet
 
 import (
+	"errors"
 	"sync/atomic"
 	"time"
 
+	"github.com/ringtail/ringtail/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -87,6 +89,10 @@ func (h *Handlers) handleProduce(c *Context, kreq kmsg.Request, respond func(kms
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
 				sp.ErrorMessage = errorMessage(err)
+				var nl *broker.NotLeaderError
+				if errors.As(err, &nl) {
+					sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = nl.Leader, nl.LeaderEpoch
+				}
 				c.Log.Warn("produce: batch refused", "topic", rt.Topic, "partition", rp.Partition, "err", err)
 				if done != nil {
 					finish() // the node does not call done when it refuses the batch

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ringtail/ringtail/meta/raftlog"
 )
 
 // config is everything `ringtail serve` can be told. Each setting comes, in rising precedence,
@@ -29,6 +31,14 @@ type config struct {
 	MetricsListen    string
 	RetentionCheck   time.Duration
 	OffsetsCompact   int
+
+	// A cluster (all empty: a single node).
+	RaftAddr          string
+	Peers             map[uint64]string
+	ReplicationListen string
+	Rack              string
+	SessionTimeout    time.Duration
+	Join, NonVoting   bool
 }
 
 // option is one setting: its name (flag name and config-file key), default, help and parser.
@@ -162,6 +172,64 @@ var options = []option{
 		c.MetricsListen = v
 		return nil
 	}},
+	{"peers", "", "the metadata cluster's voters, id@host:port of each one's --raft-addr, comma-separated, the same on every node (e.g. 1@10.0.0.1:9192,2@10.0.0.2:9192,3@10.0.0.3:9192); empty: a single node", func(c *config, v string) error {
+		c.Peers = nil
+		if v == "" {
+			return nil
+		}
+		peers, err := raftlog.ParsePeers(v)
+		if err != nil {
+			return fmt.Errorf("peers %q: %w", v, err)
+		}
+		c.Peers = peers
+		return nil
+	}},
+	{"raft-addr", "", "host:port this node's metadata (Raft) traffic listens on; with --peers, this node's entry there (it may never change)", func(c *config, v string) error {
+		if v != "" {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("raft-addr %q: %w", v, err)
+			}
+		}
+		c.RaftAddr = v
+		return nil
+	}},
+	{"replication-listen", "", "host:port followers fetch partition data from (recorded in the cluster metadata; replication uses it)", func(c *config, v string) error {
+		if v != "" {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				return fmt.Errorf("replication-listen %q: %w", v, err)
+			}
+		}
+		c.ReplicationListen = v
+		return nil
+	}},
+	{"join", "false", "this node joins a running cluster it was added to with `ringtail cluster add-node` (its id need not be in --peers)", func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("join %q: must be true or false", v)
+		}
+		c.Join = b
+		return nil
+	}},
+	{"non-voting", "false", "with --join: this node was added as a non-voting member (it follows the metadata, its vote does not count)", func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("non-voting %q: must be true or false", v)
+		}
+		c.NonVoting = b
+		return nil
+	}},
+	{"rack", "", "this node's rack: the replicas of a partition go to distinct racks where possible", func(c *config, v string) error {
+		c.Rack = v
+		return nil
+	}},
+	{"session-timeout", "9s", "a cluster node not heard from for this long is fenced and its leaderships move", func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			return fmt.Errorf("session-timeout %q: must be a duration of at least 1s", v)
+		}
+		c.SessionTimeout = d
+		return nil
+	}},
 	{"log-level", "info", "debug, info, warn or error", func(c *config, v string) error {
 		switch v {
 		case "debug", "info", "warn", "error":
@@ -176,6 +244,14 @@ var options = []option{
 func envName(name string) string {
 	return "RINGTAIL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
+
+// boolString is a flag that may stand alone (--join) or take true or false, kept as the string
+// the option's parser reads.
+type boolString struct{ s string }
+
+func (b *boolString) String() string     { return b.s }
+func (b *boolString) Set(v string) error { b.s = v; return nil }
+func (b *boolString) IsBoolFlag() bool   { return true }
 
 // listFlag collects a repeatable flag.
 type listFlag []string
@@ -193,6 +269,13 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	for _, o := range options {
 		if o.name == "listen" {
 			fs.Var(&listens, o.name, o.help+" (default "+o.def+")")
+			continue
+		}
+		if o.def == "true" || o.def == "false" {
+			// A switch: --join alone means --join=true.
+			v := &boolString{s: o.def}
+			fs.Var(v, o.name, o.help+" (default "+o.def+")")
+			flagValues[o.name] = &v.s
 			continue
 		}
 		flagValues[o.name] = fs.String(o.name, o.def, o.help)
@@ -239,7 +322,48 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	for k := range fromFile {
 		return nil, fmt.Errorf("%s: unknown setting %q", *configFile, k)
 	}
+	if err := c.checkCluster(); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// checkCluster checks the cluster settings against each other: with --peers, this node's id
+// must be one of them (for now; non-voting members join with the admin command) and
+// --raft-addr, defaulting to its entry, must match it.
+func (c *config) checkCluster() error {
+	if c.Peers == nil {
+		if c.RaftAddr != "" {
+			return fmt.Errorf("raft-addr is set but peers is not: a single node has no Raft traffic")
+		}
+		return nil
+	}
+	if c.NodeID < 1 {
+		return fmt.Errorf("node-id %d: a cluster node's id is 1 or more", c.NodeID)
+	}
+	if c.NonVoting && !c.Join {
+		return fmt.Errorf("non-voting needs join: the first members of a cluster all vote")
+	}
+	addr, ok := c.Peers[uint64(c.NodeID)]
+	if c.Join {
+		if ok {
+			return fmt.Errorf("node-id %d is among the peers; join is for a node added later", c.NodeID)
+		}
+		if c.RaftAddr == "" {
+			return fmt.Errorf("join needs raft-addr: the address this node was added with")
+		}
+		return nil
+	}
+	if !ok {
+		return fmt.Errorf("node-id %d is not among the peers %s", c.NodeID, raftlog.FormatPeers(c.Peers))
+	}
+	if c.RaftAddr == "" {
+		c.RaftAddr = addr
+	}
+	if c.RaftAddr != addr {
+		return fmt.Errorf("raft-addr %s differs from this node's entry in peers (%d@%s)", c.RaftAddr, c.NodeID, addr)
+	}
+	return nil
 }
 
 // readConfigFile parses `key = value` lines; blank lines and lines starting with # are ignored.

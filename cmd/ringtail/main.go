@@ -34,6 +34,7 @@ const usage = `Ringtail: a Kafka-wire-compatible message broker whose acks mean 
 Usage:
   ringtail serve [flags]   run a broker (ringtail serve --help lists the flags)
   ringtail group list|describe GROUP...   consumer groups: members, committed offsets, lag
+  ringtail cluster status|add-node|remove-node   brokers, controller, Raft membership
   ringtail version         print the version
   ringtail help            this text
 `
@@ -64,6 +65,8 @@ func run(args []string) int {
 		return 0
 	case "group":
 		return runGroup(args[1:], os.Stdout)
+	case "cluster":
+		return runCluster(args[1:], os.Stdout)
 	case "version", "--version", "-version":
 		fmt.Printf("ringtail %s\n", version)
 		return 0
@@ -119,7 +122,34 @@ func serve(cfg *config) error {
 		m = metrics.New()
 		onWALCycle, onRequest = m.ObserveWALCycle, m.ObserveRequest
 	}
-	node, err := broker.Open(broker.Config{
+	// A signal during the start (a cluster node waiting for a quorum or its registration) ends
+	// the wait; after the start it begins the shutdown.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	startCtx, cancelStart := context.WithCancel(context.Background())
+	startDone := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			log.Info("signal during the start; stopping", "signal", sig.String())
+			cancelStart()
+			sigs <- sig // for the shutdown below, should the start complete after all
+		case <-startDone:
+		}
+	}()
+	var cluster *broker.ClusterConfig
+	if cfg.Peers != nil {
+		cluster = &broker.ClusterConfig{
+			RaftAddr:        cfg.RaftAddr,
+			Peers:           cfg.Peers,
+			ReplicationAddr: cfg.ReplicationListen,
+			Rack:            cfg.Rack,
+			SessionTimeout:  cfg.SessionTimeout,
+			Join:            cfg.Join,
+			NonVoting:       cfg.NonVoting,
+		}
+	}
+	node, err := broker.OpenContext(startCtx, broker.Config{
 		NodeID:                 cfg.NodeID,
 		AdvertisedHost:         advHost,
 		AdvertisedPort:         advPort,
@@ -133,9 +163,14 @@ func serve(cfg *config) error {
 		RetentionCheckInterval: cfg.RetentionCheck,
 		OnWALCycle:             onWALCycle,
 		OffsetsCompactRecords:  cfg.OffsetsCompact,
+		Cluster:                cluster,
 		Logger:                 log,
 	})
 	if err != nil {
+		if startCtx.Err() != nil {
+			log.Info("stopped before the start completed", "err", err)
+			return nil
+		}
 		return err
 	}
 	if m != nil {
@@ -179,12 +214,13 @@ func serve(cfg *config) error {
 		"advertised", fmt.Sprintf("%s:%d", advHost, advPort), "data_dir", dataDir)
 	fmt.Fprintf(os.Stderr, "\nRingtail is listening on %v (data in %s).\nTry: kcat -b %s:%d -L\n\n", srv.Addrs(), dataDir, advHost, advPort)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	close(startDone)
 	sig := <-sigs
 	log.Info("shutting down", "signal", sig.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// A cluster node hands its leaderships over while it still serves, so clients follow them.
+	node.Shutdown()
 	if err := srv.Stop(ctx); err != nil {
 		log.Warn("stopping the network layer", "err", err)
 	}

@@ -29,6 +29,12 @@ type Config struct {
 	// must be back in the ISR, which replication grants only once it has caught up), it keeps
 	// a flapping broker from taking leaderships back and forth.
 	PreferredLeaderInterval time.Duration
+	// TakeoverGrace is how long a new controller waits to hear from a broker before fencing
+	// it (default: SessionTimeout). Live brokers heartbeat every few seconds, so a grace of a
+	// few heartbeat intervals is enough for them all to find the new controller, and a broker
+	// that died with the old controller (the same process, often) loses its leaderships that
+	// much sooner than a whole session after the election.
+	TakeoverGrace time.Duration
 }
 
 // Controller decides, on the Raft leader, which commands keep the cluster's leaderships on
@@ -65,6 +71,9 @@ func New(cfg Config, now time.Time) *Controller {
 	}
 	if cfg.PreferredLeaderInterval == 0 {
 		cfg.PreferredLeaderInterval = DefaultPreferredLeaderInterval
+	}
+	if cfg.TakeoverGrace <= 0 || cfg.TakeoverGrace > cfg.SessionTimeout {
+		cfg.TakeoverGrace = cfg.SessionTimeout
 	}
 	return &Controller{cfg: cfg, since: now, beats: map[int32]heartbeat{}, lastPreferred: now}
 }
@@ -179,15 +188,14 @@ func (c *Controller) heardFrom(b meta.Broker, now time.Time) bool {
 	return ok && hb.epoch == b.Epoch && !now.After(hb.at.Add(c.cfg.SessionTimeout))
 }
 
-// expired: b's session ran out. Its session started at its last heartbeat at its current
-// epoch, or when this node became controller if that is later: a new controller knows no
-// heartbeat from before, so it gives every broker one session of grace.
+// expired: b's session ran out: a session after its last heartbeat at its current epoch, or,
+// never heard from by this controller, TakeoverGrace after this node became controller (a new
+// controller knows no heartbeat from before).
 func (c *Controller) expired(b meta.Broker, now time.Time) bool {
-	last := c.since
-	if hb, ok := c.beats[b.ID]; ok && hb.epoch == b.Epoch && hb.at.After(last) {
-		last = hb.at
+	if hb, ok := c.beats[b.ID]; ok && hb.epoch == b.Epoch && hb.at.After(c.since) {
+		return now.After(hb.at.Add(c.cfg.SessionTimeout))
 	}
-	return now.After(last.Add(c.cfg.SessionTimeout))
+	return now.After(c.since.Add(c.cfg.TakeoverGrace))
 }
 
 // forget drops the heartbeats of brokers that are not registered, or registered again since.

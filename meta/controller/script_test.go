@@ -65,7 +65,8 @@ func (e *scriptEnv) handle(t *testing.T, d *scripttest.TestData) string {
 		}
 		return strings.Join(out, "\n")
 	case "controller":
-		cfg := controller.Config{SessionTimeout: durationArg(t, d, "session"), PreferredLeaderInterval: durationArg(t, d, "preferred")}
+		cfg := controller.Config{SessionTimeout: durationArg(t, d, "session"), PreferredLeaderInterval: durationArg(t, d, "preferred"),
+			TakeoverGrace: durationArg(t, d, "grace")}
 		e.ctrl = controller.New(cfg, e.now)
 		return "controller at " + e.clock()
 	case "register":

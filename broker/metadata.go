@@ -1,0 +1,79 @@
+package broker
+
+import (
+	"net"
+	"slices"
+	"strconv"
+
+	"github.com/ringtail/ringtail/meta"
+)
+
+// BrokerInfo is one broker as Metadata and DescribeCluster list it.
+type BrokerInfo struct {
+	ID   int32
+	Host string
+	Port int32
+	Rack *string
+}
+
+// Brokers lists the brokers clients may use: on a single node this node; in a cluster the
+// registered brokers that are not fenced (Kafka lists the live ones), by id.
+func (b *Broker) Brokers() []BrokerInfo {
+	if b.cl == nil {
+		return []BrokerInfo{{ID: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: b.cfg.AdvertisedPort}}
+	}
+	var out []BrokerInfo
+	for _, br := range b.meta.State().Brokers() {
+		if br.Fenced {
+			continue
+		}
+		host, portStr, err := net.SplitHostPort(br.Listener)
+		if err != nil {
+			continue
+		}
+		port, _ := strconv.Atoi(portStr)
+		info := BrokerInfo{ID: br.ID, Host: host, Port: int32(port)}
+		if br.Rack != "" {
+			rack := br.Rack
+			info.Rack = &rack
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// PartitionInfo is one partition as Metadata describes it.
+type PartitionInfo struct {
+	Leader      int32 // -1: no leader (LEADER_NOT_AVAILABLE)
+	LeaderEpoch int32
+	Replicas    []int32
+	ISR         []int32
+	Offline     []int32 // replicas on brokers that are fenced or gone
+}
+
+// PartitionInfo describes partition p of t: on a single node this node leads it with every
+// replica in sync; in a cluster as the metadata says.
+func (b *Broker) PartitionInfo(t Topic, p int32) PartitionInfo {
+	self := []int32{b.cfg.NodeID}
+	if b.cl == nil || int(p) >= len(t.Assignments) {
+		info := PartitionInfo{Leader: b.cfg.NodeID, Replicas: self, ISR: self, Offline: []int32{}}
+		if int(p) < len(t.Assignments) {
+			info.LeaderEpoch = t.Assignments[p].LeaderEpoch
+		}
+		return info
+	}
+	a := t.Assignments[p]
+	st := b.meta.State()
+	offline := []int32{}
+	for _, r := range a.Replicas {
+		if br, ok := st.Broker(r); !ok || br.Fenced {
+			offline = append(offline, r)
+		}
+	}
+	leader := a.Leader
+	if leader == meta.NoLeader {
+		leader = -1
+	}
+	return PartitionInfo{Leader: leader, LeaderEpoch: a.LeaderEpoch, Replicas: slices.Clone(a.Replicas),
+		ISR: slices.Clone(a.ISR), Offline: offline}
+}

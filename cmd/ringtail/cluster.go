@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+const clusterUsage = `Usage:
+  ringtail cluster status [--brokers host:port]
+  ringtail cluster add-node [--brokers host:port] --id N --raft-addr host:port [--non-voting]
+  ringtail cluster remove-node [--brokers host:port] --id N
+
+status shows the brokers (live or fenced), the controller, the metadata log's Raft term and
+members, and the partitions without a leader or with fewer in-sync replicas than replicas.
+
+add-node adds node N to the metadata cluster (a voter, or with --non-voting a member that follows
+the metadata without voting); then start it with the same --peers as the others plus
+--node-id N --raft-addr host:port --join (and --non-voting if so added).
+
+remove-node removes node N from the metadata cluster's membership; stop it first.
+`
+
+// runCluster is the `ringtail cluster` admin command.
+func runCluster(args []string, out io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, clusterUsage)
+		return 2
+	}
+	fs := flag.NewFlagSet("ringtail cluster "+args[0], flag.ContinueOnError)
+	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	id := fs.Int("id", 0, "node id (add-node, remove-node)")
+	raftAddr := fs.String("raft-addr", "", "the new node's Raft address (add-node)")
+	nonVoting := fs.Bool("non-voting", false, "add the node as a non-voting member (add-node)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(*brokers, ",")...))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ringtail cluster: %v\n", err)
+		return 1
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+
+	var cmdErr error
+	switch args[0] {
+	case "status":
+		cmdErr = clusterStatus(ctx, cl, out)
+	case "add-node":
+		cmdErr = addNode(ctx, cl, int32(*id), *raftAddr, !*nonVoting, *timeout)
+		if cmdErr == nil {
+			fmt.Fprintf(out, "node %d added; start it with --node-id %d --raft-addr %s --join%s and the cluster's --peers\n",
+				*id, *id, *raftAddr, map[bool]string{true: " --non-voting"}[*nonVoting])
+		}
+	case "remove-node":
+		cmdErr = removeNode(ctx, cl, int32(*id))
+		if cmdErr == nil {
+			fmt.Fprintf(out, "node %d removed from the metadata cluster\n", *id)
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "ringtail cluster: unknown command %q\n\n%s", args[0], clusterUsage)
+		return 2
+	}
+	if cmdErr != nil {
+		fmt.Fprintf(os.Stderr, "ringtail cluster %s: %v\n", args[0], cmdErr)
+		return 1
+	}
+	return 0
+}
+
+func clusterStatus(ctx context.Context, cl *kgo.Client, out io.Writer) error {
+	adm := kadm.NewClient(cl)
+	md, err := adm.Metadata(ctx)
+	if err != nil {
+		return err
+	}
+	req := kmsg.NewPtrDescribeQuorumRequest()
+	rt := kmsg.NewDescribeQuorumRequestTopic()
+	rt.Topic = "__cluster_metadata"
+	rt.Partitions = []kmsg.DescribeQuorumRequestTopicPartition{kmsg.NewDescribeQuorumRequestTopicPartition()}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "cluster %s, controller %d\n", md.Cluster, md.Controller)
+	var voters, observers []int32
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		fmt.Fprintf(out, "metadata quorum: %v (a single node)\n", err)
+	} else if len(resp.Topics) == 1 && len(resp.Topics[0].Partitions) == 1 {
+		p := resp.Topics[0].Partitions[0]
+		for _, v := range p.CurrentVoters {
+			voters = append(voters, v.ReplicaID)
+		}
+		for _, o := range p.Observers {
+			observers = append(observers, o.ReplicaID)
+		}
+		fmt.Fprintf(out, "metadata quorum: leader %d, raft term %d, voters %v, non-voting %v\n", p.LeaderID, p.LeaderEpoch, voters, observers)
+	}
+
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nBROKER\tADDRESS\tRACK\tSTATE")
+	members := append(slices.Clone(voters), observers...)
+	for _, b := range md.Brokers {
+		members = append(members, b.NodeID)
+	}
+	slices.Sort(members)
+	members = slices.Compact(members)
+	for _, id := range members {
+		addr, rack, state := "-", "-", "fenced or down"
+		for _, b := range md.Brokers {
+			if b.NodeID != id {
+				continue
+			}
+			addr, state = net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))), "live"
+			if b.Rack != nil {
+				rack = *b.Rack
+			}
+		}
+		if id == md.Controller {
+			state += ", controller"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", id, addr, rack, state)
+	}
+	tw.Flush()
+
+	var troubled []string
+	for _, t := range md.Topics.Sorted() {
+		for _, p := range t.Partitions.Sorted() {
+			switch {
+			case p.Leader < 0:
+				troubled = append(troubled, fmt.Sprintf("%s-%d\tno leader\treplicas %v, isr %v", t.Topic, p.Partition, p.Replicas, p.ISR))
+			case len(p.ISR) < len(p.Replicas):
+				troubled = append(troubled, fmt.Sprintf("%s-%d\tshort isr\tleader %d, replicas %v, isr %v, offline %v", t.Topic, p.Partition, p.Leader, p.Replicas, p.ISR, p.OfflineReplicas))
+			}
+		}
+	}
+	if len(troubled) == 0 {
+		fmt.Fprintln(out, "\nevery partition has a leader and all its replicas in sync")
+		return nil
+	}
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nPARTITION\tPROBLEM\tDETAIL")
+	for _, l := range troubled {
+		fmt.Fprintln(tw, l)
+	}
+	return tw.Flush()
+}
+
+func addNode(ctx context.Context, cl *kgo.Client, id int32, raftAddr string, voter bool, timeout time.Duration) error {
+	host, port, err := net.SplitHostPort(raftAddr)
+	if err != nil || id < 1 {
+		return fmt.Errorf("need --id (1 or more) and --raft-addr host:port")
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("raft-addr %q: %w", raftAddr, err)
+	}
+	req := kmsg.NewPtrAddRaftVoterRequest()
+	req.VoterID, req.TimeoutMillis = id, int32(timeout.Milliseconds())
+	l := kmsg.NewAddRaftVoterRequestListener()
+	l.Name, l.Host, l.Port = "RAFT", host, uint16(p)
+	if !voter {
+		l.Name = "RAFT_NON_VOTING"
+	}
+	req.Listeners = append(req.Listeners, l)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	return responseError(resp.ErrorCode, resp.ErrorMessage)
+}
+
+func removeNode(ctx context.Context, cl *kgo.Client, id int32) error {
+	if id < 1 {
+		return fmt.Errorf("need --id (1 or more)")
+	}
+	req := kmsg.NewPtrRemoveRaftVoterRequest()
+	req.VoterID = id
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	return responseError(resp.ErrorCode, resp.ErrorMessage)
+}
+
+func responseError(code int16, msg *string) error {
+	err := kerr.ErrorForCode(code)
+	if err != nil && msg != nil {
+		return fmt.Errorf("%w: %s", err, *msg)
+	}
+	return err
+}

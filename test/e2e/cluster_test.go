@@ -1,0 +1,353 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ringtail/ringtail/test/cluster"
+)
+
+// Three brokers on loopback forming one cluster: metadata on Raft, a controller, fencing and
+// elections. Replication of partition data is not there yet; these tests hold the metadata.
+
+// clusterWait bounds each wait for the cluster to get somewhere (an election, a fencing after
+// the 9 s session): generous, because a loaded CI machine is slow, and never a fixed sleep.
+const clusterWait = 60 * time.Second
+
+// startCluster3 starts three brokers with the cluster flags and waits until all three are
+// registered and unfenced.
+func startCluster3(t *testing.T) *cluster.Cluster {
+	t.Helper()
+	bin, err := cluster.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cluster.StartClusterT(t, cluster.ClusterConfig{
+		Brokers: 3,
+		Dir:     t.TempDir(),
+		Bin:     bin,
+		Ports:   []string{"raft", "replication"},
+		BrokerArgs: func(b *cluster.Broker, all []*cluster.Broker) []string {
+			return []string{"--node-id", strconv.Itoa(b.ID()), "--raft-addr", b.ExtraAddr("raft"),
+				"--replication-listen", b.ExtraAddr("replication"), "--peers", cluster.Peers(all, "raft")}
+		},
+	})
+	waitBrokers(t, c, c.Broker(1), []int32{1, 2, 3})
+	return c
+}
+
+// metadataOf asks broker b for the metadata of topics (all when none).
+func metadataOf(t *testing.T, b *cluster.Broker, topics ...string) (kadm.Metadata, error) {
+	t.Helper()
+	adm, err := b.Admin()
+	if err != nil {
+		return kadm.Metadata{}, err
+	}
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return adm.Metadata(ctx, topics...)
+}
+
+// waitFor polls cond (nil: done) until clusterWait passes; it returns how long it took.
+func waitCluster(t *testing.T, what string, cond func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var last error
+	for time.Since(start) < clusterWait {
+		if last = cond(); last == nil {
+			return time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not after %v: %v", what, clusterWait, last)
+	return 0
+}
+
+// waitBrokers waits until broker b lists exactly ids as live brokers.
+func waitBrokers(t *testing.T, c *cluster.Cluster, b *cluster.Broker, ids []int32) {
+	t.Helper()
+	waitCluster(t, fmt.Sprintf("broker %d listing brokers %v", b.ID(), ids), func() error {
+		md, err := metadataOf(t, b)
+		if err != nil {
+			return err
+		}
+		got := md.Brokers.NodeIDs()
+		slices.Sort(got)
+		if !slices.Equal(got, ids) {
+			return fmt.Errorf("live brokers %v", got)
+		}
+		return nil
+	})
+}
+
+// createRF3 creates topic with partitions partitions of three replicas each.
+func createRF3(t *testing.T, c *cluster.Cluster, topic string, partitions int32) {
+	t.Helper()
+	adm, err := c.Admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	resp, err := adm.CreateTopic(ctxTimeout(t, opTimeout), partitions, 3, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v %s", topic, err, resp.ErrMessage)
+	}
+}
+
+type partitionView struct {
+	leader, epoch int32
+	replicas, isr []int32
+}
+
+// partitionsOf is topic's partitions as broker b reports them.
+func partitionsOf(t *testing.T, b *cluster.Broker, topic string) (map[int32]partitionView, int32, error) {
+	md, err := metadataOf(t, b, topic)
+	if err != nil {
+		return nil, 0, err
+	}
+	td, ok := md.Topics[topic]
+	if !ok || td.Err != nil {
+		return nil, 0, fmt.Errorf("topic %s: %v", topic, td.Err)
+	}
+	out := make(map[int32]partitionView)
+	for p, pd := range td.Partitions {
+		out[p] = partitionView{leader: pd.Leader, epoch: pd.LeaderEpoch, replicas: pd.Replicas, isr: pd.ISR}
+	}
+	return out, md.Controller, nil
+}
+
+// TestClusterMetadata: three brokers form one cluster; an RF=3 topic's replicas and leaders are
+// spread evenly, every broker serves the same metadata, and records produced through any
+// broker reach each partition's leader and are read back.
+func TestClusterMetadata(t *testing.T) {
+	c := startCluster3(t)
+	topic := topicName(t, "")
+	createRF3(t, c, topic, 6)
+	var want map[int32]partitionView
+	waitCluster(t, "same metadata from every broker", func() error {
+		for _, b := range c.Brokers() {
+			got, ctrl, err := partitionsOf(t, b, topic)
+			if err != nil {
+				return err
+			}
+			if ctrl < 1 || ctrl > 3 {
+				return fmt.Errorf("broker %d names controller %d", b.ID(), ctrl)
+			}
+			if want == nil {
+				want = got
+				continue
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				return fmt.Errorf("broker %d says %v, broker 1 %v", b.ID(), got, want)
+			}
+		}
+		return nil
+	})
+	led := map[int32]int{}
+	for p, pv := range want {
+		if len(pv.replicas) != 3 || len(pv.isr) != 3 || pv.leader != pv.replicas[0] {
+			t.Errorf("partition %d: %+v, want 3 replicas, all in sync, led by the first", p, pv)
+		}
+		led[pv.leader]++
+	}
+	for id := int32(1); id <= 3; id++ {
+		if led[id] != 2 {
+			t.Errorf("broker %d leads %d of 6 partitions, want 2 (%v)", id, led[id], led)
+		}
+	}
+
+	cl := c.Broker(3).ClientT(t, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	for i := 0; i < 60; i++ {
+		produceSync(t, cl, &kgo.Record{Value: []byte(strconv.Itoa(i))})
+	}
+	got := consumeAll(t, &Broker{Broker: c.Broker(2), t: t}, topic)
+	n := 0
+	for _, rs := range got {
+		n += len(rs)
+	}
+	if n != 60 {
+		t.Fatalf("read back %d records, want 60", n)
+	}
+	checkContiguous(t, got)
+}
+
+// TestClusterControllerKill: kill -9 of the controller; another broker becomes the controller
+// and the killed broker's leaderships move to the others, with bumped leader epochs.
+func TestClusterControllerKill(t *testing.T) {
+	c := startCluster3(t)
+	topic := topicName(t, "")
+	createRF3(t, c, topic, 6)
+	before, ctrl, err := partitionsOf(t, c.Broker(1), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := c.Broker(int(ctrl))
+	if err := dead.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	alive := c.Broker(int(ctrl)%3 + 1)
+	took := waitCluster(t, "a new controller", func() error {
+		_, now, err := partitionsOf(t, alive, topic)
+		if err != nil {
+			return err
+		}
+		if now == ctrl || now < 1 {
+			return fmt.Errorf("controller %d", now)
+		}
+		return nil
+	})
+	t.Logf("new controller %v after kill -9 of controller %d", took.Round(time.Millisecond), ctrl)
+	took = waitCluster(t, "leaderships off the killed broker", func() error {
+		now, _, err := partitionsOf(t, alive, topic)
+		if err != nil {
+			return err
+		}
+		for p, pv := range now {
+			if pv.leader == ctrl || pv.leader < 0 {
+				return fmt.Errorf("partition %d led by %d", p, pv.leader)
+			}
+		}
+		return nil
+	})
+	t.Logf("leaderships moved %v after the kill", took.Round(time.Millisecond))
+	now, _, _ := partitionsOf(t, alive, topic)
+	for p, pv := range now {
+		if before[p].leader == ctrl && pv.epoch <= before[p].epoch {
+			t.Errorf("partition %d moved from broker %d without a new leader epoch (%d, was %d)", p, ctrl, pv.epoch, before[p].epoch)
+		}
+		if slices.Contains(pv.isr, ctrl) {
+			t.Errorf("partition %d keeps the killed broker %d in its ISR %v", p, ctrl, pv.isr)
+		}
+	}
+	if err := dead.Restart(ctxTimeout(t, clusterWait)); err != nil {
+		t.Fatal(err)
+	}
+	waitBrokers(t, c, alive, []int32{1, 2, 3})
+}
+
+// TestClusterFenceOnPause: a broker stopped (SIGSTOP) past its session is fenced and its
+// leaderships move; resumed (SIGCONT), it is unfenced again.
+func TestClusterFenceOnPause(t *testing.T) {
+	c := startCluster3(t)
+	topic := topicName(t, "")
+	createRF3(t, c, topic, 3)
+	_, ctrl, err := partitionsOf(t, c.Broker(1), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := int32(ctrl)%3 + 1 // not the controller
+	other := c.Broker(int(victim)%3 + 1)
+	if err := c.Broker(int(victim)).Pause(); err != nil {
+		t.Fatal(err)
+	}
+	waitBrokers(t, c, other, without([]int32{1, 2, 3}, victim))
+	waitCluster(t, "leaderships off the paused broker", func() error {
+		now, _, err := partitionsOf(t, other, topic)
+		if err != nil {
+			return err
+		}
+		for p, pv := range now {
+			if pv.leader == victim || pv.leader < 0 {
+				return fmt.Errorf("partition %d led by %d", p, pv.leader)
+			}
+		}
+		return nil
+	})
+	if err := c.Broker(int(victim)).Resume(); err != nil {
+		t.Fatal(err)
+	}
+	waitBrokers(t, c, other, []int32{1, 2, 3})
+}
+
+// TestClusterControlledShutdown: SIGTERM moves a broker's leaderships away before it exits,
+// without waiting for its session to run out.
+func TestClusterControlledShutdown(t *testing.T) {
+	c := startCluster3(t)
+	topic := topicName(t, "")
+	createRF3(t, c, topic, 6)
+	_, ctrl, err := partitionsOf(t, c.Broker(1), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaving := int32(ctrl)%3 + 1
+	if err := c.Broker(int(leaving)).Stop(); err != nil {
+		t.Fatal(err)
+	}
+	other := c.Broker(int(leaving)%3 + 1)
+	// Right after the exit: nothing may be left on the stopped broker (a session has not
+	// passed, so only the controlled shutdown can have moved them).
+	now, _, err := partitionsOf(t, other, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, pv := range now {
+		if pv.leader == leaving || pv.leader < 0 {
+			t.Errorf("partition %d led by %d right after broker %d stopped", p, pv.leader, leaving)
+		}
+	}
+	if !strings.Contains(c.Broker(int(leaving)).Log(), "controlled shutdown done") {
+		t.Errorf("broker %d did not log its controlled shutdown", leaving)
+	}
+}
+
+// TestClusterColdRestart: every broker killed at once and started again; every topic, replica
+// set and leader epoch is back (epochs never lower).
+func TestClusterColdRestart(t *testing.T) {
+	c := startCluster3(t)
+	topics := []string{topicName(t, "a"), topicName(t, "b")}
+	before := map[string]map[int32]partitionView{}
+	for _, topic := range topics {
+		createRF3(t, c, topic, 4)
+		pv, _, err := partitionsOf(t, c.Broker(2), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[topic] = pv
+	}
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctxTimeout(t, clusterWait)); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range topics {
+		waitCluster(t, "topic "+topic+" back", func() error {
+			now, _, err := partitionsOf(t, c.Broker(3), topic)
+			if err != nil {
+				return err
+			}
+			if len(now) != len(before[topic]) {
+				return fmt.Errorf("%d partitions, want %d", len(now), len(before[topic]))
+			}
+			for p, pv := range now {
+				b := before[topic][p]
+				if !slices.Equal(pv.replicas, b.replicas) {
+					return fmt.Errorf("partition %d replicas %v, were %v", p, pv.replicas, b.replicas)
+				}
+				if pv.epoch < b.epoch {
+					return fmt.Errorf("partition %d leader epoch %d, was %d", p, pv.epoch, b.epoch)
+				}
+				if pv.leader < 0 {
+					return fmt.Errorf("partition %d has no leader yet", p)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+func without(ids []int32, id int32) []int32 {
+	return slices.DeleteFunc(slices.Clone(ids), func(x int32) bool { return x == id })
+}
