@@ -35,6 +35,10 @@ type Config struct {
 	// it was last compacted, the group host rewrites the live state and lets the rest go
 	// (groups_compact.go). 0 means DefaultOffsetsCompactRecords.
 	OffsetsCompactRecords int
+	// OffsetsTopicPartitions is the partition count __consumer_offsets is created with
+	// (offsets.topic.num.partitions); an existing topic keeps its count. 0 means
+	// DefaultOffsetsTopicPartitions.
+	OffsetsTopicPartitions int32
 
 	Logger *slog.Logger
 }
@@ -55,8 +59,9 @@ type Broker struct {
 }
 
 // Open opens the node's parts in order: the metadata store, the partition logs it lists
-// (recovering them; directories of partitions it does not list are removed), the group
-// coordinator replayed from __consumer_offsets, and the purgatory. On error, whatever was
+// (recovering them; directories of partitions it does not list are removed), the purgatory,
+// and a group coordinator per __consumer_offsets partition this node leads, each replayed
+// from its partition. On error, whatever was
 // opened is closed again.
 func Open(cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
@@ -100,8 +105,9 @@ func Open(cfg Config) (*Broker, error) {
 	return b, nil
 }
 
-// Close answers every parked request, stops the group coordinator and closes the partition
-// logs (a last sync and checkpoint: appends already queued complete normally).
+// Close answers every parked request (group requests NOT_COORDINATOR), stops the group
+// coordinators and closes the partition logs (a last sync and checkpoint: appends already
+// queued complete normally).
 func (b *Broker) Close() error {
 	b.purg.Close()
 	if b.groups != nil {
@@ -152,6 +158,7 @@ func (b *Broker) Settings() []BrokerSetting {
 		{"num.partitions", fmt.Sprint(b.cfg.DefaultPartitions)},
 		{"socket.request.max.bytes", fmt.Sprint(b.cfg.MaxRequestBytes)},
 		{"log.dirs", b.cfg.DataDir},
+		{"offsets.topic.num.partitions", fmt.Sprint(b.groups.partitions)},
 		{"ringtail.durability", b.durability()},
 		{"ringtail.wal.io", b.engine.WALMode()},
 		{"advertised.listeners", fmt.Sprintf("PLAINTEXT://%s:%d", b.cfg.AdvertisedHost, b.cfg.AdvertisedPort)},
