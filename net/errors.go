@@ -49,6 +49,7 @@ var errorCodes = []struct {
 	{broker.ErrInvalidRequest, kerr.InvalidRequest},
 	{broker.ErrInvalidReplicaAssignment, kerr.InvalidReplicaAssignment},
 	{broker.ErrRequestTimedOut, kerr.RequestTimedOut},
+	{broker.ErrCoordinatorNotAvailable, kerr.CoordinatorNotAvailable},
 }
 
 // errorMessage is the text sent beside an error code where the protocol has room for one.
