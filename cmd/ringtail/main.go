@@ -133,6 +133,7 @@ func serve(cfg *config) error {
 		RetentionCheckInterval: cfg.RetentionCheck,
 		OnWALCycle:             onWALCycle,
 		OffsetsCompactRecords:  cfg.OffsetsCompact,
+		OffsetsTopicPartitions: cfg.OffsetsPartitions,
 		Logger:                 log,
 	})
 	if err != nil {
