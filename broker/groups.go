@@ -19,11 +19,12 @@ import (
 
 // DefaultOffsetsTopicPartitions is the partition count __consumer_offsets is created with
 // unless Config.OffsetsTopicPartitions says otherwise: Kafka's offsets.topic.num.partitions.
-// On one node each partition costs a directory, a segment file and a goroutine; measured in
-// docs/architecture.md ("Consumer groups"), creating 50 adds well under a second to the first
-// start and little to later ones, so Kafka's default is kept: the count of an existing topic
-// never changes by config, and a cluster that grows later spreads its coordinators only over
-// as many partitions as the topic was created with.
+// Kafka's 50 is kept although one node gains nothing from it: the count of an existing topic
+// never changes (its groups would move), so a node that later joins a cluster can spread its
+// coordinators only over the partitions it was created with. On one node it costs little
+// (measured, docs/architecture.md "Consumer groups"): about 140 ms more at the first start
+// (50 partition directories created durably), about 50 ms more at each restart (50 partitions
+// recovered), under 1 MiB of memory, and 50 goroutines that sleep until their groups call.
 const DefaultOffsetsTopicPartitions = 50
 
 // groupHost hosts one group coordinator (a groupShard) per __consumer_offsets partition this
@@ -36,6 +37,13 @@ const DefaultOffsetsTopicPartitions = 50
 // Partitions come and go while the node runs (in a cluster, as leadership of the offsets
 // partitions moves): Load replays one and then serves it, Unload answers what its coordinator
 // holds NOT_COORDINATOR and drops it. On one node every partition is loaded at start.
+//
+// Each shard has a goroutine of its own rather than one goroutine serving them all: replaying
+// or compacting a partition of 100,000 records (the default compaction threshold) takes 50–70
+// ms on a small machine, and a shared goroutine would hold every group of the node meanwhile;
+// per partition it holds only that partition's groups. An idle shard is one goroutine asleep
+// on its channels, and 64 clients committing without fsync ran at the same rate (within noise)
+// against 50 shards as against one.
 type groupHost struct {
 	log          *slog.Logger
 	eng          *engine.Engine
@@ -79,8 +87,8 @@ func (b *Broker) startGroups() error {
 	}
 	if !created && t.Partitions != want {
 		// Moving groups between partitions would strand their records in the old ones.
-		b.log.Info(OffsetsTopic+" keeps the partition count it was created with; the offsets topic partition setting applies only when the topic is created",
-			"partitions", t.Partitions, "offsets_topic_partitions", want)
+		b.log.Info(OffsetsTopic+" keeps the partition count it was created with: the count of an existing topic never changes by config",
+			"partitions", t.Partitions, "offsets_topic_partitions_setting", want)
 	}
 	every := b.cfg.OffsetsCompactRecords
 	if every <= 0 {
@@ -116,7 +124,7 @@ func (b *Broker) startGroups() error {
 			records += s.replayed
 		}
 	}
-	b.log.Info("group coordinators loaded", "offsets_partitions", len(waits), "of", t.Partitions,
+	b.log.Info("group coordinators loaded", "offsets_partitions", t.Partitions, "loaded", len(waits),
 		"records", records, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
