@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringtail/ringtail/engine"
@@ -38,6 +39,10 @@ type Config struct {
 	// it was last compacted, the group host rewrites the live state and lets the rest go
 	// (groups_compact.go). 0 means DefaultOffsetsCompactRecords.
 	OffsetsCompactRecords int
+	// OffsetsTopicPartitions is the partition count __consumer_offsets is created with
+	// (offsets.topic.num.partitions); an existing topic keeps its count. 0 means
+	// DefaultOffsetsTopicPartitions.
+	OffsetsTopicPartitions int32
 
 	// Cluster makes the node a member of a cluster (cluster.go); nil: a single node, whose
 	// metadata is a local command log.
@@ -53,7 +58,7 @@ type Broker struct {
 	log    *slog.Logger
 	meta   *meta.Store
 	engine *engine.Engine
-	groups *groupHost
+	groups atomic.Pointer[groupHost] // nil until __consumer_offsets exists (a new cluster)
 	purg   *Purgatory
 	cl     *cluster // nil on a single node
 
@@ -65,8 +70,9 @@ type Broker struct {
 }
 
 // Open opens the node's parts in order: the metadata store, the partition logs it lists
-// (recovering them; directories of partitions it does not list are removed), the group
-// coordinator replayed from __consumer_offsets, and the purgatory. On error, whatever was
+// (recovering them; directories of partitions it does not list are removed), the purgatory,
+// and a group coordinator per __consumer_offsets partition this node leads, each replayed
+// from its partition. On error, whatever was
 // opened is closed again.
 func Open(cfg Config) (*Broker, error) { return OpenContext(context.Background(), cfg) }
 
@@ -124,8 +130,8 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 			store.Close()
 			return nil, err
 		}
-		// Consumer groups in a cluster come with coordinators spread over the offsets
-		// partitions' leaders; until then group requests answer COORDINATOR_NOT_AVAILABLE.
+		// Group coordinators follow the leaderships of the __consumer_offsets partitions
+		// (followGroups), which the controller creates once enough brokers are live.
 		return b, nil
 	}
 	if err := b.startGroups(); err != nil {
@@ -172,13 +178,14 @@ func (b *Broker) Shutdown() {
 	}
 }
 
-// Close answers every parked request, stops the group coordinator and closes the partition
-// logs (a last sync and checkpoint: appends already queued complete normally).
+// Close answers every parked request (group requests NOT_COORDINATOR), stops the group
+// coordinators and closes the partition logs (a last sync and checkpoint: appends already
+// queued complete normally).
 func (b *Broker) Close() error {
 	b.Shutdown()
 	b.purg.Close()
-	if b.groups != nil {
-		b.groups.close()
+	if g := b.groups.Load(); g != nil {
+		g.close()
 	}
 	err := b.engine.Close()
 	if merr := b.meta.Close(); err == nil && merr != nil {
@@ -225,8 +232,17 @@ func (b *Broker) Settings() []BrokerSetting {
 		{"num.partitions", fmt.Sprint(b.cfg.DefaultPartitions)},
 		{"socket.request.max.bytes", fmt.Sprint(b.cfg.MaxRequestBytes)},
 		{"log.dirs", b.cfg.DataDir},
+		{"offsets.topic.num.partitions", fmt.Sprint(b.offsetsPartitions())},
 		{"ringtail.durability", b.durability()},
 		{"ringtail.wal.io", b.engine.WALMode()},
 		{"advertised.listeners", fmt.Sprintf("PLAINTEXT://%s:%d", b.cfg.AdvertisedHost, b.cfg.AdvertisedPort)},
 	}
+}
+
+// offsetsPartitions is the partition count of __consumer_offsets (0 before it exists).
+func (b *Broker) offsetsPartitions() int32 {
+	if g := b.groups.Load(); g != nil {
+		return g.partitions
+	}
+	return 0
 }

@@ -292,6 +292,55 @@ func (b *Broker) reconcileLocked(st *meta.State) {
 	for _, tp := range notify {
 		b.purg.Notify(tp) // parked requests of a partition whose leader moved answer now
 	}
+	b.followGroups(st)
+}
+
+// followGroups hosts the group coordinators of the __consumer_offsets partitions this node
+// leads, and only those: a coordinator moves with its partition's leadership. topicMu held.
+func (b *Broker) followGroups(st *meta.State) {
+	t, ok := st.Topic(OffsetsTopic)
+	if !ok {
+		return
+	}
+	h := b.groups.Load()
+	if h == nil {
+		h = b.newGroupHost(t)
+		b.groups.Store(h)
+	}
+	for p := int32(0); p < t.Partitions && p < h.partitions; p++ {
+		if int(p) < len(t.Assignments) && t.Assignments[p].Leader == b.cfg.NodeID {
+			h.Load(p) // its replay runs on the shard's goroutine; requests meanwhile get LOAD_IN_PROGRESS
+		} else if h.shards[p].Load() != nil {
+			h.Unload(p)
+		}
+	}
+}
+
+// ensureOffsetsTopic creates __consumer_offsets once enough brokers are live to give it its
+// replication factor: three, or every voter in a smaller cluster (Kafka's
+// offsets.topic.replication.factor, which it also waits for). Run by the controller.
+func (b *Broker) ensureOffsetsTopic() {
+	st := b.meta.State()
+	if _, ok := st.Topic(OffsetsTopic); ok {
+		return
+	}
+	rf := min(3, len(b.cl.cfg.Peers))
+	live := 0
+	for _, br := range st.Brokers() {
+		if br.Active() {
+			live++
+		}
+	}
+	if live < rf {
+		return
+	}
+	partitions := b.cfg.OffsetsTopicPartitions
+	if partitions <= 0 {
+		partitions = DefaultOffsetsTopicPartitions
+	}
+	if _, err := b.createPlaced(OffsetsTopic, partitions, int16(rf), nil, offsetsTopicConfigs, false); err != nil && !errors.Is(err, ErrTopicExists) {
+		b.log.Warn("cluster: creating "+OffsetsTopic, "err", err)
+	}
 }
 
 // route returns the leader of tp as the committed metadata says, and whether tp exists.
@@ -451,6 +500,9 @@ func (b *Broker) runController() {
 			b.log.Error("cluster: the controller built a command the state refuses", "err", err)
 		}
 		b.proposeAll(cmds)
+		if ctrl != nil {
+			b.ensureOffsetsTopic()
+		}
 		select {
 		case <-tick.C:
 		case <-leaderChanged:

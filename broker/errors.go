@@ -40,4 +40,5 @@ var (
 	ErrInvalidRequest           = errors.New("broker: invalid request")            // INVALID_REQUEST
 	ErrInvalidReplicaAssignment = errors.New("broker: invalid replica assignment") // INVALID_REPLICA_ASSIGNMENT
 	ErrRequestTimedOut          = errors.New("broker: request timed out")          // REQUEST_TIMED_OUT
+	ErrCoordinatorNotAvailable  = errors.New("broker: coordinator not available")  // COORDINATOR_NOT_AVAILABLE
 )

@@ -8,18 +8,18 @@ import (
 	"github.com/ringtail/ringtail/group"
 )
 
-// Compaction of __consumer_offsets. The coordinator's records are keyed (a group's metadata,
-// one committed offset) and replay keeps the last value of each key, a nil value deleting it.
-// So once the log holds many records, the group loop — the only writer of the partition —
-// rewrites it: with no append of its own in flight (every record is durable and applied), it
+// Compaction of __consumer_offsets, one partition at a time. The coordinator's records are
+// keyed (a group's metadata, one committed offset) and replay keeps the last value of each key,
+// a nil value deleting it. So once a partition holds many records, its shard's goroutine — the
+// only writer of the partition — rewrites it: with no append of its own in flight (every record is durable and applied), it
 // seals the active segment, reads the whole log, appends one batch holding the last non-nil
 // value of every key, and once that batch is durable lets retention delete every segment
 // before it (engine.Partition.TrimBefore). A restart at any point replays correctly: before the
 // trim, old records followed by their own last values; after it, the last values alone.
 // Keys deleted by a nil value are simply not rewritten.
 
-// DefaultOffsetsCompactRecords is how many records __consumer_offsets takes between two
-// compactions unless BrokerConfig.OffsetsCompactRecords says otherwise.
+// DefaultOffsetsCompactRecords is how many records a partition of __consumer_offsets takes
+// between two of its compactions unless Config.OffsetsCompactRecords says otherwise.
 const DefaultOffsetsCompactRecords = 100_000
 
 // compactChunk* bound one batch of the rewrite, well inside the partition's 100 MiB
@@ -30,36 +30,36 @@ const (
 )
 
 // maybeCompact compacts when enough records were appended and none of ours is in flight. On
-// the loop goroutine.
-func (g *groupHost) maybeCompact() {
-	if g.appended < g.compactEvery || g.inflight > 0 {
+// the shard's goroutine.
+func (s *groupShard) maybeCompact() {
+	if s.appended < s.compactEvery || s.inflight > 0 {
 		return
 	}
 	start := time.Now()
-	n, err := g.compact()
+	n, err := s.compact()
 	if err != nil {
 		// Try again after as many records again: the log only grows meanwhile.
-		g.log.Error("groups: compacting "+OffsetsTopic+" failed; it keeps growing until the next attempt", "err", err)
+		s.log.Error("groups: compacting "+OffsetsTopic+" failed; it keeps growing until the next attempt", "err", err)
 	} else {
-		g.log.Info("groups: "+OffsetsTopic+" compacted", "records_before", g.appended, "live_records", n,
+		s.log.Info("groups: "+OffsetsTopic+" compacted", "records_before", s.appended, "live_records", n,
 			"took", time.Since(start).Round(time.Millisecond))
 	}
-	g.appended = 0
+	s.appended = 0
 }
 
 // compact rewrites the live records after the current log and returns how many.
-func (g *groupHost) compact() (n int, err error) {
-	if err := g.part.Roll(); err != nil {
+func (s *groupShard) compact() (n int, err error) {
+	if err := s.part.Roll(); err != nil {
 		return 0, err
 	}
-	upTo := g.part.LogEndOffset()
-	records, err := readOffsetsLog(g.part)
+	upTo := s.part.LogEndOffset()
+	records, err := readOffsetsLog(s.part, nil)
 	if err != nil {
 		return 0, err
 	}
 	live := lastValues(records)
 	if len(live) == 0 {
-		g.part.TrimBefore(upTo)
+		s.part.TrimBefore(upTo)
 		return 0, nil
 	}
 	var raw []byte
@@ -78,16 +78,16 @@ func (g *groupHost) compact() (n int, err error) {
 		}, recs, batch.CodecNone)...)
 		n += len(recs)
 	}
-	part := g.part
+	part := s.part
 	landed := false // set below, on this goroutine, before the callback can run on it
 	res, err := part.Append(raw, func(err error) {
-		g.enqueue(func(time.Time) {
-			g.inflight--
+		s.later(func(time.Time) {
+			s.inflight--
 			switch {
 			case err != nil:
-				g.log.Error("groups: the compacted "+OffsetsTopic+" records were not written; nothing is trimmed", "err", err)
+				s.log.Error("groups: the compacted "+OffsetsTopic+" records were not written; nothing is trimmed", "err", err)
 			case !landed:
-				g.log.Error("groups: the compacted " + OffsetsTopic + " records are not at the log end; nothing is trimmed")
+				s.log.Error("groups: the compacted " + OffsetsTopic + " records are not at the log end; nothing is trimmed")
 			default:
 				part.TrimBefore(upTo)
 			}
@@ -96,8 +96,8 @@ func (g *groupHost) compact() (n int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("appending the live records: %w", err)
 	}
-	g.inflight++
-	// Only the loop appends here, so nothing can come between the read and the rewrite.
+	s.inflight++
+	// Only this shard appends here, so nothing can come between the read and the rewrite.
 	landed = res.BaseOffset == upTo
 	if !landed {
 		return 0, fmt.Errorf("live records landed at offset %d, not at the log end %d", res.BaseOffset, upTo)

@@ -84,6 +84,12 @@ func (s *Store) Topic(name string) (Topic, bool) { return s.log.State().Topic(na
 // TopicByID returns one topic by its id.
 func (s *Store) TopicByID(id [16]byte) (Topic, bool) { return s.log.State().TopicByID(id) }
 
+// Brokers returns the registered brokers sorted by id (none on a single node).
+func (s *Store) Brokers() []Broker { return s.log.State().Brokers() }
+
+// Broker returns one registered broker.
+func (s *Store) Broker(id int32) (Broker, bool) { return s.log.State().Broker(id) }
+
 // propose proposes cmd, or with validateOnly applies it to a copy of the state and records
 // nothing.
 func (s *Store) propose(cmd Command, validateOnly bool) (Result, error) {

@@ -55,6 +55,7 @@ var errorCodes = []struct {
 	{broker.ErrUnknownLeaderEpoch, kerr.UnknownLeaderEpoch},
 	{broker.ErrStaleBrokerEpoch, kerr.StaleBrokerEpoch},
 	{broker.ErrUnknownBroker, kerr.BrokerIDNotRegistered},
+	{broker.ErrCoordinatorNotAvailable, kerr.CoordinatorNotAvailable},
 }
 
 // errorMessage is the text sent beside an error code where the protocol has room for one.

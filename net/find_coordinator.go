@@ -15,29 +15,33 @@ const (
 	coordinatorTransaction = 1
 )
 
-// handleFindCoordinator answers FindCoordinator (key 10, v0–v6, batched keys from v4): this
-// node coordinates every group. Transactions are not supported, so transactional coordinator
-// lookups are refused.
+// handleFindCoordinator answers FindCoordinator (key 10, v0–v6, batched keys from v4): a
+// group's coordinator is the broker leading the group's __consumer_offsets partition, as the
+// node says. Transactions are not supported, so transactional coordinator lookups are refused.
 func (h *Handlers) handleFindCoordinator(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
-	answer := func(keyType int8) (node, port int32, host string, code int16) {
+	answer := func(keyType int8, key string) (node, port int32, host string, code int16, msg *string) {
 		if keyType != coordinatorGroup {
 			c.Log.Warn("find coordinator: only group coordinators exist", "key_type", keyType)
-			return -1, -1, "", kerr.TransactionalIDAuthorizationFailed.Code
+			return -1, -1, "", kerr.TransactionalIDAuthorizationFailed.Code, nil
 		}
-		host, port = h.node.Advertised()
-		return h.node.NodeID(), port, host, 0
+		node, host, port, err := h.node.CoordinatorFor(key)
+		if err != nil {
+			c.Log.Warn("find coordinator", "key", key, "err", err)
+			return -1, -1, "", errorCode(err), errorMessage(err)
+		}
+		return node, port, host, 0, nil
 	}
 	if c.Version < 4 {
-		resp.NodeID, resp.Port, resp.Host, resp.ErrorCode = answer(req.CoordinatorType)
+		resp.NodeID, resp.Port, resp.Host, resp.ErrorCode, resp.ErrorMessage = answer(req.CoordinatorType, req.CoordinatorKey)
 		respond(resp)
 		return
 	}
 	for _, key := range req.CoordinatorKeys {
 		rc := kmsg.NewFindCoordinatorResponseCoordinator()
 		rc.Key = key
-		rc.NodeID, rc.Port, rc.Host, rc.ErrorCode = answer(req.CoordinatorType)
+		rc.NodeID, rc.Port, rc.Host, rc.ErrorCode, rc.ErrorMessage = answer(req.CoordinatorType, key)
 		resp.Coordinators = append(resp.Coordinators, rc)
 	}
 	respond(resp)

@@ -58,7 +58,9 @@ type Partitions interface {
 	DelayFetch(tps []broker.TopicPartition, maxWait time.Duration, ready func() bool, complete func(timedOut bool))
 }
 
-// Groups is the consumer-group coordinator.
+// Groups is the consumer-group coordinators: which broker coordinates a group, and the
+// group APIs of the groups this node coordinates.
 type Groups interface {
+	CoordinatorFor(key string) (nodeID int32, host string, port int32, err error)
 	HandleGroup(clientID, host string, log *slog.Logger, req kmsg.Request, respond func(kmsg.Response))
 }

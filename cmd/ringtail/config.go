@@ -10,27 +10,29 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ringtail/ringtail/broker"
 	"github.com/ringtail/ringtail/meta/raftlog"
 )
 
 // config is everything `ringtail serve` can be told. Each setting comes, in rising precedence,
 // from its default, the config file, a RINGTAIL_* environment variable, and a flag.
 type config struct {
-	Listen           []string
-	Advertised       string
-	DataDir          string
-	NodeID           int32
-	AutoCreateTopics bool
-	NumPartitions    int32
-	Durability       string
-	WALIO            string
-	MaxRequestBytes  int32
-	SegmentBytes     int64
-	LogLevel         string
-	DebugListen      string
-	MetricsListen    string
-	RetentionCheck   time.Duration
-	OffsetsCompact   int
+	Listen            []string
+	Advertised        string
+	DataDir           string
+	NodeID            int32
+	AutoCreateTopics  bool
+	NumPartitions     int32
+	Durability        string
+	WALIO             string
+	MaxRequestBytes   int32
+	SegmentBytes      int64
+	LogLevel          string
+	DebugListen       string
+	MetricsListen     string
+	RetentionCheck    time.Duration
+	OffsetsCompact    int
+	OffsetsPartitions int32
 
 	// A cluster (all empty: a single node).
 	RaftAddr          string
@@ -155,7 +157,15 @@ var options = []option{
 		c.RetentionCheck = d
 		return nil
 	}},
-	{"offsets-compact-records", "100000", "records appended to __consumer_offsets between two compactions (each rewrites the live group state and drops the rest)", func(c *config, v string) error {
+	{"offsets-topic-partitions", "50", "partition count of __consumer_offsets when it is created (offsets.topic.num.partitions); each has its own group coordinator, and an existing topic keeps its count", func(c *config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 1 || n > int64(broker.MaxPartitions) {
+			return fmt.Errorf("offsets-topic-partitions %q: must be an integer from 1 to %d", v, broker.MaxPartitions)
+		}
+		c.OffsetsPartitions = int32(n)
+		return nil
+	}},
+	{"offsets-compact-records", "100000", "records appended to one partition of __consumer_offsets between two of its compactions (each rewrites the partition's live group state and drops the rest)", func(c *config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 100 {
 			return fmt.Errorf("offsets-compact-records %q: must be an integer of at least 100", v)

@@ -54,11 +54,40 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		{"--node-id", "-1"},
 		{"--listen", "nonsense"},
 		{"--num-partitions", "0"},
+		{"--offsets-topic-partitions", "0"},
+		{"--offsets-topic-partitions", "many"},
 		{"--config", file},
 		{"extra-arg"},
 	} {
 		if _, err := loadConfig(args, func(string) string { return "" }); err == nil {
 			t.Errorf("loadConfig(%v) accepted bad input", args)
 		}
+	}
+}
+
+func TestConfigOffsetsTopicPartitions(t *testing.T) {
+	cfg, err := loadConfig(nil, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OffsetsPartitions != 50 {
+		t.Errorf("default offsets-topic-partitions: %d, want Kafka's 50", cfg.OffsetsPartitions)
+	}
+	file := filepath.Join(t.TempDir(), "ringtail.conf")
+	if err := os.WriteFile(file, []byte("offsets-topic-partitions = 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = loadConfig([]string{"--config", file}, func(string) string { return "" })
+	if err != nil || cfg.OffsetsPartitions != 3 {
+		t.Fatalf("from the file: %d, %v; want 3", cfg.OffsetsPartitions, err)
+	}
+	env := map[string]string{"RINGTAIL_OFFSETS_TOPIC_PARTITIONS": "7"}
+	cfg, err = loadConfig([]string{"--config", file}, func(k string) string { return env[k] })
+	if err != nil || cfg.OffsetsPartitions != 7 {
+		t.Fatalf("from the environment: %d, %v; want 7", cfg.OffsetsPartitions, err)
+	}
+	cfg, err = loadConfig([]string{"--config", file, "--offsets-topic-partitions", "9"}, func(k string) string { return env[k] })
+	if err != nil || cfg.OffsetsPartitions != 9 {
+		t.Fatalf("from the flag: %d, %v; want 9", cfg.OffsetsPartitions, err)
 	}
 }

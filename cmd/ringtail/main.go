@@ -164,6 +164,7 @@ func serve(cfg *config) error {
 		OnWALCycle:             onWALCycle,
 		OffsetsCompactRecords:  cfg.OffsetsCompact,
 		Cluster:                cluster,
+		OffsetsTopicPartitions: cfg.OffsetsPartitions,
 		Logger:                 log,
 	})
 	if err != nil {

@@ -351,3 +351,53 @@ func TestClusterColdRestart(t *testing.T) {
 func without(ids []int32, id int32) []int32 {
 	return slices.DeleteFunc(slices.Clone(ids), func(x int32) bool { return x == id })
 }
+
+// TestClusterConsumerGroup: in a cluster the group coordinators live on the leaders of the
+// __consumer_offsets partitions (created by the controller once three brokers are live), and a
+// franz-go consumer group consumes and commits through them.
+func TestClusterConsumerGroup(t *testing.T) {
+	c := startCluster3(t)
+	topic := topicName(t, "")
+	createRF3(t, c, topic, 3)
+	waitCluster(t, OffsetsTopicName+" created", func() error {
+		_, _, err := partitionsOf(t, c.Broker(1), OffsetsTopicName)
+		return err
+	})
+	cl := c.Broker(1).ClientT(t, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	for i := 0; i < 30; i++ {
+		produceSync(t, cl, &kgo.Record{Value: []byte(strconv.Itoa(i))})
+	}
+	group := topicName(t, "group")
+	consumer := c.Broker(2).ClientT(t, kgo.ConsumeTopics(topic), kgo.ConsumerGroup(group),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
+	got := 0
+	ctx := ctxTimeout(t, opTimeout)
+	for got < 30 {
+		fs := consumer.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of 30 records before the deadline", got)
+		}
+		fs.EachError(func(tp string, p int32, err error) { t.Logf("fetch %s-%d: %v", tp, p, err) })
+		got += fs.NumRecords()
+	}
+	if err := consumer.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	adm, err := c.Broker(3).Admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	offs, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := int64(0)
+	offs.Each(func(o kadm.OffsetResponse) { total += o.At })
+	if total != 30 {
+		t.Fatalf("committed offsets add up to %d, want 30: %v", total, offs)
+	}
+}
+
+// OffsetsTopicName is the internal topic of committed offsets.
+const OffsetsTopicName = "__consumer_offsets"

@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/ringtail/ringtail/group"
 )
 
 // TestOffsetsTopicCompaction commits offsets many times over for a few groups with a low
-// compaction threshold: __consumer_offsets gets its live state rewritten and its old segments
-// deleted (the log start offset moves), and before and after a restart every group returns the
+// compaction threshold: each partition of __consumer_offsets holding one of them gets its live
+// state rewritten and its old segments deleted (the log start offset moves), and before and after a restart every group returns the
 // offsets it committed last, while a group deleted before the compaction stays deleted.
 func TestOffsetsTopicCompaction(t *testing.T) {
 	b := startBroker(t, withArgs("--offsets-compact-records", "300", "--segment-bytes", fmt.Sprint(1<<20),
@@ -75,22 +77,35 @@ func TestOffsetsTopicCompaction(t *testing.T) {
 		}
 	}
 
-	var start int64
+	// Each group lives in its own partition of __consumer_offsets (group.PartitionFor), and each
+	// partition is compacted by its own coordinator: every partition holding one of the groups
+	// must see its log start move.
+	starts := make(map[int32]int64)
 	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) && start == 0 {
+	for {
 		so, err := adm.ListStartOffsets(ctxTimeout(t, opTimeout), "__consumer_offsets")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o, ok := so.Lookup("__consumer_offsets", 0); ok && o.Err == nil {
-			start = o.Offset
+		n := int32(len(so["__consumer_offsets"]))
+		moved := true
+		for g := range groups {
+			p := group.PartitionFor(fmt.Sprintf("g%d", g), n)
+			o, ok := so.Lookup("__consumer_offsets", p)
+			if !ok || o.Err != nil || o.Offset == 0 {
+				moved = false
+				continue
+			}
+			starts[p] = o.Offset
 		}
-		if start == 0 {
-			time.Sleep(100 * time.Millisecond)
+		if moved {
+			break
 		}
-	}
-	if start == 0 {
-		t.Fatalf("__consumer_offsets never compacted (log start %d); broker log:\n%s", start, tail(b.Log(), 3000))
+		if time.Now().After(deadline) {
+			t.Fatalf("__consumer_offsets partitions not all compacted (log starts %v of %d partitions); broker log:\n%s",
+				starts, n, tail(b.Log(), 3000))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	b.waitLog(t, "__consumer_offsets compacted", "compaction")
 	check("after compaction", adm)
@@ -98,5 +113,5 @@ func TestOffsetsTopicCompaction(t *testing.T) {
 	b.Stop()
 	b.Restart()
 	check("after a restart", b.Admin(t))
-	t.Logf("__consumer_offsets log start %d after compaction", start)
+	t.Logf("__consumer_offsets log starts after compaction, by partition: %v", starts)
 }

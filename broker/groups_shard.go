@@ -1,0 +1,357 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ringtail/ringtail/engine"
+	"github.com/ringtail/ringtail/engine/batch"
+	"github.com/ringtail/ringtail/group"
+)
+
+// groupShard is the coordinator of one __consumer_offsets partition: the pure coordinator
+// (package group) driven by one goroutine of its own, fed by a queue that never blocks its
+// producers (request handlers and the engine's durability callbacks, which must not wait on
+// each other). It first replays its partition (loading: its groups' requests are answered
+// COORDINATOR_LOAD_IN_PROGRESS by the host without reaching it), then serves: it routes the
+// coordinator's responses to the connections waiting for them, appends its records to its
+// partition and reports their durability back, fires its deadlines, and compacts its
+// partition (groups_compact.go). It is the only writer of its partition.
+type groupShard struct {
+	h         *groupHost
+	partition int32
+	part      *engine.Partition
+	log       *slog.Logger
+	loaded    atomic.Bool   // replay done: requests go to the coordinator
+	ready     chan struct{} // closed when the replay is over, loadErr set
+	loadErr   error
+
+	mu      sync.Mutex
+	events  []shardEvent
+	closed  bool // Unload began: enqueue refuses, the caller answers NOT_COORDINATOR
+	wake    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+
+	// Owned by the shard's goroutine, and by shutdown once that goroutine is gone.
+	coord     *group.Coordinator
+	replayed  int // records read at load
+	nextReply uint64
+	replies   map[group.ReplyID]*groupRequest
+
+	// Compaction (groups_compact.go), owned like the coordinator: records appended since the
+	// last compaction, appends whose durability has not been processed yet, and the threshold.
+	appended     int
+	inflight     int
+	compactEvery int
+}
+
+// groupRequest is one request waiting for a coordinator's answer; it is kept until answered,
+// so that an Unload can answer it NOT_COORDINATOR.
+type groupRequest struct {
+	client  group.Client
+	log     *slog.Logger
+	req     kmsg.Request
+	respond func(kmsg.Response)
+}
+
+// shardEvent is one entry of a shard's queue: a client's request, or the shard's own work
+// (durability reports, trims), which an Unload drops.
+type shardEvent struct {
+	req *groupRequest
+	fn  func(now time.Time)
+}
+
+// errUnloaded ends a replay interrupted by Unload.
+var errUnloaded = errors.New("broker: the offsets partition was unloaded")
+
+func newGroupShard(h *groupHost, p int32, part *engine.Partition) *groupShard {
+	return &groupShard{
+		h:            h,
+		partition:    p,
+		part:         part,
+		log:          h.log.With("offsets_partition", p),
+		ready:        make(chan struct{}),
+		wake:         make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+		stopped:      make(chan struct{}),
+		replies:      make(map[group.ReplyID]*groupRequest),
+		compactEvery: h.compactEvery,
+	}
+}
+
+// run replays the partition, then serves it until Unload. On the shard's goroutine.
+func (s *groupShard) run() {
+	defer close(s.stopped)
+	start := time.Now()
+	s.loadErr = s.replay()
+	close(s.ready)
+	if s.loadErr != nil {
+		if !errors.Is(s.loadErr, errUnloaded) {
+			s.log.Error("groups: loading the offsets partition failed; its groups answer NOT_COORDINATOR", "err", s.loadErr)
+		}
+		// Nothing was queued: the host answers for a shard that is not loaded.
+		s.h.shards[s.partition].CompareAndSwap(s, nil)
+		return
+	}
+	s.loaded.Store(true)
+	s.log.Debug("groups: offsets partition loaded", "records", s.replayed, "took", time.Since(start).Round(time.Millisecond))
+	s.maybeCompact() // a long log from before the restart
+	s.serve()
+}
+
+// replay builds the coordinator from the partition's records.
+func (s *groupShard) replay() error {
+	if hook := s.h.beforeReplay; hook != nil {
+		hook(s.partition)
+	}
+	if err := s.awaitCommitted(); err != nil {
+		return err
+	}
+	records, err := readOffsetsLog(s.part, s.stop)
+	if err != nil {
+		return err
+	}
+	cfg := s.h.coordConfig
+	// Fresh per load: ids minted after an Unload and a Load never equal replayed ones.
+	cfg.Incarnation = s.h.incarnation.Add(1)
+	cfg.Topics = s.h.topics
+	coord := group.New(cfg)
+	if err := coord.Replay(time.Now(), records); err != nil {
+		return fmt.Errorf("replaying %s-%d: %w", OffsetsTopic, s.partition, err)
+	}
+	select {
+	case <-s.stop: // however far the replay got: this shard will never serve
+		return errUnloaded
+	default:
+	}
+	s.coord, s.replayed, s.appended = coord, len(records), len(records)
+	return nil
+}
+
+// awaitCommitted waits until everything in the partition is below its high watermark, which
+// is as far as reads go. Appends of an earlier coordinator of this partition (before an Unload)
+// may still be on their way to the disk; replaying without them would leave this coordinator
+// ignorant of records that a later replay or compaction would find.
+func (s *groupShard) awaitCommitted() error {
+	end := s.part.LogEndOffset()
+	tp := s.part.TopicPartition()
+	for s.part.HighWatermark() < end {
+		done := make(chan struct{})
+		// The timeout only bounds one park: the loop checks again and parks anew.
+		s.h.purg.Park(NewDelayed([]TopicPartition{tp}, time.Minute, true,
+			func() bool { return s.part.HighWatermark() >= end },
+			func(bool) { close(done) }))
+		select {
+		case <-done:
+		case <-s.stop:
+			return errUnloaded
+		}
+	}
+	return nil
+}
+
+// readOffsetsLog reads every record of an offsets partition below its high watermark, in
+// order. A close of stop (nil: never) ends it with errUnloaded.
+func readOffsetsLog(part *engine.Partition, stop <-chan struct{}) ([]group.Record, error) {
+	var out []group.Record
+	tp := part.TopicPartition()
+	for off := part.LogStartOffset(); off < part.HighWatermark(); {
+		select {
+		case <-stop:
+			return nil, errUnloaded
+		default:
+		}
+		res, err := part.Read(off, 1<<20, true)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s-%d at %d: %w", tp.Topic, tp.Partition, off, err)
+		}
+		if len(res.Records) == 0 {
+			break
+		}
+		batches, err := batch.Split(res.Records)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s-%d at %d: %w", tp.Topic, tp.Partition, off, err)
+		}
+		for _, raw := range batches {
+			h, err := batch.ParseHeader(raw)
+			if err != nil {
+				return nil, err
+			}
+			recs, err := batch.Records(raw)
+			if err != nil {
+				return nil, fmt.Errorf("decoding %s-%d batch at %d: %w", tp.Topic, tp.Partition, h.BaseOffset, err)
+			}
+			for _, r := range recs {
+				if h.BaseOffset+int64(r.OffsetDelta) < off {
+					continue // before the requested offset in the first batch
+				}
+				out = append(out, group.Record{Key: r.Key, Value: r.Value})
+			}
+			off = h.LastOffset() + 1
+		}
+	}
+	return out, nil
+}
+
+// submit queues a client's request; false when the shard is being unloaded (the caller answers
+// NOT_COORDINATOR). It never blocks.
+func (s *groupShard) submit(r *groupRequest) bool { return s.enqueue(shardEvent{req: r}) }
+
+// later schedules fn on the shard's goroutine; dropped once the shard is being unloaded. It
+// never blocks.
+func (s *groupShard) later(fn func(now time.Time)) { s.enqueue(shardEvent{fn: fn}) }
+
+func (s *groupShard) enqueue(ev shardEvent) bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	s.events = append(s.events, ev)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// shutdown stops the shard (interrupting a replay) and answers every request it holds, queued
+// or parked in the coordinator, NOT_COORDINATOR: their clients look the coordinator up again.
+// Appends in flight complete in the log, and their reports are dropped. Not on the shard's
+// goroutine.
+func (s *groupShard) shutdown() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.stopped
+	// The goroutine is gone: its state is ours now.
+	s.mu.Lock()
+	events := s.events
+	s.events = nil
+	s.mu.Unlock()
+	for _, ev := range events {
+		if ev.req != nil {
+			ev.req.respond(groupErrorResponse(ev.req.req, codeNotCoordinator))
+		}
+	}
+	for id, r := range s.replies {
+		delete(s.replies, id)
+		r.respond(groupErrorResponse(r.req, codeNotCoordinator))
+	}
+}
+
+// serve runs the queue and the deadlines until shutdown.
+func (s *groupShard) serve() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+		s.mu.Lock()
+		events := s.events
+		s.events = nil
+		s.mu.Unlock()
+		for _, ev := range events {
+			if ev.req != nil {
+				s.handle(time.Now(), ev.req)
+			} else {
+				ev.fn(time.Now())
+			}
+		}
+		if len(events) > 0 {
+			continue // more may have arrived while these ran
+		}
+		wait := time.Hour
+		if at, ok := s.coord.NextDeadline(); ok {
+			wait = time.Until(at)
+		}
+		if wait <= 0 {
+			s.process(time.Now(), s.coord.Tick(time.Now()))
+			continue
+		}
+		timer.Reset(wait)
+		select {
+		case <-s.wake:
+		case <-timer.C:
+			s.process(time.Now(), s.coord.Tick(time.Now()))
+		case <-s.stop:
+			return
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// handle hands one request to the coordinator. On the shard's goroutine.
+func (s *groupShard) handle(now time.Time, r *groupRequest) {
+	s.nextReply++
+	id := group.ReplyID(s.nextReply)
+	s.replies[id] = r
+	ready, ok := s.coord.Handle(now, id, r.client, r.req)
+	if !ok {
+		delete(s.replies, id)
+		r.log.Error("groups: request type not handled by the coordinator", "key", r.req.Key())
+		r.respond(nil)
+		return
+	}
+	s.process(now, ready)
+}
+
+// process sends the responses in ready and persists its records. On the shard's goroutine.
+func (s *groupShard) process(now time.Time, ready group.Ready) {
+	for _, out := range ready.Send {
+		r, ok := s.replies[out.Reply]
+		if !ok {
+			s.log.Error("groups: response for an unknown request", "reply", out.Reply)
+			continue
+		}
+		delete(s.replies, out.Reply)
+		r.respond(out.Response)
+	}
+	if ready.Batch == 0 {
+		return
+	}
+	id := ready.Batch
+	recs := make([]batch.Record, len(ready.Records))
+	for i, r := range ready.Records {
+		recs[i] = batch.Record{OffsetDelta: int32(i), Key: r.Key, Value: r.Value}
+	}
+	ms := now.UnixMilli()
+	raw := batch.Build(batch.Header{
+		FirstTimestamp: ms,
+		MaxTimestamp:   ms,
+		ProducerID:     -1,
+		ProducerEpoch:  -1,
+		BaseSequence:   -1,
+	}, recs, batch.CodecNone)
+	_, err := s.part.Append(raw, func(err error) {
+		s.later(func(now time.Time) {
+			s.inflight--
+			s.process(now, s.coord.Persisted(now, id, err))
+			s.maybeCompact()
+		})
+	})
+	if err != nil {
+		s.log.Error("groups: persisting coordinator records", "records", len(recs), "err", err)
+		s.process(now, s.coord.Persisted(now, id, err))
+		return
+	}
+	s.inflight++
+	s.appended += len(recs)
+}
