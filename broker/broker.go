@@ -226,7 +226,7 @@ type BrokerSetting struct{ Name, Value string }
 
 // Settings lists this broker's static configs (DescribeConfigs on the broker resource).
 func (b *Broker) Settings() []BrokerSetting {
-	return []BrokerSetting{
+	settings := []BrokerSetting{
 		{"broker.id", fmt.Sprint(b.cfg.NodeID)},
 		{"auto.create.topics.enable", fmt.Sprint(b.cfg.AutoCreateTopics)},
 		{"num.partitions", fmt.Sprint(b.cfg.DefaultPartitions)},
@@ -237,6 +237,10 @@ func (b *Broker) Settings() []BrokerSetting {
 		{"ringtail.wal.io", b.engine.WALMode()},
 		{"advertised.listeners", fmt.Sprintf("PLAINTEXT://%s:%d", b.cfg.AdvertisedHost, b.cfg.AdvertisedPort)},
 	}
+	if b.cl != nil {
+		settings = append(settings, BrokerSetting{"ringtail.broker.epoch", fmt.Sprint(b.cl.epoch.Load())})
+	}
+	return settings
 }
 
 // offsetsPartitions is the partition count of __consumer_offsets (0 before it exists).

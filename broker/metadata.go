@@ -10,21 +10,27 @@ import (
 
 // BrokerInfo is one broker as Metadata and DescribeCluster list it.
 type BrokerInfo struct {
-	ID   int32
-	Host string
-	Port int32
-	Rack *string
+	ID     int32
+	Host   string
+	Port   int32
+	Rack   *string
+	Fenced bool
 }
 
 // Brokers lists the brokers clients may use: on a single node this node; in a cluster the
 // registered brokers that are not fenced (Kafka lists the live ones), by id.
-func (b *Broker) Brokers() []BrokerInfo {
+func (b *Broker) Brokers() []BrokerInfo { return b.brokers(false) }
+
+// AllBrokers lists every registered broker, fenced ones included (DescribeCluster v2 asked to).
+func (b *Broker) AllBrokers() []BrokerInfo { return b.brokers(true) }
+
+func (b *Broker) brokers(withFenced bool) []BrokerInfo {
 	if b.cl == nil {
 		return []BrokerInfo{{ID: b.cfg.NodeID, Host: b.cfg.AdvertisedHost, Port: b.cfg.AdvertisedPort}}
 	}
 	var out []BrokerInfo
 	for _, br := range b.meta.State().Brokers() {
-		if br.Fenced {
+		if br.Fenced && !withFenced {
 			continue
 		}
 		host, portStr, err := net.SplitHostPort(br.Listener)
@@ -32,7 +38,7 @@ func (b *Broker) Brokers() []BrokerInfo {
 			continue
 		}
 		port, _ := strconv.Atoi(portStr)
-		info := BrokerInfo{ID: br.ID, Host: host, Port: int32(port)}
+		info := BrokerInfo{ID: br.ID, Host: host, Port: int32(port), Fenced: br.Fenced}
 		if br.Rack != "" {
 			rack := br.Rack
 			info.Rack = &rack

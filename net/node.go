@@ -29,6 +29,7 @@ type Cluster interface {
 	ClusterID() string
 	ControllerID() int32
 	Brokers() []broker.BrokerInfo
+	AllBrokers() []broker.BrokerInfo
 	PartitionInfo(t broker.Topic, partition int32) broker.PartitionInfo
 	Settings() []broker.BrokerSetting
 	NextProducerID() (int64, error)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -114,29 +113,53 @@ func clusterStatus(ctx context.Context, cl *kgo.Client, out io.Writer) error {
 		fmt.Fprintf(out, "metadata quorum: leader %d, raft term %d, voters %v, non-voting %v\n", p.LeaderID, p.LeaderEpoch, voters, observers)
 	}
 
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nBROKER\tADDRESS\tRACK\tSTATE")
-	members := append(slices.Clone(voters), observers...)
-	for _, b := range md.Brokers {
-		members = append(members, b.NodeID)
+	dc := kmsg.NewPtrDescribeClusterRequest()
+	dc.Version, dc.IncludeFencedBrokers = 2, true
+	dresp, err := dc.RequestWith(ctx, cl)
+	if err != nil {
+		return err
 	}
-	slices.Sort(members)
-	members = slices.Compact(members)
-	for _, id := range members {
-		addr, rack, state := "-", "-", "fenced or down"
-		for _, b := range md.Brokers {
-			if b.NodeID != id {
-				continue
-			}
-			addr, state = net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))), "live"
-			if b.Rack != nil {
-				rack = *b.Rack
+	epochs := map[int32]string{}
+	var live []int32
+	for _, b := range dresp.Brokers {
+		if !b.IsFenced {
+			live = append(live, b.NodeID)
+		}
+	}
+	if cfgs, err := adm.DescribeBrokerConfigs(ctx, live...); err == nil { // each broker's own answer
+		for _, rc := range cfgs {
+			id, _ := strconv.Atoi(rc.Name)
+			for _, c := range rc.Configs {
+				if c.Key == "ringtail.broker.epoch" {
+					epochs[int32(id)] = c.MaybeValue()
+				}
 			}
 		}
-		if id == md.Controller {
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nBROKER\tADDRESS\tRACK\tBROKER EPOCH\tSTATE")
+	listed := map[int32]bool{}
+	for _, b := range dresp.Brokers {
+		listed[b.NodeID] = true
+		rack, state, epoch := "-", "live", "-"
+		if b.Rack != nil {
+			rack = *b.Rack
+		}
+		if b.IsFenced {
+			state = "fenced"
+		}
+		if e, ok := epochs[b.NodeID]; ok {
+			epoch = e
+		}
+		if b.NodeID == dresp.ControllerID {
 			state += ", controller"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", id, addr, rack, state)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", b.NodeID, net.JoinHostPort(b.Host, strconv.Itoa(int(b.Port))), rack, epoch, state)
+	}
+	for _, id := range append(voters, observers...) {
+		if !listed[id] {
+			fmt.Fprintf(tw, "%d\t-\t-\t-\tmetadata member, never registered\n", id)
+		}
 	}
 	tw.Flush()
 
@@ -157,8 +180,12 @@ func clusterStatus(ctx context.Context, cl *kgo.Client, out io.Writer) error {
 	}
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nPARTITION\tPROBLEM\tDETAIL")
-	for _, l := range troubled {
+	const most = 20
+	for _, l := range troubled[:min(most, len(troubled))] {
 		fmt.Fprintln(tw, l)
+	}
+	if len(troubled) > most {
+		fmt.Fprintf(tw, "… and %d more\n", len(troubled)-most)
 	}
 	return tw.Flush()
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -401,3 +402,52 @@ func TestClusterConsumerGroup(t *testing.T) {
 
 // OffsetsTopicName is the internal topic of committed offsets.
 const OffsetsTopicName = "__consumer_offsets"
+
+// TestClusterStatusAndAddNode: `ringtail cluster status` shows the brokers and the controller;
+// a fourth broker added with `ringtail cluster add-node --non-voting` and started with --join
+// becomes a live broker that serves the cluster's metadata; `remove-node` takes it out of the
+// metadata cluster again.
+func TestClusterStatusAndAddNode(t *testing.T) {
+	c := startCluster3(t)
+	out, err := exec.Command(brokerBin, "cluster", "status", "--brokers", c.Broker(1).Addr()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cluster status: %v\n%s", err, out)
+	}
+	for _, want := range []string{"voters [1 2 3]", "controller", "live"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("cluster status says nothing of %q:\n%s", want, out)
+		}
+	}
+
+	addrs, err := cluster.FreeAddrs("127.0.0.1", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raftAddr := addrs[1]
+	out, err = exec.Command(brokerBin, "cluster", "add-node", "--brokers", c.Broker(2).Addr(),
+		"--id", "4", "--raft-addr", raftAddr, "--non-voting").CombinedOutput()
+	if err != nil {
+		t.Fatalf("cluster add-node: %v\n%s", err, out)
+	}
+	fourth := cluster.StartBrokerT(t, cluster.BrokerConfig{ID: 4, Addr: addrs[0], Args: []string{
+		"--node-id", "4", "--raft-addr", raftAddr, "--peers", cluster.Peers(c.Brokers(), "raft"),
+		"--join", "--non-voting"}})
+	waitBrokers(t, c, c.Broker(1), []int32{1, 2, 3, 4})
+	topic := topicName(t, "")
+	createRF3(t, c, topic, 2)
+	waitCluster(t, "the fourth broker serving the new topic's metadata", func() error {
+		_, _, err := partitionsOf(t, fourth, topic)
+		return err
+	})
+	if err := fourth.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(brokerBin, "cluster", "remove-node", "--brokers", c.Broker(3).Addr(), "--id", "4").CombinedOutput()
+	if err != nil {
+		t.Fatalf("cluster remove-node: %v\n%s", err, out)
+	}
+	out, _ = exec.Command(brokerBin, "cluster", "status", "--brokers", c.Broker(1).Addr()).CombinedOutput()
+	if !strings.Contains(string(out), "non-voting []") {
+		t.Errorf("node 4 still a member after remove-node:\n%s", out)
+	}
+}
