@@ -40,8 +40,9 @@ type ClusterConfig struct {
 	// listener (ExtraAddr), e.g. "raft", "replication".
 	Ports []string
 	// DistinctHosts puts broker i on its own loopback address,
-	// 127.0.0.<10+i>, instead of all on 127.0.0.1: a cut between two
-	// brokers (iptables on addresses) then names them apart.
+	// 127.0.0.<10+i>, instead of all on 127.0.0.1, so that brokers can be
+	// told apart by address. A cut by address would still be one-sided (a
+	// broker's outgoing connections leave from 127.0.0.1): Network cuts.
 	DistinctHosts bool
 	// Network, when set, runs broker i in namespace i of that network (NewNetwork), on its
 	// address there and fixed ports (Network.Port), so that a test can cut brokers off one

@@ -20,8 +20,12 @@ package cluster
 //     segments on established ones die both ways. The test process's own address is not
 //     named, so it still talks to the cut broker over the address the broker advertises,
 //     and can watch the minority refuse. It needs only iproute2: no iptables (not installed
-//     everywhere; its rules would outlive a crashed test in the test's namespace) and no
-//     `tc netem` (not available). Rules live in the broker's namespace and die with it.
+//     everywhere, this machine included) and no `tc netem` (not available). The rules live in
+//     the broker's namespace and die with it.
+//   - The cut broker's own sends fail at once (a blackhole route answers EINVAL) while its
+//     peers' sends vanish: the majority, whose view decides fencing, sees the silence of a
+//     real partition. When the cut heals, connections the peers held open resume at their
+//     next TCP retransmission (seconds after a cut of seconds), as after a real partition.
 //
 // Cleanup: Close deletes every namespace (which takes the bridge, the veths and the rules
 // with it). A test binary killed before its cleanup leaves them behind, so NewNetwork first
