@@ -13,7 +13,7 @@ FUZZTIME ?= 10s
 # needs cgo (the race target sets it).
 NOCGO    := CGO_ENABLED=0
 
-.PHONY: all build run test unit race e2e fuzz soak powercut compat bench lint clean
+.PHONY: all build run test unit race e2e fuzz soak powercut cluster-failover compat bench lint clean
 
 all: build
 
@@ -60,6 +60,19 @@ soak: build
 POWERCUT_ROUNDS ?= 40
 powercut: build
 	E2E_POWERCUT_ROUNDS=$(POWERCUT_ROUNDS) RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(GO) test -count=1 -timeout 60m -run 'TestPowerCutKeepsAckedRecords' -v ./test/e2e/
+
+# cluster-failover: three brokers with default settings, kill -9 of the controller
+# FAILOVER_ROUNDS times; prints, per round and as medians, the time from the kill to a new
+# controller and to no partition led by the killed broker, and writes them to
+# bench/results/<date>-<commit>-failover.txt. A measurement: it asserts no timing.
+FAILOVER_ROUNDS ?= 10
+cluster-failover: build
+	@mkdir -p bench/results
+	@commit=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown); \
+	if [ -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$$commit-dirty"; fi; \
+	out=$(CURDIR)/bench/results/$$(date -u +%Y-%m-%d)-$$commit-failover.txt; \
+	E2E_FAILOVER_ROUNDS=$(FAILOVER_ROUNDS) E2E_FAILOVER_OUT=$$out E2E_FAILOVER_COMMIT=$$commit \
+	RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(NOCGO) $(GO) test -count=1 -timeout 30m -run '^TestClusterFailover$$' -v ./test/e2e/
 
 # compat: kcat (librdkafka), confluent-kafka-python and kafkajs against a real broker process:
 # produce/consume with every codec, admin APIs, consumer groups.

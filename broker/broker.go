@@ -219,7 +219,10 @@ func (b *Broker) ClusterID() string { return b.meta.ClusterID() }
 func (b *Broker) Storage() *engine.Engine { return b.engine }
 
 // NextProducerID hands out a producer id never handed out before (InitProducerId).
-func (b *Broker) NextProducerID() (int64, error) { return b.meta.NextProducerID() }
+func (b *Broker) NextProducerID() (int64, error) {
+	id, err := b.meta.NextProducerID()
+	return id, b.metadataError(err)
+}
 
 // BrokerSetting is one static broker config as DescribeConfigs reports it.
 type BrokerSetting struct{ Name, Value string }

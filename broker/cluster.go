@@ -527,6 +527,57 @@ func (b *Broker) proposeAll(cmds []meta.Command) {
 	}
 }
 
+// A client's metadata change (CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs, a
+// new producer-id block) is proposed through Raft by whichever broker took the request. A
+// broker cut off from the majority of the metadata quorum cannot commit it, and its client
+// must hear so promptly, in an error it knows how to act on:
+//
+//   - a broker that knows no controller (no Raft leader: it is in a minority, whose Raft
+//     stops believing in a leader after an election timeout, or an election is on) refuses
+//     at once with NOT_CONTROLLER and proposes nothing. Kafka clients (franz-go, the Java
+//     admin client) read it as "ask the controller": they refresh their metadata and retry
+//     where it names the controller, so a client that knows a broker of the majority carries
+//     on there, and one that knows only the minority gives up after its retries with this
+//     broker's message instead of a bare timeout;
+//   - a proposal that did not commit within the Store's bound (raftlog's ProposeTimeout,
+//     10 s, inside the 15 s CreateTopics timeout clients send) answers REQUEST_TIMED_OUT when
+//     it may still commit (raftlog.ErrOutcomeUnknown: an attempt went to a leader that then
+//     went silent, as when the cut comes just after the request), the answer Kafka gives for
+//     a change not done within the request's timeout, whose outcome the client must check;
+//     NOT_CONTROLLER when no leader ever took it.
+
+// checkController refuses a client's metadata change at once when this node knows no
+// controller (see above); nil on a single node.
+func (b *Broker) checkController() error {
+	if b.cl == nil {
+		return nil
+	}
+	if _, _, ok := b.cl.raft.LeaderID(); !ok {
+		return fmt.Errorf("%w: broker %d knows no controller: it cannot reach a majority of the metadata quorum, "+
+			"or an election is under way; nothing was changed", ErrNotController, b.cfg.NodeID)
+	}
+	return nil
+}
+
+// metadataError is the error a client sees for a metadata change that failed in the Raft log
+// (see above); other errors (the state's refusals) pass unchanged, as on a single node.
+func (b *Broker) metadataError(err error) error {
+	if b.cl == nil || err == nil {
+		return err
+	}
+	switch {
+	case errors.Is(err, raftlog.ErrOutcomeUnknown):
+		// The cause only as text: it may wrap a meta sentinel (a stale repeat) that would
+		// otherwise decide the error code.
+		return fmt.Errorf("%w: the metadata quorum did not commit the change in time, and it may still apply "+
+			"(broker %d cannot reach a majority, or the controller moved): %v", ErrRequestTimedOut, b.cfg.NodeID, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: no controller took the change in time (broker %d cannot reach a majority of the "+
+			"metadata quorum); nothing was changed: %v", ErrNotController, b.cfg.NodeID, err)
+	}
+	return err
+}
+
 // describeCommand is a log-friendly summary of a controller command.
 func describeCommand(cmd meta.Command) string {
 	switch c := cmd.(type) {

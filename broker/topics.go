@@ -93,6 +93,11 @@ func (b *Broker) createPlaced(name string, partitions int32, rf int16, assignmen
 	if partitions < 1 || partitions > MaxPartitions {
 		return Topic{}, fmt.Errorf("%w: %d (must be 1..%d)", ErrInvalidPartitions, partitions, MaxPartitions)
 	}
+	if !validateOnly {
+		if err := b.checkController(); err != nil {
+			return Topic{}, err
+		}
+	}
 	b.topicMu.Lock()
 	defer b.topicMu.Unlock()
 	replicas := assignment
@@ -110,7 +115,7 @@ func (b *Broker) createPlaced(name string, partitions int32, rf int16, assignmen
 	}
 	t, err := b.meta.CreateTopicPlaced(name, replicas, configs, validateOnly)
 	if err != nil || validateOnly {
-		return t, err
+		return t, b.metadataError(err)
 	}
 	b.reconcileLocked(b.meta.State())
 	b.log.Info("topic created", "topic", name, "partitions", partitions, "replicas", replicas, "configs", configs)
@@ -143,11 +148,14 @@ func (b *Broker) DeleteTopic(name string) (Topic, error) {
 	if IsInternal(name) {
 		return Topic{}, fmt.Errorf("%w: %s is internal and cannot be deleted", ErrInvalidTopic, name)
 	}
+	if err := b.checkController(); err != nil {
+		return Topic{}, err
+	}
 	b.topicMu.Lock()
 	defer b.topicMu.Unlock()
 	t, err := b.meta.DeleteTopic(name)
 	if err != nil {
-		return t, err
+		return t, b.metadataError(err)
 	}
 	if b.cl != nil {
 		b.reconcileLocked(b.meta.State())
@@ -190,6 +198,11 @@ func (b *Broker) TopicOrCreate(name string, allowAuto bool) (Topic, error) {
 // and then to its open partitions, under topicMu so a concurrent create or delete cannot
 // interleave. With validateOnly nothing changes.
 func (b *Broker) AlterTopicConfigs(name string, validateOnly bool, change func(overrides map[string]string) (map[string]string, error)) error {
+	if !validateOnly {
+		if err := b.checkController(); err != nil {
+			return err
+		}
+	}
 	b.topicMu.Lock()
 	defer b.topicMu.Unlock()
 	t, ok := b.meta.Topic(name)
@@ -202,7 +215,7 @@ func (b *Broker) AlterTopicConfigs(name string, validateOnly bool, change func(o
 	}
 	t, err = b.meta.SetTopicConfigs(name, next, validateOnly)
 	if err != nil || validateOnly {
-		return err
+		return b.metadataError(err)
 	}
 	cfg := partitionConfig(t)
 	for _, spec := range PartitionSpecs([]Topic{t}) {
@@ -239,6 +252,11 @@ func (b *Broker) CreatePartitions(name string, count int32, assignment [][]int32
 			len(assignment), count-old.Partitions)
 	}
 	if b.cl != nil {
+		if !validateOnly {
+			if err := b.checkController(); err != nil {
+				return err
+			}
+		}
 		return b.addPartitionsPlaced(old, count, assignment, validateOnly)
 	}
 	t, err := b.meta.SetPartitionCount(name, count, validateOnly)
@@ -303,7 +321,7 @@ func (b *Broker) addPartitionsPlaced(old Topic, count int32, assignment [][]int3
 		}
 	}
 	if _, err := b.meta.AddPartitionsPlaced(old.Name, replicas, validateOnly); err != nil || validateOnly {
-		return err
+		return b.metadataError(err)
 	}
 	b.reconcileLocked(b.meta.State())
 	return nil

@@ -27,7 +27,10 @@ func (h *Handlers) handleCreateTopics(c *Context, kreq kmsg.Request, respond fun
 		} else {
 			st.TopicID = t.ID
 			st.NumPartitions = t.Partitions
-			st.ReplicationFactor = 1
+			st.ReplicationFactor = 1 // a single node's topics
+			if len(t.Assignments) > 0 {
+				st.ReplicationFactor = int16(len(t.Assignments[0].Replicas))
+			}
 			for _, name := range sortedConfigNames() {
 				cfg := kmsg.NewCreateTopicsResponseTopicConfig()
 				cfg.Name = name

@@ -41,6 +41,10 @@ type BrokerConfig struct {
 	Env []string
 	// LogFile, when set, also receives the broker's output.
 	LogFile string
+	// Wrap, when set, is a command the broker runs under: Wrap[0] is started with the rest of
+	// Wrap, then the binary and its arguments (Network.Exec: `ip netns exec NAME`). The
+	// wrapper must exec the broker in place, so that signals reach the broker itself.
+	Wrap []string
 	// ExtraAddrs are further addresses reserved for the broker, by name
 	// ("raft", "replication"): a Cluster fills them from its Ports.
 	ExtraAddrs map[string]string
@@ -137,14 +141,20 @@ func (b *Broker) Name() string {
 // Broker does not wrap: signals, exit status, output since an offset.
 func (b *Broker) Process() *Process { return b.proc }
 
-func (b *Broker) command() []string {
-	return append([]string{"serve", "--listen", b.cfg.Addr, "--data-dir", b.cfg.DataDir}, b.args...)
+// command is the executable and its arguments: the broker's, under Wrap when set.
+func (b *Broker) command() (path string, args []string) {
+	args = append([]string{"serve", "--listen", b.cfg.Addr, "--data-dir", b.cfg.DataDir}, b.args...)
+	if len(b.cfg.Wrap) == 0 {
+		return b.cfg.Bin, args
+	}
+	return b.cfg.Wrap[0], append(append(append([]string(nil), b.cfg.Wrap[1:]...), b.cfg.Bin), args...)
 }
 
 // launch starts the process without waiting for it to answer.
 func (b *Broker) launch() error {
+	path, args := b.command()
 	if b.proc == nil {
-		p, err := StartProcess(ProcessConfig{Name: b.Name(), Path: b.cfg.Bin, Args: b.command(), Env: b.cfg.Env, LogFile: b.cfg.LogFile})
+		p, err := StartProcess(ProcessConfig{Name: b.Name(), Path: path, Args: args, Env: b.cfg.Env, LogFile: b.cfg.LogFile})
 		if err != nil {
 			return err
 		}
@@ -153,7 +163,7 @@ func (b *Broker) launch() error {
 	}
 	// The command line may have changed: an address picked again after a
 	// collision on the first start.
-	b.proc.setCommand(b.Name(), b.command())
+	b.proc.setCommand(b.Name(), args)
 	return b.proc.Restart()
 }
 

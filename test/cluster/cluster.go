@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,9 +40,15 @@ type ClusterConfig struct {
 	// listener (ExtraAddr), e.g. "raft", "replication".
 	Ports []string
 	// DistinctHosts puts broker i on its own loopback address,
-	// 127.0.0.<10+i>, instead of all on 127.0.0.1: a cut between two
-	// brokers (iptables on addresses) then names them apart.
+	// 127.0.0.<10+i>, instead of all on 127.0.0.1, so that brokers can be
+	// told apart by address. A cut by address would still be one-sided (a
+	// broker's outgoing connections leave from 127.0.0.1): Network cuts.
 	DistinctHosts bool
+	// Network, when set, runs broker i in namespace i of that network (NewNetwork), on its
+	// address there and fixed ports (Network.Port), so that a test can cut brokers off one
+	// another (Network.Cut, Isolate). It needs at least Brokers namespaces; not with
+	// DistinctHosts.
+	Network *Network
 	// Env is added to every broker's environment.
 	Env []string
 	// LogDir, when set, also receives each broker's output in
@@ -71,6 +79,9 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("cluster: ClusterConfig.Dir is required")
 	}
+	if nw := cfg.Network; nw != nil && (nw.Size() < cfg.Brokers || cfg.DistinctHosts) {
+		return nil, fmt.Errorf("cluster: %d brokers on a network of %d namespaces (DistinctHosts %v)", cfg.Brokers, nw.Size(), cfg.DistinctHosts)
+	}
 	c := &Cluster{cfg: cfg}
 	for id := 1; id <= cfg.Brokers; id++ {
 		bc := BrokerConfig{
@@ -84,6 +95,9 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 		}
 		if cfg.DistinctHosts {
 			bc.Host = fmt.Sprintf("127.0.0.%d", 10+id)
+		}
+		if cfg.Network != nil {
+			bc.Host, bc.Wrap = cfg.Network.Host(id), cfg.Network.Exec(id)
 		}
 		if cfg.LogDir != "" {
 			bc.LogFile = filepath.Join(cfg.LogDir, fmt.Sprintf("broker-%d.log", id))
@@ -105,7 +119,7 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 func (c *Cluster) assign() error {
 	names := append([]string{""}, c.cfg.Ports...)
 	for _, b := range c.brokers {
-		addrs, err := FreeAddrs(b.cfg.Host, len(names))
+		addrs, err := c.addrs(b.cfg.Host, len(names))
 		if err != nil {
 			return err
 		}
@@ -122,6 +136,19 @@ func (c *Cluster) assign() error {
 		}
 	}
 	return nil
+}
+
+// addrs picks n addresses on host: free ports, or on a Network its fixed ports (the host is
+// not an address of this process's namespace, and each namespace is one broker's own).
+func (c *Cluster) addrs(host string, n int) ([]string, error) {
+	if c.cfg.Network == nil {
+		return FreeAddrs(host, n)
+	}
+	out := make([]string, n)
+	for k := range out {
+		out[k] = net.JoinHostPort(host, strconv.Itoa(c.cfg.Network.Port(k)))
+	}
+	return out, nil
 }
 
 // StartCluster is NewCluster and Start.
@@ -186,6 +213,9 @@ func (c *Cluster) Start(ctx context.Context) error {
 		}
 	}
 }
+
+// Network is the network the brokers run in (ClusterConfig.Network), or nil.
+func (c *Cluster) Network() *Network { return c.cfg.Network }
 
 // Brokers are the brokers, in ID order (index i holds broker i+1).
 func (c *Cluster) Brokers() []*Broker { return append([]*Broker(nil), c.brokers...) }

@@ -28,7 +28,11 @@
 // print the end of the broker logs on failure and clean up when the test
 // ends. Every wait is a condition with a deadline, never a fixed sleep.
 //
-// Network cuts between brokers are not here yet (they need root: iptables
-// or network namespaces); DistinctHosts gives each broker its own loopback
-// address for them.
+// Network cuts (netns.go, root only): a Network puts each broker in its
+// own network namespace, on its own address behind a bridge that the test
+// process reaches too (ClusterConfig.Network), and cuts brokers off one
+// another in both directions (Cut, Isolate, Heal) while the test still
+// talks to every one of them. NewNetworkT skips a test where namespaces
+// cannot be made. DistinctHosts gives each broker its own loopback address,
+// which names brokers apart but cannot cut both directions (see netns.go).
 package cluster

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -112,4 +114,35 @@ func clientT(t TB, newClient func(...kgo.Opt) (*kgo.Client, error), opts []kgo.O
 	}
 	t.Cleanup(cl.Close)
 	return cl
+}
+
+// SkipTB is a TB that can also skip and report an error without stopping.
+type SkipTB interface {
+	TB
+	Skipf(format string, args ...any)
+	Errorf(format string, args ...any)
+}
+
+// NewNetworkT makes a Network of n namespaces for a test, and skips the test, saying why,
+// where this machine or user cannot (see ErrNoNetwork). The network is closed when the test
+// ends, after the cleanups registered later (a cluster started on it stops first).
+func NewNetworkT(t SkipTB, n int) *Network {
+	t.Helper()
+	// Another test process's network (make test in another checkout) may hold the lock for
+	// a while: a minute is plenty for one test to finish with it.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nw, err := NewNetwork(ctx, n)
+	if errors.Is(err, ErrNoNetwork) {
+		t.Skipf("network cuts need network namespaces: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() {
+		if err := nw.Close(); err != nil {
+			t.Errorf("closing the test network: %v", err)
+		}
+	})
+	return nw
 }

@@ -27,6 +27,13 @@ const clusterWait = 60 * time.Second
 // registered and unfenced.
 func startCluster3(t *testing.T) *cluster.Cluster {
 	t.Helper()
+	return startCluster3On(t, nil)
+}
+
+// startCluster3On is startCluster3 with the brokers in the namespaces of nw (nil: on
+// loopback).
+func startCluster3On(t *testing.T, nw *cluster.Network) *cluster.Cluster {
+	t.Helper()
 	bin, err := cluster.Binary()
 	if err != nil {
 		t.Fatal(err)
@@ -35,6 +42,7 @@ func startCluster3(t *testing.T) *cluster.Cluster {
 		Brokers: 3,
 		Dir:     t.TempDir(),
 		Bin:     bin,
+		Network: nw,
 		Ports:   []string{"raft", "replication"},
 		BrokerArgs: func(b *cluster.Broker, all []*cluster.Broker) []string {
 			return []string{"--node-id", strconv.Itoa(b.ID()), "--raft-addr", b.ExtraAddr("raft"),
