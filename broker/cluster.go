@@ -166,7 +166,7 @@ func (b *Broker) startCluster(ctx context.Context, rl *raftlog.Log) error {
 	}
 	c.hb = kclient.New("", "ringtail-broker-"+strconv.Itoa(int(b.cfg.NodeID)))
 	b.cl = c
-	b.reconcile(b.meta.State())
+	b.reconcile()
 	// The controller runs before this node is registered: after a cold restart every node's
 	// previous registration is still unfenced, and a new one is refused until the controller
 	// fences the old (a node that waited for its own registration first would wait forever).
@@ -224,8 +224,8 @@ func (b *Broker) register(ctx context.Context) error {
 func (b *Broker) followMetadata() {
 	defer b.cl.wg.Done()
 	for {
-		st, changed := b.meta.Watch()
-		b.reconcile(st)
+		_, changed := b.meta.Watch() // before reconciling, so no later state goes unseen
+		b.reconcile()
 		select {
 		case <-changed:
 		case <-b.cl.stop:
@@ -234,13 +234,15 @@ func (b *Broker) followMetadata() {
 	}
 }
 
-// reconcile opens the partition logs the metadata places on this node, gives them their
-// leader epochs and roles, and closes and removes the others. Until replication exists, a
-// leader's high watermark follows its own durable end.
-func (b *Broker) reconcile(st *meta.State) {
+// reconcile opens the partition logs the latest metadata places on this node, gives them
+// their leader epochs and roles, and closes and removes the others. Until replication exists,
+// a leader's high watermark follows its own durable end. The state is read under topicMu: a
+// state read before it could be older than one a topic change reconciled meanwhile, and
+// applying it would remove the partitions that change just created.
+func (b *Broker) reconcile() {
 	b.topicMu.Lock()
 	defer b.topicMu.Unlock()
-	b.reconcileLocked(st)
+	b.reconcileLocked(b.meta.State())
 }
 
 // reconcileLocked is reconcile with topicMu held. It may run more than once on one state.
