@@ -78,12 +78,13 @@ cluster-failover: build
 # at a time (kill -9 of a broker or of the controller, SIGTERM, SIGSTOP past the session, a
 # network cut when root, rarely a cold restart) while a client creates, grows, alters, deletes
 # and produces; the metadata is checked after every recovery. Not in `make test` (too long for
-# CI). The seed is printed; CLUSTER_SOAK_SEED=N replays a run's choices. On a failure the
-# brokers' logs are kept (the test says where).
+# CI). The seed is printed; CLUSTER_SOAK_SEED=N replays a run's choices. The brokers' logs are
+# kept on a failure (the test says where), or always in CLUSTER_SOAK_LOGS=DIR.
 CLUSTER_SOAK_SECONDS ?= 180
 CLUSTER_SOAK_SEED ?=
+CLUSTER_SOAK_LOGS ?=
 cluster-soak: build
-	E2E_CLUSTER_SOAK_SECONDS=$(CLUSTER_SOAK_SECONDS) E2E_CLUSTER_SOAK_SEED=$(CLUSTER_SOAK_SEED) \
+	E2E_CLUSTER_SOAK_SECONDS=$(CLUSTER_SOAK_SECONDS) E2E_CLUSTER_SOAK_SEED=$(CLUSTER_SOAK_SEED) E2E_CLUSTER_SOAK_LOGS=$(CLUSTER_SOAK_LOGS) \
 	RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(NOCGO) $(GO) test -count=1 -timeout $$(( $(CLUSTER_SOAK_SECONDS) + 900 ))s -run '^TestClusterSoak$$' -v ./test/e2e/
 
 # compat: kcat (librdkafka), confluent-kafka-python and kafkajs against a real broker process:

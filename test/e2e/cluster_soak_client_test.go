@@ -18,7 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,6 +141,22 @@ type clientStats struct {
 	grown, growRefused, growUnknown       int
 	altered, alterRefused, alterUnknown   int
 	recordsAcked, recordsFailed           int
+	errors                                map[string]int // "operation: error" → how many
+}
+
+// countErr counts an error op was answered with, by its Kafka error name when it has one.
+func (st *clientStats) countErr(op string, err error) {
+	what := err.Error()
+	var ke *kerr.Error
+	switch {
+	case errors.As(err, &ke):
+		what = ke.Message
+	case errors.Is(err, context.DeadlineExceeded):
+		what = "timed out"
+	case len(what) > 60:
+		what = what[:60] + "…"
+	}
+	st.errors[op+": "+what]++
 }
 
 // soakClient runs the client loop. Its model and stats are guarded by the soak's pause lock,
@@ -176,7 +194,7 @@ func (s *soak) startClient() *soakClient {
 		s.t.Fatal(err)
 	}
 	c := &soakClient{s: s, rng: rand.New(rand.NewPCG(s.seed, 2)), adm: kadm.NewClient(adm), prod: prod,
-		model: &soakModel{byName: map[string]*modelTopic{}}}
+		model: &soakModel{byName: map[string]*modelTopic{}}, stats: clientStats{errors: map[string]int{}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
 	c.wg.Add(1)
@@ -260,17 +278,19 @@ func (c *soakClient) create(ctx context.Context, t *modelTopic) {
 	if err == nil {
 		err = resp.Err
 	}
-	switch {
-	case err == nil || errors.Is(err, kerr.TopicAlreadyExists):
+	if err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
 		t.createAcked, t.createUnknown = true, false
 		t.partsAcked = max(t.partsAcked, parts)
 		c.stats.created++
-	case refusedBeforeProposing(err):
-		c.stats.createRefused++
-	default:
-		t.createUnknown = true
-		c.stats.createUnknown++
+		return
 	}
+	c.stats.countErr("CreateTopics", err)
+	if refusedBeforeProposing(err) {
+		c.stats.createRefused++
+		return
+	}
+	t.createUnknown = true
+	c.stats.createUnknown++
 }
 
 // delete deletes t; UNKNOWN_TOPIC_OR_PARTITION is no proof (an earlier try, or the client's
@@ -283,6 +303,7 @@ func (c *soakClient) delete(ctx context.Context, t *modelTopic) {
 		t.deleteAcked = true
 		c.stats.deleted++
 	} else {
+		c.stats.countErr("DeleteTopics", err)
 		c.stats.deleteUnknown++
 	}
 }
@@ -301,15 +322,17 @@ func (c *soakClient) grow(ctx context.Context, t *modelTopic) {
 	if err == nil {
 		_, err = resp.On(t.name, func(r *kadm.CreatePartitionsResponse) error { return r.Err })
 	}
-	switch {
-	case err == nil:
+	if err == nil {
 		t.partsAcked = max(t.partsAcked, want)
 		c.stats.grown++
-	case refusedBeforeProposing(err):
-		c.stats.growRefused++
-	default:
-		c.stats.growUnknown++
+		return
 	}
+	c.stats.countErr("CreatePartitions", err)
+	if refusedBeforeProposing(err) {
+		c.stats.growRefused++
+		return
+	}
+	c.stats.growUnknown++
 }
 
 // alter sets t's retention.ms to a value drawn at random.
@@ -324,16 +347,18 @@ func (c *soakClient) alter(ctx context.Context, t *modelTopic) {
 	if err == nil {
 		_, err = rs.On(t.name, func(r *kadm.AlterConfigsResponse) error { return r.Err })
 	}
-	switch {
-	case err == nil:
+	if err == nil {
 		t.retention = map[string]bool{v: true}
 		c.stats.altered++
-	case refusedBeforeProposing(err):
-		c.stats.alterRefused++
-	default:
-		t.retention[v] = true
-		c.stats.alterUnknown++
+		return
 	}
+	c.stats.countErr("IncrementalAlterConfigs", err)
+	if refusedBeforeProposing(err) {
+		c.stats.alterRefused++
+		return
+	}
+	t.retention[v] = true
+	c.stats.alterUnknown++
 }
 
 // produce writes 1–5 records to t with acks=all.
@@ -353,6 +378,7 @@ func (c *soakClient) produce(ctx context.Context, t *modelTopic) {
 		} else {
 			t.recordsRejected++
 			c.stats.recordsFailed++
+			c.stats.countErr("Produce", r.Err)
 		}
 	}
 }
@@ -372,11 +398,17 @@ func (c *soakClient) waitOps(n int, limit time.Duration) {
 func (c *soakClient) summary() []string {
 	st, m := c.stats, c.model
 	unknownTopics := m.count(func(t *modelTopic) bool { return !t.createAcked && !t.seen && t.createUnknown })
+	var errs []string
+	for what, n := range st.errors {
+		errs = append(errs, fmt.Sprintf("%s ×%d", what, n))
+	}
+	slices.Sort(errs)
 	return []string{
 		fmt.Sprintf("client: %d operations; topics named %d, created %d (refused %d, unknown outcome %d, %d of them never seen), deleted %d (unknown %d), %d live at the end",
 			st.ops, len(m.topics), st.created, st.createRefused, st.createUnknown, unknownTopics, st.deleted, st.deleteUnknown,
 			m.count((*modelTopic).live)),
 		fmt.Sprintf("client: CreatePartitions done %d (refused %d, unknown %d); retention.ms altered %d (refused %d, unknown %d); records acked %d, failed %d",
 			st.grown, st.growRefused, st.growUnknown, st.altered, st.alterRefused, st.alterUnknown, st.recordsAcked, st.recordsFailed),
+		"client: errors: " + strings.Join(errs, "; "),
 	}
 }

@@ -168,13 +168,20 @@ func (s *soak) run() {
 	}
 	t.Logf("nemesis: %s", strings.Join(names, ", "))
 
-	logDir, err := os.MkdirTemp("", "ringtail-cluster-soak-")
-	if err != nil {
+	// The brokers' logs go to files: to E2E_CLUSTER_SOAK_LOGS, kept, when set; otherwise to
+	// a temporary directory kept only when the run fails.
+	logDir, keep := os.Getenv("E2E_CLUSTER_SOAK_LOGS"), true
+	if logDir == "" {
+		keep = false
+		if logDir, err = os.MkdirTemp("", "ringtail-cluster-soak-"); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the brokers' logs are kept in %s", logDir)
+		if t.Failed() || keep {
+			t.Logf("the brokers' logs are in %s", logDir)
 			return
 		}
 		os.RemoveAll(logDir)
