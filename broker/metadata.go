@@ -83,3 +83,8 @@ func (b *Broker) PartitionInfo(t Topic, p int32) PartitionInfo {
 	return PartitionInfo{Leader: leader, LeaderEpoch: a.LeaderEpoch, Replicas: slices.Clone(a.Replicas),
 		ISR: slices.Clone(a.ISR), Offline: offline}
 }
+
+// MetadataState is the committed metadata this node follows, as last applied here: read-only
+// (a State is never changed once published), for diagnostics that need more than Metadata
+// carries, such as partition and broker epochs.
+func (b *Broker) MetadataState() *meta.State { return b.meta.State() }

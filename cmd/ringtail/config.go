@@ -140,7 +140,7 @@ var options = []option{
 		c.SegmentBytes = n
 		return nil
 	}},
-	{"debug-listen", "", "host:port for an HTTP endpoint with Go's pprof profiles under /debug/pprof/ (off when empty)", func(c *config, v string) error {
+	{"debug-listen", "", "host:port for an HTTP endpoint with Go's pprof profiles under /debug/pprof/ and the metadata this node follows as JSON under /debug/ringtail/metadata (off when empty)", func(c *config, v string) error {
 		if v != "" {
 			if _, _, err := net.SplitHostPort(v); err != nil {
 				return fmt.Errorf("debug-listen %q: %w", v, err)

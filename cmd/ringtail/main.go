@@ -194,8 +194,9 @@ func serve(cfg *config) error {
 	// The side endpoints listen before they are announced, so whoever reads the log line can
 	// connect at once.
 	if cfg.DebugListen != "" {
-		// http.DefaultServeMux carries only the pprof handlers; it is served on a separate,
-		// opt-in address so profiling never shares a port with Kafka clients.
+		// http.DefaultServeMux carries the pprof handlers and the metadata dump; it is served
+		// on a separate, opt-in address so diagnostics never share a port with Kafka clients.
+		http.Handle(debugMetadataPath, debugMetadataHandler(node.NodeID(), node.ControllerID, node.MetadataState))
 		if err := serveHTTP(log, "debug", cfg.DebugListen, http.DefaultServeMux); err != nil {
 			srv.Stop(context.Background())
 			node.Close()

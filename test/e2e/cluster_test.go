@@ -34,19 +34,47 @@ func startCluster3(t *testing.T) *cluster.Cluster {
 // loopback).
 func startCluster3On(t *testing.T, nw *cluster.Network) *cluster.Cluster {
 	t.Helper()
+	return startCluster3With(t, cluster3Opts{network: nw})
+}
+
+// cluster3Opts says how startCluster3With runs the three brokers; the zero value is
+// startCluster3's cluster.
+type cluster3Opts struct {
+	network *cluster.Network // brokers in its namespaces; nil: on loopback
+	// debug gives each broker --debug-listen on its ExtraAddr("debug"), where it serves the
+	// metadata it follows as JSON (/debug/ringtail/metadata): broker and partition epochs.
+	debug bool
+	// logDir, when set, also receives each broker's output as logDir/broker-<id>.log, for
+	// people to read after a long run.
+	logDir string
+}
+
+// startCluster3With starts three brokers with the cluster flags as o says and waits until all
+// three are registered and unfenced.
+func startCluster3With(t *testing.T, o cluster3Opts) *cluster.Cluster {
+	t.Helper()
 	bin, err := cluster.Binary()
 	if err != nil {
 		t.Fatal(err)
+	}
+	ports := []string{"raft", "replication"}
+	if o.debug {
+		ports = append(ports, "debug")
 	}
 	c := cluster.StartClusterT(t, cluster.ClusterConfig{
 		Brokers: 3,
 		Dir:     t.TempDir(),
 		Bin:     bin,
-		Network: nw,
-		Ports:   []string{"raft", "replication"},
+		Network: o.network,
+		LogDir:  o.logDir,
+		Ports:   ports,
 		BrokerArgs: func(b *cluster.Broker, all []*cluster.Broker) []string {
-			return []string{"--node-id", strconv.Itoa(b.ID()), "--raft-addr", b.ExtraAddr("raft"),
+			args := []string{"--node-id", strconv.Itoa(b.ID()), "--raft-addr", b.ExtraAddr("raft"),
 				"--replication-listen", b.ExtraAddr("replication"), "--peers", cluster.Peers(all, "raft")}
+			if o.debug {
+				args = append(args, "--debug-listen", b.ExtraAddr("debug"))
+			}
+			return args
 		},
 	})
 	waitBrokers(t, c, c.Broker(1), []int32{1, 2, 3})

@@ -138,20 +138,31 @@ func rawMetadata(t *testing.T, b *cluster.Broker, topic string) *kmsg.MetadataRe
 // metadataRaw sends one Metadata request for topic on rc: straight to that broker, no client
 // cache or retries between the broker's view and the measurement.
 func metadataRaw(rc *rawConn, topic string) (*kmsg.MetadataResponse, error) {
-	req := kmsg.NewPtrMetadataRequest()
-	req.Version = 7
-	rt := kmsg.NewMetadataRequestTopic()
-	rt.Topic = kmsg.StringPtr(topic)
-	req.Topics = append(req.Topics, rt)
-	resp, err := rc.roundTrip(req, 10*time.Second)
+	md, err := metadataRawTopics(rc, []string{topic})
 	if err != nil {
 		return nil, err
 	}
-	md := resp.(*kmsg.MetadataResponse)
 	if len(md.Topics) != 1 || md.Topics[0].ErrorCode != 0 {
 		return nil, fmt.Errorf("topic %s missing or in error: %+v", topic, md.Topics)
 	}
 	return md, nil
+}
+
+// metadataRawTopics sends one Metadata request (v7: leader epochs, offline replicas) for topics
+// (nil: every topic) on rc.
+func metadataRawTopics(rc *rawConn, topics []string) (*kmsg.MetadataResponse, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	req.Version = 7
+	for _, topic := range topics {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(topic)
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := rc.roundTrip(req, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return resp.(*kmsg.MetadataResponse), nil
 }
 
 func median(ds []time.Duration) time.Duration {
