@@ -26,9 +26,9 @@ import (
 // (meta/raftlog); the node registers itself with a fresh incarnation and gets a broker epoch;
 // it heartbeats to the controller, which is whichever node leads the Raft log; it follows the
 // committed metadata (no polling) and opens, closes and re-epochs its partition logs to match;
-// it serves a partition only where the metadata makes it the leader. Copying partition data
-// between replicas is not done yet (replication is the next issue): a leader's high
-// watermark is its own durable end.
+// it serves a partition only where the metadata makes it the leader, and copies the others
+// from their leaders (replication.go): a leader's high watermark is what its in-sync replicas
+// hold durably.
 
 // ClusterConfig makes a node a member of a cluster.
 type ClusterConfig struct {
@@ -52,6 +52,9 @@ type ClusterConfig struct {
 	// ShutdownTimeout bounds a controlled shutdown: moving this node's leaderships away
 	// before it stops; default 30 s.
 	ShutdownTimeout time.Duration
+	// ReplicaLagMax: a follower that has not caught up for this long leaves the ISR
+	// (replica.lag.time.max.ms); default 10 s.
+	ReplicaLagMax time.Duration
 }
 
 // ErrNotLeaderOrFollower: this node does not lead the partition (NOT_LEADER_OR_FOLLOWER).
@@ -166,6 +169,9 @@ func (b *Broker) startCluster(ctx context.Context, rl *raftlog.Log) error {
 	}
 	c.hb = kclient.New("", "ringtail-broker-"+strconv.Itoa(int(b.cfg.NodeID)))
 	b.cl = c
+	if err := b.startReplication(); err != nil {
+		return err
+	}
 	b.reconcile()
 	// The controller runs before this node is registered: after a cold restart every node's
 	// previous registration is still unfenced, and a new one is refused until the controller
@@ -176,10 +182,12 @@ func (b *Broker) startCluster(ctx context.Context, rl *raftlog.Log) error {
 	if err := b.register(ctx); err != nil {
 		close(c.stop)
 		c.wg.Wait()
+		b.closeReplication()
 		return err
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go b.runHeartbeats()
+	go b.runISR()
 	return nil
 }
 
@@ -235,8 +243,8 @@ func (b *Broker) followMetadata() {
 }
 
 // reconcile opens the partition logs the latest metadata places on this node, gives them
-// their leader epochs and roles, and closes and removes the others. Until replication exists,
-// a leader's high watermark follows its own durable end. The state is read under topicMu: a
+// their leader epochs and roles (leading, or copying from the leader), and closes and removes
+// the others. The state is read under topicMu: a
 // state read before it could be older than one a topic change reconciled meanwhile, and
 // applying it would remove the partitions that change just created.
 func (b *Broker) reconcile() {
@@ -276,8 +284,13 @@ func (b *Broker) reconcileLocked(st *meta.State) {
 			} else {
 				part.SetConfig(cfg)
 			}
-			part.SetLeaderEpoch(a.LeaderEpoch)
-			part.SetFollowDurableEnd(a.Leader == me)
+			part.SetFollowDurableEnd(false) // the leader's tracker moves the high watermark
+			if a.Leader == me {
+				b.lead(part, t, a)
+			} else {
+				part.SetLeaderEpoch(a.LeaderEpoch)
+				b.follow(part, st, t, a)
+			}
 		}
 	}
 	for _, part := range b.engine.Partitions() {
@@ -285,6 +298,7 @@ func (b *Broker) reconcileLocked(st *meta.State) {
 		if wanted[tp] {
 			continue
 		}
+		b.forget(part)
 		if err := b.engine.DeletePartition(tp); err != nil {
 			b.log.Error("cluster: removing a partition no longer placed on this node", "topic", tp.Topic, "partition", tp.Partition, "err", err)
 		}
@@ -634,6 +648,7 @@ func (b *Broker) closeCluster() {
 	b.controlledShutdown()
 	close(c.stop)
 	c.wg.Wait()
+	b.closeReplication()
 	c.hb.Close()
 }
 

@@ -56,6 +56,8 @@ var errorCodes = []struct {
 	{broker.ErrStaleBrokerEpoch, kerr.StaleBrokerEpoch},
 	{broker.ErrUnknownBroker, kerr.BrokerIDNotRegistered},
 	{broker.ErrCoordinatorNotAvailable, kerr.CoordinatorNotAvailable},
+	{broker.ErrNotEnoughReplicas, kerr.NotEnoughReplicas},
+	{broker.ErrNotEnoughReplicasAfterAppend, kerr.NotEnoughReplicasAfterAppend},
 }
 
 // errorMessage is the text sent beside an error code where the protocol has room for one.
