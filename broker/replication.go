@@ -27,7 +27,7 @@ var (
 
 // DefaultReplicaLagMax is Kafka's replica.lag.time.max.ms: a follower that has not caught up
 // for this long leaves the ISR.
-const DefaultReplicaLagMax = 10 * time.Second
+const DefaultReplicaLagMax = replication.DefaultLagMax
 
 // isrInterval is how often the leaders look for ISR changes to propose.
 const isrInterval = 250 * time.Millisecond
@@ -287,10 +287,22 @@ func (b *Broker) proposeISR(lp *ledPartition, isr []int32, partitionEpoch int32)
 	err := b.AlterISR(ctx, lp.tp, lp.topicID, lp.leaderEpoch, partitionEpoch, isr)
 	lp.mu.Lock()
 	lp.proposing = false
+	hw, moved := int64(0), false
 	if err != nil {
+		// A refused expansion leaves the maximal ISR smaller, which may let the high
+		// watermark move.
+		before := lp.tracker.HighWatermark()
 		lp.tracker.ProposalFailed(time.Now())
+		hw = lp.tracker.HighWatermark()
+		moved = hw != before
 	}
+	resigned := lp.resigned
 	lp.mu.Unlock()
+	if moved && !resigned {
+		if p := b.engine.Partition(lp.tp); p != nil && p.TopicID() == lp.topicID {
+			b.progressed(p, hw, true)
+		}
+	}
 	if err != nil {
 		b.log.Warn("cluster: the ISR change was not made", "topic", lp.tp.Topic, "partition", lp.tp.Partition, "isr", isr, "err", err)
 	}

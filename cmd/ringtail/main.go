@@ -145,6 +145,7 @@ func serve(cfg *config) error {
 			ReplicationAddr: cfg.ReplicationListen,
 			Rack:            cfg.Rack,
 			SessionTimeout:  cfg.SessionTimeout,
+			ReplicaLagMax:   cfg.ReplicaLagMax,
 			Join:            cfg.Join,
 			NonVoting:       cfg.NonVoting,
 		}
