@@ -101,7 +101,9 @@ type cluster struct {
 	incarnation [16]byte
 	epoch       atomic.Int64 // this broker's epoch; 0 until registered
 	routes      atomic.Pointer[routes]
-	hb          *kclient.Client
+	hb          *kclient.Client // heartbeats to the controller
+	isrClient   *kclient.Client // AlterPartition to the controller (isr.go)
+	isr         *isrSender
 
 	// ctrlMu guards ctrl, non-nil while this node leads the Raft log (is the controller).
 	ctrlMu sync.Mutex
@@ -168,6 +170,8 @@ func (b *Broker) startCluster(ctx context.Context, rl *raftlog.Log) error {
 		return err
 	}
 	c.hb = kclient.New("", "ringtail-broker-"+strconv.Itoa(int(b.cfg.NodeID)))
+	c.isrClient = kclient.New("", "ringtail-broker-"+strconv.Itoa(int(b.cfg.NodeID)))
+	c.isr = &isrSender{calls: make(chan *isrCall), stop: c.stop, send: b.sendISR}
 	b.cl = c
 	if err := b.startReplication(); err != nil {
 		return err
@@ -176,9 +180,10 @@ func (b *Broker) startCluster(ctx context.Context, rl *raftlog.Log) error {
 	// The controller runs before this node is registered: after a cold restart every node's
 	// previous registration is still unfenced, and a new one is refused until the controller
 	// fences the old (a node that waited for its own registration first would wait forever).
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go b.followMetadata()
 	go b.runController()
+	go b.runISRSender()
 	if err := b.register(ctx); err != nil {
 		close(c.stop)
 		c.wg.Wait()
@@ -427,21 +432,34 @@ func (b *Broker) runHeartbeats() {
 // hands it to this node's own controller.
 func (b *Broker) heartbeat(wantShutdown bool) (fenced, shouldShutdown bool, err error) {
 	c := b.cl
-	leader, _, ok := c.raft.LeaderID()
-	if !ok {
-		return true, false, fmt.Errorf("%w: no Raft leader known", ErrNotController)
+	self, addr, err := b.controllerListener()
+	if err != nil {
+		return true, false, err
 	}
-	if int32(leader) == b.cfg.NodeID {
+	if self {
 		return b.BrokerHeartbeat(b.cfg.NodeID, c.epoch.Load(), wantShutdown)
 	}
-	ctrl, ok := b.meta.State().Broker(int32(leader))
-	if !ok {
-		return true, false, fmt.Errorf("%w: the controller (node %d) is not registered yet", ErrNotController, leader)
-	}
-	c.hb.SetAddr(ctrl.Listener)
+	c.hb.SetAddr(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HeartbeatInterval)
 	defer cancel()
 	return sendHeartbeat(ctx, c.hb, b.cfg.NodeID, c.epoch.Load(), wantShutdown)
+}
+
+// controllerListener finds the controller: this node (self), or the Kafka listener of the node
+// leading the Raft log.
+func (b *Broker) controllerListener() (self bool, addr string, err error) {
+	leader, _, ok := b.cl.raft.LeaderID()
+	if !ok {
+		return false, "", fmt.Errorf("%w: no Raft leader known", ErrNotController)
+	}
+	if int32(leader) == b.cfg.NodeID {
+		return true, "", nil
+	}
+	ctrl, ok := b.meta.State().Broker(int32(leader))
+	if !ok {
+		return false, "", fmt.Errorf("%w: the controller (node %d) is not registered yet", ErrNotController, leader)
+	}
+	return false, ctrl.Listener, nil
 }
 
 // BrokerHeartbeat is the controller's side of a heartbeat from broker id at broker epoch
@@ -650,6 +668,7 @@ func (b *Broker) closeCluster() {
 	c.wg.Wait()
 	b.closeReplication()
 	c.hb.Close()
+	c.isrClient.Close()
 }
 
 // ControllerID is the node leading the metadata (-1 when none is known); on a single node,

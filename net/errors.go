@@ -54,6 +54,8 @@ var errorCodes = []struct {
 	{broker.ErrFencedLeaderEpoch, kerr.FencedLeaderEpoch},
 	{broker.ErrUnknownLeaderEpoch, kerr.UnknownLeaderEpoch},
 	{broker.ErrStaleBrokerEpoch, kerr.StaleBrokerEpoch},
+	{broker.ErrInvalidUpdateVersion, kerr.InvalidUpdateVersion},
+	{broker.ErrIneligibleReplica, kerr.IneligibleReplica},
 	{broker.ErrUnknownBroker, kerr.BrokerIDNotRegistered},
 	{broker.ErrCoordinatorNotAvailable, kerr.CoordinatorNotAvailable},
 	{broker.ErrNotEnoughReplicas, kerr.NotEnoughReplicas},
