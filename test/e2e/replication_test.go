@@ -37,8 +37,8 @@ func createReplicated(t *testing.T, c *cluster.Cluster, topic string, partitions
 	}
 }
 
-// waitISR waits until broker b reports every partition of topic with exactly the ISR isr.
-func waitISR(t *testing.T, b *cluster.Broker, topic string, isr []int32) time.Duration {
+// waitTopicISR waits until broker b reports every partition of topic with exactly the ISR isr.
+func waitTopicISR(t *testing.T, b *cluster.Broker, topic string, isr []int32) time.Duration {
 	t.Helper()
 	return waitCluster(t, fmt.Sprintf("every partition of %s with ISR %v", topic, isr), func() error {
 		ps, _, err := partitionsOf(t, b, topic)
@@ -156,7 +156,7 @@ func TestReplicationLeaderKill(t *testing.T) {
 	c := startCluster3(t)
 	topic := topicName(t, "")
 	createReplicated(t, c, topic, 3, 2)
-	waitISR(t, c.Broker(1), topic, []int32{1, 2, 3})
+	waitTopicISR(t, c.Broker(1), topic, []int32{1, 2, 3})
 
 	cl, err := c.Client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic))
 	if err != nil {
@@ -186,7 +186,7 @@ func TestReplicationLeaderKill(t *testing.T) {
 	if err := c.Broker(int(victim)).Restart(ctxTimeout(t, clusterWait)); err != nil {
 		t.Fatal(err)
 	}
-	took := waitISR(t, alive, topic, []int32{1, 2, 3})
+	took := waitTopicISR(t, alive, topic, []int32{1, 2, 3})
 	t.Logf("broker %d back in every ISR %v after its restart", victim, took.Round(time.Millisecond))
 	more := produceAcked(t, cl, topic, "rejoined", 100)
 	for v, at := range more {
@@ -202,7 +202,7 @@ func TestReplicationNotEnoughReplicas(t *testing.T) {
 	c := startCluster3(t)
 	topic := topicName(t, "")
 	createReplicated(t, c, topic, 1, 3)
-	waitISR(t, c.Broker(1), topic, []int32{1, 2, 3})
+	waitTopicISR(t, c.Broker(1), topic, []int32{1, 2, 3})
 	ps, _, err := partitionsOf(t, c.Broker(1), topic)
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +213,7 @@ func TestReplicationNotEnoughReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaderBroker := c.Broker(int(leader))
-	waitISR(t, leaderBroker, topic, without([]int32{1, 2, 3}, follower))
+	waitTopicISR(t, leaderBroker, topic, without([]int32{1, 2, 3}, follower))
 
 	rc := dialRaw(t, leaderBroker.Addr())
 	defer rc.Close()
@@ -233,7 +233,7 @@ func TestReplicationNotEnoughReplicas(t *testing.T) {
 	if err := c.Broker(int(follower)).Restart(ctxTimeout(t, clusterWait)); err != nil {
 		t.Fatal(err)
 	}
-	waitISR(t, leaderBroker, topic, []int32{1, 2, 3})
+	waitTopicISR(t, leaderBroker, topic, []int32{1, 2, 3})
 	code, _ = rawProduce(t, rc, 7, topic, 0, encodeBatch(batchSpec{values: [][]byte{[]byte("taken")}}))
 	if code != 0 {
 		t.Fatalf("acks=all with the full ISR back: error %d", code)
