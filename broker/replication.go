@@ -51,6 +51,7 @@ type ledPartition struct {
 	topicID     [16]byte
 	leaderEpoch int32
 	epochStart  int64 // the log end when this node took the leadership
+	replicas    int   // how many replicas the partition has
 
 	mu        sync.Mutex
 	tracker   *replication.Tracker
@@ -99,6 +100,29 @@ func (b *Broker) ReplicationStats() (sent, copied uint64) {
 		return 0, 0
 	}
 	return b.repl.server.Stats()
+}
+
+// UnderReplicated counts the partitions this node leads whose ISR is smaller than their
+// replica set.
+func (b *Broker) UnderReplicated() int {
+	if b.repl == nil {
+		return 0
+	}
+	b.repl.mu.Lock()
+	led := make([]*ledPartition, 0, len(b.repl.led))
+	for _, lp := range b.repl.led {
+		led = append(led, lp)
+	}
+	b.repl.mu.Unlock()
+	n := 0
+	for _, lp := range led {
+		lp.mu.Lock()
+		if !lp.resigned && len(lp.tracker.ISR()) < lp.replicas {
+			n++
+		}
+		lp.mu.Unlock()
+	}
+	return n
 }
 
 // onAppend streams a leader's fresh batches to its followers at once, before its own sync.
@@ -164,7 +188,7 @@ func (b *Broker) lead(p *engine.Partition, t meta.Topic, a meta.PartitionAssignm
 	if lp != nil {
 		lp.resign()
 	}
-	lp = &ledPartition{tp: tp, topicID: t.ID, leaderEpoch: a.LeaderEpoch, epochStart: p.LogEndOffset()}
+	lp = &ledPartition{tp: tp, topicID: t.ID, leaderEpoch: a.LeaderEpoch, epochStart: p.LogEndOffset(), replicas: len(a.Replicas)}
 	lp.tracker = replication.NewTracker(replication.Config{
 		Self: b.cfg.NodeID, Replicas: slices.Clone(a.Replicas), ISR: slices.Clone(a.ISR),
 		PartitionEpoch: a.PartitionEpoch, LeaderEpoch: a.LeaderEpoch, EpochStart: lp.epochStart,

@@ -177,6 +177,9 @@ func serve(cfg *config) error {
 	}
 	if m != nil {
 		m.RegisterWAL(node.Storage())
+		if cluster != nil {
+			m.RegisterReplication(node)
+		}
 	}
 
 	reg := kafkanet.NewRegistry()
