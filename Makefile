@@ -42,7 +42,7 @@ unit: build
 # build compiles pebble's zstd C code (about a minute on a cold cache), then its tests take
 # about 20 s.
 race:
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./engine/ ./wal/ ./vfs/... ./uring/ ./net/ ./group/ ./meta/... ./broker/
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./engine/ ./wal/ ./vfs/... ./uring/ ./net/ ./group/ ./meta/... ./broker/ ./replication/...
 
 e2e: build
 	RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(NOCGO) $(GO) test -count=1 -timeout 15m ./test/e2e/

@@ -60,7 +60,8 @@ type Broker struct {
 	engine *engine.Engine
 	groups atomic.Pointer[groupHost] // nil until __consumer_offsets exists (a new cluster)
 	purg   *Purgatory
-	cl     *cluster // nil on a single node
+	cl     *cluster  // nil on a single node
+	repl   *replicas // nil on a single node
 
 	shutdownOnce sync.Once
 
@@ -110,6 +111,7 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 		Logger:                 cfg.Logger,
 		OnWALCycle:             cfg.OnWALCycle,
 		OnDurable:              b.onDurable,
+		OnAppend:               b.onAppend,
 		RetentionCheckInterval: cfg.RetentionCheckInterval,
 	}, b.localSpecs(store.State()))
 	if err != nil {
@@ -162,8 +164,7 @@ func (b *Broker) localSpecs(st *meta.State) []engine.PartitionSpec {
 				TopicID:        t.ID,
 				Config:         cfg,
 				LeaderEpoch:    a.LeaderEpoch,
-				// No replication yet: a leader's high watermark is its own durable end.
-				FollowDurableEnd: a.Leader == me,
+				// The high watermark is the leader's replication tracker's to move.
 			})
 		}
 	}

@@ -26,9 +26,9 @@ import (
 // (meta/raftlog); the node registers itself with a fresh incarnation and gets a broker epoch;
 // it heartbeats to the controller, which is whichever node leads the Raft log; it follows the
 // committed metadata (no polling) and opens, closes and re-epochs its partition logs to match;
-// it serves a partition only where the metadata makes it the leader. Copying partition data
-// between replicas is not done yet (replication is the next issue): a leader's high
-// watermark is its own durable end.
+// it serves a partition only where the metadata makes it the leader, and copies the others
+// from their leaders (replication.go): a leader's high watermark is what its in-sync replicas
+// hold durably.
 
 // ClusterConfig makes a node a member of a cluster.
 type ClusterConfig struct {
@@ -52,6 +52,9 @@ type ClusterConfig struct {
 	// ShutdownTimeout bounds a controlled shutdown: moving this node's leaderships away
 	// before it stops; default 30 s.
 	ShutdownTimeout time.Duration
+	// ReplicaLagMax: a follower that has not caught up for this long leaves the ISR
+	// (replica.lag.time.max.ms); default 10 s.
+	ReplicaLagMax time.Duration
 }
 
 // ErrNotLeaderOrFollower: this node does not lead the partition (NOT_LEADER_OR_FOLLOWER).
@@ -98,7 +101,9 @@ type cluster struct {
 	incarnation [16]byte
 	epoch       atomic.Int64 // this broker's epoch; 0 until registered
 	routes      atomic.Pointer[routes]
-	hb          *kclient.Client
+	hb          *kclient.Client // heartbeats to the controller
+	isrClient   *kclient.Client // AlterPartition to the controller (isr.go)
+	isr         *isrSender
 
 	// ctrlMu guards ctrl, non-nil while this node leads the Raft log (is the controller).
 	ctrlMu sync.Mutex
@@ -165,21 +170,29 @@ func (b *Broker) startCluster(ctx context.Context, rl *raftlog.Log) error {
 		return err
 	}
 	c.hb = kclient.New("", "ringtail-broker-"+strconv.Itoa(int(b.cfg.NodeID)))
+	c.isrClient = kclient.New("", "ringtail-broker-"+strconv.Itoa(int(b.cfg.NodeID)))
+	c.isr = &isrSender{calls: make(chan *isrCall), stop: c.stop, send: b.sendISR}
 	b.cl = c
+	if err := b.startReplication(); err != nil {
+		return err
+	}
 	b.reconcile()
 	// The controller runs before this node is registered: after a cold restart every node's
 	// previous registration is still unfenced, and a new one is refused until the controller
 	// fences the old (a node that waited for its own registration first would wait forever).
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go b.followMetadata()
 	go b.runController()
+	go b.runISRSender()
 	if err := b.register(ctx); err != nil {
 		close(c.stop)
 		c.wg.Wait()
+		b.closeReplication()
 		return err
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go b.runHeartbeats()
+	go b.runISR()
 	return nil
 }
 
@@ -235,8 +248,8 @@ func (b *Broker) followMetadata() {
 }
 
 // reconcile opens the partition logs the latest metadata places on this node, gives them
-// their leader epochs and roles, and closes and removes the others. Until replication exists,
-// a leader's high watermark follows its own durable end. The state is read under topicMu: a
+// their leader epochs and roles (leading, or copying from the leader), and closes and removes
+// the others. The state is read under topicMu: a
 // state read before it could be older than one a topic change reconciled meanwhile, and
 // applying it would remove the partitions that change just created.
 func (b *Broker) reconcile() {
@@ -276,8 +289,13 @@ func (b *Broker) reconcileLocked(st *meta.State) {
 			} else {
 				part.SetConfig(cfg)
 			}
-			part.SetLeaderEpoch(a.LeaderEpoch)
-			part.SetFollowDurableEnd(a.Leader == me)
+			part.SetFollowDurableEnd(false) // the leader's tracker moves the high watermark
+			if a.Leader == me {
+				b.lead(part, t, a)
+			} else {
+				part.SetLeaderEpoch(a.LeaderEpoch)
+				b.follow(part, st, t, a)
+			}
 		}
 	}
 	for _, part := range b.engine.Partitions() {
@@ -285,6 +303,7 @@ func (b *Broker) reconcileLocked(st *meta.State) {
 		if wanted[tp] {
 			continue
 		}
+		b.forget(part)
 		if err := b.engine.DeletePartition(tp); err != nil {
 			b.log.Error("cluster: removing a partition no longer placed on this node", "topic", tp.Topic, "partition", tp.Partition, "err", err)
 		}
@@ -413,21 +432,34 @@ func (b *Broker) runHeartbeats() {
 // hands it to this node's own controller.
 func (b *Broker) heartbeat(wantShutdown bool) (fenced, shouldShutdown bool, err error) {
 	c := b.cl
-	leader, _, ok := c.raft.LeaderID()
-	if !ok {
-		return true, false, fmt.Errorf("%w: no Raft leader known", ErrNotController)
+	self, addr, err := b.controllerListener()
+	if err != nil {
+		return true, false, err
 	}
-	if int32(leader) == b.cfg.NodeID {
+	if self {
 		return b.BrokerHeartbeat(b.cfg.NodeID, c.epoch.Load(), wantShutdown)
 	}
-	ctrl, ok := b.meta.State().Broker(int32(leader))
-	if !ok {
-		return true, false, fmt.Errorf("%w: the controller (node %d) is not registered yet", ErrNotController, leader)
-	}
-	c.hb.SetAddr(ctrl.Listener)
+	c.hb.SetAddr(addr)
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HeartbeatInterval)
 	defer cancel()
 	return sendHeartbeat(ctx, c.hb, b.cfg.NodeID, c.epoch.Load(), wantShutdown)
+}
+
+// controllerListener finds the controller: this node (self), or the Kafka listener of the node
+// leading the Raft log.
+func (b *Broker) controllerListener() (self bool, addr string, err error) {
+	leader, _, ok := b.cl.raft.LeaderID()
+	if !ok {
+		return false, "", fmt.Errorf("%w: no Raft leader known", ErrNotController)
+	}
+	if int32(leader) == b.cfg.NodeID {
+		return true, "", nil
+	}
+	ctrl, ok := b.meta.State().Broker(int32(leader))
+	if !ok {
+		return false, "", fmt.Errorf("%w: the controller (node %d) is not registered yet", ErrNotController, leader)
+	}
+	return false, ctrl.Listener, nil
 }
 
 // BrokerHeartbeat is the controller's side of a heartbeat from broker id at broker epoch
@@ -634,7 +666,9 @@ func (b *Broker) closeCluster() {
 	b.controlledShutdown()
 	close(c.stop)
 	c.wg.Wait()
+	b.closeReplication()
 	c.hb.Close()
+	c.isrClient.Close()
 }
 
 // ControllerID is the node leading the metadata (-1 when none is known); on a single node,

@@ -32,7 +32,9 @@ var (
 	ErrInvalidRF         = meta.ErrInvalidRF
 	ErrUnknownBroker     = meta.ErrUnknownBroker
 
-	ErrStaleBrokerEpoch = controller.ErrStaleBrokerEpoch
+	ErrStaleBrokerEpoch     = controller.ErrStaleBrokerEpoch
+	ErrInvalidUpdateVersion = controller.ErrInvalidUpdateVersion // INVALID_UPDATE_VERSION
+	ErrIneligibleReplica    = controller.ErrIneligibleReplica    // INELIGIBLE_REPLICA
 )
 
 // Errors of the node's own checks of a request.

@@ -58,6 +58,24 @@ func (b *Broker) Produce(topic string, partition int32, records []byte, acks int
 	// callback may run before Append returns the end offset, so whichever of the two comes
 	// second moves on.
 	w := &produceWait{b: b, part: part, timeout: timeout, done: done, end: -1}
+	if b.repl != nil {
+		// In a cluster the high watermark is the in-sync replicas' to move: refuse up front
+		// what too few of them would hold, and answer NOT_LEADER_OR_FOLLOWER when the
+		// leadership moves on before the batches are committed.
+		lp := b.repl.ledBy(part)
+		if lp == nil {
+			rt, _ := b.cl.route(tp)
+			return AppendResult{}, &NotLeaderError{Topic: topic, Partition: partition, Leader: rt.leader, LeaderEpoch: rt.epoch}
+		}
+		if resigned, enough := lp.state(); resigned || !enough {
+			if resigned {
+				rt, _ := b.cl.route(tp)
+				return AppendResult{}, &NotLeaderError{Topic: topic, Partition: partition, Leader: rt.leader, LeaderEpoch: rt.epoch}
+			}
+			return AppendResult{}, fmt.Errorf("%w: %s-%d", ErrNotEnoughReplicas, topic, partition)
+		}
+		w.led = lp
+	}
 	res, err := part.Append(records, w.durable)
 	if err == nil {
 		w.appended(res.EndOffset)
@@ -71,6 +89,10 @@ type produceWait struct {
 	part    *engine.Partition
 	timeout time.Duration
 	done    func(error)
+
+	// led is the leadership the batches were appended under (nil on one node): once it
+	// resigns, or its ISR falls below min.insync.replicas, the wait ends with an error.
+	led *ledPartition
 
 	mu            sync.Mutex
 	end           int64 // offset after the batches; -1 until Append returned
@@ -112,28 +134,57 @@ func (w *produceWait) awaitHighWatermark() {
 		return
 	}
 	w.b.purg.Park(NewDelayed([]TopicPartition{part.TopicPartition()}, w.timeout, true,
-		func() bool { return part.HighWatermark() >= end },
+		func() bool { return part.HighWatermark() >= end || w.stuck() != nil },
 		func(timedOut bool) {
-			if timedOut && part.HighWatermark() < end {
-				tp := part.TopicPartition()
-				w.done(fmt.Errorf("%w: the high watermark of %s-%d did not reach %d within %v", ErrRequestTimedOut,
-					tp.Topic, tp.Partition, end, w.timeout))
+			if part.HighWatermark() >= end {
+				w.done(nil)
 				return
 			}
-			w.done(nil)
+			if err := w.stuck(); err != nil {
+				w.done(err)
+				return
+			}
+			tp := part.TopicPartition()
+			w.done(fmt.Errorf("%w: the high watermark of %s-%d did not reach %d within %v", ErrRequestTimedOut,
+				tp.Topic, tp.Partition, end, w.timeout))
 		}))
+}
+
+// stuck says why the high watermark will not reach the batches under the leadership they
+// were appended in, or nil while it may: the leadership moved on (another leader may keep
+// them or cut them; the producer retries), or the ISR fell below min.insync.replicas.
+func (w *produceWait) stuck() error {
+	if w.led == nil {
+		return nil
+	}
+	resigned, enough := w.led.state()
+	tp := w.part.TopicPartition()
+	switch {
+	case resigned:
+		return fmt.Errorf("%w: %s-%d changed leaders before the batches were committed", ErrNotLeaderOrFollower, tp.Topic, tp.Partition)
+	case !enough:
+		return fmt.Errorf("%w: %s-%d", ErrNotEnoughReplicasAfterAppend, tp.Topic, tp.Partition)
+	}
+	return nil
 }
 
 // onDurable runs each time a partition's durable end advances (outside its locks, before the
 // callbacks of the appends it covers). On one node the engine has already moved the high
 // watermark with it (PartitionSpec.FollowDurableEnd): the requests waiting for it can go.
 func (b *Broker) onDurable(p *engine.Partition, durableEnd int64) {
+	if b.repl != nil {
+		b.leaderDurable(p, durableEnd) // in a cluster the tracker moves the high watermark
+		return
+	}
 	b.purg.Notify(p.TopicPartition())
 }
 
 // Partition is what the Kafka APIs may do with one open partition besides appending: read
 // below the high watermark, look offsets up, and move the log start.
-type Partition struct{ p *engine.Partition }
+type Partition struct {
+	p   *engine.Partition
+	led *ledPartition // in a cluster, this node's leadership of it
+}
 
 // Partition returns the partition topic/partition where this node leads it. currentLeaderEpoch
 // (-1: not given) is the leader epoch the request was built for: an older one is
@@ -148,7 +199,22 @@ func (b *Broker) Partition(topic string, partition int32, currentLeaderEpoch int
 	if p == nil {
 		return Partition{}, fmt.Errorf("%w: %s-%d", ErrUnknownTopic, topic, partition)
 	}
-	return Partition{p}, nil
+	v := Partition{p: p}
+	if b.repl != nil {
+		if v.led = b.repl.ledBy(p); v.led == nil {
+			rt, _ := b.cl.route(tp)
+			return Partition{}, &NotLeaderError{Topic: topic, Partition: partition, Leader: rt.leader, LeaderEpoch: rt.epoch}
+		}
+	}
+	return v, nil
+}
+
+// HighWatermarkCurrent says whether the high watermark has reached the start of this
+// leader's epoch: a new leader's high watermark may lag what its predecessor had committed
+// until its followers have told it where they stand, and until then it answers offset
+// lookups with OFFSET_NOT_AVAILABLE (Kafka's rule) rather than an offset that goes back.
+func (v Partition) HighWatermarkCurrent() bool {
+	return v.led == nil || v.p.HighWatermark() >= v.led.epochStart
 }
 
 // Read returns whole record batches below the high watermark from the batch holding offset, up

@@ -72,6 +72,10 @@ type Config struct {
 	// node the broker passes func(p, end) { p.SetHighWatermark(end) }; nil
 	// leaves the high watermark where it is.
 	OnDurable func(p *Partition, durableEnd int64)
+	// OnAppend is called after a leader Append wrote new batches (not for a duplicate), on the
+	// appender's goroutine and outside the partition's locks, before the write is durable: a
+	// leader streams fresh batches to its followers from here. It must not block.
+	OnAppend func(p *Partition)
 }
 
 // TopicPartition names one partition.
@@ -146,6 +150,9 @@ type ReadResult struct {
 //	AppendReplicated(records []byte, done func(error)) (AppendResult, error)
 //	                              follower append: batches with offsets and epochs set, starting at the log end;
 //	                              CRC checked; durable and done as for Append
+//	ReplicaSpan(offset int64, maxBytes int, prev *Span) (Span, error)
+//	                              the written batches from offset on (above the high watermark too), in one segment
+//	                              file, for a leader's replication stream; LastLogEpoch() int32: the last batch's epoch
 //	TruncateTo(offset int64) error
 //	                              cut the log back to offset (at least the log start), durably recorded in the WAL
 //	                              before it returns; lowers the high watermark if it was above

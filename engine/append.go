@@ -98,6 +98,9 @@ func (p *Partition) Append(records []byte, done func(error)) (AppendResult, erro
 	res, werr := p.appendLeaderLocked(raw, hs, logAppendTime, cfg.SegmentMs, done)
 	p.mu.Unlock()
 	p.runCompletions()
+	if werr == nil && !res.Duplicate && p.eng.cfg.OnAppend != nil {
+		p.eng.cfg.OnAppend(p)
+	}
 	return res, werr
 }
 

@@ -89,8 +89,12 @@ func TestHighWatermarkSetFromOutside(t *testing.T) {
 	if len(bs) != 3 || rr.HighWatermark != 6 {
 		t.Fatalf("%d batches below hw 6 (%d)", len(bs), rr.HighWatermark)
 	}
-	if _, err := p.Read(7, 100, true); !errors.Is(err, ErrOffsetOutOfRange) {
-		t.Fatalf("read above the high watermark: %v", err)
+	// Above the high watermark but within the log: nothing yet, no error (a consumer waits).
+	if rr, err := p.Read(7, 100, true); err != nil || len(rr.Records) != 0 {
+		t.Fatalf("read above the high watermark: %d bytes, %v", len(rr.Records), err)
+	}
+	if _, err := p.Read(11, 100, true); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("read past the log end: %v", err)
 	}
 	if off, ts := p.MaxTimestamp(); off != 5 || ts != 21 {
 		t.Fatalf("max timestamp below hw 6: offset %d ts %d", off, ts)

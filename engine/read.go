@@ -45,9 +45,11 @@ func readErr(err error) error {
 // Read returns whole record batches, as stored, starting with the batch that
 // contains offset and never reaching past the high watermark, at most
 // maxBytes in total except that with minOneBatch the first batch is returned
-// whole even when larger. offset == high watermark gives no records and no
-// error; an offset below the log start or above the high watermark gives
-// ErrOffsetOutOfRange.
+// whole even when larger. An offset from the high watermark to the log end
+// gives no records and no error (as Kafka answers a consumer: a new leader's
+// high watermark may lag offsets its predecessor had committed, and a consumer
+// there must wait, not reset); an offset below the log start or past the log
+// end gives ErrOffsetOutOfRange.
 func (p *Partition) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResult, error) {
 	p.mu.Lock()
 	if p.closed {
@@ -56,11 +58,11 @@ func (p *Partition) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResu
 	}
 	hw := p.hw.Load()
 	res := ReadResult{HighWatermark: hw, LogStartOffset: p.logStart}
-	if offset < p.logStart || offset > hw {
+	if offset < p.logStart || offset > max(hw, p.logEnd) {
 		p.mu.Unlock()
-		return res, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, p.logStart, hw)
+		return res, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, p.logStart, max(hw, p.logEnd))
 	}
-	if offset == hw {
+	if offset >= hw {
 		p.mu.Unlock()
 		return res, nil
 	}

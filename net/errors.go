@@ -54,8 +54,12 @@ var errorCodes = []struct {
 	{broker.ErrFencedLeaderEpoch, kerr.FencedLeaderEpoch},
 	{broker.ErrUnknownLeaderEpoch, kerr.UnknownLeaderEpoch},
 	{broker.ErrStaleBrokerEpoch, kerr.StaleBrokerEpoch},
+	{broker.ErrInvalidUpdateVersion, kerr.InvalidUpdateVersion},
+	{broker.ErrIneligibleReplica, kerr.IneligibleReplica},
 	{broker.ErrUnknownBroker, kerr.BrokerIDNotRegistered},
 	{broker.ErrCoordinatorNotAvailable, kerr.CoordinatorNotAvailable},
+	{broker.ErrNotEnoughReplicas, kerr.NotEnoughReplicas},
+	{broker.ErrNotEnoughReplicasAfterAppend, kerr.NotEnoughReplicasAfterAppend},
 }
 
 // errorMessage is the text sent beside an error code where the protocol has room for one.

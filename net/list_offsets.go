@@ -35,6 +35,10 @@ func (h *Handlers) handleListOffsets(c *Context, kreq kmsg.Request, respond func
 			case !ok:
 				sp.ErrorCode = errorCode(err)
 				c.Log.Info("list offsets: partition not served here", "topic", rt.Topic, "partition", rp.Partition, "err", err)
+			case rp.Timestamp != listEarliest && !part.HighWatermarkCurrent():
+				sp.ErrorCode = kerr.OffsetNotAvailable.Code
+				ok = false
+				c.Log.Info("list offsets: a new leader's high watermark has not reached its epoch start yet", "topic", rt.Topic, "partition", rp.Partition)
 			case rp.Timestamp == listLatest:
 				sp.Offset = part.HighWatermark()
 			case rp.Timestamp == listEarliest:

@@ -34,6 +34,7 @@ type Cluster interface {
 	Settings() []broker.BrokerSetting
 	NextProducerID() (int64, error)
 	BrokerHeartbeat(id int32, epoch int64, wantShutdown bool) (fenced, shouldShutdown bool, err error)
+	AlterPartition(ctx context.Context, id int32, epoch int64, reqs []broker.ISRRequest) ([]broker.ISRResult, error)
 	Quorum(ctx context.Context) (broker.Quorum, error)
 	AddMember(ctx context.Context, id int32, raftAddr string, voter bool) error
 	RemoveMember(ctx context.Context, id int32) error

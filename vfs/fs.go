@@ -32,6 +32,13 @@ type WriteBehind interface {
 	StartWriteback(off, n int64) error
 }
 
+// Descriptor is implemented by files backed by an OS file descriptor (OSFS): Control runs fn
+// with it, for system calls the File interface does not offer (sendfile(2) from a segment to
+// a socket). It fails with an error matching os.ErrClosed once the file is closed.
+type Descriptor interface {
+	Control(fn func(fd uintptr)) error
+}
+
 // FS is the file system the engine runs on.
 //
 // SyncDir makes the directory's entries (files created, removed or renamed

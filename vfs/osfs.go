@@ -83,6 +83,9 @@ func (o *osFile) control(op string, fn func(fd uintptr)) error {
 
 func (o *osFile) Name() string { return o.f.Name() }
 
+// Control implements Descriptor.
+func (o *osFile) Control(fn func(fd uintptr)) error { return o.control("control", fn) }
+
 func (o *osFile) WriteAt(p []byte, off int64) (int, error) {
 	written := 0
 	var werr error

@@ -40,6 +40,7 @@ type config struct {
 	ReplicationListen string
 	Rack              string
 	SessionTimeout    time.Duration
+	ReplicaLagMax     time.Duration
 	Join, NonVoting   bool
 }
 
@@ -238,6 +239,14 @@ var options = []option{
 			return fmt.Errorf("session-timeout %q: must be a duration of at least 1s", v)
 		}
 		c.SessionTimeout = d
+		return nil
+	}},
+	{"replica-lag-time-max", "10s", "a follower that has not caught up with its leader for this long leaves the ISR (Kafka's replica.lag.time.max.ms)", func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 100*time.Millisecond {
+			return fmt.Errorf("replica-lag-time-max %q: must be a duration of at least 100ms", v)
+		}
+		c.ReplicaLagMax = d
 		return nil
 	}},
 	{"log-level", "info", "debug, info, warn or error", func(c *config, v string) error {

@@ -145,6 +145,7 @@ func serve(cfg *config) error {
 			ReplicationAddr: cfg.ReplicationListen,
 			Rack:            cfg.Rack,
 			SessionTimeout:  cfg.SessionTimeout,
+			ReplicaLagMax:   cfg.ReplicaLagMax,
 			Join:            cfg.Join,
 			NonVoting:       cfg.NonVoting,
 		}
@@ -176,6 +177,9 @@ func serve(cfg *config) error {
 	}
 	if m != nil {
 		m.RegisterWAL(node.Storage())
+		if cluster != nil {
+			m.RegisterReplication(node)
+		}
 	}
 
 	reg := kafkanet.NewRegistry()

@@ -1,7 +1,8 @@
 // Package kclient sends Kafka requests from one Ringtail broker to another over the other's
 // Kafka listener, one at a time on one connection: the broker's heartbeats and controlled
-// shutdown to the controller. Clients use franz-go; a broker needs only this, so the broker
-// binary carries kmsg and no client library.
+// shutdown, and its partition leaders' ISR changes (AlterPartition), to the controller. Clients
+// use franz-go; a broker needs only this, so the broker binary carries kmsg and no client
+// library.
 package kclient
 
 import (
@@ -75,6 +76,9 @@ func (c *Client) Request(ctx context.Context, req kmsg.Request) (kmsg.Response, 
 	resp, err := c.requestLocked(ctx, req)
 	if err != nil {
 		c.closeLocked()
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
 		return nil, fmt.Errorf("kclient: %s to %s: %w", kmsg.NameForKey(req.Key()), c.addr, err)
 	}
 	return resp, nil
@@ -96,6 +100,10 @@ func (c *Client) requestLocked(ctx context.Context, req kmsg.Request) (kmsg.Resp
 	if err := c.conn.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
+	// ctx ending early (its caller gave up, or cancelled it) ends the exchange too: the
+	// connection is then closed by Request.
+	conn := c.conn
+	defer context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })()
 	c.corr++
 	corr := c.corr
 	// Request header v1 (v2 with a tag section for flexible requests), then the body.

@@ -142,3 +142,25 @@ func (m *Metrics) RegisterWAL(src WALSource) {
 		Help: "WAL records made durable.",
 	}, func() float64 { _, r := src.WALStats(); return float64(r) }))
 }
+
+// ReplicationSource is what the replication metrics read at scrape time (a cluster node).
+type ReplicationSource interface {
+	ReplicationStats() (sent, copied uint64)
+	UnderReplicated() int
+}
+
+// RegisterReplication adds the scrape-time replication metrics of a cluster node.
+func (m *Metrics) RegisterReplication(src ReplicationSource) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ringtail_replication_sent_bytes_total",
+		Help: "Record-batch bytes this node sent to its followers.",
+	}, func() float64 { s, _ := src.ReplicationStats(); return float64(s) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ringtail_replication_copied_bytes_total",
+		Help: "Of the bytes sent to followers, those copied through user space (0 while every segment goes out with sendfile).",
+	}, func() float64 { _, c := src.ReplicationStats(); return float64(c) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ringtail_under_replicated_partitions",
+		Help: "Partitions this node leads whose ISR is smaller than their replica set.",
+	}, func() float64 { return float64(src.UnderReplicated()) }))
+}

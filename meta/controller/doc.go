@@ -1,8 +1,8 @@
 // Package controller owns the cluster controller's decisions: where the replicas of new
 // partitions go (Placement), which brokers are alive (heartbeats and sessions), and who leads
 // each partition (elections when a broker is fenced or shuts down, leaderless partitions
-// whose in-sync replica is back, preferred leaders). It runs on the Raft leader of the
-// metadata.
+// whose in-sync replica is back, preferred leaders), and whether a leader's ISR change is
+// granted. It runs on the Raft leader of the metadata.
 //
 // It is pure, like meta.Apply: no sockets, no clocks (the time is an argument), no goroutines,
 // no randomness, no locks. Its input is the committed *meta.State and the time; its output is
@@ -25,6 +25,10 @@
 //     fences it once it leads nothing: the broker is done when it leads nothing.
 //   - Leaderships go back to the preferred (first) replica when it is alive and in the ISR,
 //     at most once per PreferredLeaderInterval (30 s by default).
+//   - A partition's leader changes its ISR through the controller (AlterPartition, a function
+//     of the state alone): at its leader epoch and current broker epoch, compare-and-set on
+//     the partition epoch, the leader unchanged, members joining registered, unfenced, not
+//     shutting down and at the broker epoch the leader names.
 //
 // It must not do I/O, read the clock or keep a reference to a State between calls, and it
 // decides nothing the state machine must check: every command it returns is checked again by

@@ -29,6 +29,12 @@ import (
 //	create-topic name=T partitions=P rf=R  Placement and CreateTopic
 //	add-partitions name=T count=P          Placement and CreatePartitions
 //	isr-add topic=T p=P id=B            B joins the ISR (what replication proposes)
+//	alter-partition topic=T p=P from=B isr=1,2 [epochs=E1,E2] [broker-epoch=E] [leader-epoch=E]
+//	    [partition-epoch=E] [by=name|id|wrong-id]
+//	                                    AlterPartition from B (epochs default to the state's;
+//	                                    by: how the topic is named), its change applied
+//	unregister id=B                     UnregisterBroker at B's current epoch
+//	begin-shutdown id=B                 BeginControlledShutdown alone (the first command of shutdown)
 //	show                                brokers and partitions
 func TestScripts(t *testing.T) {
 	scripttest.Walk(t, "testdata/*.txt", func(t *testing.T, path string) {
@@ -143,11 +149,80 @@ func (e *scriptEnv) handle(t *testing.T, d *scripttest.TestData) string {
 		isr := append(append([]int32{}, a.ISR...), int32(intArg(t, d, "id")))
 		return e.apply(meta.ChangePartitions{Changes: []meta.PartitionChange{{Topic: name, TopicID: top.ID, Partition: p,
 			ExpectedPartitionEpoch: a.PartitionEpoch, Leader: a.Leader, ISR: isr}}})
+	case "alter-partition":
+		return e.alterPartition(t, d)
+	case "begin-shutdown":
+		id := int32(intArg(t, d, "id"))
+		b, _ := e.st.Broker(id)
+		return e.apply(meta.BeginControlledShutdown{ID: id, Epoch: b.Epoch})
+	case "unregister":
+		id := int32(intArg(t, d, "id"))
+		b, _ := e.st.Broker(id)
+		if _, err := meta.Apply(e.st, meta.UnregisterBroker{ID: id, Epoch: b.Epoch}); err != nil {
+			return "error: " + err.Error()
+		}
+		return fmt.Sprintf("broker %d unregistered", id)
 	case "show":
 		return formatState(e.st)
 	}
 	d.Fatalf(t, "unknown command")
 	return ""
+}
+
+// alterPartition runs controller.AlterPartition and applies the change it returns, as the
+// node proposes it.
+func (e *scriptEnv) alterPartition(t *testing.T, d *scripttest.TestData) string {
+	name, p, from := arg(d, "topic"), int32(intArg(t, d, "p")), int32(intArg(t, d, "from"))
+	top, _ := e.st.Topic(name)
+	req := controller.AlterPartitionRequest{Topic: name, TopicID: top.ID, Partition: p, LeaderEpoch: -1, PartitionEpoch: -1}
+	if int(p) < len(top.Assignments) {
+		req.LeaderEpoch, req.PartitionEpoch = top.Assignments[p].LeaderEpoch, top.Assignments[p].PartitionEpoch
+	}
+	switch arg(d, "by") {
+	case "name":
+		req.TopicID = [16]byte{}
+	case "wrong-id":
+		req.TopicID[0] ^= 0xff
+	}
+	b, _ := e.st.Broker(from)
+	epoch := b.Epoch
+	if _, ok := d.Arg("broker-epoch"); ok {
+		epoch = intArg(t, d, "broker-epoch")
+	}
+	if _, ok := d.Arg("leader-epoch"); ok {
+		req.LeaderEpoch = int32(intArg(t, d, "leader-epoch"))
+	}
+	if _, ok := d.Arg("partition-epoch"); ok {
+		req.PartitionEpoch = int32(intArg(t, d, "partition-epoch"))
+	}
+	var epochs []int32
+	if v, ok := d.Arg("epochs"); ok {
+		epochs = int32s(t, d, v)
+	}
+	if v := arg(d, "isr"); v != "" {
+		for i, id := range int32s(t, d, v) {
+			m := controller.ISRMember{ID: id, BrokerEpoch: -1}
+			if i < len(epochs) {
+				m.BrokerEpoch = int64(epochs[i])
+			}
+			req.NewISR = append(req.NewISR, m)
+		}
+	}
+	res, err := controller.AlterPartition(e.st, from, epoch, req)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	answer := fmt.Sprintf("answer %s-%d leader=%d leader-epoch=%d partition-epoch=%d isr=%v", res.Topic, p, res.Leader, res.LeaderEpoch, res.PartitionEpoch, res.ISR)
+	if res.Change == nil {
+		return "nothing to propose\n" + answer
+	}
+	cmd := meta.ChangePartitions{Changes: []meta.PartitionChange{*res.Change}}
+	e.last = []meta.Command{cmd}
+	out := e.apply(cmd) + "\n" + answer
+	if a, _ := e.st.Partition(res.Topic, p); a.Leader != res.Leader || a.LeaderEpoch != res.LeaderEpoch || a.PartitionEpoch != res.PartitionEpoch || fmt.Sprint(a.ISR) != fmt.Sprint(res.ISR) {
+		d.Fatalf(t, "the answer differs from the state after the change: %+v", a)
+	}
+	return out
 }
 
 func (e *scriptEnv) clock() string { return "t=" + e.now.Sub(e.start).String() }

@@ -17,7 +17,7 @@ import (
 )
 
 // Three brokers on loopback forming one cluster: metadata on Raft, a controller, fencing and
-// elections. Replication of partition data is not there yet; these tests hold the metadata.
+// elections; these tests hold the metadata (replication_test.go holds the partition data).
 
 // clusterWait bounds each wait for the cluster to get somewhere (an election, a fencing after
 // the 9 s session): generous, because a loaded CI machine is slow, and never a fixed sleep.

@@ -1,0 +1,104 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/ringtail/ringtail/vfs"
+)
+
+// Span is a run of whole record batches in one segment file, as stored: what a leader sends a
+// follower, straight from the file (sendfile) rather than through a buffer.
+type Span struct {
+	File      vfs.File
+	Pos       int64 // byte position of the first batch in File
+	Len       int64 // bytes, whole batches
+	Offset    int64 // offset of the first batch
+	EndOffset int64 // offset after the last batch: where the next span starts
+	// next is where the following span starts in the file when it is in this segment (the
+	// caller passes the span back to ReplicaSpan to skip the index lookup and the scan).
+	segBase int64
+}
+
+// ReplicaSpan returns the batches a follower needs next: from offset, which must be where a
+// batch starts (a follower's log end always is, once its history agrees with this log's), up
+// to the log end — above the high watermark and the durable end too, as a leader streams what
+// it wrote before its own sync completes. The span lies in one segment; it holds at most
+// maxBytes unless its first batch alone is larger. At the log end it is empty (Len 0).
+//
+// prev, when not nil, is the span sent before, ending at offset: its position saves the index
+// lookup and the scan for the first batch.
+//
+// The bytes stay valid while the segment exists and is not truncated: a retention pass or a
+// TruncateTo may close the file under a reader, whose read then fails (the caller starts over).
+func (p *Partition) ReplicaSpan(offset int64, maxBytes int, prev *Span) (Span, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return Span{}, ErrClosed
+	}
+	if offset < p.logStart || offset > p.logEnd {
+		start, end := p.logStart, p.logEnd
+		p.mu.Unlock()
+		return Span{}, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, start, end)
+	}
+	if offset == p.logEnd {
+		p.mu.Unlock()
+		return Span{Offset: offset, EndOffset: offset}, nil
+	}
+	i := p.segmentIndex(offset)
+	seg := p.segments[i]
+	limit, segEnd := seg.size, seg.end
+	start := int64(-1)
+	if prev != nil && prev.File == seg.file && prev.segBase == seg.base && prev.EndOffset == offset && prev.Pos+prev.Len <= limit {
+		start = prev.Pos + prev.Len
+	}
+	if start < 0 {
+		start = seg.lookup(offset)
+	}
+	p.mu.Unlock()
+
+	hr := newHeaderReader(seg.file)
+	pos := start
+	for {
+		h, err := hr.header(pos, limit)
+		if err != nil {
+			return Span{}, readErr(err)
+		}
+		if h.BaseOffset == offset {
+			break
+		}
+		if h.BaseOffset > offset || h.LastOffset() >= offset {
+			return Span{}, fmt.Errorf("%w: %s: %d is inside the batch at %d, not where one starts", ErrOffsetOutOfRange, p.name, offset, h.BaseOffset)
+		}
+		pos += int64(h.Size())
+	}
+	sp := Span{File: seg.file, Pos: pos, Offset: offset, segBase: seg.base}
+	if limit-pos <= int64(maxBytes) {
+		sp.Len, sp.EndOffset = limit-pos, segEnd
+		return sp, nil
+	}
+	// More than maxBytes: whole batches up to it, at least one.
+	end := pos
+	next := offset
+	for end < limit {
+		h, err := hr.header(end, limit)
+		if err != nil {
+			return Span{}, readErr(err)
+		}
+		if end > pos && end+int64(h.Size())-pos > int64(maxBytes) {
+			break
+		}
+		end += int64(h.Size())
+		next = h.LastOffset() + 1
+	}
+	sp.Len, sp.EndOffset = end-pos, next
+	return sp, nil
+}
+
+// LastLogEpoch returns the leader epoch of the log's last batch (-1 when the log holds none
+// with an epoch): what a follower fetches with as its last fetched epoch.
+func (p *Partition) LastLogEpoch() int32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.epochs.latest()
+}

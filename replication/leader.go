@@ -1,0 +1,435 @@
+package replication
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ringtail/ringtail/engine"
+)
+
+// Kafka error codes a fetch is refused with (the host's Leading returns them too).
+const (
+	CodeOffsetOutOfRange        int16 = 1
+	CodeUnknownTopicOrPartition int16 = 3
+	CodeNotLeaderOrFollower     int16 = 6
+	CodeKafkaStorageError       int16 = 56
+	CodeFencedLeaderEpoch       int16 = 74
+	CodeUnknownLeaderEpoch      int16 = 75
+)
+
+// LeaderHost is what the leader side asks of the broker.
+type LeaderHost interface {
+	// Leading returns the partition when this node leads it at leaderEpoch and follower is one
+	// of its replicas; otherwise 0 and a Kafka error code: NOT_LEADER_OR_FOLLOWER, an older
+	// epoch FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION.
+	Leading(id PartitionID, leaderEpoch, follower int32) (*engine.Partition, int16)
+	// FollowerProgress tells what follower holds of part (logEnd written, durableEnd durable),
+	// on a stream whose history was checked against this leader's in leaderEpoch. It runs on
+	// the connection's reader goroutine and must not block for long.
+	FollowerProgress(part *engine.Partition, leaderEpoch, follower int32, logEnd, durableEnd int64)
+}
+
+// Server is the leader side: it accepts followers on the replication listener and streams
+// them the partitions they subscribe to.
+type Server struct {
+	host LeaderHost
+	ln   net.Listener
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[*leaderConn]struct{}
+	// subs: the subscriptions streaming each partition, so that Notify wakes only their
+	// connections.
+	subs map[*engine.Partition]map[*subscription]struct{}
+
+	sentBytes   atomic.Uint64 // batch bytes sent to followers
+	copiedBytes atomic.Uint64 // of those, bytes copied through user space (no descriptor)
+	wg          sync.WaitGroup
+}
+
+// Serve accepts followers on ln until Close.
+func Serve(ln net.Listener, host LeaderHost, log *slog.Logger) *Server {
+	s := &Server{host: host, ln: ln, log: log, conns: map[*leaderConn]struct{}{},
+		subs: map[*engine.Partition]map[*subscription]struct{}{}}
+	s.wg.Add(1)
+	go s.accept()
+	return s
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Stats returns the batch bytes sent to followers and how many of them were copied through
+// user space on the way (zero when every segment is sent with sendfile).
+func (s *Server) Stats() (sent, copied uint64) { return s.sentBytes.Load(), s.copiedBytes.Load() }
+
+// Notify tells the followers streaming part that it has new batches or a new high watermark.
+// It does not block: the appender calls it.
+func (s *Server) Notify(part *engine.Partition) {
+	s.mu.Lock()
+	for sub := range s.subs[part] {
+		sub.conn.wake()
+	}
+	s.mu.Unlock()
+}
+
+// Close stops accepting, closes every follower's connection and waits for their goroutines.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*leaderConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.ln.Close()
+	for _, c := range conns {
+		c.conn.Close()
+	}
+	s.wg.Wait()
+}
+
+func (s *Server) accept() {
+	defer s.wg.Done()
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.log.Warn("replication: accepting a follower", "err", err)
+			}
+			return
+		}
+		tc, ok := nc.(*net.TCPConn)
+		if !ok {
+			nc.Close()
+			continue
+		}
+		c := &leaderConn{s: s, conn: tc, wakeCh: make(chan struct{}, 1), subs: map[PartitionID]*subscription{}}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			tc.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(2)
+		go c.read()
+		go c.write()
+	}
+}
+
+// subscription is one partition streamed to one follower from one fetch.
+type subscription struct {
+	conn        *leaderConn
+	id          PartitionID
+	sub         uint32
+	part        *engine.Partition
+	leaderEpoch int32
+
+	// Guarded by conn.mu.
+	next   int64       // the next offset to send
+	prev   engine.Span // the span sent last, ending at next (a hint for the next one)
+	sentHW int64       // the high watermark last sent; -1: none yet
+	// answer, when not nil, is the one frame still to send (diverging or refused); the
+	// subscription ends with it.
+	answer []byte
+}
+
+// leaderConn is one follower's connection.
+type leaderConn struct {
+	s        *Server
+	conn     *net.TCPConn
+	follower atomic.Int32 // from its hello
+	wakeCh   chan struct{}
+
+	mu   sync.Mutex
+	subs map[PartitionID]*subscription
+	gone bool
+}
+
+func (c *leaderConn) wake() {
+	select {
+	case c.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// read handles the follower's frames; when the connection ends it unregisters the
+// subscriptions.
+func (c *leaderConn) read() {
+	defer c.s.wg.Done()
+	defer c.close()
+	fr := newFrameReader(bufio.NewReaderSize(c.conn, 64<<10))
+	helloed := false
+	for {
+		kind, size, err := fr.next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.s.log.Info("replication: a follower's connection ended", "follower", c.follower.Load(), "remote", c.conn.RemoteAddr(), "err", err)
+			}
+			return
+		}
+		if !helloed && kind != kindHello {
+			c.s.log.Warn("replication: a follower spoke before its hello; closing", "remote", c.conn.RemoteAddr(), "kind", kind)
+			return
+		}
+		switch kind {
+		case kindHello:
+			d, err := fr.body(size, helloSize)
+			if err != nil {
+				c.s.log.Warn("replication: bad hello", "remote", c.conn.RemoteAddr(), "err", err)
+				return
+			}
+			h := d.hello()
+			c.follower.Store(h.Follower)
+			helloed = true
+		case kindFetch:
+			d, err := fr.body(size, fetchSize)
+			if err != nil {
+				c.s.log.Warn("replication: bad fetch", "follower", c.follower.Load(), "err", err)
+				return
+			}
+			c.fetch(d.fetch())
+		case kindAck:
+			d, err := fr.body(size, ackSize)
+			if err != nil {
+				c.s.log.Warn("replication: bad ack", "follower", c.follower.Load(), "err", err)
+				return
+			}
+			a := d.ack()
+			c.mu.Lock()
+			sub := c.subs[a.Key]
+			streaming := sub != nil && sub.sub == a.Sub && sub.answer == nil
+			c.mu.Unlock()
+			if streaming {
+				c.s.host.FollowerProgress(sub.part, sub.leaderEpoch, c.follower.Load(), a.LogEnd, a.DurableEnd)
+			}
+		case kindStop:
+			d, err := fr.body(size, stopSize)
+			if err != nil {
+				c.s.log.Warn("replication: bad stop", "follower", c.follower.Load(), "err", err)
+				return
+			}
+			m := d.stop()
+			c.mu.Lock()
+			if sub := c.subs[m.Key]; sub != nil && sub.sub == m.Sub {
+				c.dropLocked(sub)
+			}
+			c.mu.Unlock()
+		default:
+			c.s.log.Warn("replication: unknown frame from a follower; closing", "follower", c.follower.Load(), "kind", kind)
+			return
+		}
+	}
+}
+
+// fetch checks a subscription against this leader's log and starts streaming it, or queues
+// the answer that refuses it.
+func (c *leaderConn) fetch(f fetch) {
+	follower := c.follower.Load()
+	sub := &subscription{conn: c, id: f.Key, sub: f.Sub, leaderEpoch: f.LeaderEpoch, next: f.FetchOffset, sentHW: -1}
+	part, code := c.s.host.Leading(f.Key, f.LeaderEpoch, follower)
+	switch {
+	case code != 0:
+		sub.answer = appendRefused(nil, refused{Key: f.Key, Sub: f.Sub, Code: code})
+	default:
+		sub.part = part
+		sub.answer = c.check(part, f)
+	}
+	c.mu.Lock()
+	if old := c.subs[f.Key]; old != nil {
+		c.dropLocked(old)
+	}
+	if !c.gone {
+		c.subs[f.Key] = sub
+		if sub.answer == nil {
+			c.s.mu.Lock()
+			m := c.s.subs[part]
+			if m == nil {
+				m = map[*subscription]struct{}{}
+				c.s.subs[part] = m
+			}
+			m[sub] = struct{}{}
+			c.s.mu.Unlock()
+		}
+	}
+	c.mu.Unlock()
+	c.wake()
+}
+
+// check applies Kafka's divergence rule (KIP-320's DivergingEpoch): a follower whose last
+// epoch ends earlier on this leader, or which this leader does not have, must cut its log to
+// where that epoch ends here before it may copy anything. It returns the frame that says so,
+// or nil when the follower's log is a prefix of this one.
+func (c *leaderConn) check(part *engine.Partition, f fetch) []byte {
+	logStart, logEnd := part.LogStartOffset(), part.LogEndOffset()
+	if f.LastFetchedEpoch >= 0 {
+		epoch, end := part.EndOffsetForEpoch(f.LastFetchedEpoch)
+		if epoch != f.LastFetchedEpoch || end < f.FetchOffset {
+			return appendDiverging(nil, diverging{Key: f.Key, Sub: f.Sub, Epoch: epoch, EndOffset: end})
+		}
+	} else if f.FetchOffset > logEnd {
+		// A log without epochs longer than this one: cut it to this one's end.
+		return appendDiverging(nil, diverging{Key: f.Key, Sub: f.Sub, Epoch: -1, EndOffset: logEnd})
+	}
+	if f.FetchOffset < logStart {
+		c.s.log.Warn("replication: a follower fetches below the log start", "follower", c.follower.Load(),
+			"topic", part.TopicPartition().Topic, "partition", part.TopicPartition().Partition, "fetch_offset", f.FetchOffset, "log_start", logStart)
+		return appendRefused(nil, refused{Key: f.Key, Sub: f.Sub, Code: CodeOffsetOutOfRange})
+	}
+	return nil
+}
+
+// dropLocked ends a subscription. c.mu held.
+func (c *leaderConn) dropLocked(sub *subscription) {
+	if c.subs[sub.id] == sub {
+		delete(c.subs, sub.id)
+	}
+	if sub.part == nil {
+		return
+	}
+	c.s.mu.Lock()
+	if m := c.s.subs[sub.part]; m != nil {
+		delete(m, sub)
+		if len(m) == 0 {
+			delete(c.s.subs, sub.part)
+		}
+	}
+	c.s.mu.Unlock()
+}
+
+func (c *leaderConn) close() {
+	c.conn.Close()
+	c.mu.Lock()
+	c.gone = true
+	for _, sub := range c.subs {
+		c.dropLocked(sub)
+	}
+	c.mu.Unlock()
+	c.wake()
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+}
+
+// writeTimeout bounds one write to a follower: a follower that takes nothing for this long
+// is cut off (it reconnects and resubscribes).
+const writeTimeout = 30 * time.Second
+
+// write streams the subscriptions: in rounds, each subscription with something to send
+// sends one frame or span per round, until none has anything; then it waits for a Notify.
+func (c *leaderConn) write() {
+	defer c.s.wg.Done()
+	var buf, copyBuf []byte
+	var subs []*subscription
+	for range c.wakeCh {
+		for {
+			c.mu.Lock()
+			if c.gone {
+				c.mu.Unlock()
+				return
+			}
+			subs = subs[:0]
+			for _, sub := range c.subs {
+				subs = append(subs, sub)
+			}
+			c.mu.Unlock()
+			_ = c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			cork(c.conn, true)
+			sent := false
+			for _, sub := range subs {
+				did, err := c.send(sub, &buf, &copyBuf)
+				if err != nil {
+					c.s.log.Info("replication: writing to a follower failed; closing", "follower", c.follower.Load(), "err", err)
+					c.conn.Close()
+					cork(c.conn, false)
+					return
+				}
+				sent = sent || did
+			}
+			cork(c.conn, false)
+			if !sent {
+				break
+			}
+		}
+	}
+}
+
+// send sends sub's next frame or span, if it has one; it reports whether it sent anything.
+func (c *leaderConn) send(sub *subscription, buf, copyBuf *[]byte) (bool, error) {
+	c.mu.Lock()
+	if c.subs[sub.id] != sub {
+		c.mu.Unlock()
+		return false, nil
+	}
+	if sub.answer != nil {
+		frame := sub.answer
+		delete(c.subs, sub.id)
+		c.mu.Unlock()
+		_, err := c.conn.Write(frame)
+		return true, err
+	}
+	next, prev, sentHW := sub.next, sub.prev, sub.sentHW
+	c.mu.Unlock()
+
+	part := sub.part
+	hw := part.HighWatermark()
+	if next < part.LogEndOffset() {
+		sp, err := part.ReplicaSpan(next, maxSpanBytes, &prev)
+		if err != nil {
+			// The log changed under the stream (a retention pass, a truncation after losing
+			// the leadership): the follower fetches again and is checked again.
+			c.s.log.Info("replication: reading for a follower failed; it must fetch again", "follower", c.follower.Load(),
+				"topic", part.TopicPartition().Topic, "partition", part.TopicPartition().Partition, "offset", next, "err", err)
+			code := CodeNotLeaderOrFollower
+			if errors.Is(err, engine.ErrStorage) {
+				code = CodeKafkaStorageError
+			}
+			c.mu.Lock()
+			if c.subs[sub.id] == sub {
+				c.dropLocked(sub)
+			}
+			c.mu.Unlock()
+			_, werr := c.conn.Write(appendRefused(nil, refused{Key: sub.id, Sub: sub.sub, Code: code}))
+			return true, werr
+		}
+		if sp.Len > 0 {
+			*buf = appendDataHeader((*buf)[:0], dataHeader{Key: sub.id, Sub: sub.sub, HighWatermark: hw,
+				LogStartOffset: part.LogStartOffset(), BaseOffset: sp.Offset, Len: uint32(sp.Len)})
+			if _, err := c.conn.Write(*buf); err != nil {
+				return false, err
+			}
+			copied, err := sendSpan(c.conn, sp, copyBuf)
+			if err != nil {
+				return false, err
+			}
+			c.s.sentBytes.Add(uint64(sp.Len))
+			if copied {
+				c.s.copiedBytes.Add(uint64(sp.Len))
+			}
+			c.mu.Lock()
+			sub.next, sub.prev, sub.sentHW = sp.EndOffset, sp, hw
+			c.mu.Unlock()
+			return true, nil
+		}
+	}
+	if hw != sentHW {
+		*buf = appendHW((*buf)[:0], hwUpdate{Key: sub.id, Sub: sub.sub, HighWatermark: hw})
+		if _, err := c.conn.Write(*buf); err != nil {
+			return false, err
+		}
+		c.mu.Lock()
+		sub.sentHW = hw
+		c.mu.Unlock()
+		return true, nil
+	}
+	return false, nil
+}

@@ -1,0 +1,250 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ringtail/ringtail/test/cluster"
+)
+
+// Replication between three broker processes: acks=all records survive the kill -9 of their
+// leader, a restarted follower catches up and rejoins the ISR, and a partition whose ISR is
+// smaller than min.insync.replicas refuses acks=all up front.
+
+// createReplicated creates topic with partitions partitions of three replicas and the given
+// min.insync.replicas.
+func createReplicated(t *testing.T, c *cluster.Cluster, topic string, partitions int32, minISR int) {
+	t.Helper()
+	adm, err := c.Admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	minISRs := fmt.Sprint(minISR)
+	resp, err := adm.CreateTopic(ctxTimeout(t, opTimeout), partitions, 3, map[string]*string{"min.insync.replicas": &minISRs}, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v %s", topic, err, resp.ErrMessage)
+	}
+}
+
+// waitTopicISR waits until broker b reports every partition of topic with exactly the ISR isr.
+func waitTopicISR(t *testing.T, b *cluster.Broker, topic string, isr []int32) time.Duration {
+	t.Helper()
+	return waitCluster(t, fmt.Sprintf("every partition of %s with ISR %v", topic, isr), func() error {
+		ps, _, err := partitionsOf(t, b, topic)
+		if err != nil {
+			return err
+		}
+		if len(ps) == 0 {
+			return fmt.Errorf("no partitions")
+		}
+		for p, pv := range ps {
+			got := slices.Clone(pv.isr)
+			slices.Sort(got)
+			if !slices.Equal(got, isr) || pv.leader < 0 {
+				return fmt.Errorf("partition %d: leader %d, ISR %v", p, pv.leader, pv.isr)
+			}
+		}
+		return nil
+	})
+}
+
+type ackedRecord struct {
+	partition int32
+	offset    int64
+}
+
+// produceAcked produces n records with acks=all (the client retries through leader changes)
+// and returns where each value was acknowledged.
+func produceAcked(t *testing.T, cl *kgo.Client, topic, prefix string, n int) map[string]ackedRecord {
+	t.Helper()
+	acked := make(map[string]ackedRecord, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*clusterWait)
+	defer cancel()
+	for i := 0; i < n; i += 50 {
+		var rs []*kgo.Record
+		for j := i; j < min(i+50, n); j++ {
+			rs = append(rs, &kgo.Record{Topic: topic, Value: []byte(fmt.Sprintf("%s-%d", prefix, j))})
+		}
+		for _, r := range cl.ProduceSync(ctx, rs...) {
+			if r.Err != nil {
+				t.Fatalf("produce %s: %v", r.Record.Value, r.Err)
+			}
+			acked[string(r.Record.Value)] = ackedRecord{r.Record.Partition, r.Record.Offset}
+		}
+	}
+	return acked
+}
+
+// readAllFrom consumes every partition of topic from the start up to its end as listed now,
+// and returns value → where it was read (failing on a value read twice).
+func readAllFrom(t *testing.T, c *cluster.Cluster, topic string) map[string]ackedRecord {
+	t.Helper()
+	adm, err := c.Admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	var ends kadm.ListedOffsets
+	waitCluster(t, "the end offsets of "+topic, func() error {
+		ends, err = adm.ListEndOffsets(ctxTimeout(t, opTimeout), topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		return err
+	})
+	cl, err := c.Client(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := map[string]ackedRecord{}
+	remaining := 0
+	ends.Each(func(o kadm.ListedOffset) { remaining += int(o.Offset) })
+	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
+	defer cancel()
+	for remaining > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: %d records not read", topic, remaining)
+		}
+		fs.EachError(func(tp string, p int32, err error) { t.Logf("fetch %s-%d: %v", tp, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if prev, dup := got[string(r.Value)]; dup {
+				t.Errorf("value %s at %d/%d and again at %d/%d", r.Value, prev.partition, prev.offset, r.Partition, r.Offset)
+			}
+			got[string(r.Value)] = ackedRecord{r.Partition, r.Offset}
+			if end, ok := ends.Lookup(topic, r.Partition); ok && r.Offset < end.Offset {
+				remaining--
+			}
+		})
+	}
+	return got
+}
+
+// checkAcked fails for every acknowledged value not read back at its acknowledged place.
+func checkAcked(t *testing.T, acked, read map[string]ackedRecord) {
+	t.Helper()
+	lost := 0
+	for v, at := range acked {
+		if got, ok := read[v]; !ok || got != at {
+			if lost < 10 {
+				t.Errorf("acknowledged %s at %d/%d, read back at %+v (found: %v)", v, at.partition, at.offset, got, ok)
+			}
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d acknowledged records not read back where they were acknowledged", lost, len(acked))
+	}
+}
+
+// TestReplicationLeaderKill: acks=all records acknowledged before and after the kill -9 of a
+// partition leader are all read back at their offsets, once a follower has taken over; the
+// killed broker, restarted, catches up and is back in every ISR.
+func TestReplicationLeaderKill(t *testing.T) {
+	c := startCluster3(t)
+	topic := topicName(t, "")
+	createReplicated(t, c, topic, 3, 2)
+	waitTopicISR(t, c.Broker(1), topic, []int32{1, 2, 3})
+
+	cl, err := c.Client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	acked := produceAcked(t, cl, topic, "before", 300)
+
+	ps, _, err := partitionsOf(t, c.Broker(1), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := ps[0].leader
+	t.Logf("kill -9 of broker %d, leader of partition 0", victim)
+	if err := c.Broker(int(victim)).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	alive := c.Broker(int(victim)%3 + 1)
+	start := time.Now()
+	maps := produceAcked(t, cl, topic, "after", 300)
+	t.Logf("300 records acknowledged %v after the kill", time.Since(start).Round(time.Millisecond))
+	for v, at := range maps {
+		acked[v] = at
+	}
+	checkAcked(t, acked, readAllFrom(t, c, topic))
+
+	if err := c.Broker(int(victim)).Restart(ctxTimeout(t, clusterWait)); err != nil {
+		t.Fatal(err)
+	}
+	took := waitTopicISR(t, alive, topic, []int32{1, 2, 3})
+	t.Logf("broker %d back in every ISR %v after its restart", victim, took.Round(time.Millisecond))
+	more := produceAcked(t, cl, topic, "rejoined", 100)
+	for v, at := range more {
+		acked[v] = at
+	}
+	checkAcked(t, acked, readAllFrom(t, c, topic))
+}
+
+// TestReplicationNotEnoughReplicas: with min.insync.replicas=3, a partition that lost a
+// follower from its ISR refuses acks=all with NOT_ENOUGH_REPLICAS and nothing is appended,
+// while acks=1 is still taken; once the follower is back in the ISR, acks=all works again.
+func TestReplicationNotEnoughReplicas(t *testing.T) {
+	c := startCluster3(t)
+	topic := topicName(t, "")
+	createReplicated(t, c, topic, 1, 3)
+	waitTopicISR(t, c.Broker(1), topic, []int32{1, 2, 3})
+	ps, _, err := partitionsOf(t, c.Broker(1), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := ps[0].leader
+	follower := leader%3 + 1
+	if err := c.Broker(int(follower)).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	leaderBroker := c.Broker(int(leader))
+	waitTopicISR(t, leaderBroker, topic, without([]int32{1, 2, 3}, follower))
+
+	rc := dialRaw(t, leaderBroker.Addr())
+	defer rc.Close()
+	code, _ := rawProduce(t, rc, 7, topic, 0, encodeBatch(batchSpec{values: [][]byte{[]byte("refused")}}))
+	if code != kerr.NotEnoughReplicas.Code {
+		t.Fatalf("acks=all with ISR of 2 and min.insync.replicas 3: error %d, want NOT_ENOUGH_REPLICAS", code)
+	}
+	one, err := leaderBroker.Client(kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	if err := one.ProduceSync(ctxTimeout(t, opTimeout), &kgo.Record{Value: []byte("acks=1")}).FirstErr(); err != nil {
+		t.Fatalf("acks=1 with a short ISR: %v", err)
+	}
+
+	if err := c.Broker(int(follower)).Restart(ctxTimeout(t, clusterWait)); err != nil {
+		t.Fatal(err)
+	}
+	waitTopicISR(t, leaderBroker, topic, []int32{1, 2, 3})
+	code, _ = rawProduce(t, rc, 7, topic, 0, encodeBatch(batchSpec{values: [][]byte{[]byte("taken")}}))
+	if code != 0 {
+		t.Fatalf("acks=all with the full ISR back: error %d", code)
+	}
+	read := readAllFrom(t, c, topic)
+	if _, ok := read["refused"]; ok {
+		t.Fatal("a refused acks=all record was appended")
+	}
+	for _, v := range []string{"acks=1", "taken"} {
+		if _, ok := read[v]; !ok {
+			t.Fatalf("%q not read back", v)
+		}
+	}
+}
