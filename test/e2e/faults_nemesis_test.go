@@ -26,8 +26,8 @@ const (
 	faultKillLeader     = "kill -9 of a partition leader"
 	faultKillFollower   = "kill -9 of a follower"
 	faultKillController = "kill -9 of the controller"
-	faultPause          = "SIGSTOP past the session, then SIGCONT"
-	faultCut            = "network cut, then heal"
+	faultsPause          = "SIGSTOP past the session, then SIGCONT"
+	faultsCut            = "network cut, then heal"
 	faultPowerCut       = "power cut"
 )
 
@@ -328,7 +328,7 @@ func (r *faultsRun) fault() {
 			r.awaitFenced(victim)
 		}
 		r.start(b)
-	case faultPause:
+	case faultsPause:
 		r.what = fmt.Sprintf("%s: %s", kind, who)
 		r.logf("%s", r.what)
 		r.checkProcesses()
@@ -341,7 +341,7 @@ func (r *faultsRun) fault() {
 			r.fatalf("SIGCONT of broker %d: %v", victim, err)
 		}
 		r.down[victim] = false
-	case faultCut:
+	case faultsCut:
 		r.what = fmt.Sprintf("%s: %s off the two others", kind, who)
 		r.logf("%s", r.what)
 		if err := r.nw.Isolate(victim); err != nil {
