@@ -26,8 +26,8 @@ const (
 	faultKillLeader     = "kill -9 of a partition leader"
 	faultKillFollower   = "kill -9 of a follower"
 	faultKillController = "kill -9 of the controller"
-	faultsPause          = "SIGSTOP past the session, then SIGCONT"
-	faultsCut            = "network cut, then heal"
+	faultsPause         = "SIGSTOP past the session, then SIGCONT"
+	faultsCut           = "network cut, then heal"
 	faultPowerCut       = "power cut"
 )
 
