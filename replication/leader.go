@@ -139,6 +139,7 @@ type subscription struct {
 	next   int64       // the next offset to send
 	prev   engine.Span // the span sent last, ending at next (a hint for the next one)
 	sentHW int64       // the high watermark last sent; -1: none yet
+	sentLS int64       // the log start offset last sent
 	// answer, when not nil, is the one frame still to send (diverging or refused); the
 	// subscription ends with it.
 	answer []byte
@@ -372,11 +373,11 @@ func (c *leaderConn) send(sub *subscription, buf, copyBuf *[]byte) (bool, error)
 		_, err := c.conn.Write(frame)
 		return true, err
 	}
-	next, prev, sentHW := sub.next, sub.prev, sub.sentHW
+	next, prev, sentHW, sentLS := sub.next, sub.prev, sub.sentHW, sub.sentLS
 	c.mu.Unlock()
 
 	part := sub.part
-	hw := part.HighWatermark()
+	hw, logStart := part.HighWatermark(), part.LogStartOffset()
 	if next < part.LogEndOffset() {
 		sp, err := part.ReplicaSpan(next, maxSpanBytes, &prev)
 		if err != nil {
@@ -398,7 +399,7 @@ func (c *leaderConn) send(sub *subscription, buf, copyBuf *[]byte) (bool, error)
 		}
 		if sp.Len > 0 {
 			*buf = appendDataHeader((*buf)[:0], dataHeader{Key: sub.id, Sub: sub.sub, HighWatermark: hw,
-				LogStartOffset: part.LogStartOffset(), BaseOffset: sp.Offset, Len: uint32(sp.Len)})
+				LogStartOffset: logStart, BaseOffset: sp.Offset, Len: uint32(sp.Len)})
 			if _, err := c.conn.Write(*buf); err != nil {
 				return false, err
 			}
@@ -411,18 +412,18 @@ func (c *leaderConn) send(sub *subscription, buf, copyBuf *[]byte) (bool, error)
 				c.s.copiedBytes.Add(uint64(sp.Len))
 			}
 			c.mu.Lock()
-			sub.next, sub.prev, sub.sentHW = sp.EndOffset, sp, hw
+			sub.next, sub.prev, sub.sentHW, sub.sentLS = sp.EndOffset, sp, hw, logStart
 			c.mu.Unlock()
 			return true, nil
 		}
 	}
-	if hw != sentHW {
-		*buf = appendHW((*buf)[:0], hwUpdate{Key: sub.id, Sub: sub.sub, HighWatermark: hw})
+	if hw != sentHW || logStart != sentLS {
+		*buf = appendHW((*buf)[:0], hwUpdate{Key: sub.id, Sub: sub.sub, HighWatermark: hw, LogStartOffset: logStart})
 		if _, err := c.conn.Write(*buf); err != nil {
 			return false, err
 		}
 		c.mu.Lock()
-		sub.sentHW = hw
+		sub.sentHW, sub.sentLS = hw, logStart
 		c.mu.Unlock()
 		return true, nil
 	}
