@@ -339,19 +339,16 @@ func (c *leaderConn) write() {
 			}
 			c.mu.Unlock()
 			_ = c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			cork(c.conn, true)
 			sent := false
 			for _, sub := range subs {
 				did, err := c.send(sub, &buf, &copyBuf)
 				if err != nil {
 					c.s.log.Info("replication: writing to a follower failed; closing", "follower", c.follower.Load(), "err", err)
 					c.conn.Close()
-					cork(c.conn, false)
 					return
 				}
 				sent = sent || did
 			}
-			cork(c.conn, false)
 			if !sent {
 				break
 			}
@@ -400,7 +397,7 @@ func (c *leaderConn) send(sub *subscription, buf, copyBuf *[]byte) (bool, error)
 		if sp.Len > 0 {
 			*buf = appendDataHeader((*buf)[:0], dataHeader{Key: sub.id, Sub: sub.sub, HighWatermark: hw,
 				LogStartOffset: logStart, BaseOffset: sp.Offset, Len: uint32(sp.Len)})
-			if _, err := c.conn.Write(*buf); err != nil {
+			if err := writeMore(c.conn, *buf); err != nil {
 				return false, err
 			}
 			copied, err := sendSpan(c.conn, sp, copyBuf)
