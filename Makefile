@@ -104,9 +104,11 @@ test-faults: build
 	RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(NOCGO) $(GO) test -count=1 -timeout $$(( $(FAULTS_SECONDS) + 900 ))s -run '^TestFaults$$' -v ./test/e2e/
 
 # compat: kcat (librdkafka), confluent-kafka-python and kafkajs against a real broker process:
-# produce/consume with every codec, admin APIs, consumer groups.
+# produce/consume with every codec, admin APIs, consumer groups (compat/run.sh); then, against
+# three brokers, the same clients and franz-go producing through a kill -9 of the partition
+# leader (compat/cluster.sh). Both always run; the target fails if either does.
 compat: build
-	bash compat/run.sh
+	@rc=0; bash compat/run.sh || rc=1; bash compat/cluster.sh || rc=1; exit $$rc
 
 # bench: Ringtail side by side with franz-go's kfake (see docs/benchmarks.md).
 bench: build
