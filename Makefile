@@ -13,7 +13,7 @@ FUZZTIME ?= 10s
 # needs cgo (the race target sets it).
 NOCGO    := CGO_ENABLED=0
 
-.PHONY: all build run test unit race e2e fuzz soak powercut cluster-failover cluster-soak compat bench lint clean
+.PHONY: all build run test unit race e2e fuzz soak powercut cluster-failover cluster-soak test-faults compat bench lint clean
 
 all: build
 
@@ -44,8 +44,11 @@ unit: build
 race:
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./engine/ ./wal/ ./vfs/... ./uring/ ./net/ ./group/ ./meta/... ./broker/ ./replication/...
 
+# The e2e suite includes the short run (75 s of faults, about 90 s in all) of the
+# replication fault test (TestFaults, see test-faults); E2E_FAULTS=0 leaves it out.
+E2E_FAULTS ?= 1
 e2e: build
-	RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(NOCGO) $(GO) test -count=1 -timeout 15m ./test/e2e/
+	E2E_FAULTS=$(E2E_FAULTS) RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(NOCGO) $(GO) test -count=1 -timeout 15m ./test/e2e/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./engine/batch/
@@ -86,6 +89,19 @@ CLUSTER_SOAK_LOGS ?=
 cluster-soak: build
 	E2E_CLUSTER_SOAK_SECONDS=$(CLUSTER_SOAK_SECONDS) E2E_CLUSTER_SOAK_SEED=$(CLUSTER_SOAK_SEED) E2E_CLUSTER_SOAK_LOGS=$(CLUSTER_SOAK_LOGS) \
 	RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(NOCGO) $(GO) test -count=1 -timeout $$(( $(CLUSTER_SOAK_SECONDS) + 900 ))s -run '^TestClusterSoak$$' -v ./test/e2e/
+
+# test-faults: the Jepsen-style fault test of replication (test/e2e/faults_*_test.go): three
+# brokers, an RF=3 topic with min.insync.replicas=2, idempotent acks=all producers and polling
+# consumers while a seeded nemesis brings one fault at a time for FAULTS_SECONDS (kill -9 of a
+# leader, a follower, the controller; SIGSTOP past the session; a network cut as root; a power
+# cut where FUSE mounts), then a checker of the history and of the replicas' logs. The seed is
+# printed; FAULTS_SEED=N replays a run's choices. FAULTS_LOGS=DIR keeps the brokers' logs.
+FAULTS_SECONDS ?= 300
+FAULTS_SEED ?=
+FAULTS_LOGS ?=
+test-faults: build
+	E2E_FAULTS_SECONDS=$(FAULTS_SECONDS) E2E_FAULTS_SEED=$(FAULTS_SEED) E2E_FAULTS_LOGS=$(FAULTS_LOGS) \
+	RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(NOCGO) $(GO) test -count=1 -timeout $$(( $(FAULTS_SECONDS) + 900 ))s -run '^TestFaults$$' -v ./test/e2e/
 
 # compat: kcat (librdkafka), confluent-kafka-python and kafkajs against a real broker process:
 # produce/consume with every codec, admin APIs, consumer groups.

@@ -38,6 +38,9 @@ var TopicConfigDefaults = map[string]string{
 	"retention.bytes":        "-1",
 	"segment.ms":             "604800000",
 	"min.insync.replicas":    "1",
+	// unclean.leader.election.enable: a partition whose in-sync replicas are all gone may be
+	// led by a live replica outside the ISR, losing what only the ISR had.
+	"unclean.leader.election.enable": "false",
 }
 
 // ValidateConfigs refuses unknown topic configs and values out of range. Keys are checked in
@@ -89,6 +92,10 @@ func validateConfig(k, v string) error {
 		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil || n < 1 {
 			return bad("must be a positive integer")
+		}
+	case "unclean.leader.election.enable":
+		if v != "true" && v != "false" {
+			return bad("must be true or false")
 		}
 	}
 	return nil

@@ -534,28 +534,11 @@ func (f *fetcher) highWatermark(fp *followed, hw int64) {
 	}
 }
 
-// truncate cuts the log where the leader says it parts from it (Kafka's
-// AbstractFetcherThread.getOffsetTruncationState): to the end of the diverging epoch here
-// and there, whichever is lower; to this replica's end of its own largest epoch at or below
-// it when the leader's epoch is not one this replica has (the next fetch checks again); to
-// the high watermark when nothing is known. The cut is durable before it returns. fp.mu
-// held.
+// truncate cuts the log where the leader says it parts from it (truncationTarget). The cut
+// is durable before it returns. fp.mu held.
 func (f *fetcher) truncate(fp *followed, m diverging) {
 	part := fp.part
-	target := part.HighWatermark()
-	if m.EndOffset >= 0 && m.Epoch >= 0 {
-		epoch, end := part.EndOffsetForEpoch(m.Epoch)
-		switch {
-		case epoch < 0:
-		case epoch == m.Epoch:
-			target = min(end, m.EndOffset)
-		default:
-			target = end
-		}
-	} else if m.EndOffset >= 0 {
-		target = m.EndOffset
-	}
-	target = min(max(target, part.LogStartOffset()), part.LogEndOffset())
+	target := truncationTarget(part, m.Epoch, m.EndOffset)
 	fp.sub = 0
 	if target == part.LogEndOffset() {
 		return

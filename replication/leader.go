@@ -265,25 +265,17 @@ func (c *leaderConn) fetch(f fetch) {
 	c.wake()
 }
 
-// check applies Kafka's divergence rule (KIP-320's DivergingEpoch): a follower whose last
-// epoch ends earlier on this leader, or which this leader does not have, must cut its log to
-// where that epoch ends here before it may copy anything. It returns the frame that says so,
-// or nil when the follower's log is a prefix of this one.
+// check applies the divergence rule (divergence.go) to a fetch and returns the frame that
+// refuses it, or nil when the follower's log is a prefix of this one and streaming may start.
 func (c *leaderConn) check(part *engine.Partition, f fetch) []byte {
-	logStart, logEnd := part.LogStartOffset(), part.LogEndOffset()
-	if f.LastFetchedEpoch >= 0 {
-		epoch, end := part.EndOffsetForEpoch(f.LastFetchedEpoch)
-		if epoch != f.LastFetchedEpoch || end < f.FetchOffset {
-			return appendDiverging(nil, diverging{Key: f.Key, Sub: f.Sub, Epoch: epoch, EndOffset: end})
-		}
-	} else if f.FetchOffset > logEnd {
-		// A log without epochs longer than this one: cut it to this one's end.
-		return appendDiverging(nil, diverging{Key: f.Key, Sub: f.Sub, Epoch: -1, EndOffset: logEnd})
-	}
-	if f.FetchOffset < logStart {
+	d, code := checkFetch(part, f.FetchOffset, f.LastFetchedEpoch)
+	switch {
+	case code == CodeOffsetOutOfRange:
 		c.s.log.Warn("replication: a follower fetches below the log start", "follower", c.follower.Load(),
-			"topic", part.TopicPartition().Topic, "partition", part.TopicPartition().Partition, "fetch_offset", f.FetchOffset, "log_start", logStart)
-		return appendRefused(nil, refused{Key: f.Key, Sub: f.Sub, Code: CodeOffsetOutOfRange})
+			"topic", part.TopicPartition().Topic, "partition", part.TopicPartition().Partition, "fetch_offset", f.FetchOffset, "log_start", part.LogStartOffset())
+		return appendRefused(nil, refused{Key: f.Key, Sub: f.Sub, Code: code})
+	case d != nil:
+		return appendDiverging(nil, diverging{Key: f.Key, Sub: f.Sub, Epoch: d.Epoch, EndOffset: d.EndOffset})
 	}
 	return nil
 }

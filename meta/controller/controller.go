@@ -109,7 +109,8 @@ func (c *Controller) Heartbeat(st *meta.State, id int32, epoch int64, now time.T
 //     unless that would empty one: then the ISR stays as it is, every member a candidate for
 //     a clean election when it returns. A leader that is no longer in the ISR or may not lead
 //     gives way to the first replica, in replica order, that is in the ISR and may lead, or
-//     to none (meta.NoLeader: offline; unclean election is not done). Every change bumps the
+//     to none (meta.NoLeader: offline), unless the topic sets unclean.leader.election.enable:
+//     then the first live replica leads alone in its ISR. Every change bumps the
 //     partition epoch, a new leader the leader epoch. Once per PreferredLeaderInterval the
 //     same pass also moves leaderships back to their preferred replica (the first) where it
 //     is in the ISR and may lead.

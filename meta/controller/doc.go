@@ -20,7 +20,8 @@
 //     that is in the ISR and alive, with the leader epoch and partition epoch bumped, and it
 //     leaves every ISR it is in, except where it is the last alive member: that ISR stays as
 //     it is and the partition is offline (leader meta.NoLeader) until a member returns, which
-//     then leads. There is no unclean election.
+//     then leads — or, with the topic's unclean.leader.election.enable, the first live replica
+//     leads at once, alone in its ISR, losing what only the old ISR held.
 //   - Controlled shutdown moves the broker's leaderships and ISR places the same way, then
 //     fences it once it leads nothing: the broker is done when it leads nothing.
 //   - Leaderships go back to the preferred (first) replica when it is alive and in the ISR,

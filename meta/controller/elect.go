@@ -45,8 +45,9 @@ func (p *plan) changePartitions(expired []meta.Broker, preferred bool) {
 	}
 	var changes []meta.PartitionChange
 	for _, t := range p.st.Topics() {
+		unclean := t.Effective("unclean.leader.election.enable") == "true"
 		for i, a := range t.Assignments {
-			leader, isr := target(a, mayLead, preferred)
+			leader, isr := target(a, mayLead, preferred, unclean)
 			if leader == a.Leader && slices.Equal(isr, a.ISR) {
 				continue
 			}
@@ -71,7 +72,11 @@ func (p *plan) changePartitions(expired []meta.Broker, preferred bool) {
 // The leader stays if it is in the ISR and may lead; otherwise the first replica in replica
 // order that is in the ISR and may lead takes over, or none does. With preferred, the first
 // replica takes the leadership back if it is in the ISR and may lead.
-func target(a meta.PartitionAssignment, mayLead func(int32) bool, preferred bool) (int32, []int32) {
+//
+// With unclean (the topic's unclean.leader.election.enable), a partition that no ISR member
+// may lead is led by the first replica that may, alone in its ISR: it comes back online with
+// what that replica holds, and what only the old ISR had is lost (the topic asked for that).
+func target(a meta.PartitionAssignment, mayLead func(int32) bool, preferred, unclean bool) (int32, []int32) {
 	isr := make([]int32, 0, len(a.ISR))
 	for _, b := range a.ISR {
 		if mayLead(b) {
@@ -94,6 +99,13 @@ func target(a meta.PartitionAssignment, mayLead func(int32) bool, preferred bool
 	}
 	if preferred && len(a.Replicas) > 0 && leader != a.Replicas[0] && eligible(a.Replicas[0]) {
 		leader = a.Replicas[0]
+	}
+	if leader == meta.NoLeader && unclean {
+		for _, r := range a.Replicas {
+			if mayLead(r) {
+				return r, []int32{r}
+			}
+		}
 	}
 	return leader, isr
 }

@@ -26,7 +26,7 @@ import (
 //	shutdown id=B [epoch=E]             ControlledShutdown, its commands applied
 //	repeat                              the last commands applied again (a retried proposal)
 //	placement partitions=P rf=R [topic=T]  Placement (new partitions of T after its own)
-//	create-topic name=T partitions=P rf=R  Placement and CreateTopic
+//	create-topic name=T partitions=P rf=R [unclean=true]  Placement and CreateTopic
 //	add-partitions name=T count=P          Placement and CreatePartitions
 //	isr-add topic=T p=P id=B            B joins the ISR (what replication proposes)
 //	alter-partition topic=T p=P from=B isr=1,2 [epochs=E1,E2] [broker-epoch=E] [leader-epoch=E]
@@ -133,7 +133,11 @@ func (e *scriptEnv) handle(t *testing.T, d *scripttest.TestData) string {
 		e.nextTopic++
 		var id [16]byte
 		binary.BigEndian.PutUint64(id[8:], e.nextTopic)
-		return e.apply(meta.CreateTopic{Name: arg(d, "name"), ID: id, Partitions: controller.NewPartitions(lists)})
+		var configs map[string]string
+		if _, ok := d.Arg("unclean"); ok {
+			configs = map[string]string{"unclean.leader.election.enable": arg(d, "unclean")}
+		}
+		return e.apply(meta.CreateTopic{Name: arg(d, "name"), ID: id, Configs: configs, Partitions: controller.NewPartitions(lists)})
 	case "add-partitions":
 		name := arg(d, "name")
 		top, _ := e.st.Topic(name)

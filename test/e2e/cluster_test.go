@@ -141,6 +141,34 @@ func createRF3(t *testing.T, c *cluster.Cluster, topic string, partitions int32)
 	if err != nil {
 		t.Fatalf("create %s: %v %s", topic, err, resp.ErrMessage)
 	}
+	waitTopicEverywhere(t, c, topic, partitions)
+}
+
+// waitTopicEverywhere waits until every running broker reports topic with its partitions, each
+// led: the broker that created it answered once the change committed, and the others apply it
+// a moment later.
+func waitTopicEverywhere(t *testing.T, c *cluster.Cluster, topic string, partitions int32) {
+	t.Helper()
+	for _, b := range c.Brokers() {
+		if !b.Running() {
+			continue
+		}
+		waitCluster(t, fmt.Sprintf("broker %d reporting %s", b.ID(), topic), func() error {
+			ps, _, err := partitionsOf(t, b, topic)
+			if err != nil {
+				return err
+			}
+			if int32(len(ps)) != partitions {
+				return fmt.Errorf("%d partitions", len(ps))
+			}
+			for p, pv := range ps {
+				if pv.leader < 0 {
+					return fmt.Errorf("partition %d has no leader", p)
+				}
+			}
+			return nil
+		})
+	}
 }
 
 type partitionView struct {

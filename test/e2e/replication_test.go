@@ -35,6 +35,7 @@ func createReplicated(t *testing.T, c *cluster.Cluster, topic string, partitions
 	if err != nil {
 		t.Fatalf("create %s: %v %s", topic, err, resp.ErrMessage)
 	}
+	waitTopicEverywhere(t, c, topic, partitions)
 }
 
 // waitTopicISR waits until broker b reports every partition of topic with exactly the ISR isr.
