@@ -190,6 +190,7 @@ func (b *Broker) startCluster(ctx context.Context, rl *raftlog.Log) error {
 		b.closeReplication()
 		return err
 	}
+	b.reconcile() // now that this node has a broker epoch, start copying what it follows
 	c.wg.Add(2)
 	go b.runHeartbeats()
 	go b.runISR()

@@ -65,7 +65,15 @@ type groupHost struct {
 
 	// beforeReplay, when set (tests), runs on a loading shard's goroutine before its replay.
 	beforeReplay func(p int32)
+	// appendCommitted appends a coordinator's records and calls done once they are committed
+	// (in a cluster: below the high watermark, on every in-sync replica, as Kafka's
+	// coordinator writes with acks=all); nil (tests) is the partition's own Append.
+	appendCommitted func(p *engine.Partition, raw []byte, done func(error)) (engine.AppendResult, error)
 }
+
+// groupCommitTimeout bounds how long a coordinator's write waits for its in-sync replicas
+// (Kafka's offsets.commit.timeout.ms).
+const groupCommitTimeout = 5 * time.Second
 
 // topicsView answers the coordinator's partition-existence questions from the engine.
 type topicsView struct{ eng *engine.Engine }
@@ -132,6 +140,9 @@ func (b *Broker) newGroupHost(t Topic) *groupHost {
 		partitions:   t.Partitions,
 		compactEvery: every,
 		shards:       make([]atomic.Pointer[groupShard], t.Partitions),
+		appendCommitted: func(p *engine.Partition, raw []byte, done func(error)) (engine.AppendResult, error) {
+			return b.appendCommitted(p, raw, groupCommitTimeout, done)
+		},
 	}
 	h.incarnation.Store(uint64(time.Now().UnixNano()))
 	return h

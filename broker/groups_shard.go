@@ -340,7 +340,13 @@ func (s *groupShard) process(now time.Time, ready group.Ready) {
 		ProducerEpoch:  -1,
 		BaseSequence:   -1,
 	}, recs, batch.CodecNone)
-	_, err := s.part.Append(raw, func(err error) {
+	appendFn := s.part.Append
+	if s.h.appendCommitted != nil {
+		appendFn = func(raw []byte, done func(error)) (engine.AppendResult, error) {
+			return s.h.appendCommitted(s.part, raw, done)
+		}
+	}
+	_, err := appendFn(raw, func(err error) {
 		s.later(func(now time.Time) {
 			s.inflight--
 			s.process(now, s.coord.Persisted(now, id, err))

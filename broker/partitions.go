@@ -54,9 +54,17 @@ func (b *Broker) Produce(topic string, partition int32, records []byte, acks int
 	if done == nil || acks != -1 {
 		return part.Append(records, done)
 	}
-	// acks=all: locally durable first, then the high watermark past the batches. The done
-	// callback may run before Append returns the end offset, so whichever of the two comes
-	// second moves on.
+	return b.appendCommitted(part, records, timeout, done)
+}
+
+// appendCommitted appends records to part, which this node leads, and calls done once they
+// are committed (below the high watermark) or with the error that prevents it: acks=all, and
+// the writes of the group coordinators. On one node that is when they are durable here.
+func (b *Broker) appendCommitted(part *engine.Partition, records []byte, timeout time.Duration, done func(error)) (AppendResult, error) {
+	tp := part.TopicPartition()
+	topic, partition := tp.Topic, tp.Partition
+	// Locally durable first, then the high watermark past the batches. The done callback may
+	// run before Append returns the end offset, so whichever of the two comes second moves on.
 	w := &produceWait{b: b, part: part, timeout: timeout, done: done, end: -1}
 	if b.repl != nil {
 		// In a cluster the high watermark is the in-sync replicas' to move: refuse up front

@@ -53,8 +53,9 @@ type ledPartition struct {
 	epochStart  int64 // the log end when this node took the leadership
 	replicas    int   // how many replicas the partition has
 
-	mu        sync.Mutex
-	tracker   *replication.Tracker
+	mu           sync.Mutex
+	tracker      *replication.Tracker
+	brokerEpochs map[int32]int64 // each follower's broker epoch, from its stream's hello
 	resigned  bool // the leadership moved on; produces waiting for it answer NOT_LEADER_OR_FOLLOWER
 	proposing bool // an AlterPartition is out
 }
@@ -188,7 +189,8 @@ func (b *Broker) lead(p *engine.Partition, t meta.Topic, a meta.PartitionAssignm
 	if lp != nil {
 		lp.resign()
 	}
-	lp = &ledPartition{tp: tp, topicID: t.ID, leaderEpoch: a.LeaderEpoch, epochStart: p.LogEndOffset(), replicas: len(a.Replicas)}
+	lp = &ledPartition{tp: tp, topicID: t.ID, leaderEpoch: a.LeaderEpoch, epochStart: p.LogEndOffset(), replicas: len(a.Replicas),
+		brokerEpochs: map[int32]int64{}}
 	lp.tracker = replication.NewTracker(replication.Config{
 		Self: b.cfg.NodeID, Replicas: slices.Clone(a.Replicas), ISR: slices.Clone(a.ISR),
 		PartitionEpoch: a.PartitionEpoch, LeaderEpoch: a.LeaderEpoch, EpochStart: lp.epochStart,
@@ -209,7 +211,10 @@ func (b *Broker) follow(p *engine.Partition, st *meta.State, t meta.Topic, a met
 	r := b.repl
 	b.unlead(p)
 	id := replication.PartitionID{TopicID: t.ID, Partition: p.TopicPartition().Partition}
-	if a.Leader == meta.NoLeader {
+	// Not before this node is registered: a stream names its broker epoch in its hello, and a
+	// leader proposes this node back into an ISR only at that epoch (startCluster reconciles
+	// again once registered).
+	if a.Leader == meta.NoLeader || b.cl.epoch.Load() == 0 {
 		r.fetchers.Unfollow(id)
 		return
 	}
@@ -282,20 +287,30 @@ func (b *Broker) runISR() {
 				continue
 			}
 			isr, partitionEpoch, ok := lp.tracker.Propose(now)
+			var members []ISRMember
 			if ok {
 				lp.proposing = true
+				// Each member with the broker epoch its stream came from: the controller refuses
+				// a joining broker whose process has changed since (KIP-903).
+				for _, id := range isr {
+					m := ISRMember{ID: id, BrokerEpoch: -1}
+					if e, known := lp.brokerEpochs[id]; known && id != b.cfg.NodeID {
+						m.BrokerEpoch = e
+					}
+					members = append(members, m)
+				}
 			}
 			lp.mu.Unlock()
 			if ok {
 				b.cl.wg.Add(1)
-				go b.proposeISR(lp, isr, partitionEpoch)
+				go b.proposeISR(lp, members, partitionEpoch)
 			}
 		}
 	}
 }
 
 // proposeISR sends one ISR change to the controller.
-func (b *Broker) proposeISR(lp *ledPartition, isr []int32, partitionEpoch int32) {
+func (b *Broker) proposeISR(lp *ledPartition, isr []ISRMember, partitionEpoch int32) {
 	defer b.cl.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -308,7 +323,7 @@ func (b *Broker) proposeISR(lp *ledPartition, isr []int32, partitionEpoch int32)
 	}()
 	b.log.Info("cluster: proposing an ISR change", "topic", lp.tp.Topic, "partition", lp.tp.Partition,
 		"leader_epoch", lp.leaderEpoch, "partition_epoch", partitionEpoch, "isr", isr)
-	err := b.AlterISR(ctx, lp.tp, lp.topicID, lp.leaderEpoch, partitionEpoch, isr)
+	err := b.AlterISRWithEpochs(ctx, lp.tp, lp.topicID, lp.leaderEpoch, partitionEpoch, isr)
 	lp.mu.Lock()
 	lp.proposing = false
 	hw, moved := int64(0), false
@@ -364,13 +379,14 @@ func (h *leaderHost) Leading(id replication.PartitionID, leaderEpoch, follower i
 	return p, 0
 }
 
-func (h *leaderHost) FollowerProgress(p *engine.Partition, leaderEpoch, follower int32, logEnd, durableEnd int64) {
+func (h *leaderHost) FollowerProgress(p *engine.Partition, leaderEpoch, follower int32, brokerEpoch, logEnd, durableEnd int64) {
 	b := (*Broker)(h)
 	lp := b.repl.ledBy(p)
 	if lp == nil || lp.leaderEpoch != leaderEpoch {
 		return
 	}
 	lp.mu.Lock()
+	lp.brokerEpochs[follower] = brokerEpoch
 	hw, moved := lp.tracker.FollowerProgress(follower, logEnd, durableEnd, time.Now())
 	lp.mu.Unlock()
 	b.progressed(p, hw, moved)

@@ -101,9 +101,11 @@ func TestRunScheduleChargesStalls(t *testing.T) {
 	if msgs != 400 {
 		t.Fatalf("recorded %d", msgs)
 	}
-	// records 100..199 were delayed by 100ms..0ms: ~50 of them by more than 50 ms
-	if slow < 40 || slow > 60 {
-		t.Errorf("%d records charged ≥50ms, want ≈50 (coordinated omission would give ≈1)", slow)
+	// Records 100..199 were delayed by 100ms..0ms: at least the 50 scheduled in the stall's
+	// first half are charged 50 ms or more. A loaded machine only adds delay (more of them may
+	// be), so no upper bound; coordinated omission would charge about one.
+	if slow < 45 {
+		t.Errorf("%d records charged ≥50ms, want at least ≈50 (coordinated omission would give ≈1)", slow)
 	}
 	if h.Max() < 99_000 {
 		t.Errorf("max %dµs, want ≥ the 100ms stall", h.Max())

@@ -29,10 +29,11 @@ type LeaderHost interface {
 	// of its replicas; otherwise 0 and a Kafka error code: NOT_LEADER_OR_FOLLOWER, an older
 	// epoch FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_OR_PARTITION.
 	Leading(id PartitionID, leaderEpoch, follower int32) (*engine.Partition, int16)
-	// FollowerProgress tells what follower holds of part (logEnd written, durableEnd durable),
-	// on a stream whose history was checked against this leader's in leaderEpoch. It runs on
-	// the connection's reader goroutine and must not block for long.
-	FollowerProgress(part *engine.Partition, leaderEpoch, follower int32, logEnd, durableEnd int64)
+	// FollowerProgress tells what follower (at brokerEpoch, from its hello) holds of part
+	// (logEnd written, durableEnd durable), on a stream whose history was checked against this
+	// leader's in leaderEpoch. It runs on the connection's reader goroutine and must not block
+	// for long.
+	FollowerProgress(part *engine.Partition, leaderEpoch, follower int32, brokerEpoch, logEnd, durableEnd int64)
 }
 
 // Server is the leader side: it accepts followers on the replication listener and streams
@@ -147,7 +148,8 @@ type subscription struct {
 type leaderConn struct {
 	s        *Server
 	conn     *net.TCPConn
-	follower atomic.Int32 // from its hello
+	follower    atomic.Int32 // from its hello
+	brokerEpoch atomic.Int64 // from its hello
 	wakeCh   chan struct{}
 
 	mu   sync.Mutex
@@ -190,6 +192,7 @@ func (c *leaderConn) read() {
 			}
 			h := d.hello()
 			c.follower.Store(h.Follower)
+			c.brokerEpoch.Store(h.BrokerEpoch)
 			helloed = true
 		case kindFetch:
 			d, err := fr.body(size, fetchSize)
@@ -210,7 +213,7 @@ func (c *leaderConn) read() {
 			streaming := sub != nil && sub.sub == a.Sub && sub.answer == nil
 			c.mu.Unlock()
 			if streaming {
-				c.s.host.FollowerProgress(sub.part, sub.leaderEpoch, c.follower.Load(), a.LogEnd, a.DurableEnd)
+				c.s.host.FollowerProgress(sub.part, sub.leaderEpoch, c.follower.Load(), c.brokerEpoch.Load(), a.LogEnd, a.DurableEnd)
 			}
 		case kindStop:
 			d, err := fr.body(size, stopSize)

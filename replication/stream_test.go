@@ -60,7 +60,7 @@ func (h *testLeader) Leading(id PartitionID, leaderEpoch, follower int32) (*engi
 	return h.part, 0
 }
 
-func (h *testLeader) FollowerProgress(p *engine.Partition, leaderEpoch, follower int32, logEnd, durableEnd int64) {
+func (h *testLeader) FollowerProgress(p *engine.Partition, leaderEpoch, follower int32, brokerEpoch, logEnd, durableEnd int64) {
 	h.mu.Lock()
 	h.acks[follower] = [2]int64{logEnd, durableEnd}
 	h.mu.Unlock()
