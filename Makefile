@@ -64,9 +64,10 @@ POWERCUT_ROUNDS ?= 40
 powercut: build
 	E2E_POWERCUT_ROUNDS=$(POWERCUT_ROUNDS) RINGTAIL_BIN=$(CURDIR)/$(BIN)/ringtail $(GO) test -count=1 -timeout 60m -run 'TestPowerCutKeepsAckedRecords' -v ./test/e2e/
 
-# cluster-failover: three brokers with default settings, kill -9 of the controller
-# FAILOVER_ROUNDS times; prints, per round and as medians, the time from the kill to a new
-# controller and to no partition led by the killed broker, and writes them to
+# cluster-failover: three brokers with default settings; FAILOVER_ROUNDS rounds, each a kill -9
+# of a partition leader that is not the controller, then of the controller; prints, per kill and
+# as medians, the time from the kill to a new controller, to no partition led by the killed
+# broker and to an acknowledged acks=all produce on each partition it led, and writes them to
 # bench/results/<date>-<commit>-failover.txt. A measurement: it asserts no timing.
 FAILOVER_ROUNDS ?= 10
 cluster-failover: build

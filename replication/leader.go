@@ -147,11 +147,11 @@ type subscription struct {
 
 // leaderConn is one follower's connection.
 type leaderConn struct {
-	s        *Server
-	conn     *net.TCPConn
+	s           *Server
+	conn        *net.TCPConn
 	follower    atomic.Int32 // from its hello
 	brokerEpoch atomic.Int64 // from its hello
-	wakeCh   chan struct{}
+	wakeCh      chan struct{}
 
 	mu   sync.Mutex
 	subs map[PartitionID]*subscription

@@ -47,6 +47,8 @@ type cluster3Opts struct {
 	// logDir, when set, also receives each broker's output as logDir/broker-<id>.log, for
 	// people to read after a long run.
 	logDir string
+	// args are more flags for every broker.
+	args []string
 }
 
 // startCluster3With starts three brokers with the cluster flags as o says and waits until all
@@ -74,7 +76,7 @@ func startCluster3With(t *testing.T, o cluster3Opts) *cluster.Cluster {
 			if o.debug {
 				args = append(args, "--debug-listen", b.ExtraAddr("debug"))
 			}
-			return args
+			return append(args, o.args...)
 		},
 	})
 	waitBrokers(t, c, c.Broker(1), []int32{1, 2, 3})
