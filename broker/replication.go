@@ -149,9 +149,7 @@ func (b *Broker) progressed(p *engine.Partition, hw int64, moved bool) {
 	}
 	p.SetHighWatermark(hw)
 	b.purg.Notify(p.TopicPartition())
-	if r := b.repl; r.server != nil {
-		r.server.Notify(p)
-	}
+	// The followers learn it with the next data frame, or within the server's HW interval.
 }
 
 // leaderDurable feeds a leader's own durable end to its tracker.

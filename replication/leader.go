@@ -326,7 +326,15 @@ func (c *leaderConn) write() {
 	defer c.s.wg.Done()
 	var buf, copyBuf []byte
 	var subs []*subscription
-	for range c.wakeCh {
+	tick := time.NewTicker(hwInterval)
+	defer tick.Stop()
+	for {
+		flushHW := false
+		select {
+		case <-c.wakeCh:
+		case <-tick.C:
+			flushHW = true
+		}
 		for {
 			c.mu.Lock()
 			if c.gone {
@@ -341,7 +349,7 @@ func (c *leaderConn) write() {
 			_ = c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 			sent := false
 			for _, sub := range subs {
-				did, err := c.send(sub, &buf, &copyBuf)
+				did, err := c.send(sub, flushHW, &buf, &copyBuf)
 				if err != nil {
 					c.s.log.Info("replication: writing to a follower failed; closing", "follower", c.follower.Load(), "err", err)
 					c.conn.Close()
@@ -356,8 +364,16 @@ func (c *leaderConn) write() {
 	}
 }
 
-// send sends sub's next frame or span, if it has one; it reports whether it sent anything.
-func (c *leaderConn) send(sub *subscription, buf, copyBuf *[]byte) (bool, error) {
+// hwInterval is how stale a follower's copy of the high watermark may get while no data goes
+// to it. A follower needs it only to start from should it lead, so it is not worth a frame
+// (and a system call on each side) per acknowledged append; data frames carry it anyway.
+const hwInterval = 100 * time.Millisecond
+
+// send sends sub's next frame or span, if it has one; it reports whether it sent anything. A
+// frame with only the high watermark goes out on a new subscription (the follower acknowledges
+// it, so the leader learns where a follower that needs nothing stands), when the log start
+// moved, or with flushHW.
+func (c *leaderConn) send(sub *subscription, flushHW bool, buf, copyBuf *[]byte) (bool, error) {
 	c.mu.Lock()
 	if c.subs[sub.id] != sub {
 		c.mu.Unlock()
@@ -414,7 +430,7 @@ func (c *leaderConn) send(sub *subscription, buf, copyBuf *[]byte) (bool, error)
 			return true, nil
 		}
 	}
-	if hw != sentHW || logStart != sentLS {
+	if sentHW < 0 || logStart != sentLS || (flushHW && hw != sentHW) {
 		*buf = appendHW((*buf)[:0], hwUpdate{Key: sub.id, Sub: sub.sub, HighWatermark: hw, LogStartOffset: logStart})
 		if _, err := c.conn.Write(*buf); err != nil {
 			return false, err
