@@ -47,8 +47,14 @@ type ClusterConfig struct {
 	Join, NonVoting bool
 	// SessionTimeout: a broker not heard from for this long is fenced; default 9 s.
 	SessionTimeout time.Duration
-	// HeartbeatInterval: how often a broker tells the controller it is alive; default 2 s.
+	// HeartbeatInterval: how often a broker tells the controller it is alive; default
+	// DefaultHeartbeatInterval. A new controller waits three intervals to hear from a broker
+	// before fencing it.
 	HeartbeatInterval time.Duration
+	// DisconnectGrace: a broker whose heartbeat connection to the controller closed is fenced
+	// this long after, unless it heartbeats again; default 1 s, negative: only the session
+	// counts (controller.Config.DisconnectGrace).
+	DisconnectGrace time.Duration
 	// ShutdownTimeout bounds a controlled shutdown: moving this node's leaderships away
 	// before it stops; default 30 s.
 	ShutdownTimeout time.Duration
@@ -56,6 +62,13 @@ type ClusterConfig struct {
 	// (replica.lag.time.max.ms); default 10 s.
 	ReplicaLagMax time.Duration
 }
+
+// DefaultHeartbeatInterval is how often a broker heartbeats to the controller by default. A
+// new controller waits three intervals (1.5 s) to hear from a broker before fencing it, and a
+// live broker whose heartbeat connection broke is heard from again within an interval, well
+// inside the controller's DisconnectGrace (1 s). A heartbeat is a small request answered from
+// memory: two a second per broker cost nothing worth counting.
+const DefaultHeartbeatInterval = 500 * time.Millisecond
 
 // ErrNotLeaderOrFollower: this node does not lead the partition (NOT_LEADER_OR_FOLLOWER).
 var ErrNotLeaderOrFollower = errors.New("broker: not the leader of this partition")
@@ -118,10 +131,13 @@ func (c *ClusterConfig) withDefaults() {
 		c.SessionTimeout = controller.DefaultSessionTimeout
 	}
 	if c.HeartbeatInterval <= 0 {
-		c.HeartbeatInterval = 2 * time.Second
+		c.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.DisconnectGrace == 0 {
+		c.DisconnectGrace = controller.DefaultDisconnectGrace
 	}
 }
 
@@ -414,15 +430,26 @@ func (b *Broker) runHeartbeats() {
 	defer t.Stop()
 	fenced := true
 	for {
+		// Taken before the heartbeat, so that a change meanwhile is not missed.
+		_, leaderChanged := c.raft.WatchLeader()
 		isFenced, _, err := b.heartbeat(false)
+		if err != nil && !isKafkaError(err) {
+			// The connection broke (it is closed now) or no controller is known. The
+			// controller, if it saw the connection close, fences this node DisconnectGrace
+			// later unless it hears from it: try again on a new connection at once.
+			isFenced, _, err = b.heartbeat(false)
+		}
 		if err != nil {
 			b.log.Debug("cluster: heartbeat", "err", err)
 		} else if isFenced != fenced {
 			fenced = isFenced
 			b.log.Info("cluster: the controller says", "fenced", fenced, "broker_epoch", c.epoch.Load())
 		}
+		// A new controller has heard from nobody and fences whom it does not hear from
+		// within three intervals: it hears from this node at once.
 		select {
 		case <-t.C:
+		case <-leaderChanged:
 		case <-c.stop:
 			return
 		}
@@ -438,10 +465,16 @@ func (b *Broker) heartbeat(wantShutdown bool) (fenced, shouldShutdown bool, err 
 		return true, false, err
 	}
 	if self {
-		return b.BrokerHeartbeat(b.cfg.NodeID, c.epoch.Load(), wantShutdown)
+		return b.BrokerHeartbeat(0, b.cfg.NodeID, c.epoch.Load(), wantShutdown) // in process: no connection
 	}
 	c.hb.SetAddr(addr)
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HeartbeatInterval)
+	// A heartbeat is answered from memory; a shutdown request after the controller's
+	// proposals, which a loaded disk may take a while to commit.
+	timeout := c.cfg.HeartbeatInterval
+	if wantShutdown {
+		timeout = max(timeout, 2*time.Second)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return sendHeartbeat(ctx, c.hb, b.cfg.NodeID, c.epoch.Load(), wantShutdown)
 }
@@ -464,9 +497,10 @@ func (b *Broker) controllerListener() (self bool, addr string, err error) {
 }
 
 // BrokerHeartbeat is the controller's side of a heartbeat from broker id at broker epoch
-// epoch: it answers whether the broker is fenced and, for a broker asking to shut down,
-// moves its leaderships away and says whether it may stop (it leads nothing).
-func (b *Broker) BrokerHeartbeat(id int32, epoch int64, wantShutdown bool) (fenced, shouldShutdown bool, err error) {
+// epoch, which came on connection conn (0: in process): it answers whether the broker is
+// fenced and, for a broker asking to shut down, moves its leaderships away and says whether
+// it may stop (it leads nothing).
+func (b *Broker) BrokerHeartbeat(conn uint64, id int32, epoch int64, wantShutdown bool) (fenced, shouldShutdown bool, err error) {
 	if b.cl == nil {
 		return false, false, fmt.Errorf("%w: this broker is not in a cluster", ErrNotController)
 	}
@@ -478,9 +512,9 @@ func (b *Broker) BrokerHeartbeat(id int32, epoch int64, wantShutdown bool) (fenc
 	now := time.Now()
 	if ctrl != nil {
 		if wantShutdown {
-			cmds, err = ctrl.ControlledShutdown(st, id, epoch, now)
+			cmds, err = ctrl.ControlledShutdown(st, id, epoch, conn, now)
 		} else {
-			err = ctrl.Heartbeat(st, id, epoch, now)
+			err = ctrl.Heartbeat(st, id, epoch, conn, now)
 		}
 	}
 	c.ctrlMu.Unlock()
@@ -501,15 +535,16 @@ func (b *Broker) BrokerHeartbeat(id int32, epoch int64, wantShutdown bool) (fenc
 
 // runController runs the controller while this node leads the Raft log: a new one each time
 // it becomes the leader (its soft state, the heartbeats, starts empty), ticking a few times a
-// second.
+// second, and when a broker's session is due to run out.
 func (b *Broker) runController() {
 	c := b.cl
 	defer c.wg.Done()
-	tick := time.NewTicker(250 * time.Millisecond)
+	tick := time.NewTimer(controllerTick)
 	defer tick.Stop()
 	for {
 		_, leaderChanged := c.raft.WatchLeader()
 		leading := c.raft.IsLeader()
+		wait := controllerTick
 		c.ctrlMu.Lock()
 		switch {
 		case leading && c.ctrl == nil:
@@ -517,9 +552,11 @@ func (b *Broker) runController() {
 			// find the new controller, and a broker that died with the old one (often the same
 			// process) then loses its leaderships well before a whole session has passed.
 			c.ctrl = controller.New(controller.Config{SessionTimeout: c.cfg.SessionTimeout,
-				TakeoverGrace: 3 * c.cfg.HeartbeatInterval}, time.Now())
+				TakeoverGrace: 3 * c.cfg.HeartbeatInterval, DisconnectGrace: c.cfg.DisconnectGrace}, time.Now())
 			_, term, _ := c.raft.LeaderID()
 			b.log.Info("cluster: this node is the controller", "node_id", b.cfg.NodeID, "raft_term", term)
+			c.wg.Add(1)
+			go b.probeListeners(c.ctrl)
 		case !leading && c.ctrl != nil:
 			c.ctrl = nil
 			b.log.Info("cluster: this node is no longer the controller", "node_id", b.cfg.NodeID)
@@ -528,7 +565,13 @@ func (b *Broker) runController() {
 		var cmds []meta.Command
 		var err error
 		if ctrl != nil {
-			cmds, err = ctrl.Tick(b.meta.State(), time.Now())
+			st := b.meta.State()
+			cmds, err = ctrl.Tick(st, time.Now())
+			// A deadline passed already is this Tick's to act on (or its commands were
+			// refused): the regular tick comes back to it.
+			if next, ok := ctrl.NextDeadline(st); ok && time.Until(next) > 0 {
+				wait = min(wait, time.Until(next)+time.Millisecond)
+			}
 		}
 		c.ctrlMu.Unlock()
 		if err != nil {
@@ -538,6 +581,7 @@ func (b *Broker) runController() {
 		if ctrl != nil {
 			b.ensureOffsetsTopic()
 		}
+		tick.Reset(wait)
 		select {
 		case <-tick.C:
 		case <-leaderChanged:
@@ -546,6 +590,9 @@ func (b *Broker) runController() {
 		}
 	}
 }
+
+// controllerTick is the longest the controller waits between two Ticks.
+const controllerTick = 250 * time.Millisecond
 
 // proposeAll proposes the controller's commands in order. A refusal is logged: the next tick
 // builds its commands from the state as it then is.

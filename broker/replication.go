@@ -56,8 +56,8 @@ type ledPartition struct {
 	mu           sync.Mutex
 	tracker      *replication.Tracker
 	brokerEpochs map[int32]int64 // each follower's broker epoch, from its stream's hello
-	resigned  bool // the leadership moved on; produces waiting for it answer NOT_LEADER_OR_FOLLOWER
-	proposing bool // an AlterPartition is out
+	resigned     bool            // the leadership moved on; produces waiting for it answer NOT_LEADER_OR_FOLLOWER
+	proposing    bool            // an AlterPartition is out
 }
 
 // startReplication opens the replication listener (before this node registers, so that the
@@ -149,9 +149,7 @@ func (b *Broker) progressed(p *engine.Partition, hw int64, moved bool) {
 	}
 	p.SetHighWatermark(hw)
 	b.purg.Notify(p.TopicPartition())
-	if r := b.repl; r.server != nil {
-		r.server.Notify(p)
-	}
+	// The followers learn it with the next data frame, or within the server's HW interval.
 }
 
 // leaderDurable feeds a leader's own durable end to its tracker.

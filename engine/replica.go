@@ -48,18 +48,17 @@ func (p *Partition) ReplicaSpan(offset int64, maxBytes int, prev *Span) (Span, e
 	i := p.segmentIndex(offset)
 	seg := p.segments[i]
 	limit, segEnd := seg.size, seg.end
-	start := int64(-1)
-	if prev != nil && prev.File == seg.file && prev.segBase == seg.base && prev.EndOffset == offset && prev.Pos+prev.Len <= limit {
+	// The span before ends where this one starts: no lookup, no scan for the first batch.
+	known := prev != nil && prev.File == seg.file && prev.segBase == seg.base && prev.EndOffset == offset && prev.Pos+prev.Len <= limit
+	start := seg.lookup(offset)
+	if known {
 		start = prev.Pos + prev.Len
-	}
-	if start < 0 {
-		start = seg.lookup(offset)
 	}
 	p.mu.Unlock()
 
 	hr := newHeaderReader(seg.file)
 	pos := start
-	for {
+	for !known {
 		h, err := hr.header(pos, limit)
 		if err != nil {
 			return Span{}, readErr(err)

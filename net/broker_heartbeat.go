@@ -10,10 +10,17 @@ func init() {
 // cluster to the controller (this node, if it leads the metadata; else NOT_CONTROLLER): the
 // broker is alive at its broker epoch, and with WantShutdown asks for its leaderships to move
 // away; ShouldShutdown says it leads nothing now.
+//
+// The connection is then the broker's heartbeat connection, and the node hears when it
+// closes (BrokerDisconnected, after this handler and any later one of the connection have
+// returned): a broker's process that dies has its sockets closed by the kernel at once, which
+// the controller takes as a hint to fence it soon, unless it heartbeats again.
 func (h *Handlers) handleBrokerHeartbeat(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.BrokerHeartbeatRequest)
 	resp := req.ResponseKind().(*kmsg.BrokerHeartbeatResponse)
-	fenced, shutdown, err := h.node.BrokerHeartbeat(req.BrokerID, req.BrokerEpoch, req.WantShutdown)
+	conn, id, epoch := c.ConnID(), req.BrokerID, req.BrokerEpoch
+	c.AtConnEnd(func() { h.node.BrokerDisconnected(conn, id, epoch) })
+	fenced, shutdown, err := h.node.BrokerHeartbeat(conn, id, epoch, req.WantShutdown)
 	resp.IsFenced, resp.ShouldShutdown, resp.IsCaughtUp = fenced, shutdown, !fenced
 	if err != nil {
 		resp.ErrorCode = errorCode(err)

@@ -6,7 +6,8 @@ package kafkanet
 //     frame out of gnet's buffer exactly once, and queues it. It never decodes a body and never
 //     waits for a handler.
 //   - the connection's request goroutine (serve): parses and decodes frames and calls handlers
-//     strictly in arrival order, one at a time.
+//     strictly in arrival order, one at a time; once the connection is closed it runs the
+//     handler-set end hook (atEnd) and ends.
 //   - whoever calls a request's respond, from any goroutine at any time: encodes the response
 //     and writes every response that is now at the head of the line, in request order.
 //
@@ -43,6 +44,7 @@ const maxInFlight = 128
 type connection struct {
 	srv    *Server
 	gc     gnet.Conn
+	id     uint64 // unique in the Server, never reused; from 1
 	remote string
 	log    *slog.Logger
 
@@ -64,6 +66,10 @@ type connection struct {
 	// Request goroutine only.
 	apiLogs map[int16]*slog.Logger
 	warned  map[int32]bool // key<<16|version already logged as unsupported
+	// atEnd, set by a handler (Context.AtConnEnd), runs on the request goroutine once the
+	// connection is closed: after every handler of the connection has returned, so after
+	// whatever the handler that set it recorded.
+	atEnd func()
 
 	mu       sync.Mutex // guards the fields below; held while submitting writes, see complete
 	closed   bool       // onClose ran: write nothing more, trigger nothing on the loop
@@ -99,6 +105,7 @@ func newConnection(s *Server, gc gnet.Conn) *connection {
 	return &connection{
 		srv:     s,
 		gc:      gc,
+		id:      s.nextConnID.Add(1),
 		remote:  remote,
 		log:     s.log.With("remote", remote),
 		queue:   make(chan []byte, maxInFlight),
@@ -217,6 +224,11 @@ func (c *connection) closeConn() {
 // serve is the connection's request goroutine.
 func (c *connection) serve() {
 	defer c.srv.conns.Done()
+	defer func() {
+		if c.atEnd != nil {
+			c.atEnd()
+		}
+	}()
 	for {
 		select {
 		case <-c.done:
@@ -250,6 +262,7 @@ func (c *connection) handle(frame []byte) bool {
 		return false
 	}
 	ctx := &Context{
+		conn:          c,
 		RemoteAddr:    c.remote,
 		Key:           r.key,
 		Version:       r.version,

@@ -33,7 +33,10 @@ type Cluster interface {
 	PartitionInfo(t broker.Topic, partition int32) broker.PartitionInfo
 	Settings() []broker.BrokerSetting
 	NextProducerID() (int64, error)
-	BrokerHeartbeat(id int32, epoch int64, wantShutdown bool) (fenced, shouldShutdown bool, err error)
+	// BrokerHeartbeat takes a heartbeat of broker id at broker epoch epoch that came on
+	// connection conn (Context.ConnID); BrokerDisconnected says that connection closed.
+	BrokerHeartbeat(conn uint64, id int32, epoch int64, wantShutdown bool) (fenced, shouldShutdown bool, err error)
+	BrokerDisconnected(conn uint64, id int32, epoch int64)
 	AlterPartition(ctx context.Context, id int32, epoch int64, reqs []broker.ISRRequest) ([]broker.ISRResult, error)
 	Quorum(ctx context.Context) (broker.Quorum, error)
 	AddMember(ctx context.Context, id int32, raftAddr string, voter bool) error

@@ -13,12 +13,32 @@ import (
 
 // Context describes the request being handled.
 type Context struct {
+	conn          *connection // nil in tests that build a Context by hand
 	RemoteAddr    string
 	ClientID      string
 	Key           int16
 	Version       int16
 	CorrelationID int32
 	Log           *slog.Logger // carries the client address and API
+}
+
+// ConnID identifies the connection the request came on: unique within the Server, never
+// reused (0: no connection).
+func (c *Context) ConnID() uint64 {
+	if c.conn == nil {
+		return 0
+	}
+	return c.conn.id
+}
+
+// AtConnEnd makes f run once the request's connection is closed, on its request goroutine,
+// after every handler of the connection has returned; a later call replaces f. f may block
+// briefly (it holds up only the end of that goroutine, and Server.Stop). Callable from the
+// handler only (not from respond on another goroutine).
+func (c *Context) AtConnEnd(f func()) {
+	if c.conn != nil {
+		c.conn.atEnd = f
+	}
 }
 
 // HandleFunc handles one decoded request. Handlers of one connection are called one at a time,

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -42,7 +43,8 @@ type Server struct {
 	// answered) and, separately, unread in gnet's buffer while it waits; see conn.go.
 	connBytes int64
 
-	conns sync.WaitGroup // one per connection's request goroutine
+	conns      sync.WaitGroup // one per connection's request goroutine
+	nextConnID atomic.Uint64  // the last connection id handed out
 
 	mu      sync.Mutex
 	started bool

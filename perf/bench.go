@@ -26,6 +26,14 @@ type BenchConfig struct {
 	Commit    string
 	Plots     bool
 	Progress  io.Writer
+	// PIDFile, when set, gets the id of every broker process the bench starts, one a line, as
+	// soon as it is started: should the bench itself die without stopping them (SIGKILL, a
+	// panic), its caller stops the ones left (perf/bench.sh does).
+	PIDFile string
+	// Profile takes a CPU profile of one node of each cluster run (the one leading the most
+	// partitions) over the measured window, from its --debug-listen, into
+	// <OutDir>/<Stamp>-<workload>-<label>-node<N>.pprof.
+	Profile bool
 }
 
 // WorkloadConfig returns the Config of a named bench workload (see ../shared/PERF.md).
@@ -92,7 +100,7 @@ func RunBench(ctx context.Context, bc BenchConfig, log io.Writer) (*Comparison, 
 		},
 	}
 	for _, s := range bc.Brokers {
-		cmp.Brokers = append(cmp.Brokers, BrokerInfo{Label: s.Label, Command: strings.Join(s.Args, " "), Durability: s.Durability})
+		cmp.Brokers = append(cmp.Brokers, BrokerInfo{Label: s.Label, Command: strings.Join(s.Args, " "), Durability: s.Durability, Nodes: s.Nodes})
 	}
 	tmp, err := os.MkdirTemp("", "ringtail-bench-")
 	if err != nil {
@@ -104,11 +112,28 @@ func RunBench(ctx context.Context, bc BenchConfig, log io.Writer) (*Comparison, 
 			if ctx.Err() != nil {
 				return cmp, ctx.Err()
 			}
+			if !spec.runs(wl) {
+				continue
+			}
 			c, err := WorkloadConfig(wl, bc.Duration, bc.Warmup, bc.Rate)
 			if err != nil {
 				return nil, err
 			}
-			res := benchOne(ctx, spec, c, wl, tmp, &cmp.Brokers[bi], bc.Progress)
+			if spec.Warmup > 0 {
+				c.Warmup = spec.Warmup
+			}
+			if spec.ReplicationFactor > 0 {
+				c.ReplicationFactor = spec.ReplicationFactor
+			}
+			if spec.TopicConfigs != nil {
+				c.TopicConfigs = spec.TopicConfigs
+			}
+			var res *Result
+			if spec.Nodes > 1 {
+				res = benchCluster(ctx, bc, spec, c, wl, tmp, &cmp.Brokers[bi])
+			} else {
+				res = benchOne(ctx, bc, spec, c, wl, tmp, &cmp.Brokers[bi])
+			}
 			fmt.Fprintf(log, "bench: %-10s on %-10s … ", wl, spec.Label)
 			if res.Failed != "" {
 				fmt.Fprintf(log, "FAILED: %s\n", oneLine(res.Failed, 300))
@@ -133,19 +158,23 @@ func RunBench(ctx context.Context, bc BenchConfig, log io.Writer) (*Comparison, 
 	return cmp, nil
 }
 
-func benchOne(ctx context.Context, spec BrokerSpec, c Config, wl, tmp string, info *BrokerInfo, progress io.Writer) *Result {
-	failed := func(format string, args ...any) *Result {
-		r := &Result{Name: wl, Broker: spec.Label, Workload: c.Workload(), Config: c, Failed: fmt.Sprintf(format, args...), Errors: map[string]int64{}}
-		r.Config.Validate()
-		return r
-	}
-	p, err := StartBroker(ctx, spec, tmp)
+// failedResult is the result of a run that could not be made.
+func failedResult(spec BrokerSpec, c Config, wl, format string, args ...any) *Result {
+	r := &Result{Name: wl, Broker: spec.Label, Workload: c.Workload(), Config: c, Failed: fmt.Sprintf(format, args...), Errors: map[string]int64{}}
+	r.Config.Validate()
+	return r
+}
+
+func benchOne(ctx context.Context, bc BenchConfig, spec BrokerSpec, c Config, wl, tmp string, info *BrokerInfo) *Result {
+	progress := bc.Progress
+	failed := func(format string, args ...any) *Result { return failedResult(spec, c, wl, format, args...) }
+	p, err := startBroker(ctx, spec, tmp, func(pid int) { recordPID(bc.PIDFile, pid) })
 	if err != nil {
 		return failed("%v", err)
 	}
 	defer p.Stop()
 	if info.IO == "" {
-		info.IO = brokerIO(p)
+		info.IO = brokerIO(p.Log())
 	}
 	c.Brokers = []string{p.Addr}
 	c.BrokerPID = p.PID()
@@ -166,18 +195,31 @@ func benchOne(ctx context.Context, spec BrokerSpec, c Config, wl, tmp string, in
 	return res
 }
 
+// recordPID appends pid to the bench's pid file, if it has one (BenchConfig.PIDFile).
+func recordPID(path string, pid int) {
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return
+	}
+	fmt.Fprintln(f, pid)
+	f.Close()
+}
+
 // brokerIO says how a broker reaches its disk, from its start-up log: Ringtail logs
 // "storage recovered … durability=… wal_io=…" and a warning when io_uring is not in use. The
 // fields are read from the whole line: an earlier, longer line (the engine's) also names wal_io,
 // and FindLine's report-sized cut lost both fields.
-func brokerIO(p *BrokerProc) string {
+func brokerIO(log string) string {
 	var parts []string
-	for _, f := range strings.Fields(p.line("durability=")) {
+	for _, f := range strings.Fields(logLine(log, "durability=")) {
 		if strings.HasPrefix(f, "durability=") || strings.HasPrefix(f, "wal_io=") {
 			parts = append(parts, f)
 		}
 	}
-	if warn := p.FindLine("io_uring is not in use"); warn != "" {
+	if warn := oneLine(strings.TrimSpace(logLine(log, "io_uring is not in use")), 160); warn != "" {
 		parts = append(parts, "fallback: "+warn)
 	}
 	return strings.Join(parts, " ")

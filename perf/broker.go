@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,23 @@ type BrokerSpec struct {
 	Label      string
 	Args       []string
 	Durability string // for the report
+
+	// Nodes > 1 runs Args[0], a Ringtail binary, as a cluster of that many `ringtail serve`
+	// processes on this machine (benchCluster); Args[1:] are flags for every node.
+	Nodes int
+	// ReplicationFactor and TopicConfigs are the topic's, when the run creates it (0 and nil: the
+	// workload's).
+	ReplicationFactor int16
+	TopicConfigs      map[string]string
+	// Workloads, when set, are the only workloads this broker runs.
+	Workloads []string
+	// Warmup, when set, replaces the bench's warm-up for this broker.
+	Warmup time.Duration
+}
+
+// runs reports whether the broker runs workload wl.
+func (s BrokerSpec) runs(wl string) bool {
+	return len(s.Workloads) == 0 || slices.Contains(s.Workloads, wl)
 }
 
 // BrokerProc is a running broker the harness started: a test/cluster process (Ringtail or
@@ -46,6 +64,12 @@ func FreePort() (int, error) {
 // StartBroker starts spec in a fresh data directory under parent and waits until it accepts a
 // connection and answers ApiVersions on it.
 func StartBroker(ctx context.Context, spec BrokerSpec, parent string) (*BrokerProc, error) {
+	return startBroker(ctx, spec, parent, nil)
+}
+
+// startBroker is StartBroker, calling onStart (when set) with the process id once the process is
+// started, before it is ready.
+func startBroker(ctx context.Context, spec BrokerSpec, parent string, onStart func(pid int)) (*BrokerProc, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -72,6 +96,9 @@ func StartBroker(ctx context.Context, spec BrokerSpec, parent string) (*BrokerPr
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start %s: %w", spec.Label, err)
+	}
+	if onStart != nil {
+		onStart(proc.Pid())
 	}
 	p := &BrokerProc{Spec: spec, Addr: addr, Dir: dir, proc: proc}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -102,12 +129,12 @@ func (p *BrokerProc) Stop() {
 // FindLine returns the first line of the broker's log containing any of the words, cut to one
 // short line for the report (for example whether Ringtail runs on io_uring or its fallback).
 func (p *BrokerProc) FindLine(words ...string) string {
-	return oneLine(strings.TrimSpace(p.line(words...)), 160)
+	return oneLine(strings.TrimSpace(logLine(p.Log(), words...)), 160)
 }
 
-// line is the first line of the broker's own output containing any of the words, whole.
-func (p *BrokerProc) line(words ...string) string {
-	sc := bufio.NewScanner(strings.NewReader(p.Log()))
+// logLine is the first line of a broker's own output containing any of the words, whole.
+func logLine(log string, words ...string) string {
+	sc := bufio.NewScanner(strings.NewReader(log))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		l := sc.Text()

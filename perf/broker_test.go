@@ -148,7 +148,7 @@ func TestAgainstRingtail(t *testing.T) {
 	defer p.Stop()
 	// The report's disk line comes from the broker's own start-up lines, never from the harness's
 	// line naming the command.
-	if io := brokerIO(p); !strings.Contains(io, "durability=") || !strings.Contains(io, "wal_io=") {
+	if io := brokerIO(p.Log()); !strings.Contains(io, "durability=") || !strings.Contains(io, "wal_io=") {
 		t.Errorf("brokerIO = %q, want durability= and wal_io= from the start-up log", io)
 	}
 	c := DefaultConfig()
@@ -162,6 +162,70 @@ func TestAgainstRingtail(t *testing.T) {
 		}
 		if r.Messages == 0 || r.ErrorTotal != 0 || !r.BrokerCPU.Available {
 			t.Errorf("%s: %d msgs, errors %v, broker CPU %+v", r.Workload, r.Messages, r.Errors, r.BrokerCPU)
+		}
+	}
+}
+
+// With RINGTAIL_BIN set, a short bench of the three-broker cluster: it runs only its workload,
+// reads every node's CPU and replication counters (sendfile: no byte copied), takes the profile,
+// records every node's id in the pid file, and stops every node.
+func TestBenchCluster(t *testing.T) {
+	bin := os.Getenv("RINGTAIL_BIN")
+	if bin == "" || testing.Short() {
+		t.Skip("RINGTAIL_BIN not set")
+	}
+	out := t.TempDir()
+	pidFile := filepath.Join(out, "pids")
+	bc := BenchConfig{
+		Brokers: []BrokerSpec{{Label: "ringtail-cluster", Args: []string{bin}, Nodes: 3, ReplicationFactor: 3,
+			TopicConfigs: map[string]string{"min.insync.replicas": "2"}, Workloads: []string{"seed"}, Warmup: time.Second}},
+		Baseline: "ringtail", Workloads: []string{"seed", "lone"}, Duration: 2 * time.Second, Warmup: 200 * time.Millisecond,
+		OutDir: out, Stamp: "test", PIDFile: pidFile, Profile: true,
+	}
+	var log bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmp, err := RunBench(ctx, bc, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cmp.Results) != 1 {
+		t.Fatalf("%d results, want seed only:\n%s", len(cmp.Results), log.String())
+	}
+	r := cmp.Results[0]
+	if r.Failed != "" || r.ErrorTotal != 0 || r.Messages == 0 || !r.BrokerCPU.Available {
+		t.Fatalf("cluster run: failed %q, %d msgs, errors %v, CPU %+v, notes %v", r.Failed, r.Messages, r.Errors, r.BrokerCPU, r.Notes)
+	}
+	cr := r.Cluster
+	if cr == nil || len(cr.Nodes) != 3 || !cr.MetricsOK || cr.SentBytes <= 0 || cr.CopiesPerByte == nil || *cr.CopiesPerByte != 0 {
+		t.Fatalf("cluster figures: %+v (notes %v)", cr, r.Notes)
+	}
+	var led int
+	var cpu float64
+	for _, n := range cr.Nodes {
+		led += n.PartitionsLed
+		cpu += n.CPU.TotalS
+		if !n.CPU.Available {
+			t.Errorf("node %d: no CPU", n.ID)
+		}
+	}
+	if led != 6 || cpu < r.BrokerCPU.TotalS-0.05 || cpu > r.BrokerCPU.TotalS+0.05 {
+		t.Errorf("partitions led %d (want 6); nodes' CPU %.2fs, the run's broker CPU %.2fs", led, cpu, r.BrokerCPU.TotalS)
+	}
+	if st, err := os.Stat(cr.Profile); err != nil || st.Size() == 0 {
+		t.Errorf("profile %q: %v", cr.Profile, err)
+	}
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := strings.Fields(string(raw))
+	if len(pids) != 3 {
+		t.Errorf("pid file holds %v, want the three nodes", pids)
+	}
+	for _, pid := range pids {
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			t.Errorf("node process %s still running after the bench", pid)
 		}
 	}
 }

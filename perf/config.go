@@ -35,6 +35,9 @@ type Config struct {
 	Rate              float64       `json:"rate,omitempty"` // open loop: offered msg/s (0: closed loop)
 	Group             string        `json:"group,omitempty"`
 	BrokerPID         int           `json:"broker_pid,omitempty"`
+	BrokerPIDs        []int         `json:"broker_pids,omitempty"` // several broker processes (a cluster): their CPU is summed
+	// TopicConfigs are set on the topic when the run creates it (e.g. min.insync.replicas).
+	TopicConfigs map[string]string `json:"topic_configs,omitempty"`
 
 	// Human-readable copies of the durations for the JSON output.
 	DurationS float64 `json:"duration_s"`
@@ -105,6 +108,17 @@ func (c *Config) Validate() error {
 		c.Pipeline = true
 	}
 	c.DurationS, c.WarmupS, c.LingerMs = c.Duration.Seconds(), c.Warmup.Seconds(), float64(c.Linger)/float64(time.Millisecond)
+	return nil
+}
+
+// brokerPIDs are the broker processes whose CPU the run reports, summed.
+func (c *Config) brokerPIDs() []int {
+	if len(c.BrokerPIDs) > 0 {
+		return c.BrokerPIDs
+	}
+	if c.BrokerPID > 0 {
+		return []int{c.BrokerPID}
+	}
 	return nil
 }
 

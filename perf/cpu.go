@@ -61,14 +61,23 @@ type cpuSample struct {
 	brokerOK              bool
 }
 
-func sampleCPU(brokerPID int) cpuSample {
+// sampleCPU reads the client's CPU and the sum over the broker processes pids (a cluster's
+// brokers together); the broker figure is available only if every one of them could be read.
+func sampleCPU(pids []int) cpuSample {
 	var s cpuSample
 	s.clientUser, s.clientSys = SelfCPU()
-	if brokerPID > 0 {
-		u, sy, err := ProcCPU(brokerPID)
-		if err == nil {
-			s.brokerUser, s.brokerSys, s.brokerOK = u, sy, true
+	if len(pids) == 0 {
+		return s
+	}
+	s.brokerOK = true
+	for _, pid := range pids {
+		u, sy, err := ProcCPU(pid)
+		if err != nil {
+			s.brokerOK = false
+			continue
 		}
+		s.brokerUser += u
+		s.brokerSys += sy
 	}
 	return s
 }
@@ -82,16 +91,18 @@ type CPUUsage struct {
 	Available bool    `json:"available"`
 }
 
-func cpuDelta(a, b cpuSample, msgs int64) (client, broker CPUUsage) {
-	mk := func(u, s time.Duration, ok bool) CPUUsage {
-		c := CPUUsage{UserS: round6(u.Seconds()), SysS: round6(s.Seconds()), TotalS: round6((u + s).Seconds()), Available: ok}
-		if msgs > 0 && ok {
-			c.UsPerMsg = round6(float64((u + s).Microseconds()) / float64(msgs))
-		}
-		return c
+// cpuUsage is u user and s system time spent on msgs messages.
+func cpuUsage(u, s time.Duration, ok bool, msgs int64) CPUUsage {
+	c := CPUUsage{UserS: round6(u.Seconds()), SysS: round6(s.Seconds()), TotalS: round6((u + s).Seconds()), Available: ok}
+	if msgs > 0 && ok {
+		c.UsPerMsg = round6(float64((u + s).Microseconds()) / float64(msgs))
 	}
-	client = mk(b.clientUser-a.clientUser, b.clientSys-a.clientSys, true)
-	broker = mk(b.brokerUser-a.brokerUser, b.brokerSys-a.brokerSys, a.brokerOK && b.brokerOK)
+	return c
+}
+
+func cpuDelta(a, b cpuSample, msgs int64) (client, broker CPUUsage) {
+	client = cpuUsage(b.clientUser-a.clientUser, b.clientSys-a.clientSys, true, msgs)
+	broker = cpuUsage(b.brokerUser-a.brokerUser, b.brokerSys-a.brokerSys, a.brokerOK && b.brokerOK, msgs)
 	return
 }
 

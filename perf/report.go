@@ -117,7 +117,7 @@ func fmtMs(ms float64) string {
 	return fmt.Sprintf("%gms", ms)
 }
 
-func sortedKeys(m map[string]int64) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	ks := make([]string, 0, len(m))
 	for k := range m {
 		ks = append(ks, k)
@@ -145,6 +145,29 @@ type Comparison struct {
 	Ratios   []Ratio        `json:"ratios"`
 	Baseline string         `json:"baseline"`              // the broker the ratios are taken for (ringtail)
 	RawSync  *RawSync       `json:"raw_sync_4k,omitempty"` // the disk's floor, measured when "lone" runs
+	// ClusterRatios are each cluster's figures over each single broker's on the same workload
+	// (cluster/peer: the price of replication), with the targets against the baseline.
+	ClusterRatios []ClusterRatio `json:"cluster_ratios,omitempty"`
+}
+
+// The targets of a three-broker RF=3 cluster against the single broker on seed, same run
+// (../shared/PERF.md, issue 12): msg/s at least this fraction, p99 at most this multiple.
+const (
+	ClusterMinMsgRatio = 0.5
+	ClusterMaxP99Ratio = 2.0
+)
+
+// ClusterRatio is a cluster's result over a single broker's on one workload.
+type ClusterRatio struct {
+	Workload      string   `json:"workload"`
+	Cluster       string   `json:"cluster"`
+	Peer          string   `json:"peer"`
+	MsgPerSec     *float64 `json:"msg_per_s"`
+	P99           *float64 `json:"p99"`
+	BrokerCPUPMsg *float64 `json:"broker_cpu_us_per_msg"` // all the cluster's brokers over the peer
+	// Against the baseline only: whether msg/s ≥ ClusterMinMsgRatio× and p99 ≤ ClusterMaxP99Ratio×.
+	MsgPerSecMet *bool `json:"msg_per_s_met,omitempty"`
+	P99Met       *bool `json:"p99_met,omitempty"`
 }
 
 // BrokerInfo describes a broker the bench started.
@@ -153,6 +176,7 @@ type BrokerInfo struct {
 	Command    string `json:"command"`
 	Durability string `json:"durability"`
 	IO         string `json:"io,omitempty"`
+	Nodes      int    `json:"nodes,omitempty"` // > 1: a cluster of that many brokers
 }
 
 // Ratio is Baseline/peer for one workload.
@@ -172,9 +196,10 @@ func ratio(a, b float64, ok bool) *float64 {
 	return &v
 }
 
-// ComputeRatios fills c.Ratios: for every workload, baseline over each other broker.
+// ComputeRatios fills c.Ratios: for every workload, baseline over each other single broker that
+// ran it; and c.ClusterRatios: each cluster over each single broker.
 func (c *Comparison) ComputeRatios() {
-	c.Ratios = nil
+	c.Ratios, c.ClusterRatios = nil, nil
 	find := func(w, b string) *Result {
 		for _, r := range c.Results {
 			if r.Name == w && r.Broker == b {
@@ -183,13 +208,46 @@ func (c *Comparison) ComputeRatios() {
 		}
 		return nil
 	}
+	ok := func(r *Result) bool { return r != nil && r.Failed == "" }
 	for _, w := range c.workloads() {
+		for _, cb := range c.Brokers {
+			clr := find(w, cb.Label)
+			if cb.Nodes < 2 || clr == nil {
+				continue
+			}
+			for _, b := range c.Brokers {
+				peer := find(w, b.Label)
+				if b.Nodes > 1 || peer == nil {
+					continue
+				}
+				cr := ClusterRatio{Workload: w, Cluster: cb.Label, Peer: b.Label}
+				if ok(clr) && ok(peer) {
+					cr.MsgPerSec = ratio(clr.MsgPerSec, peer.MsgPerSec, true)
+					cr.P99 = ratio(float64(clr.Latency.P99Us), float64(peer.Latency.P99Us), true)
+					cr.BrokerCPUPMsg = ratio(clr.BrokerCPU.UsPerMsg, peer.BrokerCPU.UsPerMsg, clr.BrokerCPU.Available && peer.BrokerCPU.Available)
+					if b.Label == c.Baseline {
+						if cr.MsgPerSec != nil {
+							met := *cr.MsgPerSec >= ClusterMinMsgRatio && clr.ErrorTotal == 0
+							cr.MsgPerSecMet = &met
+						}
+						if cr.P99 != nil {
+							met := *cr.P99 <= ClusterMaxP99Ratio && clr.ErrorTotal == 0
+							cr.P99Met = &met
+						}
+					}
+				}
+				c.ClusterRatios = append(c.ClusterRatios, cr)
+			}
+		}
 		base := find(w, c.Baseline)
 		for _, b := range c.Brokers {
-			if b.Label == c.Baseline {
+			if b.Label == c.Baseline || b.Nodes > 1 {
 				continue
 			}
 			peer := find(w, b.Label)
+			if peer == nil {
+				continue // it does not run this workload
+			}
 			rt := Ratio{Workload: w, Peer: b.Label}
 			if base != nil && peer != nil && base.Failed == "" && peer.Failed == "" {
 				rt.MsgPerSec = ratio(base.MsgPerSec, peer.MsgPerSec, true)
@@ -254,26 +312,99 @@ func WriteComparison(w io.Writer, c *Comparison) {
 			fmt.Fprintf(w, "  %s: %s\n", r.Name, DescribeConfig(&r.Config))
 		}
 	}
-	if len(c.Ratios) == 0 {
-		return
+	if len(c.Ratios) > 0 {
+		writeRatios(w, c)
 	}
+	writeCluster(w, c)
+	writeRawSync(w, c)
+	writeErrors(w, c)
+}
+
+func writeRatios(w io.Writer, c *Comparison) {
 	fmt.Fprintf(w, "\nratios %s/peer (msg/s: higher is better; p99 and CPU-µs/msg: lower is better)\n", c.Baseline)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "workload\tpeer\tmsg/s\tp99\tbroker CPU-µs/msg\t")
 	for _, r := range c.Ratios {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", r.Workload, r.Peer, fmtRatio(r.MsgPerSec), fmtRatio(r.P99), fmtRatio(r.BrokerCPUPMsg))
 	}
 	tw.Flush()
-	if c.RawSync != nil {
-		fmt.Fprintf(w, "\nraw 4 KiB write+fdatasync (queue depth 1, preallocated file): p50 %s, p99 %s\n",
-			fmtUs(int64(c.RawSync.P50Us)), fmtUs(int64(c.RawSync.P99Us)))
-		for _, r := range c.Results {
-			if r.Name == "lone" && r.Failed == "" && c.RawSync.P50Us > 0 {
-				fmt.Fprintf(w, "  lone acks=all produce on %-10s p50 %s = %.2f× the raw sync\n",
-					r.Broker, fmtUs(r.Latency.P50Us), float64(r.Latency.P50Us)/c.RawSync.P50Us)
+}
+
+// writeCluster prints each cluster over each single broker, whether the targets are met, and
+// what the cluster run measured of replication: the copy count, bytes sent, CPU per node.
+func writeCluster(w io.Writer, c *Comparison) {
+	if len(c.ClusterRatios) > 0 {
+		fmt.Fprintf(w, "\ncluster/peer, same run (targets against %s: msg/s ≥ %.2f×, p99 ≤ %.2f×)\n", c.Baseline, ClusterMinMsgRatio, ClusterMaxP99Ratio)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "workload\tcluster\tpeer\tmsg/s\tp99\tbroker CPU-µs/msg\ttargets\t")
+		for _, r := range c.ClusterRatios {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Workload, r.Cluster, r.Peer, fmtRatio(r.MsgPerSec), fmtRatio(r.P99),
+				fmtRatio(r.BrokerCPUPMsg), fmtTargets(r))
+		}
+		tw.Flush()
+	}
+	for _, r := range c.Results {
+		cr := r.Cluster
+		if cr == nil || r.Failed != "" {
+			continue
+		}
+		fmt.Fprintf(w, "%s/%s: %d brokers, RF %d", r.Name, r.Broker, len(cr.Nodes), cr.ReplicationFactor)
+		for _, k := range sortedKeys(r.Config.TopicConfigs) {
+			fmt.Fprintf(w, ", %s=%s", k, r.Config.TopicConfigs[k])
+		}
+		fmt.Fprintln(w)
+		if cr.MetricsOK {
+			copies := "n/a (nothing replicated)"
+			if cr.CopiesPerByte != nil {
+				copies = fmt.Sprintf("%.3f", *cr.CopiesPerByte)
 			}
+			fmt.Fprintf(w, "  replication in the window: %.1f MB sent to followers (%.0f B per acknowledged message), %.0f B copied through user space: %s copies per replicated byte\n",
+				cr.SentBytes/1e6, cr.SentBytesPerMsg, cr.CopiedBytes, copies)
+			fmt.Fprintf(w, "  since start: %.1f MB sent, %.0f B copied\n", cr.SentBytesTotal/1e6, cr.CopiedBytesTotal)
+		} else {
+			fmt.Fprintln(w, "  replication counters: not read (see the notes in the JSON)")
+		}
+		for _, n := range cr.Nodes {
+			fmt.Fprintf(w, "  node %d: leads %d partitions, CPU %.2fs user + %.2fs sys = %s µs/msg, sent %.1f MB\n",
+				n.ID, n.PartitionsLed, n.CPU.UserS, n.CPU.SysS, fmtCPU(n.CPU), n.SentBytes/1e6)
+		}
+		if cr.Profile != "" {
+			fmt.Fprintf(w, "  CPU profile of node %d over the window: %s\n", cr.ProfileNode, cr.Profile)
 		}
 	}
+}
+
+func fmtTargets(r ClusterRatio) string {
+	if r.MsgPerSecMet == nil && r.P99Met == nil {
+		return ""
+	}
+	word := func(b *bool) string {
+		switch {
+		case b == nil:
+			return "n/a"
+		case *b:
+			return "met"
+		}
+		return "NOT met"
+	}
+	return fmt.Sprintf("msg/s %s, p99 %s", word(r.MsgPerSecMet), word(r.P99Met))
+}
+
+func writeRawSync(w io.Writer, c *Comparison) {
+	if c.RawSync == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nraw 4 KiB write+fdatasync (queue depth 1, preallocated file): p50 %s, p99 %s\n",
+		fmtUs(int64(c.RawSync.P50Us)), fmtUs(int64(c.RawSync.P99Us)))
+	for _, r := range c.Results {
+		if r.Name == "lone" && r.Failed == "" && c.RawSync.P50Us > 0 {
+			fmt.Fprintf(w, "  lone acks=all produce on %-10s p50 %s = %.2f× the raw sync\n",
+				r.Broker, fmtUs(r.Latency.P50Us), float64(r.Latency.P50Us)/c.RawSync.P50Us)
+		}
+	}
+}
+
+func writeErrors(w io.Writer, c *Comparison) {
 	var errs []string
 	for _, r := range c.Results {
 		for _, k := range sortedKeys(r.Errors) {

@@ -136,3 +136,55 @@ func TestPlotsArePNG(t *testing.T) {
 		}
 	}
 }
+
+// A cluster is compared with each single broker the other way round (cluster/peer), with the
+// targets against the baseline; it is left out of the baseline/peer table and of the workloads
+// it did not run.
+func TestClusterRatios(t *testing.T) {
+	cl := fakeResult("seed", "ringtail-cluster", 6_000, 3000, 9)
+	cl.Config.ReplicationFactor, cl.Config.TopicConfigs = 3, map[string]string{"min.insync.replicas": "2"}
+	zero := 0.0
+	cl.Cluster = &ClusterRun{ReplicationFactor: 3, MetricsOK: true, SentBytes: 3.2e6, CopiedBytes: 0, CopiesPerByte: &zero,
+		SentBytesPerMsg: 533, SentBytesTotal: 5e6, Profile: "x.pprof", ProfileNode: 2,
+		Nodes: []ClusterNode{{ID: 1, PartitionsLed: 2}, {ID: 2, PartitionsLed: 2}, {ID: 3, PartitionsLed: 2}}}
+	cmp := &Comparison{Baseline: "ringtail",
+		Brokers: []BrokerInfo{{Label: "ringtail"}, {Label: "ringtail-cluster", Nodes: 3}, {Label: "kfake-mem"}},
+		Results: []*Result{
+			fakeResult("seed", "ringtail", 10_000, 1000, 2),
+			cl,
+			fakeResult("seed", "kfake-mem", 20_000, 1000, 2),
+			fakeResult("throughput", "ringtail", 10_000, 1000, 2),
+			fakeResult("throughput", "kfake-mem", 10_000, 1000, 2),
+		}}
+	cmp.ComputeRatios()
+	if len(cmp.Ratios) != 2 || cmp.Ratios[0].Peer != "kfake-mem" || cmp.Ratios[1].Peer != "kfake-mem" {
+		t.Fatalf("baseline ratios should name kfake-mem only: %+v", cmp.Ratios)
+	}
+	if len(cmp.ClusterRatios) != 2 {
+		t.Fatalf("cluster ratios: %+v", cmp.ClusterRatios)
+	}
+	one, kf := cmp.ClusterRatios[0], cmp.ClusterRatios[1]
+	if one.Peer != "ringtail" || *one.MsgPerSec != 0.6 || *one.P99 < 2.9 || *one.P99 > 3.1 ||
+		one.MsgPerSecMet == nil || !*one.MsgPerSecMet || one.P99Met == nil || *one.P99Met {
+		t.Errorf("against one broker: %+v", one)
+	}
+	if *one.BrokerCPUPMsg < 4.4 || *one.BrokerCPUPMsg > 4.6 {
+		t.Errorf("cluster CPU ratio %v, want 4.5", *one.BrokerCPUPMsg)
+	}
+	if kf.Peer != "kfake-mem" || *kf.MsgPerSec != 0.3 || kf.MsgPerSecMet != nil || kf.P99Met != nil {
+		t.Errorf("against kfake: %+v", kf)
+	}
+	var b bytes.Buffer
+	WriteComparison(&b, cmp)
+	out := b.String()
+	for _, want := range []string{"cluster/peer, same run (targets against ringtail: msg/s ≥ 0.50×, p99 ≤ 2.00×)",
+		"msg/s met, p99 NOT met", "0.60×", "RF 3, min.insync.replicas=2", "0.000 copies per replicated byte",
+		"533 B per acknowledged message", "node 2: leads 2 partitions", "CPU profile of node 2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("comparison lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "ringtail-cluster  n/a") {
+		t.Errorf("the cluster has a row in the baseline/peer table:\n%s", out)
+	}
+}

@@ -40,7 +40,8 @@ type Result struct {
 	BrokerCPU   CPUUsage          `json:"broker_cpu"`
 	Fairness    *Fairness         `json:"fairness,omitempty"`
 	Notes       []string          `json:"notes,omitempty"`
-	Failed      string            `json:"failed,omitempty"` // the run could not be made at all
+	Failed      string            `json:"failed,omitempty"`  // the run could not be made at all
+	Cluster     *ClusterRun       `json:"cluster,omitempty"` // a run against several brokers (benchCluster)
 	// HistogramV2 is the whole latency histogram in HdrHistogram's compressed V2 encoding
 	// (base64), for re-analysis with any HdrHistogram library.
 	HistogramV2 string `json:"histogram_v2,omitempty"`
@@ -92,6 +93,11 @@ type Options struct {
 	Progress io.Writer // live progress line; nil for none
 	Name     string
 	Broker   string
+	// Edge, when set, is called at the start (end false) and at the end (end true) of the
+	// measured window, right after the CPU is sampled there, from the run's controller
+	// goroutine: a caller's own counters (a cluster's replication metrics) cover the same
+	// window as the run's. It should return quickly.
+	Edge func(end bool)
 }
 
 // window is the measured part of a run: [start, end). With a count limit end is open.
@@ -179,14 +185,20 @@ func controller(ctx context.Context, c *Config, opts Options, rec *Recorder, w *
 			fmt.Fprint(opts.Progress, "\r\033[K")
 		}
 	}
+	sample := func(i int) {
+		cpu[i] = sampleCPU(c.brokerPIDs())
+		if opts.Edge != nil {
+			opts.Edge(i == 1)
+		}
+	}
 	// warm-up
 	tk := time.NewTicker(time.Second)
 	defer tk.Stop()
 	for time.Now().Before(w.start) {
 		select {
 		case <-ctx.Done():
-			cpu[0] = sampleCPU(c.BrokerPID)
-			cpu[1] = cpu[0]
+			sample(0)
+			sample(1)
 			w.stop(time.Now())
 			return
 		case <-time.After(time.Until(w.start)):
@@ -194,26 +206,26 @@ func controller(ctx context.Context, c *Config, opts Options, rec *Recorder, w *
 			progress(now, false)
 		}
 	}
-	cpu[0] = sampleCPU(c.BrokerPID)
+	sample(0)
 	tk.Reset(time.Second)
 	for {
 		select {
 		case <-ctx.Done():
 			now := time.Now()
-			cpu[1] = sampleCPU(c.BrokerPID)
+			sample(1)
 			w.stop(now)
 			rec.Tick(now)
 			progress(now, true)
 			return
 		case <-w.done: // closed by a worker (count reached, consumer caught up)
 			now := time.Unix(0, w.endedAt.Load())
-			cpu[1] = sampleCPU(c.BrokerPID)
+			sample(1)
 			rec.Tick(now)
 			progress(now, true)
 			return
 		case now := <-tk.C:
 			if !now.Before(w.end) {
-				cpu[1] = sampleCPU(c.BrokerPID)
+				sample(1)
 				w.stop(w.end)
 				rec.Tick(w.end)
 				progress(w.end, true)
@@ -222,7 +234,7 @@ func controller(ctx context.Context, c *Config, opts Options, rec *Recorder, w *
 			rec.Tick(now)
 			progress(now, false)
 		case <-time.After(time.Until(w.end)):
-			cpu[1] = sampleCPU(c.BrokerPID)
+			sample(1)
 			w.stop(w.end)
 			rec.Tick(w.end)
 			progress(w.end, true)
@@ -237,7 +249,7 @@ func Run(ctx context.Context, c Config, opts Options) (*Result, error) {
 		return nil, err
 	}
 	if c.CreateTopic {
-		if err := EnsureTopic(ctx, c.Brokers, c.Topic, c.Partitions, c.ReplicationFactor); err != nil {
+		if err := EnsureTopic(ctx, c.Brokers, c.Topic, c.Partitions, c.ReplicationFactor, c.TopicConfigs); err != nil {
 			return nil, err
 		}
 	}
@@ -252,9 +264,9 @@ func Run(ctx context.Context, c Config, opts Options) (*Result, error) {
 	return nil, fmt.Errorf("unknown mode %q", c.Mode)
 }
 
-// EnsureTopic creates topic with the given partitions and replication factor unless it exists,
-// then waits until its metadata shows every partition with a leader.
-func EnsureTopic(ctx context.Context, brokers []string, topic string, partitions int32, rf int16) error {
+// EnsureTopic creates topic with the given partitions, replication factor and configs unless it
+// exists, then waits until its metadata shows every partition with a leader.
+func EnsureTopic(ctx context.Context, brokers []string, topic string, partitions int32, rf int16, configs map[string]string) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
@@ -263,7 +275,14 @@ func EnsureTopic(ctx context.Context, brokers []string, topic string, partitions
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	resp, err := adm.CreateTopic(ctx, partitions, rf, nil, topic)
+	var cfg map[string]*string
+	for k, v := range configs {
+		if cfg == nil {
+			cfg = map[string]*string{}
+		}
+		cfg[k] = &v
+	}
+	resp, err := adm.CreateTopic(ctx, partitions, rf, cfg, topic)
 	if err == nil {
 		err = resp.Err
 	}

@@ -431,6 +431,7 @@ func (f *fetcher) read(conn net.Conn) error {
 			m := d.hw()
 			if fp := f.current(m.Key, m.Sub); fp != nil {
 				f.highWatermark(fp, m.HighWatermark)
+				f.logStart(fp, m.LogStartOffset)
 				fp.mu.Unlock()
 			}
 		case kindDiverging:
@@ -518,6 +519,22 @@ func (f *fetcher) data(m dataHeader, records []byte) {
 		return
 	}
 	f.highWatermark(fp, m.HighWatermark)
+	f.logStart(fp, m.LogStartOffset)
+}
+
+// logStart moves this replica's log start up to the leader's (DeleteRecords, retention), as
+// far as this replica's high watermark allows, so that records deleted on the leader do not
+// come back if this replica leads. fp.mu held.
+func (f *fetcher) logStart(fp *followed, leaderStart int64) {
+	part := fp.part
+	to := min(leaderStart, part.HighWatermark())
+	if to <= part.LogStartOffset() {
+		return
+	}
+	if _, err := part.DeleteRecordsBefore(to); err != nil {
+		tp := part.TopicPartition()
+		f.fs.log.Warn("replication: moving the log start to the leader's failed", "topic", tp.Topic, "partition", tp.Partition, "to", to, "err", err)
+	}
 }
 
 // highWatermark takes the leader's high watermark (as far as this replica holds it durably:

@@ -139,6 +139,7 @@ type subscription struct {
 	next   int64       // the next offset to send
 	prev   engine.Span // the span sent last, ending at next (a hint for the next one)
 	sentHW int64       // the high watermark last sent; -1: none yet
+	sentLS int64       // the log start offset last sent
 	// answer, when not nil, is the one frame still to send (diverging or refused); the
 	// subscription ends with it.
 	answer []byte
@@ -146,11 +147,11 @@ type subscription struct {
 
 // leaderConn is one follower's connection.
 type leaderConn struct {
-	s        *Server
-	conn     *net.TCPConn
+	s           *Server
+	conn        *net.TCPConn
 	follower    atomic.Int32 // from its hello
 	brokerEpoch atomic.Int64 // from its hello
-	wakeCh   chan struct{}
+	wakeCh      chan struct{}
 
 	mu   sync.Mutex
 	subs map[PartitionID]*subscription
@@ -325,7 +326,15 @@ func (c *leaderConn) write() {
 	defer c.s.wg.Done()
 	var buf, copyBuf []byte
 	var subs []*subscription
-	for range c.wakeCh {
+	tick := time.NewTicker(hwInterval)
+	defer tick.Stop()
+	for {
+		flushHW := false
+		select {
+		case <-c.wakeCh:
+		case <-tick.C:
+			flushHW = true
+		}
 		for {
 			c.mu.Lock()
 			if c.gone {
@@ -338,19 +347,16 @@ func (c *leaderConn) write() {
 			}
 			c.mu.Unlock()
 			_ = c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			cork(c.conn, true)
 			sent := false
 			for _, sub := range subs {
-				did, err := c.send(sub, &buf, &copyBuf)
+				did, err := c.send(sub, flushHW, &buf, &copyBuf)
 				if err != nil {
 					c.s.log.Info("replication: writing to a follower failed; closing", "follower", c.follower.Load(), "err", err)
 					c.conn.Close()
-					cork(c.conn, false)
 					return
 				}
 				sent = sent || did
 			}
-			cork(c.conn, false)
 			if !sent {
 				break
 			}
@@ -358,8 +364,16 @@ func (c *leaderConn) write() {
 	}
 }
 
-// send sends sub's next frame or span, if it has one; it reports whether it sent anything.
-func (c *leaderConn) send(sub *subscription, buf, copyBuf *[]byte) (bool, error) {
+// hwInterval is how stale a follower's copy of the high watermark may get while no data goes
+// to it. A follower needs it only to start from should it lead, so it is not worth a frame
+// (and a system call on each side) per acknowledged append; data frames carry it anyway.
+const hwInterval = 100 * time.Millisecond
+
+// send sends sub's next frame or span, if it has one; it reports whether it sent anything. A
+// frame with only the high watermark goes out on a new subscription (the follower acknowledges
+// it, so the leader learns where a follower that needs nothing stands), when the log start
+// moved, or with flushHW.
+func (c *leaderConn) send(sub *subscription, flushHW bool, buf, copyBuf *[]byte) (bool, error) {
 	c.mu.Lock()
 	if c.subs[sub.id] != sub {
 		c.mu.Unlock()
@@ -372,11 +386,11 @@ func (c *leaderConn) send(sub *subscription, buf, copyBuf *[]byte) (bool, error)
 		_, err := c.conn.Write(frame)
 		return true, err
 	}
-	next, prev, sentHW := sub.next, sub.prev, sub.sentHW
+	next, prev, sentHW, sentLS := sub.next, sub.prev, sub.sentHW, sub.sentLS
 	c.mu.Unlock()
 
 	part := sub.part
-	hw := part.HighWatermark()
+	hw, logStart := part.HighWatermark(), part.LogStartOffset()
 	if next < part.LogEndOffset() {
 		sp, err := part.ReplicaSpan(next, maxSpanBytes, &prev)
 		if err != nil {
@@ -398,8 +412,8 @@ func (c *leaderConn) send(sub *subscription, buf, copyBuf *[]byte) (bool, error)
 		}
 		if sp.Len > 0 {
 			*buf = appendDataHeader((*buf)[:0], dataHeader{Key: sub.id, Sub: sub.sub, HighWatermark: hw,
-				LogStartOffset: part.LogStartOffset(), BaseOffset: sp.Offset, Len: uint32(sp.Len)})
-			if _, err := c.conn.Write(*buf); err != nil {
+				LogStartOffset: logStart, BaseOffset: sp.Offset, Len: uint32(sp.Len)})
+			if err := writeMore(c.conn, *buf); err != nil {
 				return false, err
 			}
 			copied, err := sendSpan(c.conn, sp, copyBuf)
@@ -411,18 +425,18 @@ func (c *leaderConn) send(sub *subscription, buf, copyBuf *[]byte) (bool, error)
 				c.s.copiedBytes.Add(uint64(sp.Len))
 			}
 			c.mu.Lock()
-			sub.next, sub.prev, sub.sentHW = sp.EndOffset, sp, hw
+			sub.next, sub.prev, sub.sentHW, sub.sentLS = sp.EndOffset, sp, hw, logStart
 			c.mu.Unlock()
 			return true, nil
 		}
 	}
-	if hw != sentHW {
-		*buf = appendHW((*buf)[:0], hwUpdate{Key: sub.id, Sub: sub.sub, HighWatermark: hw})
+	if sentHW < 0 || logStart != sentLS || (flushHW && hw != sentHW) {
+		*buf = appendHW((*buf)[:0], hwUpdate{Key: sub.id, Sub: sub.sub, HighWatermark: hw, LogStartOffset: logStart})
 		if _, err := c.conn.Write(*buf); err != nil {
 			return false, err
 		}
 		c.mu.Lock()
-		sub.sentHW = hw
+		sub.sentHW, sub.sentLS = hw, logStart
 		c.mu.Unlock()
 		return true, nil
 	}

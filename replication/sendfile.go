@@ -73,17 +73,34 @@ func sendfile(conn *net.TCPConn, file vfs.Descriptor, pos, n int64) error {
 	return serr
 }
 
-// cork holds a connection's small frames back until uncork, so that a round of frames (a data
-// header, its batches by sendfile, a high-watermark update) leaves in full segments rather than
-// one packet each (TCP_NODELAY is on).
-func cork(conn *net.TCPConn, on bool) {
+// writeMore writes b to conn with MSG_MORE: the kernel holds it back for what follows (a data
+// frame's batches, sent with sendfile), so header and batches leave in full segments rather
+// than as a small packet first (TCP_NODELAY is on). Without a descriptor it is a plain write.
+func writeMore(conn *net.TCPConn, b []byte) error {
 	rc, err := conn.SyscallConn()
 	if err != nil {
-		return
+		_, err = conn.Write(b)
+		return err
 	}
-	v := 0
-	if on {
-		v = 1
+	var serr error
+	werr := rc.Write(func(sock uintptr) bool {
+		for len(b) > 0 {
+			n, err := unix.SendmsgN(int(sock), b, nil, nil, unix.MSG_MORE)
+			switch {
+			case err == unix.EAGAIN:
+				return false
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				serr = err
+				return true
+			}
+			b = b[n:]
+		}
+		return true
+	})
+	if werr != nil {
+		return werr
 	}
-	_ = rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, v) })
+	return serr
 }

@@ -144,7 +144,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // TestFollowerCopiesAndAcknowledges: a follower copies what the leader had before it
 // subscribed and what it appends after, byte for byte; it acknowledges its durable end; it
-// takes the leader's high watermark; the leader's bytes went out with sendfile.
+// takes the leader's high watermark and log start; the leader's bytes went out with sendfile.
 func TestFollowerCopiesAndAcknowledges(t *testing.T) {
 	lp := openPartition(t)
 	lp.SetLeaderEpoch(3)
@@ -173,6 +173,13 @@ func TestFollowerCopiesAndAcknowledges(t *testing.T) {
 	if sent == 0 || copied != 0 {
 		t.Fatalf("sent %d bytes, %d copied through user space; want some, none copied", sent, copied)
 	}
+
+	// DeleteRecords on the leader moves the follower's log start too.
+	if _, err := lp.DeleteRecordsBefore(12); err != nil {
+		t.Fatal(err)
+	}
+	s.Notify(lp)
+	waitFor(t, "the follower's log start", func() bool { return fp.LogStartOffset() == 12 })
 }
 
 // TestFollowerTruncatesDivergingTail: a follower holding batches of an old epoch that the new

@@ -85,10 +85,12 @@ type dataHeader struct {
 	Len            uint32
 }
 
+// hwUpdate carries the leader's high watermark and log start offset when either moved.
 type hwUpdate struct {
-	Key           PartitionID
-	Sub           uint32
-	HighWatermark int64
+	Key            PartitionID
+	Sub            uint32
+	HighWatermark  int64
+	LogStartOffset int64
 }
 
 type diverging struct {
@@ -111,7 +113,7 @@ const (
 	ackSize       = partIDSize + 4 + 8 + 8
 	stopSize      = partIDSize + 4
 	dataHdrSize   = partIDSize + 4 + 8 + 8 + 8 + 4
-	hwSize        = partIDSize + 4 + 8
+	hwSize        = partIDSize + 4 + 8 + 8
 	divergingSize = partIDSize + 4 + 4 + 8
 	refusedSize   = partIDSize + 4 + 2
 )
@@ -171,7 +173,8 @@ func appendHW(b []byte, m hwUpdate) []byte {
 	b = frameHeader(b, kindHW, hwSize)
 	b = appendKey(b, m.Key)
 	b = binary.BigEndian.AppendUint32(b, m.Sub)
-	return binary.BigEndian.AppendUint64(b, uint64(m.HighWatermark))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.HighWatermark))
+	return binary.BigEndian.AppendUint64(b, uint64(m.LogStartOffset))
 }
 
 func appendDiverging(b []byte, m diverging) []byte {
@@ -299,7 +302,7 @@ func (d *decoder) ack() ack {
 func (d *decoder) stop() stop { return stop{Key: d.key(), Sub: d.u32()} }
 
 func (d *decoder) hw() hwUpdate {
-	return hwUpdate{Key: d.key(), Sub: d.u32(), HighWatermark: d.i64()}
+	return hwUpdate{Key: d.key(), Sub: d.u32(), HighWatermark: d.i64(), LogStartOffset: d.i64()}
 }
 
 func (d *decoder) diverging() diverging {

@@ -14,7 +14,8 @@ import (
 )
 
 // runBench starts Ringtail and kfake (in memory, and persisted with SyncWrites) in turn, runs
-// the seed, throughput, open-loop and lone workloads against each and prints the comparison.
+// the seed, throughput, open-loop and lone workloads against each, and seed against a cluster of
+// three Ringtail brokers (RF 3, min.insync.replicas=2), and prints the comparison.
 func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	ringtail := fs.String("ringtail", "bin/ringtail", "Ringtail binary")
@@ -23,7 +24,11 @@ func runBench(ctx context.Context, args []string) error {
 	dur := fs.String("duration", envOr("BENCH_DURATION", "10s"), "measured duration per run (env BENCH_DURATION; a bare number is seconds)")
 	warm := fs.Duration("warmup", 2*time.Second, "warm-up per run")
 	rate := fs.Float64("rate", 20000, "open-loop offered rate, msg/s")
-	brokers := fs.String("brokers", "ringtail,kfake-mem,kfake-sync", "brokers to run, in order")
+	brokers := fs.String("brokers", "ringtail,ringtail-cluster,kfake-mem,kfake-sync", "brokers to run, in order")
+	clusterWorkloads := fs.String("cluster-workloads", "seed", "the workloads ringtail-cluster runs (it skips the others)")
+	clusterWarm := fs.Duration("cluster-warmup", 5*time.Second, "warm-up of the ringtail-cluster runs (after every partition's ISR is complete)")
+	profile := fs.Bool("profile-cluster", false, "take a CPU profile of the ringtail-cluster node leading the most partitions over each measured window (<out>/<stamp>-<workload>-ringtail-cluster-node<N>.pprof)")
+	pidFile := fs.String("pid-file", "", "append the id of every broker process started to this file, so a wrapper can stop any left behind")
 	workloads := fs.String("workloads", "seed,throughput,open-loop,lone", "workloads to run, in order (seed, throughput, open-loop, lone, e2e)")
 	out := fs.String("out", "bench/results", "results directory")
 	commit := fs.String("commit", "unknown", "commit the results are for")
@@ -42,6 +47,14 @@ func runBench(ctx context.Context, args []string) error {
 		"kfake-sync": {Label: "kfake-sync", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6", "--persist-dir", "{dir}", "--sync-writes"},
 			Durability: "kfake persisted, SyncWrites (fsync per batch)"},
 	}
+	all["ringtail-cluster"] = perf.BrokerSpec{Label: "ringtail-cluster", Args: []string{*ringtail},
+		Durability:        "three Ringtail brokers on this machine (default durability each), topic RF 3, min.insync.replicas=2",
+		Nodes:             3,
+		ReplicationFactor: 3,
+		TopicConfigs:      map[string]string{"min.insync.replicas": "2"},
+		Workloads:         strings.Split(*clusterWorkloads, ","),
+		Warmup:            *clusterWarm,
+	}
 	if *base != "" {
 		all["ringtail-base"] = perf.BrokerSpec{Label: "ringtail-base", Args: []string{*base, "serve", "--listen", "{addr}", "--data-dir", "{dir}"},
 			Durability: "Ringtail default durability, the base build (--ringtail-base)"}
@@ -58,11 +71,13 @@ func runBench(ctx context.Context, args []string) error {
 		Commit:    *commit,
 		Stamp:     freeStamp(*out, now.Format("2006-01-02")+"-"+*commit),
 		Plots:     !*noPlots,
+		PIDFile:   *pidFile,
+		Profile:   *profile,
 	}
 	for _, b := range strings.Split(*brokers, ",") {
 		s, ok := all[b]
 		if !ok {
-			return fmt.Errorf("unknown broker %q (ringtail, kfake-mem, kfake-sync; ringtail-base with --ringtail-base)", b)
+			return fmt.Errorf("unknown broker %q (ringtail, ringtail-cluster, kfake-mem, kfake-sync; ringtail-base with --ringtail-base)", b)
 		}
 		bc.Brokers = append(bc.Brokers, s)
 	}

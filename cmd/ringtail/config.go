@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ringtail/ringtail/broker"
+	"github.com/ringtail/ringtail/meta/controller"
 	"github.com/ringtail/ringtail/meta/raftlog"
 )
 
@@ -41,6 +42,8 @@ type config struct {
 	Rack              string
 	SessionTimeout    time.Duration
 	ReplicaLagMax     time.Duration
+	HeartbeatInterval time.Duration
+	DisconnectGrace   time.Duration // 0: off
 	Join, NonVoting   bool
 }
 
@@ -249,6 +252,22 @@ var options = []option{
 		c.ReplicaLagMax = d
 		return nil
 	}},
+	{"heartbeat-interval", broker.DefaultHeartbeatInterval.String(), "how often a cluster node tells the controller it is alive; a new controller waits three intervals to hear from a node before fencing it", func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 100*time.Millisecond {
+			return fmt.Errorf("heartbeat-interval %q: must be a duration of at least 100ms", v)
+		}
+		c.HeartbeatInterval = d
+		return nil
+	}},
+	{"disconnect-grace", controller.DefaultDisconnectGrace.String(), "a cluster node whose heartbeat connection to the controller closed (its process died) is fenced this long after, unless it heartbeats again; 0: only the session timeout counts", func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("disconnect-grace %q: must be a duration, 0 or more", v)
+		}
+		c.DisconnectGrace = d
+		return nil
+	}},
 	{"log-level", "info", "debug, info, warn or error", func(c *config, v string) error {
 		switch v {
 		case "debug", "info", "warn", "error":
@@ -359,6 +378,18 @@ func (c *config) checkCluster() error {
 	}
 	if c.NodeID < 1 {
 		return fmt.Errorf("node-id %d: a cluster node's id is 1 or more", c.NodeID)
+	}
+	// A live node heartbeats a few times per session, and a new controller's wait of three
+	// intervals fits in one.
+	if 3*c.HeartbeatInterval > c.SessionTimeout {
+		return fmt.Errorf("heartbeat-interval %v: must be at most a third of session-timeout %v", c.HeartbeatInterval, c.SessionTimeout)
+	}
+	if c.DisconnectGrace > c.SessionTimeout {
+		return fmt.Errorf("disconnect-grace %v: must be at most session-timeout %v", c.DisconnectGrace, c.SessionTimeout)
+	}
+	// A live node whose heartbeat connection broke is heard from again within an interval.
+	if c.DisconnectGrace > 0 && c.DisconnectGrace < 2*c.HeartbeatInterval {
+		return fmt.Errorf("disconnect-grace %v: must be at least twice heartbeat-interval %v (or 0: off)", c.DisconnectGrace, c.HeartbeatInterval)
 	}
 	if c.NonVoting && !c.Join {
 		return fmt.Errorf("non-voting needs join: the first members of a cluster all vote")

@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 )
 
 func TestConfigPrecedence(t *testing.T) {
@@ -89,5 +91,38 @@ func TestConfigOffsetsTopicPartitions(t *testing.T) {
 	cfg, err = loadConfig([]string{"--config", file, "--offsets-topic-partitions", "9"}, func(k string) string { return env[k] })
 	if err != nil || cfg.OffsetsPartitions != 9 {
 		t.Fatalf("from the flag: %d, %v; want 9", cfg.OffsetsPartitions, err)
+	}
+}
+
+func TestConfigFailureDetection(t *testing.T) {
+	cluster := []string{"--node-id", "1", "--peers", "1@127.0.0.1:9192"}
+	load := func(args ...string) (*config, error) {
+		return loadConfig(append(slices.Clone(cluster), args...), func(string) string { return "" })
+	}
+	cfg, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SessionTimeout != 9*time.Second || cfg.HeartbeatInterval != 500*time.Millisecond || cfg.DisconnectGrace != time.Second {
+		t.Errorf("defaults: session %v, heartbeat %v, disconnect grace %v; want 9s, 500ms, 1s", cfg.SessionTimeout, cfg.HeartbeatInterval, cfg.DisconnectGrace)
+	}
+	if cfg, err := load("--disconnect-grace", "0", "--heartbeat-interval", "2s"); err != nil || cfg.DisconnectGrace != 0 || disconnectGrace(cfg.DisconnectGrace) >= 0 {
+		t.Errorf("--disconnect-grace 0 (off): %+v, %v", cfg, err)
+	}
+	for _, args := range [][]string{
+		{"--heartbeat-interval", "50ms"},
+		{"--heartbeat-interval", "4s"},                                   // more than a third of the session
+		{"--heartbeat-interval", "1s"},                                   // the grace is less than two intervals
+		{"--disconnect-grace", "10s"},                                    // more than the session
+		{"--disconnect-grace", "-1s"},                                    // negative
+		{"--session-timeout", "3s", "--heartbeat-interval", "1100ms"},    // more than a third of the session
+		{"--disconnect-grace", "800ms", "--heartbeat-interval", "500ms"}, // less than two intervals
+	} {
+		if _, err := load(args...); err == nil {
+			t.Errorf("loadConfig(%v) accepted bad input", args)
+		}
+	}
+	if _, err := load("--heartbeat-interval", "1s", "--disconnect-grace", "2s"); err != nil {
+		t.Errorf("a 1 s heartbeat with a 2 s grace: %v", err)
 	}
 }

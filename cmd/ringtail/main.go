@@ -140,14 +140,16 @@ func serve(cfg *config) error {
 	var cluster *broker.ClusterConfig
 	if cfg.Peers != nil {
 		cluster = &broker.ClusterConfig{
-			RaftAddr:        cfg.RaftAddr,
-			Peers:           cfg.Peers,
-			ReplicationAddr: cfg.ReplicationListen,
-			Rack:            cfg.Rack,
-			SessionTimeout:  cfg.SessionTimeout,
-			ReplicaLagMax:   cfg.ReplicaLagMax,
-			Join:            cfg.Join,
-			NonVoting:       cfg.NonVoting,
+			RaftAddr:          cfg.RaftAddr,
+			Peers:             cfg.Peers,
+			ReplicationAddr:   cfg.ReplicationListen,
+			Rack:              cfg.Rack,
+			SessionTimeout:    cfg.SessionTimeout,
+			HeartbeatInterval: cfg.HeartbeatInterval,
+			DisconnectGrace:   disconnectGrace(cfg.DisconnectGrace),
+			ReplicaLagMax:     cfg.ReplicaLagMax,
+			Join:              cfg.Join,
+			NonVoting:         cfg.NonVoting,
 		}
 	}
 	node, err := broker.OpenContext(startCtx, broker.Config{
@@ -270,4 +272,13 @@ func serveHTTP(log *slog.Logger, what, addr string, handler http.Handler) error 
 		}
 	}()
 	return nil
+}
+
+// disconnectGrace is --disconnect-grace as the broker takes it: 0 (off) is negative there,
+// where 0 means the default.
+func disconnectGrace(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -7,7 +7,8 @@
 // It is pure, like meta.Apply: no sockets, no clocks (the time is an argument), no goroutines,
 // no randomness, no locks. Its input is the committed *meta.State and the time; its output is
 // meta commands for its caller to propose. The only state it keeps is soft: the last heartbeat
-// of each broker and the time of the last preferred-leader pass. A node that becomes the Raft
+// of each broker (and whether the connection it came on has closed since) and the time of the
+// last preferred-leader pass. A node that becomes the Raft
 // leader starts a new Controller and, since it heard no heartbeat before, gives every broker
 // one session of grace from that moment before fencing it.
 //
@@ -16,6 +17,13 @@
 //   - A broker registers fenced (meta.RegisterBroker); the controller unfences it when it
 //     heartbeats at its current broker epoch, and fences it when it has not for a session
 //     (9 s by default). A heartbeat from an older broker epoch is ignored.
+//   - A closed connection is a hint: when the connection a broker's last heartbeat came on
+//     closes (Disconnected; the kernel closes a dead process's sockets at once), the broker
+//     is fenced DisconnectGrace (1 s by default) later unless it heartbeats again meanwhile,
+//     which a live broker that lost its connection does at once. A report of any other
+//     connection (an older one, closed after the broker heartbeated on a new one) is ignored.
+//     A connection to a broker's listener that was refused (ListenerRefused: a new
+//     controller dials the brokers it has not heard from) is a hint of the same kind.
 //   - Before a broker is fenced, its leaderships move to the first replica in replica order
 //     that is in the ISR and alive, with the leader epoch and partition epoch bumped, and it
 //     leaves every ISR it is in, except where it is the last alive member: that ISR stays as

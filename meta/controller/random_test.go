@@ -15,7 +15,9 @@ import (
 )
 
 // TestRandomCluster drives a controller over a cluster of brokers that heartbeat, fall silent
-// (paused), die, restart with new incarnations and shut down in a controlled way, while
+// (paused), die (their heartbeat connection reported closed, at once, late or never; their
+// listener refusing a new controller's dial), lose their connection and dial again, restart with new incarnations and shut down in a
+// controlled way, while
 // replication grows and shrinks ISRs, controllers fail over, and proposals are lost, repeated
 // or overtaken. Every command goes through meta.Apply. After every step it checks the
 // invariants (invariants below), that the controller fenced and unfenced only whom it should,
@@ -41,7 +43,8 @@ func TestRandomCluster(t *testing.T) {
 	}
 	// The run must have gone through what it is meant to test.
 	t.Logf("applied: %v", seen)
-	for _, kind := range []string{"FenceBroker", "UnfenceBroker", "BeginControlledShutdown", "ChangePartitions", "leader moved", "offline", "back online", "preferred", "stale repeat", "lost", "raced"} {
+	for _, kind := range []string{"FenceBroker", "UnfenceBroker", "BeginControlledShutdown", "ChangePartitions", "leader moved", "offline", "back online", "preferred", "stale repeat", "lost", "raced",
+		"fenced after a disconnect", "disconnect ignored", "fenced after a refusal"} {
 		if seen[kind] == 0 {
 			t.Errorf("no %s in the whole run", kind)
 		}
@@ -52,6 +55,8 @@ const (
 	simBrokers = 5
 	session    = 9 * time.Second
 	preferred  = 20 * time.Second
+	// disconnectGrace is the controller's default DisconnectGrace.
+	disconnectGrace = time.Second
 )
 
 // process is one broker id's current process, as the simulation runs it.
@@ -76,22 +81,36 @@ type sim struct {
 	// the last heartbeat it took from each broker, to check its fencing.
 	ctrlSince time.Time
 	beats     map[int32]beat
+	refusals  map[int32]beat // listener refusals the controller took (epoch, at)
 	procs     map[int32]process
 	incs      map[int32]uint64 // each process's incarnation
 	epochs    map[int32]int64  // each process's broker epoch (0: none yet)
+	conns     map[int32]uint64 // each process's heartbeat connection
+	// closing are connections closed and not yet reported to the controller (reports can be
+	// late: after the broker heartbeated on a new connection, or restarted).
+	closing   []closedConn
 	nextInc   uint64
+	nextConn  uint64
 	nextTopic uint64
 	seen      map[string]int // what happened, by kind, over the whole run
 }
 
 type beat struct {
+	epoch  int64
+	at     time.Time
+	conn   uint64
+	closed time.Time // when conn was reported closed; zero: not
+}
+
+type closedConn struct {
+	id    int32
 	epoch int64
-	at    time.Time
+	conn  uint64
 }
 
 func newSim(t *testing.T, seed uint64, seen map[string]int) *sim {
 	s := &sim{t: t, rng: rand.New(rand.NewPCG(seed, 11)), st: meta.NewState(), now: time.Unix(1_000_000, 0),
-		procs: map[int32]process{}, incs: map[int32]uint64{}, epochs: map[int32]int64{}, seen: seen}
+		procs: map[int32]process{}, incs: map[int32]uint64{}, epochs: map[int32]int64{}, conns: map[int32]uint64{}, seen: seen}
 	s.failover()
 	s.mustApply(meta.InitCluster{ClusterID: "c"})
 	for id := int32(1); id <= simBrokers; id++ {
@@ -109,7 +128,7 @@ func newSim(t *testing.T, seed uint64, seen map[string]int) *sim {
 
 func (s *sim) failover() {
 	s.ctrl = controller.New(controller.Config{SessionTimeout: session, PreferredLeaderInterval: preferred}, s.now)
-	s.ctrlSince, s.beats = s.now, map[int32]beat{}
+	s.ctrlSince, s.beats, s.refusals = s.now, map[int32]beat{}, map[int32]beat{}
 }
 
 func (s *sim) mustApply(cmd meta.Command) meta.Result {
@@ -125,6 +144,48 @@ func (s *sim) mustApply(cmd meta.Command) meta.Result {
 func (s *sim) start(id int32) {
 	s.nextInc++
 	s.procs[id], s.incs[id], s.epochs[id] = registering, s.nextInc, 0
+	s.redial(id)
+}
+
+// redial gives broker id's process a new heartbeat connection.
+func (s *sim) redial(id int32) {
+	s.nextConn++
+	s.conns[id] = s.nextConn
+}
+
+// closeConn closes broker id's heartbeat connection: the controller hears of it now, later,
+// or (rarely: a report lost with a controller that failed over) never.
+func (s *sim) closeConn(id int32) {
+	c := closedConn{id: id, epoch: s.epochs[id], conn: s.conns[id]}
+	switch r := s.rng.IntN(10); {
+	case r < 6:
+		s.disconnected(c)
+	case r < 9:
+		s.closing = append(s.closing, c)
+	}
+}
+
+// disconnected reports c closed to the controller.
+func (s *sim) disconnected(c closedConn) {
+	err := s.ctrl.Disconnected(s.st, c.id, c.epoch, c.conn, s.now)
+	hb, ok := s.beats[c.id]
+	counts := ok && hb.epoch == c.epoch && hb.conn == c.conn && c.conn != 0
+	if b, _ := s.st.Broker(c.id); c.epoch < b.Epoch {
+		counts = false
+	}
+	switch {
+	case counts && err != nil:
+		s.t.Errorf("disconnect %+v refused: %v", c, err)
+	case !counts && err == nil:
+		s.t.Errorf("disconnect %+v taken, though broker %d's last heartbeat was %+v", c, c.id, hb)
+	case counts:
+		if hb.closed.IsZero() {
+			hb.closed = s.now
+			s.beats[c.id] = hb
+		}
+	default:
+		s.seen["disconnect ignored"]++
+	}
 }
 
 // register tries to register broker id's new process: refused while its last registration
@@ -173,10 +234,39 @@ func (s *sim) heartbeats(p float64) {
 		if pr := s.procs[id]; (pr != up && pr != stopping) || s.rng.Float64() >= p {
 			continue
 		}
-		if err := s.ctrl.Heartbeat(s.st, id, s.epochs[id], s.now); err != nil {
-			s.t.Errorf("heartbeat of broker %d at epoch %d: %v", id, s.epochs[id], err)
+		s.heartbeat(id)
+	}
+}
+
+// heartbeat sends a heartbeat from broker id's process, on its connection.
+func (s *sim) heartbeat(id int32) {
+	if err := s.ctrl.Heartbeat(s.st, id, s.epochs[id], s.conns[id], s.now); err != nil {
+		s.t.Errorf("heartbeat of broker %d at epoch %d: %v", id, s.epochs[id], err)
+	}
+	s.beats[id] = beat{epoch: s.epochs[id], at: s.now, conn: s.conns[id]}
+	delete(s.refusals, id)
+}
+
+// refused tells the controller that broker id's listener refused a connection a moment ago:
+// only ever for a broker whose process is gone (down, or a new one not yet listening).
+func (s *sim) refused(id int32) {
+	b, ok := s.st.Broker(id)
+	if !ok {
+		return
+	}
+	at := s.now.Add(-time.Duration(s.rng.IntN(1500)) * time.Millisecond)
+	err := s.ctrl.ListenerRefused(s.st, id, b.Epoch, at)
+	hb, heard := s.beats[id]
+	heardSince := heard && hb.epoch >= b.Epoch && hb.at.After(at)
+	switch {
+	case heardSince && !errors.Is(err, controller.ErrHeardSince):
+		s.t.Errorf("refusal of broker %d at %v taken after its heartbeat %+v: %v", id, at, hb, err)
+	case !heardSince && err != nil:
+		s.t.Errorf("refusal of broker %d refused: %v", id, err)
+	case !heardSince:
+		if r, ok := s.refusals[id]; !ok || r.epoch < b.Epoch || at.Before(r.at) {
+			s.refusals[id] = beat{epoch: b.Epoch, at: at}
 		}
-		s.beats[id] = beat{s.epochs[id], s.now}
 	}
 }
 
@@ -188,9 +278,18 @@ func (s *sim) step() {
 			s.register(id)
 		case pr == stopping && len(s.st.PartitionsLedBy(id)) == 0:
 			s.procs[id] = down // done: it exits
+			s.closeConn(id)
 		case pr == stopping:
 			s.shutdown(id) // its request was lost: it asks again
 		}
+		if pr := s.procs[id]; (pr == down || pr == registering) && s.rng.IntN(20) == 0 {
+			s.refused(id) // a new controller's dial, or one that happens to come now
+		}
+	}
+	if len(s.closing) > 0 && s.rng.IntN(3) == 0 {
+		i := s.rng.IntN(len(s.closing))
+		s.disconnected(s.closing[i])
+		s.closing = slices.Delete(s.closing, i, i+1)
 	}
 	s.heartbeats(0.9)
 	id := int32(1 + s.rng.IntN(simBrokers))
@@ -200,6 +299,9 @@ func (s *sim) step() {
 	case r < 10 && s.procs[id] == paused:
 		s.procs[id] = up
 	case r < 13 && s.procs[id] != registering:
+		if s.procs[id] != down {
+			s.closeConn(id) // the kernel closes a dead process's sockets
+		}
 		s.procs[id] = down
 	case r < 20 && s.procs[id] == down:
 		s.start(id)
@@ -212,6 +314,14 @@ func (s *sim) step() {
 		s.createTopic(1+s.rng.IntN(4), 1+s.rng.IntN(3))
 	case r < 40:
 		s.replicate()
+	case r < 45 && s.procs[id] == up:
+		// The connection breaks and the broker dials again; it heartbeats on the new one
+		// at once, or only at its next heartbeat (past the grace, it may be fenced).
+		s.closeConn(id)
+		s.redial(id)
+		if s.rng.IntN(2) == 0 {
+			s.heartbeat(id)
+		}
 	}
 	s.tick()
 	s.checkInvariants()
@@ -219,9 +329,9 @@ func (s *sim) step() {
 }
 
 func (s *sim) shutdown(id int32) {
-	cmds, err := s.ctrl.ControlledShutdown(s.st, id, s.epochs[id], s.now)
+	cmds, err := s.ctrl.ControlledShutdown(s.st, id, s.epochs[id], s.conns[id], s.now)
 	s.checkErr(err)
-	s.beats[id] = beat{s.epochs[id], s.now}
+	s.beats[id] = beat{epoch: s.epochs[id], at: s.now, conn: s.conns[id]}
 	s.checkDecisions(cmds)
 	s.propose(cmds)
 }
@@ -319,13 +429,28 @@ func (s *sim) replicate() {
 		ExpectedPartitionEpoch: a.PartitionEpoch, Leader: a.Leader, ISR: isr}}})
 }
 
-// sessionOver: what the controller was told says broker b's session ran out.
+// sessionOver: what the controller was told says broker b's session ran out: a session after
+// its last heartbeat (or the controller's start), or the grace after that heartbeat's
+// connection was reported closed.
 func (s *sim) sessionOver(b meta.Broker) bool {
-	last := s.ctrlSince
-	if hb, ok := s.beats[b.ID]; ok && hb.epoch == b.Epoch && hb.at.After(last) {
-		last = hb.at
+	if r, ok := s.refusals[b.ID]; ok && r.epoch == b.Epoch {
+		if at := maxTime(r.at, s.ctrlSince); s.now.Sub(at) > disconnectGrace {
+			s.seen["fenced after a refusal"]++
+			return true
+		}
 	}
-	return s.now.Sub(last) > session
+	hb, ok := s.beats[b.ID]
+	if !ok || hb.epoch != b.Epoch || !hb.at.After(s.ctrlSince) {
+		return s.now.Sub(s.ctrlSince) > session
+	}
+	if s.now.Sub(hb.at) > session {
+		return true
+	}
+	if !hb.closed.IsZero() && s.now.Sub(hb.closed) > disconnectGrace {
+		s.seen["fenced after a disconnect"]++
+		return true
+	}
+	return false
 }
 
 // checkDecisions: a broker is fenced only when its session ran out or its controlled
@@ -342,7 +467,9 @@ func (s *sim) checkDecisions(cmds []meta.Command) {
 			}
 		case meta.UnfenceBroker:
 			hb := s.beats[c.ID]
-			if hb.epoch != c.Epoch || s.now.Sub(hb.at) > session {
+			r, refused := s.refusals[c.ID]
+			if hb.epoch != c.Epoch || s.now.Sub(hb.at) > session || (!hb.closed.IsZero() && s.now.Sub(hb.closed) > disconnectGrace) ||
+				(refused && r.epoch == c.Epoch && s.now.Sub(maxTime(r.at, s.ctrlSince)) > disconnectGrace) {
 				s.t.Errorf("broker %d unfenced at epoch %d without a heartbeat in its session (last %+v)", c.ID, c.Epoch, hb)
 			}
 		}
@@ -466,4 +593,11 @@ func (s *sim) catchUp() {
 	if len(changes) > 0 {
 		s.mustApply(meta.ChangePartitions{Changes: changes})
 	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

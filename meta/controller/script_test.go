@@ -18,12 +18,17 @@ import (
 // returns with meta.Apply, on a clock that moves only when told. Commands:
 //
 //	cluster brokers=N [racks=a,b,...]   InitCluster and N brokers registered (fenced)
-//	controller [session=D] [preferred=D] a new Controller at the current time (a failover)
+//	controller [session=D] [preferred=D] [grace=D] [disconnect-grace=D]
+//	                                    a new Controller at the current time (a failover)
 //	register id=B [rack=R]              a new incarnation of broker B registers
-//	heartbeat ids=1,2 [epoch=E]         heartbeats at the brokers' current epochs, or at E
+//	heartbeat ids=1,2 [epoch=E] [conn=C] heartbeats at the brokers' current epochs, or at E, on
+//	                                    connection C (0, in process, by default)
+//	disconnect id=B conn=C [epoch=E]    Disconnected: connection C of broker B closed
+//	refused id=B [epoch=E] [ago=D]      ListenerRefused: broker B's listener refused a
+//	                                    connection D ago (default now)
 //	advance by=D                        moves the clock
 //	tick                                Tick, its commands applied in order
-//	shutdown id=B [epoch=E]             ControlledShutdown, its commands applied
+//	shutdown id=B [epoch=E] [conn=C]    ControlledShutdown, its commands applied
 //	repeat                              the last commands applied again (a retried proposal)
 //	placement partitions=P rf=R [topic=T]  Placement (new partitions of T after its own)
 //	create-topic name=T partitions=P rf=R [unclean=true]  Placement and CreateTopic
@@ -35,6 +40,7 @@ import (
 //	                                    by: how the topic is named), its change applied
 //	unregister id=B                     UnregisterBroker at B's current epoch
 //	begin-shutdown id=B                 BeginControlledShutdown alone (the first command of shutdown)
+//	deadline                            NextDeadline
 //	show                                brokers and partitions
 func TestScripts(t *testing.T) {
 	scripttest.Walk(t, "testdata/*.txt", func(t *testing.T, path string) {
@@ -72,7 +78,7 @@ func (e *scriptEnv) handle(t *testing.T, d *scripttest.TestData) string {
 		return strings.Join(out, "\n")
 	case "controller":
 		cfg := controller.Config{SessionTimeout: durationArg(t, d, "session"), PreferredLeaderInterval: durationArg(t, d, "preferred"),
-			TakeoverGrace: durationArg(t, d, "grace")}
+			TakeoverGrace: durationArg(t, d, "grace"), DisconnectGrace: durationArg(t, d, "disconnect-grace")}
 		e.ctrl = controller.New(cfg, e.now)
 		return "controller at " + e.clock()
 	case "register":
@@ -85,7 +91,7 @@ func (e *scriptEnv) handle(t *testing.T, d *scripttest.TestData) string {
 			if _, ok := d.Arg("epoch"); ok {
 				epoch = intArg(t, d, "epoch")
 			}
-			if err := e.ctrl.Heartbeat(e.st, id, epoch, e.now); err != nil {
+			if err := e.ctrl.Heartbeat(e.st, id, epoch, uint64(optInt(t, d, "conn")), e.now); err != nil {
 				out = append(out, err.Error())
 			}
 		}
@@ -93,6 +99,28 @@ func (e *scriptEnv) handle(t *testing.T, d *scripttest.TestData) string {
 			return "ok"
 		}
 		return strings.Join(out, "\n")
+	case "disconnect":
+		id := int32(intArg(t, d, "id"))
+		b, _ := e.st.Broker(id)
+		epoch := b.Epoch
+		if _, ok := d.Arg("epoch"); ok {
+			epoch = intArg(t, d, "epoch")
+		}
+		if err := e.ctrl.Disconnected(e.st, id, epoch, uint64(intArg(t, d, "conn")), e.now); err != nil {
+			return "ignored: " + err.Error()
+		}
+		return "ok"
+	case "refused":
+		id := int32(intArg(t, d, "id"))
+		b, _ := e.st.Broker(id)
+		epoch := b.Epoch
+		if _, ok := d.Arg("epoch"); ok {
+			epoch = intArg(t, d, "epoch")
+		}
+		if err := e.ctrl.ListenerRefused(e.st, id, epoch, e.now.Add(-durationArg(t, d, "ago"))); err != nil {
+			return "ignored: " + err.Error()
+		}
+		return "ok"
 	case "advance":
 		e.now = e.now.Add(durationArg(t, d, "by"))
 		return e.clock()
@@ -106,7 +134,7 @@ func (e *scriptEnv) handle(t *testing.T, d *scripttest.TestData) string {
 		if _, ok := d.Arg("epoch"); ok {
 			epoch = intArg(t, d, "epoch")
 		}
-		cmds, err := e.ctrl.ControlledShutdown(e.st, id, epoch, e.now)
+		cmds, err := e.ctrl.ControlledShutdown(e.st, id, epoch, uint64(optInt(t, d, "conn")), e.now)
 		return e.applyAll(cmds, err)
 	case "repeat":
 		var out []string
@@ -166,6 +194,12 @@ func (e *scriptEnv) handle(t *testing.T, d *scripttest.TestData) string {
 			return "error: " + err.Error()
 		}
 		return fmt.Sprintf("broker %d unregistered", id)
+	case "deadline":
+		d, ok := e.ctrl.NextDeadline(e.st)
+		if !ok {
+			return "none"
+		}
+		return "t=" + d.Sub(e.start).String()
 	case "show":
 		return formatState(e.st)
 	}
@@ -392,6 +426,14 @@ func intArg(t *testing.T, d *scripttest.TestData, key string) int64 {
 		d.Fatalf(t, "%s: %v", key, err)
 	}
 	return n
+}
+
+// optInt is intArg with 0 when the argument is missing.
+func optInt(t *testing.T, d *scripttest.TestData, key string) int64 {
+	if _, ok := d.Arg(key); !ok {
+		return 0
+	}
+	return intArg(t, d, key)
 }
 
 func durationArg(t *testing.T, d *scripttest.TestData, key string) time.Duration {

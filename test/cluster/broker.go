@@ -48,6 +48,10 @@ type BrokerConfig struct {
 	// ExtraAddrs are further addresses reserved for the broker, by name
 	// ("raft", "replication"): a Cluster fills them from its Ports.
 	ExtraAddrs map[string]string
+	// OnStart, when set, is called with the process id each time the process
+	// has been started, before it is ready: a caller that must not leave the
+	// process behind when it dies itself records the id (perf/'s pid file).
+	OnStart func(pid int)
 
 	ReadyTimeout time.Duration // default DefaultReadyTimeout
 	StopTimeout  time.Duration // default DefaultStopTimeout
@@ -159,12 +163,24 @@ func (b *Broker) launch() error {
 			return err
 		}
 		b.proc = p
+		b.started()
 		return nil
 	}
 	// The command line may have changed: an address picked again after a
 	// collision on the first start.
 	b.proc.setCommand(b.Name(), args)
-	return b.proc.Restart()
+	if err := b.proc.Restart(); err != nil {
+		return err
+	}
+	b.started()
+	return nil
+}
+
+// started tells OnStart the id of the process just started.
+func (b *Broker) started() {
+	if b.cfg.OnStart != nil {
+		b.cfg.OnStart(b.proc.Pid())
+	}
 }
 
 // WaitReady waits, up to ReadyTimeout, until the broker accepts a TCP

@@ -54,6 +54,9 @@ type ClusterConfig struct {
 	// LogDir, when set, also receives each broker's output in
 	// LogDir/broker-<id>.log.
 	LogDir string
+	// OnStart, when set, is called with a broker and its process id each
+	// time that broker's process has been started (BrokerConfig.OnStart).
+	OnStart func(b *Broker, pid int)
 
 	ReadyTimeout time.Duration // per broker; default DefaultReadyTimeout
 	StopTimeout  time.Duration // per broker; default DefaultStopTimeout
@@ -105,6 +108,9 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 		b, err := newBroker(bc) // no address yet: assign picks them, all at once
 		if err != nil {
 			return nil, err
+		}
+		if cfg.OnStart != nil {
+			b.cfg.OnStart = func(pid int) { cfg.OnStart(b, pid) }
 		}
 		c.brokers = append(c.brokers, b)
 	}

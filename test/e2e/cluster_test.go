@@ -47,6 +47,8 @@ type cluster3Opts struct {
 	// logDir, when set, also receives each broker's output as logDir/broker-<id>.log, for
 	// people to read after a long run.
 	logDir string
+	// args are more flags for every broker.
+	args []string
 }
 
 // startCluster3With starts three brokers with the cluster flags as o says and waits until all
@@ -74,7 +76,7 @@ func startCluster3With(t *testing.T, o cluster3Opts) *cluster.Cluster {
 			if o.debug {
 				args = append(args, "--debug-listen", b.ExtraAddr("debug"))
 			}
-			return args
+			return append(args, o.args...)
 		},
 	})
 	waitBrokers(t, c, c.Broker(1), []int32{1, 2, 3})
@@ -513,5 +515,85 @@ func TestClusterStatusAndAddNode(t *testing.T) {
 	out, _ = exec.Command(brokerBin, "cluster", "status", "--brokers", c.Broker(1).Addr()).CombinedOutput()
 	if !strings.Contains(string(out), "non-voting []") {
 		t.Errorf("node 4 still a member after remove-node:\n%s", out)
+	}
+}
+
+// TestClusterAddVoter: a fourth broker added as a voter (`cluster add-node` without
+// --non-voting, then `serve --join`) becomes a fourth voter of the metadata log, copies its
+// partitions, and `cluster remove-node` takes it out again once it is stopped.
+func TestClusterAddVoter(t *testing.T) {
+	c := startCluster3(t)
+	addrs, err := cluster.FreeAddrs("127.0.0.1", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raftAddr, replAddr := addrs[1], addrs[2]
+	out, err := exec.Command(brokerBin, "cluster", "add-node", "--brokers", c.Broker(1).Addr(),
+		"--id", "4", "--raft-addr", raftAddr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cluster add-node: %v\n%s", err, out)
+	}
+	fourth := cluster.StartBrokerT(t, cluster.BrokerConfig{ID: 4, Addr: addrs[0], Args: []string{
+		"--node-id", "4", "--raft-addr", raftAddr, "--replication-listen", replAddr,
+		"--peers", cluster.Peers(c.Brokers(), "raft"), "--join"}})
+	waitBrokers(t, c, c.Broker(1), []int32{1, 2, 3, 4})
+	waitCluster(t, "four voters", func() error {
+		out, err := exec.Command(brokerBin, "cluster", "status", "--brokers", c.Broker(2).Addr()).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if !strings.Contains(string(out), "voters [1 2 3 4]") {
+			return fmt.Errorf("status:\n%s", out)
+		}
+		return nil
+	})
+
+	// Four partitions of three replicas over four brokers: the new broker holds some, copies
+	// them from their leaders, and joins their ISRs.
+	topic := topicName(t, "")
+	adm, err := c.Admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	if resp, err := adm.CreateTopic(ctxTimeout(t, opTimeout), 4, 3, nil, topic); err != nil || resp.Err != nil {
+		t.Fatalf("create %s: %v %v", topic, err, resp.Err)
+	}
+	cl, err := c.Client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	produceAcked(t, cl, topic, "v", 100)
+	waitCluster(t, "every replica of "+topic+" in its ISR", func() error {
+		ps, _, err := partitionsOf(t, fourth, topic)
+		if err != nil {
+			return err
+		}
+		held := 0
+		for p, pv := range ps {
+			if len(pv.isr) != len(pv.replicas) {
+				return fmt.Errorf("partition %d: replicas %v, ISR %v", p, pv.replicas, pv.isr)
+			}
+			if slices.Contains(pv.replicas, 4) {
+				held++
+			}
+		}
+		if held == 0 {
+			return fmt.Errorf("broker 4 holds no replica of %s", topic)
+		}
+		return nil
+	})
+
+	if err := fourth.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(brokerBin, "cluster", "remove-node", "--brokers", c.Broker(3).Addr(), "--id", "4").CombinedOutput()
+	if err != nil {
+		t.Fatalf("cluster remove-node: %v\n%s", err, out)
+	}
+	out, _ = exec.Command(brokerBin, "cluster", "status", "--brokers", c.Broker(1).Addr()).CombinedOutput()
+	if !strings.Contains(string(out), "voters [1 2 3]") {
+		t.Errorf("node 4 still a voter after remove-node:\n%s", out)
 	}
 }

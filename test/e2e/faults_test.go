@@ -73,7 +73,7 @@ const (
 	faultsConsumers    = 2
 	faultsSendEvery    = 5 * time.Millisecond // per producer: 200 values a second
 	faultsInFlight     = 512                  // values per producer sent and not yet answered
-	faultsSession      = "5s"                 // --session-timeout: heartbeats go every 2 s
+	faultsSession      = "5s"                 // --session-timeout: heartbeats go every 500 ms
 	// The topic refuses batches over faultsMaxMessage; the producers keep theirs well under it,
 	// the refused producer sends values over it (definite failures for the checker).
 	faultsMaxMessage   = 64 << 10
