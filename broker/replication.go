@@ -52,6 +52,7 @@ type ledPartition struct {
 	leaderEpoch int32
 	epochStart  int64 // the log end when this node took the leadership
 	replicas    int   // how many replicas the partition has
+	minISR      int   // min.insync.replicas of its topic (guarded by mu)
 
 	mu           sync.Mutex
 	tracker      *replication.Tracker
@@ -172,13 +173,24 @@ func (b *Broker) lead(p *engine.Partition, t meta.Topic, a meta.PartitionAssignm
 	r.fetchers.Unfollow(replication.PartitionID{TopicID: t.ID, Partition: tp.Partition}) // no follower append after this
 	p.SetLeaderEpoch(a.LeaderEpoch)
 	minISR, _ := strconv.Atoi(t.Effective("min.insync.replicas"))
+	minISR = max(minISR, 1)
 	now := time.Now()
 	r.mu.Lock()
 	lp := r.led[p]
 	if lp != nil && lp.leaderEpoch == a.LeaderEpoch {
 		r.mu.Unlock()
 		lp.mu.Lock()
-		hw, moved := lp.tracker.Committed(a.ISR, a.PartitionEpoch, now)
+		var hw int64
+		var moved bool
+		if lp.minISR != minISR {
+			// min.insync.replicas changed (AlterConfigs): the same leadership, a tracker with the
+			// new rule. Followers' progress is learnt again from their next acknowledgements.
+			lp.minISR = minISR
+			lp.tracker = lp.newTracker(b.cfg.NodeID, a, p.HighWatermark(), r.lagMax, now)
+			hw, moved = lp.tracker.LeaderProgress(p.LogEndOffset(), p.DurableEnd(), now)
+		} else {
+			hw, moved = lp.tracker.Committed(a.ISR, a.PartitionEpoch, now)
+		}
 		lp.mu.Unlock()
 		b.progressed(p, hw, moved)
 		b.purg.Notify(tp) // an ISR change may answer waiting produces (NOT_ENOUGH_REPLICAS_AFTER_APPEND)
@@ -188,12 +200,8 @@ func (b *Broker) lead(p *engine.Partition, t meta.Topic, a meta.PartitionAssignm
 		lp.resign()
 	}
 	lp = &ledPartition{tp: tp, topicID: t.ID, leaderEpoch: a.LeaderEpoch, epochStart: p.LogEndOffset(), replicas: len(a.Replicas),
-		brokerEpochs: map[int32]int64{}}
-	lp.tracker = replication.NewTracker(replication.Config{
-		Self: b.cfg.NodeID, Replicas: slices.Clone(a.Replicas), ISR: slices.Clone(a.ISR),
-		PartitionEpoch: a.PartitionEpoch, LeaderEpoch: a.LeaderEpoch, EpochStart: lp.epochStart,
-		MinISR: max(minISR, 1), LagMax: r.lagMax, HighWatermark: p.HighWatermark(),
-	}, now)
+		minISR: minISR, brokerEpochs: map[int32]int64{}}
+	lp.tracker = lp.newTracker(b.cfg.NodeID, a, p.HighWatermark(), r.lagMax, now)
 	r.led[p] = lp
 	r.mu.Unlock()
 	b.log.Info("cluster: leading a partition", "topic", tp.Topic, "partition", tp.Partition, "leader_epoch", a.LeaderEpoch,
@@ -244,6 +252,15 @@ func (b *Broker) unlead(p *engine.Partition) {
 func (b *Broker) forget(p *engine.Partition) {
 	b.unlead(p)
 	b.repl.fetchers.Unfollow(replication.PartitionID{TopicID: p.TopicID(), Partition: p.TopicPartition().Partition})
+}
+
+// newTracker is the tracker of this leadership for assignment a.
+func (lp *ledPartition) newTracker(self int32, a meta.PartitionAssignment, hw int64, lagMax time.Duration, now time.Time) *replication.Tracker {
+	return replication.NewTracker(replication.Config{
+		Self: self, Replicas: slices.Clone(a.Replicas), ISR: slices.Clone(a.ISR),
+		PartitionEpoch: a.PartitionEpoch, LeaderEpoch: a.LeaderEpoch, EpochStart: lp.epochStart,
+		MinISR: lp.minISR, LagMax: lagMax, HighWatermark: hw,
+	}, now)
 }
 
 func (lp *ledPartition) resign() {

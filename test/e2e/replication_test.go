@@ -231,6 +231,28 @@ func TestReplicationNotEnoughReplicas(t *testing.T) {
 		t.Fatalf("acks=1 with a short ISR: %v", err)
 	}
 
+	// Lowering min.insync.replicas to the ISR's size lets acks=all through at once, without a
+	// leader change.
+	adm, err := c.Admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	two := "2"
+	if _, err := adm.AlterTopicConfigs(ctxTimeout(t, opTimeout), []kadm.AlterConfig{{Name: "min.insync.replicas", Value: &two}}, topic); err != nil {
+		t.Fatal(err)
+	}
+	waitCluster(t, "acks=all taken with min.insync.replicas=2", func() error {
+		if code, _ := rawProduce(t, rc, 7, topic, 0, encodeBatch(batchSpec{values: [][]byte{[]byte("min2")}})); code != 0 {
+			return fmt.Errorf("error %d", code)
+		}
+		return nil
+	})
+	three := "3"
+	if _, err := adm.AlterTopicConfigs(ctxTimeout(t, opTimeout), []kadm.AlterConfig{{Name: "min.insync.replicas", Value: &three}}, topic); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := c.Broker(int(follower)).Restart(ctxTimeout(t, clusterWait)); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +265,7 @@ func TestReplicationNotEnoughReplicas(t *testing.T) {
 	if _, ok := read["refused"]; ok {
 		t.Fatal("a refused acks=all record was appended")
 	}
-	for _, v := range []string{"acks=1", "taken"} {
+	for _, v := range []string{"acks=1", "min2", "taken"} {
 		if _, ok := read[v]; !ok {
 			t.Fatalf("%q not read back", v)
 		}
