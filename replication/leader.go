@@ -76,6 +76,7 @@ func (s *Server) Stats() (sent, copied uint64) { return s.sentBytes.Load(), s.co
 func (s *Server) Notify(part *engine.Partition) {
 	s.mu.Lock()
 	for sub := range s.subs[part] {
+		sub.dirty.Store(true)
 		sub.conn.wake()
 	}
 	s.mu.Unlock()
@@ -134,6 +135,10 @@ type subscription struct {
 	sub         uint32
 	part        *engine.Partition
 	leaderEpoch int32
+	// dirty: the partition may have something to send (Notify, a new subscription, a span
+	// cut short): a writer round visits only these, not every partition of the connection
+	// (a follower follows tens of partitions of a leader, __consumer_offsets' among them).
+	dirty atomic.Bool
 
 	// Guarded by conn.mu.
 	next   int64       // the next offset to send
@@ -240,6 +245,7 @@ func (c *leaderConn) read() {
 func (c *leaderConn) fetch(f fetch) {
 	follower := c.follower.Load()
 	sub := &subscription{conn: c, id: f.Key, sub: f.Sub, leaderEpoch: f.LeaderEpoch, next: f.FetchOffset, sentHW: -1}
+	sub.dirty.Store(true)
 	part, code := c.s.host.Leading(f.Key, f.LeaderEpoch, follower)
 	switch {
 	case code != 0:
@@ -343,11 +349,18 @@ func (c *leaderConn) write() {
 			}
 			subs = subs[:0]
 			for _, sub := range c.subs {
-				subs = append(subs, sub)
+				// A round on the HW interval visits every subscription; the others only those
+				// with news. The flag is cleared before the visit, so a Notify during it marks
+				// the subscription again.
+				if sub.dirty.Swap(false) || flushHW {
+					subs = append(subs, sub)
+				}
 			}
 			c.mu.Unlock()
+			if len(subs) == 0 {
+				break
+			}
 			_ = c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			sent := false
 			for _, sub := range subs {
 				did, err := c.send(sub, flushHW, &buf, &copyBuf)
 				if err != nil {
@@ -355,11 +368,11 @@ func (c *leaderConn) write() {
 					c.conn.Close()
 					return
 				}
-				sent = sent || did
+				if did {
+					sub.dirty.Store(true) // maybe more: come back in the next pass
+				}
 			}
-			if !sent {
-				break
-			}
+			flushHW = false
 		}
 	}
 }
