@@ -32,4 +32,19 @@
 //
 // The tracker takes the follower's offsets on trust: checking a follower's log against the
 // leader's epochs (the DivergingEpoch rule) is the driver's job, before it reports progress.
+//
+// # The drivers
+//
+//   - wire.go: the frames of the stream, one TCP connection per follower and leader pair, every
+//     partition between them on it.
+//   - divergence.go: the DivergingEpoch rule, pure: checkFetch on the leader, truncationTarget
+//     on the follower (script tests in testdata/divergence, on real engines).
+//   - leader.go (Server): accepts followers on the replication listener, checks each fetch,
+//     streams spans of whole batches from the segment files (sendfile.go: sendfile(2), no copy
+//     through user space), above the high watermark, as soon as they are appended.
+//   - follower.go (Fetchers): one connection per leader, appends what it receives through the
+//     node's WAL, acknowledges its durable end, cuts its log where the leader says it parts.
+//
+// The broker (broker/replication.go) owns the trackers, feeds them, applies the high
+// watermark they yield and proposes their ISR changes.
 package replication
