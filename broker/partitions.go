@@ -71,15 +71,15 @@ func (b *Broker) appendCommitted(part *engine.Partition, records []byte, timeout
 		// what too few of them would hold, and answer NOT_LEADER_OR_FOLLOWER when the
 		// leadership moves on before the batches are committed.
 		lp := b.repl.ledBy(part)
-		if lp == nil {
+		resigned, enough := true, false
+		if lp != nil {
+			resigned, enough = lp.state()
+		}
+		switch {
+		case resigned:
 			rt, _ := b.cl.route(tp)
 			return AppendResult{}, &NotLeaderError{Topic: topic, Partition: partition, Leader: rt.leader, LeaderEpoch: rt.epoch}
-		}
-		if resigned, enough := lp.state(); resigned || !enough {
-			if resigned {
-				rt, _ := b.cl.route(tp)
-				return AppendResult{}, &NotLeaderError{Topic: topic, Partition: partition, Leader: rt.leader, LeaderEpoch: rt.epoch}
-			}
+		case !enough:
 			return AppendResult{}, fmt.Errorf("%w: %s-%d", ErrNotEnoughReplicas, topic, partition)
 		}
 		w.led = lp

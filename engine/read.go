@@ -58,9 +58,9 @@ func (p *Partition) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResu
 	}
 	hw := p.hw.Load()
 	res := ReadResult{HighWatermark: hw, LogStartOffset: p.logStart}
-	if offset < p.logStart || offset > max(hw, p.logEnd) {
+	if offset < p.logStart || offset > p.logEnd {
 		p.mu.Unlock()
-		return res, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, p.logStart, max(hw, p.logEnd))
+		return res, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, p.logStart, p.logEnd)
 	}
 	if offset >= hw {
 		p.mu.Unlock()

@@ -50,14 +50,20 @@ func (p *Partition) ReplicaSpan(offset int64, maxBytes int, prev *Span) (Span, e
 	limit, segEnd := seg.size, seg.end
 	// The span before ends where this one starts: no lookup, no scan for the first batch.
 	known := prev != nil && prev.File == seg.file && prev.segBase == seg.base && prev.EndOffset == offset && prev.Pos+prev.Len <= limit
-	start := seg.lookup(offset)
+	var pos int64
 	if known {
-		start = prev.Pos + prev.Len
+		pos = prev.Pos + prev.Len
+	} else {
+		pos = seg.lookup(offset)
 	}
 	p.mu.Unlock()
 
-	hr := newHeaderReader(seg.file)
-	pos := start
+	// The header reader (and its buffer) only when a scan is needed: a follower keeping up
+	// gets each span from the one before, whole, and this runs once per span per follower.
+	var hr *headerReader
+	if !known || limit-pos > int64(maxBytes) {
+		hr = newHeaderReader(seg.file)
+	}
 	for !known {
 		h, err := hr.header(pos, limit)
 		if err != nil {

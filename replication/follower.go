@@ -111,17 +111,6 @@ func (fs *Fetchers) Unfollow(id PartitionID) {
 	}
 }
 
-// Following returns the partitions being copied.
-func (fs *Fetchers) Following() []PartitionID {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	ids := make([]PartitionID, 0, len(fs.parts))
-	for id := range fs.parts {
-		ids = append(ids, id)
-	}
-	return ids
-}
-
 func (fs *Fetchers) unfollowLocked(fp *followed) {
 	fp.mu.Lock()
 	fp.active = false

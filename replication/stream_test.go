@@ -41,23 +41,34 @@ func openPartition(t *testing.T) *engine.Partition {
 type testLeader struct {
 	part *engine.Partition
 
-	mu    sync.Mutex
-	epoch int32
-	acks  map[int32][2]int64 // follower → log end, durable end
+	mu       sync.Mutex
+	epoch    int32
+	acks     map[int32][2]int64 // follower → log end, durable end
+	refusals map[int16]int      // fetches refused, by code
 }
 
 func (h *testLeader) Leading(id PartitionID, leaderEpoch, follower int32) (*engine.Partition, int16) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	code := int16(0)
 	switch {
 	case id != testID:
-		return nil, CodeUnknownTopicOrPartition
+		code = CodeUnknownTopicOrPartition
 	case leaderEpoch < h.epoch:
-		return nil, CodeFencedLeaderEpoch
+		code = CodeFencedLeaderEpoch
 	case leaderEpoch > h.epoch:
-		return nil, CodeUnknownLeaderEpoch
+		code = CodeUnknownLeaderEpoch
+	default:
+		return h.part, 0
 	}
-	return h.part, 0
+	h.refusals[code]++
+	return nil, code
+}
+
+func (h *testLeader) refused(code int16) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.refusals[code]
 }
 
 func (h *testLeader) FollowerProgress(p *engine.Partition, leaderEpoch, follower int32, brokerEpoch, logEnd, durableEnd int64) {
@@ -79,7 +90,7 @@ func startLeader(t *testing.T, part *engine.Partition, epoch int32) (*testLeader
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &testLeader{part: part, epoch: epoch, acks: map[int32][2]int64{}}
+	h := &testLeader{part: part, epoch: epoch, acks: map[int32][2]int64{}, refusals: map[int16]int{}}
 	s := Serve(ln, h, quiet())
 	t.Cleanup(s.Close)
 	return h, s
@@ -238,8 +249,10 @@ func TestFollowerRetriesRefusedFetch(t *testing.T) {
 	fs := startFollower(t, 2)
 	fs.Follow(fp, testID, 1, s.Addr().String(), 4)
 	fs.Follow(fp, testID, 1, s.Addr().String(), 6) // ahead: UNKNOWN_LEADER_EPOCH until the leader is at 6
-	if _, _, ok := h.ack(2); ok {
-		t.Fatal("a refused follower acknowledged")
+	// Refused, and refused again on the retry, without copying or acknowledging anything.
+	waitFor(t, "two refusals of the follower's newer epoch", func() bool { return h.refused(CodeUnknownLeaderEpoch) >= 2 })
+	if _, _, ok := h.ack(2); ok || fp.LogEndOffset() != 0 {
+		t.Fatalf("a refused follower acknowledged (%v) or copied (log end %d)", ok, fp.LogEndOffset())
 	}
 	lp.SetLeaderEpoch(6)
 	h.mu.Lock()
