@@ -112,6 +112,7 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 		OnWALCycle:             cfg.OnWALCycle,
 		OnDurable:              b.onDurable,
 		OnAppend:               b.onAppend,
+		ReplicaTailBytes:       b.replicaTailBytes(),
 		RetentionCheckInterval: cfg.RetentionCheckInterval,
 	}, b.localSpecs(store.State()))
 	if err != nil {

@@ -61,6 +61,16 @@ type ledPartition struct {
 	proposing    bool            // an AlterPartition is out
 }
 
+// replicaTailBytes is the memory a cluster node keeps of its latest leader appends, to stream
+// them to followers from the buffers they arrived in (engine/tail.go); a single node has no
+// followers.
+func (b *Broker) replicaTailBytes() int64 {
+	if b.cfg.Cluster == nil {
+		return 0
+	}
+	return 64 << 20
+}
+
 // startReplication opens the replication listener (before this node registers, so that the
 // address it announces accepts) and the follower side.
 func (b *Broker) startReplication() error {
@@ -95,11 +105,12 @@ func (b *Broker) closeReplication() {
 	}
 }
 
-// ReplicationStats returns the batch bytes this node sent to followers and how many of them
-// went through user space (zero with sendfile).
-func (b *Broker) ReplicationStats() (sent, copied uint64) {
+// ReplicationStats returns the batch bytes this node sent to followers, how many of them went
+// from the buffers they were appended in (writev), and how many were copied through user space
+// (zero with sendfile and writev).
+func (b *Broker) ReplicationStats() (sent, fromMemory, copied uint64) {
 	if b.repl == nil || b.repl.server == nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	return b.repl.server.Stats()
 }

@@ -76,6 +76,9 @@ type Config struct {
 	// appender's goroutine and outside the partition's locks, before the write is durable: a
 	// leader streams fresh batches to its followers from here. It must not block.
 	OnAppend func(p *Partition)
+	// ReplicaTailBytes bounds the memory all partitions together keep of their latest leader
+	// appends for ReplicaTail (tail.go); 0 keeps none.
+	ReplicaTailBytes int64
 }
 
 // TopicPartition names one partition.

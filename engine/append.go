@@ -203,6 +203,7 @@ func (p *Partition) appendLeaderLocked(raw [][]byte, hs []batch.Header, logAppen
 		p.rollbackLocked(err)
 		return AppendResult{}, fmt.Errorf("%w: %s: %v", ErrStorage, p.name, err)
 	}
+	p.updateTailLocked(buf, stored[0].BaseOffset, p.logEnd, true)
 	res.EndOffset = p.logEnd
 	p.queueLocked(buf, stored, done)
 	return res, nil
@@ -255,6 +256,7 @@ func (p *Partition) appendReplicatedLocked(buf []byte, hs []batch.Header, segmen
 		p.rollbackLocked(err)
 		return AppendResult{}, fmt.Errorf("%w: %s: %v", ErrStorage, p.name, err)
 	}
+	p.dropTailLocked()
 	p.queueLocked(buf, hs, done)
 	return AppendResult{BaseOffset: hs[0].BaseOffset, EndOffset: p.logEnd, LogAppendTime: -1, LogStartOffset: p.logStart}, nil
 }

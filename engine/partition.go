@@ -106,12 +106,13 @@ type Partition struct {
 	// followDurable: the high watermark moves with the durable end
 	// (SetFollowDurableEnd).
 	followDurable bool
-	prod          producers  // producer state including written, not yet durable batches
-	durableProd   producers  // producer state at the durable end
-	epochs        epochCache // leader epoch → start offset (epochs.go)
-	unsynced      []*segment // sealed segments written since the last checkpoint started
-	dirDirty      bool       // directory entries changed since the last checkpoint started
-	ckptDirty     bool       // the active segment was written since the last checkpoint started
+	prod          producers   // producer state including written, not yet durable batches
+	durableProd   producers   // producer state at the durable end
+	epochs        epochCache  // leader epoch → start offset (epochs.go)
+	tail          replicaTail // a leader's latest appends, for its followers (tail.go)
+	unsynced      []*segment  // sealed segments written since the last checkpoint started
+	dirDirty      bool        // directory entries changed since the last checkpoint started
+	ckptDirty     bool        // the active segment was written since the last checkpoint started
 
 	// replayStopped: recovery found a gap, a bad record or a record that
 	// does not fit the log at replayStopAt; WAL replay for this partition
@@ -279,6 +280,7 @@ func (p *Partition) rollbackLocked(cause error) {
 	}
 	p.gen++
 	p.genSeen.Store(p.gen)
+	p.dropTailLocked()
 	err := fmt.Errorf("%w: %s: %v", ErrStorage, p.name, cause)
 	for _, pa := range p.pending {
 		if pa.done != nil {
@@ -398,6 +400,7 @@ func (p *Partition) closeLocked(err error) {
 		return
 	}
 	p.closed, p.closing = true, true
+	p.dropTailLocked()
 	for _, pa := range p.pending {
 		if pa.done != nil {
 			p.complete(pa.done, err)

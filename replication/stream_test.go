@@ -24,11 +24,17 @@ var testID = PartitionID{TopicID: [16]byte{1, 2, 3}, Partition: 0}
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // openPartition opens an engine holding testTP whose high watermark moves only by
-// SetHighWatermark, as in a cluster.
+// SetHighWatermark and which keeps its latest appends for followers, as in a cluster.
 func openPartition(t *testing.T) *engine.Partition {
+	return openPartitionTail(t, 1<<20)
+}
+
+// openPartitionTail is openPartition keeping tailBytes of appends in memory (0: none, every
+// span goes from the segment files).
+func openPartitionTail(t *testing.T, tailBytes int64) *engine.Partition {
 	t.Helper()
 	e, err := engine.Open(engine.Config{DataDir: t.TempDir(), Logger: quiet(), SegmentBytes: 16 << 10,
-		OnDurable: func(*engine.Partition, int64) {}},
+		OnDurable: func(*engine.Partition, int64) {}, ReplicaTailBytes: tailBytes},
 		[]engine.PartitionSpec{{TopicPartition: testTP, TopicID: testID.TopicID}})
 	if err != nil {
 		t.Fatal(err)
@@ -157,12 +163,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // subscribed and what it appends after, byte for byte; it acknowledges its durable end; it
 // takes the leader's high watermark and log start; the leader's bytes went out with sendfile.
 func TestFollowerCopiesAndAcknowledges(t *testing.T) {
-	lp := openPartition(t)
+	// From the leader's segment files (sendfile) when it keeps no appends in memory, else
+	// from the buffers it appended (writev), with a fall back to the files for what it no
+	// longer keeps.
+	for _, mode := range []struct {
+		name      string
+		tailBytes int64
+	}{{"segments", 0}, {"memory", 512}, {"memory and segments", 1 << 20}} {
+		t.Run(mode.name, func(t *testing.T) { testFollowerCopiesAndAcknowledges(t, mode.tailBytes) })
+	}
+}
+
+func testFollowerCopiesAndAcknowledges(t *testing.T, tailBytes int64) {
+	lp := openPartitionTail(t, tailBytes)
 	lp.SetLeaderEpoch(3)
 	h, s := startLeader(t, lp, 3)
 	leaderAppend(t, s, lp, 20, "before")
 
-	fp := openPartition(t)
+	fp := openPartitionTail(t, tailBytes)
 	fs := startFollower(t, 2)
 	fs.Follow(fp, testID, 1, s.Addr().String(), 3)
 	leaderAppend(t, s, lp, 30, "after")
@@ -180,9 +198,17 @@ func TestFollowerCopiesAndAcknowledges(t *testing.T) {
 	lp.SetHighWatermark(lp.LogEndOffset())
 	s.Notify(lp)
 	waitFor(t, "the follower's high watermark", func() bool { return fp.HighWatermark() == lp.LogEndOffset() })
-	sent, copied := s.Stats()
+	sent, fromMemory, copied := s.Stats()
 	if sent == 0 || copied != 0 {
 		t.Fatalf("sent %d bytes, %d copied through user space; want some, none copied", sent, copied)
+	}
+	switch {
+	case tailBytes == 0 && fromMemory != 0:
+		t.Fatalf("%d bytes sent from memory by a leader that keeps none", fromMemory)
+	case tailBytes > 0 && fromMemory == 0:
+		t.Fatal("nothing sent from memory by a leader that keeps its appends")
+	case tailBytes > 0 && tailBytes < 1<<20 && fromMemory == sent:
+		t.Fatal("everything sent from memory by a leader that keeps only the last few appends")
 	}
 
 	// DeleteRecords on the leader moves the follower's log start too.
