@@ -43,6 +43,9 @@ type replicas struct {
 
 	mu  sync.Mutex
 	led map[*engine.Partition]*ledPartition
+	// noListener: the leaders found without a replication listener, by broker id, at the
+	// broker epoch of the registration found so (-1: not registered); warned about once each.
+	noListener map[int32]int64
 }
 
 // ledPartition is a partition this node leads, in one leader epoch.
@@ -79,7 +82,7 @@ func (b *Broker) startReplication() error {
 	if lagMax <= 0 {
 		lagMax = DefaultReplicaLagMax
 	}
-	r := &replicas{lagMax: lagMax, led: map[*engine.Partition]*ledPartition{}}
+	r := &replicas{lagMax: lagMax, led: map[*engine.Partition]*ledPartition{}, noListener: map[int32]int64{}}
 	if addr := c.cfg.ReplicationAddr; addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -238,8 +241,19 @@ func (b *Broker) follow(p *engine.Partition, st *meta.State, t meta.Topic, a met
 	leader, ok := st.Broker(a.Leader)
 	if !ok || leader.ReplicationAddr == "" {
 		r.fetchers.Unfollow(id)
-		b.log.Warn("cluster: the leader of a partition has no replication listener; not copying it",
-			"topic", t.Name, "partition", id.Partition, "leader", a.Leader)
+		epoch := int64(-1)
+		if ok {
+			epoch = leader.Epoch
+		}
+		// Once per registration, not once per partition and metadata change.
+		r.mu.Lock()
+		warned, seen := r.noListener[a.Leader]
+		r.noListener[a.Leader] = epoch
+		r.mu.Unlock()
+		if !seen || warned != epoch {
+			b.log.Warn("cluster: a leader has no replication listener (started without --replication-listen?); not copying its partitions",
+				"leader", a.Leader, "registered", ok, "topic", t.Name, "partition", id.Partition)
+		}
 		return
 	}
 	r.fetchers.Follow(p, id, a.Leader, leader.ReplicationAddr, a.LeaderEpoch)
