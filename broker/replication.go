@@ -74,6 +74,67 @@ func (b *Broker) replicaTailBytes() int64 {
 	return 64 << 20
 }
 
+// storageFailed stops a cluster node whose storage failed under a partition (engine
+// Config.OnStorageFailure, called under the partition's lock). The partition rolled back to
+// its durable end, but as a leader it may have streamed its followers the batches it dropped,
+// and they may hold them durably: leading on in the same epoch, it would write other batches
+// at those offsets and count the followers' acknowledgements of the old ones toward the high
+// watermark. So, as Kafka halts when its last log directory fails, the node stops: from now
+// on no high watermark moves and no append is taken here, and Failed tells the process to shut
+// down (a controlled shutdown hands the leaderships to in-sync followers under new epochs;
+// restarted, the node recovers from its WAL and follows, truncating what its leaders do not
+// hold). A single node carries on: its log is the only copy, and the rollback keeps it whole.
+func (b *Broker) storageFailed(p *engine.Partition, err error) {
+	if b.cfg.Cluster == nil {
+		return
+	}
+	b.failOnce.Do(func() {
+		b.failure = err
+		b.hasFailed.Store(true)
+		close(b.failed)
+		tp := p.TopicPartition()
+		b.log.Error("cluster: storage failure; this node stops taking appends and moving high watermarks, and shuts down",
+			"topic", tp.Topic, "partition", tp.Partition, "err", err)
+		// The produces waiting for a high watermark here answer now (not under p's lock).
+		r := b.repl
+		if r == nil {
+			return // still recovering: nothing led, nothing waiting
+		}
+		go func() {
+			r.mu.Lock()
+			led := make([]TopicPartition, 0, len(r.led))
+			for part := range r.led {
+				led = append(led, part.TopicPartition())
+			}
+			r.mu.Unlock()
+			for _, tp := range led {
+				b.purg.Notify(tp)
+			}
+		}()
+	})
+}
+
+// Failed is closed when the node must stop because its storage failed (Failure says how).
+func (b *Broker) Failed() <-chan struct{} { return b.failed }
+
+// Failure is the storage error that closed Failed.
+func (b *Broker) Failure() error {
+	select {
+	case <-b.failed:
+		return b.failure
+	default:
+		return nil
+	}
+}
+
+// stopped reports the storage failure that stopped this node, nil while it runs.
+func (b *Broker) stopped() error {
+	if !b.hasFailed.Load() {
+		return nil
+	}
+	return fmt.Errorf("%w: broker %d stopped serving after a storage failure: %v", ErrStorage, b.cfg.NodeID, b.failure)
+}
+
 // startReplication opens the replication listener (before this node registers, so that the
 // address it announces accepts) and the follower side.
 func (b *Broker) startReplication() error {
@@ -159,7 +220,7 @@ func (r *replicas) ledBy(p *engine.Partition) *ledPartition {
 // progressed applies a tracker's new high watermark: the partition, the produces waiting for
 // it, the followers.
 func (b *Broker) progressed(p *engine.Partition, hw int64, moved bool) {
-	if !moved {
+	if !moved || b.hasFailed.Load() {
 		return
 	}
 	p.SetHighWatermark(hw)

@@ -282,6 +282,7 @@ func (p *Partition) rollbackLocked(cause error) {
 	p.genSeen.Store(p.gen)
 	p.dropTailLocked()
 	err := fmt.Errorf("%w: %s: %v", ErrStorage, p.name, cause)
+	p.storageFailedLocked(err)
 	for _, pa := range p.pending {
 		if pa.done != nil {
 			p.complete(pa.done, err)
@@ -344,6 +345,14 @@ func (p *Partition) unlinkSegment(s *segment) {
 
 func (p *Partition) logStorageError(op string, err error) {
 	p.eng.log.Error("engine: storage error, failing unacknowledged appends", "partition", p.name, "op", op, "err", err)
+}
+
+// storageFailedLocked reports a rollback or an unapplied cut (Config.OnStorageFailure). p.mu
+// held.
+func (p *Partition) storageFailedLocked(err error) {
+	if f := p.eng.cfg.OnStorageFailure; f != nil {
+		f(p, err)
+	}
 }
 
 // complete queues a done callback. p.mu held, so the queue order is the

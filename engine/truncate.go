@@ -231,12 +231,14 @@ func (p *Partition) applyCutLocked(pl cutPlan, gen uint64) error {
 		}
 		if err != nil {
 			p.cutFailed, p.cutFailedAt = true, end
+			p.storageFailedLocked(err)
 			return err
 		}
 	}
 	if err := p.cutLocked(pl); err != nil {
 		p.logStorageError("truncate", err)
 		p.cutFailed, p.cutFailedAt = true, end
+		p.storageFailedLocked(err)
 		return err
 	}
 	p.cutFailed = false

@@ -233,7 +233,14 @@ func (r *faultsRun) setup() {
 		for _, b := range c.Brokers() {
 			r.mounts[b.ID()] = r.mount(b)
 		}
-		r.faults = append(r.faults, faultWeight{faultPowerCut, 2})
+		r.faults = append(r.faults, faultWeight{faultPowerCut, 2}, faultWeight{faultDiskFail, 1})
+	}
+	// E2E_FAULTS_ONLY=TEXT keeps the faults whose names contain TEXT (to work on one of them).
+	if only := os.Getenv("E2E_FAULTS_ONLY"); only != "" {
+		r.faults = slices.DeleteFunc(r.faults, func(f faultWeight) bool { return !strings.Contains(f.name, only) })
+		if len(r.faults) == 0 {
+			t.Fatalf("E2E_FAULTS_ONLY=%q matches no fault this machine can bring", only)
+		}
 	}
 	t.Cleanup(func() {
 		c.Kill()
