@@ -253,7 +253,7 @@ func (c *leaderConn) fetch(f fetch) {
 	part, code := c.s.host.Leading(f.Key, f.LeaderEpoch, follower)
 	switch {
 	case code != 0:
-		sub.answer = appendRefused(nil, refused{Key: f.Key, Sub: f.Sub, Code: code})
+		sub.answer = appendRefused(nil, refused{Key: f.Key, Sub: f.Sub, Code: code, LogStartOffset: -1})
 	default:
 		sub.part = part
 		sub.answer = c.check(part, f)
@@ -285,9 +285,17 @@ func (c *leaderConn) check(part *engine.Partition, f fetch) []byte {
 	d, code := checkFetch(part, f.FetchOffset, f.LastFetchedEpoch)
 	switch {
 	case code == CodeOffsetOutOfRange:
-		c.s.log.Warn("replication: a follower fetches below the log start", "follower", c.follower.Load(),
-			"topic", part.TopicPartition().Topic, "partition", part.TopicPartition().Partition, "fetch_offset", f.FetchOffset, "log_start", part.LogStartOffset())
-		return appendRefused(nil, refused{Key: f.Key, Sub: f.Sub, Code: code})
+		start, err := part.ReplicaStart()
+		if err != nil {
+			start = -1 // the follower retries; the leader's reads report the storage error
+		}
+		if f.FetchOffset == start {
+			return nil // a follower that restarted its log at the batch holding the log start
+		}
+		c.s.log.Warn("replication: a follower fetches below the log start; it must restart its log there", "follower", c.follower.Load(),
+			"topic", part.TopicPartition().Topic, "partition", part.TopicPartition().Partition, "fetch_offset", f.FetchOffset,
+			"log_start", part.LogStartOffset(), "restart_at", start)
+		return appendRefused(nil, refused{Key: f.Key, Sub: f.Sub, Code: code, LogStartOffset: start})
 	case d != nil:
 		return appendDiverging(nil, diverging{Key: f.Key, Sub: f.Sub, Epoch: d.Epoch, EndOffset: d.EndOffset})
 	}
@@ -460,7 +468,9 @@ func (c *leaderConn) send(sub *subscription, flushHW bool, r *writeRound, copyBu
 				c.dropLocked(sub)
 			}
 			c.mu.Unlock()
-			r.frame(func(b []byte) []byte { return appendRefused(b, refused{Key: sub.id, Sub: sub.sub, Code: code}) })
+			r.frame(func(b []byte) []byte {
+				return appendRefused(b, refused{Key: sub.id, Sub: sub.sub, Code: code, LogStartOffset: -1})
+			})
 			return true, nil
 		}
 		if sp.Len > 0 {

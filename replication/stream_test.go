@@ -289,3 +289,86 @@ func TestFollowerRetriesRefusedFetch(t *testing.T) {
 		return ok && durable == 3
 	})
 }
+
+// TestFollowerBelowLeaderLogStart: a follower whose log ends below its leader's log start
+// (DeleteRecords or retention went past it while it was away) empties its log, restarts it at
+// the batch holding the leader's log start, and copies from there — at a batch boundary and
+// with the log start inside a batch.
+func TestFollowerBelowLeaderLogStart(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		deleteTo   int64 // the leader's new log start
+		restartsAt int64 // the follower's log start after its reset
+	}{{"at a batch", 12, 12}, {"inside a batch", 13, 12}} {
+		t.Run(tc.name, func(t *testing.T) {
+			lp := openPartition(t)
+			lp.SetLeaderEpoch(2)
+			h, s := startLeader(t, lp, 2)
+			leaderAppend(t, s, lp, 12, "gone")
+			// Batches of three records from offset 12.
+			for i := range 4 {
+				recs := []batch.Record{{Value: []byte(fmt.Sprintf("kept-%d-a", i))}, {OffsetDelta: 1, Value: []byte("b")}, {OffsetDelta: 2, Value: []byte("c")}}
+				b := batch.Build(batch.Header{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}, recs, batch.CodecNone)
+				done := make(chan error, 1)
+				if _, err := lp.Append(b, func(err error) { done <- err }); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			lp.SetHighWatermark(lp.LogEndOffset())
+			if _, err := lp.DeleteRecordsBefore(tc.deleteTo); err != nil {
+				t.Fatal(err)
+			}
+
+			// The follower holds the first five batches of the leader's log, in the same epoch.
+			fp := openPartition(t)
+			for i := range 5 {
+				recs := []batch.Record{{Value: []byte(fmt.Sprintf("gone-%d", i))}}
+				b := batch.Build(batch.Header{BaseOffset: int64(i), PartitionLeaderEpoch: 2, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}, recs, batch.CodecNone)
+				done := make(chan error, 1)
+				if _, err := fp.AppendReplicated(b, func(err error) { done <- err }); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			fs := startFollower(t, 2)
+			fs.Follow(fp, testID, 1, s.Addr().String(), 2)
+			leaderAppend(t, s, lp, 3, "after")
+			waitFor(t, "the follower's durable end at the leader's log end", func() bool {
+				_, durable, ok := h.ack(2)
+				return ok && durable == lp.LogEndOffset()
+			})
+			lp.SetHighWatermark(lp.LogEndOffset())
+			s.Notify(lp)
+			waitFor(t, "the follower's log start to follow the leader's", func() bool { return fp.LogStartOffset() == tc.deleteTo })
+			want, got := logBytesFrom(t, lp, tc.restartsAt), logBytesFrom(t, fp, tc.restartsAt)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("the follower's log from %d (%d bytes) is not the leader's (%d bytes)", tc.restartsAt, len(got), len(want))
+			}
+		})
+	}
+}
+
+// logBytesFrom returns the partition's batches from offset (a batch start, at most one batch
+// below the log start) to the log end.
+func logBytesFrom(t *testing.T, p *engine.Partition, offset int64) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	for off := offset; off < p.LogEndOffset(); {
+		sp, err := p.ReplicaSpan(off, 1<<20, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, sp.Len)
+		if _, err := sp.File.ReadAt(buf, sp.Pos); err != nil {
+			t.Fatal(err)
+		}
+		out.Write(buf)
+		off = sp.EndOffset
+	}
+	return out.Bytes()
+}
