@@ -110,17 +110,20 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 	start := time.Now()
 	b.purg = NewPurgatory(time.Now)
 	eng, err := engine.Open(engine.Config{
-		DataDir:                filepath.Join(cfg.DataDir, "logs"),
-		Durability:             cfg.Durability,
-		WALIO:                  cfg.WALIO,
-		SegmentBytes:           cfg.SegmentBytes,
-		Logger:                 cfg.Logger,
-		OnWALCycle:             cfg.OnWALCycle,
-		OnDurable:              b.onDurable,
-		OnAppend:               b.onAppend,
-		OnStorageFailure:       b.storageFailed,
-		ReplicaTailBytes:       b.replicaTailBytes(),
-		RetentionCheckInterval: cfg.RetentionCheckInterval,
+		DataDir:          filepath.Join(cfg.DataDir, "logs"),
+		Durability:       cfg.Durability,
+		WALIO:            cfg.WALIO,
+		SegmentBytes:     cfg.SegmentBytes,
+		Logger:           cfg.Logger,
+		OnWALCycle:       cfg.OnWALCycle,
+		OnDurable:        b.onDurable,
+		OnAppend:         b.onAppend,
+		OnStorageFailure: b.storageFailed,
+		// A cluster node stops on a storage failure (storageFailed); meanwhile no append may
+		// land at the offsets it rolled back.
+		RefuseAppendsAfterStorageFailure: cfg.Cluster != nil,
+		ReplicaTailBytes:                 b.replicaTailBytes(),
+		RetentionCheckInterval:           cfg.RetentionCheckInterval,
 	}, b.localSpecs(store.State()))
 	if err != nil {
 		b.purg.Close()

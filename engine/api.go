@@ -83,6 +83,11 @@ type Config struct {
 	// Kafka halts when its last log directory fails) rather than go on leading in the same
 	// epoch with followers holding other bytes at the same offsets.
 	OnStorageFailure func(p *Partition, err error)
+	// RefuseAppendsAfterStorageFailure: once a storage failure rolled a partition back, it
+	// takes no more appends (ErrStorage) until the engine is opened again. A cluster node sets
+	// it: the check must be made under the partition's lock, or an append that was on its way
+	// would land at the rolled-back offsets in the same leader epoch.
+	RefuseAppendsAfterStorageFailure bool
 	// ReplicaTailBytes bounds the memory all partitions together keep of their latest leader
 	// appends for ReplicaTail (tail.go); 0 keeps none.
 	ReplicaTailBytes int64

@@ -114,6 +114,8 @@ func (p *Partition) appendableLocked() error {
 		return fmt.Errorf("%w: %s: the log is being truncated", ErrClosed, p.name)
 	case p.cutFailed:
 		return fmt.Errorf("%w: %s: a truncation recorded in the wal is not applied to the log; TruncateTo must succeed first", ErrStorage, p.name)
+	case p.storageFailed && p.eng.cfg.RefuseAppendsAfterStorageFailure:
+		return fmt.Errorf("%w: %s: a storage failure rolled the log back; no appends until a restart", ErrStorage, p.name)
 	}
 	return nil
 }

@@ -103,6 +103,9 @@ type Partition struct {
 	// cut failed; appends are refused until a TruncateTo succeeds.
 	cutFailed   bool
 	cutFailedAt int64
+	// storageFailed: a storage failure rolled the partition back; with
+	// Config.RefuseAppendsAfterStorageFailure it takes no more appends.
+	storageFailed bool
 	// followDurable: the high watermark moves with the durable end
 	// (SetFollowDurableEnd).
 	followDurable bool
@@ -350,6 +353,7 @@ func (p *Partition) logStorageError(op string, err error) {
 // storageFailedLocked reports a rollback or an unapplied cut (Config.OnStorageFailure). p.mu
 // held.
 func (p *Partition) storageFailedLocked(err error) {
+	p.storageFailed = true
 	if f := p.eng.cfg.OnStorageFailure; f != nil {
 		f(p, err)
 	}
