@@ -130,21 +130,7 @@ func leaderAppend(t *testing.T, s *Server, p *engine.Partition, n int, value str
 // logBytes returns the partition's batches from the log start to the log end.
 func logBytes(t *testing.T, p *engine.Partition) []byte {
 	t.Helper()
-	var out bytes.Buffer
-	var prev *engine.Span
-	for off := p.LogStartOffset(); off < p.LogEndOffset(); {
-		sp, err := p.ReplicaSpan(off, 1<<20, prev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, sp.Len)
-		if _, err := sp.File.ReadAt(buf, sp.Pos); err != nil {
-			t.Fatal(err)
-		}
-		out.Write(buf)
-		off, prev = sp.EndOffset, &sp
-	}
-	return out.Bytes()
+	return logBytesFrom(t, p, p.LogStartOffset())
 }
 
 // waitFor polls cond until it holds (a condition, not a fixed sleep) or fails after a while.
