@@ -65,6 +65,12 @@ type Broker struct {
 
 	shutdownOnce sync.Once
 
+	// failed is closed when a cluster node's storage failed (storageFailed); failure says how.
+	failed    chan struct{}
+	failOnce  sync.Once
+	failure   error
+	hasFailed atomic.Bool
+
 	// topicMu serialises topic creation, deletion and changes, so the metadata store and the
 	// engine never disagree about which partitions exist or how they are configured.
 	topicMu sync.Mutex
@@ -83,7 +89,7 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	b := &Broker{cfg: cfg, log: cfg.Logger}
+	b := &Broker{cfg: cfg, log: cfg.Logger, failed: make(chan struct{})}
 	mcfg := meta.Config{Dir: filepath.Join(cfg.DataDir, "meta"), NodeID: cfg.NodeID, Logger: cfg.Logger}
 	if cfg.Cluster != nil {
 		cfg.Cluster.withDefaults()
@@ -104,15 +110,20 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 	start := time.Now()
 	b.purg = NewPurgatory(time.Now)
 	eng, err := engine.Open(engine.Config{
-		DataDir:                filepath.Join(cfg.DataDir, "logs"),
-		Durability:             cfg.Durability,
-		WALIO:                  cfg.WALIO,
-		SegmentBytes:           cfg.SegmentBytes,
-		Logger:                 cfg.Logger,
-		OnWALCycle:             cfg.OnWALCycle,
-		OnDurable:              b.onDurable,
-		OnAppend:               b.onAppend,
-		RetentionCheckInterval: cfg.RetentionCheckInterval,
+		DataDir:          filepath.Join(cfg.DataDir, "logs"),
+		Durability:       cfg.Durability,
+		WALIO:            cfg.WALIO,
+		SegmentBytes:     cfg.SegmentBytes,
+		Logger:           cfg.Logger,
+		OnWALCycle:       cfg.OnWALCycle,
+		OnDurable:        b.onDurable,
+		OnAppend:         b.onAppend,
+		OnStorageFailure: b.storageFailed,
+		// A cluster node stops on a storage failure (storageFailed); meanwhile no append may
+		// land at the offsets it rolled back.
+		RefuseAppendsAfterStorageFailure: cfg.Cluster != nil,
+		ReplicaTailBytes:                 b.replicaTailBytes(),
+		RetentionCheckInterval:           cfg.RetentionCheckInterval,
 	}, b.localSpecs(store.State()))
 	if err != nil {
 		b.purg.Close()

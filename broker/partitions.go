@@ -26,6 +26,9 @@ func (b *Broker) Produce(topic string, partition int32, records []byte, acks int
 	if IsInternal(topic) {
 		return AppendResult{}, fmt.Errorf("%w: %s is written by the broker only", ErrInvalidTopic, topic)
 	}
+	if err := b.stopped(); err != nil {
+		return AppendResult{}, err
+	}
 	tp := TopicPartition{Topic: topic, Partition: partition}
 	if b.cl != nil {
 		if err := b.checkLeader(tp, -1); err != nil {
@@ -66,6 +69,9 @@ func (b *Broker) appendCommitted(part *engine.Partition, records []byte, timeout
 	// Locally durable first, then the high watermark past the batches. The done callback may
 	// run before Append returns the end offset, so whichever of the two comes second moves on.
 	w := &produceWait{b: b, part: part, timeout: timeout, done: done, end: -1}
+	if err := b.stopped(); err != nil {
+		return AppendResult{}, err
+	}
 	if b.repl != nil {
 		// In a cluster the high watermark is the in-sync replicas' to move: refuse up front
 		// what too few of them would hold, and answer NOT_LEADER_OR_FOLLOWER when the
@@ -162,6 +168,9 @@ func (w *produceWait) awaitHighWatermark() {
 // were appended in, or nil while it may: the leadership moved on (another leader may keep
 // them or cut them; the producer retries), or the ISR fell below min.insync.replicas.
 func (w *produceWait) stuck() error {
+	if err := w.b.stopped(); err != nil {
+		return err
+	}
 	if w.led == nil {
 		return nil
 	}

@@ -43,6 +43,9 @@ type replicas struct {
 
 	mu  sync.Mutex
 	led map[*engine.Partition]*ledPartition
+	// noListener: the leaders found without a replication listener, by broker id, at the
+	// broker epoch of the registration found so (-1: not registered); warned about once each.
+	noListener map[int32]int64
 }
 
 // ledPartition is a partition this node leads, in one leader epoch.
@@ -61,6 +64,77 @@ type ledPartition struct {
 	proposing    bool            // an AlterPartition is out
 }
 
+// replicaTailBytes is the memory a cluster node keeps of its latest leader appends, to stream
+// them to followers from the buffers they arrived in (engine/tail.go); a single node has no
+// followers.
+func (b *Broker) replicaTailBytes() int64 {
+	if b.cfg.Cluster == nil {
+		return 0
+	}
+	return 64 << 20
+}
+
+// storageFailed stops a cluster node whose storage failed under a partition (engine
+// Config.OnStorageFailure, called under the partition's lock). The partition rolled back to
+// its durable end, but as a leader it may have streamed its followers the batches it dropped,
+// and they may hold them durably: leading on in the same epoch, it would write other batches
+// at those offsets and count the followers' acknowledgements of the old ones toward the high
+// watermark. So, as Kafka halts when its last log directory fails, the node stops: from now
+// on no high watermark moves and no append is taken here, and Failed tells the process to shut
+// down (a controlled shutdown hands the leaderships to in-sync followers under new epochs;
+// restarted, the node recovers from its WAL and follows, truncating what its leaders do not
+// hold). A single node carries on: its log is the only copy, and the rollback keeps it whole.
+func (b *Broker) storageFailed(p *engine.Partition, err error) {
+	if b.cfg.Cluster == nil {
+		return
+	}
+	b.failOnce.Do(func() {
+		b.failure = err
+		b.hasFailed.Store(true)
+		close(b.failed)
+		tp := p.TopicPartition()
+		b.log.Error("cluster: storage failure; this node stops taking appends and moving high watermarks, and shuts down",
+			"topic", tp.Topic, "partition", tp.Partition, "err", err)
+		// The produces waiting for a high watermark here answer now (not under p's lock).
+		r := b.repl
+		if r == nil {
+			return // still recovering: nothing led, nothing waiting
+		}
+		go func() {
+			r.mu.Lock()
+			led := make([]TopicPartition, 0, len(r.led))
+			for part := range r.led {
+				led = append(led, part.TopicPartition())
+			}
+			r.mu.Unlock()
+			for _, tp := range led {
+				b.purg.Notify(tp)
+			}
+		}()
+	})
+}
+
+// Failed is closed when the node must stop because its storage failed (Failure says how).
+func (b *Broker) Failed() <-chan struct{} { return b.failed }
+
+// Failure is the storage error that closed Failed.
+func (b *Broker) Failure() error {
+	select {
+	case <-b.failed:
+		return b.failure
+	default:
+		return nil
+	}
+}
+
+// stopped reports the storage failure that stopped this node, nil while it runs.
+func (b *Broker) stopped() error {
+	if !b.hasFailed.Load() {
+		return nil
+	}
+	return fmt.Errorf("%w: broker %d stopped serving after a storage failure: %v", ErrStorage, b.cfg.NodeID, b.failure)
+}
+
 // startReplication opens the replication listener (before this node registers, so that the
 // address it announces accepts) and the follower side.
 func (b *Broker) startReplication() error {
@@ -69,7 +143,7 @@ func (b *Broker) startReplication() error {
 	if lagMax <= 0 {
 		lagMax = DefaultReplicaLagMax
 	}
-	r := &replicas{lagMax: lagMax, led: map[*engine.Partition]*ledPartition{}}
+	r := &replicas{lagMax: lagMax, led: map[*engine.Partition]*ledPartition{}, noListener: map[int32]int64{}}
 	if addr := c.cfg.ReplicationAddr; addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -95,11 +169,12 @@ func (b *Broker) closeReplication() {
 	}
 }
 
-// ReplicationStats returns the batch bytes this node sent to followers and how many of them
-// went through user space (zero with sendfile).
-func (b *Broker) ReplicationStats() (sent, copied uint64) {
+// ReplicationStats returns the batch bytes this node sent to followers, how many of them went
+// from the buffers they were appended in (writev), and how many were copied through user space
+// (zero with sendfile and writev).
+func (b *Broker) ReplicationStats() (sent, fromMemory, copied uint64) {
 	if b.repl == nil || b.repl.server == nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	return b.repl.server.Stats()
 }
@@ -145,7 +220,7 @@ func (r *replicas) ledBy(p *engine.Partition) *ledPartition {
 // progressed applies a tracker's new high watermark: the partition, the produces waiting for
 // it, the followers.
 func (b *Broker) progressed(p *engine.Partition, hw int64, moved bool) {
-	if !moved {
+	if !moved || b.hasFailed.Load() {
 		return
 	}
 	p.SetHighWatermark(hw)
@@ -227,8 +302,19 @@ func (b *Broker) follow(p *engine.Partition, st *meta.State, t meta.Topic, a met
 	leader, ok := st.Broker(a.Leader)
 	if !ok || leader.ReplicationAddr == "" {
 		r.fetchers.Unfollow(id)
-		b.log.Warn("cluster: the leader of a partition has no replication listener; not copying it",
-			"topic", t.Name, "partition", id.Partition, "leader", a.Leader)
+		epoch := int64(-1)
+		if ok {
+			epoch = leader.Epoch
+		}
+		// Once per registration, not once per partition and metadata change.
+		r.mu.Lock()
+		warned, seen := r.noListener[a.Leader]
+		r.noListener[a.Leader] = epoch
+		r.mu.Unlock()
+		if !seen || warned != epoch {
+			b.log.Warn("cluster: a leader has no replication listener (started without --replication-listen?); not copying its partitions",
+				"leader", a.Leader, "registered", ok, "topic", t.Name, "partition", id.Partition)
+		}
 		return
 	}
 	r.fetchers.Follow(p, id, a.Leader, leader.ReplicationAddr, a.LeaderEpoch)

@@ -76,6 +76,21 @@ type Config struct {
 	// appender's goroutine and outside the partition's locks, before the write is durable: a
 	// leader streams fresh batches to its followers from here. It must not block.
 	OnAppend func(p *Partition)
+	// OnStorageFailure is called when a storage error made a partition drop appends it had
+	// written (a rollback to its durable end) or left a truncation unapplied: under the
+	// partition's lock, so it must only record the fact and return. A replica that rolled
+	// back may have sent its followers batches it no longer holds; a cluster node stops (as
+	// Kafka halts when its last log directory fails) rather than go on leading in the same
+	// epoch with followers holding other bytes at the same offsets.
+	OnStorageFailure func(p *Partition, err error)
+	// RefuseAppendsAfterStorageFailure: once a storage failure rolled a partition back, it
+	// takes no more appends (ErrStorage) until the engine is opened again. A cluster node sets
+	// it: the check must be made under the partition's lock, or an append that was on its way
+	// would land at the rolled-back offsets in the same leader epoch.
+	RefuseAppendsAfterStorageFailure bool
+	// ReplicaTailBytes bounds the memory all partitions together keep of their latest leader
+	// appends for ReplicaTail (tail.go); 0 keeps none.
+	ReplicaTailBytes int64
 }
 
 // TopicPartition names one partition.

@@ -114,6 +114,8 @@ func (p *Partition) appendableLocked() error {
 		return fmt.Errorf("%w: %s: the log is being truncated", ErrClosed, p.name)
 	case p.cutFailed:
 		return fmt.Errorf("%w: %s: a truncation recorded in the wal is not applied to the log; TruncateTo must succeed first", ErrStorage, p.name)
+	case p.storageFailed && p.eng.cfg.RefuseAppendsAfterStorageFailure:
+		return fmt.Errorf("%w: %s: a storage failure rolled the log back; no appends until a restart", ErrStorage, p.name)
 	}
 	return nil
 }
@@ -203,6 +205,7 @@ func (p *Partition) appendLeaderLocked(raw [][]byte, hs []batch.Header, logAppen
 		p.rollbackLocked(err)
 		return AppendResult{}, fmt.Errorf("%w: %s: %v", ErrStorage, p.name, err)
 	}
+	p.updateTailLocked(buf, stored[0].BaseOffset, p.logEnd, true)
 	res.EndOffset = p.logEnd
 	p.queueLocked(buf, stored, done)
 	return res, nil
@@ -255,6 +258,7 @@ func (p *Partition) appendReplicatedLocked(buf []byte, hs []batch.Header, segmen
 		p.rollbackLocked(err)
 		return AppendResult{}, fmt.Errorf("%w: %s: %v", ErrStorage, p.name, err)
 	}
+	p.dropTailLocked()
 	p.queueLocked(buf, hs, done)
 	return AppendResult{BaseOffset: hs[0].BaseOffset, EndOffset: p.logEnd, LogAppendTime: -1, LogStartOffset: p.logStart}, nil
 }

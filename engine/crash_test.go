@@ -453,3 +453,38 @@ func TestFailedSegmentSync(t *testing.T) {
 		})
 	}
 }
+
+// TestStorageFailureStopsAppends: with RefuseAppendsAfterStorageFailure (a cluster node), once
+// a WAL failure rolled a partition back it takes no append, even after the disk recovers, so
+// nothing lands at the rolled-back offsets in the same leader epoch; OnStorageFailure is told.
+// A reopened engine takes appends again.
+func TestStorageFailureStopsAppends(t *testing.T) {
+	dir := t.TempDir()
+	ffs := errorfs.New(vfs.OSFS{})
+	ffs.SetFilter(".wal")
+	var failed []string
+	cfg := Config{DataDir: dir, FS: ffs, RefuseAppendsAfterStorageFailure: true,
+		OnStorageFailure: func(p *Partition, err error) { failed = append(failed, p.name+": "+err.Error()) }}
+	e := openEngine(t, cfg, tpA)
+	p := e.Partition(tpA)
+	fill(t, p, 3)
+	ffs.FailFrom(errorfs.OpWrite, 1, unix.EIO)
+	if _, err := appendWait(t, p, mkBatch(batchOpts{n: 2, value: "lost"})); !errors.Is(err, ErrStorage) {
+		t.Fatalf("append on a failing wal: %v", err)
+	}
+	if len(failed) == 0 {
+		t.Fatal("OnStorageFailure was not called")
+	}
+	ffs.Clear()
+	if _, err := p.Append(mkBatch(batchOpts{n: 2, value: "after"}), nil); !errors.Is(err, ErrStorage) {
+		t.Fatalf("append after the failure, the disk back: %v, want ErrStorage", err)
+	}
+	if p.LogEndOffset() != 6 {
+		t.Fatalf("log end %d, want 6 (the acknowledged appends)", p.LogEndOffset())
+	}
+	e.Close()
+	e2 := openEngine(t, Config{DataDir: dir}, tpA)
+	if res := mustAppend(t, e2.Partition(tpA), mkBatch(batchOpts{n: 2, value: "reopened"})); res.BaseOffset != 6 {
+		t.Fatalf("append after reopening: %+v", res)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringtail/ringtail/vfs"
@@ -19,6 +20,8 @@ type Engine struct {
 	log  *slog.Logger
 	wal  *wal.Log
 	ckpt *checkpointer
+
+	tailBytes atomic.Int64 // kept by every partition's replica tail (tail.go)
 
 	mu     sync.Mutex
 	parts  map[TopicPartition]*Partition

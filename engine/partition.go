@@ -103,15 +103,19 @@ type Partition struct {
 	// cut failed; appends are refused until a TruncateTo succeeds.
 	cutFailed   bool
 	cutFailedAt int64
+	// storageFailed: a storage failure rolled the partition back; with
+	// Config.RefuseAppendsAfterStorageFailure it takes no more appends.
+	storageFailed bool
 	// followDurable: the high watermark moves with the durable end
 	// (SetFollowDurableEnd).
 	followDurable bool
-	prod          producers  // producer state including written, not yet durable batches
-	durableProd   producers  // producer state at the durable end
-	epochs        epochCache // leader epoch → start offset (epochs.go)
-	unsynced      []*segment // sealed segments written since the last checkpoint started
-	dirDirty      bool       // directory entries changed since the last checkpoint started
-	ckptDirty     bool       // the active segment was written since the last checkpoint started
+	prod          producers   // producer state including written, not yet durable batches
+	durableProd   producers   // producer state at the durable end
+	epochs        epochCache  // leader epoch → start offset (epochs.go)
+	tail          replicaTail // a leader's latest appends, for its followers (tail.go)
+	unsynced      []*segment  // sealed segments written since the last checkpoint started
+	dirDirty      bool        // directory entries changed since the last checkpoint started
+	ckptDirty     bool        // the active segment was written since the last checkpoint started
 
 	// replayStopped: recovery found a gap, a bad record or a record that
 	// does not fit the log at replayStopAt; WAL replay for this partition
@@ -279,7 +283,9 @@ func (p *Partition) rollbackLocked(cause error) {
 	}
 	p.gen++
 	p.genSeen.Store(p.gen)
+	p.dropTailLocked()
 	err := fmt.Errorf("%w: %s: %v", ErrStorage, p.name, cause)
+	p.storageFailedLocked(err)
 	for _, pa := range p.pending {
 		if pa.done != nil {
 			p.complete(pa.done, err)
@@ -344,6 +350,15 @@ func (p *Partition) logStorageError(op string, err error) {
 	p.eng.log.Error("engine: storage error, failing unacknowledged appends", "partition", p.name, "op", op, "err", err)
 }
 
+// storageFailedLocked reports a rollback or an unapplied cut (Config.OnStorageFailure). p.mu
+// held.
+func (p *Partition) storageFailedLocked(err error) {
+	p.storageFailed = true
+	if f := p.eng.cfg.OnStorageFailure; f != nil {
+		f(p, err)
+	}
+}
+
 // complete queues a done callback. p.mu held, so the queue order is the
 // append order.
 func (p *Partition) complete(done func(error), err error) {
@@ -398,6 +413,7 @@ func (p *Partition) closeLocked(err error) {
 		return
 	}
 	p.closed, p.closing = true, true
+	p.dropTailLocked()
 	for _, pa := range p.pending {
 		if pa.done != nil {
 			p.complete(pa.done, err)

@@ -61,6 +61,8 @@ func (e *Engine) openWAL() (int, error) {
 			p.stopReplay(seq, r.offset, "wal record holds neither batches nor a truncation", derr)
 		case r.truncate:
 			applied, err = p.replayTruncation(seq, r.offset)
+		case r.reset:
+			applied, err = p.replayReset(seq, r.offset)
 		default:
 			applied, err = p.replay(seq, r.offset, r.batches)
 		}

@@ -36,8 +36,11 @@ func (p *Partition) ReplicaSpan(offset int64, maxBytes int, prev *Span) (Span, e
 		p.mu.Unlock()
 		return Span{}, ErrClosed
 	}
-	if offset < p.logStart || offset > p.logEnd {
-		start, end := p.logStart, p.logEnd
+	// Below the log start only from the batch that holds it (ReplicaStart): DeleteRecords may
+	// have put the log start inside a batch, and a replica's log starts where a batch does.
+	below, start := offset < p.logStart, p.logStart
+	if offset < p.segments[0].base || offset > p.logEnd {
+		end := p.logEnd
 		p.mu.Unlock()
 		return Span{}, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, start, end)
 	}
@@ -49,7 +52,7 @@ func (p *Partition) ReplicaSpan(offset int64, maxBytes int, prev *Span) (Span, e
 	seg := p.segments[i]
 	limit, segEnd := seg.size, seg.end
 	// The span before ends where this one starts: no lookup, no scan for the first batch.
-	known := prev != nil && prev.File == seg.file && prev.segBase == seg.base && prev.EndOffset == offset && prev.Pos+prev.Len <= limit
+	known := !below && prev != nil && prev.File == seg.file && prev.segBase == seg.base && prev.EndOffset == offset && prev.Pos+prev.Len <= limit
 	var pos int64
 	if known {
 		pos = prev.Pos + prev.Len
@@ -70,6 +73,9 @@ func (p *Partition) ReplicaSpan(offset int64, maxBytes int, prev *Span) (Span, e
 			return Span{}, readErr(err)
 		}
 		if h.BaseOffset == offset {
+			if below && h.LastOffset() < start {
+				return Span{}, fmt.Errorf("%w: %d is below the log start %d, and its batch does not hold it", ErrOffsetOutOfRange, offset, start)
+			}
 			break
 		}
 		if h.BaseOffset > offset || h.LastOffset() >= offset {
@@ -106,4 +112,32 @@ func (p *Partition) LastLogEpoch() int32 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.epochs.latest()
+}
+
+// ReplicaStart returns where a follower whose log ends below the log start restarts its log
+// (ResetTo): the base offset of the batch holding the log start, which DeleteRecords may have
+// put inside a batch (a replica's log starts where a batch does; it then moves its log start
+// up to the leader's).
+func (p *Partition) ReplicaStart() (int64, error) {
+	p.mu.Lock()
+	start, end := p.logStart, p.logEnd
+	if start >= end {
+		p.mu.Unlock()
+		return start, nil
+	}
+	seg := p.segments[p.segmentIndex(start)]
+	pos, limit := seg.lookup(start), seg.size
+	p.mu.Unlock()
+	hr := newHeaderReader(seg.file)
+	for pos < limit {
+		h, err := hr.header(pos, limit)
+		if err != nil {
+			return 0, readErr(err)
+		}
+		if h.LastOffset() >= start {
+			return h.BaseOffset, nil
+		}
+		pos += int64(h.Size())
+	}
+	return start, nil
 }

@@ -219,6 +219,7 @@ func (p *Partition) recordCutLocked(offset int64) (pl cutPlan, gen uint64, recor
 // earlier record failed) may have changed the segments: the cut is planned
 // again. p.mu held.
 func (p *Partition) applyCutLocked(pl cutPlan, gen uint64) error {
+	p.dropTailLocked()
 	end := pl.end
 	if gen != p.gen || pl.idx >= len(p.segments) || p.segments[pl.idx] != pl.at {
 		if p.logEnd <= end {
@@ -230,12 +231,14 @@ func (p *Partition) applyCutLocked(pl cutPlan, gen uint64) error {
 		}
 		if err != nil {
 			p.cutFailed, p.cutFailedAt = true, end
+			p.storageFailedLocked(err)
 			return err
 		}
 	}
 	if err := p.cutLocked(pl); err != nil {
 		p.logStorageError("truncate", err)
 		p.cutFailed, p.cutFailedAt = true, end
+		p.storageFailedLocked(err)
 		return err
 	}
 	p.cutFailed = false

@@ -332,7 +332,11 @@ func TestWALPayloadCodec(t *testing.T) {
 	if err != nil || !r.truncate || r.key != (walKey{id, 7}) || r.offset != 99 || r.batches != nil {
 		t.Fatalf("truncation payload: %+v, %v", r, err)
 	}
-	for _, bad := range [][]byte{old[:10], old[:payloadHeaderSize+5], append(walDataHeader(id, 7, 0), 2)} {
+	r, err = decodeWALPayload(walReset(id, 7, 500))
+	if err != nil || !r.reset || r.truncate || r.key != (walKey{id, 7}) || r.offset != 500 || r.batches != nil {
+		t.Fatalf("reset payload: %+v, %v", r, err)
+	}
+	for _, bad := range [][]byte{old[:10], old[:payloadHeaderSize+5], append(walDataHeader(id, 7, 0), 3)} {
 		if _, err := decodeWALPayload(bad); err == nil {
 			t.Errorf("decoded %d bytes", len(bad))
 		}

@@ -22,11 +22,14 @@ import (
 //   - truncation: offset is the new log end, the body the single byte
 //     walTruncateTag. No data body is one byte long, so the two never
 //     collide and data records written before truncations existed decode
-//     unchanged.
+//     unchanged;
+//   - reset (reset.go): offset is where the emptied log restarts, the body
+//     the single byte walResetTag.
 
 const (
 	payloadHeaderSize = 28 // topic id [16], partition int32, offset int64 (big endian)
 	walTruncateTag    = 1
+	walResetTag       = 2
 )
 
 // walKey names a partition in WAL payloads.
@@ -38,8 +41,9 @@ type walKey struct {
 // walPayload is one decoded WAL payload.
 type walPayload struct {
 	key      walKey
-	offset   int64  // data: base offset of the first batch; truncation: the new log end
+	offset   int64  // data: base offset of the first batch; truncation: the new log end; reset: the new start
 	truncate bool   // a truncation record
+	reset    bool   // a reset record
 	batches  []byte // data: the batches
 }
 
@@ -54,6 +58,13 @@ func walDataHeader(id [16]byte, part int32, base int64) []byte {
 func walTruncation(id [16]byte, part int32, end int64) []byte {
 	b := putWALHeader(make([]byte, payloadHeaderSize+1), id, part, end)
 	b[payloadHeaderSize] = walTruncateTag
+	return b
+}
+
+// walReset is the payload recording that a partition's log was emptied to restart at offset.
+func walReset(id [16]byte, part int32, offset int64) []byte {
+	b := putWALHeader(make([]byte, payloadHeaderSize+1), id, part, offset)
+	b[payloadHeaderSize] = walResetTag
 	return b
 }
 
@@ -78,10 +89,12 @@ func decodeWALPayload(b []byte) (walPayload, error) {
 	switch {
 	case len(body) == 1 && body[0] == walTruncateTag:
 		r.truncate = true
+	case len(body) == 1 && body[0] == walResetTag:
+		r.reset = true
 	case len(body) >= batch.HeaderSize:
 		r.batches = body
 	default:
-		return r, fmt.Errorf("payload body of %d bytes is neither batches nor a truncation", len(body))
+		return r, fmt.Errorf("payload body of %d bytes is neither batches, a truncation nor a reset", len(body))
 	}
 	return r, nil
 }

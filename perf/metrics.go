@@ -15,6 +15,9 @@ import (
 const (
 	MetricReplicationSent   = "ringtail_replication_sent_bytes_total"
 	MetricReplicationCopied = "ringtail_replication_copied_bytes_total"
+	// MetricReplicationFromMemory: of the bytes sent, those sent from the leader's appended
+	// buffers (writev) rather than its segment files (sendfile).
+	MetricReplicationFromMemory = "ringtail_replication_sent_from_memory_bytes_total"
 )
 
 // ParseMetrics reads the samples named names out of a Prometheus text exposition (version

@@ -441,6 +441,12 @@ func (f *fetcher) read(conn net.Conn) error {
 			}
 			m := d.refused()
 			if fp := f.current(m.Key, m.Sub); fp != nil {
+				if m.Code == CodeOffsetOutOfRange && m.LogStartOffset > fp.part.LogEndOffset() {
+					f.reset(fp, m.LogStartOffset)
+					fp.mu.Unlock()
+					f.needFetch(fp)
+					continue
+				}
 				if m.Code != fp.lastRefusal {
 					tp := fp.part.TopicPartition()
 					f.fs.log.Info("replication: the leader refused a fetch; trying again", "leader", f.leader,
@@ -537,6 +543,21 @@ func (f *fetcher) highWatermark(fp *followed, hw int64) {
 	if !fp.acked {
 		fp.acked = true
 		f.queueAck(fp)
+	}
+}
+
+// reset empties the log to restart it at the leader's log start: this replica's log ends below
+// it (it was away while the leader's retention or DeleteRecords went past its end), so nothing
+// it holds can be continued. Durable before it returns. fp.mu held.
+func (f *fetcher) reset(fp *followed, leaderStart int64) {
+	part := fp.part
+	tp := part.TopicPartition()
+	fp.sub = 0
+	f.fs.log.Warn("replication: the log ends below the leader's log start; emptying it to copy from there", "leader", f.leader,
+		"topic", tp.Topic, "partition", tp.Partition, "log_end", part.LogEndOffset(), "leader_log_start", leaderStart)
+	if err := part.ResetTo(leaderStart); err != nil {
+		f.fs.log.Error("replication: emptying the log failed; trying again", "topic", tp.Topic, "partition", tp.Partition, "to", leaderStart, "err", err)
+		fp.retryAt = time.Now().Add(retryRefused)
 	}
 }
 

@@ -51,6 +51,7 @@ type Server struct {
 	subs map[*engine.Partition]map[*subscription]struct{}
 
 	sentBytes   atomic.Uint64 // batch bytes sent to followers
+	memoryBytes atomic.Uint64 // of those, bytes sent from the buffers they were appended in
 	copiedBytes atomic.Uint64 // of those, bytes copied through user space (no descriptor)
 	wg          sync.WaitGroup
 }
@@ -67,9 +68,12 @@ func Serve(ln net.Listener, host LeaderHost, log *slog.Logger) *Server {
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Stats returns the batch bytes sent to followers and how many of them were copied through
+// Stats returns the batch bytes sent to followers, how many of them went from the buffers
+// they were appended in (the leader's tail, with writev), and how many were copied through
 // user space on the way (zero when every segment is sent with sendfile).
-func (s *Server) Stats() (sent, copied uint64) { return s.sentBytes.Load(), s.copiedBytes.Load() }
+func (s *Server) Stats() (sent, fromMemory, copied uint64) {
+	return s.sentBytes.Load(), s.memoryBytes.Load(), s.copiedBytes.Load()
+}
 
 // Notify tells the followers streaming part that it has new batches or a new high watermark.
 // It does not block: the appender calls it.
@@ -249,7 +253,7 @@ func (c *leaderConn) fetch(f fetch) {
 	part, code := c.s.host.Leading(f.Key, f.LeaderEpoch, follower)
 	switch {
 	case code != 0:
-		sub.answer = appendRefused(nil, refused{Key: f.Key, Sub: f.Sub, Code: code})
+		sub.answer = appendRefused(nil, refused{Key: f.Key, Sub: f.Sub, Code: code, LogStartOffset: -1})
 	default:
 		sub.part = part
 		sub.answer = c.check(part, f)
@@ -281,9 +285,17 @@ func (c *leaderConn) check(part *engine.Partition, f fetch) []byte {
 	d, code := checkFetch(part, f.FetchOffset, f.LastFetchedEpoch)
 	switch {
 	case code == CodeOffsetOutOfRange:
-		c.s.log.Warn("replication: a follower fetches below the log start", "follower", c.follower.Load(),
-			"topic", part.TopicPartition().Topic, "partition", part.TopicPartition().Partition, "fetch_offset", f.FetchOffset, "log_start", part.LogStartOffset())
-		return appendRefused(nil, refused{Key: f.Key, Sub: f.Sub, Code: code})
+		start, err := part.ReplicaStart()
+		if err != nil {
+			start = -1 // the follower retries; the leader's reads report the storage error
+		}
+		if f.FetchOffset == start {
+			return nil // a follower that restarted its log at the batch holding the log start
+		}
+		c.s.log.Warn("replication: a follower fetches below the log start; it must restart its log there", "follower", c.follower.Load(),
+			"topic", part.TopicPartition().Topic, "partition", part.TopicPartition().Partition, "fetch_offset", f.FetchOffset,
+			"log_start", part.LogStartOffset(), "restart_at", start)
+		return appendRefused(nil, refused{Key: f.Key, Sub: f.Sub, Code: code, LogStartOffset: start})
 	case d != nil:
 		return appendDiverging(nil, diverging{Key: f.Key, Sub: f.Sub, Epoch: d.Epoch, EndOffset: d.EndOffset})
 	}
@@ -330,8 +342,9 @@ const writeTimeout = 30 * time.Second
 // sends one frame or span per round, until none has anything; then it waits for a Notify.
 func (c *leaderConn) write() {
 	defer c.s.wg.Done()
-	var buf, copyBuf []byte
+	var copyBuf []byte
 	var subs []*subscription
+	r := &writeRound{conn: c.conn}
 	tick := time.NewTicker(hwInterval)
 	defer tick.Stop()
 	for {
@@ -361,16 +374,28 @@ func (c *leaderConn) write() {
 				break
 			}
 			_ = c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			var err error
 			for _, sub := range subs {
-				did, err := c.send(sub, flushHW, &buf, &copyBuf)
-				if err != nil {
-					c.s.log.Info("replication: writing to a follower failed; closing", "follower", c.follower.Load(), "err", err)
-					c.conn.Close()
-					return
+				var did bool
+				if did, err = c.send(sub, flushHW, r, &copyBuf); err != nil {
+					break
 				}
 				if did {
 					sub.dirty.Store(true) // maybe more: come back in the next pass
 				}
+				if r.full() {
+					if err = r.flush(false); err != nil {
+						break
+					}
+				}
+			}
+			if err == nil {
+				err = r.flush(false)
+			}
+			if err != nil {
+				c.s.log.Info("replication: writing to a follower failed; closing", "follower", c.follower.Load(), "err", err)
+				c.conn.Close()
+				return
 			}
 			flushHW = false
 		}
@@ -382,22 +407,23 @@ func (c *leaderConn) write() {
 // (and a system call on each side) per acknowledged append; data frames carry it anyway.
 const hwInterval = 100 * time.Millisecond
 
-// send sends sub's next frame or span, if it has one; it reports whether it sent anything. A
-// frame with only the high watermark goes out on a new subscription (the follower acknowledges
-// it, so the leader learns where a follower that needs nothing stands), when the log start
-// moved, or with flushHW.
-func (c *leaderConn) send(sub *subscription, flushHW bool, buf, copyBuf *[]byte) (bool, error) {
+// send adds sub's next frame to the round, or sends its next span, if it has one; it reports
+// whether it did. Fresh batches the leader still holds in memory join the round (one writev
+// for all the round's partitions); older ones go straight from the segment file with
+// sendfile. A frame with only the high watermark goes out on a new subscription (the follower
+// acknowledges it, so the leader learns where a follower that needs nothing stands), when the
+// log start moved, or with flushHW.
+func (c *leaderConn) send(sub *subscription, flushHW bool, r *writeRound, copyBuf *[]byte) (bool, error) {
 	c.mu.Lock()
 	if c.subs[sub.id] != sub {
 		c.mu.Unlock()
 		return false, nil
 	}
 	if sub.answer != nil {
-		frame := sub.answer
+		r.add(sub.answer)
 		delete(c.subs, sub.id)
 		c.mu.Unlock()
-		_, err := c.conn.Write(frame)
-		return true, err
+		return true, nil
 	}
 	next, prev, sentHW, sentLS := sub.next, sub.prev, sub.sentHW, sub.sentLS
 	c.mu.Unlock()
@@ -405,6 +431,28 @@ func (c *leaderConn) send(sub *subscription, flushHW bool, buf, copyBuf *[]byte)
 	part := sub.part
 	hw, logStart := part.HighWatermark(), part.LogStartOffset()
 	if next < part.LogEndOffset() {
+		// From memory: a header slot, then the batches behind it.
+		slot := len(r.iov)
+		r.iov = append(r.iov, nil)
+		var end, n int64
+		var ok bool
+		r.iov, end, n, ok = part.ReplicaTail(next, maxSpanBytes, r.iov)
+		if ok && n <= maxSpanBytes {
+			hdr := len(r.hdrs)
+			r.hdrs = appendDataHeader(r.hdrs, dataHeader{Key: sub.id, Sub: sub.sub, HighWatermark: hw,
+				LogStartOffset: logStart, BaseOffset: next, Len: uint32(n)})
+			r.iov[slot] = r.hdrs[hdr:len(r.hdrs):len(r.hdrs)]
+			r.bytes += len(r.iov[slot]) + int(n)
+			c.s.sentBytes.Add(uint64(n))
+			c.s.memoryBytes.Add(uint64(n))
+			c.mu.Lock()
+			sub.next, sub.prev, sub.sentHW, sub.sentLS = end, engine.Span{}, hw, logStart
+			c.mu.Unlock()
+			return true, nil
+		}
+		clear(r.iov[slot:])
+		r.iov = r.iov[:slot]
+
 		sp, err := part.ReplicaSpan(next, maxSpanBytes, &prev)
 		if err != nil {
 			// The log changed under the stream (a retention pass, a truncation after losing
@@ -420,13 +468,17 @@ func (c *leaderConn) send(sub *subscription, flushHW bool, buf, copyBuf *[]byte)
 				c.dropLocked(sub)
 			}
 			c.mu.Unlock()
-			_, werr := c.conn.Write(appendRefused(nil, refused{Key: sub.id, Sub: sub.sub, Code: code}))
-			return true, werr
+			r.frame(func(b []byte) []byte {
+				return appendRefused(b, refused{Key: sub.id, Sub: sub.sub, Code: code, LogStartOffset: -1})
+			})
+			return true, nil
 		}
 		if sp.Len > 0 {
-			*buf = appendDataHeader((*buf)[:0], dataHeader{Key: sub.id, Sub: sub.sub, HighWatermark: hw,
-				LogStartOffset: logStart, BaseOffset: sp.Offset, Len: uint32(sp.Len)})
-			if err := writeMore(c.conn, *buf); err != nil {
+			r.frame(func(b []byte) []byte {
+				return appendDataHeader(b, dataHeader{Key: sub.id, Sub: sub.sub, HighWatermark: hw,
+					LogStartOffset: logStart, BaseOffset: sp.Offset, Len: uint32(sp.Len)})
+			})
+			if err := r.flush(true); err != nil {
 				return false, err
 			}
 			copied, err := sendSpan(c.conn, sp, copyBuf)
@@ -444,10 +496,9 @@ func (c *leaderConn) send(sub *subscription, flushHW bool, buf, copyBuf *[]byte)
 		}
 	}
 	if sentHW < 0 || logStart != sentLS || (flushHW && hw != sentHW) {
-		*buf = appendHW((*buf)[:0], hwUpdate{Key: sub.id, Sub: sub.sub, HighWatermark: hw, LogStartOffset: logStart})
-		if _, err := c.conn.Write(*buf); err != nil {
-			return false, err
-		}
+		r.frame(func(b []byte) []byte {
+			return appendHW(b, hwUpdate{Key: sub.id, Sub: sub.sub, HighWatermark: hw, LogStartOffset: logStart})
+		})
 		c.mu.Lock()
 		sub.sentHW, sub.sentLS = hw, logStart
 		c.mu.Unlock()

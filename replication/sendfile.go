@@ -73,19 +73,64 @@ func sendfile(conn *net.TCPConn, file vfs.Descriptor, pos, n int64) error {
 	return serr
 }
 
-// writeMore writes b to conn with MSG_MORE: the kernel holds it back for what follows (a data
-// frame's batches, sent with sendfile), so header and batches leave in full segments rather
-// than as a small packet first (TCP_NODELAY is on). Without a descriptor it is a plain write.
-func writeMore(conn *net.TCPConn, b []byte) error {
-	rc, err := conn.SyscallConn()
+// maxRoundIovecs keeps a round's sendmsg under the kernel's limit of 1024 iovecs.
+const maxRoundIovecs = 1000
+
+// maxRoundBytes is how much a round gathers before it sends: past it, sending what is there
+// lets the follower start on it.
+const maxRoundBytes = 4 << 20
+
+// round gathers one writer round's frames — headers, answers and the batches a leader still
+// holds in memory — so that they leave in one sendmsg (a writev) instead of a system call
+// each. Segment spans go with sendfile, after what was gathered before them.
+type writeRound struct {
+	conn  *net.TCPConn
+	iov   [][]byte
+	bytes int
+	hdrs  []byte // the round's frame headers back to back; iov slices point into it
+}
+
+// frame adds a frame built by appendFrame (an appendHW, an appendDataHeader, …) to the round.
+func (r *writeRound) frame(appendFrame func([]byte) []byte) {
+	start := len(r.hdrs)
+	r.hdrs = appendFrame(r.hdrs)
+	r.add(r.hdrs[start:len(r.hdrs):len(r.hdrs)])
+}
+
+// add adds bytes that stay unchanged until the round is sent.
+func (r *writeRound) add(b []byte) {
+	r.iov = append(r.iov, b)
+	r.bytes += len(b)
+}
+
+// full says the round should be sent before more is added.
+func (r *writeRound) full() bool { return len(r.iov) >= maxRoundIovecs || r.bytes >= maxRoundBytes }
+
+// flush sends what the round gathered; with more, MSG_MORE asks the kernel to hold a short
+// tail back for what follows (a span's sendfile), so that a data frame's header does not leave
+// as a small packet of its own (TCP_NODELAY is on).
+func (r *writeRound) flush(more bool) error {
+	if len(r.iov) == 0 {
+		return nil
+	}
+	iov := r.iov
+	defer func() {
+		clear(r.iov)
+		r.iov, r.bytes, r.hdrs = r.iov[:0], 0, r.hdrs[:0]
+	}()
+	rc, err := r.conn.SyscallConn()
 	if err != nil {
-		_, err = conn.Write(b)
+		_, err = (*net.Buffers)(&iov).WriteTo(r.conn)
 		return err
+	}
+	flags := 0
+	if more {
+		flags = unix.MSG_MORE
 	}
 	var serr error
 	werr := rc.Write(func(sock uintptr) bool {
-		for len(b) > 0 {
-			n, err := unix.SendmsgN(int(sock), b, nil, nil, unix.MSG_MORE)
+		for len(iov) > 0 {
+			n, err := unix.SendmsgBuffers(int(sock), iov, nil, nil, flags)
 			switch {
 			case err == unix.EAGAIN:
 				return false
@@ -95,7 +140,16 @@ func writeMore(conn *net.TCPConn, b []byte) error {
 				serr = err
 				return true
 			}
-			b = b[n:]
+			for n > 0 && n >= len(iov[0]) {
+				n -= len(iov[0])
+				iov = iov[1:]
+			}
+			if n > 0 {
+				iov[0] = iov[0][n:]
+			}
+			for len(iov) > 0 && len(iov[0]) == 0 {
+				iov = iov[1:]
+			}
 		}
 		return true
 	})

@@ -24,11 +24,17 @@ var testID = PartitionID{TopicID: [16]byte{1, 2, 3}, Partition: 0}
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // openPartition opens an engine holding testTP whose high watermark moves only by
-// SetHighWatermark, as in a cluster.
+// SetHighWatermark and which keeps its latest appends for followers, as in a cluster.
 func openPartition(t *testing.T) *engine.Partition {
+	return openPartitionTail(t, 1<<20)
+}
+
+// openPartitionTail is openPartition keeping tailBytes of appends in memory (0: none, every
+// span goes from the segment files).
+func openPartitionTail(t *testing.T, tailBytes int64) *engine.Partition {
 	t.Helper()
 	e, err := engine.Open(engine.Config{DataDir: t.TempDir(), Logger: quiet(), SegmentBytes: 16 << 10,
-		OnDurable: func(*engine.Partition, int64) {}},
+		OnDurable: func(*engine.Partition, int64) {}, ReplicaTailBytes: tailBytes},
 		[]engine.PartitionSpec{{TopicPartition: testTP, TopicID: testID.TopicID}})
 	if err != nil {
 		t.Fatal(err)
@@ -124,21 +130,7 @@ func leaderAppend(t *testing.T, s *Server, p *engine.Partition, n int, value str
 // logBytes returns the partition's batches from the log start to the log end.
 func logBytes(t *testing.T, p *engine.Partition) []byte {
 	t.Helper()
-	var out bytes.Buffer
-	var prev *engine.Span
-	for off := p.LogStartOffset(); off < p.LogEndOffset(); {
-		sp, err := p.ReplicaSpan(off, 1<<20, prev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, sp.Len)
-		if _, err := sp.File.ReadAt(buf, sp.Pos); err != nil {
-			t.Fatal(err)
-		}
-		out.Write(buf)
-		off, prev = sp.EndOffset, &sp
-	}
-	return out.Bytes()
+	return logBytesFrom(t, p, p.LogStartOffset())
 }
 
 // waitFor polls cond until it holds (a condition, not a fixed sleep) or fails after a while.
@@ -157,12 +149,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // subscribed and what it appends after, byte for byte; it acknowledges its durable end; it
 // takes the leader's high watermark and log start; the leader's bytes went out with sendfile.
 func TestFollowerCopiesAndAcknowledges(t *testing.T) {
-	lp := openPartition(t)
+	// From the leader's segment files (sendfile) when it keeps no appends in memory, else
+	// from the buffers it appended (writev), with a fall back to the files for what it no
+	// longer keeps.
+	for _, mode := range []struct {
+		name      string
+		tailBytes int64
+	}{{"segments", 0}, {"memory", 512}, {"memory and segments", 1 << 20}} {
+		t.Run(mode.name, func(t *testing.T) { testFollowerCopiesAndAcknowledges(t, mode.tailBytes) })
+	}
+}
+
+func testFollowerCopiesAndAcknowledges(t *testing.T, tailBytes int64) {
+	lp := openPartitionTail(t, tailBytes)
 	lp.SetLeaderEpoch(3)
 	h, s := startLeader(t, lp, 3)
 	leaderAppend(t, s, lp, 20, "before")
 
-	fp := openPartition(t)
+	fp := openPartitionTail(t, tailBytes)
 	fs := startFollower(t, 2)
 	fs.Follow(fp, testID, 1, s.Addr().String(), 3)
 	leaderAppend(t, s, lp, 30, "after")
@@ -180,9 +184,17 @@ func TestFollowerCopiesAndAcknowledges(t *testing.T) {
 	lp.SetHighWatermark(lp.LogEndOffset())
 	s.Notify(lp)
 	waitFor(t, "the follower's high watermark", func() bool { return fp.HighWatermark() == lp.LogEndOffset() })
-	sent, copied := s.Stats()
+	sent, fromMemory, copied := s.Stats()
 	if sent == 0 || copied != 0 {
 		t.Fatalf("sent %d bytes, %d copied through user space; want some, none copied", sent, copied)
+	}
+	switch {
+	case tailBytes == 0 && fromMemory != 0:
+		t.Fatalf("%d bytes sent from memory by a leader that keeps none", fromMemory)
+	case tailBytes > 0 && fromMemory == 0:
+		t.Fatal("nothing sent from memory by a leader that keeps its appends")
+	case tailBytes > 0 && tailBytes < 1<<20 && fromMemory == sent:
+		t.Fatal("everything sent from memory by a leader that keeps only the last few appends")
 	}
 
 	// DeleteRecords on the leader moves the follower's log start too.
@@ -262,4 +274,87 @@ func TestFollowerRetriesRefusedFetch(t *testing.T) {
 		_, durable, ok := h.ack(2)
 		return ok && durable == 3
 	})
+}
+
+// TestFollowerBelowLeaderLogStart: a follower whose log ends below its leader's log start
+// (DeleteRecords or retention went past it while it was away) empties its log, restarts it at
+// the batch holding the leader's log start, and copies from there — at a batch boundary and
+// with the log start inside a batch.
+func TestFollowerBelowLeaderLogStart(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		deleteTo   int64 // the leader's new log start
+		restartsAt int64 // the follower's log start after its reset
+	}{{"at a batch", 12, 12}, {"inside a batch", 13, 12}} {
+		t.Run(tc.name, func(t *testing.T) {
+			lp := openPartition(t)
+			lp.SetLeaderEpoch(2)
+			h, s := startLeader(t, lp, 2)
+			leaderAppend(t, s, lp, 12, "gone")
+			// Batches of three records from offset 12.
+			for i := range 4 {
+				recs := []batch.Record{{Value: []byte(fmt.Sprintf("kept-%d-a", i))}, {OffsetDelta: 1, Value: []byte("b")}, {OffsetDelta: 2, Value: []byte("c")}}
+				b := batch.Build(batch.Header{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}, recs, batch.CodecNone)
+				done := make(chan error, 1)
+				if _, err := lp.Append(b, func(err error) { done <- err }); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			lp.SetHighWatermark(lp.LogEndOffset())
+			if _, err := lp.DeleteRecordsBefore(tc.deleteTo); err != nil {
+				t.Fatal(err)
+			}
+
+			// The follower holds the first five batches of the leader's log, in the same epoch.
+			fp := openPartition(t)
+			for i := range 5 {
+				recs := []batch.Record{{Value: []byte(fmt.Sprintf("gone-%d", i))}}
+				b := batch.Build(batch.Header{BaseOffset: int64(i), PartitionLeaderEpoch: 2, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}, recs, batch.CodecNone)
+				done := make(chan error, 1)
+				if _, err := fp.AppendReplicated(b, func(err error) { done <- err }); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			fs := startFollower(t, 2)
+			fs.Follow(fp, testID, 1, s.Addr().String(), 2)
+			leaderAppend(t, s, lp, 3, "after")
+			waitFor(t, "the follower's durable end at the leader's log end", func() bool {
+				_, durable, ok := h.ack(2)
+				return ok && durable == lp.LogEndOffset()
+			})
+			lp.SetHighWatermark(lp.LogEndOffset())
+			s.Notify(lp)
+			waitFor(t, "the follower's log start to follow the leader's", func() bool { return fp.LogStartOffset() == tc.deleteTo })
+			want, got := logBytesFrom(t, lp, tc.restartsAt), logBytesFrom(t, fp, tc.restartsAt)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("the follower's log from %d (%d bytes) is not the leader's (%d bytes)", tc.restartsAt, len(got), len(want))
+			}
+		})
+	}
+}
+
+// logBytesFrom returns the partition's batches from offset (a batch start, at most one batch
+// below the log start) to the log end.
+func logBytesFrom(t *testing.T, p *engine.Partition, offset int64) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	for off := offset; off < p.LogEndOffset(); {
+		sp, err := p.ReplicaSpan(off, 1<<20, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, sp.Len)
+		if _, err := sp.File.ReadAt(buf, sp.Pos); err != nil {
+			t.Fatal(err)
+		}
+		out.Write(buf)
+		off = sp.EndOffset
+	}
+	return out.Bytes()
 }

@@ -104,6 +104,9 @@ type refused struct {
 	Key  PartitionID
 	Sub  uint32
 	Code int16 // a Kafka error code
+	// LogStartOffset is the leader's log start with OFFSET_OUT_OF_RANGE (the follower's log
+	// ends below it: the follower restarts its log there), else -1.
+	LogStartOffset int64
 }
 
 const (
@@ -115,7 +118,7 @@ const (
 	dataHdrSize   = partIDSize + 4 + 8 + 8 + 8 + 4
 	hwSize        = partIDSize + 4 + 8 + 8
 	divergingSize = partIDSize + 4 + 4 + 8
-	refusedSize   = partIDSize + 4 + 2
+	refusedSize   = partIDSize + 4 + 2 + 8
 )
 
 // frameHeader writes a frame's size and kind for a body of n bytes.
@@ -189,7 +192,8 @@ func appendRefused(b []byte, m refused) []byte {
 	b = frameHeader(b, kindRefused, refusedSize)
 	b = appendKey(b, m.Key)
 	b = binary.BigEndian.AppendUint32(b, m.Sub)
-	return binary.BigEndian.AppendUint16(b, uint16(m.Code))
+	b = binary.BigEndian.AppendUint16(b, uint16(m.Code))
+	return binary.BigEndian.AppendUint64(b, uint64(m.LogStartOffset))
 }
 
 // frameReader reads frames from a connection. The body of every frame but data is read into
@@ -309,4 +313,6 @@ func (d *decoder) diverging() diverging {
 	return diverging{Key: d.key(), Sub: d.u32(), Epoch: d.i32(), EndOffset: d.i64()}
 }
 
-func (d *decoder) refused() refused { return refused{Key: d.key(), Sub: d.u32(), Code: d.i16()} }
+func (d *decoder) refused() refused {
+	return refused{Key: d.key(), Sub: d.u32(), Code: d.i16(), LogStartOffset: d.i64()}
+}

@@ -223,8 +223,14 @@ func serve(cfg *config) error {
 	fmt.Fprintf(os.Stderr, "\nRingtail is listening on %v (data in %s).\nTry: kcat -b %s:%d -L\n\n", srv.Addrs(), dataDir, advHost, advPort)
 
 	close(startDone)
-	sig := <-sigs
-	log.Info("shutting down", "signal", sig.String())
+	var failure error
+	select {
+	case sig := <-sigs:
+		log.Info("shutting down", "signal", sig.String())
+	case <-node.Failed():
+		failure = node.Failure()
+		log.Error("shutting down after a storage failure (restart once the disk is healthy; the node recovers from its WAL and follows)", "err", failure)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// A cluster node hands its leaderships over while it still serves, so clients follow them.
@@ -232,8 +238,11 @@ func serve(cfg *config) error {
 	if err := srv.Stop(ctx); err != nil {
 		log.Warn("stopping the network layer", "err", err)
 	}
-	if err := node.Close(); err != nil {
+	if err := node.Close(); err != nil && failure == nil {
 		return err
+	}
+	if failure != nil {
+		return fmt.Errorf("stopped after a storage failure: %w", failure)
 	}
 	log.Info("stopped")
 	return nil

@@ -145,7 +145,7 @@ func (m *Metrics) RegisterWAL(src WALSource) {
 
 // ReplicationSource is what the replication metrics read at scrape time (a cluster node).
 type ReplicationSource interface {
-	ReplicationStats() (sent, copied uint64)
+	ReplicationStats() (sent, fromMemory, copied uint64)
 	UnderReplicated() int
 }
 
@@ -154,11 +154,15 @@ func (m *Metrics) RegisterReplication(src ReplicationSource) {
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "ringtail_replication_sent_bytes_total",
 		Help: "Record-batch bytes this node sent to its followers.",
-	}, func() float64 { s, _ := src.ReplicationStats(); return float64(s) }))
+	}, func() float64 { s, _, _ := src.ReplicationStats(); return float64(s) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ringtail_replication_sent_from_memory_bytes_total",
+		Help: "Of the bytes sent to followers, those sent (writev) from the buffers they were appended in; the rest went from segment files with sendfile.",
+	}, func() float64 { _, mem, _ := src.ReplicationStats(); return float64(mem) }))
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "ringtail_replication_copied_bytes_total",
-		Help: "Of the bytes sent to followers, those copied through user space (0 while every segment goes out with sendfile).",
-	}, func() float64 { _, c := src.ReplicationStats(); return float64(c) }))
+		Help: "Of the bytes sent to followers, those copied through user space (0 while they go out with sendfile or from the appended buffers).",
+	}, func() float64 { _, _, c := src.ReplicationStats(); return float64(c) }))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ringtail_under_replicated_partitions",
 		Help: "Partitions this node leads whose ISR is smaller than their replica set.",

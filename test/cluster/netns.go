@@ -157,7 +157,10 @@ func NewNetwork(ctx context.Context, n int) (_ *Network, err error) {
 
 // lockNetwork takes the machine-wide lock of the network's names and addresses.
 func lockNetwork(ctx context.Context) (*os.File, error) {
-	path := filepath.Join(os.TempDir(), netnsLockFile)
+	// Not os.TempDir(): the namespaces are the machine's, and test processes with different
+	// TMPDIRs (two worktrees' test runs) must still take one lock, or each sweeps the other's
+	// namespaces away.
+	path := filepath.Join("/tmp", netnsLockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: network lock: %w", err)

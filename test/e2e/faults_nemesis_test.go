@@ -29,6 +29,7 @@ const (
 	faultsPause         = "SIGSTOP past the session, then SIGCONT"
 	faultsCut           = "network cut, then heal"
 	faultPowerCut       = "power cut"
+	faultDiskFail       = "WAL writes failing (EIO) under a partition leader"
 )
 
 // faultWeight is a fault and how often the nemesis picks it, relative to the others.
@@ -233,6 +234,37 @@ func (r *faultsRun) powerCut(b *cluster.Broker) {
 	r.mounts[b.ID()] = r.mount(b)
 }
 
+// diskFail makes every write to b's WAL files fail, as a failing disk: b must stop by itself
+// (a cluster node whose storage fails shuts down rather than lead on in the same epoch), with
+// an error status and its reason in the log, while the others take over. The writes are healed
+// and b started again, to recover from its WAL and follow.
+func (r *faultsRun) diskFail(b *cluster.Broker) {
+	r.checkProcesses()
+	r.down[b.ID()] = true
+	m := r.mounts[b.ID()]
+	m.toggleWriteFaults("failing writes")
+	took, err := r.until(faultsFenceLimit, func() error {
+		if b.Running() {
+			return fmt.Errorf("broker %d still running", b.ID())
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		r.crashes = append(r.crashes, fmt.Sprintf("broker %d did not stop %v after its WAL writes began to fail (step %d)", b.ID(), took.Round(time.Millisecond), r.step))
+		if err := b.Kill(); err != nil {
+			r.fatalf("kill -9 of broker %d: %v", b.ID(), err)
+		}
+	case b.Process().ExitErr() == nil || !strings.Contains(b.LogTail(64<<10), "storage failure"):
+		r.crashes = append(r.crashes, fmt.Sprintf("broker %d stopped after its WAL writes failed with status %v, without logging a storage failure: %s",
+			b.ID(), b.Process().ExitErr(), tail(b.LogTail(2<<10), 2<<10)))
+	default:
+		r.logf("broker %d stopped by itself %v after its WAL writes began to fail (%v)", b.ID(), took.Round(time.Millisecond), b.Process().ExitErr())
+	}
+	m.toggleWriteFaults("writes healed")
+	r.start(b)
+}
+
 // mount mounts a cutfs over broker b's backing directory at its data directory.
 func (r *faultsRun) mount(b *cluster.Broker) *cutfsMount {
 	backing := filepath.Join(r.backingDir, fmt.Sprintf("broker-%d", b.ID()))
@@ -242,8 +274,10 @@ func (r *faultsRun) mount(b *cluster.Broker) *cutfsMount {
 		}
 	}
 	m := &cutfsMount{t: r.t, mnt: b.DataDir()}
+	// Write faults (diskFail) hit the WAL only: the metadata log's files share the mount, and
+	// it is the storage engine's failure handling that is under test.
 	p, err := cluster.StartProcess(cluster.ProcessConfig{Name: fmt.Sprintf("cutfs of broker %d", b.ID()), Path: r.cutfsBin,
-		Args: []string{backing, m.mnt}})
+		Args: []string{backing, m.mnt}, Env: []string{"CUTFS_FAIL_MATCH=*.wal"}})
 	if err != nil {
 		r.fatalf("starting cutfs: %v", err)
 	}
@@ -285,7 +319,7 @@ func (r *faultsRun) fault() {
 	victim := anyBroker
 	who := fmt.Sprintf("broker %d", victim)
 	switch kind {
-	case faultKillLeader, faultKillFollower, faultPowerCut:
+	case faultKillLeader, faultKillFollower, faultPowerCut, faultDiskFail:
 		v, err := r.anyView()
 		pv, ok := v.parts[part]
 		if err != nil || !ok || pv.leader < 1 {
@@ -328,6 +362,10 @@ func (r *faultsRun) fault() {
 			r.awaitFenced(victim)
 		}
 		r.start(b)
+	case faultDiskFail:
+		r.what = fmt.Sprintf("%s: %s", kind, who)
+		r.logf("%s", r.what)
+		r.diskFail(b)
 	case faultsPause:
 		r.what = fmt.Sprintf("%s: %s", kind, who)
 		r.logf("%s", r.what)

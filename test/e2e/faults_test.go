@@ -175,9 +175,14 @@ func (r *faultsRun) run() {
 func (r *faultsRun) setup() {
 	t := r.t
 	r.faults = []faultWeight{{faultKillLeader, 3}, {faultKillFollower, 2}, {faultKillController, 2}, {faultPause, 2}}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // another test process may hold the network
-	nw, err := cluster.NewNetwork(ctx, 3)
-	cancel()
+	only := os.Getenv("E2E_FAULTS_ONLY")
+	var nw *cluster.Network
+	err := fmt.Errorf("%w: E2E_FAULTS_ONLY=%q leaves them out", cluster.ErrNoNetwork, only)
+	if only == "" || strings.Contains(faultCut, only) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // another test process may hold the network
+		nw, err = cluster.NewNetwork(ctx, 3)
+		cancel()
+	}
 	switch {
 	case errors.Is(err, cluster.ErrNoNetwork):
 		t.Logf("network cuts left out of the nemesis: %v", err)
@@ -233,7 +238,14 @@ func (r *faultsRun) setup() {
 		for _, b := range c.Brokers() {
 			r.mounts[b.ID()] = r.mount(b)
 		}
-		r.faults = append(r.faults, faultWeight{faultPowerCut, 2})
+		r.faults = append(r.faults, faultWeight{faultPowerCut, 2}, faultWeight{faultDiskFail, 1})
+	}
+	// E2E_FAULTS_ONLY=TEXT keeps the faults whose names contain TEXT (to work on one of them).
+	if only != "" {
+		r.faults = slices.DeleteFunc(r.faults, func(f faultWeight) bool { return !strings.Contains(f.name, only) })
+		if len(r.faults) == 0 {
+			t.Fatalf("E2E_FAULTS_ONLY=%q matches no fault this machine can bring", only)
+		}
 	}
 	t.Cleanup(func() {
 		c.Kill()

@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -10,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ringtail/ringtail/test/cluster"
 )
@@ -269,5 +274,192 @@ func TestReplicationNotEnoughReplicas(t *testing.T) {
 		if _, ok := read[v]; !ok {
 			t.Fatalf("%q not read back", v)
 		}
+	}
+}
+
+// TestReplicationNewLeaderOffsetNotAvailable: a new leader whose high watermark is below its
+// epoch start (it holds a record its ISR never committed) answers ListOffsets for the latest
+// offset with OFFSET_NOT_AVAILABLE rather than an offset that may go back, and consumers do not
+// see the uncommitted record; once the high watermark can move (min.insync.replicas lowered to
+// the ISR it has), the latest offset and the record are served.
+//
+// Two replicas of the partition go down, so a fourth broker, not a voter of the metadata
+// quorum, holds one of them: the three voters keep a majority with one of them killed.
+func TestReplicationNewLeaderOffsetNotAvailable(t *testing.T) {
+	c := startCluster3(t)
+	addrs, err := cluster.FreeAddrs("127.0.0.1", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(brokerBin, "cluster", "add-node", "--brokers", c.Broker(1).Addr(),
+		"--id", "4", "--raft-addr", addrs[1], "--non-voting").CombinedOutput(); err != nil {
+		t.Fatalf("cluster add-node: %v\n%s", err, out)
+	}
+	fourthAddrs, err := cluster.FreeAddrs("127.0.0.1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fourth := cluster.StartBrokerT(t, cluster.BrokerConfig{ID: 4, Addr: addrs[0], Args: []string{
+		"--node-id", "4", "--raft-addr", addrs[1], "--peers", cluster.Peers(c.Brokers(), "raft"),
+		"--replication-listen", fourthAddrs[0], "--join", "--non-voting"}})
+	waitBrokers(t, c, c.Broker(1), []int32{1, 2, 3, 4})
+	broker := func(id int32) *cluster.Broker {
+		if id == 4 {
+			return fourth
+		}
+		return c.Broker(int(id))
+	}
+
+	topic := topicName(t, "")
+	createReplicated(t, c, topic, 8, 3)
+	// A partition the fourth broker follows: it goes first, then the leader; the third replica
+	// (a voter) inherits.
+	var part, leader, heir int32 = -1, -1, -1
+	waitCluster(t, "every ISR complete", func() error {
+		ps, _, err := partitionsOf(t, c.Broker(1), topic)
+		if err != nil {
+			return err
+		}
+		for p, pv := range ps {
+			if len(pv.isr) != 3 || pv.leader < 0 {
+				return fmt.Errorf("partition %d: leader %d, ISR %v", p, pv.leader, pv.isr)
+			}
+		}
+		for p, pv := range ps {
+			if pv.leader != 4 && slices.Contains(pv.isr, 4) {
+				part, leader = p, pv.leader
+				for _, r := range pv.isr {
+					if r != 4 && r != leader {
+						heir = r
+					}
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no partition followed by broker 4: %+v", ps)
+	})
+	t.Logf("partition %d: leader %d, heir %d, broker 4 follows", part, leader, heir)
+
+	all, err := c.Client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer all.Close()
+	committed := map[string]ackedRecord{}
+	for i := range 10 {
+		r := &kgo.Record{Partition: part, Value: []byte(fmt.Sprintf("committed-%d", i))}
+		if err := all.ProduceSync(ctxTimeout(t, opTimeout), r).FirstErr(); err != nil {
+			t.Fatalf("acks=all: %v", err)
+		}
+		committed[string(r.Value)] = ackedRecord{r.Partition, r.Offset}
+	}
+
+	// With broker 4 gone the ISR (two) is below min.insync.replicas (three): the high
+	// watermark stays, while an acks=1 record is appended and copied to the heir.
+	if err := fourth.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitCluster(t, "broker 4 out of the ISR", func() error {
+		ps, _, err := partitionsOf(t, broker(leader), topic)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(ps[part].isr, 4) {
+			return fmt.Errorf("ISR %v", ps[part].isr)
+		}
+		return nil
+	})
+	one, err := broker(leader).Client(kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(),
+		kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	pending := "uncommitted-by-acks-1"
+	if err := one.ProduceSync(ctxTimeout(t, opTimeout), &kgo.Record{Partition: part, Value: []byte(pending)}).FirstErr(); err != nil {
+		t.Fatalf("acks=1: %v", err)
+	}
+	segDir := filepath.Join(broker(heir).DataDir(), "logs", fmt.Sprintf("%s-%d", topic, part))
+	waitCluster(t, fmt.Sprintf("broker %d to hold the acks=1 record", heir), func() error {
+		segs, _ := filepath.Glob(filepath.Join(segDir, "*.log"))
+		for _, s := range segs {
+			if b, err := os.ReadFile(s); err == nil && bytes.Contains(b, []byte(pending)) {
+				return nil
+			}
+		}
+		return fmt.Errorf("not in %v", segs)
+	})
+
+	// The leader goes: the heir leads with the record above its high watermark.
+	if err := broker(leader).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	hb := broker(heir)
+	rc := dialRaw(t, hb.Addr())
+	latest := func() (int16, int64) {
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.Version = 4
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition = part
+		rp.Timestamp = -1
+		rp.CurrentLeaderEpoch = -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp := rc.mustRoundTrip(t, req).(*kmsg.ListOffsetsResponse)
+		p := resp.Topics[0].Partitions[0]
+		return p.ErrorCode, p.Offset
+	}
+	var code int16
+	waitCluster(t, fmt.Sprintf("broker %d answering ListOffsets as the leader", heir), func() error {
+		if code, _ = latest(); code == kerr.NotLeaderForPartition.Code || code == kerr.UnknownTopicOrPartition.Code {
+			return fmt.Errorf("error %d", code)
+		}
+		return nil
+	})
+	if code != kerr.OffsetNotAvailable.Code {
+		t.Fatalf("latest offset from a new leader below its epoch start: error %d, want OFFSET_NOT_AVAILABLE", code)
+	}
+	// A consumer reads up to the high watermark: the committed records, not the pending one.
+	readPart := func() (int64, map[string]ackedRecord) {
+		p, recs := fetchedRecords(t, rc.mustRoundTrip(t, fetchReq(11, topic, part, 0, 0)).(*kmsg.FetchResponse))
+		if p.ErrorCode != 0 {
+			t.Fatalf("fetch from the new leader: error %d", p.ErrorCode)
+		}
+		got := map[string]ackedRecord{}
+		for _, r := range recs {
+			got[string(r.Value)] = ackedRecord{part, r.Offset}
+		}
+		return p.HighWatermark, got
+	}
+	hw, got := readPart()
+	if _, seen := got[pending]; seen || hw != int64(len(committed)) {
+		t.Fatalf("fetch from the new leader: high watermark %d (want %d), the uncommitted record read: %v", hw, len(committed), seen)
+	}
+	checkAcked(t, committed, got)
+
+	// Its ISR is the heir alone now: min.insync.replicas 1 lets the high watermark pass the
+	// record, and the latest offset is served.
+	adm, err := hb.Admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	oneISR := "1"
+	if _, err := adm.AlterTopicConfigs(ctxTimeout(t, opTimeout), []kadm.AlterConfig{{Name: "min.insync.replicas", Value: &oneISR}}, topic); err != nil {
+		t.Fatal(err)
+	}
+	waitCluster(t, "the latest offset past the record", func() error {
+		code, off := latest()
+		if code != 0 || off != int64(len(committed))+1 {
+			return fmt.Errorf("error %d, offset %d", code, off)
+		}
+		return nil
+	})
+	if _, got := readPart(); got[pending].offset != int64(len(committed)) {
+		at, ok := got[pending]
+		t.Fatalf("the record, committed now, read at %+v (found %v), want offset %d", at, ok, len(committed))
 	}
 }
