@@ -31,7 +31,7 @@ type ClusterRun struct {
 	SentBytes       float64  `json:"replication_sent_bytes"`
 	CopiedBytes     float64  `json:"replication_copied_bytes"`
 	FromMemoryBytes float64  `json:"replication_sent_from_memory_bytes"` // of SentBytes, with writev from the appended buffers
-	CopiesPerByte   *float64 `json:"copies_per_replicated_byte"` // CopiedBytes / SentBytes
+	CopiesPerByte   *float64 `json:"copies_per_replicated_byte"`         // CopiedBytes / SentBytes
 	SentBytesPerMsg float64  `json:"replication_sent_bytes_per_msg"`
 	// Since the brokers started, at the end of the window: warm-up and catch-up included.
 	SentBytesTotal   float64 `json:"replication_sent_bytes_total"`
