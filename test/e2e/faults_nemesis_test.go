@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -30,6 +31,7 @@ const (
 	faultsCut           = "network cut, then heal"
 	faultPowerCut       = "power cut"
 	faultDiskFail       = "WAL writes failing (EIO) under a partition leader"
+	faultPowerCutAll    = "power cut of all three"
 )
 
 // faultWeight is a fault and how often the nemesis picks it, relative to the others.
@@ -234,6 +236,42 @@ func (r *faultsRun) powerCut(b *cluster.Broker) {
 	r.mounts[b.ID()] = r.mount(b)
 }
 
+// powerCutAll cuts the power under every broker at once (all the cutfs processes die before
+// any broker), then starts the three together: each waits for a quorum of the others.
+func (r *faultsRun) powerCutAll() {
+	r.checkProcesses()
+	brokers := r.c.Brokers()
+	for _, b := range brokers {
+		r.down[b.ID()] = true
+		r.mounts[b.ID()].cut()
+	}
+	for _, b := range brokers {
+		if err := b.Kill(); err != nil {
+			r.fatalf("kill -9 of broker %d after the power cut: %v", b.ID(), err)
+		}
+		r.mounts[b.ID()].detach()
+		r.mounts[b.ID()] = r.mount(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), faultsRecoverLimit)
+	defer cancel()
+	errs := make([]error, len(brokers))
+	var wg sync.WaitGroup
+	for i, b := range brokers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.Start(ctx)
+		}()
+	}
+	wg.Wait()
+	for i, b := range brokers {
+		if errs[i] != nil {
+			r.fatalf("starting broker %d after the power cut of all three: %v", b.ID(), errs[i])
+		}
+		r.down[b.ID()] = false
+	}
+}
+
 // diskFail makes every write to b's WAL files fail, as a failing disk: b must stop by itself
 // (a cluster node whose storage fails shuts down rather than lead on in the same epoch), with
 // an error status and its reason in the log, while the others take over. The writes are healed
@@ -366,6 +404,10 @@ func (r *faultsRun) fault() {
 		r.what = fmt.Sprintf("%s: %s", kind, who)
 		r.logf("%s", r.what)
 		r.diskFail(b)
+	case faultPowerCutAll:
+		r.what = kind
+		r.logf("%s", r.what)
+		r.powerCutAll()
 	case faultsPause:
 		r.what = fmt.Sprintf("%s: %s", kind, who)
 		r.logf("%s", r.what)

@@ -238,7 +238,7 @@ func (r *faultsRun) setup() {
 		for _, b := range c.Brokers() {
 			r.mounts[b.ID()] = r.mount(b)
 		}
-		r.faults = append(r.faults, faultWeight{faultPowerCut, 2}, faultWeight{faultDiskFail, 1})
+		r.faults = append(r.faults, faultWeight{faultPowerCut, 2}, faultWeight{faultDiskFail, 1}, faultWeight{faultPowerCutAll, 1})
 	}
 	// E2E_FAULTS_ONLY=TEXT keeps the faults whose names contain TEXT (to work on one of them).
 	if only != "" {
