@@ -31,6 +31,10 @@ var (
 	ErrInvalidConfig     = meta.ErrInvalidConfig
 	ErrInvalidRF         = meta.ErrInvalidRF
 	ErrUnknownBroker     = meta.ErrUnknownBroker
+	// ErrMetadataClosed, ErrMetadataNotInitialized: the node's metadata store is closing (a shutdown) or the cluster is
+	// not initialized yet; nothing was changed, and another broker or a retry may do it.
+	ErrMetadataClosed         = meta.ErrClosed
+	ErrMetadataNotInitialized = meta.ErrNotInitialized
 
 	ErrStaleBrokerEpoch     = controller.ErrStaleBrokerEpoch
 	ErrInvalidUpdateVersion = controller.ErrInvalidUpdateVersion // INVALID_UPDATE_VERSION

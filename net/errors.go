@@ -51,6 +51,9 @@ var errorCodes = []struct {
 	{broker.ErrRequestTimedOut, kerr.RequestTimedOut},
 	{broker.ErrNotLeaderOrFollower, kerr.NotLeaderForPartition},
 	{broker.ErrNotController, kerr.NotController},
+	// Retriable, as a client must retry elsewhere or later (UNKNOWN_SERVER_ERROR is not).
+	{broker.ErrMetadataClosed, kerr.NotController},
+	{broker.ErrMetadataNotInitialized, kerr.NotController},
 	{broker.ErrFencedLeaderEpoch, kerr.FencedLeaderEpoch},
 	{broker.ErrUnknownLeaderEpoch, kerr.UnknownLeaderEpoch},
 	{broker.ErrStaleBrokerEpoch, kerr.StaleBrokerEpoch},
