@@ -46,9 +46,10 @@ type Server struct {
 	mu     sync.Mutex
 	closed bool
 	conns  map[*leaderConn]struct{}
-	// subs: the subscriptions streaming each partition, so that Notify wakes only their
-	// connections.
-	subs map[*engine.Partition]map[*subscription]struct{}
+	// subs: the subscriptions streaming each partition (*engine.Partition → *[]*subscription),
+	// so that Notify wakes only their connections. Notify runs on every leader append: it reads
+	// without a lock; the slices are replaced, never changed, under mu.
+	subs sync.Map
 
 	sentBytes   atomic.Uint64 // batch bytes sent to followers
 	memoryBytes atomic.Uint64 // of those, bytes sent from the buffers they were appended in
@@ -58,8 +59,7 @@ type Server struct {
 
 // Serve accepts followers on ln until Close.
 func Serve(ln net.Listener, host LeaderHost, log *slog.Logger) *Server {
-	s := &Server{host: host, ln: ln, log: log, conns: map[*leaderConn]struct{}{},
-		subs: map[*engine.Partition]map[*subscription]struct{}{}}
+	s := &Server{host: host, ln: ln, log: log, conns: map[*leaderConn]struct{}{}}
 	s.wg.Add(1)
 	go s.accept()
 	return s
@@ -78,12 +78,44 @@ func (s *Server) Stats() (sent, fromMemory, copied uint64) {
 // Notify tells the followers streaming part that it has new batches or a new high watermark.
 // It does not block: the appender calls it.
 func (s *Server) Notify(part *engine.Partition) {
-	s.mu.Lock()
-	for sub := range s.subs[part] {
+	v, ok := s.subs.Load(part)
+	if !ok {
+		return
+	}
+	for _, sub := range *v.(*[]*subscription) {
 		sub.dirty.Store(true)
 		sub.conn.wake()
 	}
-	s.mu.Unlock()
+}
+
+// addSubLocked starts Notify waking sub for its partition. s.mu held.
+func (s *Server) addSubLocked(sub *subscription) {
+	var next []*subscription
+	if v, ok := s.subs.Load(sub.part); ok {
+		next = append(next, *v.(*[]*subscription)...)
+	}
+	next = append(next, sub)
+	s.subs.Store(sub.part, &next)
+}
+
+// removeSubLocked stops Notify waking sub. s.mu held.
+func (s *Server) removeSubLocked(sub *subscription) {
+	v, ok := s.subs.Load(sub.part)
+	if !ok {
+		return
+	}
+	old := *v.(*[]*subscription)
+	next := make([]*subscription, 0, len(old))
+	for _, o := range old {
+		if o != sub {
+			next = append(next, o)
+		}
+	}
+	if len(next) == 0 {
+		s.subs.Delete(sub.part)
+		return
+	}
+	s.subs.Store(sub.part, &next)
 }
 
 // Close stops accepting, closes every follower's connection and waits for their goroutines.
@@ -266,12 +298,7 @@ func (c *leaderConn) fetch(f fetch) {
 		c.subs[f.Key] = sub
 		if sub.answer == nil {
 			c.s.mu.Lock()
-			m := c.s.subs[part]
-			if m == nil {
-				m = map[*subscription]struct{}{}
-				c.s.subs[part] = m
-			}
-			m[sub] = struct{}{}
+			c.s.addSubLocked(sub)
 			c.s.mu.Unlock()
 		}
 	}
@@ -311,12 +338,7 @@ func (c *leaderConn) dropLocked(sub *subscription) {
 		return
 	}
 	c.s.mu.Lock()
-	if m := c.s.subs[sub.part]; m != nil {
-		delete(m, sub)
-		if len(m) == 0 {
-			delete(c.s.subs, sub.part)
-		}
-	}
+	c.s.removeSubLocked(sub)
 	c.s.mu.Unlock()
 }
 
