@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,7 +93,7 @@ func produceAcked(t *testing.T, cl *kgo.Client, topic, prefix string, n int) map
 	return acked
 }
 
-// readAllFrom consumes every partition of topic from the start up to its end as listed now,
+// readAllFrom consumes every partition of topic from its log start up to its end as listed now,
 // and returns value → where it was read (failing on a value read twice).
 func readAllFrom(t *testing.T, c *cluster.Cluster, topic string) map[string]ackedRecord {
 	t.Helper()
@@ -101,8 +102,14 @@ func readAllFrom(t *testing.T, c *cluster.Cluster, topic string) map[string]acke
 		t.Fatal(err)
 	}
 	defer adm.Close()
-	var ends kadm.ListedOffsets
-	waitCluster(t, "the end offsets of "+topic, func() error {
+	var starts, ends kadm.ListedOffsets
+	waitCluster(t, "the start and end offsets of "+topic, func() error {
+		if starts, err = adm.ListStartOffsets(ctxTimeout(t, opTimeout), topic); err == nil {
+			err = starts.Error()
+		}
+		if err != nil {
+			return err
+		}
 		ends, err = adm.ListEndOffsets(ctxTimeout(t, opTimeout), topic)
 		if err == nil {
 			err = ends.Error()
@@ -116,7 +123,12 @@ func readAllFrom(t *testing.T, c *cluster.Cluster, topic string) map[string]acke
 	defer cl.Close()
 	got := map[string]ackedRecord{}
 	remaining := 0
-	ends.Each(func(o kadm.ListedOffset) { remaining += int(o.Offset) })
+	ends.Each(func(o kadm.ListedOffset) {
+		remaining += int(o.Offset)
+		if st, ok := starts.Lookup(topic, o.Partition); ok {
+			remaining -= int(st.Offset)
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), clusterWait)
 	defer cancel()
 	for remaining > 0 {
@@ -461,5 +473,86 @@ func TestReplicationNewLeaderOffsetNotAvailable(t *testing.T) {
 	if _, got := readPart(); got[pending].offset != int64(len(committed)) {
 		at, ok := got[pending]
 		t.Fatalf("the record, committed now, read at %+v (found %v), want offset %d", at, ok, len(committed))
+	}
+}
+
+// TestReplicationFollowerBelowLogStart: a follower that was down while DeleteRecords moved the
+// log start past its log end cannot continue its log; restarted, it empties it, copies from the
+// leader's log start and is back in the ISR, and it serves the records when it leads.
+func TestReplicationFollowerBelowLogStart(t *testing.T) {
+	c := startCluster3(t)
+	topic := topicName(t, "")
+	createReplicated(t, c, topic, 1, 2)
+	waitTopicISR(t, c.Broker(1), topic, []int32{1, 2, 3})
+	ps, _, err := partitionsOf(t, c.Broker(1), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := ps[0].leader
+	away := leader%3 + 1
+	cl, err := c.Client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	produceAcked(t, cl, topic, "seen", 100)
+	if err := c.Broker(int(away)).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitTopicISR(t, c.Broker(int(leader)), topic, without([]int32{1, 2, 3}, away))
+	acked := produceAcked(t, cl, topic, "missed", 100)
+
+	adm, err := c.Broker(int(leader)).Admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	var offs kadm.Offsets
+	offs.Add(kadm.Offset{Topic: topic, Partition: 0, At: 150})
+	res, err := adm.DeleteRecords(ctxTimeout(t, opTimeout), offs)
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		t.Fatalf("DeleteRecords before 150: %v", err)
+	}
+	for v, at := range acked {
+		if at.offset < 150 {
+			delete(acked, v)
+		}
+	}
+
+	if err := c.Broker(int(away)).Restart(ctxTimeout(t, clusterWait)); err != nil {
+		t.Fatal(err)
+	}
+	waitTopicISR(t, c.Broker(int(leader)), topic, []int32{1, 2, 3})
+	if log := c.Broker(int(away)).Log(); !strings.Contains(log, "emptying it to copy from there") {
+		t.Fatalf("broker %d rejoined the ISR without restarting its log at the leader's log start", away)
+	}
+	more := produceAcked(t, cl, topic, "after", 50)
+	for v, at := range more {
+		acked[v] = at
+	}
+
+	// The restarted broker leads: it serves what the leader held from its log start on.
+	if err := c.Broker(int(leader)).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitCluster(t, fmt.Sprintf("a leader other than broker %d", leader), func() error {
+		ps, _, err := partitionsOf(t, c.Broker(int(away)), topic)
+		if err != nil {
+			return err
+		}
+		if ps[0].leader == leader || ps[0].leader < 0 {
+			return fmt.Errorf("leader %d", ps[0].leader)
+		}
+		return nil
+	})
+	got := readAllFrom(t, c, topic)
+	checkAcked(t, acked, got)
+	for v, at := range got {
+		if at.offset < 150 {
+			t.Errorf("%s read at %d, below the log start 150", v, at.offset)
+		}
 	}
 }
