@@ -24,6 +24,10 @@ func mapBatchError(err error) error {
 	switch {
 	case errors.Is(err, batch.ErrTooLarge):
 		return fmt.Errorf("%w: %v", ErrMessageTooLarge, err)
+	case errors.Is(err, batch.ErrDecompressedTooLarge):
+		// Not MESSAGE_TOO_LARGE: max.message.bytes is about the batch as
+		// sent; this is the decompression-bomb guard.
+		return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 	case errors.Is(err, batch.ErrUnsupportedMagic):
 		return fmt.Errorf("%w: %v", ErrUnsupportedMagic, err)
 	default:

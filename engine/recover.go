@@ -243,7 +243,7 @@ func (p *Partition) scanSegment(seg *segment, size int64, validate bool) (int64,
 	for pos < size {
 		h, err := hr.header(pos, size)
 		if err != nil {
-			if errors.Is(err, batch.ErrCorrupt) || errors.Is(err, batch.ErrUnsupportedMagic) || errors.Is(err, batch.ErrTooLarge) {
+			if errors.Is(err, batch.ErrCorrupt) || errors.Is(err, batch.ErrUnsupportedMagic) || errors.Is(err, batch.ErrTooLarge) || errors.Is(err, batch.ErrDecompressedTooLarge) {
 				return pos, fmt.Errorf("%w: %v", errTorn, err)
 			}
 			return pos, err
