@@ -377,6 +377,9 @@ func (p *Partition) rollLocked() error {
 	if err != nil {
 		return err
 	}
+	// The producer state after the sealed segment: recovery starts from it
+	// instead of reading the sealed segments' headers.
+	p.snapQueue = append(p.snapQueue, p.snapshotLocked())
 	p.segments = append(p.segments, seg)
 	p.unsynced = append(p.unsynced, old)
 	p.dirDirty = true
