@@ -238,7 +238,11 @@ func (c *checkpointer) checkpoint() error {
 			j.p.snapshotWritten(s.offset)
 		}
 	}
-	// Sealed segments now durable and wholly acknowledged get their index files.
+	// Sealed segments now durable and wholly acknowledged get their index
+	// files, written under the lock (retention may not delete the segment
+	// meanwhile) and synced after it, so recovery can load them (their
+	// names reach the disk with the next checkpoint's directory sync).
+	var written []string
 	for _, j := range jobs {
 		p := j.p
 		p.mu.Lock()
@@ -249,9 +253,17 @@ func (c *checkpointer) checkpoint() error {
 			s.indexed = true
 			if err := s.writeIndexFiles(e.fs, p.dir); err != nil {
 				e.log.Warn("engine: writing index files (rebuilt at recovery)", "partition", p.name, "segment", s.path, "err", err)
+				continue
 			}
+			p.dirDirty = true
+			written = append(written, segmentName(p.dir, s.base, indexSuffix), segmentName(p.dir, s.base, timeIndexSuffix))
 		}
 		p.mu.Unlock()
+	}
+	for _, path := range written {
+		if err := syncFile(e.fs, path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			e.log.Warn("engine: syncing index files (rebuilt at recovery)", "file", path, "err", err)
+		}
 	}
 	c.writeEpochs()
 	e.log.Debug("engine: checkpoint", "wal_file", pos.File, "wal_offset", pos.Offset, "seq", pos.Seq, "partitions", len(jobs), "took", time.Since(start))
@@ -343,4 +355,17 @@ func (p *Partition) stillHas(s *segment) bool {
 		}
 	}
 	return false
+}
+
+// syncFile fdatasyncs a file written earlier.
+func syncFile(fsys vfs.FS, path string) error {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Datasync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

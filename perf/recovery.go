@@ -73,10 +73,16 @@ func RunRecovery(ctx context.Context, rc RecoveryConfig, log io.Writer) (*Recove
 		rc.Rounds = 3
 	}
 	dataDir := filepath.Join(rc.Dir, "recovery-data")
+	// built records that a whole log of this shape is in dataDir (written once the build ends).
+	built := filepath.Join(rc.Dir, "recovery-built")
+	shape := fmt.Sprintf("%d bytes, %d partitions, %d B records, %d B batches\n", rc.Bytes, rc.Partitions, rc.RecordBytes, rc.BatchBytes)
 	reuse := false
 	if rc.Keep {
-		if _, err := os.Stat(filepath.Join(dataDir, "wal")); err == nil {
+		if b, err := os.ReadFile(built); err == nil && string(b) == shape {
 			reuse = true
+		} else {
+			os.RemoveAll(dataDir)
+			os.Remove(built)
 		}
 	} else {
 		defer os.RemoveAll(dataDir)
@@ -96,6 +102,11 @@ func RunRecovery(ctx context.Context, rc RecoveryConfig, log io.Writer) (*Recove
 			return nil, fmt.Errorf("building the log: %w", err)
 		}
 		res.BuildTime = time.Since(start)
+		if rc.Keep {
+			if err := os.WriteFile(built, []byte(shape), 0o644); err != nil {
+				return nil, err
+			}
+		}
 		fmt.Fprintf(log, "recovery: built %.2f GiB in %d partitions (%d B records, %d B batches) in %s\n",
 			float64(rc.Bytes)/(1<<30), rc.Partitions, rc.RecordBytes, rc.BatchBytes, res.BuildTime.Round(time.Second))
 	}
