@@ -20,8 +20,8 @@ import (
 
 // The recovery workload: how long a restart takes as the log grows. One broker process builds a
 // log of RecoveryConfig.Bytes (incompressible 1 KiB records, large batches, acks=1), then is
-// stopped, by kill -9 and by SIGTERM, Rounds times each, and started again on the same data
-// directory. What is measured is the time from starting the process to its Kafka port answering
+// stopped, by kill -9 (after writing WriteBeforeKill more) and by SIGTERM, Rounds times each,
+// and started again on the same data directory. What is measured is the time from starting the process to its Kafka port answering
 // ApiVersions (polled every 20 ms: cluster.Poll), and the engine's own recovery time and path from
 // its log. A measurement: nothing is asserted.
 
@@ -35,7 +35,10 @@ type RecoveryConfig struct {
 	BatchBytes  int      // producer batch size; default 16 KiB (the number of batches is what recovery reads)
 	Rounds      int      // restarts per kind
 	Args        []string // further serve flags
-	Keep        bool     // keep the data directory (and reuse one that has the log already)
+	Keep        bool     // keep the data directory, and reuse one an earlier Keep run built with the same shape
+	// WriteBeforeKill: bytes produced (not timed) before each kill -9, so the crash finds what a
+	// crash under load finds: writes since the last checkpoint and since the last clean start.
+	WriteBeforeKill int64
 }
 
 // RecoveryRestart is one measured restart.
@@ -114,6 +117,13 @@ func RunRecovery(ctx context.Context, rc RecoveryConfig, log io.Writer) (*Recove
 	for i := 0; i < rc.Rounds; i++ {
 		for _, kind := range []string{"kill -9", "SIGTERM"} {
 			if kind == "kill -9" {
+				if rc.WriteBeforeKill > 0 {
+					more := rc
+					more.Bytes = rc.WriteBeforeKill
+					if err := buildLog(ctx, b.Addr(), more); err != nil {
+						return res, fmt.Errorf("writing before the kill: %w", err)
+					}
+				}
 				err = b.Kill()
 			} else {
 				err = b.Stop()
@@ -134,7 +144,7 @@ func RunRecovery(ctx context.Context, rc RecoveryConfig, log io.Writer) (*Recove
 	return res, nil
 }
 
-var engineLineRE = regexp.MustCompile(`(recovery: [^"\n]*|took=\S+)`)
+var engineLineRE = regexp.MustCompile(`(recovery: [^"\n]*"( \S+=\S+)*|took=\S+)`)
 
 // engineLine picks the engine's recovery path and time from a start's log.
 func engineLine(log string) string {
