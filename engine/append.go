@@ -24,6 +24,10 @@ func mapBatchError(err error) error {
 	switch {
 	case errors.Is(err, batch.ErrTooLarge):
 		return fmt.Errorf("%w: %v", ErrMessageTooLarge, err)
+	case errors.Is(err, batch.ErrDecompressedTooLarge):
+		// Not MESSAGE_TOO_LARGE: max.message.bytes is about the batch as
+		// sent; this is the decompression-bomb guard.
+		return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 	case errors.Is(err, batch.ErrUnsupportedMagic):
 		return fmt.Errorf("%w: %v", ErrUnsupportedMagic, err)
 	default:
@@ -377,6 +381,9 @@ func (p *Partition) rollLocked() error {
 	if err != nil {
 		return err
 	}
+	// The producer state after the sealed segment: recovery starts from it
+	// instead of reading the sealed segments' headers.
+	p.snapQueue = append(p.snapQueue, p.snapshotLocked())
 	p.segments = append(p.segments, seg)
 	p.unsynced = append(p.unsynced, old)
 	p.dirDirty = true

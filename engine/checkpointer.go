@@ -61,13 +61,18 @@ func (e *Engine) readCheckpoint() (wal.Position, bool, error) {
 }
 
 func (e *Engine) writeCheckpoint(pos wal.Position) error {
+	return vfs.WriteFileAtomic(e.fs, e.ckptPath(), encodePosition(ckptMagic, pos))
+}
+
+// encodePosition is the checkpoint file's layout, also the clean-shutdown marker's.
+func encodePosition(magic uint32, pos wal.Position) []byte {
 	b := make([]byte, ckptSize)
-	binary.LittleEndian.PutUint32(b, ckptMagic)
+	binary.LittleEndian.PutUint32(b, magic)
 	binary.LittleEndian.PutUint64(b[8:], pos.Seq)
 	binary.LittleEndian.PutUint64(b[16:], pos.File)
 	binary.LittleEndian.PutUint64(b[24:], uint64(pos.Offset))
 	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
-	return vfs.WriteFileAtomic(e.fs, e.ckptPath(), b)
+	return b
 }
 
 // checkpointer makes segment files durable behind the WAL and records how
@@ -174,12 +179,13 @@ func (c *checkpointer) checkpoint() error {
 		sealed []*segment
 		active *segment
 		dir    bool
+		snaps  []*prodSnapshot
 	}
 	var jobs []job
 	for _, p := range e.Partitions() {
 		p.mu.Lock()
-		if !p.closed && (p.ckptDirty || len(p.unsynced) > 0 || p.dirDirty) {
-			jobs = append(jobs, job{p: p, sealed: p.unsynced, active: p.active(), dir: p.dirDirty})
+		if !p.closed && (p.ckptDirty || len(p.unsynced) > 0 || p.dirDirty || len(p.snapQueue) > 0) {
+			jobs = append(jobs, job{p: p, sealed: p.unsynced, active: p.active(), dir: p.dirDirty, snaps: p.takeDueSnapshotsLocked()})
 			p.unsynced, p.dirDirty, p.ckptDirty = nil, false, false
 		}
 		p.mu.Unlock()
@@ -221,7 +227,22 @@ func (c *checkpointer) checkpoint() error {
 		return fmt.Errorf("%w: writing the wal checkpoint: %v", ErrStorage, err)
 	}
 	e.wal.Release(pos)
-	// Sealed segments now durable and wholly acknowledged get their index files.
+	// Producer snapshots whose segments are now durable. A failure costs
+	// only recovery time: recovery uses an older snapshot, or the headers.
+	for _, j := range jobs {
+		for _, s := range j.snaps {
+			if err := j.p.writeSnapshot(s); err != nil {
+				e.log.Warn("engine: writing a producer snapshot (recovery reads the headers instead)", "partition", j.p.name, "offset", s.offset, "err", err)
+				continue
+			}
+			j.p.snapshotWritten(s.offset)
+		}
+	}
+	// Sealed segments now durable and wholly acknowledged get their index
+	// files, written under the lock (retention may not delete the segment
+	// meanwhile) and synced after it, so recovery can load them (their
+	// names reach the disk with the next checkpoint's directory sync).
+	var written []string
 	for _, j := range jobs {
 		p := j.p
 		p.mu.Lock()
@@ -232,9 +253,17 @@ func (c *checkpointer) checkpoint() error {
 			s.indexed = true
 			if err := s.writeIndexFiles(e.fs, p.dir); err != nil {
 				e.log.Warn("engine: writing index files (rebuilt at recovery)", "partition", p.name, "segment", s.path, "err", err)
+				continue
 			}
+			p.dirDirty = true
+			written = append(written, segmentName(p.dir, s.base, indexSuffix), segmentName(p.dir, s.base, timeIndexSuffix))
 		}
 		p.mu.Unlock()
+	}
+	for _, path := range written {
+		if err := syncFile(e.fs, path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			e.log.Warn("engine: syncing index files (rebuilt at recovery)", "file", path, "err", err)
+		}
 	}
 	c.writeEpochs()
 	e.log.Debug("engine: checkpoint", "wal_file", pos.File, "wal_offset", pos.Offset, "seq", pos.Seq, "partitions", len(jobs), "took", time.Since(start))
@@ -326,4 +355,17 @@ func (p *Partition) stillHas(s *segment) bool {
 		}
 	}
 	return false
+}
+
+// syncFile fdatasyncs a file written earlier.
+func syncFile(fsys vfs.FS, path string) error {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Datasync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -189,7 +189,11 @@ func (w testWriter) Write(b []byte) (int, error) {
 // cleanly and once tearing the interrupted write in half, and after each cut
 // recovers and checks: every acknowledged batch is there exactly once, in
 // order, offsets contiguous, every stored batch valid; then the producer
-// retries its first unacknowledged batch and it is stored exactly once.
+// resends its last acknowledged batch, which is a duplicate, and retries its
+// first unacknowledged batch, which is stored exactly once. Halfway the
+// engine is closed and opened again, so the cuts also fall in a clean
+// shutdown (index files, producer snapshots, the marker) and the clean start
+// after it. Producer snapshots are written at every checkpoint after a roll.
 // Tiny segments, WAL files and checkpoint intervals make segment rolls,
 // checkpoints, WAL file switches and reuse part of the workload.
 func TestCrashAtEveryOperation(t *testing.T) {
@@ -214,6 +218,18 @@ func TestCrashAtEveryOperation(t *testing.T) {
 			return acked // cut while creating the partitions or the WAL
 		}
 		for i := 0; i < appends; i++ {
+			if i == appends/2 {
+				// A clean stop and start halfway: the cut also falls in Close's
+				// index files, snapshots and clean-shutdown marker, and in the
+				// clean start that trusts them and removes the marker.
+				e.Close()
+				if e, err = testOpen(cfgFor(dir, cfs), specs); err != nil {
+					if cfs.Ops() < cfs.CrashPoint() {
+						t.Errorf("reopen before the cut: %v", err)
+					}
+					return acked
+				}
+			}
 			k := i % len(tps)
 			seq := int32(i / len(tps) * 2)
 			ch := make(chan error, 1)
@@ -249,6 +265,15 @@ func TestCrashAtEveryOperation(t *testing.T) {
 			}
 			if want := int32(len(acked[k]) * 2); next < want {
 				t.Fatalf("%v: %d acknowledged batches, %d recovered", tp, len(acked[k]), next/2)
+			}
+			// The producer resends its last acknowledged batch (its ack was lost, say): a
+			// duplicate, answered with the original offset, from the recovered producer state.
+			if n := len(acked[k]); n > 0 {
+				last := acked[k][n-1]
+				res, err := appendWait(t, p, mkBatch(batchOpts{pid: pid(k), seq: last, n: 2, value: "cut"}))
+				if err != nil || !res.Duplicate || res.BaseOffset != int64(last) {
+					t.Fatalf("%v: resent acknowledged seq %d after recovery: %+v, %v; want a duplicate at offset %d", tp, last, res, err, last)
+				}
 			}
 			// The producer resends its first unacknowledged batch: stored once, whether the cut
 			// kept it or not.

@@ -22,6 +22,7 @@
 //	recover.go        opening and scanning a partition directory
 //	retention.go, delete_records.go   moving the log start
 //	segment.go, producer.go           segments and indexes; idempotent producer state
+//	snapshot.go, cleanshutdown.go     producer-state snapshots; the clean-shutdown marker
 //
 // # Three offsets
 //
@@ -54,6 +55,7 @@
 //	  wal/
 //	    00000000000000000007.wal         preallocated WAL files (wal.Log), numbered in write order
 //	    checkpoint                       where replay starts (written to checkpoint.tmp, synced, renamed)
+//	  clean-shutdown                     written last by a clean Close, removed first by Open (cleanshutdown.go)
 //	  <topic>-<partition>/
 //	    partition.metadata               "version: 0\ntopic_id: <base64url>\n"
 //	    leader-epoch-checkpoint          "0\n<n>\n<epoch> <start offset>\n"... (epochs.go)
@@ -61,6 +63,7 @@
 //	    00000000000000000000.log         sealed segment: record batches back to back
 //	    00000000000000000000.index       written once the segment is sealed and durable
 //	    00000000000000000000.timeindex
+//	    00000000000000004711.snapshot    producer state and epoch cache below offset 4711 (snapshot.go)
 //	    00000000000000004711.log         active segment (name = its first offset)
 //
 // A .log file holds Kafka's on-disk batch format exactly as a fetch returns
@@ -182,15 +185,28 @@
 //
 // # Recovery
 //
-// Open reads every segment's batch headers to rebuild the indexes and the
-// producer state (the last five batches of each producer id). Segments
-// without index files — the active one at least — are validated batch by
-// batch (CRC-32C and record walk); the log is cut at the first bad batch
-// and later segments are removed. Then the WAL is replayed from the
-// checkpoint, in sequence order, by the policy in replay.go: a data record
-// of an unknown partition, or wholly below the first segment (retention
-// deleted it), is skipped; one at the log end is appended; one below it that the log already holds is
-// rewritten in place; one whose bytes differ wins over the log from its
+// Open loads each sealed segment's .index/.timeindex files and verifies
+// them (segment.loadIndexFiles: well-formed entries, the last pointing at
+// a batch header with its offset, the headers after it ending exactly at
+// the file's end) instead of reading every batch header; a segment whose
+// files do not verify is validated and its files rewritten. Segments from
+// the first sealed one without index files on, and the active one, are
+// validated batch by batch (CRC-32C and record walk); the log is cut at the
+// first bad batch and later segments are removed. The producer state (the
+// last five batches of each producer id) and the epoch cache come from the
+// newest producer snapshot that verifies (snapshot.go: written at segment
+// rolls once the segment is durable, and at a clean Close) plus the batch
+// headers after it, or from every header without one. After a clean stop
+// (cleanshutdown.go: a marker Close writes last and Open removes, durably,
+// first) the active segment's index files and the snapshot at the log end
+// are trusted too: no segment is validated and no header read, and the log
+// says "recovery: clean shutdown, replay skipped" (after a crash: "recovery:
+// no clean shutdown marker, ..."), with what was read. Then the WAL is
+// replayed from the checkpoint (after a clean stop, nothing follows it), in
+// sequence order, by the policy in replay.go: a data record of an unknown
+// partition, or wholly below the first segment (retention deleted it), is
+// skipped; one at the log end is appended; one below it that the log
+// already holds is rewritten in place; one whose bytes differ wins over the log from its
 // batch start on (the log held a rolled-back append, or bytes from a future
 // that later records replay again); a gap stops the partition's replay; a
 // truncation record cuts the log and resumes a replay stopped at or after
@@ -231,7 +247,8 @@
 //
 // # Not yet here
 //
-// Compaction, producer-state snapshots (recovery and TruncateTo read all
-// headers), loading the .index files instead of rebuilding, a
-// high-watermark checkpoint, and a tail cache.
+// Compaction, a high-watermark checkpoint, and a tail cache. After a crash
+// the active segment is still validated whole (bounded by segment.bytes,
+// not by the checkpoint interval) and its headers read a second time for
+// the producer state.
 package engine

@@ -23,6 +23,11 @@ type Engine struct {
 
 	tailBytes atomic.Int64 // kept by every partition's replica tail (tail.go)
 
+	// clean: the last Close left the clean-shutdown marker (cleanshutdown.go);
+	// recovery: what opening the partitions read. Both set by Open.
+	clean    bool
+	recovery recoveryStats
+
 	mu     sync.Mutex
 	parts  map[TopicPartition]*Partition
 	closed bool
@@ -82,6 +87,11 @@ func Open(cfg Config, specs []PartitionSpec) (*Engine, error) {
 	if err := vfs.MkdirAllDurable(e.fs, cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
+	clean, err := e.takeCleanShutdown()
+	if err != nil {
+		return nil, fmt.Errorf("%w: clean shutdown marker: %v", ErrStorage, err)
+	}
+	e.clean = clean
 	listed := make(map[string]bool, len(specs))
 	for _, s := range specs {
 		listed[dirName(s.TopicPartition)] = true
@@ -151,6 +161,7 @@ func Open(cfg Config, specs []PartitionSpec) (*Engine, error) {
 		e.retentionStop, e.retentionDone = make(chan struct{}), make(chan struct{})
 		go e.retentionLoop(interval, e.retentionStop, e.retentionDone)
 	}
+	e.logRecovery(replayed)
 	e.log.Info("engine: recovered", "dir", cfg.DataDir, "partitions", len(specs), "removed", removed,
 		"wal_records_replayed", replayed, "wal_io", e.wal.Mode(), "took", time.Since(start))
 	if r := e.wal.FallbackReason(); r != "" {
@@ -317,6 +328,8 @@ func (e *Engine) Close() error {
 	e.ckpt.stop()
 	if err := e.ckpt.checkpoint(); err != nil {
 		e.log.Error("engine: final checkpoint failed; the wal is replayed at the next start", "err", err)
+	} else if err := e.writeCleanShutdown(parts); err != nil {
+		e.log.Warn("engine: no clean shutdown marker; the next start recovers as after a crash", "err", err)
 	}
 	for _, p := range parts {
 		p.mu.Lock()

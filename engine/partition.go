@@ -36,11 +36,13 @@ type segMark struct {
 	nIndex, nTimes     int
 	sinceIndex         int
 	maxTs, maxTsOffset int64
+	lastPos            int64
+	lastCRC            uint32
 }
 
 func (s *segment) mark() segMark {
 	return segMark{seg: s, size: s.size, end: s.end, nIndex: len(s.index), nTimes: len(s.times),
-		sinceIndex: s.sinceIndex, maxTs: s.maxTs, maxTsOffset: s.maxTsOffset}
+		sinceIndex: s.sinceIndex, maxTs: s.maxTs, maxTsOffset: s.maxTsOffset, lastPos: s.lastPos, lastCRC: s.lastCRC}
 }
 
 func (s *segment) restore(m segMark) {
@@ -50,6 +52,7 @@ func (s *segment) restore(m segMark) {
 	s.size, s.end = m.size, m.end
 	s.index, s.times = s.index[:m.nIndex], s.times[:m.nTimes]
 	s.sinceIndex, s.maxTs, s.maxTsOffset = m.sinceIndex, m.maxTs, m.maxTsOffset
+	s.lastPos, s.lastCRC = m.lastPos, m.lastCRC
 }
 
 // Partition is one partition's log: an ordered list of segments, the last
@@ -109,13 +112,15 @@ type Partition struct {
 	// followDurable: the high watermark moves with the durable end
 	// (SetFollowDurableEnd).
 	followDurable bool
-	prod          producers   // producer state including written, not yet durable batches
-	durableProd   producers   // producer state at the durable end
-	epochs        epochCache  // leader epoch → start offset (epochs.go)
-	tail          replicaTail // a leader's latest appends, for its followers (tail.go)
-	unsynced      []*segment  // sealed segments written since the last checkpoint started
-	dirDirty      bool        // directory entries changed since the last checkpoint started
-	ckptDirty     bool        // the active segment was written since the last checkpoint started
+	prod          producers       // producer state including written, not yet durable batches
+	durableProd   producers       // producer state at the durable end
+	epochs        epochCache      // leader epoch → start offset (epochs.go)
+	tail          replicaTail     // a leader's latest appends, for its followers (tail.go)
+	snapQueue     []*prodSnapshot // taken at segment rolls, for a checkpoint to write (snapshot.go)
+	snapFiles     []int64         // offsets of the producer snapshot files, ascending
+	unsynced      []*segment      // sealed segments written since the last checkpoint started
+	dirDirty      bool            // directory entries changed since the last checkpoint started
+	ckptDirty     bool            // the active segment was written since the last checkpoint started
 
 	// replayStopped: recovery found a gap, a bad record or a record that
 	// does not fit the log at replayStopAt; WAL replay for this partition
@@ -328,6 +333,7 @@ func (p *Partition) rollbackLocked(cause error) {
 	p.logEnd = p.durableEnd
 	p.prod = p.durableProd.clone()
 	p.epochs.truncateFromEnd(p.logEnd)
+	p.dropSnapshotsAboveLocked(p.logEnd)
 	p.checkOffsetsLocked("rollback")
 }
 

@@ -30,7 +30,8 @@ func (e *Engine) openPartition(spec PartitionSpec, finish bool) (*Partition, err
 	if err := p.prepareDir(); err != nil {
 		return nil, fmt.Errorf("%w: partition %s: %v", ErrStorage, name, err)
 	}
-	err := p.scan()
+	st, err := p.scan(e.clean && !finish)
+	e.recovery.add(st)
 	if err == nil && finish {
 		err = p.finishRecovery()
 	}
@@ -81,36 +82,74 @@ func (p *Partition) prepareDir() error {
 // recovery cuts the log there.
 var errTorn = errors.New("engine: torn or corrupt batch")
 
+// recoveryStats counts what opening the partitions read, for the
+// engine's recovery line.
+type recoveryStats struct {
+	fromIndex   int   // segments whose .index/.timeindex files verified and were used
+	rebuilt     int   // segments whose index files did not verify: validated, files rewritten
+	validated   int   // segments read batch by batch, CRC included
+	headerBytes int64 // log bytes whose batch headers were read (rebuilt segments, producer state)
+	validBytes  int64 // log bytes validated
+	snapshots   int   // partitions whose producer state came from a snapshot
+}
+
+func (a *recoveryStats) add(b recoveryStats) {
+	a.fromIndex += b.fromIndex
+	a.rebuilt += b.rebuilt
+	a.validated += b.validated
+	a.headerBytes += b.headerBytes
+	a.validBytes += b.validBytes
+	a.snapshots += b.snapshots
+}
+
 // scan opens the segments, checks them and rebuilds the in-memory
-// indexes and the producer state from the batch headers.
+// indexes, the producer state and the epoch cache.
 //
 // Sealed segments whose .index and .timeindex files exist were durable
-// before those files were written, so only their headers are read; the
-// others (always including the active segment) are validated batch by
-// batch, CRC included. The log is cut at the first batch that fails, and
-// every later segment is removed.
-func (p *Partition) scan() error {
+// before those files were written: the files are loaded and verified
+// (segment.loadIndexFiles) instead of reading the segment's headers, and a
+// segment whose files do not verify is validated batch by batch and its
+// files rewritten. The others (from the first sealed segment without index
+// files on, and always the active segment) are validated batch by batch,
+// CRC included — except, after a clean shutdown (clean), an active segment
+// whose index files Close wrote: it is whole and durable, and loaded like
+// a sealed one. The log is cut at the first batch that fails, and every
+// later segment is removed. The producer state and the epoch cache come
+// from the newest producer snapshot that verifies, and the headers after it
+// (snapshot.go).
+func (p *Partition) scan(clean bool) (recoveryStats, error) {
+	var st recoveryStats
 	fsys := p.eng.fs
 	ents, err := fsys.ReadDir(p.dir)
 	if err != nil {
-		return err
+		return st, err
 	}
 	have := make(map[string]bool, len(ents))
-	var bases []int64
+	var bases, snaps []int64
 	for _, ent := range ents {
 		have[ent.Name()] = true
 		if base, ok := parseSegmentName(ent.Name()); ok {
 			bases = append(bases, base)
 		}
+		if off, ok := parseSnapshotName(ent.Name()); ok {
+			snaps = append(snaps, off)
+		}
+	}
+	hasIndex := func(b int64) bool {
+		return have[filepath.Base(segmentName("", b, indexSuffix))] && have[filepath.Base(segmentName("", b, timeIndexSuffix))]
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 	validateFrom := len(bases) - 1
+	if clean && len(bases) > 0 && hasIndex(bases[len(bases)-1]) {
+		validateFrom = len(bases)
+	}
 	for i, b := range bases {
-		if !have[filepath.Base(segmentName("", b, indexSuffix))] || !have[filepath.Base(segmentName("", b, timeIndexSuffix))] {
-			validateFrom = i
+		if !hasIndex(b) {
+			validateFrom = min(validateFrom, i)
 			break
 		}
 	}
+	lastHadIndex := len(bases) > 0 && hasIndex(bases[len(bases)-1])
 	if len(bases) == 0 {
 		bases = []int64{0}
 		validateFrom = 0
@@ -121,7 +160,7 @@ func (p *Partition) scan() error {
 	for i, base := range bases {
 		seg, err := newSegment(fsys, p.dir, base)
 		if err != nil {
-			return err
+			return st, err
 		}
 		p.segments = append(p.segments, seg)
 		if i > 0 && base != p.segments[i-1].end {
@@ -130,23 +169,43 @@ func (p *Partition) scan() error {
 		}
 		size, err := seg.file.Size()
 		if err != nil {
-			return err
+			return st, err
 		}
-		pos, err := p.scanSegment(seg, size, i >= validateFrom)
+		var pos int64
+		rebuilt := false
+		if i < validateFrom {
+			if err = seg.loadIndexFiles(fsys, p.dir, size); err == nil {
+				st.fromIndex++
+				pos = size
+			} else if errors.Is(err, errBadIndex) {
+				// Validated, not only its headers read: files that do not match
+				// their segment say nothing about its bytes either.
+				p.eng.log.Warn("engine: index files do not verify; validating the segment and rewriting them", "partition", p.name, "err", err)
+				seg.reset()
+				pos, err = p.scanSegment(seg, size, true)
+				st.rebuilt++
+				st.validBytes += pos
+				rebuilt = true
+			}
+		} else {
+			pos, err = p.scanSegment(seg, size, true)
+			st.validated++
+			st.validBytes += pos
+		}
 		if errors.Is(err, errTorn) {
 			p.eng.log.Warn("engine: truncating log at the last valid batch", "partition", p.name, "segment", seg.path,
 				"position", pos, "offset", seg.end, "dropped_bytes", size-pos, "reason", err)
 			if err := seg.file.Truncate(pos); err != nil {
-				return err
+				return st, err
 			}
 			cutAt = i + 1
 			cut = err
 			break
 		}
 		if err != nil {
-			return err
+			return st, err
 		}
-		seg.indexed = i < validateFrom
+		seg.indexed = i < validateFrom && !rebuilt
 	}
 	if cut != nil {
 		if cutAt < len(p.segments) && cutAt > 0 && p.segments[cutAt] != nil {
@@ -160,19 +219,32 @@ func (p *Partition) scan() error {
 			_ = fsys.Remove(segmentName(p.dir, b, logSuffix))
 		}
 	}
-	// The active segment has no index files: they would go stale as it grows.
+	// The active segment has no index files: they would go stale as it
+	// grows. Their removal is made durable now: were they to come back
+	// after a crash, once the segment is sealed and longer, they would
+	// name it durable.
 	last := p.active()
 	last.indexed = false
 	for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
 		if err := fsys.Remove(segmentName(p.dir, last.base, suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+			return st, err
+		}
+	}
+	if lastHadIndex {
+		if err := fsys.SyncDir(p.dir); err != nil {
+			return st, err
 		}
 	}
 
 	active := p.active()
 	p.logStart = p.segments[0].base
 	p.logEnd = active.end
-	return nil
+	walked, fromSnap, err := p.loadProducerState(snaps)
+	st.headerBytes += walked
+	if fromSnap {
+		st.snapshots++
+	}
+	return st, err
 }
 
 // finishRecovery makes everything recovered (scanned and replayed from the
@@ -233,7 +305,7 @@ func (p *Partition) finishRecovery() error {
 }
 
 // scanSegment reads every batch header of seg (and with validate the whole
-// batch), feeding the indexes and the producer state. It returns the
+// batch), feeding its in-memory indexes. It returns the
 // position after the last good batch, and an error wrapping errTorn if the
 // bytes after it are not a valid batch.
 func (p *Partition) scanSegment(seg *segment, size int64, validate bool) (int64, error) {
@@ -243,7 +315,7 @@ func (p *Partition) scanSegment(seg *segment, size int64, validate bool) (int64,
 	for pos < size {
 		h, err := hr.header(pos, size)
 		if err != nil {
-			if errors.Is(err, batch.ErrCorrupt) || errors.Is(err, batch.ErrUnsupportedMagic) || errors.Is(err, batch.ErrTooLarge) {
+			if errors.Is(err, batch.ErrCorrupt) || errors.Is(err, batch.ErrUnsupportedMagic) || errors.Is(err, batch.ErrTooLarge) || errors.Is(err, batch.ErrDecompressedTooLarge) {
 				return pos, fmt.Errorf("%w: %v", errTorn, err)
 			}
 			return pos, err
@@ -271,8 +343,6 @@ func (p *Partition) scanSegment(seg *segment, size int64, validate bool) (int64,
 			}
 		}
 		seg.observe(h, pos, p.eng.cfg.IndexIntervalBytes)
-		p.prod.apply(h)
-		p.epochs.observe(h.PartitionLeaderEpoch, h.BaseOffset)
 		pos += int64(h.Size())
 	}
 	return pos, nil

@@ -121,7 +121,7 @@ func (p *Partition) resetLocked(offset int64) error {
 			return err
 		}
 	}
-	seg := &segment{base: offset, path: segmentName(p.dir, offset, logSuffix), file: file, end: offset, maxTs: -1, maxTsOffset: -1, firstTs: -1}
+	seg := &segment{base: offset, path: segmentName(p.dir, offset, logSuffix), file: file, end: offset, lastPos: -1, maxTs: -1, maxTsOffset: -1, firstTs: -1}
 	hw := p.hw.Load()
 	for _, old := range p.segments {
 		switch {
@@ -139,6 +139,8 @@ func (p *Partition) resetLocked(offset int64) error {
 		}
 	}
 	p.dropTailLocked()
+	// The producer snapshots describe the old log: none may seed a recovery of the new one.
+	p.dropSnapshotsAboveLocked(-1)
 	p.segments = []*segment{seg}
 	p.unsynced = nil
 	p.dirDirty, p.ckptDirty = true, true

@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,6 +56,9 @@ type segment struct {
 	times      []timeEntry
 	sinceIndex int // bytes appended since the last index entry
 
+	lastPos int64  // position of the last batch, -1 when none: what a producer snapshot names
+	lastCRC uint32 // that batch's CRC-32C
+
 	maxTs       int64 // largest batch max timestamp, -1 when none
 	maxTsOffset int64 // last offset of that batch
 	firstTs     int64 // the first batch's max timestamp, -1 when none: segment.ms counts from it
@@ -92,7 +97,7 @@ func newSegment(fsys vfs.FS, dir string, base int64) (*segment, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &segment{base: base, path: path, file: f, end: base, maxTs: -1, maxTsOffset: -1, firstTs: -1}, nil
+	return &segment{base: base, path: path, file: f, end: base, lastPos: -1, maxTs: -1, maxTsOffset: -1, firstTs: -1}, nil
 }
 
 // observe records that the batch h was stored at pos.
@@ -114,11 +119,12 @@ func (s *segment) observe(h batch.Header, pos int64, interval int) {
 	}
 	s.size = pos + int64(h.Size())
 	s.end = h.LastOffset() + 1
+	s.lastPos, s.lastCRC = pos, h.CRC
 }
 
 // reset forgets the in-memory index, before a rescan.
 func (s *segment) reset() {
-	s.size, s.end, s.firstTs = 0, s.base, -1
+	s.size, s.end, s.firstTs, s.lastPos = 0, s.base, -1, -1
 	s.index, s.times, s.sinceIndex = nil, nil, 0
 	s.maxTs, s.maxTsOffset = -1, -1
 }
@@ -148,20 +154,7 @@ func (s *segment) timeLookup(ts int64) int64 {
 // (int64 timestamp, int32 offset-base); the last time entry covers the
 // whole segment. They are written once the segment is sealed and durable.
 func (s *segment) writeIndexFiles(fsys vfs.FS, dir string) error {
-	idx := make([]byte, 0, 8*len(s.index))
-	for _, e := range s.index {
-		idx = binary.BigEndian.AppendUint32(idx, uint32(e.offset-s.base))
-		idx = binary.BigEndian.AppendUint32(idx, uint32(e.pos))
-	}
-	tix := make([]byte, 0, 12*(len(s.times)+1))
-	for _, e := range s.times {
-		tix = binary.BigEndian.AppendUint64(tix, uint64(e.ts))
-		tix = binary.BigEndian.AppendUint32(tix, uint32(e.offset-s.base))
-	}
-	if s.maxTs >= 0 {
-		tix = binary.BigEndian.AppendUint64(tix, uint64(s.maxTs))
-		tix = binary.BigEndian.AppendUint32(tix, uint32(s.maxTsOffset-s.base))
-	}
+	idx, tix := s.indexFileBytes()
 	for _, f := range []struct {
 		suffix string
 		data   []byte
@@ -171,6 +164,25 @@ func (s *segment) writeIndexFiles(fsys vfs.FS, dir string) error {
 		}
 	}
 	return nil
+}
+
+// indexFileBytes is the content of the segment's .index and .timeindex files.
+func (s *segment) indexFileBytes() (idx, tix []byte) {
+	idx = make([]byte, 0, 8*len(s.index))
+	for _, e := range s.index {
+		idx = binary.BigEndian.AppendUint32(idx, uint32(e.offset-s.base))
+		idx = binary.BigEndian.AppendUint32(idx, uint32(e.pos))
+	}
+	tix = make([]byte, 0, 12*(len(s.times)+1))
+	for _, e := range s.times {
+		tix = binary.BigEndian.AppendUint64(tix, uint64(e.ts))
+		tix = binary.BigEndian.AppendUint32(tix, uint32(e.offset-s.base))
+	}
+	if s.maxTs >= 0 {
+		tix = binary.BigEndian.AppendUint64(tix, uint64(s.maxTs))
+		tix = binary.BigEndian.AppendUint32(tix, uint32(s.maxTsOffset-s.base))
+	}
+	return idx, tix
 }
 
 func writeFile(fsys vfs.FS, path string, data []byte) error {
@@ -221,4 +233,99 @@ func (r *headerReader) header(pos, limit int64) (batch.Header, error) {
 	}
 	off := pos - r.start
 	return batch.ParseHeader(r.buf[off : off+batch.HeaderSize])
+}
+
+// errBadIndex: index files that do not match their segment; the segment's
+// headers are read instead and the files rewritten.
+var errBadIndex = errors.New("engine: index files do not verify")
+
+// loadIndexFiles fills the in-memory indexes from the .index and
+// .timeindex files of a segment of size bytes, instead of reading every
+// batch header. They verify when: the entries are well formed (whole
+// entries, the first at position 0 with the base offset, offsets and
+// positions strictly increasing and inside the file, time entries at index
+// entries with rising timestamps); the last index entry points at a batch
+// header carrying its offset; and the headers from there on (at most an
+// index interval and a batch, for files written whole) are well-formed
+// batches, contiguous, ending exactly at the end of the file, none with a
+// timestamp above the segment's recorded maximum. Otherwise errBadIndex.
+func (s *segment) loadIndexFiles(fsys vfs.FS, dir string, size int64) error {
+	idx, err := vfs.ReadFile(fsys, segmentName(dir, s.base, indexSuffix))
+	if err != nil {
+		return err
+	}
+	tix, err := vfs.ReadFile(fsys, segmentName(dir, s.base, timeIndexSuffix))
+	if err != nil {
+		return err
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", errBadIndex, s.path, fmt.Sprintf(format, args...))
+	}
+	if size == 0 {
+		if len(idx) != 0 || len(tix) != 0 {
+			return bad("empty segment with index entries")
+		}
+		return nil
+	}
+	if len(idx) == 0 || len(idx)%8 != 0 || len(tix)%12 != 0 {
+		return bad("%d index bytes, %d time index bytes", len(idx), len(tix))
+	}
+	index := make([]indexEntry, 0, len(idx)/8)
+	for i := 0; i < len(idx); i += 8 {
+		e := indexEntry{offset: s.base + int64(binary.BigEndian.Uint32(idx[i:])), pos: int64(binary.BigEndian.Uint32(idx[i+4:]))}
+		n := len(index)
+		switch {
+		case n == 0 && (e.offset != s.base || e.pos != 0):
+			return bad("first entry (%d, %d), want (%d, 0)", e.offset, e.pos, s.base)
+		case n > 0 && (e.offset <= index[n-1].offset || e.pos <= index[n-1].pos):
+			return bad("entry %d (%d, %d) does not follow (%d, %d)", n, e.offset, e.pos, index[n-1].offset, index[n-1].pos)
+		case e.pos >= size:
+			return bad("entry %d at position %d, the file has %d bytes", n, e.pos, size)
+		}
+		index = append(index, e)
+	}
+	maxTs, maxTsOffset := int64(-1), int64(-1)
+	var times []timeEntry
+	for i := 0; i < len(tix); i += 12 {
+		ts, off := int64(binary.BigEndian.Uint64(tix[i:])), s.base+int64(binary.BigEndian.Uint32(tix[i+8:]))
+		if i+12 == len(tix) { // the last entry covers the whole segment
+			maxTs, maxTsOffset = ts, off
+			break
+		}
+		j, found := slices.BinarySearchFunc(index, off, func(e indexEntry, o int64) int { return cmp.Compare(e.offset, o) })
+		if !found || ts < 0 || (len(times) > 0 && ts <= times[len(times)-1].ts) {
+			return bad("time entry (%d, %d) is not at an index entry or does not rise", ts, off)
+		}
+		times = append(times, timeEntry{ts: ts, offset: off, pos: index[j].pos})
+	}
+	if len(times) > 0 && maxTs < times[len(times)-1].ts {
+		return bad("maximum timestamp %d below a time entry", maxTs)
+	}
+	hr := newHeaderReader(s.file)
+	first, err := hr.header(0, size)
+	if err != nil {
+		return bad("first batch: %v", err)
+	}
+	last := index[len(index)-1]
+	pos, next := last.pos, last.offset
+	var lh batch.Header
+	for pos < size {
+		h, err := hr.header(pos, size)
+		switch {
+		case err != nil:
+			return bad("batch at %d: %v", pos, err)
+		case h.BaseOffset != next || h.Magic != 2 || h.LastOffsetDelta < 0 || pos+int64(h.Size()) > size:
+			return bad("batch at %d: offset %d (want %d), magic %d, %d bytes", pos, h.BaseOffset, next, h.Magic, h.Size())
+		case h.MaxTimestamp > maxTs:
+			return bad("batch at %d has timestamp %d, above the recorded maximum %d", pos, h.MaxTimestamp, maxTs)
+		}
+		lh = h
+		next = h.LastOffset() + 1
+		s.lastPos, s.lastCRC = pos, h.CRC
+		pos += int64(h.Size())
+	}
+	s.index, s.times, s.sinceIndex = index, times, int(size-last.pos)
+	s.size, s.end = size, lh.LastOffset()+1
+	s.firstTs, s.maxTs, s.maxTsOffset = first.MaxTimestamp, maxTs, maxTsOffset
+	return nil
 }

@@ -37,24 +37,21 @@ type cutPlan struct {
 
 // planCutLocked reads the batch headers needed to cut the log before the
 // batch holding offset: the segment's up to the cut, to rebuild its
-// indexes, and every earlier segment's, to rebuild the producer state (as
-// recovery does). Nothing changes. p.mu held.
+// indexes, and the earlier segments' after the newest producer snapshot
+// that verifies, to rebuild the producer state (as recovery does). Nothing
+// changes. p.mu held.
 func (p *Partition) planCutLocked(offset int64) (cutPlan, error) {
 	pl := cutPlan{idx: p.segmentIndex(offset), prod: producers{}}
-	for _, s := range p.segments[:pl.idx] {
-		hr := newHeaderReader(s.file)
-		for pos := int64(0); pos < s.size; {
-			h, err := hr.header(pos, s.size)
-			if err != nil {
-				return cutPlan{}, err
-			}
-			pl.prod.apply(h)
-			pos += int64(h.Size())
-		}
-	}
 	s := p.segments[pl.idx]
+	from := p.segments[0].base
+	if snap := p.newestGoodSnapshot(s.base); snap != nil {
+		pl.prod, from = snap.prod, snap.offset
+	}
+	if _, err := p.applyHeaders(from, s.base, pl.prod.apply); err != nil {
+		return cutPlan{}, err
+	}
 	pl.at = s
-	pl.seg = segment{base: s.base, path: s.path, file: s.file, end: s.base, maxTs: -1, maxTsOffset: -1, firstTs: -1}
+	pl.seg = segment{base: s.base, path: s.path, file: s.file, end: s.base, lastPos: -1, maxTs: -1, maxTsOffset: -1, firstTs: -1}
 	hr := newHeaderReader(s.file)
 	for pl.seg.size < s.size {
 		h, err := hr.header(pl.seg.size, s.size)
@@ -105,6 +102,7 @@ func (p *Partition) cutLocked(pl cutPlan) error {
 	s.size, s.end = pl.seg.size, pl.seg.end
 	s.index, s.times, s.sinceIndex = pl.seg.index, pl.seg.times, pl.seg.sinceIndex
 	s.maxTs, s.maxTsOffset, s.firstTs = pl.seg.maxTs, pl.seg.maxTsOffset, pl.seg.firstTs
+	s.lastPos, s.lastCRC = pl.seg.lastPos, pl.seg.lastCRC
 	p.unsynced = nil
 	for _, x := range p.segments[:pl.idx] {
 		if !x.indexed {
@@ -115,6 +113,7 @@ func (p *Partition) cutLocked(pl cutPlan) error {
 	p.logEnd = pl.end
 	p.prod = pl.prod
 	p.epochs.truncateFromEnd(pl.end)
+	p.dropSnapshotsAboveLocked(pl.end)
 	if p.durableEnd > pl.end {
 		p.durableEnd, p.durableMark = pl.end, s.mark()
 		p.durableProd = p.prod.clone()

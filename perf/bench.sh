@@ -5,6 +5,7 @@
 # min.insync.replicas=2). Prints one comparison table and writes bench/results/<date>-<commit>.json
 # and plots. BENCH_DURATION (e.g. 30s) lengthens each measured run (default 10s, whole run ~4 min);
 # BENCH_RATE sets the open-loop rate; BENCH_BROKERS / BENCH_WORKLOADS pick a subset.
+# BENCH_RECOVERY_GIB sets the recovery step's log size (BENCH_RECOVERY=0 skips it).
 # BENCH_BASE=path/to/an/earlier/ringtail adds that build as broker ringtail-base, run right
 # after ringtail on every workload, so a change is compared with its base in one run.
 # BENCH_CLUSTER=0 leaves the cluster out; BENCH_CLUSTER=only runs seed on ringtail, the cluster
@@ -37,12 +38,14 @@ if [ -n "${BENCH_BASE:-}" ]; then
 	[ -n "${BENCH_BROKERS:-}" ] || brokers=ringtail,ringtail-base,ringtail-cluster,kfake-mem,kfake-sync
 fi
 storage=${BENCH_STORAGE:-1}
+recovery=${BENCH_RECOVERY:-1}
 case "${BENCH_CLUSTER:-1}" in
 0) brokers=$(echo ",$brokers," | sed 's/,ringtail-cluster,/,/g; s/^,//; s/,$//') ;;
 only)
 	[ -n "${BENCH_BROKERS:-}" ] || brokers=ringtail,ringtail-cluster,kfake-mem
 	[ -n "${BENCH_WORKLOADS:-}" ] || workloads=seed
 	storage=${BENCH_STORAGE:-0}
+	recovery=${BENCH_RECOVERY:-0}
 	;;
 1) ;;
 *) echo "bench: BENCH_CLUSTER must be 1, 0 or only" >&2; exit 2 ;;
@@ -91,6 +94,17 @@ TMPDIR=$benchtmp bin/ringtail-perf bench \
 	--workloads "$workloads" \
 	--pid-file "$pidfile" \
 	--out bench/results --commit "$commit" || status=$?
+
+# Recovery time: a log of BENCH_RECOVERY_GIB GiB (default 1; the 10 GiB figures in
+# docs/benchmarks.md were run by hand with `bin/ringtail-perf recovery --gib 10`), restarted after
+# kill -9 and after SIGTERM; process start to ApiVersions answered. BENCH_RECOVERY=0 skips it.
+if [ "$recovery" != 0 ] && [ -x bin/ringtail ]; then
+	out="bench/results/$(date -u +%Y-%m-%d)-$commit-recovery"
+	echo
+	echo "== recovery: ${BENCH_RECOVERY_GIB:-1} GiB log, restart after kill -9 and SIGTERM, also in $out.txt =="
+	TMPDIR=$benchtmp bin/ringtail-perf recovery --ringtail bin/ringtail --dir "$benchtmp" --gib "${BENCH_RECOVERY_GIB:-1}" \
+		--record-bytes 256 --batch-bytes 4096 --rounds 3 --json "$out.json" | tee "$out.txt" || status=1
+fi
 
 # The storage layer alone: the WAL through io_uring and through the portable writer, in one run,
 # for 256 B, 4 KiB and 64 KiB appends at 1, 16 and 128 concurrent appenders, next to the raw

@@ -5,6 +5,7 @@
 //	ringtail-perf consume [flags]   read a topic from the start (or as --group)
 //	ringtail-perf e2e --rate N      produce→consume latency with a tailing consumer
 //	ringtail-perf bench [flags]     Ringtail side by side with kfake (what `make bench` runs)
+//	ringtail-perf recovery [flags]  restart time with a large log, after kill -9 and SIGTERM
 //	ringtail-perf plot FILE.json    redraw the plots from a JSON result
 package main
 
@@ -21,7 +22,7 @@ import (
 )
 
 func usage() {
-	fmt.Fprint(os.Stderr, `usage: ringtail-perf produce|consume|e2e|bench [flags]
+	fmt.Fprint(os.Stderr, `usage: ringtail-perf produce|consume|e2e|bench|recovery [flags]
        ringtail-perf plot FILE.json   (redraw plots from a --json or bench result)
 run "ringtail-perf <command> -h" for the flags of a command
 `)
@@ -41,6 +42,8 @@ func main() {
 		err = runOne(ctx, cmd, args)
 	case "bench":
 		err = runBench(ctx, args)
+	case "recovery":
+		err = runRecovery(ctx, args)
 	case "plot":
 		err = runPlot(args)
 	case "-h", "--help", "help":

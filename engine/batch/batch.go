@@ -41,12 +41,15 @@ const (
 
 // Errors. Callers map them to Kafka error codes: ErrCorrupt to
 // CORRUPT_MESSAGE, ErrUnsupportedMagic to UNSUPPORTED_FOR_MESSAGE_FORMAT,
-// ErrTooLarge to MESSAGE_TOO_LARGE. Returned errors wrap one of them with the
-// precise reason.
+// ErrTooLarge (the batch as sent exceeds max.message.bytes) to
+// MESSAGE_TOO_LARGE, ErrDecompressedTooLarge (the decompression-bomb guard,
+// see MinDecompressLimit) to INVALID_RECORD. Returned errors wrap one of them
+// with the precise reason.
 var (
-	ErrCorrupt          = errors.New("batch: corrupt")
-	ErrUnsupportedMagic = errors.New("batch: unsupported magic")
-	ErrTooLarge         = errors.New("batch: too large")
+	ErrCorrupt              = errors.New("batch: corrupt")
+	ErrUnsupportedMagic     = errors.New("batch: unsupported magic")
+	ErrTooLarge             = errors.New("batch: too large")
+	ErrDecompressedTooLarge = errors.New("batch: records decompress beyond the decompression-bomb guard")
 )
 
 // Codec is a compression codec, the low three bits of the attributes.

@@ -418,12 +418,13 @@ func rawBatch(h Header, n int32, records []byte) []byte {
 }
 
 // TestZipBomb checks that records decompressing far beyond their size are
-// refused with ErrTooLarge for every codec, without decoding them fully.
+// refused with ErrDecompressedTooLarge for every codec, without decoding them fully.
 // Snappy cannot compress much more than 20:1, so its bomb is a block that
 // claims a huge decoded length.
 func TestZipBomb(t *testing.T) {
-	zeros := make([]byte, 32<<20)
-	// One record whose value is 32 MiB of zeros.
+	zeros := make([]byte, 80<<20)
+	// One record whose value is 80 MiB of zeros: over the 16 MiB floor of the
+	// guard, and 64 times the compressed size, for every codec.
 	var raw []byte
 	raw = binary.AppendVarint(raw, int64(recordBodySize(&Record{Value: zeros})))
 	raw = append(raw, 0, 0, 0, 1)
@@ -455,14 +456,14 @@ func TestZipBomb(t *testing.T) {
 	}
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {
-			if err := Validate(b, 0); !errors.Is(err, ErrTooLarge) {
-				t.Fatalf("Validate = %v, want ErrTooLarge", err)
+			if err := Validate(b, 0); !errors.Is(err, ErrDecompressedTooLarge) || errors.Is(err, ErrTooLarge) {
+				t.Fatalf("Validate = %v, want ErrDecompressedTooLarge", err)
 			}
-			if _, err := Records(b); !errors.Is(err, ErrTooLarge) {
-				t.Fatalf("Records = %v, want ErrTooLarge", err)
+			if _, err := Records(b); !errors.Is(err, ErrDecompressedTooLarge) {
+				t.Fatalf("Records = %v, want ErrDecompressedTooLarge", err)
 			}
-			if _, err := Recompress(b, CodecNone); !errors.Is(err, ErrTooLarge) {
-				t.Fatalf("Recompress = %v, want ErrTooLarge", err)
+			if _, err := Recompress(b, CodecNone); !errors.Is(err, ErrDecompressedTooLarge) {
+				t.Fatalf("Recompress = %v, want ErrDecompressedTooLarge", err)
 			}
 		})
 	}
@@ -470,8 +471,8 @@ func TestZipBomb(t *testing.T) {
 
 func TestDecompressLimit(t *testing.T) {
 	for _, c := range []struct{ in, want int }{
-		{0, minDecompressLimit},
-		{100, minDecompressLimit},
+		{0, MinDecompressLimit},
+		{100, MinDecompressLimit},
 		{1 << 20, 64 << 20},
 		{4 << 20, 256 << 20},
 		{100 << 20, 256 << 20},
@@ -759,5 +760,30 @@ func TestZstdWindowBound(t *testing.T) {
 		if (tc.want == nil && err != nil) || !errors.Is(err, tc.want) {
 			t.Errorf("window 2^%d: Validate = %v, want %v", tc.windowLog, err, tc.want)
 		}
+	}
+}
+
+// TestMaxMessageBytesIsCompressedSize: max.message.bytes is checked against
+// the batch as sent, as Kafka does: a zstd batch of a few KiB whose records
+// inflate to 3 MiB passes a 1 MiB limit, and only the decompression-bomb
+// guard (its own error) refuses what inflates beyond its bound.
+func TestMaxMessageBytesIsCompressedSize(t *testing.T) {
+	const maxMessageBytes = 1048588 // Kafka's default
+	value := bytes.Repeat([]byte(`{"event":"click","page":"/home"},`), (3<<20)/33)
+	b := Build(testHeader(), []Record{{Value: value}}, CodecZstd)
+	t.Logf("%d bytes compressed for %d of value", len(b), len(value))
+	if len(b) > 8<<10 {
+		t.Fatalf("batch of %d bytes: the test wants a small compressed batch", len(b))
+	}
+	if err := Validate(b, maxMessageBytes); err != nil {
+		t.Fatalf("Validate of a %d-byte batch inflating to %d bytes = %v, want nil", len(b), len(value), err)
+	}
+	if err := Validate(b, len(b)-1); !errors.Is(err, ErrTooLarge) || errors.Is(err, ErrDecompressedTooLarge) {
+		t.Fatalf("Validate over max.message.bytes = %v, want ErrTooLarge", err)
+	}
+	// Past the guard: 64 times the compressed size and over MinDecompressLimit.
+	bomb := Build(testHeader(), []Record{{Value: make([]byte, MinDecompressLimit+1)}}, CodecZstd)
+	if err := Validate(bomb, maxMessageBytes); !errors.Is(err, ErrDecompressedTooLarge) || errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Validate of a bomb = %v, want ErrDecompressedTooLarge", err)
 	}
 }

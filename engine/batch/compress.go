@@ -16,15 +16,18 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// Bounds on decompression. Records may decompress to at most
-// MaxDecompressRatio times the compressed size, but never less than
-// minDecompressLimit (so small batches of very repetitive data still pass)
-// nor more than MaxDecompressedBytes. Beyond that the batch is refused with
-// ErrTooLarge before the output grows further.
+// Bounds on decompression: the guard against decompression bombs, apart
+// from max.message.bytes (which Kafka, and Validate, check against the batch
+// as sent, compressed). Records may decompress to at most MaxDecompressRatio
+// times the compressed size, but never less than MinDecompressLimit (so
+// small batches of very repetitive data pass: a 3 KiB zstd batch of 3 MiB
+// of JSON is a normal batch) nor more than MaxDecompressedBytes. Beyond that
+// the batch is refused with ErrDecompressedTooLarge before the output grows
+// further.
 const (
 	MaxDecompressRatio   = 64
 	MaxDecompressedBytes = 256 << 20
-	minDecompressLimit   = 1 << 20
+	MinDecompressLimit   = 16 << 20
 
 	// maxZstdWindow bounds the window a zstd frame may ask for, which the
 	// streaming decoder allocates up front. 8 MiB covers levels up to 19
@@ -48,7 +51,7 @@ func decompressLimit(n int) int {
 	if n >= MaxDecompressedBytes/MaxDecompressRatio {
 		return MaxDecompressedBytes
 	}
-	return max(n*MaxDecompressRatio, minDecompressLimit)
+	return max(n*MaxDecompressRatio, MinDecompressLimit)
 }
 
 // xerialMagic starts a xerial-framed snappy stream.
@@ -83,12 +86,12 @@ func corruptf(format string, args ...any) error {
 }
 
 // decompress appends the decompressed form of src to dst, refusing output
-// beyond limit bytes with ErrTooLarge and bad input with ErrCorrupt.
+// beyond limit bytes with ErrDecompressedTooLarge and bad input with ErrCorrupt.
 func decompress(dst, src []byte, c Codec, limit int) ([]byte, error) {
 	switch c {
 	case CodecNone:
 		if len(src) > limit {
-			return dst, fmt.Errorf("%w: %d record bytes exceed %d", ErrTooLarge, len(src), limit)
+			return dst, fmt.Errorf("%w: %d record bytes exceed %d", ErrDecompressedTooLarge, len(src), limit)
 		}
 		return append(dst, src...), nil
 	case CodecGzip:
@@ -117,7 +120,7 @@ func readBounded(dst []byte, r io.Reader, limit int, guess int) ([]byte, error) 
 	for {
 		if len(dst) == cap(dst) {
 			if len(dst)-start > limit {
-				return dst, fmt.Errorf("%w: records decompress to more than %d bytes", ErrTooLarge, limit)
+				return dst, fmt.Errorf("%w: records decompress to more than %d bytes", ErrDecompressedTooLarge, limit)
 			}
 			// Grow, but never past limit+1: one byte more proves the excess.
 			grow := cap(dst) - start
@@ -132,7 +135,7 @@ func readBounded(dst []byte, r io.Reader, limit int, guess int) ([]byte, error) 
 		n, err := r.Read(dst[len(dst):cap(dst)])
 		dst = dst[:len(dst)+n]
 		if len(dst)-start > limit {
-			return dst, fmt.Errorf("%w: records decompress to more than %d bytes", ErrTooLarge, limit)
+			return dst, fmt.Errorf("%w: records decompress to more than %d bytes", ErrDecompressedTooLarge, limit)
 		}
 		if err == io.EOF {
 			return dst, nil
@@ -162,7 +165,7 @@ func decompressGzip(dst, src []byte, limit int) ([]byte, error) {
 	defer gzipReaders.Put(zr)
 	dst, err = readBounded(dst, zr, limit, guessSize(len(src)))
 	if err != nil {
-		if errors.Is(err, ErrTooLarge) {
+		if errors.Is(err, ErrDecompressedTooLarge) {
 			return dst, err
 		}
 		return dst, corruptf("gzip: %v", err)
@@ -182,7 +185,7 @@ func decompressLZ4(dst, src []byte, limit int) ([]byte, error) {
 	defer lz4Readers.Put(zr)
 	dst, err := readBounded(dst, zr, limit, guessSize(len(src)))
 	if err != nil {
-		if errors.Is(err, ErrTooLarge) {
+		if errors.Is(err, ErrDecompressedTooLarge) {
 			return dst, err
 		}
 		return dst, corruptf("lz4: %v", err)
@@ -222,7 +225,7 @@ func decompressZstd(dst, src []byte, limit int) ([]byte, error) {
 		}
 	}
 	if err != nil {
-		if errors.Is(err, ErrTooLarge) {
+		if errors.Is(err, ErrDecompressedTooLarge) {
 			return dst, err
 		}
 		return dst, corruptf("zstd: %v", err)
@@ -236,7 +239,7 @@ func decompressSnappyBlock(dst, src []byte, limit int) ([]byte, error) {
 		return dst, corruptf("snappy: %v", err)
 	}
 	if n > limit {
-		return dst, fmt.Errorf("%w: snappy block decodes to %d bytes, limit %d", ErrTooLarge, n, limit)
+		return dst, fmt.Errorf("%w: snappy block decodes to %d bytes, limit %d", ErrDecompressedTooLarge, n, limit)
 	}
 	start := len(dst)
 	dst = slices.Grow(dst, n)[:start+n]

@@ -47,7 +47,8 @@
 // int32 length + raw snappy block), lz4 (the LZ4 frame format), zstd (one or
 // more zstd frames).
 //
-// Decompression is bounded (see [MaxDecompressRatio] and
-// [MaxDecompressedBytes]) so a small hostile batch cannot make the broker
-// allocate without limit.
+// Decompression is bounded (see [MaxDecompressRatio], [MinDecompressLimit]
+// and [MaxDecompressedBytes]) so a small hostile batch cannot make the broker
+// allocate without limit. That guard is separate from max.message.bytes,
+// which is checked against the batch as sent (compressed), as Kafka does.
 package batch

@@ -34,7 +34,7 @@ func seedBatches() [][]byte {
 }
 
 func isSentinel(err error) bool {
-	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsupportedMagic) || errors.Is(err, ErrTooLarge)
+	return errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsupportedMagic) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrDecompressedTooLarge)
 }
 
 func FuzzValidate(f *testing.F) {

@@ -8,11 +8,12 @@ import (
 // Validate checks one whole batch b as a broker must before storing it:
 //
 //   - magic 2, else ErrUnsupportedMagic;
-//   - when maxBatchBytes > 0, len(b) <= maxBatchBytes, else ErrTooLarge;
+//   - when maxBatchBytes > 0, len(b) <= maxBatchBytes (the batch as sent,
+//     compressed: Kafka's max.message.bytes), else ErrTooLarge;
 //   - batchLength matches len(b), the CRC-32C matches, NumRecords >= 0 and,
 //     for a non-empty batch, LastOffsetDelta == NumRecords-1;
 //   - the records decompress within the bounds of [decompressLimit] (else
-//     ErrTooLarge) and hold exactly NumRecords well-formed records whose
+//     ErrDecompressedTooLarge) and hold exactly NumRecords well-formed records whose
 //     offset deltas are their indexes, with no bytes left over.
 //
 // Everything else is ErrCorrupt. MaxTimestamp >= FirstTimestamp is not

@@ -113,7 +113,8 @@ type cutPlan struct {
 	args     []string // extra serve flags
 }
 
-// powerCutRound mounts cutfs over backing, runs a broker on it, creates topic (3 partitions) in
+// powerCutRound mounts cutfs over backing, runs a broker on it (after round 0 it must start on the
+// clean path: consumeValues stopped the last one cleanly), creates topic (3 partitions) in
 // round 0, and runs concurrent idempotent acks=all producers, recording each acknowledged value
 // in acked, until the plan's acknowledgements have come. Then, with production still going on,
 // it cuts the power (SIGKILL cutfs, so nothing can be synced any more), SIGKILLs the broker and
@@ -124,6 +125,10 @@ func powerCutRound(t *testing.T, bin, backing, topic string, round int, acked *a
 	b := startBroker(t, withDataDir(fsm.mnt), withArgs(plan.args...))
 	if round == 0 {
 		createTopic(t, b.Admin(t), topic, 3, nil)
+	} else if !strings.Contains(b.Log(), "recovery: clean shutdown, replay skipped") {
+		// consumeValues stopped the last broker cleanly: this start trusts what that stop wrote,
+		// and removes its marker, durably, before this round's cut.
+		t.Fatalf("round %d: the start after a clean stop did not take the clean path:\n%s", round, b.Log())
 	}
 
 	const producers = 4
@@ -198,12 +203,18 @@ func powerCutRound(t *testing.T, bin, backing, topic string, round int, acked *a
 }
 
 // consumeValues starts a broker on dir (a plain directory: the backing directory after a power
-// cut), reads every record of topic, stops the broker and returns the values read, counted. A
+// cut; it must recover as after a crash), reads every record of topic, stops the broker (cleanly:
+// the next round's start takes the clean path) and returns the values read, counted. A
 // topic that did not survive has no records.
 func consumeValues(t *testing.T, dir, topic string) map[string]int {
 	t.Helper()
 	b := startBroker(t, withDataDir(dir))
 	defer b.Stop()
+	// No marker may outlive the power cut: neither the killed broker's (it wrote none) nor one
+	// from an earlier clean stop (the start after it removed it durably).
+	if !strings.Contains(b.Log(), "recovery: no clean shutdown marker") {
+		t.Fatalf("the start after a power cut did not recover as after a crash:\n%s", b.Log())
+	}
 	out := make(map[string]int)
 	tds, err := b.Admin(t).ListTopics(ctxTimeout(t, opTimeout), topic)
 	if err != nil {
