@@ -255,7 +255,7 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("InitProducerId: error %d, producer id %d", ipr.ErrorCode, ipr.ProducerID)
 		}
 		spec := func(seq int32, vals ...string) []byte {
-			s := batchSpec{producerID: ipr.ProducerID, producerEpoch: ipr.ProducerEpoch, firstSequence: seq}
+			s := batchSpec{idempotent: true, producerID: ipr.ProducerID, producerEpoch: ipr.ProducerEpoch, firstSequence: seq}
 			for _, v := range vals {
 				s.values = append(s.values, []byte(v))
 			}

@@ -183,7 +183,8 @@ func pickVersion(t testing.TB, versions map[int16][2]int16, key, limit int16) in
 type batchSpec struct {
 	values        [][]byte
 	timestamp     int64   // first timestamp (ms); 0 means now
-	producerID    int64   // -1 for non-idempotent
+	idempotent    bool    // the batch carries producerID, producerEpoch, firstSequence
+	producerID    int64   // with idempotent (0 is a producer id: a fresh broker's first)
 	tsDeltas      []int64 // per-record timestamp deltas from timestamp (default all 0)
 	producerEpoch int16
 	firstSequence int32
@@ -216,13 +217,9 @@ func encodeBatch(s batchSpec) []byte {
 	if s.numRecords != nil {
 		n = *s.numRecords
 	}
-	pid := s.producerID
-	if pid == 0 {
-		pid = -1
-	}
-	epoch, seq := s.producerEpoch, s.firstSequence
-	if pid == -1 {
-		epoch, seq = -1, -1
+	pid, epoch, seq := int64(-1), int16(-1), int32(-1)
+	if s.idempotent {
+		pid, epoch, seq = s.producerID, s.producerEpoch, s.firstSequence
 	}
 	b := kmsg.RecordBatch{
 		FirstOffset:     0,

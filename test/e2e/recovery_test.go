@@ -36,7 +36,7 @@ func TestIdempotentRetryAfterRestart(t *testing.T) {
 		}
 	}
 	batchAt := func(seq int32) []byte {
-		return encodeBatch(batchSpec{producerID: ipr.ProducerID, producerEpoch: ipr.ProducerEpoch, firstSequence: seq,
+		return encodeBatch(batchSpec{idempotent: true, producerID: ipr.ProducerID, producerEpoch: ipr.ProducerEpoch, firstSequence: seq,
 			values: [][]byte{[]byte("idem-a"), []byte("idem-b")}})
 	}
 	// Other records in between: segment rolls, and WAL growth for checkpoints (which write the
