@@ -122,6 +122,11 @@ type cluster struct {
 	ctrlMu sync.Mutex
 	ctrl   *controller.Controller
 
+	// reconciled is the metadata state followMetadata last applied, applies counts its
+	// passes: the metadata follower's progress for the watchdog (MetadataProgress).
+	reconciled atomic.Pointer[meta.State]
+	applies    atomic.Uint64
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -255,7 +260,8 @@ func (b *Broker) followMetadata() {
 	defer b.cl.wg.Done()
 	for {
 		_, changed := b.meta.Watch() // before reconciling, so no later state goes unseen
-		b.reconcile()
+		b.cl.reconciled.Store(b.reconcile())
+		b.cl.applies.Add(1)
 		select {
 		case <-changed:
 		case <-b.cl.stop:
@@ -269,10 +275,12 @@ func (b *Broker) followMetadata() {
 // the others. The state is read under topicMu: a
 // state read before it could be older than one a topic change reconciled meanwhile, and
 // applying it would remove the partitions that change just created.
-func (b *Broker) reconcile() {
+func (b *Broker) reconcile() *meta.State {
 	b.topicMu.Lock()
 	defer b.topicMu.Unlock()
-	b.reconcileLocked(b.meta.State())
+	st := b.meta.State()
+	b.reconcileLocked(st)
+	return st
 }
 
 // reconcileLocked is reconcile with topicMu held. It may run more than once on one state.

@@ -133,6 +133,11 @@ func (w *Log) run() {
 		if w.hook != nil {
 			w.hook()
 		}
+		if ch := w.wedge.Load(); ch != nil {
+			w.held.Store(true) // Wedge: fault injection
+			<-*ch
+			w.held.Store(false)
+		}
 		w.cycle(lane, zero)
 	}
 }
@@ -215,6 +220,7 @@ func (w *Log) cycle(l *walLane, zero bool) {
 			if r.done != nil {
 				r.done(0, ErrCanceled)
 			}
+			w.settled.Add(1)
 			continue
 		}
 		kept = append(kept, r)
@@ -382,6 +388,7 @@ func (w *Log) sinceReleasedLocked() int64 {
 
 // complete runs the done callbacks of one cycle in order.
 func (w *Log) complete(reqs []walReq, first uint64, err error) {
+	defer w.settled.Add(uint64(len(reqs)))
 	for i, r := range reqs {
 		if r.done != nil {
 			if err != nil {

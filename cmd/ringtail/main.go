@@ -18,9 +18,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringtail/ringtail/broker"
+	"github.com/ringtail/ringtail/internal/health"
 	"github.com/ringtail/ringtail/internal/metrics"
 	kafkanet "github.com/ringtail/ringtail/net"
 	"github.com/ringtail/ringtail/vfs"
@@ -58,7 +60,7 @@ func run(args []string) int {
 			fmt.Fprintf(os.Stderr, "ringtail: %v\n", err)
 			return 2
 		}
-		if err := serve(cfg); err != nil {
+		if err := serve(cfg, args[1:]); err != nil {
 			fmt.Fprintf(os.Stderr, "ringtail: %v\n", err)
 			return 1
 		}
@@ -85,15 +87,16 @@ func run(args []string) int {
 // message and p99 (two interleaved pairs, 2026-11-25), for a heap of a few tens of MiB.
 const defaultGCPercent = 400
 
-func serve(cfg *config) error {
+func serve(cfg *config, args []string) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
-	var level slog.Level
+	level := new(slog.LevelVar)
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(os.Stderr, cfg.LogFormat, level)
+	notify := newNotifier(log)
 	advHost, advPort, err := cfg.advertisedHostPort()
 	if err != nil {
 		return err
@@ -132,13 +135,16 @@ func serve(cfg *config) error {
 		select {
 		case sig := <-sigs:
 			log.Info("signal during the start; stopping", "signal", sig.String())
+			notify.send(daemon.SdNotifyStopping, "STATUS=stopping before the start completed")
 			cancelStart()
 			sigs <- sig // for the shutdown below, should the start complete after all
 		case <-startDone:
 		}
 	}()
 	var cluster *broker.ClusterConfig
+	starting := "recovering: replaying the write-ahead log"
 	if cfg.Peers != nil {
+		starting = "recovering: replaying the write-ahead log, joining the metadata cluster"
 		cluster = &broker.ClusterConfig{
 			RaftAddr:          cfg.RaftAddr,
 			Peers:             cfg.Peers,
@@ -152,6 +158,8 @@ func serve(cfg *config) error {
 			NonVoting:         cfg.NonVoting,
 		}
 	}
+	opened := make(chan struct{})
+	go notify.extendStart(opened, starting)
 	node, err := broker.OpenContext(startCtx, broker.Config{
 		NodeID:                 cfg.NodeID,
 		AdvertisedHost:         advHost,
@@ -170,6 +178,7 @@ func serve(cfg *config) error {
 		OffsetsTopicPartitions: cfg.OffsetsPartitions,
 		Logger:                 log,
 	})
+	close(opened)
 	if err != nil {
 		if startCtx.Err() != nil {
 			log.Info("stopped before the start completed", "err", err)
@@ -203,6 +212,9 @@ func serve(cfg *config) error {
 		// http.DefaultServeMux carries the pprof handlers and the metadata dump; it is served
 		// on a separate, opt-in address so diagnostics never share a port with Kafka clients.
 		http.Handle(debugMetadataPath, debugMetadataHandler(node.NodeID(), node.ControllerID, node.MetadataState))
+		if os.Getenv(faultInjectionEnv) == "1" {
+			registerFaultHandlers(http.DefaultServeMux, log, node.Storage())
+		}
 		if err := serveHTTP(log, "debug", cfg.DebugListen, http.DefaultServeMux); err != nil {
 			srv.Stop(context.Background())
 			node.Close()
@@ -218,25 +230,128 @@ func serve(cfg *config) error {
 			return err
 		}
 	}
+	// Under systemd, READY=1 waits until every listener has answered a request of our own,
+	// and the watchdog pings only while the event loops, the WAL writer and the metadata
+	// follower make progress.
+	var wd *watchdog
+	if notify.on {
+		if wd, err = startWatchdog(startCtx, notify, log, srv.Addrs(), node, cluster != nil); err != nil {
+			srv.Stop(context.Background())
+			node.Close()
+			if startCtx.Err() != nil {
+				log.Info("stopped before the start completed", "err", err)
+				return nil
+			}
+			return err
+		}
+	}
 	log.Info("ringtail started", "version", version, "node_id", cfg.NodeID, "listen", srv.Addrs(),
 		"advertised", fmt.Sprintf("%s:%d", advHost, advPort), "data_dir", dataDir)
-	fmt.Fprintf(os.Stderr, "\nRingtail is listening on %v (data in %s).\nTry: kcat -b %s:%d -L\n\n", srv.Addrs(), dataDir, advHost, advPort)
+	if !notify.on {
+		fmt.Fprintf(os.Stderr, "\nRingtail is listening on %v (data in %s).\nTry: kcat -b %s:%d -L\n\n", srv.Addrs(), dataDir, advHost, advPort)
+	}
 
 	close(startDone)
-	sig := <-sigs
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	var sig os.Signal
+	for sig == nil {
+		select {
+		case sig = <-sigs:
+		case <-hups:
+			reload(log, level, cfg, args, node, notify)
+		}
+	}
+	return shutdown(log, notify, wd, sigs, sig, node, srv)
+}
+
+// shutdownNetTimeout bounds stopping the Kafka listener: closing its connections and waiting
+// for their request goroutines.
+const shutdownNetTimeout = 10 * time.Second
+
+// shutdown is the controlled stop after the first SIGTERM or SIGINT: tell systemd, hand the
+// leaderships away while still serving (a cluster), stop the listener, close the node (a last
+// sync and checkpoint of every partition), exit 0. A second signal meanwhile exits at once:
+// what was acknowledged is on disk already, and the next start replays the WAL.
+func shutdown(log *slog.Logger, notify *notifier, wd *watchdog, sigs chan os.Signal, sig os.Signal,
+	node *broker.Broker, srv *kafkanet.Server) error {
+	start := time.Now()
 	log.Info("shutting down", "signal", sig.String())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	notify.send(daemon.SdNotifyStopping, "STATUS=stopping: moving leaderships away")
+	if wd != nil {
+		wd.Stop()
+	}
+	go func() {
+		sig := <-sigs
+		log.Warn("second signal during the shutdown: exiting at once", "signal", sig.String())
+		os.Exit(exitSecondSignal)
+	}()
 	// A cluster node hands its leaderships over while it still serves, so clients follow them.
 	node.Shutdown()
+	notify.setStatus("stopping: closing connections")
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownNetTimeout)
+	defer cancel()
 	if err := srv.Stop(ctx); err != nil {
 		log.Warn("stopping the network layer", "err", err)
 	}
+	notify.setStatus("stopping: syncing and checkpointing storage")
 	if err := node.Close(); err != nil {
 		return err
 	}
-	log.Info("stopped")
+	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// exitSecondSignal is the exit status after a second SIGTERM/SIGINT cut the shutdown short.
+const exitSecondSignal = 1
+
+// startWatchdog starts the probes, waits for every listener to answer, sends READY=1 and
+// starts the watchdog's loop.
+func startWatchdog(ctx context.Context, notify *notifier, log *slog.Logger, addrs []string, node *broker.Broker, clustered bool) (*watchdog, error) {
+	storage := node.Storage()
+	sources := []healthSource{{"wal writer", func() health.Sample {
+		settled, pending := storage.WALProgress()
+		return health.Sample{Progress: settled, Pending: pending}
+	}}}
+	if clustered {
+		sources = append(sources, healthSource{"metadata follower", func() health.Sample {
+			applies, pending := node.MetadataProgress()
+			return health.Sample{Progress: applies, Pending: pending}
+		}})
+	}
+	wd, err := newWatchdog(notify, log, addrs, sources, func() string { return serviceStatus(node, clustered) })
+	if err != nil {
+		return nil, err
+	}
+	notify.setStatus("starting: waiting for the listeners to answer")
+	if err := wd.startProbes(ctx); err != nil {
+		close(wd.stop)
+		return nil, err
+	}
+	notify.send(daemon.SdNotifyReady, "STATUS="+serviceStatus(node, clustered), fmt.Sprintf("MAINPID=%d", os.Getpid()))
+	go wd.run()
+	log.Info("systemd notified: ready", "watchdog", wd.interval, "probes", len(wd.probes))
+	return wd, nil
+}
+
+// serviceStatus is the STATUS line of a serving broker, as `systemctl status` shows it.
+func serviceStatus(node *broker.Broker, clustered bool) string {
+	led := node.LedPartitions()
+	if !clustered {
+		return fmt.Sprintf("serving: node %d leads %d partitions (single node)", node.NodeID(), led)
+	}
+	role := "not the controller"
+	switch ctrl := node.ControllerID(); {
+	case ctrl == node.NodeID():
+		role = "controller"
+	case ctrl < 0:
+		role = "no controller known"
+	default:
+		role += fmt.Sprintf(" (controller: node %d)", ctrl)
+	}
+	return fmt.Sprintf("serving: node %d leads %d partitions; %s; raft term %d; %d under-replicated",
+		node.NodeID(), led, role, node.RaftTerm(), node.UnderReplicated())
 }
 
 // lockDataDir takes an exclusive lock on the data directory so that a second broker started on
