@@ -267,8 +267,13 @@ func serve(cfg *config, args []string) error {
 }
 
 // shutdownNetTimeout bounds stopping the Kafka listener: closing its connections and waiting
-// for their request goroutines.
-const shutdownNetTimeout = 10 * time.Second
+// for their request goroutines. shutdownDrainTimeout bounds the wait for requests in flight
+// before that: a produce waits for one WAL sync, a fetch for at most its max wait (franz-go's
+// default is 5 s, librdkafka's 500 ms).
+const (
+	shutdownNetTimeout   = 10 * time.Second
+	shutdownDrainTimeout = 5 * time.Second
+)
 
 // shutdown is the controlled stop after the first SIGTERM or SIGINT: tell systemd, hand the
 // leaderships away while still serving (a cluster), stop the listener, close the node (a last
@@ -289,6 +294,15 @@ func shutdown(log *slog.Logger, notify *notifier, wd *watchdog, sigs chan os.Sig
 	}()
 	// A cluster node hands its leaderships over while it still serves, so clients follow them.
 	node.Shutdown()
+	// Requests already read are answered (a produce's WAL sync, a fetch's long poll); no new
+	// one is read. What is still open after shutdownDrainTimeout is dropped with its connection,
+	// and the client retries elsewhere.
+	notify.setStatus("stopping: answering requests in flight")
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), shutdownDrainTimeout)
+	if err := srv.Drain(drainCtx); err != nil {
+		log.Warn("stopping: requests left unanswered", "err", err)
+	}
+	cancelDrain()
 	notify.setStatus("stopping: closing connections")
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownNetTimeout)
 	defer cancel()
