@@ -35,6 +35,7 @@ const usage = `Ringtail: a Kafka-wire-compatible message broker whose acks mean 
 
 Usage:
   ringtail serve [flags]   run a broker (ringtail serve --help lists the flags)
+  ringtail topic create|list|describe|alter|delete   topics: partitions, replicas, configs, offsets
   ringtail group list|describe GROUP...   consumer groups: members, committed offsets, lag
   ringtail cluster status|add-node|remove-node   brokers, controller, Raft membership
   ringtail version         print the version
@@ -65,6 +66,8 @@ func run(args []string) int {
 			return 1
 		}
 		return 0
+	case "topic":
+		return runTopic(args[1:], os.Stdout)
 	case "group":
 		return runGroup(args[1:], os.Stdout)
 	case "cluster":
