@@ -191,6 +191,7 @@ func serve(cfg *config, args []string) error {
 	}
 	if m != nil {
 		m.RegisterWAL(node.Storage())
+		m.RegisterLeadership(node)
 		if cluster != nil {
 			m.RegisterReplication(node)
 		}
