@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -167,6 +169,22 @@ func TestClusterMetrics(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Every series the Grafana dashboard queries exists on a cluster node.
+	dashboard, err := os.ReadFile("../../deploy/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for k := range scrapeAll()[0] {
+		name, _, _ := strings.Cut(k, "{")
+		names[name] = true
+	}
+	for _, want := range regexp.MustCompile(`\b(?:ringtail|process)_[a-z_]+`).FindAllString(string(dashboard), -1) {
+		if !names[want] {
+			t.Errorf("deploy/grafana-dashboard.json queries %s, which the broker does not export", want)
+		}
+	}
 
 	if err := c.Broker(3).Pause(); err != nil {
 		t.Fatal(err)
