@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ringtail/ringtail/engine"
@@ -44,8 +43,6 @@ type replicas struct {
 
 	mu  sync.Mutex
 	led map[*engine.Partition]*ledPartition
-
-	isrChanges atomic.Uint64 // ISR changes this node proposed as leader and the controller made
 }
 
 // ledPartition is a partition this node leads, in one leader epoch.
@@ -362,18 +359,7 @@ func (b *Broker) proposeISR(lp *ledPartition, isr []ISRMember, partitionEpoch in
 	}
 	if err != nil {
 		b.log.Warn("cluster: the ISR change was not made", "topic", lp.tp.Topic, "partition", lp.tp.Partition, "isr", isr, "err", err)
-		return
 	}
-	b.repl.isrChanges.Add(1)
-}
-
-// ISRChanges counts the ISR changes (shrinks and expansions) this node proposed as a partition
-// leader and the controller made (0 on a single node).
-func (b *Broker) ISRChanges() uint64 {
-	if b.repl == nil {
-		return 0
-	}
-	return b.repl.isrChanges.Load()
 }
 
 // leaderHost is the broker as the replication server sees it.

@@ -132,6 +132,11 @@ func serve(cfg *config, args []string) error {
 	// the wait; after the start it begins the shutdown.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	// SIGHUP is caught from the start (Go's default would end the process): one that comes
+	// during a long recovery is applied once the broker serves.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 	startCtx, cancelStart := context.WithCancel(context.Background())
 	startDone := make(chan struct{})
 	go func() {
@@ -256,9 +261,6 @@ func serve(cfg *config, args []string) error {
 	}
 
 	close(startDone)
-	hups := make(chan os.Signal, 1)
-	signal.Notify(hups, syscall.SIGHUP)
-	defer signal.Stop(hups)
 	var sig os.Signal
 	for sig == nil {
 		select {

@@ -169,7 +169,7 @@ func (m *Metrics) RegisterReplication(src ReplicationSource) {
 	}, func() float64 { return float64(src.UnderReplicated()) }))
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "ringtail_isr_changes_total",
-		Help: "ISR shrinks and expansions this node proposed as a partition leader and the controller made.",
+		Help: "ISR shrinks and expansions of the partitions this node leads, whoever made them (its AlterPartition, the controller fencing a follower).",
 	}, func() float64 { return float64(src.ISRChanges()) }))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ringtail_controller",

@@ -241,3 +241,54 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	b.Stop()
 }
+
+// TestSighupReload: SIGHUP re-reads the config file; a live setting is applied and logged, a
+// setting that takes a restart is logged as such, and the broker keeps serving.
+func TestSighupReload(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "ringtail.conf")
+	if err := os.WriteFile(conf, []byte("log-level = info\nnum-partitions = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := startBroker(t, withArgs("--config", conf))
+	if err := os.WriteFile(conf, []byte("log-level = debug\nnum-partitions = 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	from := b.Process().OutputLen()
+	if err := b.Process().Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if _, err := b.Process().WaitLine(ctx, from, func(l string) bool {
+		return strings.Contains(l, "reload (SIGHUP): applied") && strings.Contains(l, "setting=log-level") && strings.Contains(l, "new=debug")
+	}); err != nil {
+		t.Fatalf("no log line applying log-level: %v", err)
+	}
+	if _, err := b.Process().WaitLine(ctx, from, func(l string) bool {
+		return strings.Contains(l, "takes a restart") && strings.Contains(l, "setting=num-partitions")
+	}); err != nil {
+		t.Fatalf("no log line saying num-partitions takes a restart: %v", err)
+	}
+	// The new level is in effect: debug lines appear (a new connection logs one).
+	if err := pingApiVersions(b.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Process().WaitLine(ctx, from, func(l string) bool { return strings.Contains(l, "level=DEBUG") }); err != nil {
+		t.Fatalf("no debug line after the reload: %v", err)
+	}
+	// A file that no longer parses changes nothing.
+	if err := os.WriteFile(conf, []byte("log-level = loud\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	from = b.Process().OutputLen()
+	if err := b.Process().Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Process().WaitLine(ctx, from, func(l string) bool { return strings.Contains(l, "does not parse; nothing changed") }); err != nil {
+		t.Fatalf("no log line refusing the bad file: %v", err)
+	}
+	if err := pingApiVersions(b.Addr()); err != nil {
+		t.Fatalf("not serving after the reloads: %v", err)
+	}
+	b.Stop()
+}
