@@ -27,15 +27,16 @@ import (
 
 // notifier sends notify-protocol messages; every method does nothing without NOTIFY_SOCKET.
 type notifier struct {
-	log *slog.Logger
-	on  bool
+	log         *slog.Logger
+	on          bool
+	extendEvery time.Duration // startExtendEvery; tests shorten it
 
 	mu     sync.Mutex
 	status string // the last STATUS= sent, so a repeat is not sent again
 }
 
 func newNotifier(log *slog.Logger) *notifier {
-	return &notifier{log: log, on: os.Getenv("NOTIFY_SOCKET") != ""}
+	return &notifier{log: log, on: os.Getenv("NOTIFY_SOCKET") != "", extendEvery: startExtendEvery}
 }
 
 // send sends one datagram of newline-separated assignments (READY=1, STATUS=…).
@@ -73,14 +74,14 @@ const (
 )
 
 // extendStart sends STATUS with what is being waited for and EXTEND_TIMEOUT_USEC every
-// startExtendEvery until done is closed.
+// extendEvery until done is closed.
 func (n *notifier) extendStart(done <-chan struct{}, what string) {
 	if !n.on {
 		return
 	}
 	start := time.Now()
 	n.setStatus(what)
-	t := time.NewTicker(startExtendEvery)
+	t := time.NewTicker(n.extendEvery)
 	defer t.Stop()
 	for {
 		select {
