@@ -292,3 +292,50 @@ func TestSighupReload(t *testing.T) {
 	}
 	b.Stop()
 }
+
+// TestSecondSignalExitsAtOnce: a shutdown that cannot finish (the WAL writer is wedged, so the
+// last sync never completes) ends at once on a second SIGTERM, with status 1, and the next
+// start still has every acknowledged record.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	debugAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	b := startBroker(t, withArgs("--debug-listen", debugAddr), withEnv("RINGTAIL_FAULT_INJECTION=1"))
+	cl := b.Client(t, kgo.DefaultProduceTopic("second"), kgo.AllowAutoTopicCreation())
+	produceSync(t, cl, &kgo.Record{Value: []byte("acked")})
+	postDebug(t, debugAddr, "/debug/ringtail/fault/wedge-wal")
+	cl.Produce(context.Background(), &kgo.Record{Value: []byte("never acked")}, nil)
+
+	proc := b.Process()
+	from := proc.OutputLen()
+	if err := proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	// The shutdown began; its drain waits for the wedged produce, and the storage close behind
+	// it for the WAL, forever. (A second signal queued before the shutdown listens is kept.)
+	if err := proc.WaitOutput(ctx, from, "shutting down"); err != nil {
+		t.Fatalf("no shutdown began: %v", err)
+	}
+	select {
+	case <-proc.Exited():
+		t.Fatalf("the broker exited with its WAL writer wedged: %s", proc.OutputTail(2000))
+	default:
+	}
+	if err := proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Wait(ctx); err == nil || proc.ExitCode() != 1 {
+		t.Fatalf("after a second SIGTERM: %v, exit status %d; want 1", err, proc.ExitCode())
+	}
+	if !strings.Contains(proc.Output(), "second signal during the shutdown: exiting at once") {
+		t.Errorf("no log line for the second signal:\n%s", proc.OutputTail(2000))
+	}
+	cl.Close()
+
+	b.Restart()
+	got := consumeAll(t, b, "second")
+	if len(got[0]) == 0 || string(got[0][0].Value) != "acked" {
+		t.Fatalf("after the restart: %v, want the acknowledged record first", got[0])
+	}
+	b.Stop()
+}
