@@ -217,10 +217,10 @@ func (w *Log) cycle(l *walLane, zero bool) {
 	kept := reqs[:0:0]
 	for _, r := range reqs {
 		if r.valid != nil && !r.valid() {
+			w.settled.Add(1)
 			if r.done != nil {
 				r.done(0, ErrCanceled)
 			}
-			w.settled.Add(1)
 			continue
 		}
 		kept = append(kept, r)
@@ -388,7 +388,8 @@ func (w *Log) sinceReleasedLocked() int64 {
 
 // complete runs the done callbacks of one cycle in order.
 func (w *Log) complete(reqs []walReq, first uint64, err error) {
-	defer w.settled.Add(uint64(len(reqs)))
+	// Counted before the callbacks run, so whoever a done wakes sees the record settled.
+	w.settled.Add(uint64(len(reqs)))
 	for i, r := range reqs {
 		if r.done != nil {
 			if err != nil {

@@ -181,9 +181,9 @@ type Log struct {
 	cycles  atomic.Uint64
 	records atomic.Uint64
 	written atomic.Int64 // bytes written by cycles, padding included
-	// appended and settled count the records queued and the records whose done has run
-	// (durable, failed or rejected): a writer with appended > settled that does not move
-	// settled is stuck (Progress, the broker's watchdog).
+	// appended and settled count the records queued and the records completed (durable,
+	// failed or rejected; counted just before their done runs): a writer with appended >
+	// settled that does not move settled is stuck (Progress, the broker's watchdog).
 	appended atomic.Uint64
 	settled  atomic.Uint64
 	// wedge, when set, holds the writer before its next cycle until it is closed (Wedge).
@@ -303,9 +303,9 @@ func (w *Log) Cycles() uint64 { return w.cycles.Load() }
 
 func (w *Log) Records() uint64 { return w.records.Load() }
 
-// Progress reports how many records have settled (their done has run: durable, failed or
-// rejected) and whether any queued record has not: a writer that has work and does not move
-// settled is stuck.
+// Progress reports how many records have settled (completed: durable, failed or rejected; their
+// done runs or has run) and whether any queued record has not: a writer that has work and does
+// not move settled is stuck.
 func (w *Log) Progress() (settled uint64, pending bool) {
 	// settled first: a record counted there was counted in appended before, so the pair never
 	// shows more settled than appended.
