@@ -22,7 +22,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringtail/ringtail/broker"
-	"github.com/ringtail/ringtail/internal/health"
 	"github.com/ringtail/ringtail/internal/metrics"
 	kafkanet "github.com/ringtail/ringtail/net"
 	"github.com/ringtail/ringtail/vfs"
@@ -325,54 +324,6 @@ func shutdown(log *slog.Logger, notify *notifier, wd *watchdog, sigs chan os.Sig
 
 // exitSecondSignal is the exit status after a second SIGTERM/SIGINT cut the shutdown short.
 const exitSecondSignal = 1
-
-// startWatchdog starts the probes, waits for every listener to answer, sends READY=1 and
-// starts the watchdog's loop.
-func startWatchdog(ctx context.Context, notify *notifier, log *slog.Logger, addrs []string, node *broker.Broker, clustered bool) (*watchdog, error) {
-	storage := node.Storage()
-	sources := []healthSource{{"wal writer", func() health.Sample {
-		settled, pending := storage.WALProgress()
-		return health.Sample{Progress: settled, Pending: pending}
-	}}}
-	if clustered {
-		sources = append(sources, healthSource{"metadata follower", func() health.Sample {
-			applies, pending := node.MetadataProgress()
-			return health.Sample{Progress: applies, Pending: pending}
-		}})
-	}
-	wd, err := newWatchdog(notify, log, addrs, sources, func() string { return serviceStatus(node, clustered) })
-	if err != nil {
-		return nil, err
-	}
-	notify.setStatus("starting: waiting for the listeners to answer")
-	if err := wd.startProbes(ctx); err != nil {
-		close(wd.stop)
-		return nil, err
-	}
-	notify.send(daemon.SdNotifyReady, "STATUS="+serviceStatus(node, clustered), fmt.Sprintf("MAINPID=%d", os.Getpid()))
-	go wd.run()
-	log.Info("systemd notified: ready", "watchdog", wd.interval, "probes", len(wd.probes))
-	return wd, nil
-}
-
-// serviceStatus is the STATUS line of a serving broker, as `systemctl status` shows it.
-func serviceStatus(node *broker.Broker, clustered bool) string {
-	led := node.LedPartitions()
-	if !clustered {
-		return fmt.Sprintf("serving: node %d leads %d partitions (single node)", node.NodeID(), led)
-	}
-	role := "not the controller"
-	switch ctrl := node.ControllerID(); {
-	case ctrl == node.NodeID():
-		role = "controller"
-	case ctrl < 0:
-		role = "no controller known"
-	default:
-		role += fmt.Sprintf(" (controller: node %d)", ctrl)
-	}
-	return fmt.Sprintf("serving: node %d leads %d partitions; %s; raft term %d; %d under-replicated",
-		node.NodeID(), led, role, node.RaftTerm(), node.UnderReplicated())
-}
 
 // lockDataDir takes an exclusive lock on the data directory so that a second broker started on
 // it by mistake fails at once instead of interleaving writes with the first. The lock is an
