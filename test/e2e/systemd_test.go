@@ -297,12 +297,18 @@ func TestSighupReload(t *testing.T) {
 // last sync never completes) ends at once on a second SIGTERM, with status 1, and the next
 // start still has every acknowledged record.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
+	// The watchdog's STATUS tells when the wedged WAL writer has the produce pending.
+	sock := listenNotify(t)
 	debugAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	b := startBroker(t, withArgs("--debug-listen", debugAddr), withEnv("RINGTAIL_FAULT_INJECTION=1"))
+	b := startBroker(t, withArgs("--debug-listen", debugAddr),
+		withEnv("RINGTAIL_FAULT_INJECTION=1", "NOTIFY_SOCKET="+sock.path, "WATCHDOG_USEC=2000000"))
 	cl := b.Client(t, kgo.DefaultProduceTopic("second"), kgo.AllowAutoTopicCreation())
 	produceSync(t, cl, &kgo.Record{Value: []byte("acked")})
 	postDebug(t, debugAddr, "/debug/ringtail/fault/wedge-wal")
 	cl.Produce(context.Background(), &kgo.Record{Value: []byte("never acked")}, nil)
+	sock.waitMsg(t, opTimeout, "a stuck WAL writer", func(m notifyMsg) bool {
+		return strings.HasPrefix(m.fields["STATUS"], "stuck") && strings.Contains(m.fields["STATUS"], "wal writer")
+	}, nil)
 
 	proc := b.Process()
 	from := proc.OutputLen()
