@@ -13,7 +13,7 @@ FUZZTIME ?= 10s
 # needs cgo (the race target sets it).
 NOCGO    := CGO_ENABLED=0
 
-.PHONY: all build run test unit race e2e fuzz soak powercut cluster-failover cluster-soak test-faults compat bench lint clean
+.PHONY: all build run test unit race e2e fuzz soak powercut cluster-failover cluster-soak test-faults compat bench lint clean deb
 
 all: build
 
@@ -117,6 +117,16 @@ compat: build
 # bench: Ringtail side by side with franz-go's kfake (see docs/benchmarks.md).
 bench: build
 	bash perf/bench.sh
+
+# deb: bin/ringtail-<version>_<arch>.deb with the binary, the systemd units, the config file (a
+# conffile) and /var/lib/ringtail for the ringtail user its postinst creates (deploy/nfpm.yaml).
+# nfpm runs from the module proxy with `go run`: no binary download.
+NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DEB_VERSION ?= 0.0.0+git$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+deb: build
+	RINGTAIL_DEB_VERSION=$(DEB_VERSION) RINGTAIL_DEB_ARCH=$(DEB_ARCH) $(GO) run $(NFPM) package \
+		--config deploy/nfpm.yaml --packager deb --target $(BIN)/
 
 lint:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)

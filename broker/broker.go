@@ -71,6 +71,12 @@ type Broker struct {
 	failure   error
 	hasFailed atomic.Bool
 
+	// The retention timer runs here rather than in the engine, so SIGHUP can change its
+	// interval (SetRetentionCheckInterval); the engine's own timer is off.
+	retentionInterval chan time.Duration // a new interval for the loop
+	retentionStop     chan struct{}
+	retentionDone     chan struct{}
+
 	// topicMu serialises topic creation, deletion and changes, so the metadata store and the
 	// engine never disagree about which partitions exist or how they are configured.
 	topicMu sync.Mutex
@@ -123,7 +129,7 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 		// land at the offsets it rolled back.
 		RefuseAppendsAfterStorageFailure: cfg.Cluster != nil,
 		ReplicaTailBytes:                 b.replicaTailBytes(),
-		RetentionCheckInterval:           cfg.RetentionCheckInterval,
+		RetentionCheckInterval:           -1, // runRetention
 	}, b.localSpecs(store.State()))
 	if err != nil {
 		b.purg.Close()
@@ -131,6 +137,7 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b.engine = eng
+	b.startRetention()
 	b.log.Info("storage recovered", "topics", len(store.Topics()), "took", time.Since(start).Round(time.Millisecond),
 		"durability", b.durability(), "wal_io", eng.WALMode())
 	if reason := eng.WALFallbackReason(); reason != "" {
@@ -138,6 +145,7 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 	}
 	if cfg.Cluster != nil {
 		if err := b.startCluster(ctx, mcfg.Log.(*raftlog.Log)); err != nil {
+			b.stopRetention()
 			b.purg.Close()
 			eng.Close()
 			store.Close()
@@ -148,6 +156,7 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 		return b, nil
 	}
 	if err := b.startGroups(); err != nil {
+		b.stopRetention()
 		b.purg.Close()
 		eng.Close()
 		store.Close()
@@ -195,6 +204,7 @@ func (b *Broker) Shutdown() {
 // queued complete normally).
 func (b *Broker) Close() error {
 	b.Shutdown()
+	b.stopRetention()
 	b.purg.Close()
 	if g := b.groups.Load(); g != nil {
 		g.close()
@@ -264,4 +274,55 @@ func (b *Broker) offsetsPartitions() int32 {
 		return g.partitions
 	}
 	return 0
+}
+
+// startRetention starts the timer that deletes segments past their topic's retention every
+// RetentionCheckInterval (default engine.DefaultRetentionCheckInterval; negative: off).
+func (b *Broker) startRetention() {
+	interval := b.cfg.RetentionCheckInterval
+	if interval < 0 {
+		return
+	}
+	if interval == 0 {
+		interval = engine.DefaultRetentionCheckInterval
+	}
+	b.retentionInterval = make(chan time.Duration, 1)
+	b.retentionStop, b.retentionDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(b.retentionDone)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-b.retentionStop:
+				return
+			case d := <-b.retentionInterval:
+				t.Reset(d)
+			case <-t.C:
+				b.engine.EnforceRetention()
+			}
+		}
+	}()
+}
+
+// SetRetentionCheckInterval changes the retention timer's interval from now on (SIGHUP); it
+// reports false when the timer is off.
+func (b *Broker) SetRetentionCheckInterval(d time.Duration) bool {
+	if b.retentionInterval == nil || d <= 0 {
+		return false
+	}
+	select {
+	case <-b.retentionInterval: // a change not taken yet: this one replaces it
+	default:
+	}
+	b.retentionInterval <- d
+	return true
+}
+
+func (b *Broker) stopRetention() {
+	if b.retentionStop != nil {
+		close(b.retentionStop)
+		<-b.retentionDone
+		b.retentionStop = nil
+	}
 }

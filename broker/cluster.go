@@ -122,6 +122,14 @@ type cluster struct {
 	ctrlMu sync.Mutex
 	ctrl   *controller.Controller
 
+	// reconciled is the metadata state followMetadata last applied, applies counts its
+	// passes: the metadata follower's progress for the watchdog (MetadataProgress).
+	reconciled atomic.Pointer[meta.State]
+	applies    atomic.Uint64
+	// isrChanges counts the ISR changes of partitions this node leads, whoever made them (its
+	// AlterPartition, or the controller fencing a follower): ISRChanges.
+	isrChanges atomic.Uint64
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -255,7 +263,11 @@ func (b *Broker) followMetadata() {
 	defer b.cl.wg.Done()
 	for {
 		_, changed := b.meta.Watch() // before reconciling, so no later state goes unseen
-		b.reconcile()
+		st := b.reconcile()
+		if prev := b.cl.reconciled.Swap(st); prev != nil {
+			b.cl.isrChanges.Add(uint64(isrChanges(prev, st, b.cfg.NodeID)))
+		}
+		b.cl.applies.Add(1)
 		select {
 		case <-changed:
 		case <-b.cl.stop:
@@ -269,10 +281,12 @@ func (b *Broker) followMetadata() {
 // the others. The state is read under topicMu: a
 // state read before it could be older than one a topic change reconciled meanwhile, and
 // applying it would remove the partitions that change just created.
-func (b *Broker) reconcile() {
+func (b *Broker) reconcile() *meta.State {
 	b.topicMu.Lock()
 	defer b.topicMu.Unlock()
-	b.reconcileLocked(b.meta.State())
+	st := b.meta.State()
+	b.reconcileLocked(st)
+	return st
 }
 
 // reconcileLocked is reconcile with topicMu held. It may run more than once on one state.
@@ -819,4 +833,37 @@ func (b *Broker) RemoveMember(ctx context.Context, id int32) error {
 		b.log.Info("cluster: member removed", "node_id", id)
 	}
 	return err
+}
+
+// isrChanges counts the partitions led by node in next whose ISR differs from prev's (the
+// same topic, by id): the ISR shrinks and expansions between two metadata states.
+func isrChanges(prev, next *meta.State, node int32) int {
+	n := 0
+	for _, t := range next.Topics() {
+		var before meta.Topic
+		found := false
+		for p, a := range t.Assignments {
+			if a.Leader != node {
+				continue
+			}
+			if !found {
+				if before, found = prev.TopicByID(t.ID); !found {
+					break // a new topic: no change
+				}
+			}
+			if p < len(before.Assignments) && !slices.Equal(before.Assignments[p].ISR, a.ISR) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// ISRChanges counts the ISR changes (shrinks and expansions) of the partitions this node led
+// when they happened, as the metadata it followed recorded them (0 on a single node).
+func (b *Broker) ISRChanges() uint64 {
+	if b.cl == nil {
+		return 0
+	}
+	return b.cl.isrChanges.Load()
 }

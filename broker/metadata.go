@@ -88,3 +88,31 @@ func (b *Broker) PartitionInfo(t Topic, p int32) PartitionInfo {
 // (a State is never changed once published), for diagnostics that need more than Metadata
 // carries, such as partition and broker epochs.
 func (b *Broker) MetadataState() *meta.State { return b.meta.State() }
+
+// MetadataProgress is the metadata follower's progress for the watchdog: how many times it
+// has applied the committed metadata to this node, and whether a newer state than the last
+// one it applied is waiting (pending). A single node has no follower: never pending.
+func (b *Broker) MetadataProgress() (applies uint64, pending bool) {
+	if b.cl == nil {
+		return 0, false
+	}
+	applies = b.cl.applies.Load()
+	return applies, b.cl.reconciled.Load() != b.meta.State()
+}
+
+// LedPartitions counts the partitions this node leads: on a single node every partition, in a
+// cluster those the committed metadata names it leader of.
+func (b *Broker) LedPartitions() int {
+	if b.cl == nil {
+		return len(b.engine.Partitions())
+	}
+	n := 0
+	for _, t := range b.meta.State().Topics() {
+		for _, a := range t.Assignments {
+			if a.Leader == b.cfg.NodeID {
+				n++
+			}
+		}
+	}
+	return n
+}

@@ -358,6 +358,15 @@ func (e *Engine) WALFallbackReason() string { return e.wal.FallbackReason() }
 // WALStats reports the WAL's completed cycles and the records they held.
 func (e *Engine) WALStats() (cycles, records uint64) { return e.wal.Cycles(), e.wal.Records() }
 
+// WALProgress reports the WAL records settled so far and whether any queued record has not
+// settled: with work pending and settled not moving, the writer is stuck (the broker's
+// watchdog health check).
+func (e *Engine) WALProgress() (settled uint64, pending bool) { return e.wal.Progress() }
+
+// WedgeWAL holds the WAL writer before its next cycle until release is called: fault
+// injection for the watchdog test, never used otherwise.
+func (e *Engine) WedgeWAL() (release func()) { return e.wal.Wedge() }
+
 // CheckpointsStopped reports whether a failed segment sync has stopped
 // checkpoints for the life of this process.
 func (e *Engine) CheckpointsStopped() bool { return e.ckpt.syncFailed.Load() != nil }

@@ -119,6 +119,9 @@ func newConnection(s *Server, gc gnet.Conn) *connection {
 func (c *connection) onTraffic() gnet.Action {
 	for {
 		if c.partial == nil {
+			if c.srv.draining.Load() {
+				return gnet.None // Drain: no new request; Stop closes the connection
+			}
 			if c.gc.InboundBuffered() < frameSizeLen {
 				return gnet.None
 			}
@@ -202,10 +205,13 @@ func (c *connection) onClose(err error) {
 	c.mu.Unlock()
 	close(c.done)
 	// A request cut off by the client's close is bad input like any other: say so once.
-	if c.partial != nil {
+	// At a controlled shutdown (Drain) requests left unread were refused on purpose.
+	switch n := c.gc.InboundBuffered(); {
+	case c.srv.draining.Load():
+	case c.partial != nil:
 		c.log.Warn("connection closed mid-request; the partial frame is dropped",
 			"received", c.filled, "frame_size", c.want, "err", err)
-	} else if n := c.gc.InboundBuffered(); n > 0 {
+	case n > 0:
 		c.log.Warn("connection closed mid-request; the partial size prefix is dropped", "received", n, "err", err)
 	}
 	c.log.Debug("connection closed", "err", err)

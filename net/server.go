@@ -45,6 +45,10 @@ type Server struct {
 
 	conns      sync.WaitGroup // one per connection's request goroutine
 	nextConnID atomic.Uint64  // the last connection id handed out
+	// live holds the open connections (id → *connection) and draining stops them reading new
+	// requests: Drain, at a controlled shutdown.
+	live     sync.Map
+	draining atomic.Bool
 
 	mu      sync.Mutex
 	started bool
@@ -148,6 +152,33 @@ func (s *Server) Addrs() []string {
 	return append([]string(nil), s.addrs...)
 }
 
+// Drain stops every connection from taking new requests (their bytes stay unread; the client
+// sees the connection close at Stop and retries elsewhere) and waits until the requests already
+// taken have been answered, or ctx ends: a controlled shutdown finishes what it accepted
+// instead of dropping it. Stop follows.
+func (s *Server) Drain(ctx context.Context) error {
+	s.draining.Store(true)
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		busy := 0
+		s.live.Range(func(_, v any) bool {
+			if v.(*connection).inflight.Load() > 0 {
+				busy++
+			}
+			return true
+		})
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafkanet: %d connections still have requests in flight: %w", busy, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
 // Stop stops accepting, closes every connection (responses still being computed are
 // dropped, as a client would see after a broker crash), and waits until the event loops and
 // all request goroutines are gone or ctx ends. A handler that blocks keeps its goroutine, and
@@ -234,6 +265,7 @@ func (h *eventHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c := newConnection(h.s, gc)
 	gc.SetContext(c)
 	h.s.conns.Add(1)
+	h.s.live.Store(c.id, c)
 	go c.serve()
 	c.log.Debug("connection opened")
 	return nil, gnet.None
@@ -249,6 +281,7 @@ func (h *eventHandler) OnTraffic(gc gnet.Conn) gnet.Action {
 
 func (h *eventHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if c, ok := gc.Context().(*connection); ok {
+		h.s.live.Delete(c.id)
 		c.onClose(err)
 	}
 	return gnet.None

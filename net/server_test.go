@@ -501,3 +501,48 @@ func TestStopClosesConnections(t *testing.T) {
 		respond() // after Stop: must be dropped quietly
 	}
 }
+
+// TestDrainAnswersInFlightAndTakesNoMore: Drain waits for a request being handled and lets its
+// answer out, reads no request sent after it began, and Stop then closes the connection.
+func TestDrainAnswersInFlightAndTakesNoMore(t *testing.T) {
+	b := newTestBroker()
+	s := NewServer(ServerConfig{Listen: []string{"127.0.0.1:0"}, Logger: testLogger(t)}, b.reg)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, s)
+	c.write(c.frame(metadataReq("gate-drain"), 9))
+	inFlight := c.corr
+	for b.gateSeen.Load() == 0 {
+		time.Sleep(time.Millisecond) // until the handler holds the request
+	}
+	drained := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		drained <- s.Drain(ctx)
+	}()
+	for !s.draining.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	c.write(c.frame(kmsg.NewPtrApiVersionsRequest(), 3)) // sent while draining: never read
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned (%v) while a request was in flight", err)
+	default:
+	}
+	close(b.gate)
+	if err := <-drained; err != nil {
+		t.Fatal(err)
+	}
+	resp := kmsg.NewPtrMetadataResponse()
+	if corr := c.read(resp, 9); corr != inFlight || len(resp.Topics) != 1 {
+		t.Fatalf("answer %d %v, want the in-flight request's (%d)", corr, resp.Topics, inFlight)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.expectClosed()
+}

@@ -133,6 +133,11 @@ func (w *Log) run() {
 		if w.hook != nil {
 			w.hook()
 		}
+		if ch := w.wedge.Load(); ch != nil {
+			w.held.Store(true) // Wedge: fault injection
+			<-*ch
+			w.held.Store(false)
+		}
 		w.cycle(lane, zero)
 	}
 }
@@ -212,6 +217,7 @@ func (w *Log) cycle(l *walLane, zero bool) {
 	kept := reqs[:0:0]
 	for _, r := range reqs {
 		if r.valid != nil && !r.valid() {
+			w.settled.Add(1)
 			if r.done != nil {
 				r.done(0, ErrCanceled)
 			}
@@ -382,6 +388,8 @@ func (w *Log) sinceReleasedLocked() int64 {
 
 // complete runs the done callbacks of one cycle in order.
 func (w *Log) complete(reqs []walReq, first uint64, err error) {
+	// Counted before the callbacks run, so whoever a done wakes sees the record settled.
+	w.settled.Add(uint64(len(reqs)))
 	for i, r := range reqs {
 		if r.done != nil {
 			if err != nil {

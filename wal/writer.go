@@ -181,8 +181,16 @@ type Log struct {
 	cycles  atomic.Uint64
 	records atomic.Uint64
 	written atomic.Int64 // bytes written by cycles, padding included
-	mode    string
-	reason  string
+	// appended and settled count the records queued and the records completed (durable,
+	// failed or rejected; counted just before their done runs): a writer with appended >
+	// settled that does not move settled is stuck (Progress, the broker's watchdog).
+	appended atomic.Uint64
+	settled  atomic.Uint64
+	// wedge, when set, holds the writer before its next cycle until it is closed (Wedge).
+	wedge  atomic.Pointer[chan struct{}]
+	held   atomic.Bool // the writer waits on wedge now (tests)
+	mode   string
+	reason string
 }
 
 // Open recovers the log in opts.Dir from position from (the last
@@ -272,6 +280,7 @@ func (w *Log) AppendChecked(meta, data []byte, valid func() bool, done func(seq 
 		return
 	}
 	w.queue = append(w.queue, walReq{meta: meta, data: data, valid: valid, done: done})
+	w.appended.Add(1)
 	if len(w.queue) == 1 {
 		w.cond.Signal()
 	}
@@ -293,6 +302,33 @@ func (w *Log) Written() int64 { return w.written.Load() }
 func (w *Log) Cycles() uint64 { return w.cycles.Load() }
 
 func (w *Log) Records() uint64 { return w.records.Load() }
+
+// Progress reports how many records have settled (completed: durable, failed or rejected; their
+// done runs or has run) and whether any queued record has not: a writer that has work and does
+// not move settled is stuck.
+func (w *Log) Progress() (settled uint64, pending bool) {
+	// settled first: a record counted there was counted in appended before, so the pair never
+	// shows more settled than appended.
+	settled = w.settled.Load()
+	return settled, w.appended.Load() > settled
+}
+
+// Wedge holds the writer before its next cycle until release is called, as a writer stuck in
+// the kernel would be: fault injection for the broker's watchdog test. Records queue meanwhile
+// and their done callbacks wait.
+func (w *Log) Wedge() (release func()) {
+	ch := make(chan struct{})
+	if !w.wedge.CompareAndSwap(nil, &ch) {
+		return func() {}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			w.wedge.Store(nil)
+			close(ch)
+		})
+	}
+}
 
 // Mode says how the WAL writes: "uring+direct", "uring", "portable+direct"
 // or "portable"; FallbackReason is why io_uring is not used ("" when it is,

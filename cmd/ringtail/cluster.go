@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -31,34 +28,38 @@ the metadata without voting); then start it with the same --peers as the others 
 --node-id N --raft-addr host:port --join (and --non-voting if so added).
 
 remove-node removes node N from the metadata cluster's membership; stop it first.
+Every subcommand also takes --timeout (default 30s).
 `
 
 // runCluster is the `ringtail cluster` admin command.
 func runCluster(args []string, out io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, clusterUsage)
+	sub, args, ok := subcommand("cluster", clusterUsage, args)
+	if !ok {
 		return 2
 	}
-	fs := flag.NewFlagSet("ringtail cluster "+args[0], flag.ContinueOnError)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
-	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
-	id := fs.Int("id", 0, "node id (add-node, remove-node)")
-	raftAddr := fs.String("raft-addr", "", "the new node's Raft address (add-node)")
-	nonVoting := fs.Bool("non-voting", false, "add the node as a non-voting member (add-node)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	switch sub {
+	case "status", "add-node", "remove-node":
+	default:
+		return unknownSubcommand("cluster", sub, clusterUsage)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(*brokers, ",")...))
+	a := newAdminCmd("cluster", sub, clusterUsage)
+	id := a.fs.Int("id", 0, "node id (add-node, remove-node)")
+	raftAddr := a.fs.String("raft-addr", "", "the new node's Raft address (add-node)")
+	nonVoting := a.fs.Bool("non-voting", false, "add the node as a non-voting member (add-node)")
+	if rest, ok := a.parse(args); !ok {
+		return 2
+	} else if len(rest) > 0 {
+		return a.usageError("unexpected argument %q", rest[0])
+	}
+	cl, _, ctx, closeClient, err := a.connect()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "ringtail cluster: %v\n", err)
-		return 1
+		return a.fail(err)
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
+	defer closeClient()
+	timeout := a.timeout
 
 	var cmdErr error
-	switch args[0] {
+	switch sub {
 	case "status":
 		cmdErr = clusterStatus(ctx, cl, out)
 	case "add-node":
@@ -72,13 +73,9 @@ func runCluster(args []string, out io.Writer) int {
 		if cmdErr == nil {
 			fmt.Fprintf(out, "node %d removed from the metadata cluster\n", *id)
 		}
-	default:
-		fmt.Fprintf(os.Stderr, "ringtail cluster: unknown command %q\n\n%s", args[0], clusterUsage)
-		return 2
 	}
 	if cmdErr != nil {
-		fmt.Fprintf(os.Stderr, "ringtail cluster %s: %v\n", args[0], cmdErr)
-		return 1
+		return a.fail(cmdErr)
 	}
 	return 0
 }

@@ -29,6 +29,7 @@ type config struct {
 	MaxRequestBytes   int32
 	SegmentBytes      int64
 	LogLevel          string
+	LogFormat         string
 	DebugListen       string
 	MetricsListen     string
 	RetentionCheck    time.Duration
@@ -275,6 +276,13 @@ var options = []option{
 			return nil
 		}
 		return fmt.Errorf("log-level %q: must be debug, info, warn or error", v)
+	}},
+	{"log-format", "text", "text (key=value lines) or json (one object per line, for journald and log shippers)", func(c *config, v string) error {
+		if v != "text" && v != "json" {
+			return fmt.Errorf("log-format %q: must be text or json", v)
+		}
+		c.LogFormat = v
+		return nil
 	}},
 }
 

@@ -1,92 +1,79 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 const groupUsage = `Usage:
-  ringtail group list [--brokers host:port]
+  ringtail group list     [--brokers host:port]
   ringtail group describe [--brokers host:port] GROUP...
 
+list shows every consumer group with its state and protocol type.
 describe shows each group's state, members, assignments, committed offsets and lag.
+Every subcommand also takes --timeout (default 30s).
 `
 
 // runGroup is the `ringtail group` admin command: it talks to any Kafka-compatible broker.
 func runGroup(args []string, out io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, groupUsage)
+	sub, args, ok := subcommand("group", groupUsage, args)
+	if !ok {
 		return 2
 	}
-	fs := flag.NewFlagSet("ringtail group "+args[0], flag.ContinueOnError)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
-	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	if err := fs.Parse(args[1:]); err != nil {
+	if sub != "list" && sub != "describe" {
+		return unknownSubcommand("group", sub, groupUsage)
+	}
+	a := newAdminCmd("group", sub, groupUsage)
+	groups, ok := a.parse(args)
+	if !ok {
 		return 2
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(*brokers, ",")...))
+	_, adm, ctx, closeClient, err := a.connect()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "ringtail group: %v\n", err)
-		return 1
+		return a.fail(err)
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
+	defer closeClient()
 
-	switch args[0] {
+	switch sub {
 	case "list":
-		groups, err := adm.ListGroups(ctx)
+		listed, err := adm.ListGroups(ctx)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "ringtail group list: %v\n", err)
-			return 1
+			return a.fail(err)
 		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "GROUP\tSTATE\tPROTOCOL TYPE")
-		for _, g := range groups.Sorted() {
+		for _, g := range listed.Sorted() {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Group, g.State, g.ProtocolType)
 		}
 		tw.Flush()
 		return 0
 	case "describe":
-		if fs.NArg() == 0 {
-			fmt.Fprint(os.Stderr, groupUsage)
-			return 2
+		if len(groups) == 0 {
+			return a.usageError("name at least one group")
 		}
-		lags, err := adm.Lag(ctx, fs.Args()...)
+		lags, err := adm.Lag(ctx, groups...)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "ringtail group describe: %v\n", err)
-			return 1
+			return a.fail(err)
 		}
 		status := 0
-		for _, name := range fs.Args() {
+		for _, name := range groups {
 			l, ok := lags[name]
 			if !ok {
-				fmt.Fprintf(os.Stderr, "group %s: no answer\n", name)
-				status = 1
+				status = a.fail(fmt.Errorf("group %s: %w", name, errNoAnswer))
 				continue
 			}
 			if err := l.Error(); err != nil {
-				fmt.Fprintf(os.Stderr, "group %s: %v\n", name, err)
-				status = 1
+				status = a.fail(fmt.Errorf("group %s: %w", name, err))
 				continue
 			}
 			printGroupLag(out, l)
 		}
 		return status
-	default:
-		fmt.Fprintf(os.Stderr, "ringtail group: unknown subcommand %q\n\n%s", args[0], groupUsage)
-		return 2
 	}
+	return 0
 }
 
 func printGroupLag(out io.Writer, l kadm.DescribedGroupLag) {

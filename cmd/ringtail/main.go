@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
 
 	"github.com/ringtail/ringtail/broker"
@@ -33,6 +34,7 @@ const usage = `Ringtail: a Kafka-wire-compatible message broker whose acks mean 
 
 Usage:
   ringtail serve [flags]   run a broker (ringtail serve --help lists the flags)
+  ringtail topic create|list|describe|alter|delete   topics: partitions, replicas, configs, offsets
   ringtail group list|describe GROUP...   consumer groups: members, committed offsets, lag
   ringtail cluster status|add-node|remove-node   brokers, controller, Raft membership
   ringtail version         print the version
@@ -58,11 +60,13 @@ func run(args []string) int {
 			fmt.Fprintf(os.Stderr, "ringtail: %v\n", err)
 			return 2
 		}
-		if err := serve(cfg); err != nil {
+		if err := serve(cfg, args[1:]); err != nil {
 			fmt.Fprintf(os.Stderr, "ringtail: %v\n", err)
 			return 1
 		}
 		return 0
+	case "topic":
+		return runTopic(args[1:], os.Stdout)
 	case "group":
 		return runGroup(args[1:], os.Stdout)
 	case "cluster":
@@ -85,15 +89,16 @@ func run(args []string) int {
 // message and p99 (two interleaved pairs, 2026-11-25), for a heap of a few tens of MiB.
 const defaultGCPercent = 400
 
-func serve(cfg *config) error {
+func serve(cfg *config, args []string) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
-	var level slog.Level
+	level := new(slog.LevelVar)
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(os.Stderr, cfg.LogFormat, level)
+	notify := newNotifier(log)
 	advHost, advPort, err := cfg.advertisedHostPort()
 	if err != nil {
 		return err
@@ -126,19 +131,27 @@ func serve(cfg *config) error {
 	// the wait; after the start it begins the shutdown.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	// SIGHUP is caught from the start (Go's default would end the process): one that comes
+	// during a long recovery is applied once the broker serves.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 	startCtx, cancelStart := context.WithCancel(context.Background())
 	startDone := make(chan struct{})
 	go func() {
 		select {
 		case sig := <-sigs:
 			log.Info("signal during the start; stopping", "signal", sig.String())
+			notify.send(daemon.SdNotifyStopping, "STATUS=stopping before the start completed")
 			cancelStart()
 			sigs <- sig // for the shutdown below, should the start complete after all
 		case <-startDone:
 		}
 	}()
 	var cluster *broker.ClusterConfig
+	starting := "recovering: replaying the write-ahead log"
 	if cfg.Peers != nil {
+		starting = "recovering: replaying the write-ahead log, joining the metadata cluster"
 		cluster = &broker.ClusterConfig{
 			RaftAddr:          cfg.RaftAddr,
 			Peers:             cfg.Peers,
@@ -152,6 +165,8 @@ func serve(cfg *config) error {
 			NonVoting:         cfg.NonVoting,
 		}
 	}
+	opened := make(chan struct{})
+	go notify.extendStart(opened, starting)
 	node, err := broker.OpenContext(startCtx, broker.Config{
 		NodeID:                 cfg.NodeID,
 		AdvertisedHost:         advHost,
@@ -170,6 +185,7 @@ func serve(cfg *config) error {
 		OffsetsTopicPartitions: cfg.OffsetsPartitions,
 		Logger:                 log,
 	})
+	close(opened)
 	if err != nil {
 		if startCtx.Err() != nil {
 			log.Info("stopped before the start completed", "err", err)
@@ -179,6 +195,7 @@ func serve(cfg *config) error {
 	}
 	if m != nil {
 		m.RegisterWAL(node.Storage())
+		m.RegisterLeadership(node)
 		if cluster != nil {
 			m.RegisterReplication(node)
 		}
@@ -203,6 +220,9 @@ func serve(cfg *config) error {
 		// http.DefaultServeMux carries the pprof handlers and the metadata dump; it is served
 		// on a separate, opt-in address so diagnostics never share a port with Kafka clients.
 		http.Handle(debugMetadataPath, debugMetadataHandler(node.NodeID(), node.ControllerID, node.MetadataState))
+		if os.Getenv(faultInjectionEnv) == "1" {
+			registerFaultHandlers(http.DefaultServeMux, log, node.Storage())
+		}
 		if err := serveHTTP(log, "debug", cfg.DebugListen, http.DefaultServeMux); err != nil {
 			srv.Stop(context.Background())
 			node.Close()
@@ -218,35 +238,106 @@ func serve(cfg *config) error {
 			return err
 		}
 	}
+	// Under systemd, READY=1 waits until every listener has answered a request of our own,
+	// and the watchdog pings only while the event loops, the WAL writer and the metadata
+	// follower make progress.
+	var wd *watchdog
+	if notify.on {
+		if wd, err = startWatchdog(startCtx, notify, log, srv.Addrs(), node, cluster != nil); err != nil {
+			srv.Stop(context.Background())
+			node.Close()
+			if startCtx.Err() != nil {
+				log.Info("stopped before the start completed", "err", err)
+				return nil
+			}
+			return err
+		}
+	}
 	log.Info("ringtail started", "version", version, "node_id", cfg.NodeID, "listen", srv.Addrs(),
 		"advertised", fmt.Sprintf("%s:%d", advHost, advPort), "data_dir", dataDir)
-	fmt.Fprintf(os.Stderr, "\nRingtail is listening on %v (data in %s).\nTry: kcat -b %s:%d -L\n\n", srv.Addrs(), dataDir, advHost, advPort)
+	if !notify.on {
+		fmt.Fprintf(os.Stderr, "\nRingtail is listening on %v (data in %s).\nTry: kcat -b %s:%d -L\n\n", srv.Addrs(), dataDir, advHost, advPort)
+	}
 
 	close(startDone)
+	var sig os.Signal
 	var failure error
-	select {
-	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String())
-	case <-node.Failed():
-		failure = node.Failure()
-		log.Error("shutting down after a storage failure (restart once the disk is healthy; the node recovers from its WAL and follows)", "err", failure)
+	for sig == nil && failure == nil {
+		select {
+		case sig = <-sigs:
+		case <-hups:
+			reload(log, level, cfg, args, node, notify)
+		case <-node.Failed():
+			failure = node.Failure()
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	return shutdown(log, notify, wd, sigs, sig, failure, node, srv)
+}
+
+// shutdownNetTimeout bounds stopping the Kafka listener: closing its connections and waiting
+// for their request goroutines. shutdownDrainTimeout bounds the wait for requests in flight
+// before that: a produce waits for one WAL sync, a fetch for at most its max wait (franz-go's
+// default is 5 s, librdkafka's 500 ms).
+const (
+	shutdownNetTimeout   = 10 * time.Second
+	shutdownDrainTimeout = 5 * time.Second
+)
+
+// shutdown is the controlled stop after the first SIGTERM or SIGINT, or after a cluster node's
+// storage failure: tell systemd, hand the leaderships away while still serving (a cluster),
+// stop the listener, close the node (a last sync and checkpoint of every partition), exit 0 —
+// after a storage failure with an error (status 1), for systemd's Restart=on-failure and the
+// operator: the node recovers from its WAL and follows once the disk is healthy. A second
+// signal meanwhile exits at once: what was acknowledged is on disk already, and the next start
+// replays the WAL.
+func shutdown(log *slog.Logger, notify *notifier, wd *watchdog, sigs chan os.Signal, sig os.Signal, failure error,
+	node *broker.Broker, srv *kafkanet.Server) error {
+	start := time.Now()
+	if failure != nil {
+		log.Error("shutting down after a storage failure (restart once the disk is healthy; the node recovers from its WAL and follows)", "err", failure)
+		notify.send(daemon.SdNotifyStopping, "STATUS=stopping after a storage failure: moving leaderships away")
+	} else {
+		log.Info("shutting down", "signal", sig.String())
+		notify.send(daemon.SdNotifyStopping, "STATUS=stopping: moving leaderships away")
+	}
+	if wd != nil {
+		wd.Stop()
+	}
+	go func() {
+		sig := <-sigs
+		log.Warn("second signal during the shutdown: exiting at once", "signal", sig.String())
+		os.Exit(exitSecondSignal)
+	}()
 	// A cluster node hands its leaderships over while it still serves, so clients follow them.
 	node.Shutdown()
+	// Requests already read are answered (a produce's WAL sync, a fetch's long poll); no new
+	// one is read. What is still open after shutdownDrainTimeout is dropped with its connection,
+	// and the client retries elsewhere.
+	notify.setStatus("stopping: answering requests in flight")
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), shutdownDrainTimeout)
+	if err := srv.Drain(drainCtx); err != nil {
+		log.Warn("stopping: requests left unanswered", "err", err)
+	}
+	cancelDrain()
+	notify.setStatus("stopping: closing connections")
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownNetTimeout)
+	defer cancel()
 	if err := srv.Stop(ctx); err != nil {
 		log.Warn("stopping the network layer", "err", err)
 	}
+	notify.setStatus("stopping: syncing and checkpointing storage")
 	if err := node.Close(); err != nil && failure == nil {
 		return err
 	}
 	if failure != nil {
 		return fmt.Errorf("stopped after a storage failure: %w", failure)
 	}
-	log.Info("stopped")
+	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// exitSecondSignal is the exit status after a second SIGTERM/SIGINT cut the shutdown short.
+const exitSecondSignal = 1
 
 // lockDataDir takes an exclusive lock on the data directory so that a second broker started on
 // it by mistake fails at once instead of interleaving writes with the first. The lock is an

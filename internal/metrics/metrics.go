@@ -147,6 +147,10 @@ func (m *Metrics) RegisterWAL(src WALSource) {
 type ReplicationSource interface {
 	ReplicationStats() (sent, fromMemory, copied uint64)
 	UnderReplicated() int
+	ISRChanges() uint64
+	NodeID() int32
+	ControllerID() int32 // -1: none known
+	RaftTerm() uint64
 }
 
 // RegisterReplication adds the scrape-time replication metrics of a cluster node.
@@ -167,4 +171,38 @@ func (m *Metrics) RegisterReplication(src ReplicationSource) {
 		Name: "ringtail_under_replicated_partitions",
 		Help: "Partitions this node leads whose ISR is smaller than their replica set.",
 	}, func() float64 { return float64(src.UnderReplicated()) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ringtail_isr_changes_total",
+		Help: "ISR shrinks and expansions of the partitions this node leads, whoever made them (its AlterPartition, the controller fencing a follower).",
+	}, func() float64 { return float64(src.ISRChanges()) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ringtail_controller",
+		Help: "1 while this node is the controller (leads the metadata Raft log), else 0.",
+	}, func() float64 {
+		if src.ControllerID() == src.NodeID() {
+			return 1
+		}
+		return 0
+	}))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ringtail_controller_id",
+		Help: "The node this node knows as the controller (-1: none known).",
+	}, func() float64 { return float64(src.ControllerID()) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ringtail_raft_term",
+		Help: "The metadata Raft log's term as this node knows it; each election moves it.",
+	}, func() float64 { return float64(src.RaftTerm()) }))
+}
+
+// LeadershipSource is what the leadership metrics read at scrape time (any node).
+type LeadershipSource interface {
+	LedPartitions() int
+}
+
+// RegisterLeadership adds the partitions-led gauge.
+func (m *Metrics) RegisterLeadership(src LeadershipSource) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ringtail_partitions_led",
+		Help: "Partitions this node leads (a single node leads all of them).",
+	}, func() float64 { return float64(src.LedPartitions()) }))
 }

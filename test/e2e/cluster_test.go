@@ -47,6 +47,8 @@ type cluster3Opts struct {
 	// logDir, when set, also receives each broker's output as logDir/broker-<id>.log, for
 	// people to read after a long run.
 	logDir string
+	// metrics gives each broker --metrics-listen on its ExtraAddr("metrics").
+	metrics bool
 	// args are more flags for every broker.
 	args []string
 }
@@ -63,6 +65,9 @@ func startCluster3With(t *testing.T, o cluster3Opts) *cluster.Cluster {
 	if o.debug {
 		ports = append(ports, "debug")
 	}
+	if o.metrics {
+		ports = append(ports, "metrics")
+	}
 	c := cluster.StartClusterT(t, cluster.ClusterConfig{
 		Brokers: 3,
 		Dir:     t.TempDir(),
@@ -75,6 +80,9 @@ func startCluster3With(t *testing.T, o cluster3Opts) *cluster.Cluster {
 				"--replication-listen", b.ExtraAddr("replication"), "--peers", cluster.Peers(all, "raft")}
 			if o.debug {
 				args = append(args, "--debug-listen", b.ExtraAddr("debug"))
+			}
+			if o.metrics {
+				args = append(args, "--metrics-listen", b.ExtraAddr("metrics"))
 			}
 			return append(args, o.args...)
 		},

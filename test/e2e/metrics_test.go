@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,4 +108,104 @@ func TestMetrics(t *testing.T) {
 	if got := m["ringtail_wal_cycle_errors_total"]; got != 0 {
 		t.Errorf("ringtail_wal_cycle_errors_total = %v", got)
 	}
+	// A single node leads every partition: metered's and __consumer_offsets'.
+	if got := m["ringtail_partitions_led"]; got < 2 {
+		t.Errorf("ringtail_partitions_led = %v, want every partition", got)
+	}
+}
+
+// TestClusterMetrics scrapes the three brokers of a cluster: exactly one says it is the
+// controller and all name it, they agree on the Raft term, the partitions they lead add up to
+// every partition with a leader, and pausing the controller shows up on the other two as ISR
+// changes and under-replicated partitions.
+func TestClusterMetrics(t *testing.T) {
+	c := startCluster3With(t, cluster3Opts{metrics: true, args: []string{"--replica-lag-time-max", "1s"}})
+	adm, err := c.Broker(1).Admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	topic := topicName(t, "metrics")
+	if _, err := adm.CreateTopic(ctxTimeout(t, opTimeout), 6, 3, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	scrapeAll := func() []map[string]float64 {
+		var ms []map[string]float64
+		for id := 1; id <= 3; id++ {
+			ms = append(ms, scrape(t, "http://"+c.Broker(id).ExtraAddr("metrics")+"/metrics"))
+		}
+		return ms
+	}
+	waitCluster(t, "the brokers' metrics agree", func() error {
+		md, err := metadataOf(t, c.Broker(1))
+		if err != nil {
+			return err
+		}
+		withLeader := 0
+		for _, td := range md.Topics {
+			for _, p := range td.Partitions {
+				if p.Leader >= 0 {
+					withLeader++
+				}
+			}
+		}
+		controllers, led := 0.0, 0.0
+		ids, terms := map[float64]bool{}, map[float64]bool{}
+		for _, m := range scrapeAll() {
+			controllers += m["ringtail_controller"]
+			led += m["ringtail_partitions_led"]
+			ids[m["ringtail_controller_id"]] = true
+			terms[m["ringtail_raft_term"]] = true
+		}
+		switch {
+		case controllers != 1:
+			return fmt.Errorf("%v brokers say they are the controller", controllers)
+		case len(ids) != 1 || ids[-1]:
+			return fmt.Errorf("controller ids %v", ids)
+		case len(terms) != 1 || terms[0]:
+			return fmt.Errorf("raft terms %v", terms)
+		case led != float64(withLeader) || withLeader < 6:
+			return fmt.Errorf("partitions led add up to %v, the metadata has %d with a leader", led, withLeader)
+		}
+		return nil
+	})
+
+	// Every series the Grafana dashboard queries exists on a cluster node.
+	dashboard, err := os.ReadFile("../../deploy/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for k := range scrapeAll()[0] {
+		name, _, _ := strings.Cut(k, "{")
+		names[name] = true
+	}
+	for _, want := range regexp.MustCompile(`\b(?:ringtail|process)_[a-z_]+`).FindAllString(string(dashboard), -1) {
+		if !names[want] {
+			t.Errorf("deploy/grafana-dashboard.json queries %s, which the broker does not export", want)
+		}
+	}
+
+	// Pause the controller: the other two elect a new one, which fences it; whether that or the
+	// leaders' own AlterPartition shrinks the ISRs, the leaders count the changes.
+	paused := int(scrapeAll()[0]["ringtail_controller_id"])
+	if err := c.Broker(paused).Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Broker(paused).Resume()
+	waitCluster(t, "ISR shrinks counted on the leaders", func() error {
+		changes, under := 0.0, 0.0
+		for id := 1; id <= 3; id++ {
+			if id == paused {
+				continue
+			}
+			m := scrape(t, "http://"+c.Broker(id).ExtraAddr("metrics")+"/metrics")
+			changes += m["ringtail_isr_changes_total"]
+			under += m["ringtail_under_replicated_partitions"]
+		}
+		if changes == 0 || under == 0 {
+			return fmt.Errorf("isr changes %v, under-replicated partitions %v", changes, under)
+		}
+		return nil
+	})
 }
