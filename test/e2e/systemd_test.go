@@ -224,8 +224,12 @@ func TestSystemdNotify(t *testing.T) {
 		t.Fatalf("after SIGTERM: %v (exit status %d, want 0)", err, proc.ExitCode())
 	}
 
-	// The next start loses nothing: every acknowledged record is there.
+	// The next start takes the clean path (no WAL replay) and loses nothing: every
+	// acknowledged record is there.
 	b := startBroker(t, withDataDir(dataDir))
+	if !strings.Contains(b.Log(), "recovery: clean shutdown, replay skipped") {
+		t.Errorf("the start after a controlled shutdown did not take the clean path:\n%s", b.Log())
+	}
 	got := consumeAll(t, b, "sd")
 	var values []string
 	for _, r := range got[0] {
