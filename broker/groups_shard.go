@@ -50,6 +50,9 @@ type groupShard struct {
 	appended     int
 	inflight     int
 	compactEvery int
+	// legacy counts records of the private encoding of older versions in the partition: the
+	// next compaction rewrites them in Kafka's schemas, and one runs at load to do so.
+	legacy int
 }
 
 // groupRequest is one request waiting for a coordinator's answer; it is kept until answered,
@@ -102,7 +105,7 @@ func (s *groupShard) run() {
 	}
 	s.loaded.Store(true)
 	s.log.Debug("groups: offsets partition loaded", "records", s.replayed, "took", time.Since(start).Round(time.Millisecond))
-	s.maybeCompact() // a long log from before the restart
+	s.maybeCompact() // a long log from before the restart, or one in the private encoding
 	s.serve()
 }
 
@@ -132,6 +135,10 @@ func (s *groupShard) replay() error {
 	default:
 	}
 	s.coord, s.replayed, s.appended = coord, len(records), len(records)
+	if s.legacy = coord.LegacyRecords(); s.legacy > 0 {
+		s.log.Info("groups: "+OffsetsTopic+" holds records of the private encoding of older versions; compacting rewrites them in Kafka's schemas",
+			"partition", s.partition, "records", s.legacy)
+	}
 	return nil
 }
 

@@ -112,6 +112,7 @@ type Coordinator struct {
 	pending map[BatchID][]func(now time.Time, code int16)
 
 	touched uint64 // timers popped by Tick, for tests and metrics
+	legacy  int    // records of the private encoding seen by Replay
 }
 
 // New returns an empty coordinator. Call Replay before serving requests
