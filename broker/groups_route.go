@@ -28,6 +28,8 @@ func requestGroups(req kmsg.Request) (names []string, multi bool) {
 		return []string{r.Group}, false
 	case *kmsg.OffsetDeleteRequest:
 		return []string{r.Group}, false
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		return []string{r.Group}, false
 	case *kmsg.OffsetFetchRequest:
 		if r.Version < 8 {
 			return []string{r.Group}, false
@@ -129,6 +131,10 @@ func groupErrorResponse(req kmsg.Request, code int16) kmsg.Response {
 		return resp
 	case *kmsg.OffsetDeleteRequest:
 		resp := r.ResponseKind().(*kmsg.OffsetDeleteResponse)
+		resp.ErrorCode = code
+		return resp
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		resp := r.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
 		resp.ErrorCode = code
 		return resp
 	case *kmsg.ListGroupsRequest:

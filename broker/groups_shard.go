@@ -125,6 +125,7 @@ func (s *groupShard) replay() error {
 	// Fresh per load: ids minted after an Unload and a Load never equal replayed ones.
 	cfg.Incarnation = s.h.incarnation.Add(1)
 	cfg.Topics = s.h.topics
+	cfg.ConsumerTopics = s.h.consumer
 	coord := group.New(cfg)
 	if err := coord.Replay(time.Now(), records); err != nil {
 		return fmt.Errorf("replaying %s-%d: %w", OffsetsTopic, s.partition, err)

@@ -60,6 +60,11 @@ type consumerGroup struct {
 	owner       map[topicPartition]string          // who holds a partition (assigned or revoking)
 	partitions  map[string]int32                   // subscribed topics → partitions at the last check
 	instances   map[string]string                  // static instance id → member id
+
+	// Persistence (persistConsumer): members changed since the group was last written, and
+	// the epochs last written.
+	touched                      map[string]bool
+	savedEpoch, savedTargetEpoch int32
 }
 
 type consumerMember struct {
@@ -71,11 +76,15 @@ type consumerMember struct {
 	regex                    *regexp.Regexp
 	assignor                 string // ServerAssignor asked for, "" none
 	rebalance                time.Duration
-	assigned                 map[topicPartition]bool // held, given to the client
-	revoking                 map[topicPartition]bool // held until the client acknowledges
-	unreleased               int                     // target partitions still held by others
-	staticLeft               bool                    // left with epoch -2: kept for the session
+	assigned                 map[topicPartition]bool  // held, given to the client
+	since                    map[topicPartition]int32 // the member epoch each assigned partition came with
+	changes, sent            int                      // assignment changes, and the count last sent
+	revoking                 map[topicPartition]bool  // held until the client acknowledges
+	unreleased               int                      // target partitions still held by others
+	staticLeft               bool                     // left with epoch -2: kept for the session
 	session, revokeBy        *timer
+
+	savedMeta, savedTarget, savedCurrent []byte // the values last written
 }
 
 func newConsumerGroup(name string) *consumerGroup {
@@ -83,6 +92,7 @@ func newConsumerGroup(name string) *consumerGroup {
 		name: name, members: make(map[string]*consumerMember),
 		target: make(map[string]map[topicPartition]bool), owner: make(map[topicPartition]string),
 		partitions: make(map[string]int32), instances: make(map[string]string),
+		touched: make(map[string]bool),
 	}
 }
 
@@ -140,14 +150,16 @@ func (c *Coordinator) ConsumerGroupHeartbeat(now time.Time, reply ReplyID, cl Cl
 			return fail(kerr.UnknownMemberID, "Group "+req.Group+" has no member "+req.MemberID+".")
 		}
 		if req.MemberEpoch == -2 && m.instanceID != nil {
-			m.staticLeft = true // keeps its partitions until its session ends or it returns
+			// It keeps its partitions until its session ends or it returns; a lost response
+			// of its last epoch no longer matters (the record keeps one epoch, as Kafka's).
+			m.staticLeft, m.prevEpoch = true, m.epoch
+			g.touched[m.id] = true
 			c.arm(m.session, now.Add(c.cfg.ConsumerSessionTimeout))
 		} else {
 			c.removeConsumer(g, m)
 		}
 		resp.MemberID = &req.MemberID
-		c.send(reply, resp)
-		return c.flush()
+		return c.answerConsumer(g, reply, resp)
 	}
 
 	m, changed, e := c.consumerMemberFor(now, g, cl, req)
@@ -172,11 +184,20 @@ func (c *Coordinator) ConsumerGroupHeartbeat(now time.Time, reply ReplyID, cl Cl
 	if req.RebalanceTimeoutMillis > 0 {
 		m.rebalance = time.Duration(req.RebalanceTimeoutMillis) * time.Millisecond
 	}
+	if changed {
+		g.touched[m.id] = true
+	}
 	c.refreshTarget(g, changed)
 	c.reconcile(now, g, m, c.ownedIn(req))
 
 	resp.MemberID = &m.id
 	resp.MemberEpoch = m.epoch
+	// As Kafka: the assignment goes out when it changed since the member last got it, or when
+	// the member said what it owns (a full request); a keepalive gets none ("unchanged").
+	if m.changes == m.sent && req.Topics == nil && req.MemberEpoch != 0 {
+		return c.answerConsumer(g, reply, resp)
+	}
+	m.sent = m.changes
 	a := kmsg.NewConsumerGroupHeartbeatResponseAssignment()
 	byTopic := make(map[string][]int32)
 	for tp := range m.assigned {
@@ -192,7 +213,24 @@ func (c *Coordinator) ConsumerGroupHeartbeat(now time.Time, reply ReplyID, cl Cl
 		a.Topics = append(a.Topics, kmsg.ConsumerGroupHeartbeatResponseAssignmentTopic{TopicID: id, Partitions: ps})
 	}
 	resp.Assignment = &a
-	c.send(reply, resp)
+	return c.answerConsumer(g, reply, resp)
+}
+
+// answerConsumer writes what the heartbeat changed and answers it once that is durable (with
+// the write's error if it failed): a member never acts on an epoch or an assignment that a
+// restart could take back.
+func (c *Coordinator) answerConsumer(g *consumerGroup, reply ReplyID, resp *kmsg.ConsumerGroupHeartbeatResponse) Ready {
+	c.persistConsumer(g)
+	if len(c.out.Records) == 0 {
+		c.send(reply, resp)
+		return c.flush()
+	}
+	c.afterPersist(func(_ time.Time, code int16) {
+		if code != 0 {
+			resp.ErrorCode, resp.Assignment = code, nil
+		}
+		c.send(reply, resp)
+	})
 	return c.flush()
 }
 
@@ -214,6 +252,7 @@ func (c *Coordinator) consumerMemberFor(now time.Time, g *consumerGroup, cl Clie
 	}
 	// Epoch 0: a join, or a rejoin of a member that dropped everything.
 	if m != nil {
+		g.touched[m.id] = true
 		c.release(g, m)
 		m.epoch, m.prevEpoch, m.unreleased = 0, 0, 0
 		return m, false, nil
@@ -225,6 +264,7 @@ func (c *Coordinator) consumerMemberFor(now time.Time, g *consumerGroup, cl Clie
 	m = &consumerMember{
 		id: id, clientID: cl.ID, clientHost: cl.Host, instanceID: req.InstanceID, rack: req.RackID,
 		assigned: make(map[topicPartition]bool), revoking: make(map[topicPartition]bool),
+		since: make(map[topicPartition]int32),
 	}
 	m.session = &timer{idx: -1, kind: timerConsumerSession, cg: g, cm: m}
 	m.revokeBy = &timer{idx: -1, kind: timerConsumerRevoke, cg: g, cm: m}
@@ -240,8 +280,9 @@ func (c *Coordinator) consumerMemberFor(now time.Time, g *consumerGroup, cl Clie
 				c.disarm(old.session)
 				c.disarm(old.revokeBy)
 				delete(g.members, oldID)
+				c.persistMemberGone(g, oldID)
 				m.epoch, m.prevEpoch, m.topics, m.regex, m.assignor = old.epoch, old.prevEpoch, old.topics, old.regex, old.assignor
-				m.assigned, m.revoking, m.rebalance = old.assigned, old.revoking, old.rebalance
+				m.assigned, m.revoking, m.since, m.rebalance = old.assigned, old.revoking, old.since, old.rebalance
 				for tp := range m.assigned {
 					g.owner[tp] = m.id
 				}
@@ -258,6 +299,7 @@ func (c *Coordinator) consumerMemberFor(now time.Time, g *consumerGroup, cl Clie
 		g.instances[*req.InstanceID] = m.id
 	}
 	g.members[m.id] = m
+	g.touched[m.id] = true
 	_, kept := g.target[m.id] // a static member taking over needs no new epoch
 	return m, !kept, nil
 }
@@ -301,6 +343,28 @@ func (c *Coordinator) ownsNoMore(m *consumerMember, owned map[topicPartition]boo
 // new target assignment when the group epoch moved.
 func (c *Coordinator) refreshTarget(g *consumerGroup, bump bool) {
 	subscribed := make(map[string][]string, len(g.members))
+	parts := c.subscribedPartitions(g, subscribed)
+	if !mapsEqual(parts, g.partitions) {
+		g.partitions = parts
+		bump = true
+	}
+	if bump {
+		g.epoch++
+	}
+	if g.epoch == g.targetEpoch {
+		return
+	}
+	members := sortedKeys(g.members)
+	for _, id := range members {
+		g.touched[id] = true
+	}
+	g.target = assign(g.assignor(), assignInput{members: members, subscribed: subscribed, partitions: parts, previous: g.target})
+	g.targetEpoch = g.epoch
+}
+
+// subscribedPartitions returns the partition count of every topic a member of g subscribes to
+// (by name or regex) that exists; subscribed, when not nil, gets each member's topics.
+func (c *Coordinator) subscribedPartitions(g *consumerGroup, subscribed map[string][]string) map[string]int32 {
 	parts := make(map[string]int32)
 	var all []string
 	for id, m := range g.members {
@@ -322,21 +386,11 @@ func (c *Coordinator) refreshTarget(g *consumerGroup, bump bool) {
 				known = append(known, t)
 			}
 		}
-		subscribed[id] = known
+		if subscribed != nil {
+			subscribed[id] = known
+		}
 	}
-	if !mapsEqual(parts, g.partitions) {
-		g.partitions = parts
-		bump = true
-	}
-	if bump {
-		g.epoch++
-	}
-	if g.epoch == g.targetEpoch {
-		return
-	}
-	members := sortedKeys(g.members)
-	g.target = assign(g.assignor(), assignInput{members: members, subscribed: subscribed, partitions: parts, previous: g.target})
-	g.targetEpoch = g.epoch
+	return parts
 }
 
 // assignor is the one most members ask for (ties to the first name), uniform by default.
@@ -358,6 +412,7 @@ func (g *consumerGroup) assignor() string {
 
 // reconcile moves m one step towards its target; owned is what its heartbeat says it holds.
 func (c *Coordinator) reconcile(now time.Time, g *consumerGroup, m *consumerMember, owned map[topicPartition]bool) {
+	g.touched[m.id] = true
 	if len(m.revoking) > 0 {
 		if owned == nil {
 			return
@@ -382,7 +437,9 @@ func (c *Coordinator) reconcile(now time.Time, g *consumerGroup, m *consumerMemb
 	for tp := range m.assigned {
 		if !target[tp] {
 			delete(m.assigned, tp)
+			delete(m.since, tp)
 			m.revoking[tp] = true
+			m.changes++
 		}
 	}
 	if len(m.revoking) > 0 {
@@ -395,7 +452,9 @@ func (c *Coordinator) reconcile(now time.Time, g *consumerGroup, m *consumerMemb
 		case m.assigned[tp]:
 		case owner == "" || owner == m.id:
 			m.assigned[tp] = true
+			m.since[tp] = g.targetEpoch
 			g.owner[tp] = m.id
+			m.changes++
 		default:
 			m.unreleased++
 		}
@@ -413,6 +472,8 @@ func (c *Coordinator) release(g *consumerGroup, m *consumerMember) {
 				delete(g.owner, tp)
 			}
 			delete(set, tp)
+			delete(m.since, tp)
+			m.changes++
 		}
 	}
 	c.disarm(m.revokeBy)
@@ -428,6 +489,7 @@ func (c *Coordinator) removeConsumer(g *consumerGroup, m *consumerMember) {
 		delete(g.instances, *m.instanceID)
 	}
 	g.epoch++
+	c.persistMemberGone(g, m.id)
 }
 
 func (c *Coordinator) fireConsumer(t *timer) {
@@ -436,6 +498,7 @@ func (c *Coordinator) fireConsumer(t *timer) {
 		return // stale
 	}
 	c.removeConsumer(g, m) // session over, or a revocation not acknowledged in time
+	c.persistConsumer(g)
 }
 
 func regexSource(re *regexp.Regexp) string {

@@ -37,6 +37,50 @@ type consumerHarness struct {
 	topics catalog
 	now    time.Time
 	reply  ReplyID
+	log    []Record // everything persisted, in order
+}
+
+// take persists a Ready's records at once (successfully) and returns every response.
+func (h *consumerHarness) take(r Ready) []Output {
+	out := r.Send
+	for len(r.Records) > 0 {
+		h.log = append(h.log, r.Records...)
+		r = h.c.Persisted(h.now, r.Batch, nil)
+		out = append(out, r.Send...)
+	}
+	return out
+}
+
+// restart replays the log into a fresh coordinator, as a new coordinator (a restart or a
+// failover) does.
+func (h *consumerHarness) restart() {
+	h.t.Helper()
+	h.c = New(Config{ConsumerTopics: h.topics})
+	if err := h.c.Replay(h.now, h.log); err != nil {
+		h.t.Fatalf("replay: %v", err)
+	}
+}
+
+// consumerState renders every consumer group, for comparing a live coordinator with a replayed
+// one.
+func consumerState(c *Coordinator) string {
+	var b strings.Builder
+	for _, name := range sortedKeys(c.cgroups) {
+		g := c.cgroups[name]
+		fmt.Fprintf(&b, "group %s epoch=%d target-epoch=%d\n", name, g.epoch, g.targetEpoch)
+		for _, id := range sortedKeys(g.members) {
+			m := g.members[id]
+			var since []string
+			for _, tp := range tpList(m.assigned) {
+				topic, p, _ := strings.Cut(tp, "/")
+				n, _ := strconv.Atoi(p)
+				since = append(since, fmt.Sprint(m.since[topicPartition{topic, int32(n)}]))
+			}
+			fmt.Fprintf(&b, " %s epoch=%d prev=%d left=%v topics=%v regex=%s assignor=%q assigned=%v since=%v revoking=%v target=%v\n",
+				id, m.epoch, m.prevEpoch, m.staticLeft, m.topics, regexSource(m.regex), m.assignor, tpList(m.assigned), since, tpList(m.revoking), tpList(g.target[id]))
+		}
+	}
+	return b.String()
 }
 
 func newConsumerHarness(t *testing.T) *consumerHarness {
@@ -82,10 +126,14 @@ func (h *consumerHarness) heartbeat(group, member string, epoch int32, o hbOpt) 
 	}
 	h.reply++
 	r, ok := h.c.Handle(h.now, h.reply, Client{ID: "cli", Host: "/127.0.0.1"}, req)
-	if !ok || len(r.Send) != 1 || len(r.Records) != 0 {
-		h.t.Fatalf("heartbeat: handled %v, %d responses, %d records", ok, len(r.Send), len(r.Records))
+	if !ok || len(r.Send) != 0 && len(r.Records) != 0 {
+		h.t.Fatalf("heartbeat: handled %v, answered before its %d records were durable", ok, len(r.Records))
 	}
-	return r.Send[0].Response.(*kmsg.ConsumerGroupHeartbeatResponse)
+	out := h.take(r)
+	if len(out) != 1 || out[0].Reply != h.reply {
+		h.t.Fatalf("heartbeat: %d responses", len(out))
+	}
+	return out[0].Response.(*kmsg.ConsumerGroupHeartbeatResponse)
 }
 
 // assigned lists a response's partitions as "t/0".
@@ -119,6 +167,7 @@ func tpList(set map[topicPartition]bool) []string {
 //	tick DUR                         advance the clock and Tick
 //	state GROUP                      group epoch, target epoch, members
 //	join-classic GROUP               a classic JoinGroup on the id
+//	restart                          replay the log into a fresh coordinator (same state)
 func TestConsumerScripts(t *testing.T) {
 	scripttest.Walk(t, "testdata/consumer/*.txt", func(t *testing.T, path string) {
 		h := newConsumerHarness(t)
@@ -182,7 +231,14 @@ func TestConsumerScripts(t *testing.T) {
 			case "tick":
 				d, _ := time.ParseDuration(pos[0])
 				h.now = h.now.Add(d)
-				h.c.Tick(h.now)
+				h.take(h.c.Tick(h.now))
+				return "ok"
+			case "restart":
+				before := consumerState(h.c)
+				h.restart()
+				if after := consumerState(h.c); after != before {
+					d.Fatalf(t, "replayed state differs\nlive:\n%s\nreplayed:\n%s", before, after)
+				}
 				return "ok"
 			case "state":
 				g := h.c.cgroups[pos[0]]
@@ -215,7 +271,8 @@ func TestConsumerScripts(t *testing.T) {
 }
 
 // TestConsumerNeverTwoOwners drives random members (joining, leaving, crashing, acknowledging
-// revocations late or never, topics growing) and checks after every step that no partition is
+// revocations late or never, topics growing, the coordinator replaced by one replaying its
+// records, which must have the same state) and checks after every step that no partition is
 // held by two members, and, once everyone heartbeats and acknowledges, that every subscribed
 // partition has exactly one owner and every member reached the target epoch.
 func TestConsumerNeverTwoOwners(t *testing.T) {
@@ -295,15 +352,21 @@ func TestConsumerNeverTwoOwners(t *testing.T) {
 				delete(clients, ids[rng.IntN(len(ids))])
 			case op < 82:
 				h.topics["a"]++
+			case op < 85:
+				before := consumerState(h.c)
+				h.restart()
+				if after := consumerState(h.c); after != before {
+					t.Fatalf("seed %d step %d: replayed state differs\nlive:\n%s\nreplayed:\n%s", seed, step, before, after)
+				}
 			default:
 				h.now = h.now.Add(time.Duration(rng.IntN(4000)) * time.Millisecond)
-				h.c.Tick(h.now)
+				h.take(h.c.Tick(h.now))
 			}
 			check(step)
 		}
 		// Quiesce: everyone heartbeats and acknowledges until nothing changes.
 		h.now = h.now.Add(time.Minute)
-		h.c.Tick(h.now) // the crashed ones' sessions end
+		h.take(h.c.Tick(h.now)) // the crashed ones' sessions end
 		for range 10 {
 			for _, id := range sortedKeys(clients) {
 				beat(clients[id], true)

@@ -10,8 +10,9 @@ import (
 
 // Record kinds, as decoded from a key of either encoding.
 const (
-	kindOffset byte = 1
-	kindGroup  byte = 2
+	kindOffset   byte = 1
+	kindGroup    byte = 2
+	kindConsumer byte = 3 // a consumer-protocol group's record (records_consumer.go)
 )
 
 // Kafka's key versions (the int16 that starts every key of __consumer_offsets) and the value
@@ -112,6 +113,8 @@ type decoded struct {
 	legacy bool           // written by Ringtail before it used Kafka's schemas
 	off    committed      // kindOffset, unless a tombstone
 	meta   groupValue     // kindGroup, unless a tombstone
+
+	consumer *consumerRecord // kindConsumer
 }
 
 // isKafkaKey tells Kafka's keys from the private ones of older Ringtail versions: a Kafka key
@@ -182,6 +185,9 @@ func decodeRecord(rec Record) (decoded, error) {
 				assignment:   vm.Assignment,
 			})
 		}
+	case keyConsumerMetadata, keyConsumerPartitionMeta, keyConsumerMember, keyConsumerTargetMetadata,
+		keyConsumerTargetMember, keyConsumerCurrent:
+		return decodeConsumerRecord(rec, version)
 	default:
 		return d, fmt.Errorf("%w: unknown key version %d", ErrCorrupt, version)
 	}
@@ -226,6 +232,7 @@ func (c *Coordinator) Replay(now time.Time, records []Record) error {
 	}
 	metas := make(map[string]groupValue)
 	offs := make(map[string]map[topicPartition]committed)
+	cons := make(map[string]*consumerImage)
 	var names []string
 	seen := make(map[string]bool)
 	for i, rec := range records {
@@ -257,8 +264,14 @@ func (c *Coordinator) Replay(now time.Time, records []Record) error {
 				continue
 			}
 			metas[name] = d.meta
+		case kindConsumer:
+			if cons[name] == nil {
+				cons[name] = newConsumerImage()
+			}
+			cons[name].apply(d.consumer, rec.Value == nil)
 		}
 	}
+	c.replayConsumers(now, cons)
 	for _, name := range names {
 		gv, hasMeta := metas[name]
 		if !hasMeta && len(offs[name]) == 0 {
