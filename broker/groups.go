@@ -445,6 +445,10 @@ func (h *groupHost) perGroup(cl group.Client, log *slog.Logger, req kmsg.Request
 // coordinatorNotAvailable answers a group request on a node that hosts no coordinator.
 func coordinatorNotAvailable(req kmsg.Request) kmsg.Response {
 	code := kerr.CoordinatorNotAvailable.Code
+	switch req.(type) {
+	case *kmsg.ConsumerGroupHeartbeatRequest, *kmsg.ConsumerGroupDescribeRequest:
+		return groupErrorResponse(req, code)
+	}
 	resp := req.ResponseKind()
 	switch r := resp.(type) {
 	case *kmsg.JoinGroupResponse:

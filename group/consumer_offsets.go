@@ -49,11 +49,11 @@ func (c *Coordinator) validateConsumerCommit(g *consumerGroup, req *kmsg.OffsetC
 	return 0
 }
 
-// validateConsumerFetch checks an OffsetFetch (v9+) that names a member of a consumer group:
+// validateConsumerFetch checks an OffsetFetch (v9+) of a consumer group that names a member:
 // it must be at its current epoch.
 func (c *Coordinator) validateConsumerFetch(group string, memberID *string, epoch int32) int16 {
 	g := c.cgroups[group]
-	if g == nil || memberID == nil || g.members[*memberID] == nil {
+	if memberID == nil || g.members[*memberID] == nil {
 		return kerr.UnknownMemberID.Code
 	}
 	if g.members[*memberID].epoch != epoch {

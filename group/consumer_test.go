@@ -168,6 +168,8 @@ func tpList(set map[topicPartition]bool) []string {
 //	state GROUP                      group epoch, target epoch, members
 //	join-classic GROUP               a classic JoinGroup on the id
 //	restart                          replay the log into a fresh coordinator (same state)
+//	commit GROUP member=ID epoch=N t/0=OFFSET    OffsetCommit v9
+//	fetch GROUP member=ID epoch=N t/0            OffsetFetch v9
 func TestConsumerScripts(t *testing.T) {
 	scripttest.Walk(t, "testdata/consumer/*.txt", func(t *testing.T, path string) {
 		h := newConsumerHarness(t)
@@ -176,7 +178,8 @@ func TestConsumerScripts(t *testing.T) {
 			has := map[string]bool{}
 			var pos []string
 			for _, a := range d.CmdArgs {
-				if a.HasVal {
+				// A word such as "t/0=5" names a partition and an offset, not an argument.
+				if a.HasVal && !strings.Contains(a.Key, "/") {
 					args[a.Key], has[a.Key] = a.Val, true
 				} else {
 					pos = append(pos, a.String())
@@ -255,6 +258,40 @@ func TestConsumerScripts(t *testing.T) {
 					}
 				}
 				return b.String()
+			case "commit", "fetch":
+				epoch, _ := strconv.Atoi(args["epoch"])
+				tp, off, _ := strings.Cut(pos[1], "=")
+				topic, part, _ := strings.Cut(tp, "/")
+				n, _ := strconv.Atoi(part)
+				h.reply++
+				var r Ready
+				if d.Cmd == "commit" {
+					req := kmsg.NewPtrOffsetCommitRequest()
+					req.Version, req.Group, req.MemberID, req.Generation = 9, pos[0], args["member"], int32(epoch)
+					o, _ := strconv.ParseInt(off, 10, 64)
+					req.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: topic, Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: int32(n), Offset: o, LeaderEpoch: -1}}}}
+					r = h.c.OffsetCommit(h.now, h.reply, req)
+				} else {
+					req := kmsg.NewPtrOffsetFetchRequest()
+					req.Version = 9
+					rg := kmsg.NewOffsetFetchRequestGroup()
+					rg.Group, rg.MemberID, rg.MemberEpoch = pos[0], strp(args["member"]), int32(epoch)
+					rg.Topics = []kmsg.OffsetFetchRequestGroupTopic{{Topic: topic, Partitions: []int32{int32(n)}}}
+					req.Groups = append(req.Groups, rg)
+					r = h.c.OffsetFetch(h.now, h.reply, req)
+				}
+				out := h.take(r)
+				switch resp := out[0].Response.(type) {
+				case *kmsg.OffsetCommitResponse:
+					return errName(resp.Topics[0].Partitions[0].ErrorCode)
+				case *kmsg.OffsetFetchResponse:
+					g := resp.Groups[0]
+					if g.ErrorCode != 0 {
+						return errName(g.ErrorCode)
+					}
+					return fmt.Sprintf("offset=%d", g.Topics[0].Partitions[0].Offset)
+				}
+				return "?"
 			case "join-classic":
 				req := kmsg.NewPtrJoinGroupRequest()
 				req.Version, req.Group, req.ProtocolType = 5, pos[0], "consumer"

@@ -229,6 +229,8 @@ func (c *Coordinator) Handle(now time.Time, reply ReplyID, cl Client, req kmsg.R
 		return c.OffsetDelete(now, reply, req), true
 	case *kmsg.ConsumerGroupHeartbeatRequest:
 		return c.ConsumerGroupHeartbeat(now, reply, cl, req), true
+	case *kmsg.ConsumerGroupDescribeRequest:
+		return c.ConsumerGroupDescribe(now, reply, req), true
 	}
 	return Ready{}, false
 }

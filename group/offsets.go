@@ -374,8 +374,9 @@ func (c *Coordinator) OffsetFetch(now time.Time, reply ReplyID, req *kmsg.Offset
 			resp.Groups = append(resp.Groups, gr)
 			continue
 		}
-		if req.Version >= 9 && rg.MemberEpoch >= 0 {
-			// A consumer-protocol member fetching its offsets, at its epoch.
+		if req.Version >= 9 && rg.MemberEpoch >= 0 && c.cgroups[rg.Group] != nil {
+			// A consumer-protocol member fetching its offsets, at its epoch. (Classic members
+			// send their generation here; their fetches are not checked, as before.)
 			if gr.ErrorCode = c.validateConsumerFetch(rg.Group, rg.MemberID, rg.MemberEpoch); gr.ErrorCode != 0 {
 				resp.Groups = append(resp.Groups, gr)
 				continue

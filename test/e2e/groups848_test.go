@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -289,8 +290,9 @@ func TestConsumerGroups848(t *testing.T) {
 }
 
 // TestConsumerProtocolAdvertised: the broker offers ConsumerGroupHeartbeat v1, which is what
-// makes franz-go use the consumer protocol rather than fall back to the classic one, and a
-// classic member cannot join a consumer group that has members.
+// makes franz-go use the consumer protocol rather than fall back to the classic one; a classic
+// member cannot join a consumer group that has members; ConsumerGroupDescribe and ListGroups
+// show the group.
 func TestConsumerProtocolAdvertised(t *testing.T) {
 	b := startBroker(t)
 	cl := b.Client(t)
@@ -322,7 +324,34 @@ func TestConsumerProtocolAdvertised(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if jr.ErrorCode != 23 { // INCONSISTENT_GROUP_PROTOCOL
-		t.Fatalf("classic JoinGroup on a consumer group: error %d, want INCONSISTENT_GROUP_PROTOCOL", jr.ErrorCode)
+	if jr.ErrorCode != kerr.InconsistentGroupProtocol.Code {
+		t.Fatalf("classic JoinGroup on a consumer group: %v, want INCONSISTENT_GROUP_PROTOCOL", kerr.ErrorForCode(jr.ErrorCode))
+	}
+
+	// ConsumerGroupDescribe shows the member with its assignment; a classic group's id is not
+	// a consumer group.
+	desc := kmsg.NewPtrConsumerGroupDescribeRequest()
+	desc.Groups = []string{"mixed", "no-such-group"}
+	dr, err := desc.RequestWith(ctxTimeout(t, opTimeout), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dr.Groups) != 2 || dr.Groups[0].ErrorCode != 0 || dr.Groups[1].ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("ConsumerGroupDescribe: %+v", dr.Groups)
+	}
+	g := dr.Groups[0]
+	if g.State != "Stable" || g.AssignorName != "range" || len(g.Members) != 1 || g.Members[0].MemberEpoch != g.Epoch ||
+		len(g.Members[0].Assignment.TopicPartitions) != 1 || len(g.Members[0].Assignment.TopicPartitions[0].Partitions) != 2 ||
+		g.Members[0].Assignment.TopicPartitions[0].Topic != topic {
+		t.Fatalf("ConsumerGroupDescribe of the group: %+v", g)
+	}
+	lg := kmsg.NewPtrListGroupsRequest()
+	lg.TypesFilter = []string{"consumer"}
+	lr, err := lg.RequestWith(ctxTimeout(t, opTimeout), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lr.Groups) != 1 || lr.Groups[0].Group != "mixed" || lr.Groups[0].GroupType != "consumer" || lr.Groups[0].GroupState != "Stable" {
+		t.Fatalf("ListGroups of consumer groups: %+v", lr.Groups)
 	}
 }
