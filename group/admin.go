@@ -111,8 +111,16 @@ func (c *Coordinator) DeleteGroups(now time.Time, reply ReplyID, req *kmsg.Delet
 	for _, name := range req.Groups {
 		dg := kmsg.NewDeleteGroupsResponseGroup()
 		dg.Group = name
-		g := c.groups[name]
+		g, cg := c.groups[name], c.cgroups[name]
 		switch {
+		case cg != nil && len(cg.members) > 0:
+			dg.ErrorCode = kerr.NonEmptyGroup.Code
+		case cg != nil:
+			c.deleteConsumerGroup(cg) // an empty consumer group, and its offsets below
+			if g != nil {
+				c.deleteGroup(g)
+			}
+			deleted = append(deleted, len(resp.Groups))
 		case g == nil:
 			dg.ErrorCode = kerr.GroupIDNotFound.Code
 		case g.state != Empty:

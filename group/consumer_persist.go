@@ -60,6 +60,15 @@ func (c *Coordinator) currentValue(m *consumerMember) []byte {
 	return consumerCurrentValue(epoch, prev, state, c.byTopicID(m.assigned, m.since, since), since, c.byTopicID(m.revoking, nil))
 }
 
+// deleteConsumerGroup forgets an empty consumer group and writes the tombstones of its
+// group-level records.
+func (c *Coordinator) deleteConsumerGroup(g *consumerGroup) {
+	for _, v := range []int16{keyConsumerTargetMetadata, keyConsumerMetadata} {
+		c.persist(Record{consumerKey(v, g.name, ""), nil})
+	}
+	delete(c.cgroups, g.name)
+}
+
 // persistMemberGone writes the tombstones of a member's records.
 func (c *Coordinator) persistMemberGone(g *consumerGroup, id string) {
 	for _, v := range []int16{keyConsumerCurrent, keyConsumerTargetMember, keyConsumerMember} {
@@ -116,13 +125,9 @@ func (im *consumerImage) apply(r *consumerRecord, tombstone bool) {
 	}
 	switch r.kind {
 	case keyConsumerMetadata:
-		if !tombstone {
-			im.epoch = r.epoch
-		}
+		im.epoch = r.epoch // 0 for a tombstone: the group was deleted
 	case keyConsumerTargetMetadata:
-		if !tombstone {
-			im.targetEpoch = r.epoch
-		}
+		im.targetEpoch = r.epoch
 	case keyConsumerMember:
 		set(im.members)
 	case keyConsumerTargetMember:

@@ -170,6 +170,7 @@ func tpList(set map[topicPartition]bool) []string {
 //	restart                          replay the log into a fresh coordinator (same state)
 //	commit GROUP member=ID epoch=N t/0=OFFSET    OffsetCommit v9
 //	fetch GROUP member=ID epoch=N t/0            OffsetFetch v9
+//	delete GROUP                     DeleteGroups
 func TestConsumerScripts(t *testing.T) {
 	scripttest.Walk(t, "testdata/consumer/*.txt", func(t *testing.T, path string) {
 		h := newConsumerHarness(t)
@@ -292,6 +293,12 @@ func TestConsumerScripts(t *testing.T) {
 					return fmt.Sprintf("offset=%d", g.Topics[0].Partitions[0].Offset)
 				}
 				return "?"
+			case "delete":
+				req := kmsg.NewPtrDeleteGroupsRequest()
+				req.Version, req.Groups = 2, []string{pos[0]}
+				h.reply++
+				out := h.take(h.c.DeleteGroups(h.now, h.reply, req))
+				return errName(out[0].Response.(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode)
 			case "join-classic":
 				req := kmsg.NewPtrJoinGroupRequest()
 				req.Version, req.Group, req.ProtocolType = 5, pos[0], "consumer"

@@ -3,7 +3,11 @@
 // OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups and
 // OffsetDelete. It owns group membership, the group state machine
 // (Empty, PreparingRebalance, CompletingRebalance, Stable, Dead) and
-// committed offsets.
+// committed offsets. It also runs the KIP-848 consumer protocol
+// (ConsumerGroupHeartbeat, ConsumerGroupDescribe; consumer.go, with its
+// server-side assignors in assignor.go and its records in
+// records_consumer.go), whose groups share the id space, the offsets and
+// __consumer_offsets with the classic ones.
 //
 // It is a pure, deterministic state machine in the etcd-raft habit: no
 // sockets, no goroutines, no clocks, no I/O. Time is a value passed into
@@ -97,6 +101,7 @@
 //	                                                     (protocol type, generation,
 //	                                                     protocol, leader, state time,
 //	                                                     members with instance ids)
+//	keys v3–v8                consumer-protocol groups (records_consumer.go)
 //
 // These are the versions Kafka 2.3 to 4.x write. Keys v0 and values v0 to v4
 // are read too. An Empty group has a null protocol and leader, as in Kafka.
