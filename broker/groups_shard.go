@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ringtail/ringtail/engine"
@@ -321,6 +322,22 @@ func (s *groupShard) handle(now time.Time, r *groupRequest) {
 	s.process(now, ready)
 }
 
+// logHeartbeatError says why a ConsumerGroupHeartbeat was refused: a warning for a request
+// that can never succeed as sent, debug for the fencing and membership answers clients expect
+// in their normal course.
+func logHeartbeatError(log *slog.Logger, hb *kmsg.ConsumerGroupHeartbeatResponse) {
+	msg := ""
+	if hb.ErrorMessage != nil {
+		msg = *hb.ErrorMessage
+	}
+	switch hb.ErrorCode {
+	case kerr.InvalidRequest.Code, kerr.UnsupportedAssignor.Code, kerr.InvalidRegularExpression.Code, kerr.GroupIDNotFound.Code:
+		log.Warn("groups: ConsumerGroupHeartbeat refused", "error", kerr.ErrorForCode(hb.ErrorCode), "why", msg)
+	default:
+		log.Debug("groups: ConsumerGroupHeartbeat answered with an error", "error", kerr.ErrorForCode(hb.ErrorCode), "why", msg)
+	}
+}
+
 // process sends the responses in ready and persists its records. On the shard's goroutine.
 func (s *groupShard) process(now time.Time, ready group.Ready) {
 	for _, out := range ready.Send {
@@ -330,6 +347,9 @@ func (s *groupShard) process(now time.Time, ready group.Ready) {
 			continue
 		}
 		delete(s.replies, out.Reply)
+		if hb, ok := out.Response.(*kmsg.ConsumerGroupHeartbeatResponse); ok && hb.ErrorCode != 0 {
+			logHeartbeatError(r.log, hb)
+		}
 		r.respond(out.Response)
 	}
 	if ready.Batch == 0 {

@@ -96,8 +96,9 @@ func newConsumerGroup(name string) *consumerGroup {
 	}
 }
 
-// ConsumerGroupHeartbeat handles one heartbeat of the consumer protocol. Its answer is always
-// in the returned Ready: nothing in this protocol waits for a write yet.
+// ConsumerGroupHeartbeat handles one heartbeat of the consumer protocol. An answer that
+// carries a change (an epoch, an assignment, a leave) waits for the records of that change
+// (answerConsumer); errors and heartbeats that change nothing are answered at once.
 func (c *Coordinator) ConsumerGroupHeartbeat(now time.Time, reply ReplyID, cl Client, req *kmsg.ConsumerGroupHeartbeatRequest) Ready {
 	resp := req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
 	resp.MemberEpoch = req.MemberEpoch
@@ -164,6 +165,9 @@ func (c *Coordinator) ConsumerGroupHeartbeat(now time.Time, reply ReplyID, cl Cl
 
 	m, changed, e := c.consumerMemberFor(now, g, cl, req)
 	if e != nil {
+		if len(g.members) == 0 && g.epoch == 0 {
+			delete(c.cgroups, g.name) // created for this join, which failed
+		}
 		return fail(e, e.Description)
 	}
 	c.arm(m.session, now.Add(c.cfg.ConsumerSessionTimeout))
