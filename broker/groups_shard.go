@@ -95,6 +95,12 @@ func (s *groupShard) run() {
 	defer close(s.stopped)
 	start := time.Now()
 	s.loadErr = s.replay()
+	if s.loadErr == nil {
+		// Before ready is closed: whoever waited for the load finds the shard taking requests
+		// (it was set after, and a request right after the wait could get
+		// COORDINATOR_LOAD_IN_PROGRESS; TestOffsetsTopicKeepsItsPartitionCount did under -race).
+		s.loaded.Store(true)
+	}
 	close(s.ready)
 	if s.loadErr != nil {
 		if !errors.Is(s.loadErr, errUnloaded) {
@@ -104,7 +110,6 @@ func (s *groupShard) run() {
 		s.h.shards[s.partition].CompareAndSwap(s, nil)
 		return
 	}
-	s.loaded.Store(true)
 	s.log.Debug("groups: offsets partition loaded", "records", s.replayed, "took", time.Since(start).Round(time.Millisecond))
 	s.maybeCompact() // a long log from before the restart, or one in the private encoding
 	s.serve()

@@ -246,9 +246,12 @@ func (c *Coordinator) consumerMemberFor(now time.Time, g *consumerGroup, cl Clie
 		switch {
 		case m == nil:
 			return nil, false, kerr.UnknownMemberID
+		case m.staticLeft:
+			return nil, false, kerr.FencedMemberEpoch // it left (epoch -2); it rejoins at 0
 		case req.MemberEpoch == m.epoch:
-		case req.MemberEpoch == m.prevEpoch && c.ownsNoMore(m, c.ownedIn(req)):
-			// The response that moved the member on was lost; it gets it again.
+		case req.MemberEpoch == m.prevEpoch && req.Topics != nil && c.ownsNoMore(m, c.ownedIn(req)):
+			// The response that moved the member on was lost; it gets it again (as Kafka: only
+			// when it says what it owns, and that is no more than it holds).
 		default:
 			return nil, false, kerr.FencedMemberEpoch
 		}
