@@ -305,8 +305,8 @@ func TestConsumerScripts(t *testing.T) {
 				req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 10000, 10000
 				req.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: consumerMeta([]string{"t"})}}
 				h.reply++
-				r := h.c.JoinGroup(h.now, h.reply, Client{ID: "cli"}, req)
-				return errName(r.Send[0].Response.(*kmsg.JoinGroupResponse).ErrorCode)
+				out := h.take(h.c.JoinGroup(h.now, h.reply, Client{ID: "cli"}, req))
+				return errName(out[0].Response.(*kmsg.JoinGroupResponse).ErrorCode)
 			}
 			d.Fatalf(t, "unknown command")
 			return ""
