@@ -419,7 +419,12 @@ func (g *consumerGroup) assignor() string {
 
 // reconcile moves m one step towards its target; owned is what its heartbeat says it holds.
 func (c *Coordinator) reconcile(now time.Time, g *consumerGroup, m *consumerMember, owned map[topicPartition]bool) {
-	g.touched[m.id] = true
+	changes, epoch, unreleased := m.changes, m.epoch, m.unreleased
+	defer func() {
+		if m.changes != changes || m.epoch != epoch || m.unreleased != unreleased {
+			g.touched[m.id] = true // its current assignment is written again
+		}
+	}()
 	if len(m.revoking) > 0 {
 		if owned == nil {
 			return
@@ -435,6 +440,7 @@ func (c *Coordinator) reconcile(now time.Time, g *consumerGroup, m *consumerMemb
 			}
 		}
 		m.revoking = make(map[topicPartition]bool)
+		m.changes++
 		c.disarm(m.revokeBy)
 	}
 	target := g.target[m.id]
