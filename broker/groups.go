@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringtail/ringtail/engine"
 	"github.com/ringtail/ringtail/group"
+	"github.com/ringtail/ringtail/meta"
 )
 
 // DefaultOffsetsTopicPartitions is the partition count __consumer_offsets is created with
@@ -50,6 +51,7 @@ type groupHost struct {
 	eng          *engine.Engine
 	purg         *Purgatory
 	topics       group.Topics
+	consumer     group.ConsumerTopics
 	partitions   int32 // __consumer_offsets' partition count, fixed for the life of the topic
 	compactEvery int
 	incarnation  atomic.Uint64 // the last coordinator incarnation handed out
@@ -80,6 +82,27 @@ type topicsView struct{ eng *engine.Engine }
 
 func (t topicsView) PartitionExists(topic string, p int32) bool {
 	return t.eng.Partition(engine.TopicPartition{Topic: topic, Partition: p}) != nil
+}
+
+// consumerTopicsView names topics by id and counts their partitions, for the consumer
+// protocol's server-side assignors, from the published metadata (no lock).
+type consumerTopicsView struct{ meta *meta.Store }
+
+func (v consumerTopicsView) TopicByName(name string) ([16]byte, int32, bool) {
+	t, ok := v.meta.Topic(name)
+	return t.ID, t.Partitions, ok
+}
+
+// TopicNames lists the topics a regex subscription may match: not the internal ones, as in
+// Kafka.
+func (v consumerTopicsView) TopicNames() []string {
+	var out []string
+	for _, t := range v.meta.Topics() {
+		if !IsInternal(t.Name) {
+			out = append(out, t.Name)
+		}
+	}
+	return out
 }
 
 // startGroups creates __consumer_offsets if needed and loads every partition this node leads
@@ -137,6 +160,7 @@ func (b *Broker) newGroupHost(t Topic) *groupHost {
 		eng:          b.engine,
 		purg:         b.purg,
 		topics:       topicsView{b.engine},
+		consumer:     consumerTopicsView{b.meta},
 		partitions:   t.Partitions,
 		compactEvery: every,
 		shards:       make([]atomic.Pointer[groupShard], t.Partitions),
@@ -421,6 +445,10 @@ func (h *groupHost) perGroup(cl group.Client, log *slog.Logger, req kmsg.Request
 // coordinatorNotAvailable answers a group request on a node that hosts no coordinator.
 func coordinatorNotAvailable(req kmsg.Request) kmsg.Response {
 	code := kerr.CoordinatorNotAvailable.Code
+	switch req.(type) {
+	case *kmsg.ConsumerGroupHeartbeatRequest, *kmsg.ConsumerGroupDescribeRequest:
+		return groupErrorResponse(req, code)
+	}
 	resp := req.ResponseKind()
 	switch r := resp.(type) {
 	case *kmsg.JoinGroupResponse:

@@ -16,7 +16,9 @@ import (
 // value of every key, and once that batch is durable lets retention delete every segment
 // before it (engine.Partition.TrimBefore). A restart at any point replays correctly: before the
 // trim, old records followed by their own last values; after it, the last values alone.
-// Keys deleted by a nil value are simply not rewritten.
+// Keys deleted by a nil value are simply not rewritten. Records of the private encoding of
+// older versions are rewritten in Kafka's schemas (group.Canonical), which migrates a data
+// directory: a shard whose replay met any compacts right after loading.
 
 // DefaultOffsetsCompactRecords is how many records a partition of __consumer_offsets takes
 // between two of its compactions unless Config.OffsetsCompactRecords says otherwise.
@@ -29,10 +31,10 @@ const (
 	compactChunkBytes   = 16 << 20
 )
 
-// maybeCompact compacts when enough records were appended and none of ours is in flight. On
-// the shard's goroutine.
+// maybeCompact compacts when enough records were appended, or records of the private
+// encoding are to be rewritten, and none of ours is in flight. On the shard's goroutine.
 func (s *groupShard) maybeCompact() {
-	if s.appended < s.compactEvery || s.inflight > 0 {
+	if (s.appended < s.compactEvery && s.legacy == 0) || s.inflight > 0 {
 		return
 	}
 	start := time.Now()
@@ -45,6 +47,7 @@ func (s *groupShard) maybeCompact() {
 			"took", time.Since(start).Round(time.Millisecond))
 	}
 	s.appended = 0
+	s.legacy = 0 // rewritten, or after a failure tried again with the next compaction
 }
 
 // compact rewrites the live records after the current log and returns how many.
@@ -56,6 +59,12 @@ func (s *groupShard) compact() (n int, err error) {
 	records, err := readOffsetsLog(s.part, nil)
 	if err != nil {
 		return 0, err
+	}
+	// In Kafka's schemas, so that a key of the private encoding and its Kafka twin count as one.
+	for i, r := range records {
+		if records[i], _, err = group.Canonical(r); err != nil {
+			return 0, fmt.Errorf("record at position %d: %w", i, err)
+		}
 	}
 	live := lastValues(records)
 	if len(live) == 0 {

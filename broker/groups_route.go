@@ -28,6 +28,8 @@ func requestGroups(req kmsg.Request) (names []string, multi bool) {
 		return []string{r.Group}, false
 	case *kmsg.OffsetDeleteRequest:
 		return []string{r.Group}, false
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		return []string{r.Group}, false
 	case *kmsg.OffsetFetchRequest:
 		if r.Version < 8 {
 			return []string{r.Group}, false
@@ -40,6 +42,8 @@ func requestGroups(req kmsg.Request) (names []string, multi bool) {
 	case *kmsg.DescribeGroupsRequest:
 		return r.Groups, true
 	case *kmsg.DeleteGroupsRequest:
+		return r.Groups, true
+	case *kmsg.ConsumerGroupDescribeRequest:
 		return r.Groups, true
 	}
 	return nil, false
@@ -58,6 +62,10 @@ func subRequest(req kmsg.Request, idx []int) kmsg.Request {
 		c.Groups = pick(r.Groups, idx)
 		return &c
 	case *kmsg.OffsetFetchRequest:
+		c := *r
+		c.Groups = pick(r.Groups, idx)
+		return &c
+	case *kmsg.ConsumerGroupDescribeRequest:
 		c := *r
 		c.Groups = pick(r.Groups, idx)
 		return &c
@@ -88,6 +96,10 @@ func placeGroups(dst kmsg.Response, idx []int, src kmsg.Response) {
 		}
 	case *kmsg.OffsetFetchResponse:
 		if s, ok := src.(*kmsg.OffsetFetchResponse); ok {
+			place(d.Groups, idx, s.Groups)
+		}
+	case *kmsg.ConsumerGroupDescribeResponse:
+		if s, ok := src.(*kmsg.ConsumerGroupDescribeResponse); ok {
 			place(d.Groups, idx, s.Groups)
 		}
 	}
@@ -131,6 +143,10 @@ func groupErrorResponse(req kmsg.Request, code int16) kmsg.Response {
 		resp := r.ResponseKind().(*kmsg.OffsetDeleteResponse)
 		resp.ErrorCode = code
 		return resp
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		resp := r.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
+		resp.ErrorCode = code
+		return resp
 	case *kmsg.ListGroupsRequest:
 		resp := r.ResponseKind().(*kmsg.ListGroupsResponse)
 		resp.ErrorCode = code
@@ -152,22 +168,39 @@ func groupErrorResponse(req kmsg.Request, code int16) kmsg.Response {
 		return offsetFetchError(r, code)
 	case *kmsg.DescribeGroupsRequest:
 		resp := r.ResponseKind().(*kmsg.DescribeGroupsResponse)
-		for _, name := range r.Groups {
-			dg := kmsg.NewDescribeGroupsResponseGroup()
-			dg.Group, dg.ErrorCode = name, code
-			resp.Groups = append(resp.Groups, dg)
-		}
+		resp.Groups = perGroup(r.Groups, func(name string) (g kmsg.DescribeGroupsResponseGroup) {
+			g = kmsg.NewDescribeGroupsResponseGroup()
+			g.Group, g.ErrorCode = name, code
+			return g
+		})
 		return resp
 	case *kmsg.DeleteGroupsRequest:
 		resp := r.ResponseKind().(*kmsg.DeleteGroupsResponse)
-		for _, name := range r.Groups {
-			dg := kmsg.NewDeleteGroupsResponseGroup()
-			dg.Group, dg.ErrorCode = name, code
-			resp.Groups = append(resp.Groups, dg)
-		}
+		resp.Groups = perGroup(r.Groups, func(name string) (g kmsg.DeleteGroupsResponseGroup) {
+			g = kmsg.NewDeleteGroupsResponseGroup()
+			g.Group, g.ErrorCode = name, code
+			return g
+		})
+		return resp
+	case *kmsg.ConsumerGroupDescribeRequest:
+		resp := r.ResponseKind().(*kmsg.ConsumerGroupDescribeResponse)
+		resp.Groups = perGroup(r.Groups, func(name string) (g kmsg.ConsumerGroupDescribeResponseGroup) {
+			g = kmsg.NewConsumerGroupDescribeResponseGroup()
+			g.Group, g.ErrorCode = name, code
+			return g
+		})
 		return resp
 	}
 	return nil
+}
+
+// perGroup returns one answer entry per named group, in order.
+func perGroup[T any](names []string, entry func(name string) T) []T {
+	out := make([]T, 0, len(names))
+	for _, name := range names {
+		out = append(out, entry(name))
+	}
+	return out
 }
 
 func offsetFetchError(r *kmsg.OffsetFetchRequest, code int16) *kmsg.OffsetFetchResponse {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ringtail/ringtail/engine"
@@ -50,6 +51,9 @@ type groupShard struct {
 	appended     int
 	inflight     int
 	compactEvery int
+	// legacy counts records of the private encoding of older versions in the partition: the
+	// next compaction rewrites them in Kafka's schemas, and one runs at load to do so.
+	legacy int
 }
 
 // groupRequest is one request waiting for a coordinator's answer; it is kept until answered,
@@ -91,6 +95,12 @@ func (s *groupShard) run() {
 	defer close(s.stopped)
 	start := time.Now()
 	s.loadErr = s.replay()
+	if s.loadErr == nil {
+		// Before ready is closed: whoever waited for the load finds the shard taking requests
+		// (it was set after, and a request right after the wait could get
+		// COORDINATOR_LOAD_IN_PROGRESS; TestOffsetsTopicKeepsItsPartitionCount did under -race).
+		s.loaded.Store(true)
+	}
 	close(s.ready)
 	if s.loadErr != nil {
 		if !errors.Is(s.loadErr, errUnloaded) {
@@ -100,9 +110,8 @@ func (s *groupShard) run() {
 		s.h.shards[s.partition].CompareAndSwap(s, nil)
 		return
 	}
-	s.loaded.Store(true)
 	s.log.Debug("groups: offsets partition loaded", "records", s.replayed, "took", time.Since(start).Round(time.Millisecond))
-	s.maybeCompact() // a long log from before the restart
+	s.maybeCompact() // a long log from before the restart, or one in the private encoding
 	s.serve()
 }
 
@@ -122,6 +131,7 @@ func (s *groupShard) replay() error {
 	// Fresh per load: ids minted after an Unload and a Load never equal replayed ones.
 	cfg.Incarnation = s.h.incarnation.Add(1)
 	cfg.Topics = s.h.topics
+	cfg.ConsumerTopics = s.h.consumer
 	coord := group.New(cfg)
 	if err := coord.Replay(time.Now(), records); err != nil {
 		return fmt.Errorf("replaying %s-%d: %w", OffsetsTopic, s.partition, err)
@@ -132,6 +142,10 @@ func (s *groupShard) replay() error {
 	default:
 	}
 	s.coord, s.replayed, s.appended = coord, len(records), len(records)
+	if s.legacy = coord.LegacyRecords(); s.legacy > 0 {
+		s.log.Info("groups: "+OffsetsTopic+" holds records of the private encoding of older versions; compacting rewrites them in Kafka's schemas",
+			"partition", s.partition, "records", s.legacy)
+	}
 	return nil
 }
 
@@ -313,6 +327,22 @@ func (s *groupShard) handle(now time.Time, r *groupRequest) {
 	s.process(now, ready)
 }
 
+// logHeartbeatError says why a ConsumerGroupHeartbeat was refused: a warning for a request
+// that can never succeed as sent, debug for the fencing and membership answers clients expect
+// in their normal course.
+func logHeartbeatError(log *slog.Logger, hb *kmsg.ConsumerGroupHeartbeatResponse) {
+	msg := ""
+	if hb.ErrorMessage != nil {
+		msg = *hb.ErrorMessage
+	}
+	switch hb.ErrorCode {
+	case kerr.InvalidRequest.Code, kerr.UnsupportedAssignor.Code, kerr.InvalidRegularExpression.Code, kerr.GroupIDNotFound.Code:
+		log.Warn("groups: ConsumerGroupHeartbeat refused", "error", kerr.ErrorForCode(hb.ErrorCode), "why", msg)
+	default:
+		log.Debug("groups: ConsumerGroupHeartbeat answered with an error", "error", kerr.ErrorForCode(hb.ErrorCode), "why", msg)
+	}
+}
+
 // process sends the responses in ready and persists its records. On the shard's goroutine.
 func (s *groupShard) process(now time.Time, ready group.Ready) {
 	for _, out := range ready.Send {
@@ -322,6 +352,9 @@ func (s *groupShard) process(now time.Time, ready group.Ready) {
 			continue
 		}
 		delete(s.replies, out.Reply)
+		if hb, ok := out.Response.(*kmsg.ConsumerGroupHeartbeatResponse); ok && hb.ErrorCode != 0 {
+			logHeartbeatError(r.log, hb)
+		}
 		r.respond(out.Response)
 	}
 	if ready.Batch == 0 {

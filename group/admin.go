@@ -20,7 +20,7 @@ func (c *Coordinator) sortedGroups() []*group {
 }
 
 // ListGroups handles a ListGroupsRequest, with the state filter (v4+) and
-// type filter (v5+; every group here is "classic").
+// type filter (v5+: "classic" or "consumer", the KIP-848 groups).
 func (c *Coordinator) ListGroups(now time.Time, reply ReplyID, req *kmsg.ListGroupsRequest) Ready {
 	resp := kmsg.NewPtrListGroupsResponse()
 	resp.Version = req.Version
@@ -35,15 +35,26 @@ func (c *Coordinator) ListGroups(now time.Time, reply ReplyID, req *kmsg.ListGro
 		}
 		return false
 	}
+	type entry struct{ name, protocolType, state, kind string }
+	var entries []entry
 	for _, g := range c.sortedGroups() {
-		if req.Version >= 4 && !match(req.StatesFilter, g.state.String()) {
+		if c.cgroups[g.name] == nil { // else the consumer group's offsets: listed below
+			entries = append(entries, entry{g.name, g.protocolType, g.state.String(), "classic"})
+		}
+	}
+	for _, name := range sortedKeys(c.cgroups) {
+		entries = append(entries, entry{name, "consumer", c.cgroups[name].state(), "consumer"})
+	}
+	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
+	for _, e := range entries {
+		if req.Version >= 4 && !match(req.StatesFilter, e.state) {
 			continue
 		}
-		if req.Version >= 5 && !match(req.TypesFilter, "classic") {
+		if req.Version >= 5 && !match(req.TypesFilter, e.kind) {
 			continue
 		}
 		lg := kmsg.NewListGroupsResponseGroup()
-		lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = g.name, g.protocolType, g.state.String(), "classic"
+		lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = e.name, e.protocolType, e.state, e.kind
 		resp.Groups = append(resp.Groups, lg)
 	}
 	c.send(reply, resp)
@@ -100,8 +111,16 @@ func (c *Coordinator) DeleteGroups(now time.Time, reply ReplyID, req *kmsg.Delet
 	for _, name := range req.Groups {
 		dg := kmsg.NewDeleteGroupsResponseGroup()
 		dg.Group = name
-		g := c.groups[name]
+		g, cg := c.groups[name], c.cgroups[name]
 		switch {
+		case cg != nil && len(cg.members) > 0:
+			dg.ErrorCode = kerr.NonEmptyGroup.Code
+		case cg != nil:
+			c.deleteConsumerGroup(cg) // an empty consumer group, and its offsets below
+			if g != nil {
+				c.deleteGroup(g)
+			}
+			deleted = append(deleted, len(resp.Groups))
 		case g == nil:
 			dg.ErrorCode = kerr.GroupIDNotFound.Code
 		case g.state != Empty:

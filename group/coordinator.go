@@ -71,6 +71,11 @@ type Config struct {
 	Incarnation uint64
 	// Topics, when set, is asked whether committed/deleted partitions exist.
 	Topics Topics
+	// ConsumerTopics, needed by ConsumerGroupHeartbeat, names topics by id and counts their
+	// partitions for the server-side assignors.
+	ConsumerTopics            ConsumerTopics
+	ConsumerSessionTimeout    time.Duration // group.consumer.session.timeout.ms, default 45s
+	ConsumerHeartbeatInterval time.Duration // group.consumer.heartbeat.interval.ms, default 5s
 }
 
 func (c Config) withDefaults() Config {
@@ -89,6 +94,12 @@ func (c Config) withDefaults() Config {
 	if c.OffsetsRetention == 0 {
 		c.OffsetsRetention = 7 * 24 * time.Hour
 	}
+	if c.ConsumerSessionTimeout == 0 {
+		c.ConsumerSessionTimeout = defaultConsumerSession
+	}
+	if c.ConsumerHeartbeatInterval == 0 {
+		c.ConsumerHeartbeatInterval = defaultConsumerHeartbeat
+	}
 	if c.MaxMetadataBytes == 0 {
 		c.MaxMetadataBytes = 4096
 	}
@@ -101,9 +112,12 @@ func (c Config) withDefaults() Config {
 type Coordinator struct {
 	cfg    Config
 	groups map[string]*group
-	timers timerHeap
-	seq    uint64 // timer arm order, for deterministic ties
-	idSeq  uint64 // member id counter
+	// cgroups are the groups of the consumer protocol (consumer.go); a group id names a
+	// classic group or a consumer group, never both at once.
+	cgroups map[string]*consumerGroup
+	timers  timerHeap
+	seq     uint64 // timer arm order, for deterministic ties
+	idSeq   uint64 // member id counter
 
 	// The Ready being built by the current call.
 	out     Ready
@@ -112,6 +126,7 @@ type Coordinator struct {
 	pending map[BatchID][]func(now time.Time, code int16)
 
 	touched uint64 // timers popped by Tick, for tests and metrics
+	legacy  int    // records of the private encoding seen by Replay
 }
 
 // New returns an empty coordinator. Call Replay before serving requests
@@ -120,6 +135,7 @@ func New(cfg Config) *Coordinator {
 	return &Coordinator{
 		cfg:     cfg.withDefaults(),
 		groups:  make(map[string]*group),
+		cgroups: make(map[string]*consumerGroup),
 		batch:   1,
 		pending: make(map[BatchID][]func(time.Time, int16)),
 	}
@@ -211,6 +227,10 @@ func (c *Coordinator) Handle(now time.Time, reply ReplyID, cl Client, req kmsg.R
 		return c.DeleteGroups(now, reply, req), true
 	case *kmsg.OffsetDeleteRequest:
 		return c.OffsetDelete(now, reply, req), true
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		return c.ConsumerGroupHeartbeat(now, reply, cl, req), true
+	case *kmsg.ConsumerGroupDescribeRequest:
+		return c.ConsumerGroupDescribe(now, reply, req), true
 	}
 	return Ready{}, false
 }
@@ -268,6 +288,9 @@ const (
 	timerJoin                           // end of the join phase / initial delay
 	timerSync                           // members that never sent SyncGroup
 	timerRetention                      // offset expiry of an Empty group
+
+	timerConsumerSession // consumer protocol: member heartbeat deadline
+	timerConsumerRevoke  // consumer protocol: revocation not acknowledged in the rebalance timeout
 )
 
 type timer struct {
@@ -278,6 +301,9 @@ type timer struct {
 	g    *group
 	m    *member
 	id   string // pending member id
+
+	cg *consumerGroup // consumer protocol timers
+	cm *consumerMember
 }
 
 func newTimer(kind timerKind, g *group) *timer { return &timer{idx: -1, kind: kind, g: g} }
@@ -328,6 +354,10 @@ func (c *Coordinator) disarm(t *timer) {
 }
 
 func (c *Coordinator) fire(now time.Time, t *timer) {
+	if t.cm != nil {
+		c.fireConsumer(t)
+		return
+	}
 	g := t.g
 	if c.groups[g.name] != g {
 		return // group deleted; stale timer

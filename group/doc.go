@@ -3,7 +3,11 @@
 // OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups and
 // OffsetDelete. It owns group membership, the group state machine
 // (Empty, PreparingRebalance, CompletingRebalance, Stable, Dead) and
-// committed offsets.
+// committed offsets. It also runs the KIP-848 consumer protocol
+// (ConsumerGroupHeartbeat, ConsumerGroupDescribe; consumer.go, with its
+// server-side assignors in assignor.go and its records in
+// records_consumer.go), whose groups share the id space, the offsets and
+// __consumer_offsets with the classic ones.
 //
 // It is a pure, deterministic state machine in the etcd-raft habit: no
 // sockets, no goroutines, no clocks, no I/O. Time is a value passed into
@@ -84,43 +88,34 @@
 //
 // # Record encoding (__consumer_offsets)
 //
-// Keys and values are compact and versioned; integers are Go's
-// encoding/binary varints (zig-zag "varint" for signed, "uvarint" for
-// unsigned), strings and byte slices are uvarint length + bytes, nullable
-// strings are varint length (-1 = null) + bytes. A nil value is a
-// tombstone. Compaction is by key, so the key holds exactly the identity.
+// Records use Kafka's own schemas (kmsg's generated structs), so tools that
+// read the topic (Burrow, kminion, kafka-console-consumer's
+// OffsetsMessageFormatter) understand it. A key starts with its int16
+// version, which names the record type; a nil value is a tombstone, and
+// compaction is by key, so the key holds exactly the identity:
 //
-//	offset key    = 0x01 | uvarint len | group | uvarint len | topic | partition (int32, big-endian)
-//	offset value  = 0x00 (version 0)
-//	                varint offset
-//	                varint leader epoch (-1 unknown)
-//	                varint commit time (Unix ms)
-//	                uvarint len | metadata
+//	key v1 OffsetCommitKey    group, topic, partition  → OffsetCommitValue v3
+//	                                                     (offset, leader epoch,
+//	                                                     metadata, commit time)
+//	key v2 GroupMetadataKey   group                    → GroupMetadataValue v3
+//	                                                     (protocol type, generation,
+//	                                                     protocol, leader, state time,
+//	                                                     members with instance ids)
+//	keys v3–v8                consumer-protocol groups (records_consumer.go)
 //
-//	group key     = 0x02 | uvarint len | group
-//	group value   = 0x00 (version 0)
-//	                uvarint len | protocol type
-//	                uvarint len | protocol (selected; "" when Empty)
-//	                varint generation
-//	                uvarint len | leader member id
-//	                varint state time (Unix ms; when written; for an Empty
-//	                       group, when it became Empty)
-//	                uvarint member count, then per member:
-//	                  uvarint len | member id
-//	                  varint len (-1 null) | group.instance.id
-//	                  uvarint len | client id
-//	                  uvarint len | client host
-//	                  varint session timeout (ms)
-//	                  varint rebalance timeout (ms)
-//	                  uvarint len | metadata of the selected protocol
-//	                  uvarint len | assignment
+// These are the versions Kafka 2.3 to 4.x write. Keys v0 and values v0 to v4
+// are read too. An Empty group has a null protocol and leader, as in Kafka.
+// Records of the private encoding of older Ringtail versions (keys starting
+// with 1 or 2, see records_legacy.go) are read as well; Canonical rewrites
+// them, and the broker's compaction of a partition that holds any runs at
+// load, so a data directory moves to Kafka's schemas on its first start.
 //
 // A group record is written when a rebalance completes (the leader's
 // SyncGroup), when a group becomes Empty (its generation still advances),
 // and when a static member's new id replaces the old one. Deleting a group
 // writes tombstones for its offsets and then its group key. A reader that
 // meets an unknown key kind or value version fails with ErrCorrupt rather
-// than guess; a new layout gets a new version byte.
+// than guess.
 //
 // Replay(now, records) rebuilds a fresh coordinator from the log at
 // startup: a group with members is Stable with its last assignment and

@@ -38,6 +38,16 @@ func (c *Coordinator) joinGroup(now time.Time, reply ReplyID, cl Client, req *km
 		c.joinError(reply, v, kerr.InvalidGroupID.Code, req.MemberID)
 		return
 	}
+	if cg := c.cgroups[req.Group]; cg != nil {
+		if len(cg.members) > 0 {
+			// Kafka's answer to a classic member joining a consumer group it cannot convert.
+			c.joinError(reply, v, kerr.InconsistentGroupProtocol.Code, req.MemberID)
+			return
+		}
+		// An empty consumer group becomes a classic one, keeping its offsets (which both
+		// protocols keep in the same place).
+		c.deleteConsumerGroup(cg)
+	}
 	session := time.Duration(req.SessionTimeoutMillis) * time.Millisecond
 	if session < c.cfg.MinSessionTimeout || session > c.cfg.MaxSessionTimeout {
 		c.joinError(reply, v, kerr.InvalidSessionTimeout.Code, req.MemberID)

@@ -132,6 +132,9 @@ func (c *Coordinator) validateCommit(now time.Time, req *kmsg.OffsetCommitReques
 	if req.Version < 7 {
 		instance = nil
 	}
+	if cg := c.cgroups[req.Group]; cg != nil {
+		return c.validateConsumerCommit(cg, req)
+	}
 	g := c.groups[req.Group]
 	if g == nil {
 		if gen < 0 {
@@ -370,6 +373,14 @@ func (c *Coordinator) OffsetFetch(now time.Time, reply ReplyID, req *kmsg.Offset
 			gr.ErrorCode = kerr.UnsupportedVersion.Code
 			resp.Groups = append(resp.Groups, gr)
 			continue
+		}
+		if req.Version >= 9 && rg.MemberEpoch >= 0 && c.cgroups[rg.Group] != nil {
+			// A consumer-protocol member fetching its offsets, at its epoch. (Classic members
+			// send their generation here; their fetches are not checked, as before.)
+			if gr.ErrorCode = c.validateConsumerFetch(rg.Group, rg.MemberID, rg.MemberEpoch); gr.ErrorCode != 0 {
+				resp.Groups = append(resp.Groups, gr)
+				continue
+			}
 		}
 		for _, ft := range c.fetchGroup(rg.Group, topics, rg.Topics == nil, stable) {
 			rt := kmsg.NewOffsetFetchResponseGroupTopic()

@@ -1,166 +1,99 @@
 package group
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// Record kinds: the first byte of every key.
+// Record kinds, as decoded from a key of either encoding.
 const (
-	kindOffset byte = 1
-	kindGroup  byte = 2
+	kindOffset   byte = 1
+	kindGroup    byte = 2
+	kindConsumer byte = 3 // a consumer-protocol group's record (records_consumer.go)
 )
 
-// Value versions: the first byte of every non-tombstone value.
+// Kafka's key versions (the int16 that starts every key of __consumer_offsets) and the value
+// versions Ringtail writes: the ones Kafka 2.3 to 4.x write for the same records, so Burrow,
+// kminion and Kafka's own formatter read them.
 const (
-	offsetValueV0 byte = 0
-	groupValueV0  byte = 0
+	keyOffsetV0 int16 = 0 // OffsetCommitKey, written by Kafka before 0.10
+	keyOffsetV1 int16 = 1 // OffsetCommitKey
+	keyGroupV2  int16 = 2 // GroupMetadataKey
+
+	offsetValueVersion int16 = 3 // OffsetCommitValue with a leader epoch, no expire timestamp
+	groupValueVersion  int16 = 3 // GroupMetadataValue with instance ids, not flexible
+	maxOffsetValue     int16 = 4
+	maxGroupValue      int16 = 4
 )
 
 // ErrCorrupt is wrapped by every decoding error.
 var ErrCorrupt = errors.New("group: corrupt __consumer_offsets record")
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendNullableString(b []byte, s *string) []byte {
-	if s == nil {
-		return binary.AppendVarint(b, -1)
-	}
-	b = binary.AppendVarint(b, int64(len(*s)))
-	return append(b, *s...)
-}
-
-func appendBytes(b, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
-}
-
 func offsetKey(group string, tp topicPartition) []byte {
-	b := make([]byte, 0, 1+2+len(group)+2+len(tp.topic)+4)
-	b = append(b, kindOffset)
-	b = appendString(b, group)
-	b = appendString(b, tp.topic)
-	return binary.BigEndian.AppendUint32(b, uint32(tp.partition))
+	k := kmsg.OffsetCommitKey{Version: keyOffsetV1, Group: group, Topic: tp.topic, Partition: tp.partition}
+	return k.AppendTo(make([]byte, 0, 2+2+len(group)+2+len(tp.topic)+4))
 }
 
 func groupKey(group string) []byte {
-	b := make([]byte, 0, 1+2+len(group))
-	b = append(b, kindGroup)
-	return appendString(b, group)
+	k := kmsg.GroupMetadataKey{Version: keyGroupV2, Group: group}
+	return k.AppendTo(make([]byte, 0, 2+2+len(group)))
 }
 
 func offsetValue(o committed) []byte {
-	b := make([]byte, 0, 24+len(o.metadata))
-	b = append(b, offsetValueV0)
-	b = binary.AppendVarint(b, o.offset)
-	b = binary.AppendVarint(b, int64(o.leaderEpoch))
-	b = binary.AppendVarint(b, o.commitTime.UnixMilli())
-	return appendString(b, o.metadata)
+	v := kmsg.OffsetCommitValue{
+		Version:         offsetValueVersion,
+		Offset:          o.offset,
+		LeaderEpoch:     o.leaderEpoch,
+		Metadata:        o.metadata,
+		CommitTimestamp: o.commitTime.UnixMilli(),
+	}
+	return v.AppendTo(make([]byte, 0, 2+8+4+2+len(o.metadata)+8))
+}
+
+// nilIfEmpty maps Ringtail's "" (no protocol or leader yet) to Kafka's null.
+func nilIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func groupValueBytes(gv groupValue) []byte {
+	v := kmsg.GroupMetadataValue{
+		Version:               groupValueVersion,
+		ProtocolType:          gv.protocolType,
+		Generation:            gv.generation,
+		Protocol:              nilIfEmpty(gv.protocol),
+		Leader:                nilIfEmpty(gv.leader),
+		CurrentStateTimestamp: gv.stateTime.UnixMilli(),
+	}
+	for _, m := range gv.members {
+		v.Members = append(v.Members, kmsg.GroupMetadataValueMember{
+			MemberID:               m.id,
+			InstanceID:             m.instanceID,
+			ClientID:               m.clientID,
+			ClientHost:             m.clientHost,
+			RebalanceTimeoutMillis: int32(m.rebalance.Milliseconds()),
+			SessionTimeoutMillis:   int32(m.session.Milliseconds()),
+			Subscription:           m.metadataFor(gv.protocol),
+			Assignment:             m.assignment,
+		})
+	}
+	return v.AppendTo(nil)
 }
 
 // persistGroup writes g's metadata record into the current batch.
 func (c *Coordinator) persistGroup(g *group, now time.Time) {
-	b := []byte{groupValueV0}
-	b = appendString(b, g.protocolType)
-	b = appendString(b, g.protocol)
-	b = binary.AppendVarint(b, int64(g.generation))
-	b = appendString(b, g.leader)
-	b = binary.AppendVarint(b, now.UnixMilli())
-	b = binary.AppendUvarint(b, uint64(len(g.order)))
-	for _, m := range g.order {
-		b = appendString(b, m.id)
-		b = appendNullableString(b, m.instanceID)
-		b = appendString(b, m.clientID)
-		b = appendString(b, m.clientHost)
-		b = binary.AppendVarint(b, m.session.Milliseconds())
-		b = binary.AppendVarint(b, m.rebalance.Milliseconds())
-		b = appendBytes(b, m.metadataFor(g.protocol))
-		b = appendBytes(b, m.assignment)
-	}
+	b := groupValueBytes(groupValue{
+		protocolType: g.protocolType, protocol: g.protocol,
+		generation: g.generation, leader: g.leader,
+		stateTime: now, members: g.order,
+	})
 	g.everPersisted = true
 	c.persist(Record{groupKey(g.name), b})
-}
-
-// reader decodes the primitives above, remembering the first error.
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: bad %s", ErrCorrupt, what)
-	}
-	r.b = nil
-}
-
-func (r *reader) byte1(what string) byte {
-	if len(r.b) < 1 {
-		r.fail(what)
-		return 0
-	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
-}
-
-func (r *reader) varint(what string) int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail(what)
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) bytes(what string) []byte {
-	l, n := binary.Uvarint(r.b)
-	if n <= 0 || uint64(len(r.b)-n) < l {
-		r.fail(what)
-		return nil
-	}
-	v := r.b[n : n+int(l)]
-	r.b = r.b[n+int(l):]
-	return append([]byte{}, v...)
-}
-
-func (r *reader) str(what string) string { return string(r.bytes(what)) }
-
-func (r *reader) nullableStr(what string) *string {
-	l := r.varint(what)
-	if r.err != nil || l < 0 {
-		return nil
-	}
-	if int64(len(r.b)) < l {
-		r.fail(what)
-		return nil
-	}
-	s := string(r.b[:l])
-	r.b = r.b[l:]
-	return &s
-}
-
-func (r *reader) u32(what string) uint32 {
-	if len(r.b) < 4 {
-		r.fail(what)
-		return 0
-	}
-	v := binary.BigEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
-}
-
-func (r *reader) end(what string) error {
-	if r.err == nil && len(r.b) != 0 {
-		r.err = fmt.Errorf("%w: %d trailing bytes in %s", ErrCorrupt, len(r.b), what)
-	}
-	return r.err
 }
 
 // groupValue is a decoded group-metadata record.
@@ -172,119 +105,173 @@ type groupValue struct {
 	members                []*member
 }
 
-func decodeKey(k []byte) (kind byte, group string, tp topicPartition, err error) {
-	r := reader{b: k}
-	kind = r.byte1("key kind")
-	switch kind {
-	case kindOffset:
-		group = r.str("key group")
-		tp.topic = r.str("key topic")
-		tp.partition = int32(r.u32("key partition"))
-	case kindGroup:
-		group = r.str("key group")
+// decoded is one record of __consumer_offsets, of either encoding.
+type decoded struct {
+	kind   byte
+	group  string
+	tp     topicPartition // kindOffset
+	legacy bool           // written by Ringtail before it used Kafka's schemas
+	off    committed      // kindOffset, unless a tombstone
+	meta   groupValue     // kindGroup, unless a tombstone
+
+	consumer *consumerRecord // kindConsumer
+}
+
+// isKafkaKey tells Kafka's keys from the private ones of older Ringtail versions: a Kafka key
+// starts with its int16 version, so its first byte is 0 for every version Kafka has (0 to 8);
+// a private key starts with its kind, 1 or 2.
+func isKafkaKey(k []byte) bool { return len(k) >= 2 && k[0] == 0 }
+
+func decodeRecord(rec Record) (decoded, error) {
+	if !isKafkaKey(rec.Key) {
+		return decodeLegacy(rec)
+	}
+	var d decoded
+	switch version := int16(rec.Key[1]); version {
+	case keyOffsetV0, keyOffsetV1:
+		var k kmsg.OffsetCommitKey
+		if err := k.ReadFrom(rec.Key); err != nil || len(k.AppendTo(nil)) != len(rec.Key) {
+			return d, fmt.Errorf("%w: offset key %x", ErrCorrupt, rec.Key)
+		}
+		d.kind, d.group, d.tp = kindOffset, k.Group, topicPartition{k.Topic, k.Partition}
+		if rec.Value == nil {
+			return d, nil
+		}
+		var v kmsg.OffsetCommitValue
+		if err := v.ReadFrom(rec.Value); err != nil {
+			return d, fmt.Errorf("%w: offset value: %v", ErrCorrupt, err)
+		}
+		if v.Version < 0 || v.Version > maxOffsetValue {
+			return d, fmt.Errorf("%w: unknown offset value version %d", ErrCorrupt, v.Version)
+		}
+		if v.Version < 3 {
+			v.LeaderEpoch = -1
+		}
+		d.off = committed{offset: v.Offset, leaderEpoch: v.LeaderEpoch, metadata: v.Metadata, commitTime: time.UnixMilli(v.CommitTimestamp)}
+	case keyGroupV2:
+		var k kmsg.GroupMetadataKey
+		if err := k.ReadFrom(rec.Key); err != nil || len(k.AppendTo(nil)) != len(rec.Key) {
+			// Trailing bytes would make two keys of one group: compaction keeps both.
+			return d, fmt.Errorf("%w: group key %x", ErrCorrupt, rec.Key)
+		}
+		d.kind, d.group = kindGroup, k.Group
+		if rec.Value == nil {
+			return d, nil
+		}
+		var v kmsg.GroupMetadataValue
+		if err := v.ReadFrom(rec.Value); err != nil {
+			return d, fmt.Errorf("%w: group value: %v", ErrCorrupt, err)
+		}
+		if v.Version < 0 || v.Version > maxGroupValue {
+			return d, fmt.Errorf("%w: unknown group value version %d", ErrCorrupt, v.Version)
+		}
+		d.meta = groupValue{
+			protocolType: v.ProtocolType, generation: v.Generation,
+			stateTime: time.UnixMilli(v.CurrentStateTimestamp),
+		}
+		if v.Protocol != nil {
+			d.meta.protocol = *v.Protocol
+		}
+		if v.Leader != nil {
+			d.meta.leader = *v.Leader
+		}
+		for _, vm := range v.Members {
+			d.meta.members = append(d.meta.members, &member{
+				id: vm.MemberID, instanceID: vm.InstanceID, clientID: vm.ClientID, clientHost: vm.ClientHost,
+				session:      time.Duration(vm.SessionTimeoutMillis) * time.Millisecond,
+				rebalance:    time.Duration(vm.RebalanceTimeoutMillis) * time.Millisecond,
+				protocolType: v.ProtocolType,
+				protocols:    []protocol{{name: d.meta.protocol, metadata: vm.Subscription}},
+				assignment:   vm.Assignment,
+			})
+		}
+	case keyConsumerMetadata, keyConsumerPartitionMeta, keyConsumerMember, keyConsumerTargetMetadata,
+		keyConsumerTargetMember, keyConsumerCurrent:
+		return decodeConsumerRecord(rec, version)
 	default:
-		if r.err == nil {
-			return 0, "", tp, fmt.Errorf("%w: unknown key kind %d", ErrCorrupt, kind)
+		return d, fmt.Errorf("%w: unknown key version %d", ErrCorrupt, version)
+	}
+	return d, nil
+}
+
+// Canonical returns rec in Kafka's schemas: records of the private encoding of older Ringtail
+// versions are re-encoded (legacy reports it), the others come back as they are. Compaction
+// rewrites a partition through it, so after one compaction a data directory holds Kafka's
+// schemas alone, and a key of either encoding names the same group or offset.
+func Canonical(rec Record) (out Record, legacy bool, err error) {
+	d, err := decodeRecord(rec)
+	if err != nil || !d.legacy {
+		return rec, false, err
+	}
+	switch d.kind {
+	case kindOffset:
+		out.Key = offsetKey(d.group, d.tp)
+		if rec.Value != nil {
+			out.Value = offsetValue(d.off)
+		}
+	case kindGroup:
+		out.Key = groupKey(d.group)
+		if rec.Value != nil {
+			out.Value = groupValueBytes(d.meta)
 		}
 	}
-	return kind, group, tp, r.end("key")
-}
-
-func decodeOffsetValue(v []byte) (committed, error) {
-	r := reader{b: v}
-	if ver := r.byte1("offset value version"); r.err == nil && ver != offsetValueV0 {
-		return committed{}, fmt.Errorf("%w: unknown offset value version %d", ErrCorrupt, ver)
-	}
-	var o committed
-	o.offset = r.varint("offset")
-	o.leaderEpoch = int32(r.varint("leader epoch"))
-	o.commitTime = time.UnixMilli(r.varint("commit time"))
-	o.metadata = r.str("metadata")
-	return o, r.end("offset value")
-}
-
-func decodeGroupValue(v []byte) (groupValue, error) {
-	r := reader{b: v}
-	if ver := r.byte1("group value version"); r.err == nil && ver != groupValueV0 {
-		return groupValue{}, fmt.Errorf("%w: unknown group value version %d", ErrCorrupt, ver)
-	}
-	var gv groupValue
-	gv.protocolType = r.str("protocol type")
-	gv.protocol = r.str("protocol")
-	gv.generation = int32(r.varint("generation"))
-	gv.leader = r.str("leader")
-	gv.stateTime = time.UnixMilli(r.varint("state time"))
-	n, k := binary.Uvarint(r.b)
-	if k <= 0 || n > uint64(len(r.b)) {
-		r.fail("member count")
-	} else {
-		r.b = r.b[k:]
-	}
-	for i := uint64(0); i < n && r.err == nil; i++ {
-		m := &member{}
-		m.id = r.str("member id")
-		m.instanceID = r.nullableStr("instance id")
-		m.clientID = r.str("client id")
-		m.clientHost = r.str("client host")
-		m.session = time.Duration(r.varint("session timeout")) * time.Millisecond
-		m.rebalance = time.Duration(r.varint("rebalance timeout")) * time.Millisecond
-		md := r.bytes("subscription")
-		m.assignment = r.bytes("assignment")
-		m.protocolType = gv.protocolType
-		m.protocols = []protocol{{name: gv.protocol, metadata: md}}
-		gv.members = append(gv.members, m)
-	}
-	return gv, r.end("group value")
+	return out, true, nil
 }
 
 // Replay rebuilds the coordinator from the __consumer_offsets records, in
 // log order (a compacted log is fine: later records win, nil values delete).
-// It must be called on a fresh coordinator, before any request. Groups with
-// members come back Stable with their last persisted assignment and fresh
-// session deadlines from now; groups without members come back Empty.
+// Records of Kafka's schemas and of Ringtail's older private encoding may
+// be mixed: both name a group or an offset the same way. It must be called
+// on a fresh coordinator, before any request. Groups with members come back
+// Stable with their last persisted assignment and fresh session deadlines
+// from now; groups without members come back Empty. LegacyRecords then
+// says how many records were of the private encoding.
 func (c *Coordinator) Replay(now time.Time, records []Record) error {
 	if len(c.groups) != 0 {
 		return errors.New("group: Replay on a coordinator that already has groups")
 	}
 	metas := make(map[string]groupValue)
 	offs := make(map[string]map[topicPartition]committed)
+	cons := make(map[string]*consumerImage)
 	var names []string
 	seen := make(map[string]bool)
 	for i, rec := range records {
-		kind, name, tp, err := decodeKey(rec.Key)
+		d, err := decodeRecord(rec)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", i, err)
 		}
+		if d.legacy {
+			c.legacy++
+		}
+		name := d.group
 		if !seen[name] {
 			seen[name] = true
 			names = append(names, name)
 		}
-		switch kind {
+		switch d.kind {
 		case kindOffset:
 			if rec.Value == nil {
-				delete(offs[name], tp)
+				delete(offs[name], d.tp)
 				continue
-			}
-			o, err := decodeOffsetValue(rec.Value)
-			if err != nil {
-				return fmt.Errorf("record %d: %w", i, err)
 			}
 			if offs[name] == nil {
 				offs[name] = make(map[topicPartition]committed)
 			}
-			offs[name][tp] = o
+			offs[name][d.tp] = d.off
 		case kindGroup:
 			if rec.Value == nil {
 				delete(metas, name)
 				continue
 			}
-			gv, err := decodeGroupValue(rec.Value)
-			if err != nil {
-				return fmt.Errorf("record %d: %w", i, err)
+			metas[name] = d.meta
+		case kindConsumer:
+			if cons[name] == nil {
+				cons[name] = newConsumerImage()
 			}
-			metas[name] = gv
+			cons[name].apply(d.consumer, rec.Value == nil)
 		}
 	}
+	c.replayConsumers(now, cons)
 	for _, name := range names {
 		gv, hasMeta := metas[name]
 		if !hasMeta && len(offs[name]) == 0 {
@@ -316,3 +303,7 @@ func (c *Coordinator) Replay(now time.Time, records []Record) error {
 	}
 	return nil
 }
+
+// LegacyRecords returns how many replayed records were of the private encoding of older
+// Ringtail versions: the caller compacts the partition (through Canonical) to rewrite them.
+func (c *Coordinator) LegacyRecords() int { return c.legacy }

@@ -2,6 +2,7 @@ package group
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -217,31 +218,84 @@ func TestDeterministic(t *testing.T) {
 
 func TestRecordEncoding(t *testing.T) {
 	o := committed{offset: 1 << 40, leaderEpoch: -1, metadata: "meta", commitTime: time.UnixMilli(1700000000123)}
-	got, err := decodeOffsetValue(offsetValue(o))
-	if err != nil || got != o {
-		t.Fatalf("offset round trip %+v %v", got, err)
+	d, err := decodeRecord(Record{offsetKey("grp", topicPartition{"topic", 7}), offsetValue(o)})
+	if err != nil || d.legacy || d.kind != kindOffset || d.group != "grp" || d.tp != (topicPartition{"topic", 7}) || d.off != o {
+		t.Fatalf("offset round trip %+v %v", d, err)
 	}
-	kind, g, tp, err := decodeKey(offsetKey("grp", topicPartition{"topic", 7}))
-	if err != nil || kind != kindOffset || g != "grp" || tp != (topicPartition{"topic", 7}) {
-		t.Fatalf("key round trip %v %q %+v %v", kind, g, tp, err)
-	}
-	for _, bad := range [][]byte{nil, {9}, {kindGroup, 5, 'a'}, append(groupKey("x"), 0)} {
-		if _, _, _, err := decodeKey(bad); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("key %x: %v", bad, err)
+	for _, bad := range []Record{
+		{Key: nil},
+		{Key: []byte{9}},
+		{Key: []byte{kindGroup, 5, 'a'}},            // legacy, truncated
+		{Key: append(groupKey("x"), 0)},             // trailing byte
+		{Key: []byte{0, 9, 0, 1, 'g'}},              // unknown key version
+		{Key: groupKey("g"), Value: []byte{0, 200}}, // unknown value version
+		{Key: offsetKey("g", topicPartition{"t", 0}), Value: []byte{0, 3, 1}},
+	} {
+		if _, err := decodeRecord(bad); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("record %x=%x: %v", bad.Key, bad.Value, err)
 		}
 	}
 	v := offsetValue(o)
-	v[0] = 9
-	if _, err := decodeOffsetValue(v); !errors.Is(err, ErrCorrupt) {
-		t.Errorf("unknown version: %v", err)
-	}
-	for i := 1; i < len(offsetValue(o)); i++ {
-		if _, err := decodeOffsetValue(offsetValue(o)[:i]); !errors.Is(err, ErrCorrupt) {
+	for i := 1; i < len(v); i++ {
+		if _, err := decodeRecord(Record{offsetKey("g", topicPartition{"t", 0}), v[:i]}); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("truncated at %d: %v", i, err)
 		}
 	}
 	c := New(Config{})
 	if err := c.Replay(t0, []Record{{Key: groupKey("g"), Value: []byte{0, 200}}}); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("corrupt group value: %v", err)
+	}
+}
+
+// TestKafkaSchemas reads what the coordinator writes the way a lag monitor does: with Kafka's
+// schemas (kmsg's OffsetCommitKey/Value, GroupMetadataKey/Value), dispatching on the key
+// version, and expecting the versions Kafka itself writes.
+func TestKafkaSchemas(t *testing.T) {
+	h := newHarness(t, Config{InitialRebalanceDelay: time.Second})
+	id, gen := h.stableMember("g", joinOpt{version: 5, instance: "i1"}, "assigned")
+	h.commit("g", id, gen, "orders", 3, 42)
+	h.persistAll()
+	var sawOffset, sawGroup bool
+	for _, r := range h.log {
+		version := int16(binary.BigEndian.Uint16(r.Key))
+		switch version {
+		case 0, 1:
+			var k kmsg.OffsetCommitKey
+			var v kmsg.OffsetCommitValue
+			if err := k.ReadFrom(r.Key); err != nil || version != 1 {
+				t.Fatalf("offset key %x: version %d, %v", r.Key, version, err)
+			}
+			if err := v.ReadFrom(r.Value); err != nil || v.Version != 3 {
+				t.Fatalf("offset value %x: version %d, %v", r.Value, v.Version, err)
+			}
+			if k.Group != "g" || k.Topic != "orders" || k.Partition != 3 || v.Offset != 42 || v.CommitTimestamp != h.now.UnixMilli() {
+				t.Fatalf("offset record %+v %+v", k, v)
+			}
+			sawOffset = true
+		case 2:
+			var k kmsg.GroupMetadataKey
+			var v kmsg.GroupMetadataValue
+			if err := k.ReadFrom(r.Key); err != nil || k.Group != "g" {
+				t.Fatalf("group key %x: %+v %v", r.Key, k, err)
+			}
+			if err := v.ReadFrom(r.Value); err != nil || v.Version != 3 {
+				t.Fatalf("group value %x: version %d, %v", r.Value, v.Version, err)
+			}
+			if v.ProtocolType != "consumer" || v.Protocol == nil || *v.Protocol != "range" || v.Leader == nil ||
+				*v.Leader != id || v.Generation != gen || len(v.Members) != 1 {
+				t.Fatalf("group value %+v", v)
+			}
+			m := v.Members[0]
+			if m.MemberID != id || m.InstanceID == nil || *m.InstanceID != "i1" || string(m.Assignment) != "assigned" ||
+				m.SessionTimeoutMillis <= 0 || m.RebalanceTimeoutMillis <= 0 {
+				t.Fatalf("group member %+v", m)
+			}
+			sawGroup = true
+		default:
+			t.Fatalf("key version %d", version)
+		}
+	}
+	if !sawOffset || !sawGroup {
+		t.Fatalf("offset record %v, group record %v", sawOffset, sawGroup)
 	}
 }
