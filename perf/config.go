@@ -36,9 +36,9 @@ type Config struct {
 	Group             string        `json:"group,omitempty"`
 	// Prefill: a consume run first produces this many records, spread round robin over the
 	// partitions (pipelined, acks=all), and then reads them all (the consume-1000 workload).
-	Prefill int64 `json:"prefill,omitempty"`
-	BrokerPID         int           `json:"broker_pid,omitempty"`
-	BrokerPIDs        []int         `json:"broker_pids,omitempty"` // several broker processes (a cluster): their CPU is summed
+	Prefill    int64 `json:"prefill,omitempty"`
+	BrokerPID  int   `json:"broker_pid,omitempty"`
+	BrokerPIDs []int `json:"broker_pids,omitempty"` // several broker processes (a cluster): their CPU is summed
 	// TopicConfigs are set on the topic when the run creates it (e.g. min.insync.replicas).
 	TopicConfigs map[string]string `json:"topic_configs,omitempty"`
 
