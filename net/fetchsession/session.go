@@ -30,6 +30,7 @@ package fetchsession
 
 import (
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -121,6 +122,8 @@ type Context struct {
 
 	req     Request
 	session *Session // Incremental
+	// cached are the session's entries of Partitions (Incremental), so Finish needs no lookup.
+	cached []*cachedPartition
 	// Added, Updated and Removed count the request's changes to an incremental session (for
 	// logs and tests).
 	Added, Updated, Removed int
@@ -128,10 +131,13 @@ type Context struct {
 
 // cachedPartition is a session's view of one partition: what was last asked and last answered.
 type cachedPartition struct {
+	key Key
 	Fetch
 	highWatermark    int64
 	lastStableOffset int64
 	logStartOffset   int64
+	removed          bool // forgotten; Session.mu
+	moved            bool // returned records in the fetch being finished; Session.mu
 }
 
 // Session is one incremental fetch session.
@@ -144,7 +150,9 @@ type Session struct {
 	mu sync.Mutex // guards the fields below; a leaf
 	// epoch is the epoch the next request must carry.
 	epoch int32
-	order []Key // the partitions in fetch order; those that returned records move to the end
+	// order is the partitions in fetch order (those that returned records move to the end),
+	// parts the same by key.
+	order []*cachedPartition
 	parts map[Key]*cachedPartition
 
 	// Cache.mu: the values the cache indexes the session by, as of its last touch.
@@ -241,9 +249,10 @@ func (c *Cache) Begin(req Request, now time.Time) *Context {
 	}
 	s.epoch = nextEpoch(s.epoch)
 	ctx.Mode, ctx.session = Incremental, s
-	ctx.Partitions = make([]PartitionFetch, 0, len(s.order))
-	for _, k := range s.order {
-		ctx.Partitions = append(ctx.Partitions, PartitionFetch{Key: k, Fetch: s.parts[k].Fetch})
+	ctx.Partitions = make([]PartitionFetch, len(s.order))
+	ctx.cached = append([]*cachedPartition(nil), s.order...)
+	for i, cp := range s.order {
+		ctx.Partitions[i] = PartitionFetch{Key: cp.key, Fetch: cp.Fetch}
 	}
 	s.mu.Unlock()
 	c.touch(s, now)
@@ -258,27 +267,23 @@ func (s *Session) update(parts []PartitionFetch, forgotten []Key) (added, update
 			updated++
 			continue
 		}
-		s.parts[p.Key] = &cachedPartition{Fetch: p.Fetch, highWatermark: -1, lastStableOffset: -1, logStartOffset: -1}
-		s.order = append(s.order, p.Key)
+		cp := &cachedPartition{key: p.Key, Fetch: p.Fetch, highWatermark: -1, lastStableOffset: -1, logStartOffset: -1}
+		s.parts[p.Key] = cp
+		s.order = append(s.order, cp)
 		added++
 	}
+	gone := 0
 	for _, k := range forgotten {
-		if _, ok := s.parts[k]; ok {
+		if cp, ok := s.parts[k]; ok {
 			delete(s.parts, k)
-			s.order = removeKey(s.order, k)
-			removed++
+			cp.removed = true
+			gone++
 		}
 	}
-	return added, updated, removed
-}
-
-func removeKey(order []Key, k Key) []Key {
-	for i, o := range order {
-		if o == k {
-			return append(order[:i], order[i+1:]...)
-		}
+	if gone > 0 {
+		s.order = slices.DeleteFunc(s.order, func(cp *cachedPartition) bool { return cp.removed })
 	}
-	return order
+	return added, updated, gone
 }
 
 // Finish ends the fetch at now with results, one per ctx.Partitions in their order. It returns
@@ -308,10 +313,9 @@ func (c *Cache) Finish(ctx *Context, results []Result, now time.Time) (sessionID
 	}
 	s := ctx.session
 	s.mu.Lock()
-	var moved []Key
-	for i, p := range ctx.Partitions {
-		cp, ok := s.parts[p.Key]
-		if !ok {
+	moved := 0
+	for i, cp := range ctx.cached {
+		if cp.removed {
 			continue // forgotten by a later request meanwhile: nothing to compare with
 		}
 		r := results[i]
@@ -327,11 +331,23 @@ func (c *Cache) Finish(ctx *Context, results []Result, now time.Time) (sessionID
 		}
 		include[i] = must
 		if r.RecordBytes > 0 {
-			moved = append(moved, p.Key)
+			cp.moved = true
+			moved++
 		}
 	}
-	for _, k := range moved {
-		s.order = append(removeKey(s.order, k), k)
+	if moved > 0 {
+		// One stable pass: the others keep their order, the moved ones follow in theirs.
+		kept := make([]*cachedPartition, 0, len(s.order))
+		var tail []*cachedPartition
+		for _, cp := range s.order {
+			if cp.moved {
+				cp.moved = false
+				tail = append(tail, cp)
+			} else {
+				kept = append(kept, cp)
+			}
+		}
+		s.order = append(kept, tail...)
 	}
 	s.mu.Unlock()
 	return s.id, include
@@ -358,9 +374,10 @@ func (c *Cache) create(req Request, results []Result, now time.Time) *Session {
 			continue
 		}
 		r := results[i]
-		s.parts[p.Key] = &cachedPartition{Fetch: p.Fetch, highWatermark: r.HighWatermark,
+		cp := &cachedPartition{key: p.Key, Fetch: p.Fetch, highWatermark: r.HighWatermark,
 			lastStableOffset: r.LastStableOffset, logStartOffset: r.LogStartOffset}
-		s.order = append(s.order, p.Key)
+		s.parts[p.Key] = cp
+		s.order = append(s.order, cp)
 	}
 	c.sessions[id] = s
 	c.touchLocked(s, now)
