@@ -18,6 +18,9 @@ type TopicPartition = engine.TopicPartition
 // TopicConfigDefaults are the topic configs Ringtail knows, with their broker defaults.
 var TopicConfigDefaults = meta.TopicConfigDefaults
 
+// TopicConfigApplied names the topic configs Ringtail acts on; the rest are stored only.
+var TopicConfigApplied = meta.TopicConfigApplied
+
 // MaxPartitions bounds a topic's partition count.
 const MaxPartitions = meta.MaxPartitions
 

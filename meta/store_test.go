@@ -332,3 +332,45 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("%d topics, want %d", n, workers*each/50)
 	}
 }
+
+// TestStandardTopicConfigs: every standard Kafka topic config is accepted at its default and
+// at another valid value, and refused out of its range; the applied set is a subset of them.
+func TestStandardTopicConfigs(t *testing.T) {
+	for k, v := range TopicConfigDefaults {
+		if err := ValidateConfigs(map[string]string{k: v}); err != nil {
+			t.Errorf("default %s=%q refused: %v", k, v, err)
+		}
+	}
+	for k := range TopicConfigApplied {
+		if _, ok := TopicConfigDefaults[k]; !ok {
+			t.Errorf("applied config %s has no default", k)
+		}
+	}
+	for _, c := range []struct {
+		k, good, bad string
+	}{
+		{"min.compaction.lag.ms", "60000", "-1"},
+		{"max.compaction.lag.ms", "86400000", "soon"},
+		{"delete.retention.ms", "0", "-5"},
+		{"min.cleanable.dirty.ratio", "0.1", "1.5"},
+		{"segment.bytes", "104857600", "1000"},
+		{"segment.index.bytes", "4096", "2"},
+		{"flush.messages", "1", "0"},
+		{"local.retention.ms", "-2", "-3"},
+		{"compression.gzip.level", "9", "10"},
+		{"compression.lz4.level", "17", "0"},
+		{"compression.zstd.level", "-5", "23"},
+		{"preallocate", "true", "yes"},
+		{"leader.replication.throttled.replicas", "0:1, 1:2", "0-1"},
+		{"follower.replication.throttled.replicas", "*", "all"},
+		{"message.timestamp.before.max.ms", "3600000", "-1"},
+		{"message.format.version", "2.8", ""},
+	} {
+		if err := ValidateConfigs(map[string]string{c.k: c.good}); err != nil {
+			t.Errorf("%s=%q refused: %v", c.k, c.good, err)
+		}
+		if err := ValidateConfigs(map[string]string{c.k: c.bad}); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s=%q: %v, want ErrInvalidConfig", c.k, c.bad, err)
+		}
+	}
+}

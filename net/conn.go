@@ -59,6 +59,8 @@ type connection struct {
 	inflight atomic.Int32 // frames queued and not yet answered; at most maxInFlight
 	queued   atomic.Int64 // bytes of those frames and of the one being received
 	paused   atomic.Bool  // onTraffic stopped at a bound and waits for a wake
+	// memWaiting: on the broker-wide memory's waiting list; requestMemory.mu.
+	memWaiting bool
 
 	// Request goroutine only: the size of the frame being handled, recorded in its slot.
 	handling int
@@ -145,6 +147,7 @@ func (c *connection) onTraffic() gnet.Action {
 			}
 			_, _ = c.gc.Discard(frameSizeLen)
 			c.queued.Add(int64(size))
+			c.srv.mem.take(int64(size))
 			c.partial, c.want, c.filled = make([]byte, min(int(size), firstFrameChunk)), int(size), 0
 		}
 		for c.filled < c.want {
@@ -177,9 +180,10 @@ func (c *connection) onTraffic() gnet.Action {
 
 // mustWait reports whether a frame of size bytes must wait for earlier requests to be answered:
 // maxInFlight are pending, or their bytes and its own would pass connBytes (one frame is always
-// admitted when none is pending, so every frame allowed at all can make progress).
+// admitted when none is pending, so every frame allowed at all can make progress), or the
+// broker-wide request memory is used up.
 func (c *connection) mustWait(size int) bool {
-	if c.inflight.Load() >= maxInFlight {
+	if c.inflight.Load() >= maxInFlight || c.srv.mem.full() {
 		return true
 	}
 	q := c.queued.Load()
@@ -191,6 +195,9 @@ func (c *connection) mustWait(size int) bool {
 // check and the store of paused, and so saw nobody to wake.
 func (c *connection) resumeAfterPause(size int) bool {
 	c.paused.Store(true)
+	if c.srv.mem.full() {
+		c.srv.mem.await(c) // before the second look, so a release after it wakes us
+	}
 	if c.mustWait(size) {
 		return false
 	}
@@ -202,7 +209,12 @@ func (c *connection) resumeAfterPause(size int) bool {
 func (c *connection) onClose(err error) {
 	c.mu.Lock()
 	c.closed = true
+	// What the connection still holds of the broker-wide request memory: complete releases
+	// nothing once closed, and frames are admitted on this loop only, so nothing races this.
+	held := c.queued.Load()
 	c.mu.Unlock()
+	c.srv.mem.forget(c)
+	c.srv.mem.release(held)
 	close(c.done)
 	// A request cut off by the client's close is bad input like any other: say so once.
 	// At a controlled shutdown (Drain) requests left unread were refused on purpose.
@@ -437,6 +449,14 @@ func (c *connection) reserve() uint64 {
 // write is still pending are appended to out, which that write's callback sends, on the loop,
 // before any write submitted after it.
 func (c *connection) complete(seq uint64, frame []byte) {
+	// The broker-wide memory is released, and other connections woken, after mu.
+	if freed := c.completeLocked(seq, frame); freed > 0 {
+		c.srv.mem.release(freed)
+	}
+}
+
+// completeLocked is complete under mu; it returns the request bytes freed.
+func (c *connection) completeLocked(seq uint64, frame []byte) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := &c.slots[seq%maxInFlight]
@@ -462,7 +482,7 @@ func (c *connection) complete(seq uint64, frame []byte) {
 		freed++
 	}
 	if c.closed || freed == 0 {
-		return
+		return 0
 	}
 	if len(batch) > 0 {
 		c.writing = true
@@ -474,6 +494,17 @@ func (c *connection) complete(seq uint64, frame []byte) {
 	c.queued.Add(-freedBytes)
 	if c.inflight.Add(-freed) < maxInFlight && c.paused.CompareAndSwap(true, false) {
 		_ = c.gc.Wake(nil) // resume onTraffic, which stopped at a bound (it looks again)
+	}
+	return freedBytes
+}
+
+// wake resumes a connection paused at a bound, which looks again; for the broker-wide memory,
+// whose releases come from other connections. Callable from any goroutine.
+func (c *connection) wake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed && c.paused.CompareAndSwap(true, false) {
+		_ = c.gc.Wake(nil)
 	}
 }
 

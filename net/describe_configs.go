@@ -39,7 +39,8 @@ func (h *Handlers) handleDescribeConfigs(c *Context, kreq kmsg.Request, respond 
 				break
 			}
 			for _, name := range sortedConfigNames() {
-				entries = append(entries, configEntry{name, t.Effective(name), configSource(t, name)})
+				entries = append(entries, configEntry{name, t.Effective(name), configSource(t, name),
+					!broker.TopicConfigApplied[name]})
 			}
 		case kmsg.ConfigResourceTypeBroker:
 			if self := h.node.NodeID(); r.ResourceName != "" && r.ResourceName != strconv.Itoa(int(self)) {
@@ -66,6 +67,10 @@ func (h *Handlers) handleDescribeConfigs(c *Context, kreq kmsg.Request, respond 
 			rc.Source = kmsg.ConfigSource(e.source)
 			rc.IsDefault = e.source == sourceDefault
 			rc.ReadOnly = r.ResourceType == kmsg.ConfigResourceTypeBroker
+			if e.storedOnly {
+				doc := storedOnlyDoc
+				rc.Documentation = &doc
+			}
 			rr.Configs = append(rr.Configs, rc)
 		}
 		resp.Resources = append(resp.Resources, rr)
@@ -76,15 +81,25 @@ func (h *Handlers) handleDescribeConfigs(c *Context, kreq kmsg.Request, respond 
 type configEntry struct {
 	name, value string
 	source      int8
+	// storedOnly: a topic config Ringtail accepts and keeps but does not act on; said in the
+	// entry's documentation (v3+), the one field a client shows for this.
+	storedOnly bool
 }
+
+// storedOnlyDoc is the documentation of a config Ringtail keeps without applying it.
+const storedOnlyDoc = "Accepted and stored by Ringtail for compatibility; not applied."
 
 func (h *Handlers) brokerConfigs() []configEntry {
 	var entries []configEntry
 	for _, s := range h.node.Settings() {
-		entries = append(entries, configEntry{s.Name, s.Value, sourceStaticBroker})
+		entries = append(entries, configEntry{name: s.Name, value: s.Value, source: sourceStaticBroker})
 	}
-	// Topic defaults are broker configs too, under their broker-level names.
+	// Topic defaults are broker configs too, under their broker-level names; those of the
+	// configs Ringtail applies, as the others have no broker setting here.
 	for _, name := range sortedConfigNames() {
+		if !broker.TopicConfigApplied[name] {
+			continue
+		}
 		bname := name
 		switch name {
 		case "max.message.bytes":
@@ -100,7 +115,7 @@ func (h *Handlers) brokerConfigs() []configEntry {
 		case "segment.ms":
 			bname = "log.roll.ms"
 		}
-		entries = append(entries, configEntry{bname, broker.TopicConfigDefaults[name], sourceDefault})
+		entries = append(entries, configEntry{name: bname, value: broker.TopicConfigDefaults[name], source: sourceDefault})
 	}
 	return entries
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/ringtail/ringtail/broker"
+	"github.com/ringtail/ringtail/net/fetchsession"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -29,6 +30,9 @@ var errorCodes = []struct {
 	err  error
 	code *kerr.Error
 }{
+	{fetchsession.ErrSessionIDNotFound, kerr.FetchSessionIDNotFound},
+	{fetchsession.ErrInvalidEpoch, kerr.InvalidFetchSessionEpoch},
+	{fetchsession.ErrTopicIDMismatch, kerr.FetchSessionTopicIDError},
 	{broker.ErrCorruptMessage, kerr.CorruptMessage},
 	{broker.ErrMessageTooLarge, kerr.MessageTooLarge},
 	{broker.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},

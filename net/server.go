@@ -19,8 +19,14 @@ import (
 type ServerConfig struct {
 	Listen          []string // host:port; port 0 picks a free port, see Server.Addrs
 	MaxRequestBytes int32    // socket.request.max.bytes; 0 means DefaultMaxRequestBytes
-	Multicore       bool     // one gnet event loop per CPU instead of one in total
-	Logger          *slog.Logger
+	// QueuedMaxBytes bounds the request bytes all connections together hold, from a frame's
+	// size prefix to its answer (queued.max.request.bytes); <= 0: no bound. See conn.go.
+	QueuedMaxBytes int64
+	// MaxConnections bounds the client connections open at once (max.connections); one more
+	// is closed as soon as it is accepted, with a log line. 0: no limit.
+	MaxConnections int
+	Multicore      bool // one gnet event loop per CPU instead of one in total
+	Logger         *slog.Logger
 	// OnRequest, when set, is told how long each request took from the start of its handling
 	// to its response being ready (metrics). It runs on whatever goroutine responds and must
 	// not block.
@@ -50,6 +56,11 @@ type Server struct {
 	live     sync.Map
 	draining atomic.Bool
 
+	open          atomic.Int64  // connections accepted and not yet closed
+	refused       atomic.Uint64 // connections closed at once for MaxConnections
+	lastRefuseLog atomic.Int64  // unix nanoseconds of the last refusal logged
+	mem           requestMemory // the broker-wide bound on request bytes held
+
 	mu      sync.Mutex
 	started bool
 	eng     gnet.Engine
@@ -68,8 +79,16 @@ func NewServer(cfg ServerConfig, reg *Registry) *Server {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxRequestBytes
 	}
-	return &Server{cfg: cfg, reg: reg, log: log.With("component", "kafkanet"), maxRequestBytes: maxBytes,
+	s := &Server{cfg: cfg, reg: reg, log: log.With("component", "kafkanet"), maxRequestBytes: maxBytes,
 		connBytes: max(int64(maxBytes), minConnBytes)}
+	s.mem.max = cfg.QueuedMaxBytes
+	return s
+}
+
+// ConnStats returns the open connections, the connections refused for MaxConnections, the
+// request bytes held and how often a connection stopped reading for QueuedMaxBytes (metrics).
+func (s *Server) ConnStats() (open int, refused uint64, queuedBytes int64, memoryWaits uint64) {
+	return int(s.open.Load()), s.refused.Load(), s.mem.used.Load(), s.mem.waits.Load()
 }
 
 // Start binds every listen address and starts the event loops. It returns once the server
@@ -262,6 +281,11 @@ func boundAddr(eng gnet.Engine, addr string) (string, error) {
 }
 
 func (h *eventHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	if limit := h.s.cfg.MaxConnections; limit > 0 && h.s.open.Load() >= int64(limit) {
+		h.s.refuseConn(gc, limit)
+		return nil, gnet.Close
+	}
+	h.s.open.Add(1)
 	c := newConnection(h.s, gc)
 	gc.SetContext(c)
 	h.s.conns.Add(1)
@@ -283,8 +307,28 @@ func (h *eventHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if c, ok := gc.Context().(*connection); ok {
 		h.s.live.Delete(c.id)
 		c.onClose(err)
+		h.s.open.Add(-1)
 	}
 	return gnet.None
+}
+
+// refuseConn counts a connection closed for MaxConnections and logs it, at most once a second
+// (a client retrying in a loop would otherwise flood the log); the line carries the count.
+// Kafka's acceptor stops accepting instead; gnet cannot, and a closed connection tells the
+// client at once rather than after its connect timeout.
+func (s *Server) refuseConn(gc gnet.Conn, limit int) {
+	n := s.refused.Add(1)
+	now := time.Now().UnixNano()
+	last := s.lastRefuseLog.Load()
+	if now-last < int64(time.Second) || !s.lastRefuseLog.CompareAndSwap(last, now) {
+		return
+	}
+	remote := "unknown"
+	if a := gc.RemoteAddr(); a != nil {
+		remote = a.String()
+	}
+	s.log.Warn("refusing connection: max.connections are open; closing it", "remote", remote,
+		"max_connections", limit, "refused_total", n)
 }
 
 // gnetLogger sends gnet's own log lines to the server's slog logger. Its Info lines (engine

@@ -65,8 +65,23 @@ func WorkloadConfig(name string, d, w time.Duration, rate float64) (Config, erro
 		c.Mode = "e2e"
 		c.Rate = rate
 		c.Clients = 1
+	case "consume-1000": // not in the default set: BENCH_WORKLOADS=consume-1000
+		// One consumer reading 1,000 partitions from the start: 1,000 records of 256 B each,
+		// produced first. The rate is of the whole read, connection included.
+		c.Mode = "consume"
+		c.Partitions = 1000
+		c.Prefill = 1_000_000
+		c.Duration, c.Warmup = 0, 0
+	case "e2e-1000": // not in the default set
+		// A consumer tailing 1,000 partitions while a producer sends at the open-loop rate: most
+		// fetches find new data in a few partitions only, which is what fetch sessions (KIP-227)
+		// are for; broker CPU per message shows what a full fetch of every partition costs.
+		c.Mode = "e2e"
+		c.Rate = rate
+		c.Clients = 1
+		c.Partitions = 1000
 	default:
-		return c, fmt.Errorf("unknown bench workload %q (seed, throughput, open-loop, lone, e2e)", name)
+		return c, fmt.Errorf("unknown bench workload %q (seed, throughput, open-loop, lone, e2e, consume-1000, e2e-1000)", name)
 	}
 	return c, nil
 }

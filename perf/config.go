@@ -34,8 +34,11 @@ type Config struct {
 	MaxBuffered       int           `json:"max_buffered"`   // records buffered per client before Produce blocks
 	Rate              float64       `json:"rate,omitempty"` // open loop: offered msg/s (0: closed loop)
 	Group             string        `json:"group,omitempty"`
-	BrokerPID         int           `json:"broker_pid,omitempty"`
-	BrokerPIDs        []int         `json:"broker_pids,omitempty"` // several broker processes (a cluster): their CPU is summed
+	// Prefill: a consume run first produces this many records, spread round robin over the
+	// partitions (pipelined, acks=all), and then reads them all (the consume-1000 workload).
+	Prefill    int64 `json:"prefill,omitempty"`
+	BrokerPID  int   `json:"broker_pid,omitempty"`
+	BrokerPIDs []int `json:"broker_pids,omitempty"` // several broker processes (a cluster): their CPU is summed
 	// TopicConfigs are set on the topic when the run creates it (e.g. min.insync.replicas).
 	TopicConfigs map[string]string `json:"topic_configs,omitempty"`
 

@@ -39,6 +39,11 @@ func endOffsets(ctx context.Context, brokers []string, topic string) (map[int32]
 // rate. It stops at -n messages, after -d, or once it has read everything that was in the topic
 // when it started, whichever comes first. The histogram holds each poll's wait.
 func runConsume(ctx context.Context, c Config, opts Options) (*Result, error) {
+	if c.Prefill > 0 {
+		if err := prefill(ctx, c); err != nil {
+			return nil, fmt.Errorf("prefill: %w", err)
+		}
+	}
 	ends, err := endOffsets(ctx, c.Brokers, c.Topic)
 	if err != nil {
 		return nil, fmt.Errorf("list end offsets: %w", err)
@@ -247,4 +252,38 @@ func runE2E(ctx context.Context, c Config, opts Options) (*Result, error) {
 	res.Notes = append(res.Notes, notes...)
 	res.Notes = append(res.Notes, "latency is from each record's scheduled send time to its receipt by the tailing consumer")
 	return res, nil
+}
+
+// prefill produces c.Prefill records of c.Size bytes round robin over the topic's partitions,
+// pipelined on one client with acks=all, and returns once every one is acknowledged.
+func prefill(ctx context.Context, c Config) error {
+	pc := c
+	pc.Pipeline, pc.Linger, pc.MaxBuffered, pc.Retries = true, 5*time.Millisecond, 20000, -1
+	cl, err := kgo.NewClient(append(pc.producerOpts(), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	mk := newRecordMaker(&pc)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for i := int64(0); i < c.Prefill && ctx.Err() == nil; i++ {
+		wg.Add(1)
+		cl.Produce(ctx, mk.make(mk.value), func(_ *kgo.Record, err error) {
+			defer wg.Done()
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return firstErr
 }

@@ -27,6 +27,9 @@ type config struct {
 	Durability        string
 	WALIO             string
 	MaxRequestBytes   int32
+	QueuedMaxBytes    int64 // queued.max.request.bytes; -1: no broker-wide bound
+	MaxConnections    int   // max.connections; 0: no limit
+	FetchSessionSlots int   // max.incremental.fetch.session.cache.slots
 	SegmentBytes      int64
 	LogLevel          string
 	LogFormat         string
@@ -135,6 +138,30 @@ var options = []option{
 			return fmt.Errorf("max-request-bytes %q: must be an integer of at least 1024", v)
 		}
 		c.MaxRequestBytes = int32(n)
+		return nil
+	}},
+	{"queued-max-request-bytes", "-1", "queued.max.request.bytes: request bytes all connections together may hold (received, not yet answered) before the broker stops reading requests until some are answered; -1: no bound", func(c *config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < -1 || n == 0 {
+			return fmt.Errorf("queued-max-request-bytes %q: must be a positive integer, or -1 for no bound", v)
+		}
+		c.QueuedMaxBytes = n
+		return nil
+	}},
+	{"max-connections", "0", "max.connections: client connections the broker keeps open at once; one more is closed at once with a log line; 0: no limit", func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("max-connections %q: must be a non-negative integer (0: no limit)", v)
+		}
+		c.MaxConnections = n
+		return nil
+	}},
+	{"max-incremental-fetch-session-cache-slots", "1000", "fetch sessions (KIP-227) the broker keeps; when all are taken a new session replaces the least valuable evictable one or none; 0: every fetch is sessionless", func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("max-incremental-fetch-session-cache-slots %q: must be a non-negative integer", v)
+		}
+		c.FetchSessionSlots = n
 		return nil
 	}},
 	{"segment-bytes", "268435456", "roll a partition's log segment beyond this size", func(c *config, v string) error {

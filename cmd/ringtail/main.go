@@ -202,14 +202,22 @@ func serve(cfg *config, args []string) error {
 	}
 
 	reg := kafkanet.NewRegistry()
-	kafkanet.NewHandlers(node).Register(reg)
+	handlers := kafkanet.NewHandlers(node)
+	handlers.SetFetchSessionCacheSlots(cfg.FetchSessionSlots)
+	handlers.Register(reg)
 	srv := kafkanet.NewServer(kafkanet.ServerConfig{
 		Listen:          cfg.Listen,
 		MaxRequestBytes: cfg.MaxRequestBytes,
+		QueuedMaxBytes:  cfg.QueuedMaxBytes,
+		MaxConnections:  cfg.MaxConnections,
 		Multicore:       true,
 		Logger:          log,
 		OnRequest:       onRequest,
 	}, reg)
+	if m != nil {
+		m.RegisterFetchSessions(handlers)
+		m.RegisterConnections(srv)
+	}
 	if err := srv.Start(); err != nil {
 		node.Close()
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/ringtail/ringtail/net/fetchsession"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -205,4 +206,51 @@ func (m *Metrics) RegisterLeadership(src LeadershipSource) {
 		Name: "ringtail_partitions_led",
 		Help: "Partitions this node leads (a single node leads all of them).",
 	}, func() float64 { return float64(src.LedPartitions()) }))
+}
+
+// FetchSessionSource is what the fetch-session metrics read at scrape time (net's handlers).
+type FetchSessionSource interface {
+	FetchSessionStats() fetchsession.Stats
+}
+
+// RegisterFetchSessions adds the fetch session (KIP-227) cache metrics.
+func (m *Metrics) RegisterFetchSessions(src FetchSessionSource) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ringtail_fetch_sessions",
+		Help: "Incremental fetch sessions cached (at most --max-incremental-fetch-session-cache-slots).",
+	}, func() float64 { return float64(src.FetchSessionStats().Sessions) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ringtail_fetch_session_partitions",
+		Help: "Partitions held by the cached fetch sessions.",
+	}, func() float64 { return float64(src.FetchSessionStats().Partitions) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ringtail_fetch_session_evictions_total",
+		Help: "Fetch sessions evicted to make room for a new one.",
+	}, func() float64 { return float64(src.FetchSessionStats().Evictions) }))
+}
+
+// ConnectionSource is what the connection metrics read at scrape time (net's server): open
+// connections, connections refused, request bytes held, and waits for request memory.
+type ConnectionSource interface {
+	ConnStats() (open int, refused uint64, queuedBytes int64, memoryWaits uint64)
+}
+
+// RegisterConnections adds the connection-limit and request-memory metrics.
+func (m *Metrics) RegisterConnections(src ConnectionSource) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ringtail_connections",
+		Help: "Client connections open.",
+	}, func() float64 { o, _, _, _ := src.ConnStats(); return float64(o) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ringtail_connections_refused_total",
+		Help: "Client connections closed at once because --max-connections were open.",
+	}, func() float64 { _, r, _, _ := src.ConnStats(); return float64(r) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ringtail_request_bytes_queued",
+		Help: "Request bytes held by all connections (received or announced, not yet answered); bounded by --queued-max-request-bytes.",
+	}, func() float64 { _, _, q, _ := src.ConnStats(); return float64(q) }))
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ringtail_request_memory_waits_total",
+		Help: "Times a connection stopped reading because --queued-max-request-bytes were held.",
+	}, func() float64 { _, _, _, w := src.ConnStats(); return float64(w) }))
 }

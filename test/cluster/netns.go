@@ -63,7 +63,11 @@ const (
 	netnsMaxNodes  = 250
 	netnsRulePrio  = "100" // before the main table (32766)
 	netnsFirstPort = 9092  // a broker's Kafka port; further ports follow it
-	netnsLockFile  = "ringtail-netns.lock"
+	// netnsLockFile is one path for the whole machine, not under os.TempDir: the namespaces and
+	// addresses are machine-wide, and test processes run with their own TMPDIR each (two
+	// `make test` runs with different TMPDIRs took each their own lock, shared rtnc-1…3 and
+	// 10.251.77.x, and one's clients talked to the other's brokers).
+	netnsLockFile = "/tmp/ringtail-netns.lock"
 )
 
 // Network is a private IPv4 network of n network namespaces, one per broker, joined by a
@@ -157,10 +161,7 @@ func NewNetwork(ctx context.Context, n int) (_ *Network, err error) {
 
 // lockNetwork takes the machine-wide lock of the network's names and addresses.
 func lockNetwork(ctx context.Context) (*os.File, error) {
-	// Not os.TempDir(): the namespaces are the machine's, and test processes with different
-	// TMPDIRs (two worktrees' test runs) must still take one lock, or each sweeps the other's
-	// namespaces away.
-	path := filepath.Join("/tmp", netnsLockFile)
+	path := netnsLockFile
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: network lock: %w", err)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -110,5 +111,88 @@ func TestAlterTopicConfigs(t *testing.T) {
 	}
 	if v, src := topicConfig(t, adm, "tuned", "retention.ms"); v != "604800000" || src != kmsg.ConfigSourceDefaultConfig {
 		t.Fatalf("after restart: retention.ms %q source %v", v, src)
+	}
+}
+
+// TestStandardTopicConfigsAccepted creates a topic with configs Ringtail stores without applying
+// (min.compaction.lag.ms was refused as unknown), changes them with both alter APIs (kadm), and
+// reads them back: DescribeConfigs reports each with its value and, for the stored-only ones,
+// documentation saying they are not applied. A value out of Kafka's range is still refused.
+func TestStandardTopicConfigsAccepted(t *testing.T) {
+	b := startBroker(t)
+	adm := b.Admin(t)
+	createTopic(t, adm, "kafkalike", 1, map[string]*string{
+		"min.compaction.lag.ms":     strp("60000"),
+		"segment.bytes":             strp("104857600"),
+		"min.cleanable.dirty.ratio": strp("0.2"),
+	})
+	// kadm drops the documentation, so DescribeConfigs v4 goes out raw.
+	cl := b.Client(t)
+	describe := func(name string) kmsg.DescribeConfigsResponseResourceConfig {
+		t.Helper()
+		req := kmsg.NewPtrDescribeConfigsRequest()
+		req.IncludeDocumentation = true
+		rr := kmsg.NewDescribeConfigsRequestResource()
+		rr.ResourceType, rr.ResourceName = kmsg.ConfigResourceTypeTopic, "kafkalike"
+		req.Resources = append(req.Resources, rr)
+		resp, err := req.RequestWith(ctxTimeout(t, opTimeout), cl)
+		if err != nil || len(resp.Resources) != 1 || resp.Resources[0].ErrorCode != 0 {
+			t.Fatalf("describe: %v / %+v", err, resp)
+		}
+		for _, c := range resp.Resources[0].Configs {
+			if c.Name == name {
+				return c
+			}
+		}
+		t.Fatalf("no config %s", name)
+		return kmsg.DescribeConfigsResponseResourceConfig{}
+	}
+	value := func(c kmsg.DescribeConfigsResponseResourceConfig) string {
+		if c.Value == nil {
+			return ""
+		}
+		return *c.Value
+	}
+	if c := describe("min.compaction.lag.ms"); value(c) != "60000" || c.Source != kmsg.ConfigSourceDynamicTopicConfig ||
+		c.Documentation == nil || !strings.Contains(*c.Documentation, "not applied") {
+		t.Fatalf("min.compaction.lag.ms: %q %v doc %v", value(c), c.Source, c.Documentation)
+	}
+	if c := describe("flush.ms"); value(c) != "9223372036854775807" || c.Source != kmsg.ConfigSourceDefaultConfig {
+		t.Fatalf("flush.ms default: %q %v", value(c), c.Source)
+	}
+	if c := describe("retention.ms"); c.Documentation != nil {
+		t.Fatalf("retention.ms is applied but documented as %q", *c.Documentation)
+	}
+
+	res, err := adm.AlterTopicConfigs(ctxTimeout(t, opTimeout), []kadm.AlterConfig{
+		{Op: kadm.SetConfig, Name: "max.compaction.lag.ms", Value: strp("86400000")},
+		{Op: kadm.DeleteConfig, Name: "segment.bytes"},
+	}, "kafkalike")
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("incremental alter: %v / %+v", err, res)
+	}
+	if c := describe("max.compaction.lag.ms"); value(c) != "86400000" {
+		t.Fatalf("max.compaction.lag.ms %q", value(c))
+	}
+	if c := describe("segment.bytes"); value(c) != "1073741824" || c.Source != kmsg.ConfigSourceDefaultConfig {
+		t.Fatalf("segment.bytes after DELETE: %q %v", value(c), c.Source)
+	}
+	sres, err := adm.AlterTopicConfigsState(ctxTimeout(t, opTimeout), []kadm.AlterConfig{
+		{Name: "delete.retention.ms", Value: strp("1000")},
+	}, "kafkalike")
+	if err != nil || sres[0].Err != nil {
+		t.Fatalf("alter state: %v / %v", err, sres[0].Err)
+	}
+	if c := describe("delete.retention.ms"); value(c) != "1000" {
+		t.Fatalf("delete.retention.ms %q", value(c))
+	}
+	if c := describe("min.compaction.lag.ms"); value(c) != "0" {
+		t.Fatalf("min.compaction.lag.ms %q after AlterConfigs replaced the overrides", value(c))
+	}
+	res, err = adm.AlterTopicConfigs(ctxTimeout(t, opTimeout), []kadm.AlterConfig{
+		{Op: kadm.SetConfig, Name: "min.cleanable.dirty.ratio", Value: strp("2")},
+	}, "kafkalike")
+	if err != nil || !errors.Is(res[0].Err, kerr.InvalidConfig) {
+		t.Fatalf("min.cleanable.dirty.ratio=2: %v / %v, want INVALID_CONFIG", err, res[0].Err)
 	}
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"testing"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ringtail/ringtail/test/cluster"
 )
 
 // TestAnnouncedFramesCostNothing opens many connections that each announce a near-maximal
@@ -104,5 +107,44 @@ func TestPipelinedLargeRequestsWithinByteBound(t *testing.T) {
 	}
 	if i != n {
 		t.Fatalf("%d responses, want %d", i, n)
+	}
+}
+
+// TestConnectionLimitAndMemoryBoundFlags: --max-connections closes the connection past the
+// limit at once, says so in the log and counts it in /metrics; --queued-max-request-bytes is
+// reported there too, and requests within it are served.
+func TestConnectionLimitAndMemoryBoundFlags(t *testing.T) {
+	port := freePort(t)
+	b := startBroker(t, withArgs("--metrics-listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--max-connections", "2", "--queued-max-request-bytes", fmt.Sprint(8<<20)))
+	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	// The start-up probe's connection may not be counted out yet.
+	err := cluster.Poll(ctxTimeout(t, opTimeout), func(context.Context) error {
+		if n := scrape(t, url)["ringtail_connections"]; n != 0 {
+			return fmt.Errorf("%v connections open", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, two := dialRaw(t, b.Addr()), dialRaw(t, b.Addr())
+	for _, rc := range []*rawConn{one, two} {
+		req := kmsg.NewPtrApiVersionsRequest()
+		req.Version = 3
+		req.ClientSoftwareName, req.ClientSoftwareVersion = "e2e", "1"
+		rc.mustRoundTrip(t, req)
+	}
+	third := dialRaw(t, b.Addr())
+	if _, err := third.readFrame(10 * time.Second); err == nil {
+		t.Fatal("a connection past --max-connections got a frame, want it closed")
+	}
+	b.waitLog(t, "refusing connection: max.connections are open", "connection refusal")
+	m := scrape(t, url)
+	if m["ringtail_connections_refused_total"] != 1 || m["ringtail_connections"] != 2 {
+		t.Fatalf("refused %v open %v, want 1 and 2", m["ringtail_connections_refused_total"], m["ringtail_connections"])
+	}
+	if m["ringtail_request_bytes_queued"] != 0 {
+		t.Fatalf("request bytes held %v while idle", m["ringtail_request_bytes_queued"])
 	}
 }

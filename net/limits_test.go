@@ -1,0 +1,135 @@
+package kafkanet
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// startServerConfig starts a server with cfg (its listen address and logger filled in).
+func startServerConfig(t *testing.T, reg *Registry, cfg ServerConfig) *Server {
+	t.Helper()
+	cfg.Listen, cfg.Logger = []string{"127.0.0.1:0"}, testLogger(t)
+	s := NewServer(cfg, reg)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return s
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRequestMemoryBoundAcrossConnections: with queued.max.request.bytes at 1.5 MiB, two
+// connections each holding a 1 MiB request use it up (a frame is admitted while any memory is
+// left, as in Kafka); a third connection's small request then waits, unread, until those are
+// answered, and is answered after them. A connection closed mid-frame returns what its frame
+// held.
+func TestRequestMemoryBoundAcrossConnections(t *testing.T) {
+	b := newTestBroker()
+	s := startServerConfig(t, b.reg, ServerConfig{QueuedMaxBytes: 3 << 19})
+	big := "gate" + strings.Repeat("x", 1<<20)
+	a, bb, c := dial(t, s), dial(t, s), dial(t, s)
+	a.write(a.frame(metadataReq(big), 9))
+	waitFor(t, "first held request", func() error {
+		if n := b.gateSeen.Load(); n != 1 {
+			return fmt.Errorf("%d held", n)
+		}
+		return nil
+	})
+	bb.write(bb.frame(metadataReq(big), 9))
+	waitFor(t, "second held request", func() error {
+		if n := b.gateSeen.Load(); n != 2 {
+			return fmt.Errorf("%d held", n)
+		}
+		return nil
+	})
+	if _, _, held, _ := s.ConnStats(); held < 2<<20 {
+		t.Fatalf("held %d bytes with two 1 MiB requests in flight", held)
+	}
+	c.write(c.frame(metadataReq("small"), 9))
+	waitFor(t, "the third connection waiting for memory", func() error {
+		if _, _, _, waits := s.ConnStats(); waits != 1 {
+			return fmt.Errorf("%d waits", waits)
+		}
+		return nil
+	})
+	close(b.gate)
+	for _, cl := range []*rawClient{a, bb, c} {
+		if corr := cl.read(kmsg.NewPtrMetadataResponse(), 9); corr != 1 {
+			t.Fatalf("correlation id %d", corr)
+		}
+	}
+	waitFor(t, "memory released", func() error {
+		if _, _, held, _ := s.ConnStats(); held != 0 {
+			return fmt.Errorf("%d bytes held", held)
+		}
+		return nil
+	})
+
+	// A frame announced and cut off by a close: its bytes come back.
+	d := dial(t, s)
+	frame := d.frame(metadataReq(big), 9)
+	d.write(frame[:1000])
+	waitFor(t, "announced frame held", func() error {
+		if _, _, held, _ := s.ConnStats(); held < 1<<20 {
+			return fmt.Errorf("%d bytes held", held)
+		}
+		return nil
+	})
+	d.conn.Close()
+	waitFor(t, "memory released after the close", func() error {
+		if _, _, held, _ := s.ConnStats(); held != 0 {
+			return fmt.Errorf("%d bytes held", held)
+		}
+		return nil
+	})
+	dial(t, s).roundTripApiVersions(b.reg)
+}
+
+// TestConnectionLimit: with max.connections 2 a third connection is closed at once and
+// counted; once one of the two closes, a new one is served.
+func TestConnectionLimit(t *testing.T) {
+	b := newTestBroker()
+	s := startServerConfig(t, b.reg, ServerConfig{MaxConnections: 2})
+	first, second := dial(t, s), dial(t, s)
+	first.roundTripApiVersions(b.reg)
+	second.roundTripApiVersions(b.reg)
+	dial(t, s).expectClosed()
+	if open, refused, _, _ := s.ConnStats(); open != 2 || refused != 1 {
+		t.Fatalf("open %d refused %d, want 2 and 1", open, refused)
+	}
+	first.conn.Close()
+	waitFor(t, "the closed connection counted out", func() error {
+		if open, _, _, _ := s.ConnStats(); open != 1 {
+			return fmt.Errorf("%d open", open)
+		}
+		return nil
+	})
+	dial(t, s).roundTripApiVersions(b.reg)
+	second.roundTripApiVersions(b.reg)
+}
