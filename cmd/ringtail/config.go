@@ -18,26 +18,26 @@ import (
 // config is everything `ringtail serve` can be told. Each setting comes, in rising precedence,
 // from its default, the config file, a RINGTAIL_* environment variable, and a flag.
 type config struct {
-	Listen            []string
-	Advertised        string
-	DataDir           string
-	NodeID            int32
-	AutoCreateTopics  bool
-	NumPartitions     int32
-	Durability        string
-	WALIO             string
-	MaxRequestBytes   int32
-	QueuedMaxBytes    int64 // queued.max.request.bytes; -1: no broker-wide bound
-	MaxConnections    int   // max.connections; 0: no limit
-	FetchSessionSlots int   // max.incremental.fetch.session.cache.slots
-	SegmentBytes      int64
-	LogLevel          string
-	LogFormat         string
-	DebugListen       string
-	MetricsListen     string
-	RetentionCheck    time.Duration
-	OffsetsCompact    int
-	OffsetsPartitions int32
+	Listen                               []string
+	Advertised                           string
+	DataDir                              string
+	NodeID                               int32
+	AutoCreateTopics                     bool
+	NumPartitions                        int32
+	Durability                           string
+	WALIO                                string
+	MaxRequestBytes                      int32
+	QueuedMaxRequestBytes                int64 // queued.max.request.bytes; -1: no broker-wide bound
+	MaxConnections                       int   // max.connections; 0: no limit
+	MaxIncrementalFetchSessionCacheSlots int   // max.incremental.fetch.session.cache.slots
+	SegmentBytes                         int64
+	LogLevel                             string
+	LogFormat                            string
+	DebugListen                          string
+	MetricsListen                        string
+	RetentionCheck                       time.Duration
+	OffsetsCompact                       int
+	OffsetsPartitions                    int32
 
 	// A cluster (all empty: a single node).
 	RaftAddr          string
@@ -145,7 +145,7 @@ var options = []option{
 		if err != nil || n < -1 || n == 0 {
 			return fmt.Errorf("queued-max-request-bytes %q: must be a positive integer, or -1 for no bound", v)
 		}
-		c.QueuedMaxBytes = n
+		c.QueuedMaxRequestBytes = n
 		return nil
 	}},
 	{"max-connections", "0", "max.connections: client connections the broker keeps open at once; one more is closed at once with a log line; 0: no limit", func(c *config, v string) error {
@@ -161,7 +161,7 @@ var options = []option{
 		if err != nil || n < 0 {
 			return fmt.Errorf("max-incremental-fetch-session-cache-slots %q: must be a non-negative integer", v)
 		}
-		c.FetchSessionSlots = n
+		c.MaxIncrementalFetchSessionCacheSlots = n
 		return nil
 	}},
 	{"segment-bytes", "268435456", "roll a partition's log segment beyond this size", func(c *config, v string) error {

@@ -203,12 +203,12 @@ func serve(cfg *config, args []string) error {
 
 	reg := kafkanet.NewRegistry()
 	handlers := kafkanet.NewHandlers(node)
-	handlers.SetFetchSessionCacheSlots(cfg.FetchSessionSlots)
+	handlers.SetFetchSessionCacheSlots(cfg.MaxIncrementalFetchSessionCacheSlots)
 	handlers.Register(reg)
 	srv := kafkanet.NewServer(kafkanet.ServerConfig{
 		Listen:          cfg.Listen,
 		MaxRequestBytes: cfg.MaxRequestBytes,
-		QueuedMaxBytes:  cfg.QueuedMaxBytes,
+		QueuedMaxBytes:  cfg.QueuedMaxRequestBytes,
 		MaxConnections:  cfg.MaxConnections,
 		Multicore:       true,
 		Logger:          log,
