@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -379,17 +380,31 @@ func PingApiVersions(ctx context.Context, addr string) error {
 
 // FreeAddrs returns n distinct host:port addresses on host whose ports were
 // free a moment ago. All n listeners are open at once, so the n ports
-// differ; another process may still take one before it is used (Start picks
-// again when that happens before the first ready start).
+// differ, and no address is handed out twice in this process: the ports of
+// one call are free again once it returns, and a later call (the next
+// broker's ports) would otherwise get one of them back before the first is
+// bound (a cluster's broker 2 and broker 3 once shared a port). Another
+// process may still take one before it is used (Start picks again when that
+// happens before the first ready start).
 func FreeAddrs(host string, n int) ([]string, error) {
 	out := make([]string, 0, n)
-	for range n {
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 100*n {
+			return nil, fmt.Errorf("cluster: no port on %s that was not handed out before", host)
+		}
 		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return nil, fmt.Errorf("cluster: finding a free port on %s: %w", host, err)
 		}
 		defer l.Close()
-		out = append(out, l.Addr().String())
+		addr := l.Addr().String()
+		if _, dup := handedOut.LoadOrStore(addr, struct{}{}); dup {
+			continue
+		}
+		out = append(out, addr)
 	}
 	return out, nil
 }
+
+// handedOut holds every address FreeAddrs returned in this process.
+var handedOut sync.Map
