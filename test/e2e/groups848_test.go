@@ -85,6 +85,18 @@ func (l *ledger) commit(recs []*kgo.Record) {
 	}
 }
 
+// allCommitted reports whether commits acknowledged by the broker cover every offset below ends.
+func (l *ledger) allCommitted(ends map[int32]int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for p, end := range ends {
+		if l.committed[p] < end {
+			return false
+		}
+	}
+	return true
+}
+
 // all reports whether every offset below ends was processed.
 func (l *ledger) all(ends map[int32]int64) bool {
 	l.mu.Lock()
@@ -274,6 +286,10 @@ func TestConsumerGroups848(t *testing.T) {
 			prod = b.Client(t, kgo.DefaultProduceTopic(topic))
 			produce(500)
 			allDone("every record after the broker restarted")
+			// Processed is not committed: the last poll's commit may still be on its way, and
+			// stopping the member would cancel it.
+			ends := endOffsets(t, adm, topic)
+			waitFor(t, 90*time.Second, "every record's processing committed", func() bool { return l.allCommitted(ends) })
 			bm.stop()
 			if t.Failed() {
 				return
