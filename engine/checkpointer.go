@@ -247,7 +247,13 @@ func (c *checkpointer) checkpoint() error {
 		p := j.p
 		p.mu.Lock()
 		for _, s := range j.sealed {
-			if p.closed || s.indexed || s.end > p.hw.Load() || s == p.active() {
+			if p.closed || s.indexed || s == p.active() {
+				continue
+			}
+			if s.end > p.hw.Load() {
+				// Durable, but not wholly acknowledged yet: a later checkpoint indexes it
+				// (retention deletes only indexed segments, so it must come back).
+				p.unsynced = append(p.unsynced, s)
 				continue
 			}
 			s.indexed = true

@@ -307,3 +307,39 @@ func TestDeleteRecordsBefore(t *testing.T) {
 		t.Fatalf("delete up to the high watermark: start %d, %v", start, err)
 	}
 }
+
+// TestRetentionAfterLaggingHighWatermark: segments a checkpoint made durable while the high
+// watermark had not passed them yet (a cluster's followers behind, or appends not yet durable)
+// get their index files from a later checkpoint, once it has, so retention can delete them;
+// they used to stay unindexed, and undeletable, until a restart.
+func TestRetentionAfterLaggingHighWatermark(t *testing.T) {
+	spec := specFor(tpA)
+	spec.Config.Retention = Retention{Delete: true, Ms: -1, Bytes: 2500}
+	e, err := testOpen(Config{DataDir: t.TempDir(), SegmentBytes: 1000, Logger: quietLogger(), RetentionCheckInterval: -1,
+		OnDurable: func(*Partition, int64) {}}, []PartitionSpec{spec}) // the high watermark moves only by SetHighWatermark
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	p := e.Partition(tpA)
+	for range 100 {
+		mustAppend(t, p, mkBatch(batchOpts{n: 1, value: strings.Repeat("r", 60)}))
+	}
+	if err := e.Checkpoint(); err != nil { // durable, but above the high watermark (0)
+		t.Fatal(err)
+	}
+	e.EnforceRetention()
+	if p.LogStartOffset() != 0 {
+		t.Fatalf("retention deleted up to %d above the high watermark", p.LogStartOffset())
+	}
+	p.SetHighWatermark(p.LogEndOffset())
+	e.EnforceRetention() // asks for the checkpoint that indexes them
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	e.EnforceRetention()
+	if p.LogStartOffset() == 0 {
+		t.Fatalf("nothing deleted once the high watermark passed the durable segments (segments %v)", segmentBases(p))
+	}
+	checkContiguous(t, readAll(t, p, p.LogStartOffset()), p.LogStartOffset())
+}
