@@ -73,8 +73,13 @@ func sendfile(conn *net.TCPConn, file vfs.Descriptor, pos, n int64) error {
 	return serr
 }
 
-// maxRoundIovecs keeps a round's sendmsg under the kernel's limit of 1024 iovecs.
+// maxRoundIovecs is how many buffers a round gathers before it sends (one subscription may add
+// a few hundred: a header and every append the leader kept for it).
 const maxRoundIovecs = 1000
+
+// iovMax is the kernel's limit of iovecs per sendmsg (UIO_MAXIOV): more fail with EMSGSIZE,
+// so a flush sends at most this many at a time.
+const iovMax = 1024
 
 // maxRoundBytes is how much a round gathers before it sends: past it, sending what is there
 // lets the follower start on it.
@@ -130,7 +135,7 @@ func (r *writeRound) flush(more bool) error {
 	var serr error
 	werr := rc.Write(func(sock uintptr) bool {
 		for len(iov) > 0 {
-			n, err := unix.SendmsgBuffers(int(sock), iov, nil, nil, flags)
+			n, err := unix.SendmsgBuffers(int(sock), iov[:min(len(iov), iovMax)], nil, nil, flags)
 			switch {
 			case err == unix.EAGAIN:
 				return false
