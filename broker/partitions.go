@@ -26,9 +26,6 @@ func (b *Broker) Produce(topic string, partition int32, records []byte, acks int
 	if IsInternal(topic) {
 		return AppendResult{}, fmt.Errorf("%w: %s is written by the broker only", ErrInvalidTopic, topic)
 	}
-	if err := b.stopped(); err != nil {
-		return AppendResult{}, err
-	}
 	tp := TopicPartition{Topic: topic, Partition: partition}
 	if b.cl != nil {
 		if err := b.checkLeader(tp, -1); err != nil {
@@ -55,6 +52,9 @@ func (b *Broker) Produce(topic string, partition int32, records []byte, acks int
 		}
 	}
 	if done == nil || acks != -1 {
+		if err := b.stopped(); err != nil { // appendCommitted checks for acks=all
+			return AppendResult{}, err
+		}
 		return part.Append(records, done)
 	}
 	return b.appendCommitted(part, records, timeout, done)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"testing"
 
@@ -108,7 +107,7 @@ func TestCrashAtEveryResetOperation(t *testing.T) {
 		r.pendingGen, r.pendingReset = -1, -1
 		c := cfgFor(dir, cfs)
 		var buf bytes.Buffer
-		c.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.Logger = bufLogger(&buf)
 		defer func() { runLogs[dir] = buf.String() }()
 		e, err := testOpen(c, []PartitionSpec{specFor(tpA)})
 		if err != nil {
@@ -142,7 +141,7 @@ func TestCrashAtEveryResetOperation(t *testing.T) {
 	check := func(t *testing.T, dir string, r result) {
 		c := cfgFor(dir, vfs.OSFS{})
 		var buf bytes.Buffer
-		c.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.Logger = bufLogger(&buf)
 		defer func() {
 			if t.Failed() {
 				t.Logf("the run's log:\n%s\nthe recovery's log:\n%s", runLogs[dir], buf.String())

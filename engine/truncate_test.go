@@ -373,9 +373,6 @@ func TestCrashAtEveryTruncateOperation(t *testing.T) {
 	}
 	// Each run's and each recovery's log is kept and shown when the check fails.
 	runLogs := map[string]string{}
-	bufLogger := func(buf *bytes.Buffer) *slog.Logger {
-		return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
 	run := func(dir string, cfs *crashfs.FS) (r result) {
 		r.pendingEpoch, r.pendingCut = -1, -1
 		c := cfgFor(dir, cfs)
@@ -486,4 +483,10 @@ func appendWaitQuiet(p *Partition, b []byte) (AppendResult, error) {
 		err = <-ch
 	}
 	return res, err
+}
+
+// bufLogger logs everything to buf: a crash workload's run and recovery logs, shown when a
+// check fails.
+func bufLogger(buf *bytes.Buffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

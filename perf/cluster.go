@@ -208,14 +208,12 @@ func (r *ClusterRun) fill(nodes []*cluster.Broker, leaders map[int32]int, edges 
 			CPU: cpuUsage(z.user-a.user, z.sys-a.sys, a.cpuOK && z.cpuOK, msgs)}
 		if a.metricsOK && z.metricsOK {
 			n.SentBytes, n.CopiedBytes = z.sent-a.sent, z.copied-a.copied
+			r.FromMemoryBytes += z.fromMemory - a.fromMemory
 		} else {
 			r.MetricsOK = false
 		}
 		r.SentBytes += n.SentBytes
 		r.CopiedBytes += n.CopiedBytes
-		if a.metricsOK && z.metricsOK {
-			r.FromMemoryBytes += z.fromMemory - a.fromMemory
-		}
 		r.SentBytesTotal += z.sent
 		r.CopiedBytesTotal += z.copied
 		r.Nodes = append(r.Nodes, n)
