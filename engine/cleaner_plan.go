@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 
@@ -243,10 +244,23 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 }
 
 // cleanSegmentBytes applies r to every batch of a segment's contents and returns the new contents
-// (src itself when nothing changed).
+// (src itself when nothing changed). Batches removed whole are replaced by one empty batch per
+// run (gapBatch), so the segment's batches stay contiguous: recovery, WAL replay, a follower's
+// append and the segment's own range (its base, its end) see the offsets they always saw, and a
+// consumer steps over the run as it steps over any empty batch (Kafka's cleaner leaves empty
+// batches too, KAFKA-5443). A run of many removed batches costs one header.
 func (r *cleanRules) cleanSegmentBytes(src []byte, st *cleanStats) ([]byte, error) {
-	var out []byte
-	changed := false
+	out := make([]byte, 0, len(src)/2)
+	var gap *batch.Header // the run of removed batches so far
+	flush := func() {
+		if gap != nil {
+			b := batch.BuildCompacted(*gap, nil, batch.CodecNone)
+			st.bytesOut += int64(len(b))
+			st.batchesOut++
+			out = append(out, b...)
+			gap = nil
+		}
+	}
 	for pos := 0; pos < len(src); {
 		h, err := batch.ParseHeader(src[pos:])
 		if err != nil {
@@ -255,18 +269,30 @@ func (r *cleanRules) cleanSegmentBytes(src []byte, st *cleanStats) ([]byte, erro
 		if pos+h.Size() > len(src) {
 			return nil, fmt.Errorf("engine: cleaning: %w: batch at %d ends past the segment (%d bytes)", batch.ErrCorrupt, pos, len(src))
 		}
-		b := src[pos : pos+h.Size()]
-		nb, err := r.cleanBatch(b, st)
+		nb, err := r.cleanBatch(src[pos:pos+h.Size()], st)
 		if err != nil {
 			return nil, fmt.Errorf("engine: cleaning: batch at offset %d: %w", h.BaseOffset, err)
 		}
-		if len(nb) != len(b) || (len(nb) > 0 && &nb[0] != &b[0]) {
-			changed = true
-		}
-		out = append(out, nb...)
 		pos += h.Size()
+		if nb != nil {
+			flush()
+			out = append(out, nb...)
+			continue
+		}
+		// Removed whole: extend the run, which stays within one leader epoch (the epoch cache
+		// is rebuilt from batch headers) and one int32 offset delta.
+		if gap != nil && (gap.PartitionLeaderEpoch != h.PartitionLeaderEpoch || h.LastOffset()-gap.BaseOffset > math.MaxInt32) {
+			flush()
+		}
+		if gap == nil {
+			gap = &batch.Header{BaseOffset: h.BaseOffset, PartitionLeaderEpoch: h.PartitionLeaderEpoch,
+				FirstTimestamp: h.FirstTimestamp, MaxTimestamp: h.MaxTimestamp, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}
+		}
+		gap.LastOffsetDelta = int32(h.LastOffset() - gap.BaseOffset)
+		gap.MaxTimestamp = max(gap.MaxTimestamp, h.MaxTimestamp)
 	}
-	if !changed {
+	flush()
+	if bytes.Equal(out, src) {
 		return src, nil
 	}
 	return out, nil
