@@ -17,7 +17,8 @@ import (
 // offset of its latest record there) and rewrites every cleanable segment, clean and dirty,
 // keeping a record when no later record of its key is in the map. Offsets are never renumbered:
 // a kept batch keeps its base offset and its last offset delta (batch.BuildCompacted), so a
-// fetch, a follower and an idempotent producer's sequence ranges see the same offsets with gaps.
+// fetch, a follower and an idempotent producer's sequence ranges see the same offsets, with
+// records missing but every batch boundary in place (segCleaner).
 //
 // What is never rewritten (the cleanable limit, planCleaning's in.Limit): the active segment, and
 // anything at or above the high watermark (a follower may not have it yet, and a truncation may
@@ -170,7 +171,7 @@ type cleanStats struct {
 }
 
 // cleanBatch returns what replaces stored batch b: b itself when nothing changes, a rebuilt batch
-// with the kept records, or nil when the batch goes whole.
+// with the kept records, or nil when no record stays (segCleaner leaves an empty batch).
 func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 	h, err := batch.ParseHeader(b)
 	if err != nil {
@@ -243,24 +244,48 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 	return out, nil
 }
 
+// segCleaner applies cleanRules to a segment's batches in order and emits the new contents.
+// A batch removed whole leaves an empty batch (a header, 61 bytes) with its own offsets, leader
+// epoch and producer fields, so every batch boundary stays where it was: recovery, WAL replay,
+// the producer state rebuilt from headers, a follower whose log ends at any old boundary
+// (ReplicaSpan serves from batch starts) and the segment's own range see what they always saw,
+// and a consumer steps over it as over any empty batch (Kafka's cleaner leaves empty batches
+// too, KAFKA-5443). Merging runs of them into one would save more, but a lagging follower's log
+// end could then fall inside a batch: that needs the follower to accept a batch starting below
+// its log end first.
+type segCleaner struct {
+	r       *cleanRules
+	st      *cleanStats
+	emit    func(b []byte) error // b is only valid during the call
+	changed bool                 // the output differs from the input
+}
+
+// add cleans the next stored batch b (valid only during the call).
+func (c *segCleaner) add(b []byte) error {
+	h, err := batch.ParseHeader(b)
+	if err != nil {
+		return err
+	}
+	nb, err := c.r.cleanBatch(b, c.st)
+	if err != nil {
+		return fmt.Errorf("engine: cleaning: batch at offset %d: %w", h.BaseOffset, err)
+	}
+	if nb == nil {
+		nb = batch.BuildCompacted(h, nil, batch.CodecNone)
+		c.st.batchesOut++
+		c.st.bytesOut += int64(len(nb))
+	}
+	if len(nb) != len(b) || &nb[0] != &b[0] && !bytes.Equal(nb, b) {
+		c.changed = true
+	}
+	return c.emit(nb)
+}
+
 // cleanSegmentBytes applies r to every batch of a segment's contents and returns the new contents
-// (src itself when nothing changed). Batches removed whole are replaced by one empty batch per
-// run (gapBatch), so the segment's batches stay contiguous: recovery, WAL replay, a follower's
-// append and the segment's own range (its base, its end) see the offsets they always saw, and a
-// consumer steps over the run as it steps over any empty batch (Kafka's cleaner leaves empty
-// batches too, KAFKA-5443). A run of many removed batches costs one header.
+// (src itself when nothing changed).
 func (r *cleanRules) cleanSegmentBytes(src []byte, st *cleanStats) ([]byte, error) {
 	out := make([]byte, 0, len(src)/2)
-	var gap *batch.Header // the run of removed batches so far
-	flush := func() {
-		if gap != nil {
-			b := batch.BuildCompacted(*gap, nil, batch.CodecNone)
-			st.bytesOut += int64(len(b))
-			st.batchesOut++
-			out = append(out, b...)
-			gap = nil
-		}
-	}
+	c := segCleaner{r: r, st: st, emit: func(b []byte) error { out = append(out, b...); return nil }}
 	for pos := 0; pos < len(src); {
 		h, err := batch.ParseHeader(src[pos:])
 		if err != nil {
@@ -269,30 +294,15 @@ func (r *cleanRules) cleanSegmentBytes(src []byte, st *cleanStats) ([]byte, erro
 		if pos+h.Size() > len(src) {
 			return nil, fmt.Errorf("engine: cleaning: %w: batch at %d ends past the segment (%d bytes)", batch.ErrCorrupt, pos, len(src))
 		}
-		nb, err := r.cleanBatch(src[pos:pos+h.Size()], st)
-		if err != nil {
-			return nil, fmt.Errorf("engine: cleaning: batch at offset %d: %w", h.BaseOffset, err)
+		if err := c.add(src[pos : pos+h.Size()]); err != nil {
+			return nil, err
 		}
 		pos += h.Size()
-		if nb != nil {
-			flush()
-			out = append(out, nb...)
-			continue
-		}
-		// Removed whole: extend the run, which stays within one leader epoch (the epoch cache
-		// is rebuilt from batch headers) and one int32 offset delta.
-		if gap != nil && (gap.PartitionLeaderEpoch != h.PartitionLeaderEpoch || h.LastOffset()-gap.BaseOffset > math.MaxInt32) {
-			flush()
-		}
-		if gap == nil {
-			gap = &batch.Header{BaseOffset: h.BaseOffset, PartitionLeaderEpoch: h.PartitionLeaderEpoch,
-				FirstTimestamp: h.FirstTimestamp, MaxTimestamp: h.MaxTimestamp, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}
-		}
-		gap.LastOffsetDelta = int32(h.LastOffset() - gap.BaseOffset)
-		gap.MaxTimestamp = max(gap.MaxTimestamp, h.MaxTimestamp)
 	}
-	flush()
-	if bytes.Equal(out, src) {
+	if !c.changed {
+		if !bytes.Equal(out, src) {
+			return nil, fmt.Errorf("engine: cleaning: output differs from its input but nothing changed")
+		}
 		return src, nil
 	}
 	return out, nil

@@ -127,6 +127,13 @@ func (p *Partition) scan(clean bool) (recoveryStats, error) {
 	have := make(map[string]bool, len(ents))
 	var bases, snaps []int64
 	for _, ent := range ents {
+		if stray, err := removeStrayCleaned(fsys, p.dir, ent.Name()); stray {
+			if err != nil {
+				return st, err
+			}
+			p.eng.log.Info("engine: removed a cleaned segment a crash left before its swap", "partition", p.name, "file", ent.Name())
+			continue
+		}
 		have[ent.Name()] = true
 		if base, ok := parseSegmentName(ent.Name()); ok {
 			bases = append(bases, base)
