@@ -206,9 +206,15 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 		segs = append(segs, s)
 		in.segs = append(in.segs, cleanSeg{base: s.base, end: s.end, bytes: s.size, firstTs: s.firstTs, maxTs: s.maxTs})
 	}
-	if len(segs) < len(p.segments)-1 && p.hw.Load() > p.cleaner.ckptSafe {
-		// Sealed segments wait for a checkpoint to make them cleanable: ask for one.
-		p.eng.ckpt.request()
+	// A sealed segment below the high watermark waits for a checkpoint to index it or to put it
+	// below ckptSafe: ask for one rather than wait for the WAL to grow by a checkpoint interval
+	// (a follower's high watermark often passes a segment's end only after the checkpoint that
+	// synced it).
+	for _, s := range p.segments[:len(p.segments)-1] {
+		if s.end <= p.hw.Load() && (!s.indexed || s.end > p.cleaner.ckptSafe) {
+			p.eng.ckpt.request()
+			break
+		}
 	}
 	pl := planCleaning(in)
 	if !pl.clean {
@@ -242,6 +248,11 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 	var st cleanStats
 	swapped := 0
 	for _, s := range segs[:pl.to] {
+		select {
+		case <-stop: // the engine is closing: what is swapped stays, the rest waits for a later pass
+			return pl.ratio, errCleanAborted
+		default:
+		}
 		changed, err := p.cleanSegment(s, &rules, th, &st)
 		if err != nil {
 			return pl.ratio, fmt.Errorf("cleaning %s: %w", s.path, err)

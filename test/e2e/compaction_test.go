@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ringtail/ringtail/engine/batch"
+	"github.com/ringtail/ringtail/test/cluster"
 )
 
 // compactedLog is what a test produced to one partition of a compacted topic: offset → record.
@@ -198,4 +202,116 @@ func TestCompactionKillDuringCleaning(t *testing.T) {
 		t.Fatalf("%d of %d records read after cleaning", len(read), len(log))
 	}
 	checkCompactedRead(t, read, log)
+}
+
+// TestCompactionFollowerCatchesUp: in a three-broker cluster each replica compacts on its own.
+// A follower that was down while the leader compacted catches up from the leader's cleaned
+// segments (read from the files, as a lagging follower's are), rejoins the ISR, compacts what
+// it appends later itself, and, stopped, holds on disk every key's latest value at its original
+// offset and nothing but records produced at their offsets; the cluster serves the same.
+func TestCompactionFollowerCatchesUp(t *testing.T) {
+	c := startCluster3With(t, cluster3Opts{args: []string{"--segment-bytes", fmt.Sprint(1 << 20), "--log-cleaner-backoff", "200ms"}})
+	topic := topicName(t, "")
+	adm := c.AdminT(t)
+	resp, err := adm.CreateTopic(ctxTimeout(t, opTimeout), 1, 3, map[string]*string{
+		"min.insync.replicas": strp("2"), "cleanup.policy": strp("compact")}, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
+	waitTopicEverywhere(t, c, topic, 1)
+	waitTopicISR(t, c.Broker(1), topic, []int32{1, 2, 3})
+	ps, _, err := partitionsOf(t, c.Broker(1), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := ps[0].leader
+	away := leader%3 + 1
+	if err := c.Broker(int(away)).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitTopicISR(t, c.Broker(int(leader)), topic, without([]int32{1, 2, 3}, away))
+
+	cl := c.ClientT(t, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	log := compactedLog{}
+	produceKeyed(t, cl, topic, 0, 5000, 6, func(i int) bool { return i%13 == 12 }, log)
+	if err := c.Broker(int(leader)).WaitLog(ctxTimeout(t, opTimeout), 0, "log cleaner compacted a partition"); err != nil {
+		t.Fatalf("the leader did not compact: %v", err)
+	}
+
+	restartedAt := c.Broker(int(away)).LogLen()
+	if err := c.Broker(int(away)).Restart(ctxTimeout(t, clusterWait)); err != nil {
+		t.Fatal(err)
+	}
+	waitTopicISR(t, c.Broker(int(leader)), topic, []int32{1, 2, 3})
+	// What it copied is mostly compacted already; more records seal segments of its own, which
+	// its cleaner compacts.
+	produceKeyed(t, cl, topic, 5000, 3000, 6, func(i int) bool { return i%13 == 12 }, log)
+	if err := c.Broker(int(away)).WaitLog(ctxTimeout(t, opTimeout), restartedAt, "log cleaner compacted a partition"); err != nil {
+		t.Fatalf("the caught-up follower did not compact its copy: %v", err)
+	}
+	if err := c.Broker(int(away)).Stop(); err != nil {
+		t.Fatal(err)
+	}
+	read := readSegments(t, filepath.Join(c.Broker(int(away)).DataDir(), "logs", topic+"-0"))
+	checkCompactedRead(t, read, log)
+	if len(read) >= len(log)/2 {
+		t.Fatalf("the follower holds %d of %d records", len(read), len(log))
+	}
+	// And the cluster serves it: every key's latest value from the start.
+	checkCompactedRead(t, consumeAllCluster(t, c, topic), log)
+}
+
+// readSegments reads the records of a stopped broker's partition directory, segment by segment.
+func readSegments(t *testing.T, dir string) []*kgo.Record {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no segments in %s: %v", dir, err)
+	}
+	var out []*kgo.Record
+	for _, f := range files { // names are zero-padded offsets: sorted
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs, err := batch.Split(data)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, b := range bs {
+			if err := batch.ValidateStored(b); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			h, _ := batch.ParseHeader(b)
+			if h.IsControl() {
+				continue
+			}
+			recs, _ := batch.Records(b)
+			for _, r := range recs {
+				out = append(out, &kgo.Record{Key: r.Key, Value: r.Value, Offset: h.BaseOffset + int64(r.OffsetDelta)})
+			}
+		}
+	}
+	return out
+}
+
+// consumeAllCluster reads partition 0 of topic from the start to its end through the cluster.
+func consumeAllCluster(t *testing.T, c *cluster.Cluster, topic string) []*kgo.Record {
+	t.Helper()
+	end := endOffsets(t, c.AdminT(t), topic)[0]
+	cl := c.ClientT(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var out []*kgo.Record
+	ctx := ctxTimeout(t, opTimeout)
+	for len(out) == 0 || out[len(out)-1].Offset < end-1 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consume %s: timed out at %d records, end %d", topic, len(out), end)
+		}
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	return out
 }
