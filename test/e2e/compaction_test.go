@@ -222,17 +222,7 @@ func TestCompactionFollowerCatchesUp(t *testing.T) {
 		t.Fatalf("create %s: %v", topic, err)
 	}
 	waitTopicEverywhere(t, c, topic, 1)
-	waitTopicISR(t, c.Broker(1), topic, []int32{1, 2, 3})
-	ps, _, err := partitionsOf(t, c.Broker(1), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader := ps[0].leader
-	away := leader%3 + 1
-	if err := c.Broker(int(away)).Kill(); err != nil {
-		t.Fatal(err)
-	}
-	waitTopicISR(t, c.Broker(int(leader)), topic, without([]int32{1, 2, 3}, away))
+	leader, away := killFollower(t, c, topic)
 
 	cl := c.ClientT(t, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(time.Millisecond),
 		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
