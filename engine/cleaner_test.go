@@ -218,6 +218,50 @@ func TestCompactedRefusesUnkeyed(t *testing.T) {
 	}
 }
 
+// TestCleanerKeepsOldSegmentForReaders: a reader that took a segment file before a swap (a
+// follower's sendfile span) reads the old bytes, whole, after it; a new read gets the cleaned
+// segment.
+func TestCleanerKeepsOldSegmentForReaders(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, Logger: quietLogger(), SegmentBytes: 1024, RetentionCheckInterval: -1, CleanerInterval: -1}
+	e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, 1000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p := e.Partition(tpA)
+	for i := 0; i < 60; i++ {
+		k, v := keyedWorkload(i, 2)
+		mustAppend(t, p, keyedBatch(k, v, int64(i)))
+	}
+	if err := p.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := p.ReplicaSpan(0, 1<<20, nil)
+	if err != nil || sp.Len == 0 {
+		t.Fatalf("span: %+v, %v", sp, err)
+	}
+	old := make([]byte, sp.Len)
+	if _, err := sp.File.ReadAt(old, sp.Pos); err != nil {
+		t.Fatal(err)
+	}
+	e.Clean()
+	if e.CleanerStats().Passes != 1 {
+		t.Fatalf("no pass: %+v", e.CleanerStats())
+	}
+	again := make([]byte, sp.Len)
+	if _, err := sp.File.ReadAt(again, sp.Pos); err != nil || !bytes.Equal(again, old) {
+		t.Fatalf("the old segment changed under its reader: %v", err)
+	}
+	now, err := p.ReplicaSpan(0, 1<<20, nil)
+	if err != nil || now.File == sp.File || now.Len >= sp.Len {
+		t.Fatalf("after the swap: span %+v (%d bytes before), %v", now, sp.Len, err)
+	}
+}
+
 // TestCleanerOff: a partition without compaction is never rewritten.
 func TestCleanerOff(t *testing.T) {
 	dir := t.TempDir()
