@@ -75,6 +75,7 @@ type CleanerStats struct {
 }
 
 type cleanerCounters struct {
+	noneOnce                        sync.Once // the durability-none warning
 	passes, bytesRead, bytesWritten atomic.Uint64
 	lastRunMs                       atomic.Int64
 	maxDirtyRatio                   atomic.Uint64 // math.Float64bits
@@ -196,6 +197,11 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 	if p.closed || p.closing || !cfg.Enabled || p.cleaner.running {
 		p.mu.Unlock()
 		return 0, nil
+	}
+	if p.eng.cfg.Durability != DurabilityFsync {
+		p.eng.cleaner.noneOnce.Do(func() {
+			p.eng.log.Warn("engine: log cleaner: with durability none only what recovery found at the start is compacted (the durable end runs ahead of the wal, so a checkpoint cannot tell what replay would rewrite)")
+		})
 	}
 	in := cleanInput{firstDirty: p.cleaner.firstDirty, limit: p.cleanableLimitLocked(), nowMs: nowMs, cfg: cfg}
 	var segs []*segment
