@@ -139,8 +139,8 @@ var errCleanAborted = errors.New("engine: cleaning aborted")
 // cleanableLimitLocked is the offset no pass may rewrite at or past: the high watermark (a
 // follower may not have what lies above, and a truncation may cut it) and the last durable
 // checkpoint's safe offset (WAL replay may rewrite what lies above in place). With Durability
-// "none" the durable end does not wait for the WAL, so ckptSafe is never set and nothing is
-// cleaned. p.mu held.
+// "none" the durable end does not wait for the WAL, so checkpoints never raise ckptSafe: only
+// what recovery found (synced and checkpointed by Open) is cleaned. p.mu held.
 func (p *Partition) cleanableLimitLocked() int64 {
 	return min(p.hw.Load(), p.cleaner.ckptSafe)
 }
