@@ -93,6 +93,10 @@ type Config struct {
 	CleanerInterval time.Duration
 	// CleanerIOBytesPerSecond bounds the cleaner's reads plus writes; 0: unlimited.
 	CleanerIOBytesPerSecond int64
+	// CleanerKeyMapBytes bounds the memory of a pass's key map (about key bytes plus 48 per
+	// key); a pass whose dirty section has more keys cleans part of it. Default
+	// DefaultCleanerKeyMapBytes. A single segment's keys are always taken whole.
+	CleanerKeyMapBytes int64
 	// ReplicaTailBytes bounds the memory all partitions together keep of their latest leader
 	// appends for ReplicaTail (tail.go); 0 keeps none.
 	ReplicaTailBytes int64

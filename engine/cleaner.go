@@ -41,6 +41,10 @@ import (
 // kept in memory only: after a restart the first pass treats the whole log as dirty, which costs
 // one pass of I/O and changes nothing already clean.
 
+// DefaultCleanerKeyMapBytes bounds the memory of one pass's key map (Kafka's
+// log.cleaner.dedupe.buffer.size is 128 MiB).
+const DefaultCleanerKeyMapBytes = 128 << 20
+
 // DefaultCleanerInterval is how often the cleaner looks for work (Kafka's log.cleaner.backoff.ms
 // is 15 s).
 const DefaultCleanerInterval = 15 * time.Second
@@ -245,9 +249,28 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 	e := p.eng
 	th := newThrottle(e.cfg.CleanerIOBytesPerSecond, stop)
 	keys := keyMap{}
-	for _, s := range segs[pl.dirty:pl.to] {
-		if err := eachSegmentBatch(s, th, &e.cleaner, keys.add); err != nil {
-			return pl.ratio, fmt.Errorf("building the key map from %s: %w", s.path, err)
+	var keyBytes int64
+	add := func(b []byte) error {
+		n, err := keys.add(b)
+		keyBytes += n
+		return err
+	}
+	budget := e.cfg.CleanerKeyMapBytes
+	if budget <= 0 {
+		budget = DefaultCleanerKeyMapBytes
+	}
+	for i := pl.dirty; i < pl.to; i++ {
+		if err := eachSegmentBatch(segs[i], th, &e.cleaner, add); err != nil {
+			return pl.ratio, fmt.Errorf("building the key map from %s: %w", segs[i].path, err)
+		}
+		if keyBytes > budget && i+1 < pl.to {
+			// The map is full: this pass cleans up to the last segment it covers (the rest
+			// stays dirty for the next), as Kafka's does when its dedupe buffer fills. Keys of a
+			// segment not rewritten would still be right: a later record never goes.
+			e.log.Info("engine: log cleaner: key map full, cleaning part of the dirty section", "partition", p.name,
+				"key_map_bytes", keyBytes, "budget", budget, "segments", i+1-pl.dirty, "dirty_segments", pl.to-pl.dirty)
+			pl.to, pl.nextDirty = i+1, segs[i].end
+			break
 		}
 	}
 	rules := cleanRules{keys: keys, nowMs: nowMs, deleteRetentionMs: cfg.DeleteRetentionMs, producerLast: producerLast}

@@ -122,31 +122,41 @@ func planCleaning(in cleanInput) cleanPlan {
 // keyMap is the latest offset of each key in the dirty section.
 type keyMap map[string]int64
 
-// add records the keyed records of stored batch b (offsets ascending across calls). Control
+// add records the keyed records of stored batch b (offsets ascending across calls) and returns
+// about how many bytes the map grew by. Control
 // batches hold transaction markers, not keys; transactional batches are left out of the map
 // until the engine knows which transactions aborted: an aborted record must never shadow a
 // committed one. cleanBatch still removes transactional records a later plain record of their
 // key supersedes (whether committed or aborted, they are not the latest), but keeps their
 // tombstones, which shadow nothing in the map.
-func (m keyMap) add(b []byte) error {
+func (m keyMap) add(b []byte) (int64, error) {
 	h, err := batch.ParseHeader(b)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if h.IsControl() || h.IsTransactional() {
-		return nil
+		return 0, nil
 	}
 	recs, err := batch.Records(b)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	var grew int64
 	for _, r := range recs {
-		if r.Key != nil {
-			m[string(r.Key)] = h.BaseOffset + int64(r.OffsetDelta)
+		if r.Key == nil {
+			continue
 		}
+		if _, ok := m[string(r.Key)]; !ok {
+			grew += int64(len(r.Key)) + keyMapEntryBytes
+		}
+		m[string(r.Key)] = h.BaseOffset + int64(r.OffsetDelta)
 	}
-	return nil
+	return grew, nil
 }
+
+// keyMapEntryBytes is about what a key map entry costs besides its key's bytes: the string
+// header, the offset and the map's own share (Go maps hold about 8 entries per 200-byte bucket).
+const keyMapEntryBytes = 48
 
 // cleanRules is what a pass applies to each batch of the segments it rewrites.
 type cleanRules struct {

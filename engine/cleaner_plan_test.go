@@ -107,7 +107,7 @@ func (l *propLog) pass(t *testing.T, limit, now int64, cfg Compaction) bool {
 	keys := keyMap{}
 	for _, s := range l.segs[pl.dirty:pl.to] {
 		eachBatch(t, s, func(b []byte) {
-			if err := keys.add(b); err != nil {
+			if _, err := keys.add(b); err != nil {
 				t.Fatal(err)
 			}
 		})

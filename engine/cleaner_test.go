@@ -262,6 +262,48 @@ func TestCleanerKeepsOldSegmentForReaders(t *testing.T) {
 	}
 }
 
+// TestCleanerKeyMapBudget: with a key map budget smaller than one segment's keys, each pass
+// takes one dirty segment and cleans up to it; passes in turn leave the same log as one whole
+// pass would: every key's latest record, nothing superseded below the active segment.
+func TestCleanerKeyMapBudget(t *testing.T) {
+	const n, keys = 200, 7
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, RetentionCheckInterval: -1, CleanerInterval: -1,
+		CleanerKeyMapBytes: 1}
+	e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, 1<<40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p := e.Partition(tpA)
+	for i := 0; i < n; i++ {
+		k, v := keyedWorkload(i, keys)
+		mustAppend(t, p, keyedBatch(k, v, int64(i)))
+	}
+	if err := p.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	sealed := len(p.segments) - 1
+	for i := 0; i < sealed; i++ {
+		e.Clean()
+	}
+	if got := e.CleanerStats().Passes; got != uint64(sealed) {
+		t.Fatalf("%d passes over %d sealed segments, want one each", got, sealed)
+	}
+	e.Clean() // nothing dirty is left
+	if got := e.CleanerStats().Passes; got != uint64(sealed) {
+		t.Fatalf("a pass with nothing dirty: %d passes", got)
+	}
+	recs := readRecords(t, p, 0)
+	checkCompacted(t, recs, n, keys, false)
+	if len(recs) != keys {
+		t.Fatalf("%d records left, want one per key (%d)", len(recs), keys)
+	}
+}
+
 // TestCleanerOff: a partition without compaction is never rewritten.
 func TestCleanerOff(t *testing.T) {
 	dir := t.TempDir()
