@@ -106,6 +106,22 @@ func checkCompacted(t *testing.T, recs map[int64]batch.Record, n, keys int, tomb
 	}
 }
 
+// appendSealed appends records 0..n-1 of keyedWorkload, then rolls and checkpoints, so that all
+// of them lie in sealed segments a pass may clean.
+func appendSealed(t *testing.T, e *Engine, p *Partition, n, keys int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		k, v := keyedWorkload(i, keys)
+		mustAppend(t, p, keyedBatch(k, v, int64(i)))
+	}
+	if err := p.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func compactSpec(tp TopicPartition, deleteRetentionMs int64) PartitionSpec {
 	spec := specFor(tp)
 	spec.Config.Compaction = Compaction{Enabled: true, MinDirtyRatio: 0, DeleteRetentionMs: deleteRetentionMs}
@@ -129,17 +145,7 @@ func TestCleanerCompacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := e.Partition(tpA)
-	for i := 0; i < n; i++ {
-		k, v := keyedWorkload(i, keys)
-		mustAppend(t, p, keyedBatch(k, v, int64(i)))
-	}
-	// Everything in sealed segments, made durable and cleanable by a checkpoint.
-	if err := p.Roll(); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Checkpoint(); err != nil {
-		t.Fatal(err)
-	}
+	appendSealed(t, e, p, n, keys)
 	before := readRecords(t, p, 0)
 	if len(before) != n {
 		t.Fatalf("%d records before cleaning, want %d", len(before), n)
@@ -230,16 +236,7 @@ func TestCleanerKeepsOldSegmentForReaders(t *testing.T) {
 	}
 	defer e.Close()
 	p := e.Partition(tpA)
-	for i := 0; i < 60; i++ {
-		k, v := keyedWorkload(i, 2)
-		mustAppend(t, p, keyedBatch(k, v, int64(i)))
-	}
-	if err := p.Roll(); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Checkpoint(); err != nil {
-		t.Fatal(err)
-	}
+	appendSealed(t, e, p, 60, 2)
 	sp, err := p.ReplicaSpan(0, 1<<20, nil)
 	if err != nil || sp.Len == 0 {
 		t.Fatalf("span: %+v, %v", sp, err)
@@ -276,16 +273,7 @@ func TestCleanerKeyMapBudget(t *testing.T) {
 	}
 	defer e.Close()
 	p := e.Partition(tpA)
-	for i := 0; i < n; i++ {
-		k, v := keyedWorkload(i, keys)
-		mustAppend(t, p, keyedBatch(k, v, int64(i)))
-	}
-	if err := p.Roll(); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Checkpoint(); err != nil {
-		t.Fatal(err)
-	}
+	appendSealed(t, e, p, n, keys)
 	sealed := len(p.segments) - 1
 	for i := 0; i < sealed; i++ {
 		e.Clean()
