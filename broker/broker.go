@@ -32,6 +32,12 @@ type Config struct {
 	WALIO                  string // auto, uring or portable
 	SegmentBytes           int64
 	RetentionCheckInterval time.Duration
+	// LogCleaner: compaction of cleanup.policy=compact topics (engine/cleaner.go). Disabled, such
+	// topics only grow (Kafka's log.cleaner.enable=false); the interval is how often it looks
+	// for work (0: engine.DefaultCleanerInterval), the rate bounds its reads plus writes (0: none).
+	LogCleanerDisabled         bool
+	LogCleanerInterval         time.Duration
+	LogCleanerIOBytesPerSecond int64
 	// OnWALCycle, when set, is told about every WAL cycle (metrics).
 	OnWALCycle func(records int, bytes int64, took time.Duration, err error)
 
@@ -130,6 +136,8 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 		RefuseAppendsAfterStorageFailure: cfg.Cluster != nil,
 		ReplicaTailBytes:                 b.replicaTailBytes(),
 		RetentionCheckInterval:           -1, // runRetention
+		CleanerInterval:                  cleanerInterval(cfg),
+		CleanerIOBytesPerSecond:          cfg.LogCleanerIOBytesPerSecond,
 	}, b.localSpecs(store.State()))
 	if err != nil {
 		b.purg.Close()
@@ -260,6 +268,8 @@ func (b *Broker) Settings() []BrokerSetting {
 		{"offsets.topic.num.partitions", fmt.Sprint(b.offsetsPartitions())},
 		{"ringtail.durability", b.durability()},
 		{"ringtail.wal.io", b.engine.WALMode()},
+		{"log.cleaner.enable", fmt.Sprint(!b.cfg.LogCleanerDisabled)},
+		{"log.cleaner.io.max.bytes.per.second", fmt.Sprint(b.cfg.LogCleanerIOBytesPerSecond)},
 		{"advertised.listeners", fmt.Sprintf("PLAINTEXT://%s:%d", b.cfg.AdvertisedHost, b.cfg.AdvertisedPort)},
 	}
 	if b.cl != nil {
@@ -303,6 +313,14 @@ func (b *Broker) startRetention() {
 			}
 		}
 	}()
+}
+
+// cleanerInterval is the engine's CleanerInterval: negative turns the cleaner off.
+func cleanerInterval(cfg Config) time.Duration {
+	if cfg.LogCleanerDisabled {
+		return -1
+	}
+	return cfg.LogCleanerInterval
 }
 
 // SetRetentionCheckInterval changes the retention timer's interval from now on (SIGHUP); it

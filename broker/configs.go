@@ -2,6 +2,7 @@ package broker
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/ringtail/ringtail/engine"
 	"github.com/ringtail/ringtail/engine/batch"
@@ -15,16 +16,26 @@ func partitionConfig(t Topic) engine.PartitionConfig {
 	retentionMs, _ := strconv.ParseInt(t.Effective("retention.ms"), 10, 64)
 	retentionBytes, _ := strconv.ParseInt(t.Effective("retention.bytes"), 10, 64)
 	segmentMs, _ := strconv.ParseInt(t.Effective("segment.ms"), 10, 64)
+	policy := t.Effective("cleanup.policy")
 	cfg := engine.PartitionConfig{
 		MaxMessageBytes: int32(maxBytes),
 		LogAppendTime:   t.Effective("message.timestamp.type") == "LogAppendTime",
 		SegmentMs:       segmentMs,
 		// The broker's own topics hold state (group offsets) that must never age out.
 		Retention: engine.Retention{
-			Delete: !IsInternal(t.Name) && t.Effective("cleanup.policy") == "delete",
+			Delete: !IsInternal(t.Name) && strings.Contains(policy, "delete"),
 			Ms:     retentionMs,
 			Bytes:  retentionBytes,
 		},
+	}
+	// The internal topics keep their own compaction (__consumer_offsets: groups_compact.go).
+	if !IsInternal(t.Name) && strings.Contains(policy, "compact") {
+		ratio, _ := strconv.ParseFloat(t.Effective("min.cleanable.dirty.ratio"), 64)
+		minLag, _ := strconv.ParseInt(t.Effective("min.compaction.lag.ms"), 10, 64)
+		maxLag, _ := strconv.ParseInt(t.Effective("max.compaction.lag.ms"), 10, 64)
+		deleteRetention, _ := strconv.ParseInt(t.Effective("delete.retention.ms"), 10, 64)
+		cfg.Compaction = engine.Compaction{Enabled: true, MinDirtyRatio: ratio, MinLagMs: minLag, MaxLagMs: maxLag,
+			DeleteRetentionMs: deleteRetention}
 	}
 	switch c := t.Effective("compression.type"); c {
 	case "producer":

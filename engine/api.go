@@ -88,6 +88,15 @@ type Config struct {
 	// it: the check must be made under the partition's lock, or an append that was on its way
 	// would land at the rolled-back offsets in the same leader epoch.
 	RefuseAppendsAfterStorageFailure bool
+	// CleanerInterval is how often the log cleaner looks for partitions to compact
+	// (cleaner.go); default DefaultCleanerInterval, negative turns it off (Clean still works).
+	CleanerInterval time.Duration
+	// CleanerIOBytesPerSecond bounds the cleaner's reads plus writes; 0: unlimited.
+	CleanerIOBytesPerSecond int64
+	// CleanerKeyMapBytes bounds the memory of a pass's key map (about key bytes plus 48 per
+	// key); a pass whose dirty section has more keys cleans part of it. Default
+	// DefaultCleanerKeyMapBytes. A single segment's keys are always taken whole.
+	CleanerKeyMapBytes int64
 	// ReplicaTailBytes bounds the memory all partitions together keep of their latest leader
 	// appends for ReplicaTail (tail.go); 0 keeps none.
 	ReplicaTailBytes int64
@@ -111,8 +120,9 @@ type PartitionConfig struct {
 	// compressed with Compression (batch.CodecNone for uncompressed).
 	Recompress  bool
 	Compression batch.Codec
-	Retention   Retention // which old segments to delete (retention.go); the zero value keeps all
-	SegmentMs   int64     // segment.ms: roll the active segment once its first batch is this old; 0: never
+	Retention   Retention  // which old segments to delete (retention.go); the zero value keeps all
+	SegmentMs   int64      // segment.ms: roll the active segment once its first batch is this old; 0: never
+	Compaction  Compaction // cleanup.policy=compact and its settings (cleaner_plan.go); the zero value compacts nothing
 }
 
 // PartitionSpec describes a partition that must exist when the engine opens.

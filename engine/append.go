@@ -76,6 +76,11 @@ func (p *Partition) Append(records []byte, done func(error)) (AppendResult, erro
 		if h.IsControl() {
 			return AppendResult{}, fmt.Errorf("%w: control batch from a producer", ErrInvalidRecord)
 		}
+		if cfg.Compaction.Enabled {
+			if err := checkKeyed(b); err != nil {
+				return AppendResult{}, err
+			}
+		}
 		hs[i] = h
 	}
 	if cfg.Recompress {

@@ -171,6 +171,10 @@ func (c *checkpointer) checkpoint() error {
 	}
 	e := c.e
 	start := time.Now()
+	// What is durable now lies before pos (the WAL sets its committed position before the
+	// completions advance durable ends): once pos is the checkpoint, replay never touches it,
+	// and the log cleaner may rewrite it (cleaner.go).
+	safe := e.cleanerSafeEnds()
 	// Every record before pos was written to its segment before it was
 	// queued, so before the snapshots below.
 	pos := e.wal.Committed()
@@ -227,6 +231,7 @@ func (c *checkpointer) checkpoint() error {
 		return fmt.Errorf("%w: writing the wal checkpoint: %v", ErrStorage, err)
 	}
 	e.wal.Release(pos)
+	setCleanerSafeEnds(safe)
 	// Producer snapshots whose segments are now durable. A failure costs
 	// only recovery time: recovery uses an older snapshot, or the headers.
 	for _, j := range jobs {

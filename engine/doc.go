@@ -23,6 +23,7 @@
 //	retention.go, delete_records.go   moving the log start
 //	segment.go, producer.go           segments and indexes; idempotent producer state
 //	snapshot.go, cleanshutdown.go     producer-state snapshots; the clean-shutdown marker
+//	cleaner_plan.go, cleaner.go       log compaction: the pure planner and batch rules; the cleaner and its swap
 //
 // # Three offsets
 //
@@ -245,9 +246,20 @@
 // to the high watermark, persisted in the partition's log-start-offset file,
 // and lets retention delete the whole segments below it.
 //
+// # Compaction
+//
+// cleaner_plan.go (pure) and cleaner.go: for cleanup.policy=compact, a cleaner goroutine keeps
+// the latest record per key in sealed segments that a checkpoint made durable, wholly below the
+// high watermark and below what WAL replay may still rewrite (the durable end taken before the
+// last durable checkpoint's WAL position). Batches keep their offsets and boundaries (one
+// whose records all go stays as an empty batch), tombstones get a KIP-534 delete horizon, and
+// each cleaned segment replaces the old one by a rename (<base>.log.cleaned over <base>.log,
+// index files removed before and rewritten after; recovery removes a stray .cleaned file).
+// Stored batches are checked with batch.ValidateStored, which accepts offset deltas with gaps.
+//
 // # Not yet here
 //
-// Compaction, a high-watermark checkpoint, and a tail cache. After a crash
+// A high-watermark checkpoint, and a tail cache. After a crash
 // the active segment is still validated whole (bounded by segment.bytes,
 // not by the checkpoint interval) and its headers read a second time for
 // the producer state.

@@ -34,6 +34,10 @@ type Engine struct {
 
 	retentionStop chan struct{} // closed by Close; nil when the retention timer is off
 	retentionDone chan struct{}
+
+	cleaner     cleanerCounters
+	cleanerStop chan struct{} // closed by Close; nil when the cleaner is off
+	cleanerDone chan struct{}
 }
 
 func (e *Engine) now() int64 {
@@ -150,9 +154,20 @@ func Open(cfg Config, specs []PartitionSpec) (*Engine, error) {
 	}
 	e.wal.Release(pos)
 	for _, p := range e.parts {
+		p.mu.Lock()
+		p.cleaner.ckptSafe = p.durableEnd // every recovered segment was synced before that checkpoint
+		p.mu.Unlock()
 		p.runCompletions() // OnDurable with the recovered durable end
 	}
 	go e.ckpt.run()
+	if cfg.CleanerInterval >= 0 {
+		interval := cfg.CleanerInterval
+		if interval == 0 {
+			interval = DefaultCleanerInterval
+		}
+		e.cleanerStop, e.cleanerDone = make(chan struct{}), make(chan struct{})
+		go e.cleanerLoop(interval, e.cleanerStop, e.cleanerDone)
+	}
 	if cfg.RetentionCheckInterval >= 0 {
 		interval := cfg.RetentionCheckInterval
 		if interval == 0 {
@@ -304,6 +319,9 @@ func (e *Engine) Close() error {
 	if e.retentionStop != nil {
 		close(e.retentionStop)
 	}
+	if e.cleanerStop != nil {
+		close(e.cleanerStop)
+	}
 	parts := make([]*Partition, 0, len(e.parts))
 	for _, p := range e.parts {
 		parts = append(parts, p)
@@ -311,6 +329,9 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 	if e.retentionDone != nil {
 		<-e.retentionDone
+	}
+	if e.cleanerDone != nil {
+		<-e.cleanerDone // a pass under way stops between segments; a swap finishes first
 	}
 	for _, p := range parts {
 		p.mu.Lock()

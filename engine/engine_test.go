@@ -86,7 +86,7 @@ func mkBatch(o batchOpts) []byte {
 }
 
 // appendWait appends and waits for done.
-func appendWait(t *testing.T, p *Partition, b []byte) (AppendResult, error) {
+func appendWait(t testing.TB, p *Partition, b []byte) (AppendResult, error) {
 	t.Helper()
 	ch := make(chan error, 1)
 	res, err := p.Append(b, func(err error) { ch <- err })

@@ -129,8 +129,10 @@ type Partition struct {
 	replayStopped bool
 	replayStopAt  int64
 
-	graves    []grave // segments deleted by retention or truncation whose descriptors are still open
-	trimBelow int64   // TrimBefore: segments wholly below this offset may go, whatever the policy
+	cleaner   cleanerState // the log cleaner's bookkeeping (cleaner.go)
+	cleaning  *segment     // the segment the cleaner is swapping: retention leaves it alone
+	graves    []grave      // segments deleted by retention or truncation whose descriptors are still open
+	trimBelow int64        // TrimBefore: segments wholly below this offset may go, whatever the policy
 	// startMu serializes the partition's slow state changes, each of which
 	// syncs or waits for the WAL without holding mu: DeleteRecordsBefore,
 	// TruncateTo and writes of the leader-epoch checkpoint. Taken before mu.

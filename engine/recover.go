@@ -127,6 +127,13 @@ func (p *Partition) scan(clean bool) (recoveryStats, error) {
 	have := make(map[string]bool, len(ents))
 	var bases, snaps []int64
 	for _, ent := range ents {
+		if stray, err := removeStrayCleaned(fsys, p.dir, ent.Name()); stray {
+			if err != nil {
+				return st, err
+			}
+			p.eng.log.Info("engine: removed a cleaned segment a crash left before its swap", "partition", p.name, "file", ent.Name())
+			continue
+		}
 		have[ent.Name()] = true
 		if base, ok := parseSegmentName(ent.Name()); ok {
 			bases = append(bases, base)
@@ -338,7 +345,8 @@ func (p *Partition) scanSegment(seg *segment, size int64, validate bool) (int64,
 			if _, err := seg.file.ReadAt(buf, pos); err != nil {
 				return pos, err
 			}
-			if err := batch.Validate(buf, 0); err != nil {
+			// ValidateStored: a compacted segment's batches may skip offsets (cleaner*.go).
+			if err := batch.ValidateStored(buf); err != nil {
 				return pos, fmt.Errorf("%w: %v", errTorn, err)
 			}
 		}

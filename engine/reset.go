@@ -145,6 +145,7 @@ func (p *Partition) resetLocked(offset int64) error {
 	p.unsynced = nil
 	p.dirDirty, p.ckptDirty = true, true
 	p.logStart, p.logEnd, p.durableEnd = offset, offset, offset
+	p.cleaner.cut(0)
 	p.trimBelow = max(p.trimBelow, offset)
 	p.durableMark = seg.mark()
 	p.hw.Store(offset)

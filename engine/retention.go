@@ -153,7 +153,7 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 		byTime := r.Ms >= 0 && s.maxTs >= 0 && s.maxTs < nowMs-r.Ms
 		bySize := r.Bytes >= 0 && total-s.size >= r.Bytes
 		byTrim := s.end <= p.trimBelow
-		if !byTime && !bySize && !byTrim || s.end > hw || s == p.hwMark.seg || s == p.durableMark.seg {
+		if !byTime && !bySize && !byTrim || s.end > hw || s == p.hwMark.seg || s == p.durableMark.seg || s == p.cleaning {
 			break
 		}
 		if !s.indexed {

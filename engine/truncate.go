@@ -111,6 +111,7 @@ func (p *Partition) cutLocked(pl cutPlan) error {
 	}
 	p.ckptDirty = true
 	p.logEnd = pl.end
+	p.cleaner.cut(pl.end)
 	p.prod = pl.prod
 	p.epochs.truncateFromEnd(pl.end)
 	p.dropSnapshotsAboveLocked(pl.end)

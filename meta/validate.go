@@ -44,12 +44,16 @@ var TopicConfigDefaults = map[string]string{
 	// unclean.leader.election.enable: a partition whose in-sync replicas are all gone may be
 	// led by a live replica outside the ISR, losing what only the ISR had.
 	"unclean.leader.election.enable": "false",
+	// Compaction (cleanup.policy=compact, engine/cleaner*.go).
+	"min.cleanable.dirty.ratio": "0.5",
+	"min.compaction.lag.ms":     "0",
+	"max.compaction.lag.ms":     maxLong,
+	"delete.retention.ms":       "86400000",
 
 	// Accepted, validated, stored and reported, but not (yet) applied: see TopicConfigApplied.
 	"compression.gzip.level":                  "-1",
 	"compression.lz4.level":                   "9",
 	"compression.zstd.level":                  "3",
-	"delete.retention.ms":                     "86400000",
 	"file.delete.delay.ms":                    "60000",
 	"flush.messages":                          maxLong,
 	"flush.ms":                                maxLong,
@@ -58,14 +62,11 @@ var TopicConfigDefaults = map[string]string{
 	"index.interval.bytes":                    "4096",
 	"local.retention.bytes":                   "-2",
 	"local.retention.ms":                      "-2",
-	"max.compaction.lag.ms":                   maxLong,
 	"message.downconversion.enable":           "true",
 	"message.format.version":                  "3.0-IV1",
 	"message.timestamp.after.max.ms":          maxLong,
 	"message.timestamp.before.max.ms":         maxLong,
 	"message.timestamp.difference.max.ms":     maxLong,
-	"min.cleanable.dirty.ratio":               "0.5",
-	"min.compaction.lag.ms":                   "0",
 	"preallocate":                             "false",
 	"remote.storage.enable":                   "false",
 	"remote.log.copy.disable":                 "false",
@@ -80,8 +81,7 @@ const maxLong = "9223372036854775807"
 
 // TopicConfigApplied names the topic configs Ringtail acts on. The others in
 // TopicConfigDefaults are kept so that a topic's configuration survives a round trip through
-// Ringtail, and DescribeConfigs says of each that it is not applied. Why not, in short:
-// compaction settings wait for compaction (cleanup.policy=compact is refused until then); flush
+// Ringtail, and DescribeConfigs says of each that it is not applied. Why not, in short: flush
 // settings are moot since every acknowledged batch is synced; segment size and indexes are the
 // broker's (--segment-bytes); there is no tiered storage, no down-conversion (no message format
 // below v2 is served) and no replication throttling; compression levels and preallocation are
@@ -96,6 +96,10 @@ var TopicConfigApplied = map[string]bool{
 	"segment.ms":                     true,
 	"min.insync.replicas":            true,
 	"unclean.leader.election.enable": true,
+	"min.cleanable.dirty.ratio":      true,
+	"min.compaction.lag.ms":          true,
+	"max.compaction.lag.ms":          true,
+	"delete.retention.ms":            true,
 }
 
 // ValidateConfigs refuses unknown topic configs and values out of range. Keys are checked in
@@ -139,8 +143,10 @@ func validateConfig(k, v string) error {
 			return bad("must be CreateTime or LogAppendTime")
 		}
 	case "cleanup.policy":
-		if v != "delete" {
-			return bad("only delete is supported")
+		switch v {
+		case "delete", "compact", "compact,delete", "delete,compact":
+		default:
+			return bad("must be delete, compact or compact,delete")
 		}
 	case "retention.ms", "retention.bytes":
 		if n, err := strconv.ParseInt(v, 10, 64); err != nil || n < -1 {

@@ -15,8 +15,8 @@ func init() {
 // handleIncrementalAlterConfigs answers IncrementalAlterConfigs (key 44, v0–1), what
 // kafka-configs --alter and kadm's AlterTopicConfigs send: SET and DELETE (back to the default)
 // per config of a topic, durably, applied to its partitions at once. APPEND and SUBTRACT are for
-// list configs; the only list config here, cleanup.policy, has one allowed value, so they are
-// refused with INVALID_CONFIG.
+// list configs; the only list config here, cleanup.policy, is set whole (delete, compact or
+// compact,delete), so they are refused with INVALID_CONFIG.
 func (h *Handlers) handleIncrementalAlterConfigs(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.IncrementalAlterConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)

@@ -36,6 +36,9 @@ type config struct {
 	DebugListen                          string
 	MetricsListen                        string
 	RetentionCheck                       time.Duration
+	LogCleanerEnabled                    bool
+	LogCleanerBackoff                    time.Duration
+	LogCleanerIoBytesPerSecond           int64
 	OffsetsCompact                       int
 	OffsetsPartitions                    int32
 
@@ -187,6 +190,30 @@ var options = []option{
 			return fmt.Errorf("retention-check-interval %q: must be a positive duration such as 5m or 30s", v)
 		}
 		c.RetentionCheck = d
+		return nil
+	}},
+	{"log-cleaner-enabled", "true", "compact topics whose cleanup.policy includes compact, keeping the latest record per key (log.cleaner.enable); false: they only grow", func(c *config, v string) error {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("log-cleaner-enabled %q: must be true or false", v)
+		}
+		c.LogCleanerEnabled = on
+		return nil
+	}},
+	{"log-cleaner-backoff", "15s", "how often the log cleaner looks for partitions to compact (log.cleaner.backoff.ms)", func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("log-cleaner-backoff %q: must be a positive duration such as 15s", v)
+		}
+		c.LogCleanerBackoff = d
+		return nil
+	}},
+	{"log-cleaner-io-bytes-per-second", "0", "bound on the log cleaner's reads plus writes, bytes per second (log.cleaner.io.max.bytes.per.second); 0: no bound", func(c *config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("log-cleaner-io-bytes-per-second %q: must be a non-negative integer (0: no bound)", v)
+		}
+		c.LogCleanerIoBytesPerSecond = n
 		return nil
 	}},
 	{"offsets-topic-partitions", "50", "partition count of __consumer_offsets when it is created (offsets.topic.num.partitions); each has its own group coordinator, and an existing topic keeps its count", func(c *config, v string) error {

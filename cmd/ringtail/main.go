@@ -168,22 +168,25 @@ func serve(cfg *config, args []string) error {
 	opened := make(chan struct{})
 	go notify.extendStart(opened, starting)
 	node, err := broker.OpenContext(startCtx, broker.Config{
-		NodeID:                 cfg.NodeID,
-		AdvertisedHost:         advHost,
-		AdvertisedPort:         advPort,
-		DataDir:                dataDir,
-		AutoCreateTopics:       cfg.AutoCreateTopics,
-		DefaultPartitions:      cfg.NumPartitions,
-		MaxRequestBytes:        cfg.MaxRequestBytes,
-		Durability:             cfg.Durability,
-		WALIO:                  cfg.WALIO,
-		SegmentBytes:           cfg.SegmentBytes,
-		RetentionCheckInterval: cfg.RetentionCheck,
-		OnWALCycle:             onWALCycle,
-		OffsetsCompactRecords:  cfg.OffsetsCompact,
-		Cluster:                cluster,
-		OffsetsTopicPartitions: cfg.OffsetsPartitions,
-		Logger:                 log,
+		NodeID:                     cfg.NodeID,
+		AdvertisedHost:             advHost,
+		AdvertisedPort:             advPort,
+		DataDir:                    dataDir,
+		AutoCreateTopics:           cfg.AutoCreateTopics,
+		DefaultPartitions:          cfg.NumPartitions,
+		MaxRequestBytes:            cfg.MaxRequestBytes,
+		Durability:                 cfg.Durability,
+		WALIO:                      cfg.WALIO,
+		SegmentBytes:               cfg.SegmentBytes,
+		RetentionCheckInterval:     cfg.RetentionCheck,
+		LogCleanerDisabled:         !cfg.LogCleanerEnabled,
+		LogCleanerInterval:         cfg.LogCleanerBackoff,
+		LogCleanerIOBytesPerSecond: cfg.LogCleanerIoBytesPerSecond,
+		OnWALCycle:                 onWALCycle,
+		OffsetsCompactRecords:      cfg.OffsetsCompact,
+		Cluster:                    cluster,
+		OffsetsTopicPartitions:     cfg.OffsetsPartitions,
+		Logger:                     log,
 	})
 	close(opened)
 	if err != nil {
@@ -195,6 +198,7 @@ func serve(cfg *config, args []string) error {
 	}
 	if m != nil {
 		m.RegisterWAL(node.Storage())
+		m.RegisterCleaner(node.Storage())
 		m.RegisterLeadership(node)
 		if cluster != nil {
 			m.RegisterReplication(node)

@@ -37,6 +37,10 @@ const (
 	attrLogAppendTime = 0x08
 	attrTransactional = 0x10
 	attrControl       = 0x20
+	// attrDeleteHorizon: FirstTimestamp holds the time after which a log
+	// cleaner may remove the batch's tombstones (KIP-534); the records'
+	// timestamp deltas are relative to it.
+	attrDeleteHorizon = 0x40
 )
 
 // Errors. Callers map them to Kafka error codes: ErrCorrupt to
@@ -124,6 +128,19 @@ func (h Header) IsTransactional() bool { return h.Attributes&attrTransactional !
 
 // IsControl reports whether the batch holds a control record.
 func (h Header) IsControl() bool { return h.Attributes&attrControl != 0 }
+
+// HasDeleteHorizon reports whether FirstTimestamp is the delete horizon a
+// log cleaner set: the time (ms) from which the batch's tombstones may go.
+func (h Header) HasDeleteHorizon() bool { return h.Attributes&attrDeleteHorizon != 0 }
+
+// SetDeleteHorizon makes ms the delete horizon of the batch h describes
+// (FirstTimestamp, with the flag set). Record timestamp deltas are relative
+// to FirstTimestamp: whoever rebuilds the batch must shift them by the
+// difference.
+func (h *Header) SetDeleteHorizon(ms int64) {
+	h.Attributes |= attrDeleteHorizon
+	h.FirstTimestamp = ms
+}
 
 // LogAppendTime reports whether the timestamp type is log-append time.
 func (h Header) LogAppendTime() bool { return h.Attributes&attrLogAppendTime != 0 }

@@ -340,7 +340,7 @@ func TestValidateRejects(t *testing.T) {
 		{"count too low, delta matching", fixCRC(put32(put32(good(), offNumRecords, 2), offLastOffsetDelta, 1)), 0, ErrCorrupt},
 		{"count mismatch compressed", fixCRC(put32(put32(goodZstd(), offNumRecords, 2), offLastOffsetDelta, 1)), 0, ErrCorrupt},
 		{"negative count", fixCRC(put32(good(), offNumRecords, -1)), 0, ErrCorrupt},
-		{"last offset delta", fixCRC(put32(good(), offLastOffsetDelta, 5)), 0, ErrCorrupt},
+		{"last offset delta", fixCRC(put32(good(), offLastOffsetDelta, 5)), 0, ErrCorrupt}, // a compacted batch: stored ok
 		{"truncated", good()[:len(good())-1], 0, ErrCorrupt},
 		{"truncated compressed", goodZstd()[:len(goodZstd())-3], 0, ErrCorrupt},
 		{"trailing byte after batch", append(good(), 0), 0, ErrCorrupt},
@@ -399,11 +399,63 @@ func TestValidateRejects(t *testing.T) {
 				t.Errorf("error %q gives no reason", err)
 			}
 			if c.max == 0 {
-				if _, err := Records(c.b); !errors.Is(err, c.want) {
-					t.Errorf("Records = %v, want %v", err, c.want)
+				// What log compaction leaves is a valid stored batch, not a valid produced one.
+				compacted := c.name == "last offset delta" || c.name == "gap in offset deltas"
+				if _, err := Records(c.b); compacted != (err == nil) || !compacted && !errors.Is(err, c.want) {
+					t.Errorf("Records = %v, want %v (compacted: %v)", err, c.want, compacted)
+				}
+				if err := ValidateStored(c.b); compacted != (err == nil) || !compacted && !errors.Is(err, c.want) {
+					t.Errorf("ValidateStored = %v, want %v (compacted: %v)", err, c.want, compacted)
 				}
 			}
 		})
+	}
+}
+
+// TestCompactedBatch checks that BuildCompacted keeps the offset range and the
+// stored-batch checks accept it, while the produce checks and bad deltas do not.
+func TestCompactedBatch(t *testing.T) {
+	h := testHeader()
+	h.LastOffsetDelta = 9
+	kept := []Record{{OffsetDelta: 2, Key: []byte("a")}, {OffsetDelta: 7, Key: []byte("b"), Value: []byte("v")}}
+	for _, codec := range []Codec{CodecNone, CodecZstd} {
+		b := BuildCompacted(h, kept, codec)
+		got, err := ParseHeader(b)
+		if err != nil || got.LastOffsetDelta != 9 || got.NumRecords != 2 || got.BaseOffset != h.BaseOffset {
+			t.Fatalf("%v: header %+v, %v", codec, got, err)
+		}
+		if err := ValidateStored(b); err != nil {
+			t.Fatalf("%v: ValidateStored: %v", codec, err)
+		}
+		if _, err := CheckCRC(b); err != nil {
+			t.Fatalf("%v: CheckCRC: %v", codec, err)
+		}
+		if err := Validate(b, 0); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%v: Validate = %v, want a produced batch's deltas refused", codec, err)
+		}
+		recs, err := Records(b)
+		if err != nil || len(recs) != 2 || recs[1].OffsetDelta != 7 || string(recs[1].Value) != "v" {
+			t.Fatalf("%v: Records = %+v, %v", codec, recs, err)
+		}
+		empty := BuildCompacted(h, nil, codec)
+		if eh, _ := ParseHeader(empty); eh.NumRecords != 0 || eh.LastOffsetDelta != 9 || ValidateStored(empty) != nil {
+			t.Fatalf("%v: empty compacted batch %+v: %v", codec, eh, ValidateStored(empty))
+		}
+	}
+	for name, recs := range map[string][]Record{
+		"past the last delta": {{OffsetDelta: 2}, {OffsetDelta: 10}},
+		"not rising":          {{OffsetDelta: 4}, {OffsetDelta: 4}},
+	} {
+		b := Build(h, recs, CodecNone)
+		binary.BigEndian.PutUint32(b[offLastOffsetDelta:], 9)
+		if err := ValidateStored(fixCRC(b)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: ValidateStored = %v, want ErrCorrupt", name, err)
+		}
+	}
+	var dh Header
+	dh.SetDeleteHorizon(1234)
+	if !dh.HasDeleteHorizon() || dh.FirstTimestamp != 1234 || testHeader().HasDeleteHorizon() {
+		t.Fatalf("delete horizon: %+v", dh)
 	}
 }
 

@@ -40,6 +40,19 @@ func Build(h Header, recs []Record, codec Codec) []byte {
 	return b
 }
 
+// BuildCompacted encodes the records a log cleaner kept of a batch whose
+// header is h, as Build does, except that the batch keeps h's
+// LastOffsetDelta: its offset range stays what it was (and with it an
+// idempotent producer's sequence range), whatever records were removed, as
+// Kafka's cleaner keeps it. recs carry their original offset deltas; an
+// empty recs gives a batch of no records.
+func BuildCompacted(h Header, recs []Record, codec Codec) []byte {
+	b := Build(h, recs, codec)
+	binary.BigEndian.PutUint32(b[offLastOffsetDelta:], uint32(h.LastOffsetDelta))
+	setCRC(b)
+	return b
+}
+
 // Recompress rebuilds batch b with its records compressed by to, keeping
 // every header field but the codec bits, Length and CRC. When b already
 // uses to, b itself is returned. b must be a whole batch (see Validate);
@@ -48,7 +61,7 @@ func Recompress(b []byte, to Codec) ([]byte, error) {
 	if to < CodecNone || to > CodecZstd {
 		return nil, fmt.Errorf("batch: Recompress: unknown codec %d", int8(to))
 	}
-	h, payload, err := check(b)
+	h, payload, err := check(b, true)
 	if err != nil {
 		return nil, err
 	}

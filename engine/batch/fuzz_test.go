@@ -56,13 +56,32 @@ func FuzzValidate(f *testing.F) {
 
 func checkValidate(t *testing.T, b []byte) {
 	err := Validate(b, 0)
+	serr := ValidateStored(b)
 	recs, rerr := Records(b)
-	if (err == nil) != (rerr == nil) {
-		t.Fatalf("Validate = %v but Records = %v", err, rerr)
+	// Records checks what ValidateStored does; a batch valid for produce is valid stored, and
+	// one valid only stored has what compaction leaves: rising deltas up to the last one.
+	if (serr == nil) != (rerr == nil) {
+		t.Fatalf("ValidateStored = %v but Records = %v", serr, rerr)
+	}
+	if err == nil && serr != nil {
+		t.Fatalf("Validate accepts what ValidateStored refuses: %v", serr)
 	}
 	if err != nil {
 		if !isSentinel(err) {
 			t.Fatalf("error %v wraps no sentinel", err)
+		}
+		if serr != nil && !isSentinel(serr) {
+			t.Fatalf("stored error %v wraps no sentinel", serr)
+		}
+		if serr == nil {
+			h, _ := ParseHeader(b)
+			prev := int32(-1)
+			for _, r := range recs {
+				if r.OffsetDelta <= prev || r.OffsetDelta > h.LastOffsetDelta {
+					t.Fatalf("stored batch with offset delta %d after %d, last %d", r.OffsetDelta, prev, h.LastOffsetDelta)
+				}
+				prev = r.OffsetDelta
+			}
 		}
 		return
 	}

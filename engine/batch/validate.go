@@ -21,7 +21,7 @@ import (
 // leaves) passes; a produce path that refuses those must check NumRecords.
 // Validate does not allocate for an uncompressed valid batch.
 func Validate(b []byte, maxBatchBytes int) error {
-	h, payload, err := check(b)
+	h, payload, err := check(b, true)
 	if err != nil {
 		return err
 	}
@@ -31,15 +31,33 @@ func Validate(b []byte, maxBatchBytes int) error {
 	if got := checksum(b); got != h.CRC {
 		return fmt.Errorf("%w: crc mismatch: computed %#08x, header says %#08x", ErrCorrupt, got, h.CRC)
 	}
-	return walkPayload(h, payload, nil)
+	return walkPayload(h, payload, nil, true)
+}
+
+// ValidateStored checks a batch read back from a log, as Validate does with
+// no size limit, except that it accepts what log compaction leaves: records
+// removed from a batch that keeps its offset range, so the offset deltas
+// rise but may skip, and the last offset delta is at least NumRecords-1
+// (Kafka's cleaner keeps the base offset and last offset delta of a batch so
+// that an idempotent producer's sequence range stays whole).
+func ValidateStored(b []byte) error {
+	h, payload, err := check(b, false)
+	if err != nil {
+		return err
+	}
+	if got := checksum(b); got != h.CRC {
+		return fmt.Errorf("%w: crc mismatch: computed %#08x, header says %#08x", ErrCorrupt, got, h.CRC)
+	}
+	return walkPayload(h, payload, nil, false)
 }
 
 // CheckCRC checks what a replica must before storing a batch its leader
 // already validated: magic 2, the length, the record count against the last
-// offset delta, and the CRC-32C. It returns the parsed header. The records
-// are not walked.
+// offset delta (at least NumRecords-1: a compacted leader's batches may have
+// lost records, see ValidateStored), and the CRC-32C. It returns the parsed
+// header. The records are not walked.
 func CheckCRC(b []byte) (Header, error) {
-	h, _, err := check(b)
+	h, _, err := check(b, false)
 	if err != nil {
 		return h, err
 	}
@@ -50,8 +68,9 @@ func CheckCRC(b []byte) (Header, error) {
 }
 
 // check parses the header of b and checks what needs no decoding: magic,
-// length, record count against last offset delta.
-func check(b []byte) (Header, []byte, error) {
+// length, record count against last offset delta (equal to NumRecords-1 when
+// strict, at least that otherwise: a compacted batch).
+func check(b []byte, strict bool) (Header, []byte, error) {
 	if len(b) >= offMagic+1 && int8(b[offMagic]) != 2 {
 		return Header{}, nil, fmt.Errorf("%w: magic %d", ErrUnsupportedMagic, int8(b[offMagic]))
 	}
@@ -65,7 +84,7 @@ func check(b []byte) (Header, []byte, error) {
 	if h.NumRecords < 0 {
 		return h, nil, fmt.Errorf("%w: negative record count %d", ErrCorrupt, h.NumRecords)
 	}
-	if h.NumRecords > 0 && h.LastOffsetDelta != h.NumRecords-1 {
+	if h.NumRecords > 0 && (h.LastOffsetDelta < h.NumRecords-1 || strict && h.LastOffsetDelta != h.NumRecords-1) {
 		return h, nil, fmt.Errorf("%w: last offset delta %d with %d records", ErrCorrupt, h.LastOffsetDelta, h.NumRecords)
 	}
 	if c := h.Codec(); c > CodecZstd {
@@ -78,11 +97,14 @@ func check(b []byte) (Header, []byte, error) {
 var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
 // walkPayload decompresses payload if needed and walks its records,
-// appending them to out when out is not nil.
-func walkPayload(h Header, payload []byte, out *[]Record) error {
+// appending them to out when out is not nil. strict: the offset deltas must
+// be the records' indexes; otherwise they must rise, up to h.LastOffsetDelta
+// (a compacted batch).
+func walkPayload(h Header, payload []byte, out *[]Record, strict bool) error {
+	lim := deltaLimit{strict: strict, last: h.LastOffsetDelta}
 	c := h.Codec()
 	if c == CodecNone || (h.NumRecords == 0 && len(payload) == 0) {
-		return walk(payload, h.NumRecords, out)
+		return walk(payload, h.NumRecords, out, lim)
 	}
 	if out != nil {
 		// Records keep pointing into the decompressed bytes.
@@ -90,12 +112,12 @@ func walkPayload(h Header, payload []byte, out *[]Record) error {
 		if err != nil {
 			return err
 		}
-		return walk(data, h.NumRecords, out)
+		return walk(data, h.NumRecords, out, lim)
 	}
 	buf := scratch.Get().(*[]byte)
 	data, err := decompress((*buf)[:0], payload, c, decompressLimit(len(payload)))
 	if err == nil {
-		err = walk(data, h.NumRecords, nil)
+		err = walk(data, h.NumRecords, nil, lim)
 	}
 	if cap(data) <= maxPooledBuf {
 		*buf = data[:0]
@@ -104,14 +126,20 @@ func walkPayload(h Header, payload []byte, out *[]Record) error {
 	return err
 }
 
+// deltaLimit says which record offset deltas a batch may hold.
+type deltaLimit struct {
+	strict bool  // each delta is its record's index
+	last   int32 // otherwise: rising, at most last (the batch's last offset delta)
+}
+
 // walk checks that data holds exactly n records, appending them to out
 // when out is not nil.
-func walk(data []byte, n int32, out *[]Record) error {
+func walk(data []byte, n int32, out *[]Record, lim deltaLimit) error {
 	if out != nil {
 		// Each record takes at least 7 bytes; do not trust n for the size.
 		*out = make([]Record, 0, min(int(n), len(data)/7))
 	}
-	off := 0
+	off, prev := 0, int32(-1)
 	for i := int32(0); i < n; i++ {
 		length, p, ok := varint(data, off)
 		if !ok {
@@ -121,9 +149,14 @@ func walk(data []byte, n int32, out *[]Record) error {
 			return fmt.Errorf("%w: record %d: length %d, %d bytes left", ErrCorrupt, i, length, len(data)-p)
 		}
 		end := p + int(length)
-		if err := record(data[p:end], i, out); err != nil {
+		delta, err := record(data[p:end], i, out)
+		if err != nil {
 			return err
 		}
+		if lim.strict && delta != i || !lim.strict && (delta <= prev || delta > lim.last) {
+			return fmt.Errorf("%w: record %d: offset delta %d", ErrCorrupt, i, delta)
+		}
+		prev = delta
 		off = end
 	}
 	if off != len(data) {
@@ -132,34 +165,32 @@ func walk(data []byte, n int32, out *[]Record) error {
 	return nil
 }
 
-// record checks the body of record i (everything after its length).
-func record(r []byte, i int32, out *[]Record) error {
+// record checks the body of record i (everything after its length) and
+// returns its offset delta.
+func record(r []byte, i int32, out *[]Record) (int32, error) {
 	if len(r) < 1 {
-		return fmt.Errorf("%w: record %d: empty", ErrCorrupt, i)
+		return 0, fmt.Errorf("%w: record %d: empty", ErrCorrupt, i)
 	}
 	p := 1 // attributes: unused
 	tsDelta, p, ok := varlong(r, p)
 	if !ok {
-		return fmt.Errorf("%w: record %d: bad timestamp delta", ErrCorrupt, i)
+		return 0, fmt.Errorf("%w: record %d: bad timestamp delta", ErrCorrupt, i)
 	}
 	offDelta, p, ok := varint(r, p)
 	if !ok {
-		return fmt.Errorf("%w: record %d: bad offset delta", ErrCorrupt, i)
-	}
-	if offDelta != i {
-		return fmt.Errorf("%w: record %d: offset delta %d", ErrCorrupt, i, offDelta)
+		return 0, fmt.Errorf("%w: record %d: bad offset delta", ErrCorrupt, i)
 	}
 	key, p, ok := bytesField(r, p)
 	if !ok {
-		return fmt.Errorf("%w: record %d: bad key", ErrCorrupt, i)
+		return 0, fmt.Errorf("%w: record %d: bad key", ErrCorrupt, i)
 	}
 	value, p, ok := bytesField(r, p)
 	if !ok {
-		return fmt.Errorf("%w: record %d: bad value", ErrCorrupt, i)
+		return 0, fmt.Errorf("%w: record %d: bad value", ErrCorrupt, i)
 	}
 	nh, p, ok := varint(r, p)
 	if !ok || nh < 0 || int(nh) > (len(r)-p)/2 {
-		return fmt.Errorf("%w: record %d: bad header count %d", ErrCorrupt, i, nh)
+		return 0, fmt.Errorf("%w: record %d: bad header count %d", ErrCorrupt, i, nh)
 	}
 	var headers []RecordHeader
 	if out != nil && nh > 0 {
@@ -169,23 +200,23 @@ func record(r []byte, i int32, out *[]Record) error {
 		var hk, hv []byte
 		hk, p, ok = bytesField(r, p)
 		if !ok || hk == nil {
-			return fmt.Errorf("%w: record %d: header %d: bad key", ErrCorrupt, i, j)
+			return 0, fmt.Errorf("%w: record %d: header %d: bad key", ErrCorrupt, i, j)
 		}
 		hv, p, ok = bytesField(r, p)
 		if !ok {
-			return fmt.Errorf("%w: record %d: header %d: bad value", ErrCorrupt, i, j)
+			return 0, fmt.Errorf("%w: record %d: header %d: bad value", ErrCorrupt, i, j)
 		}
 		if out != nil {
 			headers = append(headers, RecordHeader{Key: string(hk), Value: hv})
 		}
 	}
 	if p != len(r) {
-		return fmt.Errorf("%w: record %d: %d bytes left over", ErrCorrupt, i, len(r)-p)
+		return 0, fmt.Errorf("%w: record %d: %d bytes left over", ErrCorrupt, i, len(r)-p)
 	}
 	if out != nil {
 		*out = append(*out, Record{OffsetDelta: offDelta, TimestampDelta: tsDelta, Key: key, Value: value, Headers: headers})
 	}
-	return nil
+	return offDelta, nil
 }
 
 // bytesField reads a varint length and that many bytes; length -1 is null
@@ -257,10 +288,11 @@ type RecordHeader struct {
 	Value []byte
 }
 
-// Records decodes the records of batch b. It checks b as Validate(b, 0)
-// does and returns the same errors.
+// Records decodes the records of batch b. It checks b as ValidateStored
+// does (a compacted batch's offset deltas may skip) and returns the same
+// errors.
 func Records(b []byte) ([]Record, error) {
-	h, payload, err := check(b)
+	h, payload, err := check(b, false)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +300,7 @@ func Records(b []byte) ([]Record, error) {
 		return nil, fmt.Errorf("%w: crc mismatch: computed %#08x, header says %#08x", ErrCorrupt, got, h.CRC)
 	}
 	var recs []Record
-	if err := walkPayload(h, payload, &recs); err != nil {
+	if err := walkPayload(h, payload, &recs, false); err != nil {
 		return nil, err
 	}
 	return recs, nil

@@ -16,6 +16,12 @@ func (f fakeWAL) WALFallbackReason() string          { return f.reason }
 func (f fakeWAL) WALStats() (cycles, records uint64) { return 3, 7 }
 func (f fakeWAL) CheckpointsStopped() bool           { return true }
 
+type fakeCleaner struct{}
+
+func (fakeCleaner) CleanerCounters() (uint64, uint64, time.Duration, float64) {
+	return 4096, 1024, 1500 * time.Millisecond, 0.75
+}
+
 func render(t *testing.T, m *Metrics) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
@@ -27,6 +33,7 @@ func render(t *testing.T, m *Metrics) string {
 func TestObservations(t *testing.T) {
 	m := New()
 	m.RegisterWAL(fakeWAL{mode: "portable", reason: "io_uring_setup: operation not permitted"})
+	m.RegisterCleaner(fakeCleaner{})
 	m.ObserveWALCycle(4, 8192, 300*time.Microsecond, nil)
 	m.ObserveWALCycle(2, 4096, time.Millisecond, errors.New("EIO"))
 	m.ObserveRequest(0, 2*time.Millisecond)  // Produce
@@ -39,6 +46,10 @@ func TestObservations(t *testing.T) {
 		"ringtail_wal_cycles_total 3",
 		"ringtail_wal_records_total 7",
 		"ringtail_checkpoints_stopped 1",
+		"ringtail_log_cleaner_read_bytes_total 4096",
+		"ringtail_log_cleaner_written_bytes_total 1024",
+		"ringtail_log_cleaner_last_run_seconds 1.5",
+		"ringtail_log_cleaner_max_dirty_ratio 0.75",
 		"ringtail_wal_cycle_duration_seconds_count 1",
 		"ringtail_wal_cycle_records_sum 4",
 		"ringtail_wal_cycle_bytes_sum 8192",

@@ -115,9 +115,9 @@ func TestAlterTopicConfigs(t *testing.T) {
 }
 
 // TestStandardTopicConfigsAccepted creates a topic with configs Ringtail stores without applying
-// (min.compaction.lag.ms was refused as unknown), changes them with both alter APIs (kadm), and
-// reads them back: DescribeConfigs reports each with its value and, for the stored-only ones,
-// documentation saying they are not applied. A value out of Kafka's range is still refused.
+// (min.compaction.lag.ms was once refused as unknown), changes them with both alter APIs (kadm),
+// and reads them back: DescribeConfigs reports each with its value and, for the stored-only ones
+// (segment.bytes), documentation saying they are not applied; the compaction configs are applied. A value out of Kafka's range is still refused.
 func TestStandardTopicConfigsAccepted(t *testing.T) {
 	b := startBroker(t)
 	adm := b.Admin(t)
@@ -153,9 +153,18 @@ func TestStandardTopicConfigsAccepted(t *testing.T) {
 		}
 		return *c.Value
 	}
-	if c := describe("min.compaction.lag.ms"); value(c) != "60000" || c.Source != kmsg.ConfigSourceDynamicTopicConfig ||
+	if c := describe("segment.bytes"); value(c) != "104857600" || c.Source != kmsg.ConfigSourceDynamicTopicConfig ||
 		c.Documentation == nil || !strings.Contains(*c.Documentation, "not applied") {
-		t.Fatalf("min.compaction.lag.ms: %q %v doc %v", value(c), c.Source, c.Documentation)
+		t.Fatalf("segment.bytes: %q %v doc %v", value(c), c.Source, c.Documentation)
+	}
+	// The compaction configs are applied (to cleanup.policy=compact topics: engine/cleaner*.go).
+	for _, name := range []string{"min.compaction.lag.ms", "min.cleanable.dirty.ratio", "cleanup.policy"} {
+		if c := describe(name); c.Documentation != nil {
+			t.Fatalf("%s is applied but documented as %q", name, *c.Documentation)
+		}
+	}
+	if c := describe("min.compaction.lag.ms"); value(c) != "60000" || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
+		t.Fatalf("min.compaction.lag.ms: %q %v", value(c), c.Source)
 	}
 	if c := describe("flush.ms"); value(c) != "9223372036854775807" || c.Source != kmsg.ConfigSourceDefaultConfig {
 		t.Fatalf("flush.ms default: %q %v", value(c), c.Source)

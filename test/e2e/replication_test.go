@@ -66,6 +66,24 @@ func waitTopicISR(t *testing.T, b *cluster.Broker, topic string, isr []int32) ti
 	})
 }
 
+// killFollower waits for every replica of topic's partition 0 to be in sync, kills one follower
+// and waits until the leader's ISR has dropped it; it returns the leader and the killed broker.
+func killFollower(t *testing.T, c *cluster.Cluster, topic string) (leader, away int32) {
+	t.Helper()
+	waitTopicISR(t, c.Broker(1), topic, []int32{1, 2, 3})
+	ps, _, err := partitionsOf(t, c.Broker(1), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader = ps[0].leader
+	away = leader%3 + 1
+	if err := c.Broker(int(away)).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitTopicISR(t, c.Broker(int(leader)), topic, without([]int32{1, 2, 3}, away))
+	return leader, away
+}
+
 type ackedRecord struct {
 	partition int32
 	offset    int64
@@ -220,18 +238,8 @@ func TestReplicationNotEnoughReplicas(t *testing.T) {
 	c := startCluster3(t)
 	topic := topicName(t, "")
 	createReplicated(t, c, topic, 1, 3)
-	waitTopicISR(t, c.Broker(1), topic, []int32{1, 2, 3})
-	ps, _, err := partitionsOf(t, c.Broker(1), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader := ps[0].leader
-	follower := leader%3 + 1
-	if err := c.Broker(int(follower)).Kill(); err != nil {
-		t.Fatal(err)
-	}
+	leader, follower := killFollower(t, c, topic)
 	leaderBroker := c.Broker(int(leader))
-	waitTopicISR(t, leaderBroker, topic, without([]int32{1, 2, 3}, follower))
 
 	rc := dialRaw(t, leaderBroker.Addr())
 	defer rc.Close()

@@ -1,0 +1,560 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ringtail/ringtail/engine/batch"
+	"github.com/ringtail/ringtail/vfs"
+)
+
+// The log cleaner: one goroutine per engine (Kafka's log cleaner thread) that compacts the
+// partitions whose Compaction is enabled, with the plan and the batch rules of cleaner_plan.go.
+//
+// A pass over one partition: plan under the partition lock (sealed, indexed segments wholly
+// below the cleanable limit: see cleanableLimitLocked); build the key map from the dirty
+// segments and rewrite each segment without any lock (sealed segments below the high watermark
+// do not change), to <base>.log.cleaned, synced; then swap it in. The swap, per segment:
+//
+//  1. remove <base>.index and <base>.timeindex, sync the directory: from here on recovery
+//     validates this segment (and the later ones) batch by batch instead of trusting index
+//     files that may describe the other content;
+//  2. rename <base>.log.cleaned over <base>.log, sync the directory: the one atomic step. A
+//     crash before it leaves the old segment (recovery removes a stray .cleaned file), after it
+//     the new one. Kafka goes through .swap files because it merges several segments into one;
+//     a cleaned segment here replaces exactly one, so a rename does;
+//  3. open the new file, read its batch headers into the in-memory indexes, write and sync its
+//     index files, and put it in place of the old segment under the partition lock. The old
+//     segment's descriptor goes to the graves (retention.go): a read that found it before the
+//     swap goes on reading the old inode, and a later retention pass closes it.
+//
+// The swap holds startMu (TruncateTo and DeleteRecords wait) and checks under mu that the
+// segment is still there unchanged (retention may have deleted it, a truncation cut it) and the
+// partition open; otherwise the cleaned file is dropped. The cleaner checkpoint (firstDirty) is
+// kept in memory only: after a restart the first pass treats the whole log as dirty, which costs
+// one pass of I/O and changes nothing already clean.
+
+// DefaultCleanerKeyMapBytes bounds the memory of one pass's key map (Kafka's
+// log.cleaner.dedupe.buffer.size is 128 MiB).
+const DefaultCleanerKeyMapBytes = 128 << 20
+
+// DefaultCleanerInterval is how often the cleaner looks for work (Kafka's log.cleaner.backoff.ms
+// is 15 s).
+const DefaultCleanerInterval = 15 * time.Second
+
+// cleanedSuffix names a cleaned segment before the swap.
+const cleanedSuffix = ".cleaned"
+
+// cleanerState is one partition's cleaner bookkeeping. Guarded by the partition's mu.
+type cleanerState struct {
+	// firstDirty: segments based below it were cleaned by an earlier pass of this process.
+	firstDirty int64
+	// ckptSafe: every batch below it was durable before the WAL position of the last durable
+	// checkpoint was taken, so WAL replay never rewrites those bytes (set by the checkpointer).
+	ckptSafe int64
+	running  bool // a pass is under way; the next waits
+}
+
+// cut forgets what the cleaner knew of offsets at and above end: a truncation or reset put
+// other batches there, which a later checkpoint has to make safe again.
+func (c *cleanerState) cut(end int64) {
+	c.firstDirty = min(c.firstDirty, end)
+	c.ckptSafe = min(c.ckptSafe, end)
+}
+
+// CleanerStats is what the cleaner did since the engine opened (ringtail_log_cleaner_*).
+type CleanerStats struct {
+	Passes        uint64  // partition passes that cleaned something
+	BytesRead     uint64  // segment bytes read (key maps and rewrites)
+	BytesWritten  uint64  // cleaned segment bytes written
+	LastRunMs     int64   // duration of the last cleaning pass over all partitions, ms
+	MaxDirtyRatio float64 // the largest dirty ratio the last run saw
+}
+
+type cleanerCounters struct {
+	noneOnce                        sync.Once // the durability-none warning
+	passes, bytesRead, bytesWritten atomic.Uint64
+	lastRunMs                       atomic.Int64
+	maxDirtyRatio                   atomic.Uint64 // math.Float64bits
+}
+
+// CleanerStats returns the cleaner's counters.
+func (e *Engine) CleanerStats() CleanerStats {
+	c := &e.cleaner
+	return CleanerStats{Passes: c.passes.Load(), BytesRead: c.bytesRead.Load(), BytesWritten: c.bytesWritten.Load(),
+		LastRunMs: c.lastRunMs.Load(), MaxDirtyRatio: float64frombits(c.maxDirtyRatio.Load())}
+}
+
+// CleanerCounters is CleanerStats for the metrics: bytes read and written, the last run's
+// duration and largest dirty ratio.
+func (e *Engine) CleanerCounters() (read, written uint64, lastRun time.Duration, maxDirtyRatio float64) {
+	st := e.CleanerStats()
+	return st.BytesRead, st.BytesWritten, time.Duration(st.LastRunMs) * time.Millisecond, st.MaxDirtyRatio
+}
+
+// cleanerLoop runs Clean every interval until stop is closed.
+func (e *Engine) cleanerLoop(interval time.Duration, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			e.runCleaner(stop)
+		}
+	}
+}
+
+// Clean runs one cleaner pass over every partition whose policy compacts. It runs on the
+// cleaner's timer; tests and tools may call it directly.
+func (e *Engine) Clean() { e.runCleaner(nil) }
+
+func (e *Engine) runCleaner(stop <-chan struct{}) {
+	start := time.Now()
+	maxRatio := 0.0
+	for _, p := range e.Partitions() {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		ratio, err := p.cleanOnce(e.now(), stop)
+		maxRatio = max(maxRatio, ratio)
+		if err != nil && !errors.Is(err, errCleanAborted) {
+			e.log.Error("engine: log cleaner: pass failed; the log is as it was", "partition", p.name, "err", err)
+		}
+	}
+	e.cleaner.lastRunMs.Store(time.Since(start).Milliseconds())
+	e.cleaner.maxDirtyRatio.Store(float64bits(maxRatio))
+}
+
+// errCleanAborted: the partition changed under the pass (closed, truncated, segment deleted).
+var errCleanAborted = errors.New("engine: cleaning aborted")
+
+// cleanableLimitLocked is the offset no pass may rewrite at or past: the high watermark (a
+// follower may not have what lies above, and a truncation may cut it) and the last durable
+// checkpoint's safe offset (WAL replay may rewrite what lies above in place). With Durability
+// "none" the durable end does not wait for the WAL, so checkpoints never raise ckptSafe: only
+// what recovery found (synced and checkpointed by Open) is cleaned. p.mu held.
+func (p *Partition) cleanableLimitLocked() int64 {
+	return min(p.hw.Load(), p.cleaner.ckptSafe)
+}
+
+// checkKeyed refuses a batch with a record without a key: a compacted topic keeps the latest
+// record per key, and Kafka answers INVALID_RECORD to such a produce.
+func checkKeyed(b []byte) error {
+	recs, err := batch.Records(b)
+	if err != nil {
+		return mapBatchError(err)
+	}
+	for _, r := range recs {
+		if r.Key == nil {
+			return fmt.Errorf("%w: a record without a key (offset delta %d) on a compacted topic", ErrInvalidRecord, r.OffsetDelta)
+		}
+	}
+	return nil
+}
+
+// cleanerSafeEnds takes every compacted partition's durable end before a checkpoint takes its
+// WAL position. With Durability "none" the durable end runs ahead of the WAL: nothing.
+func (e *Engine) cleanerSafeEnds() map[*Partition]int64 {
+	if e.cfg.Durability != DurabilityFsync {
+		return nil
+	}
+	var safe map[*Partition]int64
+	for _, p := range e.Partitions() {
+		if !p.Config().Compaction.Enabled {
+			continue
+		}
+		if safe == nil {
+			safe = map[*Partition]int64{}
+		}
+		p.mu.Lock()
+		safe[p] = p.durableEnd
+		p.mu.Unlock()
+	}
+	return safe
+}
+
+// setCleanerSafeEnds records what cleanerSafeEnds took, once its checkpoint is durable.
+func setCleanerSafeEnds(safe map[*Partition]int64) {
+	for p, end := range safe {
+		p.mu.Lock()
+		p.cleaner.ckptSafe = max(p.cleaner.ckptSafe, end)
+		p.mu.Unlock()
+	}
+}
+
+// cleanOnce plans and, when due, runs one pass over p. It returns the dirty ratio it saw.
+func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error) {
+	p.mu.Lock()
+	cfg := p.Config().Compaction
+	if p.closed || p.closing || !cfg.Enabled || p.cleaner.running {
+		p.mu.Unlock()
+		return 0, nil
+	}
+	if p.eng.cfg.Durability != DurabilityFsync {
+		p.eng.cleaner.noneOnce.Do(func() {
+			p.eng.log.Warn("engine: log cleaner: with durability none only what recovery found at the start is compacted (the durable end runs ahead of the wal, so a checkpoint cannot tell what replay would rewrite)")
+		})
+	}
+	in := cleanInput{firstDirty: p.cleaner.firstDirty, limit: p.cleanableLimitLocked(), nowMs: nowMs, cfg: cfg}
+	var segs []*segment
+	for _, s := range p.segments[:len(p.segments)-1] {
+		if !s.indexed || s == p.hwMark.seg || s == p.durableMark.seg {
+			break
+		}
+		segs = append(segs, s)
+		in.segs = append(in.segs, cleanSeg{base: s.base, end: s.end, bytes: s.size, firstTs: s.firstTs, maxTs: s.maxTs})
+	}
+	// A sealed segment below the high watermark waits for a checkpoint to index it or to put it
+	// below ckptSafe: ask for one rather than wait for the WAL to grow by a checkpoint interval
+	// (a follower's high watermark often passes a segment's end only after the checkpoint that
+	// synced it).
+	for _, s := range p.segments[:len(p.segments)-1] {
+		if s.end <= p.hw.Load() && (!s.indexed || s.end > p.cleaner.ckptSafe) {
+			p.eng.ckpt.request()
+			break
+		}
+	}
+	pl := planCleaning(in)
+	if !pl.clean {
+		p.mu.Unlock()
+		return pl.ratio, nil
+	}
+	producerLast := make(map[int64]int64, len(p.prod))
+	for pid, st := range p.prod {
+		if n := len(st.batches); n > 0 {
+			producerLast[pid] = st.batches[n-1].baseOffset
+		}
+	}
+	p.cleaner.running = true
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.cleaner.running = false
+		p.mu.Unlock()
+	}()
+
+	start := time.Now()
+	e := p.eng
+	th := newThrottle(e.cfg.CleanerIOBytesPerSecond, stop)
+	keys := keyMap{}
+	var keyBytes int64
+	add := func(b []byte) error {
+		n, err := keys.add(b)
+		keyBytes += n
+		return err
+	}
+	budget := e.cfg.CleanerKeyMapBytes
+	if budget <= 0 {
+		budget = DefaultCleanerKeyMapBytes
+	}
+	for i := pl.dirty; i < pl.to; i++ {
+		if err := eachSegmentBatch(segs[i], th, &e.cleaner, add); err != nil {
+			return pl.ratio, fmt.Errorf("building the key map from %s: %w", segs[i].path, err)
+		}
+		if keyBytes > budget && i+1 < pl.to {
+			// The map is full: this pass cleans up to the last segment it covers (the rest
+			// stays dirty for the next), as Kafka's does when its dedupe buffer fills. Keys of a
+			// segment not rewritten would still be right: a later record never goes.
+			e.log.Info("engine: log cleaner: key map full, cleaning part of the dirty section", "partition", p.name,
+				"key_map_bytes", keyBytes, "budget", budget, "segments", i+1-pl.dirty, "dirty_segments", pl.to-pl.dirty)
+			pl.to, pl.nextDirty = i+1, segs[i].end
+			break
+		}
+	}
+	rules := cleanRules{keys: keys, nowMs: nowMs, deleteRetentionMs: cfg.DeleteRetentionMs, producerLast: producerLast}
+	var st cleanStats
+	swapped := 0
+	for _, s := range segs[:pl.to] {
+		select {
+		case <-stop: // the engine is closing: what is swapped stays, the rest waits for a later pass
+			return pl.ratio, errCleanAborted
+		default:
+		}
+		changed, err := p.cleanSegment(s, &rules, th, &st)
+		if err != nil {
+			return pl.ratio, fmt.Errorf("cleaning %s: %w", s.path, err)
+		}
+		if changed {
+			swapped++
+		}
+	}
+	p.mu.Lock()
+	p.cleaner.firstDirty = max(p.cleaner.firstDirty, pl.nextDirty)
+	p.mu.Unlock()
+	e.cleaner.passes.Add(1)
+	e.log.Info("engine: log cleaner compacted a partition", "partition", p.name, "why", pl.why,
+		"segments", pl.to, "dirty_segments", pl.to-pl.dirty, "rewritten", swapped, "keys", len(keys),
+		"records_in", st.recordsIn, "records_out", st.recordsOut, "tombstones_removed", st.tombstonesRemoved,
+		"bytes_in", st.bytesIn, "bytes_out", st.bytesOut, "took", time.Since(start))
+	return pl.ratio, nil
+}
+
+// cleanSegment rewrites s by r into <base>.log.cleaned and swaps it in; it reports whether
+// anything changed.
+func (p *Partition) cleanSegment(s *segment, r *cleanRules, th *throttle, st *cleanStats) (bool, error) {
+	fsys := p.eng.fs
+	tmp := s.path + cleanedSuffix
+	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return false, err
+	}
+	w := &cleanedWriter{f: f, th: th, ctr: &p.eng.cleaner}
+	c := segCleaner{r: r, st: st, emit: w.write}
+	err = eachSegmentBatch(s, th, &p.eng.cleaner, c.add)
+	if err == nil && c.changed {
+		err = w.flush()
+	}
+	if err == nil && c.changed {
+		err = f.Datasync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || !c.changed {
+		if rerr := fsys.Remove(tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			p.eng.log.Warn("engine: removing a cleaned segment file (recovery removes it)", "file", tmp, "err", rerr)
+		}
+		return false, err
+	}
+	return true, p.swapCleaned(s, tmp)
+}
+
+// swapCleaned puts the cleaned file tmp in place of segment s (see the top of this file).
+func (p *Partition) swapCleaned(s *segment, tmp string) error {
+	fsys := p.eng.fs
+	p.startMu.Lock()
+	defer p.startMu.Unlock()
+	abort := func(why string) error {
+		_ = fsys.Remove(tmp)
+		return fmt.Errorf("%w: %s: %s", errCleanAborted, s.path, why)
+	}
+	// Retention takes only mu: p.cleaning keeps it away from this segment until the swap is
+	// done (or it would delete a name the rename below brings back).
+	p.mu.Lock()
+	i := p.segmentPos(s)
+	live := !p.closed && i >= 0 && i < len(p.segments)-1 && s.end <= p.hw.Load()
+	end := s.end
+	if live {
+		p.cleaning = s
+	}
+	p.mu.Unlock()
+	if !live {
+		return abort("the segment changed meanwhile")
+	}
+	defer func() {
+		p.mu.Lock()
+		p.cleaning = nil
+		p.mu.Unlock()
+	}()
+	for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+		if err := fsys.Remove(segmentName(p.dir, s.base, suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if err := fsys.SyncDir(p.dir); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	stillLive := !p.closed && p.segmentPos(s) >= 0
+	p.mu.Unlock()
+	if !stillLive {
+		return abort("the partition closed meanwhile")
+	}
+	if err := fsys.Rename(tmp, s.path); err != nil {
+		return err
+	}
+	if err := fsys.SyncDir(p.dir); err != nil {
+		return err
+	}
+	ns, err := newSegment(fsys, p.dir, s.base)
+	if err != nil {
+		return err
+	}
+	nsize, err := ns.file.Size()
+	if err == nil {
+		var pos int64
+		pos, err = p.scanSegment(ns, nsize, false)
+		if err == nil && (pos != nsize || ns.end != end) {
+			err = fmt.Errorf("engine: cleaned segment %s: %d of %d bytes scanned, ends at %d, want %d", ns.path, pos, nsize, ns.end, end)
+		}
+	}
+	if err == nil {
+		err = ns.writeIndexFiles(fsys, p.dir)
+	}
+	for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+		if err == nil {
+			err = syncFile(fsys, segmentName(p.dir, s.base, suffix))
+		}
+	}
+	if err == nil {
+		err = fsys.SyncDir(p.dir)
+	}
+	if err != nil {
+		// The rename is done: the directory holds the cleaned segment, without index files
+		// (recovery validates and indexes it). This process keeps serving the old one.
+		ns.file.Close()
+		return err
+	}
+	ns.indexed = true
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	j := p.segmentPos(s)
+	if j < 0 || p.closed {
+		ns.file.Close()
+		return fmt.Errorf("%w: %s: removed while its cleaned copy was being indexed", errCleanAborted, s.path)
+	}
+	p.segments[j] = ns
+	p.graves = append(p.graves, grave{seg: s, deleted: time.Now()})
+	return nil
+}
+
+// segmentPos is the index of s in p.segments, -1 when gone. p.mu held.
+func (p *Partition) segmentPos(s *segment) int {
+	for i, x := range p.segments {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// removeStrayCleaned removes a <base>.log.cleaned a crash left before its swap. Recovery.
+func removeStrayCleaned(fsys vfs.FS, dir, name string) (bool, error) {
+	if !strings.HasSuffix(name, logSuffix+cleanedSuffix) {
+		return false, nil
+	}
+	err := fsys.Remove(dir + "/" + name)
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	return true, err
+}
+
+// eachSegmentBatch reads sealed segment s batch by batch, through chunks of at most
+// cleanerChunk bytes (a batch larger than that is read whole), and calls fn with each.
+func eachSegmentBatch(s *segment, th *throttle, ctr *cleanerCounters, fn func(b []byte) error) error {
+	size := s.size
+	buf := make([]byte, 0, cleanerChunk)
+	for pos := int64(0); pos < size; {
+		n := min(int64(cleanerChunk), size-pos)
+		buf = buf[:n]
+		if _, err := s.file.ReadAt(buf, pos); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		th.wait(len(buf))
+		ctr.bytesRead.Add(uint64(len(buf)))
+		off := 0
+		for off < len(buf) {
+			if len(buf)-off < batch.HeaderSize {
+				break
+			}
+			h, err := batch.ParseHeader(buf[off:])
+			if err != nil {
+				return fmt.Errorf("batch at %d: %w", pos+int64(off), err)
+			}
+			if off+h.Size() > len(buf) {
+				if off == 0 { // one batch larger than the chunk: read it whole
+					buf = make([]byte, h.Size())
+					if _, err := s.file.ReadAt(buf, pos); err != nil && !errors.Is(err, io.EOF) {
+						return err
+					}
+					continue
+				}
+				break
+			}
+			if err := fn(buf[off : off+h.Size() : off+h.Size()]); err != nil {
+				return err
+			}
+			off += h.Size()
+		}
+		if off == 0 {
+			return fmt.Errorf("%w: no whole batch at %d", batch.ErrCorrupt, pos)
+		}
+		pos += int64(off)
+		if cap(buf) > cleanerChunk {
+			buf = make([]byte, 0, cleanerChunk)
+		}
+	}
+	return nil
+}
+
+// cleanerChunk is how much of a segment the cleaner reads at once.
+const cleanerChunk = 1 << 20
+
+// cleanedWriter writes a cleaned segment through a buffer.
+type cleanedWriter struct {
+	f   vfs.File
+	buf []byte
+	n   int64 // bytes written so far
+	th  *throttle
+	ctr *cleanerCounters
+}
+
+func (w *cleanedWriter) write(b []byte) error {
+	w.buf = append(w.buf, b...)
+	if len(w.buf) >= cleanerChunk {
+		return w.flush()
+	}
+	return nil
+}
+
+func (w *cleanedWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	if _, err := w.f.WriteAt(w.buf, w.n); err != nil {
+		return err
+	}
+	w.th.wait(len(w.buf))
+	w.ctr.bytesWritten.Add(uint64(len(w.buf)))
+	w.n += int64(len(w.buf))
+	w.buf = w.buf[:0]
+	return nil
+}
+
+// throttle bounds the cleaner's I/O to a rate (Kafka's log.cleaner.io.max.bytes.per.second).
+type throttle struct {
+	rate  int64 // bytes per second; 0: unlimited
+	start time.Time
+	bytes int64
+	stop  <-chan struct{}
+	mu    sync.Mutex
+}
+
+func newThrottle(rate int64, stop <-chan struct{}) *throttle {
+	return &throttle{rate: rate, start: time.Now(), stop: stop}
+}
+
+// wait accounts n bytes and sleeps until the rate allows them (or the engine closes).
+func (t *throttle) wait(n int) {
+	if t.rate <= 0 {
+		return
+	}
+	t.mu.Lock()
+	t.bytes += int64(n)
+	due := t.start.Add(time.Duration(float64(t.bytes) / float64(t.rate) * float64(time.Second)))
+	t.mu.Unlock()
+	if d := time.Until(due); d > 0 {
+		tm := time.NewTimer(d)
+		defer tm.Stop()
+		select {
+		case <-tm.C:
+		case <-t.stop:
+		}
+	}
+}
+
+func float64bits(f float64) uint64     { return math.Float64bits(f) }
+func float64frombits(u uint64) float64 { return math.Float64frombits(u) }

@@ -1,0 +1,319 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+
+	"github.com/ringtail/ringtail/engine/batch"
+)
+
+// Log compaction, the pure part: what to clean and how each batch comes out. No I/O, no clock
+// (time is passed in), no locks; cleaner.go does the reading, writing and swapping around it.
+//
+// As Kafka's log cleaner does, a compacted partition's log has a clean section (below the
+// cleaner's checkpoint, firstDirty: cleaned before, at most one record per key) followed by a
+// dirty section (written since). A pass builds a key map from the dirty section (key → the
+// offset of its latest record there) and rewrites every cleanable segment, clean and dirty,
+// keeping a record when no later record of its key is in the map. Offsets are never renumbered:
+// a kept batch keeps its base offset and its last offset delta (batch.BuildCompacted), so a
+// fetch, a follower and an idempotent producer's sequence ranges see the same offsets, with
+// records missing but every batch boundary in place (segCleaner).
+//
+// What is never rewritten (the cleanable limit, planCleaning's in.Limit): the active segment, and
+// anything at or above the high watermark (a follower may not have it yet, and a truncation may
+// still cut it) or the checkpointed position (WAL replay after a crash may still rewrite those
+// bytes in place, which would undo a cleaning or mix old and new bytes). min.compaction.lag.ms
+// keeps segments with younger records out too; max.compaction.lag.ms forces a pass whatever the
+// dirty ratio once the oldest dirty record is that old.
+
+// Compaction is the compaction policy of one partition. The zero value compacts nothing.
+type Compaction struct {
+	Enabled           bool    // cleanup.policy includes compact
+	MinDirtyRatio     float64 // min.cleanable.dirty.ratio: clean once dirty/(clean+dirty) bytes reach it
+	MinLagMs          int64   // min.compaction.lag.ms: records younger than this stay uncompacted
+	MaxLagMs          int64   // max.compaction.lag.ms: a dirty record this old forces a pass; <= 0 or MaxInt64: never
+	DeleteRetentionMs int64   // delete.retention.ms: how long a tombstone outlives its first cleaning
+}
+
+// DefaultCompaction is Kafka's defaults with compaction on.
+var DefaultCompaction = Compaction{Enabled: true, MinDirtyRatio: 0.5, MaxLagMs: math.MaxInt64, DeleteRetentionMs: 86400000}
+
+// cleanSeg is what the planner knows of one sealed segment.
+type cleanSeg struct {
+	base, end int64 // first offset (the file name) and the offset after its last batch
+	bytes     int64
+	firstTs   int64 // the first batch's max timestamp, -1 when unknown or empty
+	maxTs     int64 // the largest batch max timestamp, -1 when unknown or empty
+}
+
+// cleanInput is one partition's state as a pass sees it.
+type cleanInput struct {
+	segs       []cleanSeg // sealed segments, oldest first (never the active one)
+	firstDirty int64      // the cleaner checkpoint: segments with a base below it were cleaned
+	limit      int64      // nothing at or past this offset is rewritten (see above)
+	nowMs      int64
+	cfg        Compaction
+}
+
+// cleanPlan is what a pass does: rewrite segs[0:to] with a key map built from segs[dirty:to].
+type cleanPlan struct {
+	clean      bool
+	forced     bool // by max.compaction.lag.ms
+	dirty, to  int  // segment indexes: the dirty section is [dirty, to), everything rewritten [0, to)
+	cleanBytes int64
+	dirtyBytes int64
+	ratio      float64 // dirty/(clean+dirty) over [0, to); 0 when nothing is cleanable
+	nextDirty  int64   // the cleaner checkpoint after the pass: the end of segs[to-1]
+	why        string  // why not, or why: for the log line
+}
+
+// planCleaning decides whether and what to clean.
+func planCleaning(in cleanInput) cleanPlan {
+	var pl cleanPlan
+	if !in.cfg.Enabled {
+		pl.why = "compaction off"
+		return pl
+	}
+	// The cleanable section ends at the first segment that crosses the limit or holds records
+	// younger than min.compaction.lag.ms (a segment without timestamps counts as old).
+	to := 0
+	for to < len(in.segs) {
+		s := in.segs[to]
+		if s.end > in.limit || in.cfg.MinLagMs > 0 && s.maxTs > in.nowMs-in.cfg.MinLagMs {
+			break
+		}
+		to++
+	}
+	dirty := 0
+	for dirty < to && in.segs[dirty].base < in.firstDirty {
+		dirty++
+	}
+	for i := 0; i < to; i++ {
+		if i < dirty {
+			pl.cleanBytes += in.segs[i].bytes
+		} else {
+			pl.dirtyBytes += in.segs[i].bytes
+		}
+	}
+	pl.dirty, pl.to = dirty, to
+	if dirty == to || pl.dirtyBytes == 0 {
+		pl.why = "nothing dirty below the cleanable limit"
+		return pl
+	}
+	pl.ratio = float64(pl.dirtyBytes) / float64(pl.cleanBytes+pl.dirtyBytes)
+	pl.nextDirty = in.segs[to-1].end
+	if lag := in.cfg.MaxLagMs; lag > 0 && lag < math.MaxInt64 {
+		if ts := in.segs[dirty].firstTs; ts >= 0 && ts < in.nowMs-lag {
+			pl.forced = true
+		}
+	}
+	switch {
+	case pl.forced:
+		pl.clean, pl.why = true, fmt.Sprintf("max.compaction.lag.ms %d passed", in.cfg.MaxLagMs)
+	case pl.ratio >= in.cfg.MinDirtyRatio:
+		pl.clean, pl.why = true, fmt.Sprintf("dirty ratio %.3f >= %.3f", pl.ratio, in.cfg.MinDirtyRatio)
+	default:
+		pl.why = fmt.Sprintf("dirty ratio %.3f below %.3f", pl.ratio, in.cfg.MinDirtyRatio)
+	}
+	return pl
+}
+
+// keyMap is the latest offset of each key in the dirty section.
+type keyMap map[string]int64
+
+// add records the keyed records of stored batch b (offsets ascending across calls) and returns
+// about how many bytes the map grew by. Control
+// batches hold transaction markers, not keys; transactional batches are left out of the map
+// until the engine knows which transactions aborted: an aborted record must never shadow a
+// committed one. cleanBatch still removes transactional records a later plain record of their
+// key supersedes (whether committed or aborted, they are not the latest), but keeps their
+// tombstones, which shadow nothing in the map.
+func (m keyMap) add(b []byte) (int64, error) {
+	h, err := batch.ParseHeader(b)
+	if err != nil {
+		return 0, err
+	}
+	if h.IsControl() || h.IsTransactional() {
+		return 0, nil
+	}
+	recs, err := batch.Records(b)
+	if err != nil {
+		return 0, err
+	}
+	var grew int64
+	for _, r := range recs {
+		if r.Key == nil {
+			continue
+		}
+		if _, ok := m[string(r.Key)]; !ok {
+			grew += int64(len(r.Key)) + keyMapEntryBytes
+		}
+		m[string(r.Key)] = h.BaseOffset + int64(r.OffsetDelta)
+	}
+	return grew, nil
+}
+
+// keyMapEntryBytes is about what a key map entry costs besides its key's bytes: the string
+// header, the offset and the map's own share (Go maps hold about 8 entries per 200-byte bucket).
+const keyMapEntryBytes = 48
+
+// cleanRules is what a pass applies to each batch of the segments it rewrites.
+type cleanRules struct {
+	keys  keyMap
+	nowMs int64
+	// deleteRetentionMs: a tombstone kept by a pass gets a delete horizon of now plus this in
+	// its batch (KIP-534); a later pass past the horizon removes it.
+	deleteRetentionMs int64
+	// producerLast: producer id → base offset of its last batch in the log. That batch is kept,
+	// empty if need be, so the producer state rebuilt at recovery knows the producer's last
+	// sequence and epoch.
+	producerLast map[int64]int64
+}
+
+// cleanStats counts what a pass did.
+type cleanStats struct {
+	batchesIn, batchesOut int
+	recordsIn, recordsOut int
+	tombstonesRemoved     int
+	unkeyedRemoved        int
+	bytesIn, bytesOut     int64
+}
+
+// cleanBatch returns what replaces stored batch b: b itself when nothing changes, a rebuilt batch
+// with the kept records, or nil when no record stays (segCleaner leaves an empty batch).
+func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
+	h, err := batch.ParseHeader(b)
+	if err != nil {
+		return nil, err
+	}
+	st.batchesIn++
+	st.bytesIn += int64(len(b))
+	keepAll := func() ([]byte, error) {
+		st.batchesOut++
+		st.recordsIn += int(h.NumRecords)
+		st.recordsOut += int(h.NumRecords)
+		st.bytesOut += int64(len(b))
+		return b, nil
+	}
+	if h.IsControl() {
+		return keepAll()
+	}
+	txn := h.IsTransactional()
+	recs, err := batch.Records(b)
+	if err != nil {
+		return nil, err
+	}
+	st.recordsIn += len(recs)
+	kept := recs[:0:0]
+	// A transactional tombstone is not in the key map (see keyMap.add), so older records of its
+	// key may still be there: it stays, and gets no horizon.
+	horizonDue := !txn && h.HasDeleteHorizon() && r.nowMs >= h.FirstTimestamp
+	needHorizon := false
+	for _, rec := range recs {
+		off := h.BaseOffset + int64(rec.OffsetDelta)
+		switch latest, ok := r.keys[string(rec.Key)]; {
+		case rec.Key == nil:
+			// Never produced to a compacted topic (refused with INVALID_RECORD), but a topic
+			// switched to compact may hold some: Kafka's cleaner drops them too.
+			st.unkeyedRemoved++
+			continue
+		case ok && off < latest:
+			continue // superseded
+		case rec.Value == nil && horizonDue:
+			st.tombstonesRemoved++
+			continue
+		case rec.Value == nil && !txn && !h.HasDeleteHorizon():
+			needHorizon = true
+		}
+		kept = append(kept, rec)
+	}
+	st.recordsOut += len(kept)
+	if len(kept) == 0 {
+		if last, ok := r.producerLast[h.ProducerID]; !ok || h.ProducerID < 0 || last != h.BaseOffset {
+			return nil, nil
+		}
+	}
+	if len(kept) == len(recs) && !needHorizon {
+		st.batchesOut++
+		st.bytesOut += int64(len(b))
+		return b, nil
+	}
+	nh := h
+	if needHorizon {
+		// Record timestamps are FirstTimestamp + delta: shift the deltas so they stay.
+		nh.SetDeleteHorizon(r.nowMs + r.deleteRetentionMs)
+		shift := h.FirstTimestamp - nh.FirstTimestamp
+		for i := range kept {
+			kept[i].TimestampDelta += shift
+		}
+	}
+	out := batch.BuildCompacted(nh, kept, h.Codec())
+	st.batchesOut++
+	st.bytesOut += int64(len(out))
+	return out, nil
+}
+
+// segCleaner applies cleanRules to a segment's batches in order and emits the new contents.
+// A batch removed whole leaves an empty batch (a header, 61 bytes) with its own offsets, leader
+// epoch and producer fields, so every batch boundary stays where it was: recovery, WAL replay,
+// the producer state rebuilt from headers, a follower whose log ends at any old boundary
+// (ReplicaSpan serves from batch starts) and the segment's own range see what they always saw,
+// and a consumer steps over it as over any empty batch (Kafka's cleaner leaves empty batches
+// too, KAFKA-5443). Merging runs of them into one would save more, but a lagging follower's log
+// end could then fall inside a batch: that needs the follower to accept a batch starting below
+// its log end first.
+type segCleaner struct {
+	r       *cleanRules
+	st      *cleanStats
+	emit    func(b []byte) error // b is only valid during the call
+	changed bool                 // the output differs from the input
+}
+
+// add cleans the next stored batch b (valid only during the call).
+func (c *segCleaner) add(b []byte) error {
+	h, err := batch.ParseHeader(b)
+	if err != nil {
+		return err
+	}
+	nb, err := c.r.cleanBatch(b, c.st)
+	if err != nil {
+		return fmt.Errorf("engine: cleaning: batch at offset %d: %w", h.BaseOffset, err)
+	}
+	if nb == nil {
+		nb = batch.BuildCompacted(h, nil, batch.CodecNone)
+		c.st.batchesOut++
+		c.st.bytesOut += int64(len(nb))
+	}
+	if len(nb) != len(b) || &nb[0] != &b[0] && !bytes.Equal(nb, b) {
+		c.changed = true
+	}
+	return c.emit(nb)
+}
+
+// cleanSegmentBytes applies r to every batch of a segment's contents and returns the new contents
+// (src itself when nothing changed).
+func (r *cleanRules) cleanSegmentBytes(src []byte, st *cleanStats) ([]byte, error) {
+	out := make([]byte, 0, len(src)/2)
+	c := segCleaner{r: r, st: st, emit: func(b []byte) error { out = append(out, b...); return nil }}
+	for pos := 0; pos < len(src); {
+		h, err := batch.ParseHeader(src[pos:])
+		if err != nil {
+			return nil, fmt.Errorf("engine: cleaning: batch at %d: %w", pos, err)
+		}
+		if pos+h.Size() > len(src) {
+			return nil, fmt.Errorf("engine: cleaning: %w: batch at %d ends past the segment (%d bytes)", batch.ErrCorrupt, pos, len(src))
+		}
+		if err := c.add(src[pos : pos+h.Size()]); err != nil {
+			return nil, err
+		}
+		pos += h.Size()
+	}
+	if !c.changed {
+		if !bytes.Equal(out, src) {
+			return nil, fmt.Errorf("engine: cleaning: output differs from its input but nothing changed")
+		}
+		return src, nil
+	}
+	return out, nil
+}

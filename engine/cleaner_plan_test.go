@@ -1,0 +1,360 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/ringtail/ringtail/engine/batch"
+)
+
+func TestPlanCleaning(t *testing.T) {
+	seg := func(base, end, bytes, firstTs, maxTs int64) cleanSeg {
+		return cleanSeg{base: base, end: end, bytes: bytes, firstTs: firstTs, maxTs: maxTs}
+	}
+	// Three sealed segments of 100 bytes; the first cleaned before (firstDirty 10).
+	segs := []cleanSeg{seg(0, 10, 100, 1000, 1100), seg(10, 20, 100, 2000, 2100), seg(20, 30, 100, 3000, 3100)}
+	cfg := DefaultCompaction
+	cases := []struct {
+		name        string
+		in          cleanInput
+		clean       bool
+		forced      bool
+		dirty, to   int
+		ratio       float64
+		nextDirty   int64
+		description string
+	}{
+		{name: "off", in: cleanInput{segs: segs, limit: 30, cfg: Compaction{}}},
+		{name: "all dirty", in: cleanInput{segs: segs, limit: 30, nowMs: 5000, cfg: cfg}, clean: true, to: 3, ratio: 1, nextDirty: 30},
+		{name: "two of three dirty", in: cleanInput{segs: segs, firstDirty: 10, limit: 30, nowMs: 5000, cfg: cfg},
+			clean: true, dirty: 1, to: 3, ratio: 2.0 / 3, nextDirty: 30},
+		{name: "limit stops at the high watermark or checkpoint", in: cleanInput{segs: segs, firstDirty: 10, limit: 29, nowMs: 5000, cfg: cfg},
+			clean: true, dirty: 1, to: 2, ratio: 0.5, nextDirty: 20},
+		{name: "ratio below the minimum", in: cleanInput{segs: segs, firstDirty: 20, limit: 30, nowMs: 5000, cfg: cfg},
+			dirty: 2, to: 3, ratio: 1.0 / 3},
+		{name: "max lag forces", in: cleanInput{segs: segs, firstDirty: 20, limit: 30, nowMs: 5000,
+			cfg: Compaction{Enabled: true, MinDirtyRatio: 0.5, MaxLagMs: 1000}},
+			clean: true, forced: true, dirty: 2, to: 3, ratio: 1.0 / 3, nextDirty: 30},
+		{name: "max lag not yet", in: cleanInput{segs: segs, firstDirty: 20, limit: 30, nowMs: 3500,
+			cfg: Compaction{Enabled: true, MinDirtyRatio: 0.5, MaxLagMs: 1000}},
+			dirty: 2, to: 3, ratio: 1.0 / 3},
+		{name: "min lag keeps young segments", in: cleanInput{segs: segs, firstDirty: 10, limit: 30, nowMs: 3150,
+			cfg: Compaction{Enabled: true, MinDirtyRatio: 0.5, MinLagMs: 1000}},
+			clean: true, dirty: 1, to: 2, ratio: 0.5, nextDirty: 20},
+		{name: "nothing cleanable", in: cleanInput{segs: segs, firstDirty: 30, limit: 30, nowMs: 5000, cfg: cfg}, dirty: 3, to: 3},
+		{name: "no segments", in: cleanInput{limit: 30, nowMs: 5000, cfg: cfg}},
+		{name: "nothing below the limit", in: cleanInput{segs: segs, limit: 5, nowMs: 5000, cfg: cfg}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			pl := planCleaning(c.in)
+			if pl.clean != c.clean || pl.forced != c.forced || pl.dirty != c.dirty || pl.to != c.to ||
+				math.Abs(pl.ratio-c.ratio) > 1e-9 || (pl.clean && pl.nextDirty != c.nextDirty) {
+				t.Fatalf("plan %+v, want clean %v forced %v dirty %d to %d ratio %.3f nextDirty %d",
+					pl, c.clean, c.forced, c.dirty, c.to, c.ratio, c.nextDirty)
+			}
+			if pl.why == "" {
+				t.Fatal("a plan says why")
+			}
+		})
+	}
+}
+
+// modelRecord is one record of the model log, by offset.
+type modelRecord struct {
+	key, value []byte
+	ts         int64
+}
+
+// propLog is a log of segments held in memory, cleaned by the pure functions as the cleaner does.
+type propLog struct {
+	bases      []int64  // segment base offsets (file names; never change)
+	segs       [][]byte // segment contents
+	firstDirty int64
+}
+
+func (l *propLog) input(limit, now int64, cfg Compaction) cleanInput {
+	in := cleanInput{firstDirty: l.firstDirty, limit: limit, nowMs: now, cfg: cfg}
+	for i, b := range l.segs {
+		s := cleanSeg{base: l.bases[i], end: l.bases[i], bytes: int64(len(b)), firstTs: -1, maxTs: -1}
+		for pos := 0; pos < len(b); {
+			h, _ := batch.ParseHeader(b[pos:])
+			if pos == 0 {
+				s.firstTs = h.MaxTimestamp
+			}
+			s.maxTs = max(s.maxTs, h.MaxTimestamp)
+			s.end = h.LastOffset() + 1
+			pos += h.Size()
+		}
+		if len(b) == 0 && i+1 < len(l.bases) {
+			s.end = l.bases[i+1] // a segment emptied by cleaning still spans up to the next
+		}
+		in.segs = append(in.segs, s)
+	}
+	return in
+}
+
+// pass runs one cleaner pass; it reports whether it cleaned.
+func (l *propLog) pass(t *testing.T, limit, now int64, cfg Compaction) bool {
+	t.Helper()
+	pl := planCleaning(l.input(limit, now, cfg))
+	if !pl.clean {
+		return false
+	}
+	keys := keyMap{}
+	for _, s := range l.segs[pl.dirty:pl.to] {
+		eachBatch(t, s, func(b []byte) {
+			if _, err := keys.add(b); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	r := cleanRules{keys: keys, nowMs: now, deleteRetentionMs: cfg.DeleteRetentionMs, producerLast: map[int64]int64{}}
+	for _, s := range l.segs {
+		eachBatch(t, s, func(b []byte) {
+			h, _ := batch.ParseHeader(b)
+			if h.ProducerID >= 0 {
+				r.producerLast[h.ProducerID] = h.BaseOffset
+			}
+		})
+	}
+	var st cleanStats
+	var in, out int64
+	for i := 0; i < pl.to; i++ {
+		in += int64(len(l.segs[i]))
+		cleaned, err := r.cleanSegmentBytes(l.segs[i], &st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.segs[i] = cleaned
+		out += int64(len(cleaned))
+	}
+	if st.recordsOut > st.recordsIn || st.bytesIn != in || st.bytesOut != out || st.batchesOut > st.batchesIn {
+		t.Fatalf("stats %+v: %d bytes in, %d out", st, in, out)
+	}
+	l.firstDirty = pl.nextDirty
+	return true
+}
+
+func eachBatch(t *testing.T, seg []byte, f func(b []byte)) {
+	t.Helper()
+	for pos := 0; pos < len(seg); {
+		h, err := batch.ParseHeader(seg[pos:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := seg[pos : pos+h.Size()]
+		if err := batch.ValidateStored(b); err != nil {
+			t.Fatalf("stored batch at offset %d: %v", h.BaseOffset, err)
+		}
+		f(b)
+		pos += h.Size()
+	}
+}
+
+// TestCleanerProperty builds random logs (few keys, tombstones, idempotent producers, many
+// segments), cleans them in passes with random limits and clocks, and checks after every pass
+// that each record left is the original record at its offset, offsets strictly rise, every
+// batch keeps its original offset range, each producer's last batch is there, and the latest
+// live value of every key is what a model map says; at the end, after passes past the delete
+// horizon, the clean section holds each key at most once and no tombstone.
+func TestCleanerProperty(t *testing.T) {
+	for seed := uint64(1); seed <= 60; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { cleanerProperty(t, seed) })
+	}
+}
+
+func cleanerProperty(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, seed*7919))
+	nKeys := 1 + rng.IntN(12)
+	nBatches := 20 + rng.IntN(200)
+	perSeg := 1 + rng.IntN(8)
+	codec := []batch.Codec{batch.CodecNone, batch.CodecNone, batch.CodecZstd, batch.CodecLZ4}[rng.IntN(4)]
+	cfg := Compaction{Enabled: true, MinDirtyRatio: rng.Float64(), DeleteRetentionMs: 1000 + int64(rng.IntN(5000)),
+		MinLagMs: int64(rng.IntN(3)) * 500, MaxLagMs: math.MaxInt64}
+
+	original := map[int64]modelRecord{}
+	batchRange := map[int64]int64{} // base offset → last offset
+	producerLast := map[int64]int64{}
+	control := map[int64]bool{} // offsets of transaction markers
+	var l propLog
+	var cur []byte
+	offset, now := int64(0), int64(1_000_000)
+	for i := 0; i < nBatches; i++ {
+		if i%perSeg == 0 {
+			if i > 0 {
+				l.segs = append(l.segs, cur)
+			}
+			l.bases = append(l.bases, offset)
+			cur = nil
+		}
+		n := 1 + rng.IntN(5)
+		h := batch.Header{BaseOffset: offset, FirstTimestamp: now, MaxTimestamp: now + int64(n-1), ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}
+		if rng.IntN(3) == 0 {
+			h.ProducerID, h.ProducerEpoch, h.BaseSequence = int64(rng.IntN(3)), 0, int32(i)
+			producerLast[h.ProducerID] = offset
+		}
+		txn := h.ProducerID >= 0 && rng.IntN(4) == 0
+		if txn {
+			h.Attributes |= 0x10 // transactional: kept whole until aborted transactions are known
+		}
+		var recs []batch.Record
+		for j := 0; j < n; j++ {
+			key := []byte(fmt.Sprintf("k%d", rng.IntN(nKeys)))
+			var value []byte
+			if rng.IntN(6) > 0 {
+				value = []byte(fmt.Sprintf("v%d-%d", offset+int64(j), rng.IntN(1000)))
+			}
+			recs = append(recs, batch.Record{OffsetDelta: int32(j), TimestampDelta: int64(j), Key: key, Value: value})
+			original[offset+int64(j)] = modelRecord{key: key, value: value, ts: now + int64(j)}
+		}
+		cur = append(cur, batch.Build(h, recs, codec)...)
+		batchRange[offset] = offset + int64(n-1)
+		offset += int64(n)
+		if txn {
+			// Its commit marker: a control batch of one record (key: version 0, type 1).
+			ch := batch.Header{BaseOffset: offset, FirstTimestamp: now, MaxTimestamp: now, ProducerID: h.ProducerID,
+				ProducerEpoch: 0, BaseSequence: -1, Attributes: 0x30}
+			marker := batch.Record{Key: []byte{0, 0, 0, 1}, Value: []byte{0, 0, 0, 0, 0, 0}}
+			cur = append(cur, batch.Build(ch, []batch.Record{marker}, batch.CodecNone)...)
+			original[offset] = modelRecord{key: marker.Key, value: marker.Value, ts: now}
+			control[offset] = true
+			batchRange[offset] = offset
+			producerLast[h.ProducerID] = offset
+			offset++
+		}
+		now += int64(rng.IntN(400))
+	}
+	l.segs = append(l.segs, cur) // the last one stands for the active segment: never cleaned
+	logEnd := offset
+
+	// The model: the latest record per key over the whole log.
+	model := map[string]int64{}
+	for off := int64(0); off < logEnd; off++ {
+		if !control[off] {
+			model[string(original[off].key)] = off
+		}
+	}
+
+	check := func(when string) {
+		t.Helper()
+		prev, next := int64(-1), int64(0)
+		latest := map[string]int64{}
+		for i, s := range l.segs {
+			if next != l.bases[i] {
+				t.Fatalf("%s: segment %d starts at %d, the previous ends at %d", when, l.bases[i], l.bases[i], next)
+			}
+			eachBatch(t, s, func(b []byte) {
+				h, _ := batch.ParseHeader(b)
+				// Every batch keeps its original range (one removed whole stays as an empty
+				// batch), so together they cover every offset, in order.
+				if last, ok := batchRange[h.BaseOffset]; !ok || last != h.LastOffset() {
+					t.Fatalf("%s: batch [%d, %d] (%d records) is not an original batch's range", when, h.BaseOffset, h.LastOffset(), h.NumRecords)
+				}
+				if h.BaseOffset != next {
+					t.Fatalf("%s: batch at %d, want %d: the log must stay contiguous", when, h.BaseOffset, next)
+				}
+				next = h.LastOffset() + 1
+				recs, err := batch.Records(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range recs {
+					off := h.BaseOffset + int64(r.OffsetDelta)
+					if off <= prev {
+						t.Fatalf("%s: offset %d after %d", when, off, prev)
+					}
+					prev = off
+					if control[off] != h.IsControl() {
+						t.Fatalf("%s: offset %d: control %v, was %v", when, off, h.IsControl(), control[off])
+					}
+					o := original[off]
+					ts := h.FirstTimestamp + r.TimestampDelta
+					if !bytes.Equal(r.Key, o.key) || !bytes.Equal(r.Value, o.value) || (r.Value == nil) != (o.value == nil) || ts != o.ts {
+						t.Fatalf("%s: offset %d is %q=%q at %d, was %q=%q at %d", when, off, r.Key, r.Value, ts, o.key, o.value, o.ts)
+					}
+					if !h.IsControl() {
+						latest[string(r.Key)] = off
+					}
+				}
+			})
+		}
+		for k, off := range model {
+			got, ok := latest[k]
+			if original[off].value == nil {
+				if ok && original[got].value != nil {
+					t.Fatalf("%s: key %s deleted at %d, still reads %q from %d", when, k, off, original[got].value, got)
+				}
+				continue
+			}
+			if !ok || got != off {
+				t.Fatalf("%s: key %s latest at %d, want %d", when, k, got, off)
+			}
+		}
+		for pid, base := range producerLast {
+			found := false
+			for _, s := range l.segs {
+				eachBatch(t, s, func(b []byte) {
+					h, _ := batch.ParseHeader(b)
+					found = found || h.BaseOffset == base && h.ProducerID == pid
+				})
+			}
+			if !found {
+				t.Fatalf("%s: producer %d's last batch at %d is gone", when, pid, base)
+			}
+		}
+	}
+
+	activeBase := l.bases[len(l.bases)-1]
+	for i := 0; i < 30; i++ {
+		limit := l.bases[rng.IntN(len(l.bases))]
+		clock := now - int64(rng.IntN(20000)) + int64(i*1000)
+		l.pass(t, limit, clock, cfg)
+		check(fmt.Sprintf("pass %d (limit %d, now %d)", i, limit, clock))
+	}
+	// Everything sealed, twice past the horizon: the first pass stamps horizons on the tombstones
+	// it keeps, the second removes them.
+	full := cfg
+	full.MinDirtyRatio, full.MinLagMs, full.MaxLagMs = 0, 0, 1
+	late := now + 10*cfg.DeleteRetentionMs
+	for i := 0; i < 3; i++ {
+		l.firstDirty = 0 // a full pass, as a forced one with everything dirty
+		l.pass(t, activeBase, late+int64(i)*10*cfg.DeleteRetentionMs, full)
+		check(fmt.Sprintf("final pass %d", i))
+	}
+	seen := map[string]bool{}
+	markers := 0
+	for _, s := range l.segs[:len(l.segs)-1] {
+		eachBatch(t, s, func(b []byte) {
+			h, _ := batch.ParseHeader(b)
+			if h.IsControl() {
+				markers++
+			}
+			if h.IsControl() || h.IsTransactional() {
+				return
+			}
+			recs, _ := batch.Records(b)
+			for _, r := range recs {
+				if seen[string(r.Key)] {
+					t.Fatalf("key %s twice in the cleaned section", r.Key)
+				}
+				seen[string(r.Key)] = true
+				if r.Value == nil {
+					t.Fatalf("tombstone of %s outlived its horizon", r.Key)
+				}
+			}
+		})
+	}
+	want := 0
+	for off := range control {
+		if off < activeBase {
+			want++
+		}
+	}
+	if markers != want {
+		t.Fatalf("%d transaction markers in the cleaned section, want %d", markers, want)
+	}
+}

@@ -1,0 +1,441 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ringtail/ringtail/engine/batch"
+	"github.com/ringtail/ringtail/vfs"
+	"github.com/ringtail/ringtail/vfs/crashfs"
+)
+
+// keyedBatch is one record key=value (value "" is a tombstone) at timestamp ts.
+func keyedBatch(key, value string, ts int64) []byte {
+	rec := batch.Record{Key: []byte(key)}
+	if value != "" {
+		rec.Value = []byte(value)
+	}
+	h := batch.Header{FirstTimestamp: ts, MaxTimestamp: ts, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}
+	return batch.Build(h, []batch.Record{rec}, batch.CodecNone)
+}
+
+// keyedWorkload is what cleaner tests append: record i has key k<i%keys>, value v<i>, timestamp
+// i, except every seventh, a tombstone.
+func keyedWorkload(i, keys int) (key, value string) {
+	key = fmt.Sprintf("k%d", i%keys)
+	if i%7 == 6 {
+		return key, ""
+	}
+	return key, fmt.Sprintf("v%d", i)
+}
+
+// readRecords reads every record from from to the high watermark, checking the batches are
+// valid stored batches, contiguous, and their records' offsets rise.
+func readRecords(t *testing.T, p *Partition, from int64) map[int64]batch.Record {
+	t.Helper()
+	out := map[int64]batch.Record{}
+	next, prev := from, int64(-1)
+	for next < p.HighWatermark() {
+		res, err := p.Read(next, 4096, true)
+		if err != nil {
+			t.Fatalf("read at %d: %v", next, err)
+		}
+		bs, err := batch.Split(res.Records)
+		if err != nil || len(bs) == 0 {
+			t.Fatalf("read at %d: %d batches, %v", next, len(bs), err)
+		}
+		for _, b := range bs {
+			if err := batch.ValidateStored(b); err != nil {
+				t.Fatalf("stored batch invalid: %v", err)
+			}
+			h, _ := batch.ParseHeader(b)
+			if h.BaseOffset != next {
+				t.Fatalf("batch at %d, want %d: not contiguous", h.BaseOffset, next)
+			}
+			recs, _ := batch.Records(b)
+			for _, r := range recs {
+				off := h.BaseOffset + int64(r.OffsetDelta)
+				if off <= prev {
+					t.Fatalf("offset %d after %d", off, prev)
+				}
+				prev = off
+				r.TimestampDelta += h.FirstTimestamp // the record's timestamp
+				out[off] = r
+			}
+			next = h.LastOffset() + 1
+		}
+	}
+	return out
+}
+
+// checkCompacted checks recs against the workload of n records: each record is the one
+// appended at its offset, and each key's latest record is there unless it is a tombstone
+// (which may be gone). It returns how many records there are.
+func checkCompacted(t *testing.T, recs map[int64]batch.Record, n, keys int, tombstonesGone bool) {
+	t.Helper()
+	latest := map[string]int64{}
+	for i := 0; i < n; i++ {
+		k, _ := keyedWorkload(i, keys)
+		latest[k] = int64(i)
+	}
+	for off, r := range recs {
+		k, v := keyedWorkload(int(off), keys)
+		if string(r.Key) != k || string(r.Value) != v || (v == "") != (r.Value == nil) || r.TimestampDelta != off {
+			t.Fatalf("offset %d holds %q=%q at %d, appended %q=%q at %d", off, r.Key, r.Value, r.TimestampDelta, k, v, off)
+		}
+		if latest[k] > off && off < int64(n) {
+			// Superseded records may stay only where the cleaner has not been (above the limit).
+			continue
+		}
+	}
+	for k, off := range latest {
+		_, v := keyedWorkload(int(off), keys)
+		r, ok := recs[off]
+		switch {
+		case v == "" && tombstonesGone && ok:
+			t.Fatalf("key %s: tombstone at %d outlived its delete horizon", k, off)
+		case v != "" && !ok:
+			t.Fatalf("key %s: latest value at %d gone", k, off)
+		case ok && !bytes.Equal(r.Key, []byte(k)):
+			t.Fatalf("key %s at %d: %q", k, off, r.Key)
+		}
+	}
+}
+
+// appendSealed appends records 0..n-1 of keyedWorkload, then rolls and checkpoints, so that all
+// of them lie in sealed segments a pass may clean.
+func appendSealed(t *testing.T, e *Engine, p *Partition, n, keys int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		k, v := keyedWorkload(i, keys)
+		mustAppend(t, p, keyedBatch(k, v, int64(i)))
+	}
+	if err := p.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func compactSpec(tp TopicPartition, deleteRetentionMs int64) PartitionSpec {
+	spec := specFor(tp)
+	spec.Config.Compaction = Compaction{Enabled: true, MinDirtyRatio: 0, DeleteRetentionMs: deleteRetentionMs}
+	return spec
+}
+
+// TestCleanerCompacts appends many values for few keys over small segments, cleans, and reads
+// back the latest value per key at its original offset, contiguous batches, fewer bytes; a read
+// at a removed offset returns the next batch; a restart reads the same; a pass past the delete
+// horizon removes the tombstones; appends go on.
+func TestCleanerCompacts(t *testing.T) {
+	const n, keys = 301, 5 // the last record, of k0, is a tombstone
+	var clock atomic.Int64
+	clock.Store(1000)
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
+		RetentionCheckInterval: -1, CleanerInterval: -1, Now: clock.Load}
+	spec := compactSpec(tpA, 5000)
+	e, err := testOpen(cfg, []PartitionSpec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.Partition(tpA)
+	appendSealed(t, e, p, n, keys)
+	before := readRecords(t, p, 0)
+	if len(before) != n {
+		t.Fatalf("%d records before cleaning, want %d", len(before), n)
+	}
+	e.Clean()
+	st := e.CleanerStats()
+	if st.Passes != 1 || st.BytesRead == 0 || st.BytesWritten == 0 || st.MaxDirtyRatio != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	after := readRecords(t, p, 0)
+	checkCompacted(t, after, n, keys, false)
+	active := p.segments[len(p.segments)-1].base
+	for off := range after {
+		k, _ := keyedWorkload(int(off), keys)
+		for later := off + 1; later < active; later++ {
+			if lk, _ := keyedWorkload(int(later), keys); lk == k {
+				t.Fatalf("offset %d (key %s) kept though %d below the active segment %d supersedes it", off, k, later, active)
+			}
+		}
+	}
+	if len(after) >= n/2 {
+		t.Fatalf("%d of %d records left", len(after), n)
+	}
+	// A fetch at a removed offset gets the batch that covers it (an empty one) or the next.
+	for off := int64(0); off < active; off++ {
+		if _, ok := after[off]; ok {
+			continue
+		}
+		res, err := p.Read(off, 1, true)
+		if err != nil || len(res.Records) == 0 {
+			t.Fatalf("read at removed offset %d: %d bytes, %v", off, len(res.Records), err)
+		}
+		if h, _ := batch.ParseHeader(res.Records); h.BaseOffset > off || h.LastOffset() < off {
+			t.Fatalf("read at %d gave batch [%d, %d]", off, h.BaseOffset, h.LastOffset())
+		}
+		break
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart: recovery loads and checks the cleaned segments.
+	e, err = testOpen(cfg, []PartitionSpec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p = e.Partition(tpA)
+	if again := readRecords(t, p, 0); len(again) != len(after) {
+		t.Fatalf("%d records after a restart, %d before", len(again), len(after))
+	}
+	// Past the delete horizon (stamped at 1000+5000) the tombstones go.
+	clock.Store(7000)
+	e.Clean()
+	checkCompacted(t, readRecords(t, p, 0), n, keys, true)
+	k, v := keyedWorkload(n, keys)
+	mustAppend(t, p, keyedBatch(k, v, n))
+}
+
+// TestCompactedRefusesUnkeyed: a record without a key on a compacted partition is refused with
+// ErrInvalidRecord (Kafka's INVALID_RECORD); with a key it is taken.
+func TestCompactedRefusesUnkeyed(t *testing.T) {
+	dir := t.TempDir()
+	e, err := testOpen(Config{DataDir: dir, Logger: quietLogger(), CleanerInterval: -1}, []PartitionSpec{compactSpec(tpA, 1000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p := e.Partition(tpA)
+	if _, err := p.Append(mkBatch(batchOpts{n: 2, value: "unkeyed"}), func(error) {}); !errors.Is(err, ErrInvalidRecord) {
+		t.Fatalf("unkeyed append: %v, want ErrInvalidRecord", err)
+	}
+	mustAppend(t, p, keyedBatch("k", "v", 1))
+	if p.LogEndOffset() != 1 {
+		t.Fatalf("log end %d", p.LogEndOffset())
+	}
+}
+
+// TestCleanerKeepsOldSegmentForReaders: a reader that took a segment file before a swap (a
+// follower's sendfile span) reads the old bytes, whole, after it; a new read gets the cleaned
+// segment.
+func TestCleanerKeepsOldSegmentForReaders(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, Logger: quietLogger(), SegmentBytes: 1024, RetentionCheckInterval: -1, CleanerInterval: -1}
+	e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, 1000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p := e.Partition(tpA)
+	appendSealed(t, e, p, 60, 2)
+	sp, err := p.ReplicaSpan(0, 1<<20, nil)
+	if err != nil || sp.Len == 0 {
+		t.Fatalf("span: %+v, %v", sp, err)
+	}
+	old := make([]byte, sp.Len)
+	if _, err := sp.File.ReadAt(old, sp.Pos); err != nil {
+		t.Fatal(err)
+	}
+	e.Clean()
+	if e.CleanerStats().Passes != 1 {
+		t.Fatalf("no pass: %+v", e.CleanerStats())
+	}
+	again := make([]byte, sp.Len)
+	if _, err := sp.File.ReadAt(again, sp.Pos); err != nil || !bytes.Equal(again, old) {
+		t.Fatalf("the old segment changed under its reader: %v", err)
+	}
+	now, err := p.ReplicaSpan(0, 1<<20, nil)
+	if err != nil || now.File == sp.File || now.Len >= sp.Len {
+		t.Fatalf("after the swap: span %+v (%d bytes before), %v", now, sp.Len, err)
+	}
+}
+
+// TestCleanerKeyMapBudget: with a key map budget smaller than one segment's keys, each pass
+// takes one dirty segment and cleans up to it; passes in turn leave the same log as one whole
+// pass would: every key's latest record, nothing superseded below the active segment.
+func TestCleanerKeyMapBudget(t *testing.T) {
+	const n, keys = 200, 7
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, RetentionCheckInterval: -1, CleanerInterval: -1,
+		CleanerKeyMapBytes: 1}
+	e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, 1<<40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p := e.Partition(tpA)
+	appendSealed(t, e, p, n, keys)
+	sealed := len(p.segments) - 1
+	for i := 0; i < sealed; i++ {
+		e.Clean()
+	}
+	if got := e.CleanerStats().Passes; got != uint64(sealed) {
+		t.Fatalf("%d passes over %d sealed segments, want one each", got, sealed)
+	}
+	e.Clean() // nothing dirty is left
+	if got := e.CleanerStats().Passes; got != uint64(sealed) {
+		t.Fatalf("a pass with nothing dirty: %d passes", got)
+	}
+	recs := readRecords(t, p, 0)
+	checkCompacted(t, recs, n, keys, false)
+	if len(recs) != keys {
+		t.Fatalf("%d records left, want one per key (%d)", len(recs), keys)
+	}
+}
+
+// TestCleanerOff: a partition without compaction is never rewritten.
+func TestCleanerOff(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, Logger: quietLogger(), SegmentBytes: 1024, RetentionCheckInterval: -1, CleanerInterval: -1}
+	e := openEngine(t, cfg, tpA)
+	p := e.Partition(tpA)
+	for i := 0; i < 100; i++ {
+		k, v := keyedWorkload(i, 2)
+		mustAppend(t, p, keyedBatch(k, v, int64(i)))
+	}
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	e.Clean()
+	if got := readRecords(t, p, 0); len(got) != 100 || e.CleanerStats().Passes != 0 {
+		t.Fatalf("%d records, stats %+v", len(got), e.CleanerStats())
+	}
+}
+
+// TestCrashAtEveryCleanerOperation cuts the power at every storage operation of a cleaner pass
+// (its writes, syncs, index removals, the rename, the new index files) over a log written
+// before. After each cut, recovery must give a readable log, contiguous, every record the one
+// appended at its offset and every key's latest value there; a pass then completes and
+// appends go on.
+func TestCrashAtEveryCleanerOperation(t *testing.T) {
+	const n, keys = 63, 3 // the last record, of k2, is a tombstone
+	spec := compactSpec(tpA, 1<<40)
+	cfgFor := func(dir string, fs vfs.FS) Config {
+		return Config{DataDir: dir, FS: fs, Logger: quietLogger(), SegmentBytes: 500, IndexIntervalBytes: 128,
+			WALFileBytes: 32 << 10, CheckpointBytes: 4 << 10, RetentionCheckInterval: -1, CleanerInterval: -1}
+	}
+	prepare := func(dir string) {
+		e, err := testOpen(cfgFor(dir, vfs.OSFS{}), []PartitionSpec{spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := e.Partition(tpA)
+		for i := 0; i < n; i++ {
+			k, v := keyedWorkload(i, keys)
+			mustAppend(t, p, keyedBatch(k, v, int64(i)))
+		}
+		if err := p.Roll(); err != nil { // the last record, a tombstone, in a sealed segment
+			t.Fatal(err)
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(dir string, cfs *crashfs.FS) bool {
+		e, err := testOpen(cfgFor(dir, cfs), []PartitionSpec{spec})
+		if err != nil {
+			return false
+		}
+		defer e.Close()
+		e.Clean()
+		return e.CleanerStats().Passes == 1
+	}
+	check := func(t *testing.T, dir string, cleaned bool) {
+		e, err := testOpen(cfgFor(dir, vfs.OSFS{}), []PartitionSpec{spec})
+		if err != nil {
+			t.Fatalf("recovery: %v", err)
+		}
+		defer e.Close()
+		p := e.Partition(tpA)
+		if hw := p.HighWatermark(); hw != n {
+			t.Fatalf("high watermark %d after recovery, want %d", hw, n)
+		}
+		checkCompacted(t, readRecords(t, p, 0), n, keys, false)
+		e.Clean()
+		recs := readRecords(t, p, 0)
+		checkCompacted(t, recs, n, keys, false)
+		if len(recs) >= n/2 {
+			t.Fatalf("%d of %d records after a pass following recovery", len(recs), n)
+		}
+		k, v := keyedWorkload(n, keys)
+		mustAppend(t, p, keyedBatch(k, v, n))
+	}
+	base := t.TempDir()
+	whole := filepath.Join(base, "whole")
+	prepare(whole)
+	cfs := crashfs.New(vfs.OSFS{})
+	if !run(whole, cfs) {
+		t.Fatal("the uncut run did not clean")
+	}
+	check(t, whole, true)
+	crashfs.CutAtEveryOperation(t, base, cfs.Ops(), prepare, run, check)
+}
+
+// BenchmarkCleanerPass measures one cleaner pass over a fresh 32 MiB partition: 16-record
+// batches of 512-byte values over 1,000 keys in 8 MiB segments, all sealed and checkpointed.
+// Reports the log bytes read per second (SetBytes) and the bytes left.
+func BenchmarkCleanerPass(b *testing.B) {
+	const batches, perBatch, keys = 4000, 16, 1000
+	value := bytes.Repeat([]byte("v"), 512)
+	var logBytes, left int64
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		cfg := Config{DataDir: b.TempDir(), Logger: quietLogger(), SegmentBytes: 8 << 20, RetentionCheckInterval: -1,
+			CleanerInterval: -1, WALFileBytes: 64 << 20}
+		e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, 1000)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := e.Partition(tpA)
+		n := 0
+		for j := 0; j < batches; j++ {
+			recs := make([]batch.Record, perBatch)
+			for r := range recs {
+				recs[r] = batch.Record{OffsetDelta: int32(r), Key: []byte(fmt.Sprintf("key-%d", n%keys)), Value: value}
+				n++
+			}
+			h := batch.Header{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}
+			if _, err := appendWait(b, p, batch.Build(h, recs, batch.CodecNone)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := p.Roll(); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.Checkpoint(); err != nil {
+			b.Fatal(err)
+		}
+		logBytes = 0
+		p.mu.Lock()
+		for _, s := range p.segments {
+			logBytes += s.size
+		}
+		p.mu.Unlock()
+		st0 := e.CleanerStats()
+		b.StartTimer()
+		e.Clean()
+		b.StopTimer()
+		st := e.CleanerStats()
+		if st.Passes != st0.Passes+1 {
+			b.Fatalf("no pass: %+v", st)
+		}
+		p.mu.Lock()
+		left = 0
+		for _, s := range p.segments {
+			left += s.size
+		}
+		p.mu.Unlock()
+		e.Close()
+	}
+	b.SetBytes(logBytes)
+	b.ReportMetric(float64(left)/(1<<20), "MiB-left")
+}
