@@ -240,8 +240,17 @@ func (v Partition) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResul
 	return v.p.Read(offset, maxBytes, minOneBatch)
 }
 
+// ReadIsolated is Read with Kafka's isolation level: readCommitted reads stop at the last
+// stable offset and list the aborted transactions they overlap.
+func (v Partition) ReadIsolated(offset int64, maxBytes int, minOneBatch, readCommitted bool) (ReadResult, error) {
+	return v.p.ReadIsolated(offset, maxBytes, minOneBatch, readCommitted)
+}
+
 // HighWatermark is the offset consumers read up to.
 func (v Partition) HighWatermark() int64 { return v.p.HighWatermark() }
+
+// LastStableOffset is the offset read_committed consumers read up to.
+func (v Partition) LastStableOffset() int64 { return v.p.LastStableOffset() }
 
 // LogStartOffset is the first offset still in the log.
 func (v Partition) LogStartOffset() int64 { return v.p.LogStartOffset() }

@@ -43,7 +43,6 @@ var errorCodes = []struct {
 	{broker.ErrOffsetOutOfRange, kerr.OffsetOutOfRange},
 	{broker.ErrStorage, kerr.KafkaStorageError},
 	{broker.ErrPartitionClosed, kerr.NotLeaderForPartition},
-	{broker.ErrTransactionalUnsupported, kerr.InvalidRecord},
 	{broker.ErrTopicExists, kerr.TopicAlreadyExists},
 	{broker.ErrUnknownTopic, kerr.UnknownTopicOrPartition},
 	{broker.ErrInvalidTopic, kerr.InvalidTopicException},

@@ -179,10 +179,10 @@ func (h *Handlers) fetchOnce(c *Context, req *kmsg.FetchRequest, fc *fetchsessio
 		maxBytes := min(int(fp.MaxBytes), remaining)
 		// KIP-74: the first batch of the first non-empty partition is returned even when it is
 		// larger than the limits, so a consumer can always make progress.
-		r, err := part.Read(fp.Offset, maxBytes, rd.size == 0)
+		r, err := part.ReadIsolated(fp.Offset, maxBytes, rd.size == 0, req.IsolationLevel == 1)
 		if err != nil {
 			sp.HighWatermark = part.HighWatermark()
-			sp.LastStableOffset = sp.HighWatermark
+			sp.LastStableOffset = part.LastStableOffset()
 			sp.LogStartOffset = part.LogStartOffset()
 			sp.ErrorCode, res.Error = errorCode(err), true
 			if errors.Is(err, broker.ErrOffsetOutOfRange) {
@@ -193,8 +193,13 @@ func (h *Handlers) fetchOnce(c *Context, req *kmsg.FetchRequest, fc *fetchsessio
 			}
 			continue
 		}
-		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = r.HighWatermark, r.HighWatermark, r.LogStartOffset
-		res.HighWatermark, res.LastStableOffset, res.LogStartOffset = r.HighWatermark, r.HighWatermark, r.LogStartOffset
+		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = r.HighWatermark, r.LastStableOffset, r.LogStartOffset
+		res.HighWatermark, res.LastStableOffset, res.LogStartOffset = r.HighWatermark, r.LastStableOffset, r.LogStartOffset
+		for _, a := range r.Aborted {
+			at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+			at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+			sp.AbortedTransactions = append(sp.AbortedTransactions, at)
+		}
 		if len(r.Records) > 0 {
 			sp.RecordBatches = r.Records
 		}
