@@ -345,6 +345,7 @@ func (b *Broker) reconcileLocked(st *meta.State) {
 		b.purg.Notify(tp) // parked requests of a partition whose leader moved answer now
 	}
 	b.followGroups(st)
+	b.followTxns(st)
 }
 
 // followGroups hosts the group coordinators of the __consumer_offsets partitions this node
@@ -594,6 +595,7 @@ func (b *Broker) runController() {
 		b.proposeAll(cmds)
 		if ctrl != nil {
 			b.ensureOffsetsTopic()
+			b.ensureTxnTopic()
 		}
 		tick.Reset(wait)
 		select {

@@ -64,6 +64,13 @@ func (b *Broker) Produce(topic string, partition int32, records []byte, acks int
 // are committed (below the high watermark) or with the error that prevents it: acks=all, and
 // the writes of the group coordinators. On one node that is when they are durable here.
 func (b *Broker) appendCommitted(part *engine.Partition, records []byte, timeout time.Duration, done func(error)) (AppendResult, error) {
+	return b.appendCommittedWith(part, timeout, func(durable func(error)) (AppendResult, error) {
+		return part.Append(records, durable)
+	}, done)
+}
+
+// appendCommittedWith is appendCommitted of what write appends (a transaction marker, say).
+func (b *Broker) appendCommittedWith(part *engine.Partition, timeout time.Duration, write func(durable func(error)) (AppendResult, error), done func(error)) (AppendResult, error) {
 	tp := part.TopicPartition()
 	topic, partition := tp.Topic, tp.Partition
 	// Locally durable first, then the high watermark past the batches. The done callback may
@@ -90,7 +97,7 @@ func (b *Broker) appendCommitted(part *engine.Partition, records []byte, timeout
 		}
 		w.led = lp
 	}
-	res, err := part.Append(records, w.durable)
+	res, err := write(w.durable)
 	if err == nil {
 		w.appended(res.EndOffset)
 	}

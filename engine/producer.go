@@ -56,8 +56,9 @@ func nextSeq(s int32) int32 {
 // base offset and true for a duplicate, or an error.
 func (ps producers) check(h batch.Header) (int64, bool, error) {
 	st, ok := ps[h.ProducerID]
-	if h.IsControl() {
-		// A transaction marker (AppendMarker): no sequence; an older
+	if unsequenced(h) {
+		// A transaction marker (AppendMarker), or a group coordinator's
+		// transactional offsets (TxnOffsetCommit): no sequence; an older
 		// epoch is a fenced coordinator's or producer's.
 		if ok && h.ProducerEpoch < st.epoch {
 			return 0, false, fmt.Errorf("%w: marker for producer %d epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerID, h.ProducerEpoch, st.epoch)
@@ -97,19 +98,22 @@ func (ps producers) apply(h batch.Header) {
 	if !ok {
 		st.txnFirst = -1
 	}
-	if h.IsControl() {
-		// A transaction marker ends the transaction; it carries no
-		// sequence, so the window stays (the next transaction of the same
-		// epoch continues the sequence), unless the epoch moved on.
+	if h.IsTransactional() && !h.IsControl() && st.txnFirst < 0 {
+		st.txnFirst = h.BaseOffset
+	}
+	if unsequenced(h) {
+		// Without a sequence the window stays (the producer's next batch
+		// of the same epoch continues its sequence), unless the epoch
+		// moved on. A marker ends the transaction.
 		if h.ProducerEpoch != st.epoch {
 			st.batches = nil
 		}
-		st.epoch, st.txnFirst = h.ProducerEpoch, -1
+		st.epoch = h.ProducerEpoch
+		if h.IsControl() {
+			st.txnFirst = -1
+		}
 		ps[h.ProducerID] = st
 		return
-	}
-	if h.IsTransactional() && st.txnFirst < 0 {
-		st.txnFirst = h.BaseOffset
 	}
 	var batches []seqRange
 	if h.ProducerEpoch == st.epoch {
@@ -122,4 +126,11 @@ func (ps producers) apply(h batch.Header) {
 	copy(nb, batches)
 	nb = append(nb, seqRange{firstSeq: h.BaseSequence, lastSeq: lastSeq(h), baseOffset: h.BaseOffset})
 	ps[h.ProducerID] = producerState{epoch: h.ProducerEpoch, batches: nb, txnFirst: st.txnFirst}
+}
+
+// unsequenced reports a batch of a producer that carries no sequence: a transaction marker, or
+// transactional records a coordinator writes for the producer (offsets of TxnOffsetCommit,
+// base sequence -1; clients cannot produce to the coordinators' internal topics).
+func unsequenced(h batch.Header) bool {
+	return h.IsControl() || (h.IsTransactional() && h.BaseSequence < 0)
 }

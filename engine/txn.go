@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/ringtail/ringtail/engine/batch"
 	"github.com/ringtail/ringtail/vfs"
@@ -347,4 +349,29 @@ func (p *Partition) removeIndexFiles(base int64) error {
 		}
 	}
 	return nil
+}
+
+// ProducerInfo describes one producer the partition remembers (DescribeProducers).
+type ProducerInfo struct {
+	ProducerID    int64
+	ProducerEpoch int16
+	LastSequence  int32 // -1 when none
+	// TxnStartOffset is the first offset of its ongoing transaction, -1 when none.
+	TxnStartOffset int64
+}
+
+// Producers lists the producers the partition remembers, by id.
+func (p *Partition) Producers() []ProducerInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]ProducerInfo, 0, len(p.prod))
+	for id, st := range p.prod {
+		pi := ProducerInfo{ProducerID: id, ProducerEpoch: st.epoch, LastSequence: -1, TxnStartOffset: st.txnFirst}
+		if n := len(st.batches); n > 0 {
+			pi.LastSequence = st.batches[n-1].lastSeq
+		}
+		out = append(out, pi)
+	}
+	slices.SortFunc(out, func(a, b ProducerInfo) int { return cmp.Compare(a.ProducerID, b.ProducerID) })
+	return out
 }

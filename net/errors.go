@@ -37,6 +37,7 @@ var errorCodes = []struct {
 	{broker.ErrMessageTooLarge, kerr.MessageTooLarge},
 	{broker.ErrOutOfOrderSequence, kerr.OutOfOrderSequenceNumber},
 	{broker.ErrInvalidProducerEpoch, kerr.InvalidProducerEpoch},
+	{broker.ErrInvalidTxnState, kerr.InvalidTxnState},
 	{broker.ErrUnsupportedMagic, kerr.UnsupportedForMessageFormat},
 	{broker.ErrInvalidRecord, kerr.InvalidRecord},
 	{broker.ErrInvalidTimestamp, kerr.InvalidTimestamp},
