@@ -69,9 +69,9 @@ type Broker struct {
 	markerClients markerClients
 	// verified remembers the transactional batches' partitions verified (txn_verify.go).
 	verified verifiedTxns
-	purg   *Purgatory
-	cl     *cluster  // nil on a single node
-	repl   *replicas // nil on a single node
+	purg     *Purgatory
+	cl       *cluster  // nil on a single node
+	repl     *replicas // nil on a single node
 
 	shutdownOnce sync.Once
 
