@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringtail/ringtail/test/cluster"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // sealTopic produces one plain record per partition of topic after everything else, so that a
@@ -123,65 +127,97 @@ func TestExactlyOnceETLKilled(t *testing.T) {
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	etl := func() {
-		defer wg.Done()
-		s, err := kgo.NewGroupTransactSession(
-			kgo.SeedBrokers(b.Addr()),
-			kgo.TransactionalID("etl-"+out),
-			kgo.TransactionTimeout(10*time.Second),
-			kgo.ConsumerGroup("etl-"+in),
-			kgo.ConsumeTopics(in),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-			kgo.RequireStableFetchOffsets(),
-			kgo.DefaultProduceTopic(out),
-			kgo.RetryTimeout(time.Minute),
-		)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer s.Close()
-		for round := 0; ctx.Err() == nil; round++ {
-			fs := s.PollRecords(ctx, 25) // small transactions, so the kill lands inside one
-			if ctx.Err() != nil {
-				return
-			}
-			if err := s.Begin(); err != nil {
-				t.Errorf("begin: %v", err)
-				return
-			}
-			var batch []*kgo.Record
-			fs.EachRecord(func(r *kgo.Record) { batch = append(batch, kgo.StringRecord(string(r.Value))) })
-			count := len(batch)
-			// Synchronously, so an aborted transaction's records are in the log (an abort
-			// drops what is still buffered).
-			s.ProduceSync(ctx, batch...)
-			// Every fourth transaction aborts: its records are in B, uncommitted, and the
-			// session consumes them again for the next one.
-			end := kgo.TryCommit
-			if round%4 == 3 {
-				end = kgo.TryAbort
-			}
-			committed, err := s.End(ctx, end)
-			if committed && err == nil {
-				done.Add(int64(count))
-			}
-		}
-	}
 	wg.Add(1)
-	go etl()
+	go func() {
+		defer wg.Done()
+		runETL(ctx, t, []string{b.Addr()}, in, out, &done)
+	}()
 	waitFor(t, opTimeout, "the loop committed a third of the input", func() bool { return done.Load() >= n/3 })
 	b.Kill()
 	b.Restart()
 	// The loop reconnects by itself; wait until B holds every input record under read_committed.
-	w := watchCommitted(t, b, out)
+	w := watchCommitted(func(o ...kgo.Opt) *kgo.Client { return b.Client(t, o...) }, out)
 	waitFor(t, 2*opTimeout, "every input record in the output", func() bool { return w.distinct() >= n })
 	cancel()
 	wg.Wait()
 
 	ends := sealTopic(t, b, out, 3)
-	got := values(consumeUntil(t, b, out, ends, kgo.FetchIsolationLevel(kgo.ReadCommitted())))
+	client := func(o ...kgo.Opt) *kgo.Client { return b.Client(t, o...) }
+	checkExactlyOnce(t, client, out, ends, n)
+}
+
+// runETL is the exactly-once loop of the ETL tests until ctx ends: a GroupTransactSession
+// consumes in (read_committed) in small transactions, produces each value to out and commits
+// the offsets with it; every fourth transaction aborts instead. done counts the input records
+// of committed transactions.
+func runETL(ctx context.Context, t *testing.T, seeds []string, in, out string, done *atomic.Int64) {
+	s, err := kgo.NewGroupTransactSession(
+		kgo.SeedBrokers(seeds...),
+		kgo.TransactionalID("etl-"+out),
+		kgo.TransactionTimeout(10*time.Second),
+		kgo.ConsumerGroup("etl-"+in),
+		kgo.ConsumeTopics(in),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.DefaultProduceTopic(out),
+		kgo.RetryTimeout(time.Minute),
+	)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer s.Close()
+	for round := 0; ctx.Err() == nil; round++ {
+		fs := s.PollRecords(ctx, 25) // small transactions, so a kill lands inside one
+		if ctx.Err() != nil {
+			return
+		}
+		if err := s.Begin(); err != nil {
+			t.Errorf("begin: %v", err)
+			return
+		}
+		var batch []*kgo.Record
+		fs.EachRecord(func(r *kgo.Record) { batch = append(batch, kgo.StringRecord(string(r.Value))) })
+		// Synchronously, so an aborted transaction's records are in the log (an abort drops
+		// what is still buffered).
+		s.ProduceSync(ctx, batch...)
+		end := kgo.TryCommit
+		if round%4 == 3 {
+			end = kgo.TryAbort
+		}
+		if committed, err := s.End(ctx, end); committed && err == nil {
+			done.Add(int64(len(batch)))
+		}
+	}
+}
+
+// committedWatcher reads topic under read_committed from the start, record by record, for
+// a test waiting until some values are there.
+type committedWatcher struct {
+	cl   *kgo.Client
+	seen map[string]int
+}
+
+func watchCommitted(client func(...kgo.Opt) *kgo.Client, topic string) *committedWatcher {
+	return &committedWatcher{seen: map[string]int{}, cl: client(kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))}
+}
+
+// distinct polls once (up to a short while) and returns how many distinct values were seen.
+func (w *committedWatcher) distinct() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	w.cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { w.seen[string(r.Value)]++ })
+	return len(w.seen)
+}
+
+// checkExactlyOnce reads out up to ends (sentinels last) under both isolation levels: under
+// read_committed every input v0000… appears exactly once; under read_uncommitted more records
+// show (aborted transactions reached the log, or the test proved nothing).
+func checkExactlyOnce(t *testing.T, client func(...kgo.Opt) *kgo.Client, out string, ends map[int32]int64, n int) {
+	t.Helper()
+	got := values(consumeUntilWith(t, client, out, ends, kgo.FetchIsolationLevel(kgo.ReadCommitted())))
 	count := map[string]int{}
 	for _, v := range got {
 		count[v]++
@@ -195,27 +231,96 @@ func TestExactlyOnceETLKilled(t *testing.T) {
 	if len(count) != n {
 		t.Errorf("%d distinct values in the output, want %d", len(count), n)
 	}
-	if all := values(consumeUntil(t, b, out, ends)); len(all) <= n {
+	if all := values(consumeUntilWith(t, client, out, ends)); len(all) <= n {
 		t.Errorf("read_uncommitted shows %d records: no aborted transaction reached the log, the test proves nothing", len(all))
 	}
 }
 
-// committedWatcher reads topic under read_committed from the start, record by record, for
-// a test waiting until some values are there.
-type committedWatcher struct {
-	cl   *kgo.Client
-	seen map[string]int
-}
+// TestClusterExactlyOnceCoordinatorKilled is the ETL of TestExactlyOnceETLKilled on three
+// brokers (topics of three replicas), killing with SIGKILL the broker that coordinates the
+// transactional id (the leader of its __transaction_state partition) in the middle: the
+// coordinator moves with the partition's leadership to a replica that replays the state, the
+// markers reach partitions led elsewhere through WriteTxnMarkers, and every input is in the
+// output exactly once under read_committed.
+func TestClusterExactlyOnceCoordinatorKilled(t *testing.T) {
+	c := startCluster3(t)
+	in, out := topicName(t, "in"), topicName(t, "out")
+	createRF3(t, c, in, 3)
+	createRF3(t, c, out, 3)
+	waitCluster(t, "__transaction_state created", func() error {
+		_, _, err := partitionsOf(t, c.Broker(1), "__transaction_state")
+		return err
+	})
+	const n = 600
+	prod := c.ClientT(t, kgo.DefaultProduceTopic(in))
+	var recs []*kgo.Record
+	for i := 0; i < n; i++ {
+		recs = append(recs, kgo.StringRecord(fmt.Sprintf("v%04d", i)))
+	}
+	produceSync(t, prod, recs...)
 
-func watchCommitted(t *testing.T, b *Broker, topic string) *committedWatcher {
-	return &committedWatcher{seen: map[string]int{}, cl: b.Client(t, kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))}
-}
-
-// distinct polls once (up to a short while) and returns how many distinct values were seen.
-func (w *committedWatcher) distinct() int {
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w.cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { w.seen[string(r.Value)]++ })
-	return len(w.seen)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		runETL(ctx, t, c.Addrs(), in, out, &done)
+	}()
+	waitFor(t, clusterWait, "the loop committed a third of the input", func() bool { return done.Load() >= n/3 })
+	coord := txnCoordinator(t, c, "etl-"+out)
+	t.Logf("killing broker %d, the coordinator of etl-%s, after %d records", coord, out, done.Load())
+	victim := c.Broker(int(coord))
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	client := func(o ...kgo.Opt) *kgo.Client { return c.ClientT(t, o...) }
+	w := watchCommitted(client, out)
+	waitFor(t, 2*clusterWait, "every input record in the output", func() bool { return w.distinct() >= n })
+	cancel()
+	wg.Wait()
+	if now := txnCoordinator(t, c, "etl-"+out); now == coord {
+		t.Fatalf("broker %d still coordinates etl-%s after its kill", now, out)
+	}
+	if err := victim.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sealer := c.ClientT(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for p := int32(0); p < 3; p++ {
+		produceSync(t, sealer, &kgo.Record{Topic: out, Partition: p, Value: []byte("sentinel")})
+	}
+	lo, err := c.AdminT(t).ListEndOffsets(ctxTimeout(t, opTimeout), out)
+	if err != nil || lo.Error() != nil {
+		t.Fatalf("end offsets of %s: %v %v", out, err, lo.Error())
+	}
+	ends := map[int32]int64{}
+	lo.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	checkExactlyOnce(t, client, out, ends, n)
+}
+
+// txnCoordinator is the broker coordinating transactional id id (FindCoordinator key type 1).
+func txnCoordinator(t *testing.T, c *cluster.Cluster, id string) int32 {
+	t.Helper()
+	cl := c.ClientT(t)
+	var node int32
+	waitCluster(t, "the coordinator of "+id, func() error {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorType, req.CoordinatorKey = 1, id
+		req.CoordinatorKeys = []string{id}
+		resp, err := req.RequestWith(ctxTimeout(t, opTimeout), cl)
+		if err != nil {
+			return err
+		}
+		code, n := resp.ErrorCode, resp.NodeID
+		if len(resp.Coordinators) > 0 {
+			code, n = resp.Coordinators[0].ErrorCode, resp.Coordinators[0].NodeID
+		}
+		if err := kerr.ErrorForCode(code); err != nil {
+			return err
+		}
+		node = n
+		return nil
+	})
+	return node
 }
