@@ -34,8 +34,9 @@ func newFetchSessions(slots int) *fetchsession.Cache {
 	})
 }
 
-// handleFetch answers Fetch (key 1, v4–v13, read_uncommitted and read_committed alike since there
-// are no transactions). Only records below the high watermark are served. Fetch sessions
+// handleFetch answers Fetch (key 1, v4–v13). Only records below the high watermark are served;
+// read_committed (isolation level 1) reads stop at the last stable offset and carry the aborted
+// transactions of the batches returned (engine/txn.go). Fetch sessions
 // (KIP-227, net/fetchsession) decide which partitions a request reads — its own, or in an
 // incremental fetch those of its session — and which the answer carries. When less than
 // MinBytes is available the request is parked in the node's purgatory until one of the
