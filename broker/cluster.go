@@ -373,8 +373,19 @@ func (b *Broker) followGroups(st *meta.State) {
 // replication factor: three, or every voter in a smaller cluster (Kafka's
 // offsets.topic.replication.factor, which it also waits for). Run by the controller.
 func (b *Broker) ensureOffsetsTopic() {
+	partitions := b.cfg.OffsetsTopicPartitions
+	if partitions <= 0 {
+		partitions = DefaultOffsetsTopicPartitions
+	}
+	b.ensureInternalTopic(OffsetsTopic, partitions, offsetsTopicConfigs)
+}
+
+// ensureInternalTopic creates internal topic name, unless it exists, once enough brokers are
+// live to give it its replication factor: three, or every voter in a smaller cluster. Run by
+// the controller.
+func (b *Broker) ensureInternalTopic(name string, partitions int32, configs map[string]string) {
 	st := b.meta.State()
-	if _, ok := st.Topic(OffsetsTopic); ok {
+	if _, ok := st.Topic(name); ok {
 		return
 	}
 	rf := min(3, len(b.cl.cfg.Peers))
@@ -387,12 +398,8 @@ func (b *Broker) ensureOffsetsTopic() {
 	if live < rf {
 		return
 	}
-	partitions := b.cfg.OffsetsTopicPartitions
-	if partitions <= 0 {
-		partitions = DefaultOffsetsTopicPartitions
-	}
-	if _, err := b.createPlaced(OffsetsTopic, partitions, int16(rf), nil, offsetsTopicConfigs, false); err != nil && !errors.Is(err, ErrTopicExists) {
-		b.log.Warn("cluster: creating "+OffsetsTopic, "err", err)
+	if _, err := b.createPlaced(name, partitions, int16(rf), nil, configs, false); err != nil && !errors.Is(err, ErrTopicExists) {
+		b.log.Warn("cluster: creating "+name, "err", err)
 	}
 }
 

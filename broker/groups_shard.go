@@ -277,14 +277,7 @@ func (s *groupShard) shutdown() {
 
 // serve runs the queue and the deadlines until shutdown.
 func (s *groupShard) serve() {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		default:
-		}
+	shardLoop(s.stop, s.wake, func() bool {
 		s.mu.Lock()
 		events := s.events
 		s.events = nil
@@ -296,23 +289,39 @@ func (s *groupShard) serve() {
 				ev.fn(time.Now())
 			}
 		}
-		if len(events) > 0 {
+		return len(events) > 0
+	}, s.coord.NextDeadline, func(now time.Time) { s.process(now, s.coord.Tick(now)) })
+}
+
+// shardLoop is the goroutine of a coordinator shard (groups, transactions) until stop closes:
+// run runs what is queued (false when nothing was), and when nothing is, the loop sleeps until
+// wake, stop or the coordinator's next deadline, which tick fires.
+func shardLoop(stop, wake <-chan struct{}, run func() bool, next func() (time.Time, bool), tick func(now time.Time)) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if run() {
 			continue // more may have arrived while these ran
 		}
 		wait := time.Hour
-		if at, ok := s.coord.NextDeadline(); ok {
+		if at, ok := next(); ok {
 			wait = time.Until(at)
 		}
 		if wait <= 0 {
-			s.process(time.Now(), s.coord.Tick(time.Now()))
+			tick(time.Now())
 			continue
 		}
 		timer.Reset(wait)
 		select {
-		case <-s.wake:
+		case <-wake:
 		case <-timer.C:
-			s.process(time.Now(), s.coord.Tick(time.Now()))
-		case <-s.stop:
+			tick(time.Now())
+		case <-stop:
 			return
 		}
 		if !timer.Stop() {

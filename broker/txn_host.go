@@ -131,23 +131,7 @@ func (b *Broker) followTxns(st *meta.State) {
 // ensureTxnTopic creates __transaction_state once enough brokers are live for its replication
 // factor, as ensureOffsetsTopic. Run by the controller.
 func (b *Broker) ensureTxnTopic() {
-	st := b.meta.State()
-	if _, ok := st.Topic(TxnTopic); ok {
-		return
-	}
-	rf := min(3, len(b.cl.cfg.Peers))
-	live := 0
-	for _, br := range st.Brokers() {
-		if br.Active() {
-			live++
-		}
-	}
-	if live < rf {
-		return
-	}
-	if _, err := b.createPlaced(TxnTopic, b.txnTopicPartitions(), int16(rf), nil, txnTopicConfigs, false); err != nil && !errors.Is(err, ErrTopicExists) {
-		b.log.Warn("cluster: creating "+TxnTopic, "err", err)
-	}
+	b.ensureInternalTopic(TxnTopic, b.txnTopicPartitions(), txnTopicConfigs)
 }
 
 // Load starts coordinating the transactional ids of partition p; wait returns once its replay

@@ -156,14 +156,7 @@ func (s *txnShard) shutdown() {
 }
 
 func (s *txnShard) serve() {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		default:
-		}
+	shardLoop(s.stop, s.wake, func() bool {
 		s.mu.Lock()
 		events := s.events
 		s.events = nil
@@ -175,32 +168,8 @@ func (s *txnShard) serve() {
 				ev.fn(time.Now())
 			}
 		}
-		if len(events) > 0 {
-			continue
-		}
-		wait := time.Hour
-		if at, ok := s.coord.NextDeadline(); ok {
-			wait = time.Until(at)
-		}
-		if wait <= 0 {
-			s.process(time.Now(), s.coord.Tick(time.Now()))
-			continue
-		}
-		timer.Reset(wait)
-		select {
-		case <-s.wake:
-		case <-timer.C:
-			s.process(time.Now(), s.coord.Tick(time.Now()))
-		case <-s.stop:
-			return
-		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-	}
+		return len(events) > 0
+	}, s.coord.NextDeadline, func(now time.Time) { s.process(now, s.coord.Tick(now)) })
 }
 
 func (s *txnShard) handle(now time.Time, r *txnRequest) {

@@ -116,34 +116,44 @@ func TestExactlyOnceETLKilled(t *testing.T) {
 	createTopic(t, adm, in, 3, nil)
 	createTopic(t, adm, out, 3, nil)
 	const n = 600
-	prod := b.Client(t, kgo.DefaultProduceTopic(in))
-	var recs []*kgo.Record
-	for i := 0; i < n; i++ {
-		recs = append(recs, kgo.StringRecord(fmt.Sprintf("v%04d", i)))
-	}
-	produceSync(t, prod, recs...)
-
-	var done atomic.Int64 // records committed by the loop (a lower bound across the crash)
-	var wg sync.WaitGroup
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		runETL(ctx, t, []string{b.Addr()}, in, out, &done)
-	}()
+	done, stop := startETL(t, b.Client(t, kgo.DefaultProduceTopic(in)), []string{b.Addr()}, in, out, n)
 	waitFor(t, opTimeout, "the loop committed a third of the input", func() bool { return done.Load() >= n/3 })
 	b.Kill()
 	b.Restart()
 	// The loop reconnects by itself; wait until B holds every input record under read_committed.
 	w := watchCommitted(func(o ...kgo.Opt) *kgo.Client { return b.Client(t, o...) }, out)
 	waitFor(t, 2*opTimeout, "every input record in the output", func() bool { return w.distinct() >= n })
-	cancel()
-	wg.Wait()
+	stop()
 
 	ends := sealTopic(t, b, out, 3)
 	client := func(o ...kgo.Opt) *kgo.Client { return b.Client(t, o...) }
 	checkExactlyOnce(t, client, out, ends, n)
+}
+
+// startETL produces the n input values v0000… to in with prod, then runs runETL from seeds
+// until stop is called (stop waits for it; the test's end calls it too). done counts the input
+// records of committed transactions.
+func startETL(t *testing.T, prod *kgo.Client, seeds []string, in, out string, n int) (done *atomic.Int64, stop func()) {
+	t.Helper()
+	var recs []*kgo.Record
+	for i := 0; i < n; i++ {
+		recs = append(recs, kgo.StringRecord(fmt.Sprintf("v%04d", i)))
+	}
+	produceSync(t, prod, recs...)
+	done = new(atomic.Int64)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		runETL(ctx, t, seeds, in, out, done)
+	}()
+	stop = func() {
+		cancel()
+		wg.Wait()
+	}
+	t.Cleanup(stop)
+	return done, stop
 }
 
 // runETL is the exactly-once loop of the ETL tests until ctx ends: a GroupTransactSession
@@ -252,22 +262,7 @@ func TestClusterExactlyOnceCoordinatorKilled(t *testing.T) {
 		return err
 	})
 	const n = 600
-	prod := c.ClientT(t, kgo.DefaultProduceTopic(in))
-	var recs []*kgo.Record
-	for i := 0; i < n; i++ {
-		recs = append(recs, kgo.StringRecord(fmt.Sprintf("v%04d", i)))
-	}
-	produceSync(t, prod, recs...)
-
-	var done atomic.Int64
-	var wg sync.WaitGroup
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		runETL(ctx, t, c.Addrs(), in, out, &done)
-	}()
+	done, stop := startETL(t, c.ClientT(t, kgo.DefaultProduceTopic(in)), c.Addrs(), in, out, n)
 	waitFor(t, clusterWait, "the loop committed a third of the input", func() bool { return done.Load() >= n/3 })
 	coord := txnCoordinator(t, c, "etl-"+out)
 	t.Logf("killing broker %d, the coordinator of etl-%s, after %d records", coord, out, done.Load())
@@ -278,8 +273,7 @@ func TestClusterExactlyOnceCoordinatorKilled(t *testing.T) {
 	client := func(o ...kgo.Opt) *kgo.Client { return c.ClientT(t, o...) }
 	w := watchCommitted(client, out)
 	waitFor(t, 2*clusterWait, "every input record in the output", func() bool { return w.distinct() >= n })
-	cancel()
-	wg.Wait()
+	stop()
 	if now := txnCoordinator(t, c, "etl-"+out); now == coord {
 		t.Fatalf("broker %d still coordinates etl-%s after its kill", now, out)
 	}
