@@ -23,6 +23,7 @@
 //	retention.go, delete_records.go   moving the log start
 //	segment.go, producer.go           segments and indexes; idempotent producer state
 //	snapshot.go, cleanshutdown.go     producer-state snapshots; the clean-shutdown marker
+//	txn.go                            transactions: markers, last stable offset, aborted-transaction index
 //
 // # Three offsets
 //
@@ -63,6 +64,7 @@
 //	    00000000000000000000.log         sealed segment: record batches back to back
 //	    00000000000000000000.index       written once the segment is sealed and durable
 //	    00000000000000000000.timeindex
+//	    00000000000000000000.txnindex    aborted transactions whose marker is in the segment (txn.go)
 //	    00000000000000004711.snapshot    producer state and epoch cache below offset 4711 (snapshot.go)
 //	    00000000000000004711.log         active segment (name = its first offset)
 //
