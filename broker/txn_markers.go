@@ -91,7 +91,12 @@ func (b *Broker) writeMarkers(log *slog.Logger, m txn.Markers, done func(error))
 		mu.Lock()
 		left++
 		mu.Unlock()
-		b.writeMarkerHere(tp, m.ProducerID, m.ProducerEpoch, m.Commit, m.CoordinatorEpoch, finish)
+		b.writeMarkerHere(tp, m.ProducerID, m.ProducerEpoch, m.Commit, m.CoordinatorEpoch, func(err error) {
+			if errors.Is(err, ErrUnknownTopic) {
+				err = nil // deleted since it joined the transaction: nothing to mark (as Kafka)
+			}
+			finish(err)
+		})
 	}
 	for leader, tps := range remote {
 		mu.Lock()
@@ -135,7 +140,7 @@ func (b *Broker) sendMarkers(leader int32, m txn.Markers, tps []TopicPartition) 
 	for _, mr := range resp.(*kmsg.WriteTxnMarkersResponse).Markers {
 		for _, t := range mr.Topics {
 			for _, p := range t.Partitions {
-				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil && p.ErrorCode != kerr.UnknownTopicOrPartition.Code {
 					return fmt.Errorf("marker for %s-%d at broker %d: %w", t.Topic, p.Partition, leader, err)
 				}
 			}

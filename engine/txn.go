@@ -110,6 +110,9 @@ func (p *Partition) observeTxnLocked(seg *segment, h batch.Header, b []byte) {
 	if !ok || st.txnFirst < 0 {
 		return // a marker for a transaction that wrote nothing here
 	}
+	if n := len(p.txn.unstable); n > 0 && p.txn.unstable[0].marker < p.hw.Load() {
+		p.pruneStableLocked() // a replica nobody fetches read_committed from prunes here
+	}
 	p.txn.unstable = append(p.txn.unstable, txnSpan{first: st.txnFirst, marker: h.BaseOffset})
 	typ, err := markerType(b)
 	if err != nil {
@@ -139,6 +142,21 @@ func (p *Partition) txnCutLocked(end int64) {
 	}
 }
 
+// pruneStableLocked forgets the decided transactions whose marker the high watermark passed.
+// p.mu held.
+func (p *Partition) pruneStableLocked() {
+	hw := p.hw.Load()
+	n := 0
+	for _, u := range p.txn.unstable {
+		if u.marker >= hw {
+			p.txn.unstable[n] = u
+			n++
+		}
+	}
+	clear(p.txn.unstable[n:])
+	p.txn.unstable = p.txn.unstable[:n]
+}
+
 // lastStableLocked returns the last stable offset. p.mu held.
 func (p *Partition) lastStableLocked() int64 {
 	hw := p.hw.Load()
@@ -146,16 +164,10 @@ func (p *Partition) lastStableLocked() int64 {
 		return hw
 	}
 	lso := hw
-	n := 0
+	p.pruneStableLocked()
 	for _, u := range p.txn.unstable {
-		if u.marker >= hw {
-			p.txn.unstable[n] = u
-			n++
-			lso = min(lso, u.first)
-		}
+		lso = min(lso, u.first)
 	}
-	clear(p.txn.unstable[n:])
-	p.txn.unstable = p.txn.unstable[:n]
 	for _, st := range p.prod {
 		if st.txnFirst >= 0 {
 			lso = min(lso, st.txnFirst)
