@@ -46,10 +46,11 @@ import (
 //	segment base i64 | position i64 (-1: no batch below offset) | batch crc u32 |
 //	epochs u32, then (epoch i32, start i64)... |
 //	producers u32, then (id i64, epoch i16, batches u8, then (first seq i32, last seq i32, base offset i64)...,
-//	  ongoing transaction's first offset i64 (-1: none))...
+//	  ongoing transaction's first offset i64 (-1: none))... |
+//	transactions seen u8 (1: a transactional batch lies below offset)
 //
-// "RPS1" files (written before transactions) lack the last field and are
-// still read: they describe no transaction.
+// "RPS1" files (written before transactions) lack the transaction fields and
+// are still read: they describe no transaction.
 
 const (
 	snapshotSuffix = ".snapshot"
@@ -67,6 +68,9 @@ type prodSnapshot struct {
 	lastCRC uint32 // its CRC-32C
 	prod    producers
 	epochs  []epochEntry
+	// txnSeen: a transactional batch lies below offset, so the aborted transactions there
+	// matter (recovery wants them from .txnindex files, txn.go).
+	txnSeen bool
 }
 
 func snapshotPath(dir string, offset int64) string { return segmentName(dir, offset, snapshotSuffix) }
@@ -83,7 +87,7 @@ func parseSnapshotName(name string) (int64, bool) {
 
 // snapshotLocked is the state at the log end, naming the last batch. p.mu held.
 func (p *Partition) snapshotLocked() *prodSnapshot {
-	s := &prodSnapshot{offset: p.logEnd, lastPos: -1, prod: p.prod.clone(), epochs: slices.Clone(p.epochs.entries)}
+	s := &prodSnapshot{offset: p.logEnd, lastPos: -1, prod: p.prod.clone(), epochs: slices.Clone(p.epochs.entries), txnSeen: p.txn.seen}
 	for i := len(p.segments) - 1; i >= 0; i-- {
 		if seg := p.segments[i]; seg.lastPos >= 0 {
 			s.lastSeg, s.lastPos, s.lastCRC = seg.base, seg.lastPos, seg.lastCRC
@@ -122,6 +126,11 @@ func (s *prodSnapshot) encode() []byte {
 		}
 		b = binary.LittleEndian.AppendUint64(b, uint64(st.txnFirst))
 	}
+	seen := byte(0)
+	if s.txnSeen {
+		seen = 1
+	}
+	b = append(b, seen)
 	binary.LittleEndian.PutUint32(b, snapMagic)
 	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
 	return b
@@ -159,6 +168,9 @@ func decodeSnapshot(b []byte) (*prodSnapshot, error) {
 			st.txnFirst = r.i64()
 		}
 		s.prod[id] = st
+	}
+	if !v1 {
+		s.txnSeen = r.u8() == 1
 	}
 	if r.bad || len(r.b) != 0 {
 		return nil, fmt.Errorf("%w: truncated or trailing bytes", errBadSnapshot)
@@ -301,7 +313,7 @@ func (p *Partition) loadProducerState(snaps []int64) (int64, bool, error) {
 		}
 	}
 	snap := p.newestGoodSnapshot(end)
-	if snap != nil && !p.txnIndexesBelow(snap.offset) {
+	if snap != nil && snap.txnSeen && !p.txnIndexesBelow(snap.offset) {
 		p.eng.log.Warn("engine: a segment below the producer snapshot has no transaction index; the log is read from its start", "partition", p.name, "snapshot", snap.offset)
 		snap = nil
 	}
@@ -309,9 +321,7 @@ func (p *Partition) loadProducerState(snaps []int64) (int64, bool, error) {
 	from := p.segments[0].base
 	if snap != nil {
 		p.prod, p.epochs.entries, from = snap.prod, snap.epochs, snap.offset
-		for _, st := range p.prod {
-			p.txn.seen = p.txn.seen || st.txnFirst >= 0
-		}
+		p.txn.seen = snap.txnSeen
 	} else {
 		for _, s := range p.segments {
 			s.aborted, s.txnLoaded = nil, false
