@@ -45,7 +45,7 @@ unit: build
 # build compiles pebble's zstd C code (about a minute on a cold cache), then its tests take
 # about 20 s.
 race:
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./engine/ ./wal/ ./vfs/... ./uring/ ./net/ ./group/ ./meta/... ./broker/ ./replication/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./engine/ ./wal/ ./vfs/... ./uring/ ./net/ ./group/ ./txn/ ./meta/... ./broker/ ./replication/...
 
 # The e2e suite includes the short run (75 s of faults, about 90 s in all) of the
 # replication fault test (TestFaults, see test-faults); E2E_FAULTS=0 leaves it out.

@@ -49,6 +49,9 @@ type Config struct {
 	// (offsets.topic.num.partitions); an existing topic keeps its count. 0 means
 	// DefaultOffsetsTopicPartitions.
 	OffsetsTopicPartitions int32
+	// TxnTopicPartitions is the partition count __transaction_state is created with
+	// (transaction.state.log.num.partitions); 0 means DefaultTxnTopicPartitions.
+	TxnTopicPartitions int32
 
 	// Cluster makes the node a member of a cluster (cluster.go); nil: a single node, whose
 	// metadata is a local command log.
@@ -65,9 +68,16 @@ type Broker struct {
 	meta   *meta.Store
 	engine *engine.Engine
 	groups atomic.Pointer[groupHost] // nil until __consumer_offsets exists (a new cluster)
-	purg   *Purgatory
-	cl     *cluster  // nil on a single node
-	repl   *replicas // nil on a single node
+	txns   atomic.Pointer[txnHost]   // nil until __transaction_state exists (txn_host.go)
+	// txnStartMu serialises the creation of __transaction_state on a single node.
+	txnStartMu sync.Mutex
+	// markerClients are the connections to other brokers that carry WriteTxnMarkers.
+	markerClients markerClients
+	// verified remembers the transactional batches' partitions verified (txn_verify.go).
+	verified verifiedTxns
+	purg     *Purgatory
+	cl       *cluster  // nil on a single node
+	repl     *replicas // nil on a single node
 
 	shutdownOnce sync.Once
 
@@ -170,6 +180,16 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 		store.Close()
 		return nil, err
 	}
+	if err := b.startTxns(); err != nil {
+		if g := b.groups.Load(); g != nil {
+			g.close()
+		}
+		b.stopRetention()
+		b.purg.Close()
+		eng.Close()
+		store.Close()
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -217,6 +237,10 @@ func (b *Broker) Close() error {
 	if g := b.groups.Load(); g != nil {
 		g.close()
 	}
+	if t := b.txns.Load(); t != nil {
+		t.close()
+	}
+	b.markerClients.close()
 	err := b.engine.Close()
 	if merr := b.meta.Close(); err == nil && merr != nil {
 		err = fmt.Errorf("closing the metadata store: %w", merr)

@@ -345,6 +345,7 @@ func (b *Broker) reconcileLocked(st *meta.State) {
 		b.purg.Notify(tp) // parked requests of a partition whose leader moved answer now
 	}
 	b.followGroups(st)
+	b.followTxns(st)
 }
 
 // followGroups hosts the group coordinators of the __consumer_offsets partitions this node
@@ -372,8 +373,19 @@ func (b *Broker) followGroups(st *meta.State) {
 // replication factor: three, or every voter in a smaller cluster (Kafka's
 // offsets.topic.replication.factor, which it also waits for). Run by the controller.
 func (b *Broker) ensureOffsetsTopic() {
+	partitions := b.cfg.OffsetsTopicPartitions
+	if partitions <= 0 {
+		partitions = DefaultOffsetsTopicPartitions
+	}
+	b.ensureInternalTopic(OffsetsTopic, partitions, offsetsTopicConfigs)
+}
+
+// ensureInternalTopic creates internal topic name, unless it exists, once enough brokers are
+// live to give it its replication factor: three, or every voter in a smaller cluster. Run by
+// the controller.
+func (b *Broker) ensureInternalTopic(name string, partitions int32, configs map[string]string) {
 	st := b.meta.State()
-	if _, ok := st.Topic(OffsetsTopic); ok {
+	if _, ok := st.Topic(name); ok {
 		return
 	}
 	rf := min(3, len(b.cl.cfg.Peers))
@@ -386,12 +398,8 @@ func (b *Broker) ensureOffsetsTopic() {
 	if live < rf {
 		return
 	}
-	partitions := b.cfg.OffsetsTopicPartitions
-	if partitions <= 0 {
-		partitions = DefaultOffsetsTopicPartitions
-	}
-	if _, err := b.createPlaced(OffsetsTopic, partitions, int16(rf), nil, offsetsTopicConfigs, false); err != nil && !errors.Is(err, ErrTopicExists) {
-		b.log.Warn("cluster: creating "+OffsetsTopic, "err", err)
+	if _, err := b.createPlaced(name, partitions, int16(rf), nil, configs, false); err != nil && !errors.Is(err, ErrTopicExists) {
+		b.log.Warn("cluster: creating "+name, "err", err)
 	}
 }
 
@@ -594,6 +602,7 @@ func (b *Broker) runController() {
 		b.proposeAll(cmds)
 		if ctrl != nil {
 			b.ensureOffsetsTopic()
+			b.ensureTxnTopic()
 		}
 		tick.Reset(wait)
 		select {

@@ -12,17 +12,16 @@ import (
 // codes without importing the storage or metadata packages. Each is the same value as the
 // package's own sentinel (errors.Is matches either).
 var (
-	ErrCorruptMessage           = engine.ErrCorruptMessage
-	ErrMessageTooLarge          = engine.ErrMessageTooLarge
-	ErrOutOfOrderSequence       = engine.ErrOutOfOrderSequence
-	ErrInvalidProducerEpoch     = engine.ErrInvalidProducerEpoch
-	ErrUnsupportedMagic         = engine.ErrUnsupportedMagic
-	ErrInvalidRecord            = engine.ErrInvalidRecord
-	ErrInvalidTimestamp         = engine.ErrInvalidTimestamp
-	ErrOffsetOutOfRange         = engine.ErrOffsetOutOfRange
-	ErrStorage                  = engine.ErrStorage
-	ErrPartitionClosed          = engine.ErrClosed
-	ErrTransactionalUnsupported = engine.ErrTransactionalUnsupported
+	ErrCorruptMessage       = engine.ErrCorruptMessage
+	ErrMessageTooLarge      = engine.ErrMessageTooLarge
+	ErrOutOfOrderSequence   = engine.ErrOutOfOrderSequence
+	ErrInvalidProducerEpoch = engine.ErrInvalidProducerEpoch
+	ErrUnsupportedMagic     = engine.ErrUnsupportedMagic
+	ErrInvalidRecord        = engine.ErrInvalidRecord
+	ErrInvalidTimestamp     = engine.ErrInvalidTimestamp
+	ErrOffsetOutOfRange     = engine.ErrOffsetOutOfRange
+	ErrStorage              = engine.ErrStorage
+	ErrPartitionClosed      = engine.ErrClosed
 
 	ErrTopicExists       = meta.ErrTopicExists
 	ErrUnknownTopic      = meta.ErrUnknownTopic

@@ -203,24 +203,21 @@ func (b *Broker) CoordinatorFor(key string) (nodeID int32, host string, port int
 	if !ok {
 		return -1, "", -1, fmt.Errorf("%w: %s does not exist", ErrCoordinatorNotAvailable, OffsetsTopic)
 	}
-	p := group.PartitionFor(key, t.Partitions)
-	leader := b.offsetsLeader(t, p)
-	if leader == b.cfg.NodeID {
-		return leader, b.cfg.AdvertisedHost, b.cfg.AdvertisedPort, nil
-	}
-	if leader < 0 {
-		return -1, "", -1, fmt.Errorf("%w: %s-%d has no leader", ErrCoordinatorNotAvailable, OffsetsTopic, p)
-	}
-	br, ok := b.meta.Broker(leader)
+	return b.leaderAddress(t, group.PartitionFor(key, t.Partitions))
+}
+
+// brokerAddress is the Kafka listener of broker id, as registered.
+func (b *Broker) brokerAddress(id int32) (int32, string, int32, error) {
+	br, ok := b.meta.Broker(id)
 	if !ok {
-		return -1, "", -1, fmt.Errorf("%w: %s-%d is led by broker %d, which is not registered", ErrCoordinatorNotAvailable, OffsetsTopic, p, leader)
+		return -1, "", -1, fmt.Errorf("%w: broker %d is not registered", ErrCoordinatorNotAvailable, id)
 	}
 	h, portStr, err := net.SplitHostPort(br.Listener)
 	n, perr := strconv.ParseInt(portStr, 10, 32)
 	if err != nil || perr != nil {
-		return -1, "", -1, fmt.Errorf("%w: broker %d has no usable listener %q", ErrCoordinatorNotAvailable, leader, br.Listener)
+		return -1, "", -1, fmt.Errorf("%w: broker %d has no usable listener %q", ErrCoordinatorNotAvailable, id, br.Listener)
 	}
-	return leader, h, int32(n), nil
+	return id, h, int32(n), nil
 }
 
 // Load starts coordinating the groups of offsets partition p: a shard replays the partition

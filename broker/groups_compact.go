@@ -34,7 +34,7 @@ const (
 // maybeCompact compacts when enough records were appended, or records of the private
 // encoding are to be rewritten, and none of ours is in flight. On the shard's goroutine.
 func (s *groupShard) maybeCompact() {
-	if (s.appended < s.compactEvery && s.legacy == 0) || s.inflight > 0 {
+	if (s.appended < s.compactEvery && s.legacy == 0) || s.inflight > 0 || s.coord.PendingTxnOffsets() {
 		return
 	}
 	start := time.Now()
@@ -56,10 +56,11 @@ func (s *groupShard) compact() (n int, err error) {
 		return 0, err
 	}
 	upTo := s.part.LogEndOffset()
-	records, err := readOffsetsLog(s.part, nil)
+	records, txns, err := readOffsetsLog(s.part, nil)
 	if err != nil {
 		return 0, err
 	}
+	records = settleTxns(records, txns)
 	// In Kafka's schemas, so that a key of the private encoding and its Kafka twin count as one.
 	for i, r := range records {
 		if records[i], _, err = group.Canonical(r); err != nil {

@@ -92,7 +92,7 @@ func TestLegacyOffsetsDirectory(t *testing.T) {
 	// (an int16 version first, so a 0 byte) are left.
 	part = b.groups.Load().shards[0].Load().part
 	for deadline := time.Now().Add(time.Minute); ; {
-		records, err := readOffsetsLog(part, nil)
+		records, _, err := readOffsetsLog(part, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

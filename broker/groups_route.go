@@ -28,6 +28,8 @@ func requestGroups(req kmsg.Request) (names []string, multi bool) {
 		return []string{r.Group}, false
 	case *kmsg.OffsetDeleteRequest:
 		return []string{r.Group}, false
+	case *kmsg.TxnOffsetCommitRequest:
+		return []string{r.Group}, false
 	case *kmsg.ConsumerGroupHeartbeatRequest:
 		return []string{r.Group}, false
 	case *kmsg.OffsetFetchRequest:
@@ -142,6 +144,19 @@ func groupErrorResponse(req kmsg.Request, code int16) kmsg.Response {
 	case *kmsg.OffsetDeleteRequest:
 		resp := r.ResponseKind().(*kmsg.OffsetDeleteResponse)
 		resp.ErrorCode = code
+		return resp
+	case *kmsg.TxnOffsetCommitRequest:
+		resp := r.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+		for _, t := range r.Topics {
+			rt := kmsg.NewTxnOffsetCommitResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
 		return resp
 	case *kmsg.ConsumerGroupHeartbeatRequest:
 		resp := r.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)

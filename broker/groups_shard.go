@@ -123,7 +123,7 @@ func (s *groupShard) replay() error {
 	if err := s.awaitCommitted(); err != nil {
 		return err
 	}
-	records, err := readOffsetsLog(s.part, s.stop)
+	records, txns, err := readOffsetsLog(s.part, s.stop)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func (s *groupShard) replay() error {
 	cfg.Topics = s.h.topics
 	cfg.ConsumerTopics = s.h.consumer
 	coord := group.New(cfg)
-	if err := coord.Replay(time.Now(), records); err != nil {
+	if err := coord.ReplayTxn(time.Now(), records, txns); err != nil {
 		return fmt.Errorf("replaying %s-%d: %w", OffsetsTopic, s.partition, err)
 	}
 	select {
@@ -153,18 +153,22 @@ func (s *groupShard) replay() error {
 // is as far as reads go. Appends of an earlier coordinator of this partition (before an Unload)
 // may still be on their way to the disk; replaying without them would leave this coordinator
 // ignorant of records that a later replay or compaction would find.
-func (s *groupShard) awaitCommitted() error {
-	end := s.part.LogEndOffset()
-	tp := s.part.TopicPartition()
-	for s.part.HighWatermark() < end {
+func (s *groupShard) awaitCommitted() error { return awaitCommitted(s.h.purg, s.part, s.stop) }
+
+// awaitCommitted waits until everything in part is below its high watermark, or stop closes
+// (errUnloaded).
+func awaitCommitted(purg *Purgatory, part *engine.Partition, stop <-chan struct{}) error {
+	end := part.LogEndOffset()
+	tp := part.TopicPartition()
+	for part.HighWatermark() < end {
 		done := make(chan struct{})
 		// The timeout only bounds one park: the loop checks again and parks anew.
-		s.h.purg.Park(NewDelayed([]TopicPartition{tp}, time.Minute, true,
-			func() bool { return s.part.HighWatermark() >= end },
+		purg.Park(NewDelayed([]TopicPartition{tp}, time.Minute, true,
+			func() bool { return part.HighWatermark() >= end },
 			func(bool) { close(done) }))
 		select {
 		case <-done:
-		case <-s.stop:
+		case <-stop:
 			return errUnloaded
 		}
 	}
@@ -172,46 +176,54 @@ func (s *groupShard) awaitCommitted() error {
 }
 
 // readOffsetsLog reads every record of an offsets partition below its high watermark, in
-// order. A close of stop (nil: never) ends it with errUnloaded.
-func readOffsetsLog(part *engine.Partition, stop <-chan struct{}) ([]group.Record, error) {
-	var out []group.Record
+// order. A close of stop (nil: never) ends it with errUnloaded. txns is nil unless the log
+// holds transactions; then txns[i] says what out[i] is in one (nil: nothing), markers included
+// (txn_offsets.go in package group).
+func readOffsetsLog(part *engine.Partition, stop <-chan struct{}) (out []group.Record, txns []*group.TxnInfo, err error) {
 	tp := part.TopicPartition()
 	for off := part.LogStartOffset(); off < part.HighWatermark(); {
 		select {
 		case <-stop:
-			return nil, errUnloaded
+			return nil, nil, errUnloaded
 		default:
 		}
 		res, err := part.Read(off, 1<<20, true)
 		if err != nil {
-			return nil, fmt.Errorf("reading %s-%d at %d: %w", tp.Topic, tp.Partition, off, err)
+			return nil, nil, fmt.Errorf("reading %s-%d at %d: %w", tp.Topic, tp.Partition, off, err)
 		}
 		if len(res.Records) == 0 {
 			break
 		}
 		batches, err := batch.Split(res.Records)
 		if err != nil {
-			return nil, fmt.Errorf("reading %s-%d at %d: %w", tp.Topic, tp.Partition, off, err)
+			return nil, nil, fmt.Errorf("reading %s-%d at %d: %w", tp.Topic, tp.Partition, off, err)
 		}
 		for _, raw := range batches {
 			h, err := batch.ParseHeader(raw)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			recs, err := batch.Records(raw)
 			if err != nil {
-				return nil, fmt.Errorf("decoding %s-%d batch at %d: %w", tp.Topic, tp.Partition, h.BaseOffset, err)
+				return nil, nil, fmt.Errorf("decoding %s-%d batch at %d: %w", tp.Topic, tp.Partition, h.BaseOffset, err)
 			}
 			for _, r := range recs {
 				if h.BaseOffset+int64(r.OffsetDelta) < off {
 					continue // before the requested offset in the first batch
+				}
+				ti := txnInfoOf(h, r)
+				if ti != nil && txns == nil {
+					txns = make([]*group.TxnInfo, len(out), len(out)+1)
+				}
+				if txns != nil {
+					txns = append(txns, ti)
 				}
 				out = append(out, group.Record{Key: r.Key, Value: r.Value})
 			}
 			off = h.LastOffset() + 1
 		}
 	}
-	return out, nil
+	return out, txns, nil
 }
 
 // submit queues a client's request; false when the shard is being unloaded (the caller answers
@@ -265,14 +277,7 @@ func (s *groupShard) shutdown() {
 
 // serve runs the queue and the deadlines until shutdown.
 func (s *groupShard) serve() {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		default:
-		}
+	shardLoop(s.stop, s.wake, func() bool {
 		s.mu.Lock()
 		events := s.events
 		s.events = nil
@@ -284,23 +289,39 @@ func (s *groupShard) serve() {
 				ev.fn(time.Now())
 			}
 		}
-		if len(events) > 0 {
+		return len(events) > 0
+	}, s.coord.NextDeadline, func(now time.Time) { s.process(now, s.coord.Tick(now)) })
+}
+
+// shardLoop is the goroutine of a coordinator shard (groups, transactions) until stop closes:
+// run runs what is queued (false when nothing was), and when nothing is, the loop sleeps until
+// wake, stop or the coordinator's next deadline, which tick fires.
+func shardLoop(stop, wake <-chan struct{}, run func() bool, next func() (time.Time, bool), tick func(now time.Time)) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if run() {
 			continue // more may have arrived while these ran
 		}
 		wait := time.Hour
-		if at, ok := s.coord.NextDeadline(); ok {
+		if at, ok := next(); ok {
 			wait = time.Until(at)
 		}
 		if wait <= 0 {
-			s.process(time.Now(), s.coord.Tick(time.Now()))
+			tick(time.Now())
 			continue
 		}
 		timer.Reset(wait)
 		select {
-		case <-s.wake:
+		case <-wake:
 		case <-timer.C:
-			s.process(time.Now(), s.coord.Tick(time.Now()))
-		case <-s.stop:
+			tick(time.Now())
+		case <-stop:
 			return
 		}
 		if !timer.Stop() {
@@ -366,13 +387,18 @@ func (s *groupShard) process(now time.Time, ready group.Ready) {
 		recs[i] = batch.Record{OffsetDelta: int32(i), Key: r.Key, Value: r.Value}
 	}
 	ms := now.UnixMilli()
-	raw := batch.Build(batch.Header{
+	h := batch.Header{
 		FirstTimestamp: ms,
 		MaxTimestamp:   ms,
 		ProducerID:     -1,
 		ProducerEpoch:  -1,
 		BaseSequence:   -1,
-	}, recs, batch.CodecNone)
+	}
+	if ready.Txn != nil {
+		// TxnOffsetCommit: a transactional batch of the producer, settled by its marker.
+		h.Attributes, h.ProducerID, h.ProducerEpoch = 0x10, ready.Txn.ProducerID, ready.Txn.ProducerEpoch
+	}
+	raw := batch.Build(h, recs, batch.CodecNone)
 	appendFn := s.part.Append
 	if s.h.appendCommitted != nil {
 		appendFn = func(raw []byte, done func(error)) (engine.AppendResult, error) {

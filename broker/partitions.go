@@ -64,6 +64,13 @@ func (b *Broker) Produce(topic string, partition int32, records []byte, acks int
 // are committed (below the high watermark) or with the error that prevents it: acks=all, and
 // the writes of the group coordinators. On one node that is when they are durable here.
 func (b *Broker) appendCommitted(part *engine.Partition, records []byte, timeout time.Duration, done func(error)) (AppendResult, error) {
+	return b.appendCommittedWith(part, timeout, func(durable func(error)) (AppendResult, error) {
+		return part.Append(records, durable)
+	}, done)
+}
+
+// appendCommittedWith is appendCommitted of what write appends (a transaction marker, say).
+func (b *Broker) appendCommittedWith(part *engine.Partition, timeout time.Duration, write func(durable func(error)) (AppendResult, error), done func(error)) (AppendResult, error) {
 	tp := part.TopicPartition()
 	topic, partition := tp.Topic, tp.Partition
 	// Locally durable first, then the high watermark past the batches. The done callback may
@@ -90,7 +97,7 @@ func (b *Broker) appendCommitted(part *engine.Partition, records []byte, timeout
 		}
 		w.led = lp
 	}
-	res, err := part.Append(records, w.durable)
+	res, err := write(w.durable)
 	if err == nil {
 		w.appended(res.EndOffset)
 	}
@@ -240,8 +247,17 @@ func (v Partition) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResul
 	return v.p.Read(offset, maxBytes, minOneBatch)
 }
 
+// ReadIsolated is Read with Kafka's isolation level: readCommitted reads stop at the last
+// stable offset and list the aborted transactions they overlap.
+func (v Partition) ReadIsolated(offset int64, maxBytes int, minOneBatch, readCommitted bool) (ReadResult, error) {
+	return v.p.ReadIsolated(offset, maxBytes, minOneBatch, readCommitted)
+}
+
 // HighWatermark is the offset consumers read up to.
 func (v Partition) HighWatermark() int64 { return v.p.HighWatermark() }
+
+// LastStableOffset is the offset read_committed consumers read up to.
+func (v Partition) LastStableOffset() int64 { return v.p.LastStableOffset() }
 
 // LogStartOffset is the first offset still in the log.
 func (v Partition) LogStartOffset() int64 { return v.p.LogStartOffset() }

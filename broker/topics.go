@@ -33,7 +33,7 @@ var offsetsTopicConfigs = map[string]string{"max.message.bytes": "104857600"}
 
 // IsInternal reports whether topic is one the broker writes itself; clients may read it but
 // not produce to it, delete it, change its partitions or move its start.
-func IsInternal(topic string) bool { return topic == OffsetsTopic }
+func IsInternal(topic string) bool { return topic == OffsetsTopic || topic == TxnTopic }
 
 // Topics returns every topic sorted by name.
 func (b *Broker) Topics() []Topic { return b.meta.Topics() }

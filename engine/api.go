@@ -11,17 +11,16 @@ import (
 
 // Errors returned by the engine. The network layer maps each to a Kafka error code.
 var (
-	ErrCorruptMessage           = errors.New("engine: corrupt message")                     // CORRUPT_MESSAGE (2)
-	ErrMessageTooLarge          = errors.New("engine: message too large")                   // MESSAGE_TOO_LARGE (10)
-	ErrOutOfOrderSequence       = errors.New("engine: out of order sequence number")        // OUT_OF_ORDER_SEQUENCE_NUMBER (45)
-	ErrInvalidProducerEpoch     = errors.New("engine: invalid producer epoch")              // INVALID_PRODUCER_EPOCH (47)
-	ErrUnsupportedMagic         = errors.New("engine: unsupported record magic")            // UNSUPPORTED_FOR_MESSAGE_FORMAT (43)
-	ErrInvalidRecord            = errors.New("engine: invalid record")                      // INVALID_RECORD (87)
-	ErrInvalidTimestamp         = errors.New("engine: invalid timestamp")                   // INVALID_TIMESTAMP (32)
-	ErrOffsetOutOfRange         = errors.New("engine: offset out of range")                 // OFFSET_OUT_OF_RANGE (1)
-	ErrStorage                  = errors.New("engine: storage error")                       // KAFKA_STORAGE_ERROR (56)
-	ErrClosed                   = errors.New("engine: closed")                              // NOT_LEADER_OR_FOLLOWER / storage error
-	ErrTransactionalUnsupported = errors.New("engine: transactional batches not supported") // TRANSACTIONAL_ID_AUTHORIZATION? -> INVALID_RECORD
+	ErrCorruptMessage       = errors.New("engine: corrupt message")              // CORRUPT_MESSAGE (2)
+	ErrMessageTooLarge      = errors.New("engine: message too large")            // MESSAGE_TOO_LARGE (10)
+	ErrOutOfOrderSequence   = errors.New("engine: out of order sequence number") // OUT_OF_ORDER_SEQUENCE_NUMBER (45)
+	ErrInvalidProducerEpoch = errors.New("engine: invalid producer epoch")       // INVALID_PRODUCER_EPOCH (47)
+	ErrUnsupportedMagic     = errors.New("engine: unsupported record magic")     // UNSUPPORTED_FOR_MESSAGE_FORMAT (43)
+	ErrInvalidRecord        = errors.New("engine: invalid record")               // INVALID_RECORD (87)
+	ErrInvalidTimestamp     = errors.New("engine: invalid timestamp")            // INVALID_TIMESTAMP (32)
+	ErrOffsetOutOfRange     = errors.New("engine: offset out of range")          // OFFSET_OUT_OF_RANGE (1)
+	ErrStorage              = errors.New("engine: storage error")                // KAFKA_STORAGE_ERROR (56)
+	ErrClosed               = errors.New("engine: closed")                       // NOT_LEADER_OR_FOLLOWER / storage error
 )
 
 // Durability modes.
@@ -149,9 +148,13 @@ type AppendResult struct {
 
 // ReadResult is what a Read returns.
 type ReadResult struct {
-	Records        []byte // whole record batches, as stored, all below the high watermark
-	HighWatermark  int64  // the high watermark the read was served under
-	LogStartOffset int64
+	Records          []byte // whole record batches, as stored, all below the high watermark
+	HighWatermark    int64  // the high watermark the read was served under
+	LastStableOffset int64  // the last stable offset then (txn.go); read_committed reads stop there
+	LogStartOffset   int64
+	// Aborted lists, for a read_committed read, the aborted transactions
+	// overlapping the batches returned (Kafka's AbortedTransactions).
+	Aborted []AbortedTxn
 }
 
 // The API (engine.go, partition.go, append.go, truncate.go, epochs.go,

@@ -67,8 +67,8 @@ func (p *Partition) Append(records []byte, done func(error)) (AppendResult, erro
 		if err != nil {
 			return AppendResult{}, mapBatchError(err)
 		}
-		if h.IsTransactional() {
-			return AppendResult{}, ErrTransactionalUnsupported
+		if h.IsTransactional() && h.ProducerID < 0 {
+			return AppendResult{}, fmt.Errorf("%w: transactional batch without a producer id", ErrInvalidRecord)
 		}
 		if h.NumRecords == 0 {
 			return AppendResult{}, fmt.Errorf("%w: batch without records", ErrInvalidRecord)
@@ -303,8 +303,12 @@ func (p *Partition) writeLocked(buf []byte, hs []batch.Header, segmentMs int64) 
 		seg.wbAsked = true
 		p.eng.ckpt.requestWriteback()
 	}
+	at := pos
 	for _, h := range hs {
 		seg.observe(h, pos, p.eng.cfg.IndexIntervalBytes)
+		if h.IsTransactional() {
+			p.observeTxnLocked(seg, h, buf[pos-at:pos-at+int64(h.Size())])
+		}
 		p.prod.apply(h)
 		p.epochs.observe(h.PartitionLeaderEpoch, h.BaseOffset)
 		pos += int64(h.Size())

@@ -267,7 +267,9 @@ func (c *checkpointer) checkpoint() error {
 				continue
 			}
 			p.dirDirty = true
-			written = append(written, segmentName(p.dir, s.base, indexSuffix), segmentName(p.dir, s.base, timeIndexSuffix))
+			for _, suffix := range indexSuffixes {
+				written = append(written, segmentName(p.dir, s.base, suffix))
+			}
 		}
 		p.mu.Unlock()
 	}

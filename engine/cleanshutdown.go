@@ -71,10 +71,10 @@ func (e *Engine) writeCleanShutdown(parts []*Partition) error {
 		return fmt.Errorf("reading the wal checkpoint back: ok %v, %v", ok, err)
 	}
 	type job struct {
-		p        *Partition
-		snap     *prodSnapshot
-		active   int64
-		idx, tix []byte
+		p             *Partition
+		snap          *prodSnapshot
+		active        int64
+		idx, tix, txi []byte
 	}
 	jobs := make([]job, 0, len(parts))
 	for _, p := range parts {
@@ -89,7 +89,7 @@ func (e *Engine) writeCleanShutdown(parts []*Partition) error {
 		}
 		a := p.active()
 		idx, tix := a.indexFileBytes()
-		jobs = append(jobs, job{p: p, snap: p.snapshotLocked(), active: a.base, idx: idx, tix: tix})
+		jobs = append(jobs, job{p: p, snap: p.snapshotLocked(), active: a.base, idx: idx, tix: tix, txi: a.txnIndexBytes()})
 		p.mu.Unlock()
 	}
 	// Concurrently, as the checkpoint's syncs: each file's sync costs a journal commit.
@@ -105,6 +105,10 @@ func (e *Engine) writeCleanShutdown(parts []*Partition) error {
 				return
 			}
 			if err := vfs.WriteFileSynced(fsys, segmentName(j.p.dir, j.active, timeIndexSuffix), j.tix); err != nil {
+				errs[i] = err
+				return
+			}
+			if err := vfs.WriteFileSynced(fsys, segmentName(j.p.dir, j.active, txnIndexSuffix), j.txi); err != nil {
 				errs[i] = err
 				return
 			}

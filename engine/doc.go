@@ -24,6 +24,7 @@
 //	segment.go, producer.go           segments and indexes; idempotent producer state
 //	snapshot.go, cleanshutdown.go     producer-state snapshots; the clean-shutdown marker
 //	cleaner_plan.go, cleaner.go       log compaction: the pure planner and batch rules; the cleaner and its swap
+//	txn.go                            transactions: markers, last stable offset, aborted-transaction index
 //
 // # Three offsets
 //
@@ -64,6 +65,7 @@
 //	    00000000000000000000.log         sealed segment: record batches back to back
 //	    00000000000000000000.index       written once the segment is sealed and durable
 //	    00000000000000000000.timeindex
+//	    00000000000000000000.txnindex    aborted transactions whose marker is in the segment (txn.go)
 //	    00000000000000004711.snapshot    producer state and epoch cache below offset 4711 (snapshot.go)
 //	    00000000000000004711.log         active segment (name = its first offset)
 //

@@ -223,8 +223,8 @@ func TestAppendRejects(t *testing.T) {
 		t.Fatalf("too large: %v", err)
 	}
 	p.SetConfig(PartitionConfig{})
-	if _, err := p.Append(mkBatch(batchOpts{pid: 7, seq: 0, attrs: 0x10}), nil); !errors.Is(err, ErrTransactionalUnsupported) {
-		t.Fatalf("transactional: %v", err)
+	if _, err := p.Append(mkBatch(batchOpts{attrs: 0x10}), nil); !errors.Is(err, ErrInvalidRecord) {
+		t.Fatalf("transactional without a producer id: %v", err)
 	}
 	if _, err := p.Append(mkBatch(batchOpts{attrs: 0x20}), nil); !errors.Is(err, ErrInvalidRecord) {
 		t.Fatalf("control: %v", err)

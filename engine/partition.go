@@ -115,6 +115,7 @@ type Partition struct {
 	prod          producers       // producer state including written, not yet durable batches
 	durableProd   producers       // producer state at the durable end
 	epochs        epochCache      // leader epoch → start offset (epochs.go)
+	txn           txnLog          // decided transactions not yet stable (txn.go)
 	tail          replicaTail     // a leader's latest appends, for its followers (tail.go)
 	snapQueue     []*prodSnapshot // taken at segment rolls, for a checkpoint to write (snapshot.go)
 	snapFiles     []int64         // offsets of the producer snapshot files, ascending
@@ -334,6 +335,7 @@ func (p *Partition) rollbackLocked(cause error) {
 	p.ckptDirty = true
 	p.logEnd = p.durableEnd
 	p.prod = p.durableProd.clone()
+	p.txnCutLocked(p.logEnd)
 	p.epochs.truncateFromEnd(p.logEnd)
 	p.dropSnapshotsAboveLocked(p.logEnd)
 	p.checkOffsetsLocked("rollback")
@@ -346,7 +348,7 @@ func (p *Partition) removeSegmentFiles(s *segment) {
 
 // unlinkSegment removes a segment's files from the directory; its descriptor stays as it is.
 func (p *Partition) unlinkSegment(s *segment) {
-	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+	for _, suffix := range append([]string{logSuffix}, indexSuffixes...) {
 		if err := p.eng.fs.Remove(segmentName(p.dir, s.base, suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			p.eng.log.Warn("engine: removing segment file", "partition", p.name, "err", err)
 		}

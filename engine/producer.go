@@ -22,6 +22,10 @@ type seqRange struct {
 type producerState struct {
 	epoch   int16
 	batches []seqRange // oldest first, at most producerWindow
+	// txnFirst is the first offset of the producer's ongoing transaction
+	// (its first transactional batch since its last marker), -1 when none:
+	// the last stable offset cannot pass it (txn.go).
+	txnFirst int64
 }
 
 // producers maps producer id to state. Values are never mutated in place
@@ -52,6 +56,15 @@ func nextSeq(s int32) int32 {
 // base offset and true for a duplicate, or an error.
 func (ps producers) check(h batch.Header) (int64, bool, error) {
 	st, ok := ps[h.ProducerID]
+	if unsequenced(h) {
+		// A transaction marker (AppendMarker), or a group coordinator's
+		// transactional offsets (TxnOffsetCommit): no sequence; an older
+		// epoch is a fenced coordinator's or producer's.
+		if ok && h.ProducerEpoch < st.epoch {
+			return 0, false, fmt.Errorf("%w: marker for producer %d epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerID, h.ProducerEpoch, st.epoch)
+		}
+		return 0, false, nil
+	}
 	switch {
 	case !ok || h.ProducerEpoch > st.epoch || len(st.batches) == 0:
 		if ok && h.ProducerEpoch < st.epoch {
@@ -81,7 +94,27 @@ func (ps producers) apply(h batch.Header) {
 	if h.ProducerID < 0 {
 		return
 	}
-	st := ps[h.ProducerID]
+	st, ok := ps[h.ProducerID]
+	if !ok {
+		st.txnFirst = -1
+	}
+	if h.IsTransactional() && !h.IsControl() && st.txnFirst < 0 {
+		st.txnFirst = h.BaseOffset
+	}
+	if unsequenced(h) {
+		// Without a sequence the window stays (the producer's next batch
+		// of the same epoch continues its sequence), unless the epoch
+		// moved on. A marker ends the transaction.
+		if h.ProducerEpoch != st.epoch {
+			st.batches = nil
+		}
+		st.epoch = h.ProducerEpoch
+		if h.IsControl() {
+			st.txnFirst = -1
+		}
+		ps[h.ProducerID] = st
+		return
+	}
 	var batches []seqRange
 	if h.ProducerEpoch == st.epoch {
 		batches = st.batches
@@ -92,5 +125,12 @@ func (ps producers) apply(h batch.Header) {
 	nb := make([]seqRange, len(batches), len(batches)+1)
 	copy(nb, batches)
 	nb = append(nb, seqRange{firstSeq: h.BaseSequence, lastSeq: lastSeq(h), baseOffset: h.BaseOffset})
-	ps[h.ProducerID] = producerState{epoch: h.ProducerEpoch, batches: nb}
+	ps[h.ProducerID] = producerState{epoch: h.ProducerEpoch, batches: nb, txnFirst: st.txnFirst}
+}
+
+// unsequenced reports a batch of a producer that carries no sequence: a transaction marker, or
+// transactional records a coordinator writes for the producer (offsets of TxnOffsetCommit,
+// base sequence -1; clients cannot produce to the coordinators' internal topics).
+func unsequenced(h batch.Header) bool {
+	return h.IsControl() || (h.IsTransactional() && h.BaseSequence < 0)
 }

@@ -51,22 +51,41 @@ func readErr(err error) error {
 // there must wait, not reset); an offset below the log start or past the log
 // end gives ErrOffsetOutOfRange.
 func (p *Partition) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResult, error) {
+	return p.ReadIsolated(offset, maxBytes, minOneBatch, false)
+}
+
+// ReadIsolated is Read with Kafka's isolation level: with readCommitted
+// the read stops at the last stable offset (as if it were the high
+// watermark) and the result lists the aborted transactions overlapping the
+// batches returned (txn.go).
+func (p *Partition) ReadIsolated(offset int64, maxBytes int, minOneBatch, readCommitted bool) (ReadResult, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return ReadResult{}, ErrClosed
 	}
 	hw := p.hw.Load()
-	res := ReadResult{HighWatermark: hw, LogStartOffset: p.logStart}
+	res := ReadResult{HighWatermark: hw, LastStableOffset: p.lastStableLocked(), LogStartOffset: p.logStart}
 	if offset < p.logStart || offset > p.logEnd {
 		p.mu.Unlock()
 		return res, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, p.logStart, p.logEnd)
 	}
-	if offset >= hw {
+	upTo := hw
+	if readCommitted {
+		upTo = res.LastStableOffset
+	}
+	if offset >= upTo {
 		p.mu.Unlock()
 		return res, nil
 	}
 	seg, limit := p.viewLocked(p.segmentIndex(offset))
+	if upTo < hw {
+		var err error
+		if seg, limit, err = p.stableViewLocked(p.segmentIndex(offset), upTo); err != nil {
+			p.mu.Unlock()
+			return res, readErr(err)
+		}
+	}
 	start := seg.lookup(offset)
 	p.mu.Unlock()
 
@@ -104,14 +123,21 @@ func (p *Partition) Read(offset int64, maxBytes int, minOneBatch bool) (ReadResu
 	}
 	// Keep whole batches only.
 	n := 0
+	lastOffset := offset
 	for n+batch.HeaderSize <= len(buf) {
 		h, err := batch.ParseHeader(buf[n:])
 		if err != nil || n+h.Size() > len(buf) {
 			break
 		}
 		n += h.Size()
+		lastOffset = h.LastOffset()
 	}
 	res.Records = buf[:n]
+	if readCommitted && n > 0 {
+		p.mu.Lock()
+		res.Aborted = p.abortedLocked(offset, lastOffset)
+		p.mu.Unlock()
+	}
 	return res, nil
 }
 

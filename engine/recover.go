@@ -184,6 +184,9 @@ func (p *Partition) scan(clean bool) (recoveryStats, error) {
 			if err = seg.loadIndexFiles(fsys, p.dir, size); err == nil {
 				st.fromIndex++
 				pos = size
+				if terr := seg.loadTxnIndex(fsys, p.dir); terr != nil && !errors.Is(terr, os.ErrNotExist) {
+					p.eng.log.Warn("engine: transaction index not used; rebuilt from the log", "partition", p.name, "err", terr)
+				}
 			} else if errors.Is(err, errBadIndex) {
 				// Validated, not only its headers read: files that do not match
 				// their segment say nothing about its bytes either.
@@ -232,10 +235,8 @@ func (p *Partition) scan(clean bool) (recoveryStats, error) {
 	// name it durable.
 	last := p.active()
 	last.indexed = false
-	for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
-		if err := fsys.Remove(segmentName(p.dir, last.base, suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return st, err
-		}
+	if err := p.removeIndexFiles(last.base); err != nil {
+		return st, err
 	}
 	if lastHadIndex {
 		if err := fsys.SyncDir(p.dir); err != nil {
@@ -260,6 +261,9 @@ func (p *Partition) scan(clean bool) (recoveryStats, error) {
 // log start: only SetHighWatermark raises it.
 func (p *Partition) finishRecovery() error {
 	fsys := p.eng.fs
+	if err := p.writeMissingTxnIndexes(); err != nil {
+		return err
+	}
 	for i, s := range p.segments {
 		if s.indexed {
 			continue

@@ -150,7 +150,7 @@ func (p *Partition) resetLocked(offset int64) error {
 	p.durableMark = seg.mark()
 	p.hw.Store(offset)
 	p.hwMark = seg.mark()
-	p.prod, p.durableProd = producers{}, producers{}
+	p.prod, p.durableProd, p.txn = producers{}, producers{}, txnLog{}
 	p.epochs.truncateFromEnd(-1)
 	p.checkOffsetsLocked("reset")
 	return nil

@@ -63,7 +63,10 @@ type segment struct {
 	maxTsOffset int64 // last offset of that batch
 	firstTs     int64 // the first batch's max timestamp, -1 when none: segment.ms counts from it
 
-	indexed bool // .index/.timeindex files written (sealed and durable)
+	indexed bool // .index/.timeindex/.txnindex files written (sealed and durable)
+
+	aborted   []AbortedTxn // aborted transactions whose marker lies here, by marker offset (txn.go)
+	txnLoaded bool         // aborted came from the .txnindex file (recovery)
 
 	// Write-behind: bytes before wbFrom were handed to the kernel's
 	// writeback by the checkpointer; wbAsked: it has been asked to do more.
@@ -127,6 +130,7 @@ func (s *segment) reset() {
 	s.size, s.end, s.firstTs, s.lastPos = 0, s.base, -1, -1
 	s.index, s.times, s.sinceIndex = nil, nil, 0
 	s.maxTs, s.maxTsOffset = -1, -1
+	s.aborted, s.txnLoaded = nil, false
 }
 
 // lookup returns the position of the last indexed batch whose base offset
@@ -158,7 +162,7 @@ func (s *segment) writeIndexFiles(fsys vfs.FS, dir string) error {
 	for _, f := range []struct {
 		suffix string
 		data   []byte
-	}{{indexSuffix, idx}, {timeIndexSuffix, tix}} {
+	}{{indexSuffix, idx}, {timeIndexSuffix, tix}, {txnIndexSuffix, s.txnIndexBytes()}} {
 		if err := writeFile(fsys, segmentName(dir, s.base, f.suffix), f.data); err != nil {
 			return err
 		}

@@ -45,11 +45,17 @@ import (
 //	magic u32 "RPS1" | crc32c u32 of what follows | offset i64 |
 //	segment base i64 | position i64 (-1: no batch below offset) | batch crc u32 |
 //	epochs u32, then (epoch i32, start i64)... |
-//	producers u32, then (id i64, epoch i16, batches u8, then (first seq i32, last seq i32, base offset i64)...)...
+//	producers u32, then (id i64, epoch i16, batches u8, then (first seq i32, last seq i32, base offset i64)...,
+//	  ongoing transaction's first offset i64 (-1: none))... |
+//	transactions seen u8 (1: a transactional batch lies below offset)
+//
+// "RPS1" files (written before transactions) lack the transaction fields and
+// are still read: they describe no transaction.
 
 const (
 	snapshotSuffix = ".snapshot"
-	snapMagic      = 0x31535052 // "RPS1"
+	snapMagic      = 0x32535052 // "RPS2"
+	snapMagicV1    = 0x31535052 // "RPS1": no transaction field
 	snapsKept      = 2
 )
 
@@ -62,6 +68,9 @@ type prodSnapshot struct {
 	lastCRC uint32 // its CRC-32C
 	prod    producers
 	epochs  []epochEntry
+	// txnSeen: a transactional batch lies below offset, so the aborted transactions there
+	// matter (recovery wants them from .txnindex files, txn.go).
+	txnSeen bool
 }
 
 func snapshotPath(dir string, offset int64) string { return segmentName(dir, offset, snapshotSuffix) }
@@ -78,7 +87,7 @@ func parseSnapshotName(name string) (int64, bool) {
 
 // snapshotLocked is the state at the log end, naming the last batch. p.mu held.
 func (p *Partition) snapshotLocked() *prodSnapshot {
-	s := &prodSnapshot{offset: p.logEnd, lastPos: -1, prod: p.prod.clone(), epochs: slices.Clone(p.epochs.entries)}
+	s := &prodSnapshot{offset: p.logEnd, lastPos: -1, prod: p.prod.clone(), epochs: slices.Clone(p.epochs.entries), txnSeen: p.txn.seen}
 	for i := len(p.segments) - 1; i >= 0; i-- {
 		if seg := p.segments[i]; seg.lastPos >= 0 {
 			s.lastSeg, s.lastPos, s.lastCRC = seg.base, seg.lastPos, seg.lastCRC
@@ -115,7 +124,13 @@ func (s *prodSnapshot) encode() []byte {
 			b = binary.LittleEndian.AppendUint32(b, uint32(r.lastSeq))
 			b = binary.LittleEndian.AppendUint64(b, uint64(r.baseOffset))
 		}
+		b = binary.LittleEndian.AppendUint64(b, uint64(st.txnFirst))
 	}
+	seen := byte(0)
+	if s.txnSeen {
+		seen = 1
+	}
+	b = append(b, seen)
 	binary.LittleEndian.PutUint32(b, snapMagic)
 	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
 	return b
@@ -125,7 +140,11 @@ func (s *prodSnapshot) encode() []byte {
 var errBadSnapshot = errors.New("engine: bad producer snapshot")
 
 func decodeSnapshot(b []byte) (*prodSnapshot, error) {
-	if len(b) < 8 || binary.LittleEndian.Uint32(b) != snapMagic || binary.LittleEndian.Uint32(b[4:]) != crc32.Checksum(b[8:], castagnoli) {
+	if len(b) < 8 || binary.LittleEndian.Uint32(b[4:]) != crc32.Checksum(b[8:], castagnoli) {
+		return nil, fmt.Errorf("%w: magic or checksum", errBadSnapshot)
+	}
+	v1 := binary.LittleEndian.Uint32(b) == snapMagicV1
+	if !v1 && binary.LittleEndian.Uint32(b) != snapMagic {
 		return nil, fmt.Errorf("%w: magic or checksum", errBadSnapshot)
 	}
 	r := snapReader{b: b[8:]}
@@ -137,7 +156,7 @@ func decodeSnapshot(b []byte) (*prodSnapshot, error) {
 	n = r.count(11)
 	for i := 0; i < n; i++ {
 		id := r.i64()
-		st := producerState{epoch: int16(r.u16())}
+		st := producerState{epoch: int16(r.u16()), txnFirst: -1}
 		nb := r.u8()
 		if nb > producerWindow {
 			r.bad = true
@@ -145,7 +164,13 @@ func decodeSnapshot(b []byte) (*prodSnapshot, error) {
 		for j := 0; j < nb && !r.bad; j++ {
 			st.batches = append(st.batches, seqRange{firstSeq: int32(r.u32()), lastSeq: int32(r.u32()), baseOffset: r.i64()})
 		}
+		if !v1 {
+			st.txnFirst = r.i64()
+		}
 		s.prod[id] = st
+	}
+	if !v1 {
+		s.txnSeen = r.u8() == 1
 	}
 	if r.bad || len(r.b) != 0 {
 		return nil, fmt.Errorf("%w: truncated or trailing bytes", errBadSnapshot)
@@ -288,14 +313,22 @@ func (p *Partition) loadProducerState(snaps []int64) (int64, bool, error) {
 		}
 	}
 	snap := p.newestGoodSnapshot(end)
-	p.prod, p.epochs = producers{}, epochCache{}
+	if snap != nil && snap.txnSeen && !p.txnIndexesBelow(snap.offset) {
+		p.eng.log.Warn("engine: a segment below the producer snapshot has no transaction index; the log is read from its start", "partition", p.name, "snapshot", snap.offset)
+		snap = nil
+	}
+	p.prod, p.epochs, p.txn = producers{}, epochCache{}, txnLog{}
 	from := p.segments[0].base
 	if snap != nil {
 		p.prod, p.epochs.entries, from = snap.prod, snap.epochs, snap.offset
+		p.txn.seen = snap.txnSeen
+	} else {
+		for _, s := range p.segments {
+			s.aborted, s.txnLoaded = nil, false
+		}
 	}
-	walked, err := p.applyHeaders(from, end, func(h batch.Header) {
-		p.prod.apply(h)
-		p.epochs.observe(h.PartitionLeaderEpoch, h.BaseOffset)
+	walked, err := p.applyHeaders(from, end, func(h batch.Header, seg *segment, pos int64) error {
+		return p.observeWalkedLocked(seg, h, pos)
 	})
 	return walked, snap != nil, err
 }
@@ -330,7 +363,7 @@ func (p *Partition) newestGoodSnapshot(limit int64) *prodSnapshot {
 
 // applyHeaders calls fn with every batch header whose base offset lies in
 // [from, to), in order, and returns the bytes of headers walked.
-func (p *Partition) applyHeaders(from, to int64, fn func(batch.Header)) (int64, error) {
+func (p *Partition) applyHeaders(from, to int64, fn func(h batch.Header, seg *segment, pos int64) error) (int64, error) {
 	var walked int64
 	for _, seg := range p.segments {
 		if seg.end <= from || seg.base >= to {
@@ -348,7 +381,9 @@ func (p *Partition) applyHeaders(from, to int64, fn func(batch.Header)) (int64, 
 				break
 			}
 			if h.BaseOffset >= from {
-				fn(h)
+				if err := fn(h, seg, pos); err != nil {
+					return walked, err
+				}
 			}
 			pos += int64(h.Size())
 		}

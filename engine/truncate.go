@@ -1,10 +1,10 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"time"
+
+	"github.com/ringtail/ringtail/engine/batch"
 )
 
 // Truncation: TruncateTo cuts the log end back (a follower whose log
@@ -47,7 +47,7 @@ func (p *Partition) planCutLocked(offset int64) (cutPlan, error) {
 	if snap := p.newestGoodSnapshot(s.base); snap != nil {
 		pl.prod, from = snap.prod, snap.offset
 	}
-	if _, err := p.applyHeaders(from, s.base, pl.prod.apply); err != nil {
+	if _, err := p.applyHeaders(from, s.base, func(h batch.Header, _ *segment, _ int64) error { pl.prod.apply(h); return nil }); err != nil {
 		return cutPlan{}, err
 	}
 	pl.at = s
@@ -91,10 +91,8 @@ func (p *Partition) cutLocked(pl cutPlan) error {
 	p.segments = p.segments[:pl.idx+1]
 	if s.indexed {
 		// It is the active segment again: index files would go stale.
-		for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
-			if err := p.eng.fs.Remove(segmentName(p.dir, s.base, suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				p.eng.log.Warn("engine: removing index file", "partition", p.name, "err", err)
-			}
+		if err := p.removeIndexFiles(s.base); err != nil {
+			p.eng.log.Warn("engine: removing index file", "partition", p.name, "err", err)
 		}
 		s.indexed = false
 		p.dirDirty = true
@@ -113,6 +111,7 @@ func (p *Partition) cutLocked(pl cutPlan) error {
 	p.logEnd = pl.end
 	p.cleaner.cut(pl.end)
 	p.prod = pl.prod
+	p.txnCutLocked(pl.end)
 	p.epochs.truncateFromEnd(pl.end)
 	p.dropSnapshotsAboveLocked(pl.end)
 	if p.durableEnd > pl.end {

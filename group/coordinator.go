@@ -47,6 +47,8 @@ type Ready struct {
 	Send    []Output
 	Records []Record
 	Batch   BatchID
+	// Txn, when set, makes Records a transactional batch of that producer (TxnOffsetCommit).
+	Txn *TxnBatch
 }
 
 // Empty reports whether there is nothing to do.
@@ -124,6 +126,10 @@ type Coordinator struct {
 	acts    []func(now time.Time, code int16)
 	batch   BatchID // id the current call's records will get
 	pending map[BatchID][]func(now time.Time, code int16)
+
+	// txnOffsets are the transactional offsets waiting for their transaction's marker, by
+	// producer id (txn_offsets.go).
+	txnOffsets map[int64]txnOffsets
 
 	touched uint64 // timers popped by Tick, for tests and metrics
 	legacy  int    // records of the private encoding seen by Replay
@@ -227,6 +233,8 @@ func (c *Coordinator) Handle(now time.Time, reply ReplyID, cl Client, req kmsg.R
 		return c.DeleteGroups(now, reply, req), true
 	case *kmsg.OffsetDeleteRequest:
 		return c.OffsetDelete(now, reply, req), true
+	case *kmsg.TxnOffsetCommitRequest:
+		return c.TxnOffsetCommit(now, reply, req), true
 	case *kmsg.ConsumerGroupHeartbeatRequest:
 		return c.ConsumerGroupHeartbeat(now, reply, cl, req), true
 	case *kmsg.ConsumerGroupDescribeRequest:

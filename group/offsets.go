@@ -294,7 +294,7 @@ func (c *Coordinator) fetchGroup(name string, topics []kmsg.OffsetFetchRequestTo
 		if g == nil {
 			return fp
 		}
-		if requireStable && g.inflight[tp] > 0 {
+		if requireStable && (g.inflight[tp] > 0 || c.txnPending(name, tp)) {
 			fp.code = kerr.UnstableOffsetCommit.Code
 			return fp
 		}

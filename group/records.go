@@ -227,6 +227,12 @@ func Canonical(rec Record) (out Record, legacy bool, err error) {
 // from now; groups without members come back Empty. LegacyRecords then
 // says how many records were of the private encoding.
 func (c *Coordinator) Replay(now time.Time, records []Record) error {
+	return c.ReplayTxn(now, records, nil)
+}
+
+// ReplayTxn is Replay of a partition that holds transactions: txns[i], when txns is not nil
+// and txns[i] is, says what records[i] is in a transaction (txn_offsets.go).
+func (c *Coordinator) ReplayTxn(now time.Time, records []Record, txns []*TxnInfo) error {
 	if len(c.groups) != 0 {
 		return errors.New("group: Replay on a coordinator that already has groups")
 	}
@@ -236,6 +242,17 @@ func (c *Coordinator) Replay(now time.Time, records []Record) error {
 	var names []string
 	seen := make(map[string]bool)
 	for i, rec := range records {
+		if txns != nil && txns[i] != nil {
+			name, err := c.replayTxn(rec, txns[i], offs)
+			if err != nil {
+				return fmt.Errorf("record %d: %w", i, err)
+			}
+			if name != "" && !seen[name] {
+				seen[name] = true
+				names = append(names, name)
+			}
+			continue
+		}
 		d, err := decodeRecord(rec)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", i, err)

@@ -34,8 +34,9 @@ func newFetchSessions(slots int) *fetchsession.Cache {
 	})
 }
 
-// handleFetch answers Fetch (key 1, v4–v13, read_uncommitted and read_committed alike since there
-// are no transactions). Only records below the high watermark are served. Fetch sessions
+// handleFetch answers Fetch (key 1, v4–v13). Only records below the high watermark are served;
+// read_committed (isolation level 1) reads stop at the last stable offset and carry the aborted
+// transactions of the batches returned (engine/txn.go). Fetch sessions
 // (KIP-227, net/fetchsession) decide which partitions a request reads — its own, or in an
 // incremental fetch those of its session — and which the answer carries. When less than
 // MinBytes is available the request is parked in the node's purgatory until one of the
@@ -179,10 +180,10 @@ func (h *Handlers) fetchOnce(c *Context, req *kmsg.FetchRequest, fc *fetchsessio
 		maxBytes := min(int(fp.MaxBytes), remaining)
 		// KIP-74: the first batch of the first non-empty partition is returned even when it is
 		// larger than the limits, so a consumer can always make progress.
-		r, err := part.Read(fp.Offset, maxBytes, rd.size == 0)
+		r, err := part.ReadIsolated(fp.Offset, maxBytes, rd.size == 0, req.IsolationLevel == 1)
 		if err != nil {
 			sp.HighWatermark = part.HighWatermark()
-			sp.LastStableOffset = sp.HighWatermark
+			sp.LastStableOffset = part.LastStableOffset()
 			sp.LogStartOffset = part.LogStartOffset()
 			sp.ErrorCode, res.Error = errorCode(err), true
 			if errors.Is(err, broker.ErrOffsetOutOfRange) {
@@ -193,8 +194,13 @@ func (h *Handlers) fetchOnce(c *Context, req *kmsg.FetchRequest, fc *fetchsessio
 			}
 			continue
 		}
-		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = r.HighWatermark, r.HighWatermark, r.LogStartOffset
-		res.HighWatermark, res.LastStableOffset, res.LogStartOffset = r.HighWatermark, r.HighWatermark, r.LogStartOffset
+		sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = r.HighWatermark, r.LastStableOffset, r.LogStartOffset
+		res.HighWatermark, res.LastStableOffset, res.LogStartOffset = r.HighWatermark, r.LastStableOffset, r.LogStartOffset
+		for _, a := range r.Aborted {
+			at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+			at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+			sp.AbortedTransactions = append(sp.AbortedTransactions, at)
+		}
 		if len(r.Records) > 0 {
 			sp.RecordBatches = r.Records
 		}

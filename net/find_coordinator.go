@@ -17,16 +17,21 @@ const (
 
 // handleFindCoordinator answers FindCoordinator (key 10, v0–v6, batched keys from v4): a
 // group's coordinator is the broker leading the group's __consumer_offsets partition, as the
-// node says. Transactions are not supported, so transactional coordinator lookups are refused.
+// node says; a transactional id's is the broker leading its __transaction_state partition.
 func (h *Handlers) handleFindCoordinator(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	answer := func(keyType int8, key string) (node, port int32, host string, code int16, msg *string) {
-		if keyType != coordinatorGroup {
-			c.Log.Warn("find coordinator: only group coordinators exist", "key_type", keyType)
-			return -1, -1, "", kerr.TransactionalIDAuthorizationFailed.Code, nil
+		lookup := h.node.CoordinatorFor
+		switch keyType {
+		case coordinatorGroup:
+		case coordinatorTransaction:
+			lookup = h.node.TxnCoordinatorFor
+		default:
+			c.Log.Warn("find coordinator: unknown key type", "key_type", keyType)
+			return -1, -1, "", kerr.InvalidRequest.Code, nil
 		}
-		node, host, port, err := h.node.CoordinatorFor(key)
+		node, host, port, err := lookup(key)
 		if err != nil {
 			c.Log.Warn("find coordinator", "key", key, "err", err)
 			return -1, -1, "", errorCode(err), errorMessage(err)

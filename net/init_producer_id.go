@@ -14,16 +14,15 @@ func init() {
 // handleInitProducerID answers InitProducerId (key 22) for idempotent producers: a producer id
 // never handed out before (the allocator is durable) with epoch 0, or, when a producer asks to
 // bump the epoch of the id it holds (KIP-360, v3+), the same id with the next epoch.
-// Transactional producers are refused until transactions are implemented.
+// A transactional producer's request goes to the coordinator of its transactional id
+// (package txn), which keeps its producer id and bumps its epoch, fencing older producers.
 func (h *Handlers) handleInitProducerID(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.InitProducerIDRequest)
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID = -1
 	resp.ProducerEpoch = -1
 	if req.TransactionalID != nil {
-		c.Log.Warn("init producer id: transactions are not supported", "transactional_id", *req.TransactionalID)
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		respond(resp)
+		h.node.HandleTxn(c.Log, req, respond)
 		return
 	}
 	if req.ProducerID >= 0 && req.ProducerEpoch >= 0 && req.ProducerEpoch < math.MaxInt16-1 {

@@ -39,6 +39,8 @@ func (h *Handlers) handleListOffsets(c *Context, kreq kmsg.Request, respond func
 				sp.ErrorCode = kerr.OffsetNotAvailable.Code
 				ok = false
 				c.Log.Info("list offsets: a new leader's high watermark has not reached its epoch start yet", "topic", rt.Topic, "partition", rp.Partition)
+			case rp.Timestamp == listLatest && req.IsolationLevel == 1:
+				sp.Offset = part.LastStableOffset() // read_committed consumers start at the stable end
 			case rp.Timestamp == listLatest:
 				sp.Offset = part.HighWatermark()
 			case rp.Timestamp == listEarliest:

@@ -18,6 +18,7 @@ type Node interface {
 	Topics
 	Partitions
 	Groups
+	Transactions
 }
 
 var _ Node = (*broker.Broker)(nil)
@@ -68,4 +69,16 @@ type Partitions interface {
 type Groups interface {
 	CoordinatorFor(key string) (nodeID int32, host string, port int32, err error)
 	HandleGroup(clientID, host string, log *slog.Logger, req kmsg.Request, respond func(kmsg.Response))
+}
+
+// Transactions is the transaction coordinators and the partition side of transactions.
+type Transactions interface {
+	TxnCoordinatorFor(transactionalID string) (nodeID int32, host string, port int32, err error)
+	// HandleTxn hands InitProducerId (with a transactional id), AddPartitionsToTxn,
+	// AddOffsetsToTxn, EndTxn, DescribeTransactions and ListTransactions to the coordinators.
+	HandleTxn(log *slog.Logger, req kmsg.Request, respond func(kmsg.Response))
+	WriteTxnMarkers(req *kmsg.WriteTxnMarkersRequest, respond func(kmsg.Response))
+	// VerifyTxnProduce is KIP-890's check of a transactional produce to one partition.
+	VerifyTxnProduce(transactionalID, topic string, partition int32, records []byte) error
+	DescribeProducers(topic string, partition int32) ([]broker.ProducerState, error)
 }

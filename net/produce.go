@@ -26,12 +26,6 @@ func (h *Handlers) handleProduce(c *Context, kreq kmsg.Request, respond func(kms
 		respond(resp)
 		return
 	}
-	if req.TransactionID != nil {
-		c.Log.Warn("produce: transactions are not supported", "transactional_id", *req.TransactionID)
-		h.failProduce(resp, req, kerr.TransactionalIDAuthorizationFailed.Code)
-		respond(resp)
-		return
-	}
 
 	// pending counts appends whose durability is outstanding, plus one for this loop; whoever
 	// brings it to zero completes the response. Durability callbacks only record their error in
@@ -85,7 +79,15 @@ func (h *Handlers) handleProduce(c *Context, kreq kmsg.Request, respond func(kms
 					finish()
 				}
 			}
-			res, err := h.node.Produce(rt.Topic, rp.Partition, rp.Records, acks, timeout, done)
+			var res broker.AppendResult
+			var err error
+			if req.TransactionID != nil {
+				// KIP-890: the partition must be in the producer's open transaction.
+				err = h.node.VerifyTxnProduce(*req.TransactionID, rt.Topic, rp.Partition, rp.Records)
+			}
+			if err == nil {
+				res, err = h.node.Produce(rt.Topic, rp.Partition, rp.Records, acks, timeout, done)
+			}
 			if err != nil {
 				sp.ErrorCode = errorCode(err)
 				sp.ErrorMessage = errorMessage(err)

@@ -243,11 +243,17 @@ func consumeAll(t testing.TB, b *Broker, topic string, opts ...kgo.Opt) map[int3
 // offset ends[p]-1.
 func consumeUntil(t testing.TB, b *Broker, topic string, ends map[int32]int64, opts ...kgo.Opt) map[int32][]*kgo.Record {
 	t.Helper()
+	return consumeUntilWith(t, func(o ...kgo.Opt) *kgo.Client { return b.Client(t, o...) }, topic, ends, opts...)
+}
+
+// consumeUntilWith is consumeUntil with a client made by client (of one broker, or of a cluster).
+func consumeUntilWith(t testing.TB, client func(...kgo.Opt) *kgo.Client, topic string, ends map[int32]int64, opts ...kgo.Opt) map[int32][]*kgo.Record {
+	t.Helper()
 	all := append([]kgo.Opt{
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	}, opts...)
-	cl := b.Client(t, all...)
+	cl := client(all...)
 	defer cl.Close()
 	out := make(map[int32][]*kgo.Record)
 	done := func() bool {

@@ -1,0 +1,282 @@
+package engine
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/ringtail/ringtail/engine/batch"
+	"github.com/ringtail/ringtail/vfs"
+	"github.com/ringtail/ringtail/vfs/crashfs"
+)
+
+// txnProduce appends one transactional batch of n records and waits until it is durable.
+func txnProduce(t *testing.T, p *Partition, pid int64, epoch int16, seq int32, n int) AppendResult {
+	t.Helper()
+	return mustAppend(t, p, mkBatch(batchOpts{pid: pid, epoch: epoch, seq: seq, n: n, value: "txn", attrs: 0x10}))
+}
+
+// marker appends a transaction marker and waits until it is durable.
+func marker(t *testing.T, p *Partition, pid int64, epoch int16, commit bool) int64 {
+	t.Helper()
+	ch := make(chan error, 1)
+	res, err := p.AppendMarker(pid, epoch, commit, 3, func(err error) { ch <- err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-ch; err != nil {
+		t.Fatal(err)
+	}
+	return res.BaseOffset
+}
+
+// readIsolated reads from offset to the limit of the isolation level and
+// returns the batch headers and the aborted transactions the reads listed.
+func readIsolated(t *testing.T, p *Partition, from int64, committed bool) ([]batch.Header, []AbortedTxn) {
+	t.Helper()
+	var hs []batch.Header
+	var aborted []AbortedTxn
+	for off := from; ; {
+		res, err := p.ReadIsolated(off, 700, true, committed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Records) == 0 {
+			return hs, aborted
+		}
+		bs, err := batch.Split(res.Records)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			h, _ := batch.ParseHeader(b)
+			if committed && h.LastOffset() >= res.LastStableOffset {
+				t.Fatalf("read_committed returned a batch ending at %d, last stable offset %d", h.LastOffset(), res.LastStableOffset)
+			}
+			hs = append(hs, h)
+			off = h.LastOffset() + 1
+		}
+		for _, a := range res.Aborted {
+			if !slices.Contains(aborted, a) {
+				aborted = append(aborted, a)
+			}
+		}
+	}
+}
+
+func endOf(hs []batch.Header) int64 {
+	if len(hs) == 0 {
+		return 0
+	}
+	return hs[len(hs)-1].LastOffset() + 1
+}
+
+// TestTransactionsInTheLog: the last stable offset stops at the first
+// offset of an ongoing transaction; read_committed reads below it; an
+// aborted transaction is listed for reads overlapping it, a committed one
+// is not; a marker of an older epoch is refused. All of it survives a
+// clean restart, a crash restart and the loss of the .txnindex files.
+func TestTransactionsInTheLog(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, SegmentBytes: 1 << 10, IndexIntervalBytes: 256}
+	e := openEngine(t, cfg, tpA)
+	p := e.Partition(tpA)
+	fill(t, p, 3)
+	if lso := p.LastStableOffset(); lso != p.HighWatermark() {
+		t.Fatalf("lso %d without transactions, hw %d", lso, p.HighWatermark())
+	}
+
+	// Producer 5 aborts, producer 6 commits, interleaved with plain batches.
+	first5 := txnProduce(t, p, 5, 1, 0, 2).BaseOffset
+	fill(t, p, 2)
+	first6 := txnProduce(t, p, 6, 0, 0, 3).BaseOffset
+	txnProduce(t, p, 5, 1, 2, 2)
+	if lso := p.LastStableOffset(); lso != first5 {
+		t.Fatalf("lso %d, want the first offset %d of the open transaction", lso, first5)
+	}
+	hs, _ := readIsolated(t, p, 0, true)
+	if endOf(hs) != first5 {
+		t.Fatalf("read_committed read up to %d, want %d", endOf(hs), first5)
+	}
+	if hs, _ := readIsolated(t, p, 0, false); endOf(hs) != p.HighWatermark() {
+		t.Fatalf("read_uncommitted read up to %d, want the hw %d", endOf(hs), p.HighWatermark())
+	}
+	if _, err := p.AppendMarker(5, 0, true, 3, nil); !errors.Is(err, ErrInvalidProducerEpoch) {
+		t.Fatalf("marker of an older epoch: %v", err)
+	}
+	abort5 := marker(t, p, 5, 1, false)
+	if lso := p.LastStableOffset(); lso != first6 {
+		t.Fatalf("lso %d after the abort, want %d (producer 6 still open)", lso, first6)
+	}
+	commit6 := marker(t, p, 6, 0, true)
+	fill(t, p, 4) // roll past the markers' segment
+	// Producer 5 goes on in the same epoch, sequence continued, and aborts again.
+	first5b := txnProduce(t, p, 5, 1, 4, 1).BaseOffset
+	abort5b := marker(t, p, 5, 1, false)
+
+	want := []AbortedTxn{{5, first5, abort5}, {5, first5b, abort5b}}
+	check := func(when string) {
+		t.Helper()
+		if lso, hw := p.LastStableOffset(), p.HighWatermark(); lso != hw {
+			t.Fatalf("%s: lso %d, hw %d: no transaction is open", when, lso, hw)
+		}
+		hs, aborted := readIsolated(t, p, 0, true)
+		if endOf(hs) != p.HighWatermark() {
+			t.Fatalf("%s: read_committed read up to %d, hw %d", when, endOf(hs), p.HighWatermark())
+		}
+		if !slices.Equal(aborted, want) {
+			t.Fatalf("%s: aborted %v, want %v (commit marker at %d)", when, aborted, want, commit6)
+		}
+		// A read starting after the first abort's marker lists only the second.
+		if _, a := readIsolated(t, p, abort5+1, true); !slices.Equal(a, want[1:]) {
+			t.Fatalf("%s: aborted from %d: %v", when, abort5+1, a)
+		}
+		if res := txnProduce(t, p, 5, 1, 4, 1); !res.Duplicate || res.BaseOffset != first5b {
+			t.Fatalf("%s: resent transactional batch: %+v, want a duplicate at %d", when, res, first5b)
+		}
+	}
+	check("live")
+	// An open transaction across restarts.
+	first7 := txnProduce(t, p, 7, 0, 0, 1).BaseOffset
+
+	reopen := func(when string, crash bool, prep func()) {
+		t.Helper()
+		e.Close()
+		if crash {
+			asAfterCrash(t, dir)
+		}
+		if prep != nil {
+			prep()
+		}
+		e = openEngine(t, cfg, tpA)
+		p = e.Partition(tpA)
+		if lso := p.LastStableOffset(); lso != first7 {
+			t.Fatalf("%s: lso %d, want producer 7's first offset %d", when, lso, first7)
+		}
+		hs, aborted := readIsolated(t, p, 0, true)
+		if endOf(hs) != first7 || !slices.Equal(aborted, want) {
+			t.Fatalf("%s: read_committed up to %d (want %d), aborted %v (want %v)", when, endOf(hs), first7, aborted, want)
+		}
+	}
+	reopen("clean restart", false, nil)
+	reopen("crash restart", true, nil)
+	txi, _ := filepath.Glob(filepath.Join(dir, "orders-0", "*"+txnIndexSuffix))
+	if len(txi) < 1 {
+		logs, _ := filepath.Glob(filepath.Join(dir, "orders-0", "*"))
+		t.Fatalf("%d .txnindex files; want one per sealed segment: %v", len(txi), logs)
+	}
+	reopen("txnindex files lost", true, func() {
+		for _, f := range txi {
+			if err := os.Remove(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if again, _ := filepath.Glob(filepath.Join(dir, "orders-0", "*"+txnIndexSuffix)); len(again) < len(txi)-1 {
+		t.Fatalf("recovery rewrote %d of %d .txnindex files", len(again), len(txi))
+	}
+	marker(t, p, 7, 0, true)
+	if lso, hw := p.LastStableOffset(), p.HighWatermark(); lso != hw {
+		t.Fatalf("lso %d after producer 7 committed, hw %d", lso, hw)
+	}
+}
+
+// TestTransactionUnstableBelowHighWatermark: in a cluster the high
+// watermark lags the log end; a transaction decided by a marker the high
+// watermark has not passed is not stable yet.
+func TestTransactionUnstableBelowHighWatermark(t *testing.T) {
+	cfg := Config{DataDir: t.TempDir(), OnDurable: func(*Partition, int64) {}}
+	e := openEngine(t, cfg, tpA)
+	p := e.Partition(tpA)
+	first := txnProduce(t, p, 5, 0, 0, 2).BaseOffset
+	m := marker(t, p, 5, 0, true)
+	p.SetHighWatermark(m) // the marker itself is not below it
+	if lso := p.LastStableOffset(); lso != first {
+		t.Fatalf("lso %d with the commit marker at the hw %d, want %d", lso, m, first)
+	}
+	p.SetHighWatermark(m + 1)
+	if lso := p.LastStableOffset(); lso != m+1 {
+		t.Fatalf("lso %d once the hw passed the marker, want %d", lso, m+1)
+	}
+}
+
+// TestPowerCutKeepsMarkers cuts the power while transactions commit and
+// abort: after recovery (and the aborts a coordinator sends for what is
+// left open) every acknowledged abort is listed and no acknowledged commit.
+func TestPowerCutKeepsMarkers(t *testing.T) {
+	dir := t.TempDir()
+	cfs := crashfs.New(vfs.OSFS{})
+	cfg := Config{DataDir: dir, FS: cfs, Logger: quietLogger(), SegmentBytes: 2 << 10, IndexIntervalBytes: 256,
+		WALFileBytes: 64 << 10, CheckpointBytes: 8 << 10}
+	e, err := testOpen(cfg, []PartitionSpec{specFor(tpA)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.Partition(tpA)
+	type txn struct {
+		pid   int64
+		first int64
+		end   int64
+		abort bool
+	}
+	var mu sync.Mutex
+	var acked []txn
+	var wg sync.WaitGroup
+	for w := int64(1); w <= 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i, seq := 0, int32(0); ; i, seq = i+1, seq+2 {
+				res, err := appendWaitQuiet(p, mkBatch(batchOpts{pid: w, seq: seq, n: 2, value: "txn", attrs: 0x10}))
+				if err != nil {
+					return
+				}
+				abort := (i+int(w))%2 == 0
+				ch := make(chan error, 1)
+				mres, err := p.AppendMarker(w, 0, !abort, 0, func(err error) { ch <- err })
+				if err == nil {
+					err = <-ch
+				}
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				acked = append(acked, txn{w, res.BaseOffset, mres.BaseOffset, abort})
+				n := len(acked)
+				mu.Unlock()
+				if n == 60 {
+					if err := cfs.Crash(); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	e.Close()
+
+	cfg.FS = vfs.OSFS{}
+	e = openEngine(t, cfg, tpA)
+	p = e.Partition(tpA)
+	// Transactions whose marker was not acknowledged may be open: the
+	// coordinator would abort them after its own recovery.
+	if lso, hw := p.LastStableOffset(), p.HighWatermark(); lso > hw {
+		t.Fatalf("lso %d above hw %d", lso, hw)
+	}
+	for w := int64(1); w <= 3; w++ {
+		marker(t, p, w, 0, false)
+	}
+	if lso, hw := p.LastStableOffset(), p.HighWatermark(); lso != hw {
+		t.Fatalf("lso %d, hw %d after every producer's transaction was aborted", lso, hw)
+	}
+	_, aborted := readIsolated(t, p, 0, true)
+	for _, x := range acked {
+		listed := slices.Contains(aborted, AbortedTxn{ProducerID: x.pid, FirstOffset: x.first, LastOffset: x.end})
+		if listed != x.abort {
+			t.Fatalf("acknowledged transaction %+v: listed as aborted %v; aborted %v", x, listed, aborted)
+		}
+	}
+}
