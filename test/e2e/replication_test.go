@@ -581,7 +581,8 @@ func TestReplicationLargeBatch(t *testing.T) {
 	waitTopicEverywhere(t, c, topic, 1)
 	waitTopicISR(t, c.Broker(1), topic, []int32{1, 2, 3})
 
-	cl, err := c.Client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerBatchMaxBytes(4<<20), kgo.DefaultProduceTopic(topic))
+	cl, err := c.Client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerBatchMaxBytes(4<<20), kgo.DefaultProduceTopic(topic),
+		kgo.ProducerBatchCompression(kgo.NoCompression())) // the batch is as large as the record
 	if err != nil {
 		t.Fatal(err)
 	}
