@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/ringtail/ringtail/vfs"
+
 	"github.com/ringtail/ringtail/engine/batch"
 	"github.com/ringtail/ringtail/internal/invariants"
 )
@@ -277,6 +279,15 @@ func (p *Partition) appendReplicatedLocked(buf []byte, hs []batch.Header, segmen
 // never by age), writes, indexes, updates the producer state and the epoch
 // cache, and moves the log end. On an error it returns the operation that
 // failed; the caller decides what a failure means. p.mu held.
+//
+// The write to the segment file is deferred (it keeps buf, which the caller
+// must not change): the appends of one WAL cycle reach the file with one
+// pwritev when the first of them is durable (walDone), instead of one pwrite
+// each. Until then nothing reads those bytes from the file: reads stop at the
+// high watermark, below the durable end; the checkpoint, a roll, a
+// truncation and a follower's catch-up write them first (flushLocked).
+// Beyond maxUnwrittenBytes, and with Durability "none" (durable once
+// written), it writes at once.
 func (p *Partition) writeLocked(buf []byte, hs []batch.Header, segmentMs int64) (string, error) {
 	if hs[0].BaseOffset != p.logEnd {
 		return "append", fmt.Errorf("batches start at %d, the log ends at %d", hs[0].BaseOffset, p.logEnd)
@@ -295,7 +306,10 @@ func (p *Partition) writeLocked(buf []byte, hs []batch.Header, segmentMs int64) 
 		}
 		seg = p.active()
 	}
-	if _, err := seg.file.WriteAt(buf, seg.size); err != nil {
+	if p.eng.cfg.Durability != DurabilityNone && seg.unwrittenBytes+int64(len(buf)) < maxUnwrittenBytes {
+		seg.unwritten = append(seg.unwritten, buf)
+		seg.unwrittenBytes += int64(len(buf))
+	} else if err := seg.flush(buf); err != nil {
 		return "write", err
 	}
 	pos := seg.size
@@ -371,10 +385,53 @@ func (p *Partition) walDone(gen, id uint64, end int64, mark segMark, err error) 
 		// Cut off by TruncateTo (its done already ran); the truncation
 		// record's completion advances the durable end.
 	default:
-		p.advanceDurableLocked(end, mark)
+		// What becomes durable must be in the segment file first: reads go up to the
+		// durable end (a failed write rolls back, as a failed WAL write does).
+		if p.flushLocked() == nil {
+			p.advanceDurableLocked(end, mark)
+		}
 	}
 	p.mu.Unlock()
 	p.runCompletions()
+}
+
+// maxUnwrittenBytes bounds a partition's deferred segment writes (writeLocked): a WAL
+// cycle's appends in one pwritev, yet no long write on the completion path.
+const maxUnwrittenBytes = 64 << 10
+
+// flush writes the segment's deferred appends, then extra (when not nil), to its file. On an
+// error they stay deferred.
+func (s *segment) flush(extra []byte) error {
+	bufs := s.unwritten
+	if extra != nil {
+		bufs = append(bufs, extra)
+	}
+	if len(bufs) == 0 {
+		return nil
+	}
+	if _, err := vfs.WriteVAt(s.file, bufs, s.written()); err != nil {
+		return err
+	}
+	clear(bufs) // drop the buffers (bufs may extend s.unwritten's array)
+	clear(s.unwritten)
+	s.unwritten, s.unwrittenBytes = s.unwritten[:0], 0
+	return nil
+}
+
+// flushLocked writes the active segment's deferred appends to its file (only the active
+// segment has any: a roll writes them first). They all lie above the durable end, so a
+// failure rolls the partition back, as a failed WAL write does, and is returned. p.mu held.
+func (p *Partition) flushLocked() error {
+	seg := p.active()
+	if seg.unwrittenBytes == 0 {
+		return nil
+	}
+	if err := seg.flush(nil); err != nil {
+		p.logStorageError("write", err)
+		p.rollbackLocked(err)
+		return fmt.Errorf("%w: %s: %v", ErrStorage, p.name, err)
+	}
+	return nil
 }
 
 // segmentAged reports whether seg is older than segment.ms (ms): its first batch's timestamp is
@@ -386,6 +443,11 @@ func (p *Partition) segmentAged(seg *segment, ms int64) bool {
 // rollLocked seals the active segment and starts a new one at the log end.
 func (p *Partition) rollLocked() error {
 	old := p.active()
+	// A sealed segment has no deferred writes: the checkpoint syncs it as it is. A failure
+	// leaves them deferred, for walDone's flush to retry (and roll back).
+	if err := old.flush(nil); err != nil {
+		return err
+	}
 	seg, err := newSegment(p.eng.fs, p.dir, p.logEnd)
 	if err != nil {
 		return err

@@ -175,8 +175,8 @@ func (c *checkpointer) checkpoint() error {
 	// completions advance durable ends): once pos is the checkpoint, replay never touches it,
 	// and the log cleaner may rewrite it (cleaner.go).
 	safe := e.cleanerSafeEnds()
-	// Every record before pos was written to its segment before it was
-	// queued, so before the snapshots below.
+	// Every record before pos was added to its segment before it was
+	// queued, so before the snapshots below (written or deferred).
 	pos := e.wal.Committed()
 	type job struct {
 		p      *Partition
@@ -188,6 +188,15 @@ func (c *checkpointer) checkpoint() error {
 	var jobs []job
 	for _, p := range e.Partitions() {
 		p.mu.Lock()
+		if !p.closed && p.flushLocked() != nil {
+			// Records before pos whose completion has not run yet may still be deferred
+			// writes: they must be in the files this checkpoint syncs. A failure rolled the
+			// partition back, records before pos included, as their recovery would not;
+			// its failed appends are answered here.
+			p.mu.Unlock()
+			p.runCompletions()
+			p.mu.Lock()
+		}
 		if !p.closed && (p.ckptDirty || len(p.unsynced) > 0 || p.dirDirty || len(p.snapQueue) > 0) {
 			jobs = append(jobs, job{p: p, sealed: p.unsynced, active: p.active(), dir: p.dirDirty, snaps: p.takeDueSnapshotsLocked()})
 			p.unsynced, p.dirDirty, p.ckptDirty = nil, false, false
@@ -332,7 +341,7 @@ func (c *checkpointer) writeBehind() {
 			continue
 		}
 		s := p.active()
-		from, to := s.wbFrom, s.size
+		from, to := s.wbFrom, s.written()
 		if from > to { // cut back by a rollback
 			from, s.wbFrom = to, to
 		}

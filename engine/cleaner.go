@@ -141,12 +141,14 @@ func (e *Engine) runCleaner(stop <-chan struct{}) {
 var errCleanAborted = errors.New("engine: cleaning aborted")
 
 // cleanableLimitLocked is the offset no pass may rewrite at or past: the high watermark (a
-// follower may not have what lies above, and a truncation may cut it) and the last durable
+// follower may not have what lies above, and a truncation may cut it), the last durable
 // checkpoint's safe offset (WAL replay may rewrite what lies above in place). With Durability
 // "none" the durable end does not wait for the WAL, so checkpoints never raise ckptSafe: only
-// what recovery found (synced and checkpointed by Open) is cleaned. p.mu held.
+// what recovery found (synced and checkpointed by Open) is cleaned. And the last stable offset,
+// as Kafka's cleaner. p.mu held.
 func (p *Partition) cleanableLimitLocked() int64 {
-	return min(p.hw.Load(), p.cleaner.ckptSafe)
+	// Whether an open transaction's records commit or abort is not known yet.
+	return min(p.hw.Load(), p.lastStableLocked(), p.cleaner.ckptSafe)
 }
 
 // checkKeyed refuses a batch with a record without a key: a compacted topic keeps the latest
@@ -346,6 +348,9 @@ func (p *Partition) swapCleaned(s *segment, tmp string) error {
 	i := p.segmentPos(s)
 	live := !p.closed && i >= 0 && i < len(p.segments)-1 && s.end <= p.hw.Load()
 	end := s.end
+	// The cleaned segment keeps every transaction marker and offset: its aborted transactions
+	// are the old one's (its .txnindex is rewritten from them below).
+	aborted, txnLoaded := s.aborted, s.txnLoaded
 	if live {
 		p.cleaning = s
 	}
@@ -391,9 +396,10 @@ func (p *Partition) swapCleaned(s *segment, tmp string) error {
 		}
 	}
 	if err == nil {
+		ns.aborted, ns.txnLoaded = aborted, txnLoaded
 		err = ns.writeIndexFiles(fsys, p.dir)
 	}
-	for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
+	for _, suffix := range []string{indexSuffix, timeIndexSuffix, txnIndexSuffix} {
 		if err == nil {
 			err = syncFile(fsys, segmentName(p.dir, s.base, suffix))
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ringtail/ringtail/vfs"
+	"github.com/ringtail/ringtail/vfs/errorfs"
 )
 
 // gateFS holds every fdatasync of a .wal file (the WAL writer's cycle sync) until the test lets it go,
@@ -176,5 +177,41 @@ func TestWriteBehind(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("write-behind reached %d bytes", from)
 		}
+	}
+}
+
+// TestSegmentWritesShareWALCycle: the appends of one WAL cycle reach the segment file in one
+// write, made when the cycle is durable (writeLocked defers them), and read back whole.
+func TestSegmentWritesShareWALCycle(t *testing.T) {
+	counted := errorfs.New(vfs.OSFS{})
+	counted.SetFilter(".log")
+	g := &gateFS{FS: counted, gate: make(chan struct{})}
+	e, err := testOpen(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: 1}, []PartitionSpec{specFor(tpA)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		close(g.gate)
+		e.Close()
+	})
+	g.on.Store(true)
+	h := &gatedPartition{t: t, g: g, p: e.Partition(tpA)}
+	before := counted.Count(errorfs.OpWrite)
+	h.add()
+	h.waitSyncs(1)
+	for i := 0; i < 20; i++ {
+		h.add()
+	}
+	g.gate <- struct{}{}
+	h.waitSyncs(2)
+	g.gate <- struct{}{}
+	h.wg.Wait()
+	if n := counted.Count(errorfs.OpWrite) - before; n != 1 {
+		t.Fatalf("%d segment writes for 21 appends made during one WAL cycle, want 1", n)
+	}
+	hs := readAll(t, h.p, 0)
+	checkContiguous(t, hs, 0)
+	if len(hs) != 21 {
+		t.Fatalf("read back %d batches, want 21", len(hs))
 	}
 }

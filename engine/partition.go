@@ -49,7 +49,9 @@ func (s *segment) restore(m segMark) {
 	if m.size == 0 {
 		s.firstTs = -1
 	}
+	w := s.written()
 	s.size, s.end = m.size, m.end
+	s.keepUnwritten(w)
 	s.index, s.times = s.index[:m.nIndex], s.times[:m.nTimes]
 	s.sinceIndex, s.maxTs, s.maxTsOffset = m.sinceIndex, m.maxTs, m.maxTsOffset
 	s.lastPos, s.lastCRC = m.lastPos, m.lastCRC
@@ -228,9 +230,10 @@ func (p *Partition) readLimitLocked(off int64) (segMark, error) {
 	if p.hwMark.seg == seg && p.hwMark.end <= off {
 		m = p.hwMark
 	}
+	// Every batch below off (at most the durable end) is in the file.
 	hr := newHeaderReader(seg.file)
-	for m.size < seg.size {
-		h, err := hr.header(m.size, seg.size)
+	for m.size < seg.written() {
+		h, err := hr.header(m.size, seg.written())
 		if err != nil {
 			return segMark{}, err
 		}

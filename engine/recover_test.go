@@ -156,8 +156,10 @@ func TestWriteErrorRollsBack(t *testing.T) {
 
 	ffs.SetTornWrites(true)
 	ffs.FailFrom(errorfs.OpWrite, 1, unix.ENOSPC)
+	// The segment write is deferred to the append's WAL completion (writeLocked): the append
+	// fails there, through its done, before anything reads or acknowledges it.
 	for i := 0; i < 3; i++ {
-		_, err := p.Append(mkBatch(batchOpts{pid: 9, seq: 0, n: 2}), func(error) { t.Error("done called for a failed append") })
+		_, err := appendWait(t, p, mkBatch(batchOpts{pid: 9, seq: 0, n: 2}))
 		if !errors.Is(err, ErrStorage) || !errors.Is(err, unix.ENOSPC) && !strings.Contains(err.Error(), "no space") {
 			t.Fatalf("want storage error, got %v", err)
 		}

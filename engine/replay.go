@@ -163,6 +163,10 @@ func (p *Partition) replay(seq uint64, base int64, data []byte) (bool, error) {
 	if _, err := p.writeLocked(data, hs, 0); err != nil {
 		return false, err
 	}
+	// data is the replay's buffer: written now, not kept.
+	if err := p.active().flush(nil); err != nil {
+		return false, err
+	}
 	return true, nil
 }
 

@@ -50,6 +50,14 @@ func (p *Partition) ReplicaSpan(offset int64, maxBytes int, prev *Span) (Span, e
 	}
 	i := p.segmentIndex(offset)
 	seg := p.segments[i]
+	if seg.unwrittenBytes > 0 {
+		// A follower catching up reads the file (fresh appends go from the tail).
+		if err := p.flushLocked(); err != nil {
+			p.mu.Unlock()
+			p.runCompletions() // the appends the rollback failed
+			return Span{}, err
+		}
+	}
 	limit, segEnd := seg.size, seg.end
 	// The span before ends where this one starts: no lookup, no scan for the first batch.
 	known := !below && prev != nil && prev.File == seg.file && prev.segBase == seg.base && prev.EndOffset == offset && prev.Pos+prev.Len <= limit
@@ -126,6 +134,13 @@ func (p *Partition) ReplicaStart() (int64, error) {
 		return start, nil
 	}
 	seg := p.segments[p.segmentIndex(start)]
+	if seg.unwrittenBytes > 0 {
+		if err := p.flushLocked(); err != nil {
+			p.mu.Unlock()
+			p.runCompletions() // the appends the rollback failed
+			return 0, err
+		}
+	}
 	pos, limit := seg.lookup(start), seg.size
 	p.mu.Unlock()
 	hr := newHeaderReader(seg.file)

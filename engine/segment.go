@@ -72,6 +72,36 @@ type segment struct {
 	// writeback by the checkpointer; wbAsked: it has been asked to do more.
 	wbFrom  int64
 	wbAsked bool
+
+	// Deferred writes (flushLocked): the last unwrittenBytes of size are appends not in the
+	// file yet, the buffers they arrived in, in order. Only the active segment has any.
+	unwritten      [][]byte
+	unwrittenBytes int64
+}
+
+// written is how much of the segment is in the file.
+func (s *segment) written() int64 { return s.size - s.unwrittenBytes }
+
+// keepUnwritten drops the deferred bytes that lie beyond size after size was lowered (a
+// rollback or a cut); written was the file's share before.
+func (s *segment) keepUnwritten(written int64) {
+	keep := s.size - written
+	if keep <= 0 {
+		clear(s.unwritten)
+		s.unwritten, s.unwrittenBytes = s.unwritten[:0], 0
+		return
+	}
+	var n int64
+	for i, b := range s.unwritten {
+		if n+int64(len(b)) >= keep {
+			s.unwritten[i] = b[:keep-n]
+			clear(s.unwritten[i+1:])
+			s.unwritten = s.unwritten[:i+1]
+			break
+		}
+		n += int64(len(b))
+	}
+	s.unwrittenBytes = keep
 }
 
 func segmentName(dir string, base int64, suffix string) string {
@@ -128,6 +158,7 @@ func (s *segment) observe(h batch.Header, pos int64, interval int) {
 // reset forgets the in-memory index, before a rescan.
 func (s *segment) reset() {
 	s.size, s.end, s.firstTs, s.lastPos = 0, s.base, -1, -1
+	s.keepUnwritten(0)
 	s.index, s.times, s.sinceIndex = nil, nil, 0
 	s.maxTs, s.maxTsOffset = -1, -1
 	s.aborted, s.txnLoaded = nil, false

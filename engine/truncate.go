@@ -41,6 +41,10 @@ type cutPlan struct {
 // that verifies, to rebuild the producer state (as recovery does). Nothing
 // changes. p.mu held.
 func (p *Partition) planCutLocked(offset int64) (cutPlan, error) {
+	// The headers are read from the file.
+	if err := p.flushLocked(); err != nil {
+		return cutPlan{}, err
+	}
 	pl := cutPlan{idx: p.segmentIndex(offset), prod: producers{}}
 	s := p.segments[pl.idx]
 	from := p.segments[0].base
@@ -97,7 +101,9 @@ func (p *Partition) cutLocked(pl cutPlan) error {
 		s.indexed = false
 		p.dirDirty = true
 	}
+	w := s.written()
 	s.size, s.end = pl.seg.size, pl.seg.end
+	s.keepUnwritten(w)
 	s.index, s.times, s.sinceIndex = pl.seg.index, pl.seg.times, pl.seg.sinceIndex
 	s.maxTs, s.maxTsOffset, s.firstTs = pl.seg.maxTs, pl.seg.maxTsOffset, pl.seg.firstTs
 	s.lastPos, s.lastCRC = pl.seg.lastPos, pl.seg.lastCRC

@@ -358,3 +358,52 @@ func logBytesFrom(t *testing.T, p *engine.Partition, offset int64) []byte {
 	}
 	return out.Bytes()
 }
+
+// TestFollowerCopiesBatchLargerThanSpan: a batch larger than a data frame's span limit (a topic
+// whose max.message.bytes was raised past 1 MiB, or __consumer_offsets) replicates whole, from
+// the segment files and from the appended buffers alike.
+func TestFollowerCopiesBatchLargerThanSpan(t *testing.T) {
+	for _, tailBytes := range []int64{0, 64 << 20} {
+		t.Run(fmt.Sprintf("tail %d", tailBytes), func(t *testing.T) {
+			open := func() *engine.Partition {
+				e, err := engine.Open(engine.Config{DataDir: t.TempDir(), Logger: quiet(), SegmentBytes: 16 << 10,
+					OnDurable: func(*engine.Partition, int64) {}, ReplicaTailBytes: tailBytes},
+					[]engine.PartitionSpec{{TopicPartition: testTP, TopicID: testID.TopicID, Config: engine.PartitionConfig{MaxMessageBytes: 8 << 20}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { e.Close() })
+				return e.Partition(testTP)
+			}
+			lp := open()
+			lp.SetLeaderEpoch(1)
+			h, s := startLeader(t, lp, 1)
+			leaderAppend(t, s, lp, 2, "small")
+			big := make([]byte, 3*maxSpanBytes)
+			for i := range big {
+				big[i] = byte(i * 7)
+			}
+			b := batch.Build(batch.Header{ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}, []batch.Record{{Value: big}}, batch.CodecNone)
+			done := make(chan error, 1)
+			if _, err := lp.Append(b, func(err error) { done <- err }); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			s.Notify(lp)
+			leaderAppend(t, s, lp, 2, "after")
+
+			fp := open()
+			fs := startFollower(t, 2)
+			fs.Follow(fp, testID, 1, s.Addr().String(), 1)
+			waitFor(t, "the follower's durable end to reach the leader's log end", func() bool {
+				_, durable, ok := h.ack(2)
+				return ok && durable == lp.LogEndOffset()
+			})
+			if !bytes.Equal(logBytes(t, fp), logBytes(t, lp)) {
+				t.Fatal("the follower's log differs from the leader's")
+			}
+		})
+	}
+}

@@ -32,11 +32,18 @@ const (
 	kindRefused   byte = 8 // leader → follower: the fetch is refused (Kafka error code)
 )
 
-// maxFrame bounds a frame's size: a data frame carries at most one span (maxSpanBytes), and a
-// peer announcing more is broken or hostile.
-const maxFrame = maxSpanBytes + 1024
+// maxFrame bounds the size of every frame but data: a peer announcing more is broken or
+// hostile.
+const maxFrame = 64 << 10
 
-// maxSpanBytes is the most a data frame carries.
+// maxDataFrame bounds a data frame. One carries at most maxSpanBytes of batches, or a single
+// batch larger than that: a topic's max.message.bytes may be raised far above it (Kafka's
+// fetches likewise return a first batch larger than their limit), and __consumer_offsets takes
+// batches of up to 100 MiB. No produce request is larger than socket.request.max.bytes
+// (100 MiB by default), so neither is any batch.
+const maxDataFrame = 128<<20 + 1024
+
+// maxSpanBytes is the most a data frame carries, unless its one batch is larger.
 const maxSpanBytes = 1 << 20
 
 var errFrame = errors.New("replication: malformed frame")
@@ -213,8 +220,12 @@ func (fr *frameReader) next() (kind byte, size int, err error) {
 		return 0, 0, err
 	}
 	n := binary.BigEndian.Uint32(fr.hdr[:4])
-	if n < 1 || n > maxFrame {
-		return 0, 0, fmt.Errorf("%w: size %d", errFrame, n)
+	limit := uint32(maxFrame)
+	if fr.hdr[4] == kindData {
+		limit = maxDataFrame
+	}
+	if n < 1 || n > limit {
+		return 0, 0, fmt.Errorf("%w: kind %d, size %d", errFrame, fr.hdr[4], n)
 	}
 	return fr.hdr[4], int(n) - 1, nil
 }

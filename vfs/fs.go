@@ -32,6 +32,29 @@ type WriteBehind interface {
 	StartWriteback(off, n int64) error
 }
 
+// VectorWriter is implemented by files that write several buffers back to back in one system
+// call (OSFS: pwritev). WriteVAt writes all of bufs from off or returns an error.
+type VectorWriter interface {
+	WriteVAt(bufs [][]byte, off int64) (int64, error)
+}
+
+// WriteVAt writes bufs back to back from off: in one call where f is a VectorWriter, else with a
+// WriteAt per buffer.
+func WriteVAt(f File, bufs [][]byte, off int64) (int64, error) {
+	if vw, ok := f.(VectorWriter); ok {
+		return vw.WriteVAt(bufs, off)
+	}
+	var n int64
+	for _, b := range bufs {
+		m, err := f.WriteAt(b, off+n)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
 // Descriptor is implemented by files backed by an OS file descriptor (OSFS): Control runs fn
 // with it, for system calls the File interface does not offer (sendfile(2) from a segment to
 // a socket). It fails with an error matching os.ErrClosed once the file is closed.

@@ -115,6 +115,50 @@ func (o *osFile) WriteAt(p []byte, off int64) (int, error) {
 	return written, nil
 }
 
+// maxIOV is the most buffers one pwritev takes (UIO_MAXIOV).
+const maxIOV = 1024
+
+// WriteVAt implements VectorWriter with pwritev(2), resumed after a short write.
+func (o *osFile) WriteVAt(bufs [][]byte, off int64) (int64, error) {
+	var written int64
+	var werr error
+	cerr := o.control("pwritev", func(fd uintptr) {
+		for len(bufs) > 0 {
+			n, err := unix.Pwritev(int(fd), bufs[:min(len(bufs), maxIOV)], off+written)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				werr = err
+				return
+			}
+			if n == 0 {
+				werr = io.ErrShortWrite
+				return
+			}
+			written += int64(n)
+			for n > 0 && len(bufs) > 0 {
+				if n < len(bufs[0]) {
+					bufs = append([][]byte{bufs[0][n:]}, bufs[1:]...)
+					break
+				}
+				n -= len(bufs[0])
+				bufs = bufs[1:]
+			}
+			for len(bufs) > 0 && len(bufs[0]) == 0 {
+				bufs = bufs[1:]
+			}
+		}
+	})
+	if cerr != nil {
+		return 0, cerr
+	}
+	if werr != nil {
+		return written, &fs.PathError{Op: "pwritev", Path: o.f.Name(), Err: werr}
+	}
+	return written, nil
+}
+
 func (o *osFile) ReadAt(p []byte, off int64) (int, error) {
 	read := 0
 	var rerr error

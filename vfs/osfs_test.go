@@ -75,3 +75,27 @@ func TestOSFSRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOSFSWriteVAt: more buffers than one pwritev takes, back to back from an offset.
+func TestOSFSWriteVAt(t *testing.T) {
+	f, err := OSFS{}.OpenFile(filepath.Join(t.TempDir(), "f"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var bufs [][]byte
+	var want []byte
+	for i := 0; i < 2*maxIOV+5; i++ {
+		b := []byte{byte(i), byte(i >> 8), 'x'}
+		bufs = append(bufs, b)
+		want = append(want, b...)
+	}
+	n, err := WriteVAt(f, bufs, 7)
+	if err != nil || n != int64(len(want)) {
+		t.Fatalf("wrote %d of %d: %v", n, len(want), err)
+	}
+	got := make([]byte, len(want))
+	if _, err := f.ReadAt(got, 7); err != nil || string(got) != string(want) {
+		t.Fatalf("read back differs: %v", err)
+	}
+}

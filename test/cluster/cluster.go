@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -174,8 +175,19 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 // member cannot become ready alone), and waits until each answers
 // ApiVersions. It is also the cold restart after Stop or Kill. On the first
 // start, if a broker found one of its ports taken by another process, every
-// broker is killed, given new addresses and started again.
+// broker is killed, given new addresses and started again, on new data
+// directories where this start made them.
 func (c *Cluster) Start(ctx context.Context) error {
+	// Data directories this first start creates: a start again with new addresses begins them
+	// anew (a Raft node's directory holds its address, which may not change).
+	fresh := map[*Broker]bool{}
+	if !c.ready {
+		for _, b := range c.brokers {
+			if _, err := os.Stat(b.cfg.DataDir); errors.Is(err, os.ErrNotExist) {
+				fresh[b] = true
+			}
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		var starting []*Broker
 		from := map[*Broker]int{}
@@ -213,6 +225,11 @@ func (c *Cluster) Start(ctx context.Context) error {
 		}
 		if kerr := c.Kill(); kerr != nil {
 			return errors.Join(err, kerr)
+		}
+		for b := range fresh {
+			if rerr := os.RemoveAll(b.cfg.DataDir); rerr != nil {
+				return errors.Join(err, rerr)
+			}
 		}
 		if aerr := c.assign(); aerr != nil {
 			return errors.Join(err, aerr)

@@ -113,6 +113,36 @@ func TestBrokerPicksAnotherPortWhenTaken(t *testing.T) {
 	}
 }
 
+// TestClusterPicksOtherPortsWhenOneIsTaken: a Raft cluster whose first start finds one
+// broker's port taken starts again on new addresses (and new data directories: a Raft node's
+// holds its address).
+func TestClusterPicksOtherPortsWhenOneIsTaken(t *testing.T) {
+	c, err := NewCluster(ClusterConfig{
+		Brokers: 3,
+		Dir:     t.TempDir(),
+		Ports:   []string{"raft"},
+		BrokerArgs: func(b *Broker, all []*Broker) []string {
+			return []string{"--node-id", strconv.Itoa(b.ID()), "--raft-addr", b.ExtraAddr("raft"), "--peers", Peers(all, "raft")}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Kill() })
+	taken := c.Broker(2).Addr()
+	l, err := net.Listen("tcp", taken)
+	if err != nil {
+		t.Skipf("cannot take the picked port %s ourselves: %v", taken, err)
+	}
+	defer l.Close()
+	if err := c.Start(ctxT(t)); err != nil {
+		t.Fatalf("Start with a port taken: %v", err)
+	}
+	if c.Broker(2).Addr() == taken {
+		t.Fatalf("broker 2 claims the taken address %s", taken)
+	}
+}
+
 // TestBrokerExitDuringStart: a broker that cannot start is reported with
 // its log at once, not after the ready timeout.
 func TestBrokerExitDuringStart(t *testing.T) {

@@ -564,3 +564,65 @@ func TestReplicationFollowerBelowLogStart(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicationLargeBatch: a record batch larger than a replication frame's span limit (a
+// topic whose max.message.bytes is raised to 4 MiB) reaches both followers: with
+// min.insync.replicas=3 an acks=all produce of a 2 MiB record is acknowledged, and after a
+// kill -9 of its leader the new leader serves it.
+func TestReplicationLargeBatch(t *testing.T) {
+	c := startCluster3(t)
+	topic := topicName(t, "")
+	adm, err := c.Admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	minISR, maxBytes := "3", fmt.Sprint(4<<20)
+	resp, err := adm.CreateTopic(ctxTimeout(t, opTimeout), 1, 3,
+		map[string]*string{"min.insync.replicas": &minISR, "max.message.bytes": &maxBytes}, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
+	waitTopicEverywhere(t, c, topic, 1)
+	waitTopicISR(t, c.Broker(1), topic, []int32{1, 2, 3})
+
+	cl, err := c.Client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerBatchMaxBytes(4<<20), kgo.DefaultProduceTopic(topic),
+		kgo.ProducerBatchCompression(kgo.NoCompression())) // the batch is as large as the record
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	value := make([]byte, 2<<20)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	acked := map[string]ackedRecord{}
+	for i := range 2 {
+		v := append([]byte(fmt.Sprintf("%d-", i)), value...)
+		r, err := cl.ProduceSync(ctxTimeout(t, 2*clusterWait), &kgo.Record{Value: v}).First()
+		if err != nil {
+			t.Fatalf("acks=all produce of a %d-byte record: %v", len(v), err)
+		}
+		acked[string(v)] = ackedRecord{r.Partition, r.Offset}
+	}
+
+	// Two replicas left must be enough for the new leader's high watermark to move.
+	two := "2"
+	if rs, err := adm.AlterTopicConfigs(ctxTimeout(t, opTimeout),
+		[]kadm.AlterConfig{{Op: kadm.SetConfig, Name: "min.insync.replicas", Value: &two}}, topic); err != nil || rs[0].Err != nil {
+		t.Fatalf("min.insync.replicas=2: %v %v", err, rs)
+	}
+	ps, _, err := partitionsOf(t, c.Broker(1), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := ps[0].leader
+	t.Logf("kill -9 of broker %d, the leader", victim)
+	if err := c.Broker(int(victim)).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	checkAcked(t, acked, readAllFrom(t, c, topic))
+}

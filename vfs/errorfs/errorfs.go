@@ -179,6 +179,18 @@ func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	return ff.File.WriteAt(p, off)
 }
 
+// WriteVAt is one OpWrite, however many buffers: torn, it writes half of the first.
+func (ff *faultFile) WriteVAt(bufs [][]byte, off int64) (int64, error) {
+	if err, torn := ff.fs.check(OpWrite, ff.Name()); err != nil {
+		var n int
+		if torn && len(bufs) > 0 && len(bufs[0]) > 1 {
+			n, _ = ff.File.WriteAt(bufs[0][:len(bufs[0])/2], off)
+		}
+		return int64(n), &fs.PathError{Op: "pwritev", Path: ff.Name(), Err: err}
+	}
+	return vfs.WriteVAt(ff.File, bufs, off)
+}
+
 func (ff *faultFile) Datasync() error {
 	if err, _ := ff.fs.check(OpSync, ff.Name()); err != nil {
 		return &fs.PathError{Op: "fdatasync", Path: ff.Name(), Err: err}
