@@ -439,3 +439,70 @@ func BenchmarkCleanerPass(b *testing.B) {
 	b.SetBytes(logBytes)
 	b.ReportMetric(float64(left)/(1<<20), "MiB-left")
 }
+
+// TestCleanerKeepsAbortedTransactions: cleaning a segment that holds an aborted transaction
+// keeps it aborted for read_committed readers, in memory and in the .txnindex recovery loads;
+// a transaction still open is beyond what a pass cleans (the last stable offset).
+func TestCleanerKeepsAbortedTransactions(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
+		RetentionCheckInterval: -1, CleanerInterval: -1}
+	spec := compactSpec(tpA, 1<<40)
+	e, err := testOpen(cfg, []PartitionSpec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.Partition(tpA)
+	txnBatch := func(pid int64, seq int32, key, value string) []byte {
+		h := batch.Header{ProducerID: pid, ProducerEpoch: 0, BaseSequence: seq, Attributes: 0x10}
+		return batch.Build(h, []batch.Record{{Key: []byte(key), Value: []byte(value)}}, batch.CodecNone)
+	}
+	mustAppend(t, p, keyedBatch("k", "committed-before", 0))
+	aborted := mustAppend(t, p, txnBatch(7, 0, "k", "aborted")).BaseOffset
+	marker(t, p, 7, 0, false)
+	for i := range 40 { // fill sealed segments
+		mustAppend(t, p, keyedBatch(fmt.Sprintf("f%d", i%4), fmt.Sprint(i), int64(i)))
+	}
+	open := mustAppend(t, p, txnBatch(8, 0, "o", "open")).BaseOffset
+	mustAppend(t, p, keyedBatch("o", "later", 0)) // would supersede it, were it cleanable
+	for i := range 20 {
+		mustAppend(t, p, keyedBatch(fmt.Sprintf("f%d", i%4), fmt.Sprint(i), int64(i)))
+	}
+	if err := p.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		_, ab := readIsolated(t, p, 0, true)
+		found := false
+		for _, a := range ab {
+			found = found || (a.ProducerID == 7 && a.FirstOffset == aborted)
+		}
+		if !found {
+			t.Fatalf("%s: read_committed lists aborted transactions %+v, not producer 7's at %d", when, ab, aborted)
+		}
+	}
+	check("before cleaning")
+	e.Clean()
+	if st := e.CleanerStats(); st.Passes == 0 || st.BytesWritten == 0 {
+		t.Fatalf("nothing cleaned: %+v", st)
+	}
+	check("after cleaning")
+	// The open transaction's batch is at the last stable offset: nothing from it on is cleaned.
+	if recs := readRecords(t, p, 0); string(recs[open].Value) != "open" {
+		t.Fatalf("the open transaction's record at %d: %+v", open, recs[open])
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e, err = testOpen(cfg, []PartitionSpec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p = e.Partition(tpA)
+	check("after a restart")
+}
