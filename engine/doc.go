@@ -87,10 +87,15 @@
 //
 // # Durability: the WAL
 //
-// An append is validated, given offsets and written (pwrite, page cache
-// only) at the log end under the partition lock; still under that lock the
-// same bytes are queued to the data directory's one WAL (wal.Log), so the
-// WAL holds each partition's appends in offset order. The WAL writer
+// An append is validated, given offsets and added at the log end under the
+// partition lock; still under that lock the same bytes are queued to the data
+// directory's one WAL (wal.Log), so the WAL holds each partition's appends in
+// offset order. The segment file write is deferred: the first completion of a
+// WAL cycle writes all of the partition's appends since the last write with
+// one pwritev (page cache only) before it moves the durable end, so a cycle
+// costs a partition one segment write, not one per append, and nothing reads
+// a deferred byte (reads stop at the high watermark; the checkpoint, a roll, a
+// truncation and a follower's catch-up write them first). The WAL writer
 // goroutine takes everything queued, copies it into one 4 KiB-aligned
 // off-heap buffer and hands it to a free lane, which makes it durable with
 // one operation (io_uring: WRITE_FIXED flagged RWF_DSYNC on an O_DIRECT

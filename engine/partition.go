@@ -64,7 +64,8 @@ func (s *segment) restore(m segMark) {
 // are checked after every change in invariant builds):
 //
 //   - logEnd, the log end offset: the next offset to assign; everything
-//     below it is written to the segment (page cache);
+//     below it is in the segment: in its file (page cache) or, not yet
+//     durable, deferred (writeLocked);
 //   - durableEnd: the offset after the last locally durable batch (its WAL
 //     cycle's fdatasync completed; with Durability "none", its write);
 //   - hw, the high watermark, set from outside (SetHighWatermark: on one
