@@ -61,6 +61,14 @@ func WorkloadConfig(name string, d, w time.Duration, rate float64) (Config, erro
 		// compared with the disk's raw write+fdatasync (RawSync).
 		c.Concurrency, c.Clients = 1, 1
 		c.Partitions = 1
+	case "txn":
+		// 8 transactional producers, each committing transactions of 100 records (256 B) over
+		// 6 partitions one after another: msg/s counts committed transactions, the latency is
+		// the commit's (EndTxn, markers written).
+		c.Mode = "txn"
+		c.Concurrency, c.Clients = 8, 8
+		c.Acks = "all"
+		c.Idempotent = true
 	case "e2e": // not in the default set: BENCH_WORKLOADS=seed,throughput,open-loop,e2e
 		c.Mode = "e2e"
 		c.Rate = rate
@@ -81,7 +89,7 @@ func WorkloadConfig(name string, d, w time.Duration, rate float64) (Config, erro
 		c.Clients = 1
 		c.Partitions = 1000
 	default:
-		return c, fmt.Errorf("unknown bench workload %q (seed, throughput, open-loop, lone, e2e, consume-1000, e2e-1000)", name)
+		return c, fmt.Errorf("unknown bench workload %q (seed, throughput, open-loop, lone, txn, e2e, consume-1000, e2e-1000)", name)
 	}
 	return c, nil
 }

@@ -164,6 +164,19 @@ func TestAgainstRingtail(t *testing.T) {
 			t.Errorf("%s: %d msgs, errors %v, broker CPU %+v", r.Workload, r.Messages, r.Errors, r.BrokerCPU)
 		}
 	}
+	// The txn workload: transactions committed, none failed.
+	tc, err := WorkloadConfig("txn", time.Second, 200*time.Millisecond, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.Brokers, tc.BrokerPID = []string{p.Addr}, p.PID()
+	r, err := Run(ctx, tc, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Messages == 0 || r.ErrorTotal != 0 || r.Latency.P50Us <= 0 {
+		t.Errorf("txn: %d transactions, errors %v, commit p50 %d µs", r.Messages, r.Errors, r.Latency.P50Us)
+	}
 }
 
 // With RINGTAIL_BIN set, a short bench of the three-broker cluster: it runs only its workload,

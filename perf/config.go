@@ -10,7 +10,7 @@ import (
 
 // Config describes one run. The zero value is not useful; start from DefaultConfig.
 type Config struct {
-	Mode              string        `json:"mode"` // produce, consume, e2e
+	Mode              string        `json:"mode"` // produce, consume, e2e, txn
 	Brokers           []string      `json:"brokers"`
 	Topic             string        `json:"topic"`
 	Partitions        int32         `json:"partitions"`

@@ -50,6 +50,9 @@ func DescribeConfig(c *Config) string {
 		shape = fmt.Sprintf("open loop at %s msg/s on %d client(s), latency from scheduled send time", fmtCount(c.Rate), c.Clients)
 	case "e2e":
 		shape = fmt.Sprintf("produce→consume at %s msg/s, latency from scheduled send time to receipt by a tailing consumer", fmtCount(c.Rate))
+	case "txn":
+		shape = fmt.Sprintf("%d transactional producers, each committing transactions of %d records in turn; msg/s counts committed transactions, latency is the commit's (EndTxn)",
+			c.Concurrency, txnRecords)
 	default:
 		shape = c.Workload()
 	}

@@ -258,6 +258,8 @@ func Run(ctx context.Context, c Config, opts Options) (*Result, error) {
 		return runProduce(ctx, c, opts)
 	case "consume":
 		return runConsume(ctx, c, opts)
+	case "txn":
+		return runTxn(ctx, c, opts)
 	case "e2e":
 		return runE2E(ctx, c, opts)
 	}
