@@ -118,8 +118,12 @@ func TestRunScheduleStops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	n := RunSchedule(ctx, s, start.Add(time.Hour), nil, func(int64, time.Time) {})
-	if n < 30 || n > 80 || time.Since(start) > time.Second {
-		t.Errorf("canceled after 50ms: %d sends in %v", n, time.Since(start))
+	// It stops on the cancel (not at the hour's end), having sent what fell due and nothing
+	// ahead of its time. How many fell due in those 50 ms depends on the machine's load, so
+	// that is not asserted.
+	took := time.Since(start)
+	if due := s.Due(start.Add(took)); n < 1 || n > due || took > 30*time.Second {
+		t.Errorf("canceled after 50ms: %d sends in %v (%d due by then)", n, took, due)
 	}
 	var stopped bool
 	n = RunSchedule(context.Background(), Schedule{Start: time.Now(), Rate: 1000}, time.Now().Add(time.Hour),
