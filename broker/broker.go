@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ringtail/ringtail/engine"
+	"github.com/ringtail/ringtail/group"
 	"github.com/ringtail/ringtail/meta"
 	"github.com/ringtail/ringtail/meta/raftlog"
 )
@@ -43,6 +44,9 @@ type Config struct {
 	// (offsets.topic.num.partitions); an existing topic keeps its count. 0 means
 	// DefaultOffsetsTopicPartitions.
 	OffsetsTopicPartitions int32
+	// Groups is what every group coordinator is configured with (the group.* settings; its
+	// Incarnation, Topics and ConsumerTopics are set by the node).
+	Groups group.Config
 
 	// Cluster makes the node a member of a cluster (cluster.go); nil: a single node, whose
 	// metadata is a local command log.

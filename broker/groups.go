@@ -163,6 +163,7 @@ func (b *Broker) newGroupHost(t Topic) *groupHost {
 		consumer:     consumerTopicsView{b.meta},
 		partitions:   t.Partitions,
 		compactEvery: every,
+		coordConfig:  b.cfg.Groups,
 		shards:       make([]atomic.Pointer[groupShard], t.Partitions),
 		appendCommitted: func(p *engine.Partition, raw []byte, done func(error)) (engine.AppendResult, error) {
 			return b.appendCommitted(p, raw, groupCommitTimeout, done)

@@ -371,3 +371,46 @@ func TestConsumerProtocolAdvertised(t *testing.T) {
 		t.Fatalf("ListGroups of consumer groups: %+v", lr.Groups)
 	}
 }
+
+// TestConsumerGroupSettings: the --group-consumer-* flags reach the coordinator: members are
+// told the configured heartbeat interval, the first configured assignor is the default, one
+// not configured is refused, and a full group refuses a new member.
+func TestConsumerGroupSettings(t *testing.T) {
+	b := startBroker(t, withArgs("--group-consumer-heartbeat-interval", "2s", "--group-consumer-min-heartbeat-interval", "1s",
+		"--group-consumer-max-size", "1", "--group-consumer-assignors", "range"))
+	cl := b.Client(t)
+	topic := topicName(t, "")
+	createTopic(t, b.Admin(t), topic, 2, nil)
+	heartbeat := func(member, assignor string) *kmsg.ConsumerGroupHeartbeatResponse {
+		t.Helper()
+		req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		req.Group, req.MemberID, req.RebalanceTimeoutMillis = "settings", member, 10_000
+		req.SubscribedTopicNames, req.Topics = []string{topic}, []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		if assignor != "" {
+			req.ServerAssignor = &assignor
+		}
+		resp, err := req.RequestWith(ctxTimeout(t, opTimeout), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := heartbeat("member-a", "uniform"); r.ErrorCode != kerr.UnsupportedAssignor.Code {
+		t.Fatalf("an assignor not configured: %v, want UNSUPPORTED_ASSIGNOR", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if r := heartbeat("member-a", ""); r.ErrorCode != 0 || r.HeartbeatIntervalMillis != 2000 || r.MemberEpoch != 1 {
+		t.Fatalf("the first member: %v interval %d ms epoch %d, want interval 2000 ms and epoch 1", kerr.ErrorForCode(r.ErrorCode), r.HeartbeatIntervalMillis, r.MemberEpoch)
+	}
+	if r := heartbeat("member-b", ""); r.ErrorCode != kerr.GroupMaxSizeReached.Code {
+		t.Fatalf("a second member of a group of at most one: %v, want GROUP_MAX_SIZE_REACHED", kerr.ErrorForCode(r.ErrorCode))
+	}
+	desc := kmsg.NewPtrConsumerGroupDescribeRequest()
+	desc.Groups = []string{"settings"}
+	dr, err := desc.RequestWith(ctxTimeout(t, opTimeout), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := dr.Groups[0]; g.ErrorCode != 0 || g.AssignorName != "range" || len(g.Members) != 1 {
+		t.Fatalf("the group: %+v, want one member and the range assignor", g)
+	}
+}
