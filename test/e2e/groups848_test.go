@@ -123,11 +123,11 @@ type member848 struct {
 	owned  map[int32]bool
 }
 
-func startMember848(t *testing.T, b *Broker, l *ledger, name, group, topic string, balancer kgo.GroupBalancer) *member848 {
+func startMember848(t *testing.T, seeds []string, l *ledger, name, group, topic string, balancer kgo.GroupBalancer) *member848 {
 	t.Helper()
 	m := &member848{name: name, dialer: &cutDialer{}, done: make(chan struct{}), owned: map[int32]bool{}}
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(b.Addr()),
+		kgo.SeedBrokers(seeds...),
 		kgo.Dialer(m.dialer.DialContext),
 		kgo.ClientID(name),
 		kgo.ConsumerGroup(group),
@@ -245,13 +245,13 @@ func TestConsumerGroups848(t *testing.T) {
 			}
 
 			produce(1000)
-			a := startMember848(t, b, l, "a", group, topic, tc.balancer())
+			a := startMember848(t, []string{b.Addr()}, l, "a", group, topic, tc.balancer())
 			waitFor(t, 30*time.Second, "a to own every partition", func() bool { return a.ownedCount() == partitions })
 			if _, epoch := a.cl.GroupMetadata(); epoch <= 0 {
 				t.Fatalf("a's member epoch %d after its assignment", epoch)
 			}
-			bm := startMember848(t, b, l, "b", group, topic, tc.balancer())
-			c := startMember848(t, b, l, "c", group, topic, tc.balancer())
+			bm := startMember848(t, []string{b.Addr()}, l, "b", group, topic, tc.balancer())
+			c := startMember848(t, []string{b.Addr()}, l, "c", group, topic, tc.balancer())
 			waitFor(t, 30*time.Second, "a, b and c to share the partitions", func() bool {
 				return a.ownedCount() > 0 && bm.ownedCount() > 0 && c.ownedCount() > 0 &&
 					a.ownedCount()+bm.ownedCount()+c.ownedCount() == partitions
@@ -329,7 +329,7 @@ func TestConsumerProtocolAdvertised(t *testing.T) {
 	topic := topicName(t, "")
 	createTopic(t, adm, topic, 2, nil)
 	l := newLedger(t)
-	m := startMember848(t, b, l, "m", "mixed", topic, kgo.RangeBalancer())
+	m := startMember848(t, []string{b.Addr()}, l, "m", "mixed", topic, kgo.RangeBalancer())
 	defer m.stop()
 	waitFor(t, 30*time.Second, "the consumer member to own the partitions", func() bool { return m.ownedCount() == 2 })
 	join := kmsg.NewPtrJoinGroupRequest()
