@@ -135,7 +135,10 @@ func (c *Coordinator) ConsumerGroupHeartbeat(now time.Time, reply ReplyID, cl Cl
 		}
 	}
 	if g := c.groups[req.Group]; g != nil && len(g.members) > 0 {
-		return fail(kerr.GroupIDNotFound, "Group "+req.Group+" is a classic group with members, not a consumer group.")
+		// Kafka's group.consumer.migration.policy=disabled: a classic group with members is not
+		// converted (an empty one is: its offsets stay). The consumer-protocol member retries
+		// (franz-go does) and gets in once the classic members are gone.
+		return fail(kerr.GroupIDNotFound, "Cannot upgrade classic group "+req.Group+" to consumer group because the online upgrade is disabled.")
 	}
 	g := c.cgroups[req.Group]
 	if g == nil {

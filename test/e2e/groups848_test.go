@@ -125,8 +125,15 @@ type member848 struct {
 
 func startMember848(t *testing.T, seeds []string, l *ledger, name, group, topic string, balancer kgo.GroupBalancer) *member848 {
 	t.Helper()
+	return startLedgerMember(t, seeds, l, name, group, topic, balancer, kgo.ServerSideBalancer())
+}
+
+// startLedgerMember is startMember848 with the protocol chosen by protocol:
+// kgo.ServerSideBalancer() for the consumer protocol, none for the classic one.
+func startLedgerMember(t *testing.T, seeds []string, l *ledger, name, group, topic string, balancer kgo.GroupBalancer, protocol ...kgo.Opt) *member848 {
+	t.Helper()
 	m := &member848{name: name, dialer: &cutDialer{}, done: make(chan struct{}), owned: map[int32]bool{}}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append(protocol,
 		kgo.SeedBrokers(seeds...),
 		kgo.Dialer(m.dialer.DialContext),
 		kgo.ClientID(name),
@@ -134,7 +141,6 @@ func startMember848(t *testing.T, seeds []string, l *ledger, name, group, topic 
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.Balancers(balancer),
-		kgo.ServerSideBalancer(),
 		kgo.DisableAutoCommit(),
 		kgo.HeartbeatInterval(300*time.Millisecond),
 		kgo.BlockRebalanceOnPoll(),
@@ -159,7 +165,7 @@ func startMember848(t *testing.T, seeds []string, l *ledger, name, group, topic 
 				delete(m.owned, p)
 			}
 		}),
-	)
+	)...)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -413,4 +419,70 @@ func TestConsumerGroupSettings(t *testing.T) {
 	if g := dr.Groups[0]; g.ErrorCode != 0 || g.AssignorName != "range" || len(g.Members) != 1 {
 		t.Fatalf("the group: %+v, want one member and the range assignor", g)
 	}
+}
+
+// TestConsumerProtocolMigrationDisabled: Ringtail answers as Kafka with
+// group.consumer.migration.policy=disabled. A franz-go consumer of the consumer protocol that
+// joins a classic group with members is refused (GROUP_ID_NOT_FOUND; franz-go retries) and gets
+// nothing while the classic member consumes; once the classic member has left, it gets every
+// partition and resumes from the classic group's commits (offline upgrade). Back the other way
+// (offline downgrade): a classic member gets in once the consumer-protocol member has left. No
+// record whose processing was committed is processed again on either move.
+func TestConsumerProtocolMigrationDisabled(t *testing.T) {
+	b := startBroker(t)
+	adm := b.Admin(t)
+	topic := topicName(t, "")
+	const partitions, group = 3, "migrate"
+	createTopic(t, adm, topic, partitions, nil)
+	prod := b.Client(t, kgo.DefaultProduceTopic(topic))
+	l := newLedger(t)
+	total := 0
+	produce := func(n int) {
+		produceNumbered(t, prod, topic, total, total+n)
+		total += n
+	}
+	allDone := func(what string) {
+		ends := endOffsets(t, adm, topic)
+		waitFor(t, 60*time.Second, what, func() bool { return l.all(ends) && l.allCommitted(ends) })
+	}
+	seeds := []string{b.Addr()}
+
+	produce(300)
+	old := startLedgerMember(t, seeds, l, "classic", group, topic, kgo.RangeBalancer())
+	waitFor(t, 30*time.Second, "the classic member to own every partition", func() bool { return old.ownedCount() == partitions })
+	allDone("the first records, by the classic member")
+
+	req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	req.Group, req.MemberID, req.RebalanceTimeoutMillis, req.SubscribedTopicNames = group, "raw-member", 10_000, []string{topic}
+	resp, err := req.RequestWith(ctxTimeout(t, opTimeout), b.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ErrorCode != kerr.GroupIDNotFound.Code || resp.ErrorMessage == nil {
+		t.Fatalf("ConsumerGroupHeartbeat on a classic group with members: %v, want GROUP_ID_NOT_FOUND with a message", kerr.ErrorForCode(resp.ErrorCode))
+	}
+
+	next := startMember848(t, seeds, l, "consumer", group, topic, kgo.RangeBalancer())
+	defer next.stop()
+	produce(300)
+	allDone("the records produced while both run")
+	if n := next.ownedCount(); n != 0 || old.ownedCount() != partitions {
+		t.Fatalf("while the classic member is in the group the consumer-protocol member owns %d partitions, the classic one %d", n, old.ownedCount())
+	}
+	old.stop()
+	waitFor(t, 60*time.Second, "the consumer-protocol member to own every partition", func() bool { return next.ownedCount() == partitions })
+	produce(300)
+	allDone("the records after the upgrade")
+
+	back := startLedgerMember(t, seeds, l, "classic-again", group, topic, kgo.RangeBalancer())
+	defer back.stop()
+	produce(300)
+	allDone("the records produced while both run again")
+	if back.ownedCount() != 0 {
+		t.Fatalf("a classic member owns %d partitions of a consumer group with members", back.ownedCount())
+	}
+	next.stop()
+	waitFor(t, 60*time.Second, "the classic member to own every partition", func() bool { return back.ownedCount() == partitions })
+	produce(300)
+	allDone("the records after the downgrade")
 }
