@@ -65,6 +65,8 @@ type connection struct {
 	// place is where the connection is counted: connCounted, connOnProbation, ... (conn_limit.go).
 	place atomic.Int32
 
+	// Request goroutine only: requests admitted so far (conn_limit.go).
+	requests int
 	// Request goroutine only: the size of the frame being handled, recorded in its slot.
 	handling int
 

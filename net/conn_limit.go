@@ -15,7 +15,7 @@ import (
 // request decides. An inter-broker request makes it an inter-broker connection, outside the
 // count, which may then send inter-broker requests and ApiVersions only (so a client gains
 // nothing by starting with one); any other request closes it as refused. A connection within
-// the limit that sends an inter-broker request leaves the count the same way. Probation is bounded
+// the limit whose first request is an inter-broker one leaves the count the same way. Probation is bounded
 // in number, frame size and time, so connections past the limit cost little.
 const (
 	// probationMax bounds the connections on probation at once; past it one is closed at once.
@@ -43,12 +43,16 @@ func interBrokerKey(key int16) bool {
 // admit decides, before a request of key is handled, whether the connection may send it: a
 // connection on probation becomes an inter-broker one or is refused, an inter-broker one sends
 // inter-broker requests and ApiVersions only. false: close the connection (logged here).
+// Request goroutine only.
 func (c *connection) admit(key int16) bool {
+	defer func() { c.requests++ }()
 	switch c.place.Load() {
 	case connCounted:
 		// A broker's connection that came in under the limit leaves the count too: brokers
-		// never take clients' places.
-		if interBrokerKey(key) && c.place.CompareAndSwap(connCounted, connInterBroker) {
+		// never take clients' places. A broker's first request is an inter-broker one
+		// (internal/kclient sends no ApiVersions); a client's connection that sends one later
+		// stays what it is.
+		if c.requests == 0 && interBrokerKey(key) && c.place.CompareAndSwap(connCounted, connInterBroker) {
 			c.srv.open.Add(-1)
 		}
 	case connOnProbation:

@@ -195,4 +195,15 @@ func TestConnectionLimitSparesBrokers(t *testing.T) {
 	})
 	dial(t, s).expectClosed()
 	client.roundTripApiVersions(b.reg)
+
+	// A client's connection (its first request a client's) that sends an inter-broker request
+	// stays counted and unrestricted.
+	heartbeat(client)
+	client.write(client.frame(metadataReq("t"), 9))
+	if corr := client.read(kmsg.NewPtrMetadataResponse(), 9); corr != client.corr {
+		t.Fatalf("correlation id = %d, want %d", corr, client.corr)
+	}
+	if open, _, _, _ := s.ConnStats(); open != 1 {
+		t.Fatalf("open %d, want the client's 1", open)
+	}
 }

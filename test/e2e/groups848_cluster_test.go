@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -29,7 +31,6 @@ func TestCluster848CoordinatorKill(t *testing.T) {
 		_, _, err := partitionsOf(t, c.Broker(1), OffsetsTopicName)
 		return err
 	})
-	adm := c.AdminT(t)
 	prod := c.ClientT(t, kgo.DefaultProduceTopic(topic))
 	l := newLedger(t)
 	total := 0
@@ -38,7 +39,7 @@ func TestCluster848CoordinatorKill(t *testing.T) {
 		total += n
 	}
 	allDone := func(what string) {
-		ends := endOffsets(t, adm, topic)
+		ends := clusterEndOffsets(t, c, topic)
 		waitFor(t, 2*clusterWait, what, func() bool { return l.all(ends) })
 	}
 	const group = "g848-cluster"
@@ -68,7 +69,8 @@ func TestCluster848CoordinatorKill(t *testing.T) {
 	allDone("the first 1200 records processed")
 	// Quiet: every processed record's commit acknowledged, so the group is where a replay must
 	// bring it back.
-	waitFor(t, clusterWait, "the commits of the first 1200 records", func() bool { return l.allCommitted(endOffsets(t, adm, topic)) })
+	ends := clusterEndOffsets(t, c, topic)
+	waitFor(t, clusterWait, "the commits of the first 1200 records", func() bool { return l.allCommitted(ends) })
 	before := describe848(t, c, group)
 
 	coord := coordinatorOf(t, c, group)
@@ -89,10 +91,16 @@ func TestCluster848CoordinatorKill(t *testing.T) {
 		}
 		return nil
 	})
-	offs, err := adm.FetchOffsets(ctxTimeout(t, opTimeout), group)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var offs kadm.OffsetResponses
+	waitCluster(t, "the committed offsets from the new coordinator", func() error {
+		adm, err := c.Admin() // a fresh client: the killed broker's connections are dead
+		if err != nil {
+			return err
+		}
+		defer adm.Close()
+		offs, err = adm.FetchOffsets(ctxTimeout(t, opTimeout), group)
+		return err
+	})
 	for p, at := range acked {
 		if o, ok := offs.Lookup(topic, p); !ok || o.At < at {
 			t.Errorf("partition %d: the new coordinator has committed offset %d, below the %d acknowledged before the kill", p, o.At, at)
@@ -112,11 +120,40 @@ func TestCluster848CoordinatorKill(t *testing.T) {
 	waitBrokers(t, c, c.Broker(int(coord%3)+1), []int32{1, 2, 3})
 	produce(600)
 	allDone("every record after the killed broker restarted")
-	ends := endOffsets(t, adm, topic)
+	ends = clusterEndOffsets(t, c, topic)
 	waitFor(t, clusterWait, "every record's processing committed", func() bool { return l.allCommitted(ends) })
 	if sum, _ := owned(); sum != partitions {
 		t.Errorf("the members own %d partitions at the end, want %d", sum, partitions)
 	}
+}
+
+// clusterEndOffsets lists the end offsets of topic's partitions with a fresh client, retried
+// while a killed broker's leaderships move.
+func clusterEndOffsets(t *testing.T, c *cluster.Cluster, topic string) map[int32]int64 {
+	t.Helper()
+	out := map[int32]int64{}
+	waitCluster(t, "the end offsets of "+topic, func() error {
+		adm, err := c.Admin()
+		if err != nil {
+			return err
+		}
+		defer adm.Close()
+		lo, err := adm.ListEndOffsets(ctxTimeout(t, opTimeout), topic)
+		if err != nil {
+			return err
+		}
+		for p, o := range lo[topic] {
+			if o.Err != nil {
+				return o.Err
+			}
+			out[p] = o.Offset
+		}
+		if len(out) == 0 {
+			return fmt.Errorf("no partitions")
+		}
+		return nil
+	})
+	return out
 }
 
 // coordinatorOf asks the cluster which broker coordinates group, with a fresh client each
