@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ringtail/ringtail/engine"
+	"github.com/ringtail/ringtail/group"
 	"github.com/ringtail/ringtail/meta"
 	"github.com/ringtail/ringtail/meta/raftlog"
 )
@@ -52,6 +53,9 @@ type Config struct {
 	// TxnTopicPartitions is the partition count __transaction_state is created with
 	// (transaction.state.log.num.partitions); 0 means DefaultTxnTopicPartitions.
 	TxnTopicPartitions int32
+	// Groups is what every group coordinator is configured with (the group.* settings; its
+	// Incarnation, Topics and ConsumerTopics are set by the node).
+	Groups group.Config
 
 	// Cluster makes the node a member of a cluster (cluster.go); nil: a single node, whose
 	// metadata is a local command log.

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ringtail/ringtail/engine"
@@ -163,6 +162,7 @@ func (b *Broker) newGroupHost(t Topic) *groupHost {
 		consumer:     consumerTopicsView{b.meta},
 		partitions:   t.Partitions,
 		compactEvery: every,
+		coordConfig:  b.cfg.Groups,
 		shards:       make([]atomic.Pointer[groupShard], t.Partitions),
 		appendCommitted: func(p *engine.Partition, raw []byte, done func(error)) (engine.AppendResult, error) {
 			return b.appendCommitted(p, raw, groupCommitTimeout, done)
@@ -291,7 +291,7 @@ func (h *groupHost) shardFor(id string) (*groupShard, int16) {
 func (b *Broker) HandleGroup(clientID, host string, log *slog.Logger, req kmsg.Request, respond func(kmsg.Response)) {
 	g := b.groups.Load()
 	if g == nil {
-		respond(coordinatorNotAvailable(req))
+		respond(groupErrorResponse(req, codeCoordinatorNotAvailable)) // __consumer_offsets is not there yet
 		return
 	}
 	g.handle(group.Client{ID: clientID, Host: host}, log, req, respond)
@@ -437,59 +437,4 @@ func (h *groupHost) perGroup(cl group.Client, log *slog.Logger, req kmsg.Request
 		}
 	}
 	g.done()
-}
-
-// coordinatorNotAvailable answers a group request on a node that hosts no coordinator.
-func coordinatorNotAvailable(req kmsg.Request) kmsg.Response {
-	code := kerr.CoordinatorNotAvailable.Code
-	switch req.(type) {
-	case *kmsg.ConsumerGroupHeartbeatRequest, *kmsg.ConsumerGroupDescribeRequest:
-		return groupErrorResponse(req, code)
-	}
-	resp := req.ResponseKind()
-	switch r := resp.(type) {
-	case *kmsg.JoinGroupResponse:
-		r.ErrorCode = code
-	case *kmsg.SyncGroupResponse:
-		r.ErrorCode = code
-	case *kmsg.HeartbeatResponse:
-		r.ErrorCode = code
-	case *kmsg.LeaveGroupResponse:
-		r.ErrorCode = code
-	case *kmsg.ListGroupsResponse:
-		r.ErrorCode = code
-	case *kmsg.OffsetDeleteResponse:
-		r.ErrorCode = code
-	case *kmsg.OffsetFetchResponse:
-		r.ErrorCode = code
-		for _, g := range req.(*kmsg.OffsetFetchRequest).Groups {
-			rg := kmsg.NewOffsetFetchResponseGroup()
-			rg.Group, rg.ErrorCode = g.Group, code
-			r.Groups = append(r.Groups, rg)
-		}
-	case *kmsg.OffsetCommitResponse:
-		for _, t := range req.(*kmsg.OffsetCommitRequest).Topics {
-			rt := kmsg.NewOffsetCommitResponseTopic()
-			rt.Topic = t.Topic
-			for _, p := range t.Partitions {
-				rp := kmsg.NewOffsetCommitResponseTopicPartition()
-				rp.Partition, rp.ErrorCode = p.Partition, code
-				rt.Partitions = append(rt.Partitions, rp)
-			}
-			r.Topics = append(r.Topics, rt)
-		}
-	case *kmsg.DescribeGroupsResponse:
-		for _, g := range req.(*kmsg.DescribeGroupsRequest).Groups {
-			rg := kmsg.NewDescribeGroupsResponseGroup()
-			rg.Group, rg.ErrorCode = g, code
-			r.Groups = append(r.Groups, rg)
-		}
-	case *kmsg.DeleteGroupsResponse:
-		for _, g := range req.(*kmsg.DeleteGroupsRequest).Groups {
-			rg := kmsg.NewDeleteGroupsResponseGroup()
-			rg.Group, rg.ErrorCode = g, code
-			r.Groups = append(r.Groups, rg)
-		}
-	}
-	return resp
 }

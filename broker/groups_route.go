@@ -247,6 +247,8 @@ func offsetFetchError(r *kmsg.OffsetFetchRequest, code int16) *kmsg.OffsetFetchR
 var (
 	codeNotCoordinator = kerr.NotCoordinator.Code
 	codeLoading        = kerr.CoordinatorLoadInProgress.Code
+	// codeCoordinatorNotAvailable: the node hosts no coordinator yet (a new cluster).
+	codeCoordinatorNotAvailable = kerr.CoordinatorNotAvailable.Code
 	// codeUnknownServerError fills an answer's entries before the coordinators' answers do.
 	codeUnknownServerError = kerr.UnknownServerError.Code
 )

@@ -1,6 +1,7 @@
 package group
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -123,8 +124,8 @@ func (c *Coordinator) ConsumerGroupHeartbeat(now time.Time, reply ReplyID, cl Cl
 		return fail(kerr.InvalidRequest, "SubscribedTopicNames or SubscribedTopicRegex must be set in the first request.")
 	case req.MemberEpoch == -2 && req.InstanceID == nil:
 		return fail(kerr.InvalidRequest, "InstanceId can't be null when leaving with epoch -2.")
-	case req.ServerAssignor != nil && *req.ServerAssignor != AssignorUniform && *req.ServerAssignor != AssignorRange:
-		return fail(kerr.UnsupportedAssignor, "ServerAssignor "+*req.ServerAssignor+" is not supported; use uniform or range.")
+	case req.ServerAssignor != nil && !slices.Contains(c.cfg.ConsumerAssignors, *req.ServerAssignor):
+		return fail(kerr.UnsupportedAssignor, "ServerAssignor "+*req.ServerAssignor+" is not supported. Supported assignors: "+strings.Join(c.cfg.ConsumerAssignors, ", ")+".")
 	}
 	var re *regexp.Regexp
 	if req.SubscribedTopicRegex != nil && *req.SubscribedTopicRegex != "" {
@@ -134,7 +135,10 @@ func (c *Coordinator) ConsumerGroupHeartbeat(now time.Time, reply ReplyID, cl Cl
 		}
 	}
 	if g := c.groups[req.Group]; g != nil && len(g.members) > 0 {
-		return fail(kerr.GroupIDNotFound, "Group "+req.Group+" is a classic group with members, not a consumer group.")
+		// Kafka's group.consumer.migration.policy=disabled: a classic group with members is not
+		// converted (an empty one is: its offsets stay). The consumer-protocol member retries
+		// (franz-go does) and gets in once the classic members are gone.
+		return fail(kerr.GroupIDNotFound, "Cannot upgrade classic group "+req.Group+" to consumer group because the online upgrade is disabled.")
 	}
 	g := c.cgroups[req.Group]
 	if g == nil {
@@ -163,6 +167,11 @@ func (c *Coordinator) ConsumerGroupHeartbeat(now time.Time, reply ReplyID, cl Cl
 		return c.answerConsumer(g, reply, resp)
 	}
 
+	if max := c.cfg.ConsumerMaxSize; max > 0 && req.MemberEpoch == 0 && g.members[req.MemberID] == nil && len(g.members) >= max {
+		// As Kafka: only a new member is refused; one that is in the group (a rejoin at epoch
+		// 0 included) goes on.
+		return fail(kerr.GroupMaxSizeReached, fmt.Sprintf("The consumer group has reached its maximum capacity of %d members.", max))
+	}
 	m, changed, e := c.consumerMemberFor(now, g, cl, req)
 	if e != nil {
 		if len(g.members) == 0 && g.epoch == 0 {
@@ -365,7 +374,7 @@ func (c *Coordinator) refreshTarget(g *consumerGroup, bump bool) {
 	for _, id := range members {
 		g.touched[id] = true
 	}
-	g.target = assign(g.assignor(), assignInput{members: members, subscribed: subscribed, partitions: parts, previous: g.target})
+	g.target = assign(g.assignor(c.cfg.ConsumerAssignors), assignInput{members: members, subscribed: subscribed, partitions: parts, previous: g.target})
 	g.targetEpoch = g.epoch
 }
 
@@ -400,16 +409,17 @@ func (c *Coordinator) subscribedPartitions(g *consumerGroup, subscribed map[stri
 	return parts
 }
 
-// assignor is the one most members ask for (ties to the first name), uniform by default.
-func (g *consumerGroup) assignor() string {
+// assignor is the one most members ask for, of those configured (ties to the earlier one in
+// the configured order); the first configured one when no member names one.
+func (g *consumerGroup) assignor(configured []string) string {
 	votes := map[string]int{}
 	for _, m := range g.members {
 		if m.assignor != "" {
 			votes[m.assignor]++
 		}
 	}
-	best := AssignorUniform
-	for _, name := range []string{AssignorRange, AssignorUniform} {
+	best := configured[0]
+	for _, name := range configured {
 		if votes[name] > votes[best] {
 			best = name
 		}

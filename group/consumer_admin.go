@@ -40,7 +40,7 @@ func (c *Coordinator) ConsumerGroupDescribe(now time.Time, reply ReplyID, req *k
 			resp.Groups = append(resp.Groups, dg)
 			continue
 		}
-		dg.State, dg.Epoch, dg.AssignmentEpoch, dg.AssignorName = g.state(), g.epoch, g.targetEpoch, g.assignor()
+		dg.State, dg.Epoch, dg.AssignmentEpoch, dg.AssignorName = g.state(), g.epoch, g.targetEpoch, g.assignor(c.cfg.ConsumerAssignors)
 		for _, id := range sortedKeys(g.members) {
 			m := g.members[id]
 			dm := kmsg.NewConsumerGroupDescribeResponseGroupMember()

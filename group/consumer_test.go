@@ -33,6 +33,7 @@ func (c catalog) TopicNames() []string { return sortedKeys(c) }
 // consumerHarness drives the consumer protocol of one coordinator with time passed in.
 type consumerHarness struct {
 	t      *testing.T
+	cfg    Config // what restart configures the fresh coordinator with
 	c      *Coordinator
 	topics catalog
 	now    time.Time
@@ -55,7 +56,7 @@ func (h *consumerHarness) take(r Ready) []Output {
 // failover) does.
 func (h *consumerHarness) restart() {
 	h.t.Helper()
-	h.c = New(Config{ConsumerTopics: h.topics})
+	h.c = New(h.cfg)
 	if err := h.c.Replay(h.now, h.log); err != nil {
 		h.t.Fatalf("replay: %v", err)
 	}
@@ -85,7 +86,8 @@ func consumerState(c *Coordinator) string {
 
 func newConsumerHarness(t *testing.T) *consumerHarness {
 	topics := catalog{}
-	return &consumerHarness{t: t, topics: topics, now: t0, c: New(Config{ConsumerTopics: topics})}
+	cfg := Config{ConsumerTopics: topics}
+	return &consumerHarness{t: t, cfg: cfg, topics: topics, now: t0, c: New(cfg)}
 }
 
 type hbOpt struct {
@@ -162,6 +164,8 @@ func tpList(set map[topicPartition]bool) []string {
 
 // TestConsumerScripts runs testdata/consumer/*.txt. Commands:
 //
+//	config [max-size=N] [assignors=a,b] [session=DUR] [heartbeat=DUR]
+//	                                 a fresh coordinator with these group.consumer.* settings
 //	topic NAME PARTITIONS            create or grow a topic
 //	hb GROUP member=ID epoch=N [topics=a,b] [regex=RE] [owned=t/0,t/1|owned=] [assignor=A] [rebal=DUR] [inst=X] [v=N]
 //	tick DUR                         advance the clock and Tick
@@ -187,6 +191,16 @@ func TestConsumerScripts(t *testing.T) {
 				}
 			}
 			switch d.Cmd {
+			case "config":
+				cfg := Config{ConsumerTopics: h.topics}
+				cfg.ConsumerMaxSize, _ = strconv.Atoi(args["max-size"])
+				if has["assignors"] {
+					cfg.ConsumerAssignors = strings.Split(args["assignors"], ",")
+				}
+				cfg.ConsumerSessionTimeout, _ = time.ParseDuration(args["session"])
+				cfg.ConsumerHeartbeatInterval, _ = time.ParseDuration(args["heartbeat"])
+				h.cfg, h.c, h.log = cfg, New(cfg), nil
+				return "ok"
 			case "topic":
 				n, _ := strconv.Atoi(pos[1])
 				h.topics[pos[0]] = int32(n)
@@ -231,7 +245,11 @@ func TestConsumerScripts(t *testing.T) {
 				if resp.MemberID != nil {
 					id = *resp.MemberID
 				}
-				return fmt.Sprintf("member=%s epoch=%d assigned=%v", id, resp.MemberEpoch, h.assigned(resp))
+				out := fmt.Sprintf("member=%s epoch=%d assigned=%v", id, resp.MemberEpoch, h.assigned(resp))
+				if h.cfg.ConsumerHeartbeatInterval != 0 { // configured: the scripts that set it show it
+					out += fmt.Sprintf(" interval=%dms", resp.HeartbeatIntervalMillis)
+				}
+				return out
 			case "tick":
 				d, _ := time.ParseDuration(pos[0])
 				h.now = h.now.Add(d)
@@ -250,7 +268,7 @@ func TestConsumerScripts(t *testing.T) {
 					return "none"
 				}
 				var b strings.Builder
-				fmt.Fprintf(&b, "epoch=%d target-epoch=%d assignor=%s", g.epoch, g.targetEpoch, g.assignor())
+				fmt.Fprintf(&b, "epoch=%d target-epoch=%d assignor=%s", g.epoch, g.targetEpoch, g.assignor(h.c.cfg.ConsumerAssignors))
 				for _, id := range sortedKeys(g.members) {
 					m := g.members[id]
 					fmt.Fprintf(&b, "\n%s epoch=%d assigned=%v revoking=%v target=%v", id, m.epoch, tpList(m.assigned), tpList(m.revoking), tpList(g.target[id]))

@@ -78,6 +78,13 @@ type Config struct {
 	ConsumerTopics            ConsumerTopics
 	ConsumerSessionTimeout    time.Duration // group.consumer.session.timeout.ms, default 45s
 	ConsumerHeartbeatInterval time.Duration // group.consumer.heartbeat.interval.ms, default 5s
+	// ConsumerMaxSize is group.consumer.max.size: a consumer group with this many members
+	// refuses another with GROUP_MAX_SIZE_REACHED. 0: no limit (Kafka's default is
+	// Integer.MAX_VALUE).
+	ConsumerMaxSize int
+	// ConsumerAssignors is group.consumer.assignors: the server assignors members may name,
+	// the first one the default of a group whose members name none. nil: uniform, range.
+	ConsumerAssignors []string
 }
 
 func (c Config) withDefaults() Config {
@@ -101,6 +108,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ConsumerHeartbeatInterval == 0 {
 		c.ConsumerHeartbeatInterval = defaultConsumerHeartbeat
+	}
+	if len(c.ConsumerAssignors) == 0 {
+		c.ConsumerAssignors = []string{AssignorUniform, AssignorRange}
 	}
 	if c.MaxMetadataBytes == 0 {
 		c.MaxMetadataBytes = 4096

@@ -62,6 +62,11 @@ type connection struct {
 	// memWaiting: on the broker-wide memory's waiting list; requestMemory.mu.
 	memWaiting bool
 
+	// place is where the connection is counted: connCounted, connOnProbation, ... (conn_limit.go).
+	place atomic.Int32
+
+	// Request goroutine only: requests admitted so far (conn_limit.go).
+	requests int
 	// Request goroutine only: the size of the frame being handled, recorded in its slot.
 	handling int
 
@@ -131,7 +136,11 @@ func (c *connection) onTraffic() gnet.Action {
 			if err != nil {
 				return gnet.None
 			}
-			size, err := frameSize(prefix, c.srv.maxRequestBytes)
+			limit := c.srv.maxRequestBytes
+			if c.place.Load() == connOnProbation {
+				limit = probationFrameMax
+			}
+			size, err := frameSize(prefix, limit)
 			if err != nil {
 				c.log.Warn("refusing request frame; closing connection", "size", size,
 					"socket.request.max.bytes", c.srv.maxRequestBytes, "err", err)
@@ -247,11 +256,22 @@ func (c *connection) serve() {
 			c.atEnd()
 		}
 	}()
+	var probation <-chan time.Time // a connection on probation must send a request in time
+	if c.place.Load() == connOnProbation {
+		t := time.NewTimer(probationTimeout)
+		defer t.Stop()
+		probation = t.C
+	}
 	for {
 		select {
 		case <-c.done:
 			return
+		case <-probation:
+			c.srv.refuseConn(c.remote, c.srv.cfg.MaxConnections) // no request in probationTimeout
+			c.closeConn()
+			return
 		case frame := <-c.queue:
+			probation = nil
 			select {
 			case <-c.done: // closed meanwhile: do not run handlers for a gone client
 				return
@@ -277,6 +297,9 @@ func (c *connection) handle(frame []byte) bool {
 		} else {
 			c.log.Warn("malformed request header; closing connection", "err", err, "frame_bytes", len(frame))
 		}
+		return false
+	}
+	if !c.admit(r.key) {
 		return false
 	}
 	ctx := &Context{

@@ -111,15 +111,17 @@ func TestRequestMemoryBoundAcrossConnections(t *testing.T) {
 	dial(t, s).roundTripApiVersions(b.reg)
 }
 
-// TestConnectionLimit: with max.connections 2 a third connection is closed at once and
-// counted; once one of the two closes, a new one is served.
+// TestConnectionLimit: with max.connections 2 a third connection is closed at its first
+// request (a client's) and counted; once one of the two closes, a new one is served.
 func TestConnectionLimit(t *testing.T) {
 	b := newTestBroker()
 	s := startServerConfig(t, b.reg, ServerConfig{MaxConnections: 2})
 	first, second := dial(t, s), dial(t, s)
 	first.roundTripApiVersions(b.reg)
 	second.roundTripApiVersions(b.reg)
-	dial(t, s).expectClosed()
+	third := dial(t, s)
+	third.write(third.frame(kmsg.NewPtrApiVersionsRequest(), 3))
+	third.expectClosed()
 	if open, refused, _, _ := s.ConnStats(); open != 2 || refused != 1 {
 		t.Fatalf("open %d refused %d, want 2 and 1", open, refused)
 	}
@@ -132,4 +134,76 @@ func TestConnectionLimit(t *testing.T) {
 	})
 	dial(t, s).roundTripApiVersions(b.reg)
 	second.roundTripApiVersions(b.reg)
+}
+
+// TestConnectionLimitSparesBrokers: a broker's connection (its requests inter-broker ones, a
+// heartbeat here) is kept outside max.connections, within the limit or past it, and may send nothing a
+// client sends but ApiVersions; one whose first request is a client's is refused and counted,
+// as is one past the bound on connections waiting for their first request.
+func TestConnectionLimitSparesBrokers(t *testing.T) {
+	b := newTestBroker()
+	b.reg.Register(API{Key: int16(kmsg.BrokerHeartbeat), MinVersion: 0, MaxVersion: 1, Handle: func(_ *Context, req kmsg.Request, respond func(kmsg.Response)) {
+		respond(req.ResponseKind())
+	}})
+	s := startServerConfig(t, b.reg, ServerConfig{MaxConnections: 1})
+	heartbeat := func(c *rawClient) {
+		t.Helper()
+		c.write(c.frame(kmsg.NewPtrBrokerHeartbeatRequest(), 0))
+		if corr := c.read(kmsg.NewPtrBrokerHeartbeatResponse(), 0); corr != c.corr {
+			t.Fatalf("correlation id = %d, want %d", corr, c.corr)
+		}
+	}
+	// A broker's connection within the limit leaves the count: the client's place is free.
+	early := dial(t, s)
+	heartbeat(early)
+	waitFor(t, "the broker's connection out of the count", func() error {
+		if open, _, _, _ := s.ConnStats(); open != 0 {
+			return fmt.Errorf("%d open", open)
+		}
+		return nil
+	})
+	client := dial(t, s)
+	client.roundTripApiVersions(b.reg)
+
+	broker := dial(t, s)
+	heartbeat(broker)
+	broker.roundTripApiVersions(b.reg)
+	heartbeat(broker)
+	if open, refused, _, _ := s.ConnStats(); open != 1 || refused != 0 {
+		t.Fatalf("open %d refused %d, want 1 (the client's; the broker's is outside the limit) and 0", open, refused)
+	}
+
+	late := dial(t, s)
+	late.write(late.frame(kmsg.NewPtrApiVersionsRequest(), 3))
+	late.expectClosed()
+	if _, refused, _, _ := s.ConnStats(); refused != 1 {
+		t.Fatalf("refused %d, want 1", refused)
+	}
+	// The broker's connection sends a client request: closed.
+	broker.write(broker.frame(metadataReq("t"), 9))
+	broker.expectClosed()
+
+	// More than probationMax connections wait for their first request: the next is closed at once.
+	for range probationMax {
+		dial(t, s)
+	}
+	waitFor(t, "the connections on probation", func() error {
+		if n := s.probation.Load(); n != probationMax {
+			return fmt.Errorf("%d on probation", n)
+		}
+		return nil
+	})
+	dial(t, s).expectClosed()
+	client.roundTripApiVersions(b.reg)
+
+	// A client's connection (its first request a client's) that sends an inter-broker request
+	// stays counted and unrestricted.
+	heartbeat(client)
+	client.write(client.frame(metadataReq("t"), 9))
+	if corr := client.read(kmsg.NewPtrMetadataResponse(), 9); corr != client.corr {
+		t.Fatalf("correlation id = %d, want %d", corr, client.corr)
+	}
+	if open, _, _, _ := s.ConnStats(); open != 1 {
+		t.Fatalf("open %d, want the client's 1", open)
+	}
 }

@@ -56,7 +56,8 @@ type Server struct {
 	live     sync.Map
 	draining atomic.Bool
 
-	open          atomic.Int64  // connections accepted and not yet closed
+	open          atomic.Int64  // client connections accepted and not yet closed (conn_limit.go)
+	probation     atomic.Int64  // connections past MaxConnections awaiting their first request
 	refused       atomic.Uint64 // connections closed at once for MaxConnections
 	lastRefuseLog atomic.Int64  // unix nanoseconds of the last refusal logged
 	mem           requestMemory // the broker-wide bound on request bytes held
@@ -281,12 +282,24 @@ func boundAddr(eng gnet.Engine, addr string) (string, error) {
 }
 
 func (h *eventHandler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	place := connCounted
 	if limit := h.s.cfg.MaxConnections; limit > 0 && h.s.open.Load() >= int64(limit) {
-		h.s.refuseConn(gc, limit)
-		return nil, gnet.Close
+		// Perhaps a broker's (conn_limit.go): its first request decides, unless too many wait.
+		if h.s.probation.Add(1) > probationMax {
+			h.s.probation.Add(-1)
+			remote := "unknown"
+			if a := gc.RemoteAddr(); a != nil {
+				remote = a.String()
+			}
+			h.s.refuseConn(remote, limit)
+			return nil, gnet.Close
+		}
+		place = connOnProbation
+	} else {
+		h.s.open.Add(1)
 	}
-	h.s.open.Add(1)
 	c := newConnection(h.s, gc)
+	c.place.Store(place)
 	gc.SetContext(c)
 	h.s.conns.Add(1)
 	h.s.live.Store(c.id, c)
@@ -307,7 +320,7 @@ func (h *eventHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if c, ok := gc.Context().(*connection); ok {
 		h.s.live.Delete(c.id)
 		c.onClose(err)
-		h.s.open.Add(-1)
+		c.forgetPlace()
 	}
 	return gnet.None
 }
@@ -316,16 +329,12 @@ func (h *eventHandler) OnClose(gc gnet.Conn, err error) gnet.Action {
 // (a client retrying in a loop would otherwise flood the log); the line carries the count.
 // Kafka's acceptor stops accepting instead; gnet cannot, and a closed connection tells the
 // client at once rather than after its connect timeout.
-func (s *Server) refuseConn(gc gnet.Conn, limit int) {
+func (s *Server) refuseConn(remote string, limit int) {
 	n := s.refused.Add(1)
 	now := time.Now().UnixNano()
 	last := s.lastRefuseLog.Load()
 	if now-last < int64(time.Second) || !s.lastRefuseLog.CompareAndSwap(last, now) {
 		return
-	}
-	remote := "unknown"
-	if a := gc.RemoteAddr(); a != nil {
-		remote = a.String()
 	}
 	s.log.Warn("refusing connection: max.connections are open; closing it", "remote", remote,
 		"max_connections", limit, "refused_total", n)

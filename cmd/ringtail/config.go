@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ringtail/ringtail/broker"
+	"github.com/ringtail/ringtail/group"
 	"github.com/ringtail/ringtail/meta/controller"
 	"github.com/ringtail/ringtail/meta/raftlog"
 )
@@ -41,6 +43,16 @@ type config struct {
 	LogCleanerIoBytesPerSecond           int64
 	OffsetsCompact                       int
 	OffsetsPartitions                    int32
+
+	// The consumer protocol's groups (KIP-848; Kafka's group.consumer.*).
+	GroupConsumerSessionTimeout       time.Duration
+	GroupConsumerMinSessionTimeout    time.Duration
+	GroupConsumerMaxSessionTimeout    time.Duration
+	GroupConsumerHeartbeatInterval    time.Duration
+	GroupConsumerMinHeartbeatInterval time.Duration
+	GroupConsumerMaxHeartbeatInterval time.Duration
+	GroupConsumerMaxSize              int // 0: no limit
+	GroupConsumerAssignors            []string
 
 	// A cluster (all empty: a single node).
 	RaftAddr          string
@@ -232,6 +244,45 @@ var options = []option{
 		c.OffsetsCompact = n
 		return nil
 	}},
+	durationOption("group-consumer-session-timeout", "45s", "a consumer-protocol (KIP-848) member that sends no heartbeat for this long leaves its group (group.consumer.session.timeout.ms); within the min and max below",
+		func(c *config) *time.Duration { return &c.GroupConsumerSessionTimeout }),
+	durationOption("group-consumer-min-session-timeout", "45s", "the least group-consumer-session-timeout may be (group.consumer.min.session.timeout.ms)",
+		func(c *config) *time.Duration { return &c.GroupConsumerMinSessionTimeout }),
+	durationOption("group-consumer-max-session-timeout", "60s", "the most group-consumer-session-timeout may be (group.consumer.max.session.timeout.ms)",
+		func(c *config) *time.Duration { return &c.GroupConsumerMaxSessionTimeout }),
+	durationOption("group-consumer-heartbeat-interval", "5s", "how often consumer-protocol members are told to heartbeat (group.consumer.heartbeat.interval.ms); within the min and max below, less than the session timeout",
+		func(c *config) *time.Duration { return &c.GroupConsumerHeartbeatInterval }),
+	durationOption("group-consumer-min-heartbeat-interval", "5s", "the least group-consumer-heartbeat-interval may be (group.consumer.min.heartbeat.interval.ms)",
+		func(c *config) *time.Duration { return &c.GroupConsumerMinHeartbeatInterval }),
+	durationOption("group-consumer-max-heartbeat-interval", "15s", "the most group-consumer-heartbeat-interval may be (group.consumer.max.heartbeat.interval.ms)",
+		func(c *config) *time.Duration { return &c.GroupConsumerMaxHeartbeatInterval }),
+	{"group-consumer-max-size", "0", "members a consumer-protocol group may have; one more is refused with GROUP_MAX_SIZE_REACHED (group.consumer.max.size); 0: no limit", func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("group-consumer-max-size %q: must be a non-negative integer (0: no limit)", v)
+		}
+		c.GroupConsumerMaxSize = n
+		return nil
+	}},
+	{"group-consumer-assignors", "uniform,range", "server-side assignors consumer-protocol members may name, comma-separated, the first the default (group.consumer.assignors; Kafka's class names UniformAssignor and RangeAssignor are accepted too)", func(c *config, v string) error {
+		c.GroupConsumerAssignors = nil
+		for _, a := range strings.Split(v, ",") {
+			a = strings.TrimSpace(a)
+			// Kafka's config names the classes; the protocol names them uniform and range.
+			switch a[strings.LastIndexByte(a, '.')+1:] {
+			case "uniform", "UniformAssignor":
+				a = group.AssignorUniform
+			case "range", "RangeAssignor":
+				a = group.AssignorRange
+			default:
+				return fmt.Errorf("group-consumer-assignors %q: %q is not an assignor; the assignors are uniform and range", v, a)
+			}
+			if !slices.Contains(c.GroupConsumerAssignors, a) {
+				c.GroupConsumerAssignors = append(c.GroupConsumerAssignors, a)
+			}
+		}
+		return nil
+	}},
 	{"metrics-listen", "", "host:port for an HTTP endpoint with Prometheus metrics under /metrics (off when empty)", func(c *config, v string) error {
 		if v != "" {
 			if _, _, err := net.SplitHostPort(v); err != nil {
@@ -340,6 +391,18 @@ var options = []option{
 	}},
 }
 
+// durationOption is a setting holding a duration of at least a millisecond (Kafka's are in ms).
+func durationOption(name, def, help string, field func(*config) *time.Duration) option {
+	return option{name, def, help, func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Millisecond {
+			return fmt.Errorf("%s %q: must be a duration of at least 1ms, such as 45s", name, v)
+		}
+		*field(c) = d
+		return nil
+	}}
+}
+
 // envName is the environment variable for an option: data-dir -> RINGTAIL_DATA_DIR.
 func envName(name string) string {
 	return "RINGTAIL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
@@ -425,6 +488,9 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	if err := c.checkCluster(); err != nil {
 		return nil, err
 	}
+	if err := c.checkGroups(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -474,6 +540,27 @@ func (c *config) checkCluster() error {
 	}
 	if c.RaftAddr != addr {
 		return fmt.Errorf("raft-addr %s differs from this node's entry in peers (%d@%s)", c.RaftAddr, c.NodeID, addr)
+	}
+	return nil
+}
+
+// checkGroups checks the group.consumer.* settings against their bounds, as Kafka does when it
+// starts.
+func (c *config) checkGroups() error {
+	within := func(name string, v, lo, hi time.Duration) error {
+		if v < lo || v > hi {
+			return fmt.Errorf("group-consumer-%s %v: must be from group-consumer-min-%[1]s %v to group-consumer-max-%[1]s %v", name, v, lo, hi)
+		}
+		return nil
+	}
+	if err := within("session-timeout", c.GroupConsumerSessionTimeout, c.GroupConsumerMinSessionTimeout, c.GroupConsumerMaxSessionTimeout); err != nil {
+		return err
+	}
+	if err := within("heartbeat-interval", c.GroupConsumerHeartbeatInterval, c.GroupConsumerMinHeartbeatInterval, c.GroupConsumerMaxHeartbeatInterval); err != nil {
+		return err
+	}
+	if c.GroupConsumerHeartbeatInterval >= c.GroupConsumerSessionTimeout {
+		return fmt.Errorf("group-consumer-heartbeat-interval %v: must be less than group-consumer-session-timeout %v", c.GroupConsumerHeartbeatInterval, c.GroupConsumerSessionTimeout)
 	}
 	return nil
 }

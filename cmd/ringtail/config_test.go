@@ -126,3 +126,40 @@ func TestConfigFailureDetection(t *testing.T) {
 		t.Errorf("a 1 s heartbeat with a 2 s grace: %v", err)
 	}
 }
+
+func TestConfigGroupConsumer(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	cfg, err := loadConfig(nil, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Kafka's defaults.
+	if cfg.GroupConsumerSessionTimeout != 45*time.Second || cfg.GroupConsumerHeartbeatInterval != 5*time.Second ||
+		cfg.GroupConsumerMaxSize != 0 || !slices.Equal(cfg.GroupConsumerAssignors, []string{"uniform", "range"}) {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	cfg, err = loadConfig([]string{"--group-consumer-session-timeout", "50s", "--group-consumer-heartbeat-interval", "10s",
+		"--group-consumer-max-size", "8", "--group-consumer-assignors", "org.apache.kafka.coordinator.group.assignor.RangeAssignor, uniform"}, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.GroupConsumerSessionTimeout != 50*time.Second || cfg.GroupConsumerHeartbeatInterval != 10*time.Second ||
+		cfg.GroupConsumerMaxSize != 8 || !slices.Equal(cfg.GroupConsumerAssignors, []string{"range", "uniform"}) {
+		t.Errorf("set: %+v", cfg)
+	}
+	for _, args := range [][]string{
+		{"--group-consumer-session-timeout", "30s"},                                                     // below the min
+		{"--group-consumer-session-timeout", "61s"},                                                     // above the max
+		{"--group-consumer-heartbeat-interval", "4s"},                                                   // below the min
+		{"--group-consumer-heartbeat-interval", "16s"},                                                  // above the max
+		{"--group-consumer-max-heartbeat-interval", "2m", "--group-consumer-heartbeat-interval", "45s"}, // not less than the session
+		{"--group-consumer-session-timeout", "0s"},
+		{"--group-consumer-max-size", "-1"},
+		{"--group-consumer-assignors", "sticky"},
+		{"--group-consumer-assignors", "uniform,"},
+	} {
+		if _, err := loadConfig(args, noEnv); err == nil {
+			t.Errorf("loadConfig(%v) accepted bad input", args)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringtail/ringtail/broker"
+	"github.com/ringtail/ringtail/group"
 	"github.com/ringtail/ringtail/internal/metrics"
 	kafkanet "github.com/ringtail/ringtail/net"
 	"github.com/ringtail/ringtail/vfs"
@@ -186,7 +187,13 @@ func serve(cfg *config, args []string) error {
 		OffsetsCompactRecords:      cfg.OffsetsCompact,
 		Cluster:                    cluster,
 		OffsetsTopicPartitions:     cfg.OffsetsPartitions,
-		Logger:                     log,
+		Groups: group.Config{
+			ConsumerSessionTimeout:    cfg.GroupConsumerSessionTimeout,
+			ConsumerHeartbeatInterval: cfg.GroupConsumerHeartbeatInterval,
+			ConsumerMaxSize:           cfg.GroupConsumerMaxSize,
+			ConsumerAssignors:         cfg.GroupConsumerAssignors,
+		},
+		Logger: log,
 	})
 	close(opened)
 	if err != nil {

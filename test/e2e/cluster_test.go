@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ringtail/ringtail/test/cluster"
 )
@@ -605,4 +606,58 @@ func TestClusterAddVoter(t *testing.T) {
 	if !strings.Contains(string(out), "voters [1 2 3]") {
 		t.Errorf("node 4 still a voter after remove-node:\n%s", out)
 	}
+}
+
+// TestClusterConnectionLimitSparesBrokers: --max-connections bounds clients, not brokers. With
+// every broker's client places taken, a broker killed with kill -9 and started again still
+// reaches the controller (heartbeats, on the same listener) and is unfenced.
+func TestClusterConnectionLimitSparesBrokers(t *testing.T) {
+	const limit = 2
+	c := startCluster3With(t, cluster3Opts{args: []string{"--max-connections", strconv.Itoa(limit)}})
+	// Take every client place on every broker (the harness's own connections may still be
+	// counted out: retry until each place is ours).
+	held := map[int][]*rawConn{}
+	for _, b := range c.Brokers() {
+		for len(held[b.ID()]) < limit {
+			waitCluster(t, fmt.Sprintf("a client place on broker %d", b.ID()), func() error {
+				rc, err := dialRawErr(b.Addr())
+				if err != nil {
+					return err
+				}
+				req := kmsg.NewPtrApiVersionsRequest()
+				req.Version = 3
+				req.ClientSoftwareName, req.ClientSoftwareVersion = "e2e", "1"
+				if _, err := rc.roundTrip(req, 10*time.Second); err != nil {
+					rc.Close()
+					return err
+				}
+				t.Cleanup(func() { rc.Close() })
+				held[b.ID()] = append(held[b.ID()], rc)
+				return nil
+			})
+		}
+	}
+	md, err := metadataRawTopics(held[1][0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl := int(md.ControllerID)
+	victim := c.Broker(ctrl%3 + 1)
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := victim.Start(ctxTimeout(t, clusterWait)); err != nil {
+		t.Fatal(err)
+	}
+	// Asked on a held connection: the controller has no client place left for the question.
+	waitCluster(t, fmt.Sprintf("broker %d unfenced again by controller %d", victim.ID(), ctrl), func() error {
+		md, err := metadataRawTopics(held[ctrl][0], nil)
+		if err != nil {
+			return err
+		}
+		if len(md.Brokers) != 3 {
+			return fmt.Errorf("%d live brokers", len(md.Brokers))
+		}
+		return nil
+	})
 }

@@ -123,18 +123,24 @@ type member848 struct {
 	owned  map[int32]bool
 }
 
-func startMember848(t *testing.T, b *Broker, l *ledger, name, group, topic string, balancer kgo.GroupBalancer) *member848 {
+func startMember848(t *testing.T, seeds []string, l *ledger, name, group, topic string, balancer kgo.GroupBalancer) *member848 {
+	t.Helper()
+	return startLedgerMember(t, seeds, l, name, group, topic, balancer, kgo.ServerSideBalancer())
+}
+
+// startLedgerMember is startMember848 with the protocol chosen by protocol:
+// kgo.ServerSideBalancer() for the consumer protocol, none for the classic one.
+func startLedgerMember(t *testing.T, seeds []string, l *ledger, name, group, topic string, balancer kgo.GroupBalancer, protocol ...kgo.Opt) *member848 {
 	t.Helper()
 	m := &member848{name: name, dialer: &cutDialer{}, done: make(chan struct{}), owned: map[int32]bool{}}
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(b.Addr()),
+	cl, err := kgo.NewClient(append(protocol,
+		kgo.SeedBrokers(seeds...),
 		kgo.Dialer(m.dialer.DialContext),
 		kgo.ClientID(name),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.Balancers(balancer),
-		kgo.ServerSideBalancer(),
 		kgo.DisableAutoCommit(),
 		kgo.HeartbeatInterval(300*time.Millisecond),
 		kgo.BlockRebalanceOnPoll(),
@@ -159,7 +165,7 @@ func startMember848(t *testing.T, b *Broker, l *ledger, name, group, topic strin
 				delete(m.owned, p)
 			}
 		}),
-	)
+	)...)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -245,13 +251,13 @@ func TestConsumerGroups848(t *testing.T) {
 			}
 
 			produce(1000)
-			a := startMember848(t, b, l, "a", group, topic, tc.balancer())
+			a := startMember848(t, []string{b.Addr()}, l, "a", group, topic, tc.balancer())
 			waitFor(t, 30*time.Second, "a to own every partition", func() bool { return a.ownedCount() == partitions })
 			if _, epoch := a.cl.GroupMetadata(); epoch <= 0 {
 				t.Fatalf("a's member epoch %d after its assignment", epoch)
 			}
-			bm := startMember848(t, b, l, "b", group, topic, tc.balancer())
-			c := startMember848(t, b, l, "c", group, topic, tc.balancer())
+			bm := startMember848(t, []string{b.Addr()}, l, "b", group, topic, tc.balancer())
+			c := startMember848(t, []string{b.Addr()}, l, "c", group, topic, tc.balancer())
 			waitFor(t, 30*time.Second, "a, b and c to share the partitions", func() bool {
 				return a.ownedCount() > 0 && bm.ownedCount() > 0 && c.ownedCount() > 0 &&
 					a.ownedCount()+bm.ownedCount()+c.ownedCount() == partitions
@@ -329,7 +335,7 @@ func TestConsumerProtocolAdvertised(t *testing.T) {
 	topic := topicName(t, "")
 	createTopic(t, adm, topic, 2, nil)
 	l := newLedger(t)
-	m := startMember848(t, b, l, "m", "mixed", topic, kgo.RangeBalancer())
+	m := startMember848(t, []string{b.Addr()}, l, "m", "mixed", topic, kgo.RangeBalancer())
 	defer m.stop()
 	waitFor(t, 30*time.Second, "the consumer member to own the partitions", func() bool { return m.ownedCount() == 2 })
 	join := kmsg.NewPtrJoinGroupRequest()
@@ -370,4 +376,113 @@ func TestConsumerProtocolAdvertised(t *testing.T) {
 	if len(lr.Groups) != 1 || lr.Groups[0].Group != "mixed" || lr.Groups[0].GroupType != "consumer" || lr.Groups[0].GroupState != "Stable" {
 		t.Fatalf("ListGroups of consumer groups: %+v", lr.Groups)
 	}
+}
+
+// TestConsumerGroupSettings: the --group-consumer-* flags reach the coordinator: members are
+// told the configured heartbeat interval, the first configured assignor is the default, one
+// not configured is refused, and a full group refuses a new member.
+func TestConsumerGroupSettings(t *testing.T) {
+	b := startBroker(t, withArgs("--group-consumer-heartbeat-interval", "2s", "--group-consumer-min-heartbeat-interval", "1s",
+		"--group-consumer-max-size", "1", "--group-consumer-assignors", "range"))
+	cl := b.Client(t)
+	topic := topicName(t, "")
+	createTopic(t, b.Admin(t), topic, 2, nil)
+	heartbeat := func(member, assignor string) *kmsg.ConsumerGroupHeartbeatResponse {
+		t.Helper()
+		req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		req.Group, req.MemberID, req.RebalanceTimeoutMillis = "settings", member, 10_000
+		req.SubscribedTopicNames, req.Topics = []string{topic}, []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		if assignor != "" {
+			req.ServerAssignor = &assignor
+		}
+		resp, err := req.RequestWith(ctxTimeout(t, opTimeout), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if r := heartbeat("member-a", "uniform"); r.ErrorCode != kerr.UnsupportedAssignor.Code {
+		t.Fatalf("an assignor not configured: %v, want UNSUPPORTED_ASSIGNOR", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if r := heartbeat("member-a", ""); r.ErrorCode != 0 || r.HeartbeatIntervalMillis != 2000 || r.MemberEpoch != 1 {
+		t.Fatalf("the first member: %v interval %d ms epoch %d, want interval 2000 ms and epoch 1", kerr.ErrorForCode(r.ErrorCode), r.HeartbeatIntervalMillis, r.MemberEpoch)
+	}
+	if r := heartbeat("member-b", ""); r.ErrorCode != kerr.GroupMaxSizeReached.Code {
+		t.Fatalf("a second member of a group of at most one: %v, want GROUP_MAX_SIZE_REACHED", kerr.ErrorForCode(r.ErrorCode))
+	}
+	desc := kmsg.NewPtrConsumerGroupDescribeRequest()
+	desc.Groups = []string{"settings"}
+	dr, err := desc.RequestWith(ctxTimeout(t, opTimeout), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := dr.Groups[0]; g.ErrorCode != 0 || g.AssignorName != "range" || len(g.Members) != 1 {
+		t.Fatalf("the group: %+v, want one member and the range assignor", g)
+	}
+}
+
+// TestConsumerProtocolMigrationDisabled: Ringtail answers as Kafka with
+// group.consumer.migration.policy=disabled. A franz-go consumer of the consumer protocol that
+// joins a classic group with members is refused (GROUP_ID_NOT_FOUND; franz-go retries) and gets
+// nothing while the classic member consumes; once the classic member has left, it gets every
+// partition and resumes from the classic group's commits (offline upgrade). Back the other way
+// (offline downgrade): a classic member gets in once the consumer-protocol member has left. No
+// record whose processing was committed is processed again on either move.
+func TestConsumerProtocolMigrationDisabled(t *testing.T) {
+	b := startBroker(t)
+	adm := b.Admin(t)
+	topic := topicName(t, "")
+	const partitions, group = 3, "migrate"
+	createTopic(t, adm, topic, partitions, nil)
+	prod := b.Client(t, kgo.DefaultProduceTopic(topic))
+	l := newLedger(t)
+	total := 0
+	produce := func(n int) {
+		produceNumbered(t, prod, topic, total, total+n)
+		total += n
+	}
+	allDone := func(what string) {
+		ends := endOffsets(t, adm, topic)
+		waitFor(t, 60*time.Second, what, func() bool { return l.all(ends) && l.allCommitted(ends) })
+	}
+	seeds := []string{b.Addr()}
+
+	produce(300)
+	old := startLedgerMember(t, seeds, l, "classic", group, topic, kgo.RangeBalancer())
+	waitFor(t, 30*time.Second, "the classic member to own every partition", func() bool { return old.ownedCount() == partitions })
+	allDone("the first records, by the classic member")
+
+	req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	req.Group, req.MemberID, req.RebalanceTimeoutMillis, req.SubscribedTopicNames = group, "raw-member", 10_000, []string{topic}
+	resp, err := req.RequestWith(ctxTimeout(t, opTimeout), b.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ErrorCode != kerr.GroupIDNotFound.Code || resp.ErrorMessage == nil {
+		t.Fatalf("ConsumerGroupHeartbeat on a classic group with members: %v, want GROUP_ID_NOT_FOUND with a message", kerr.ErrorForCode(resp.ErrorCode))
+	}
+
+	next := startMember848(t, seeds, l, "consumer", group, topic, kgo.RangeBalancer())
+	defer next.stop()
+	produce(300)
+	allDone("the records produced while both run")
+	if n := next.ownedCount(); n != 0 || old.ownedCount() != partitions {
+		t.Fatalf("while the classic member is in the group the consumer-protocol member owns %d partitions, the classic one %d", n, old.ownedCount())
+	}
+	old.stop()
+	waitFor(t, 60*time.Second, "the consumer-protocol member to own every partition", func() bool { return next.ownedCount() == partitions })
+	produce(300)
+	allDone("the records after the upgrade")
+
+	back := startLedgerMember(t, seeds, l, "classic-again", group, topic, kgo.RangeBalancer())
+	defer back.stop()
+	produce(300)
+	allDone("the records produced while both run again")
+	if back.ownedCount() != 0 {
+		t.Fatalf("a classic member owns %d partitions of a consumer group with members", back.ownedCount())
+	}
+	next.stop()
+	waitFor(t, 60*time.Second, "the classic member to own every partition", func() bool { return back.ownedCount() == partitions })
+	produce(300)
+	allDone("the records after the downgrade")
 }
