@@ -310,7 +310,9 @@ def check_send_offsets(args):
                 produce_all(producer, dst, [(m.partition(), b"t-" + m.value()) for m in batch])
                 producer.send_offsets_to_transaction(consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 30)
                 if abort:
-                    producer.flush(30)  # the aborted copies reach the log: read_uncommitted must show them
+                    # The aborted copies reach the log first: read_uncommitted must show them.
+                    left = producer.flush(30)
+                    c.expect(left == 0, "the transaction to abort flushed (%d left)" % left)
                     producer.abort_transaction(30)
                 else:
                     producer.commit_transaction(30)

@@ -32,6 +32,8 @@ async function main() {
 
   const { kafka, admin } = await connect(args, 'ringtail-compat-kafkajs-txn', topic, PARTITIONS)
 
+  // kafkajs warns that the client's bounded retries (5, so a broken broker fails the check
+  // instead of hanging it) 'may invalidate EoS guarantees': expected here.
   const newProducer = () => kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1 })
   const producer = newProducer()
   await producer.connect()
