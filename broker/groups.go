@@ -76,11 +76,15 @@ type groupHost struct {
 // (Kafka's offsets.commit.timeout.ms).
 const groupCommitTimeout = 5 * time.Second
 
-// topicsView answers the coordinator's partition-existence questions from the engine.
-type topicsView struct{ eng *engine.Engine }
+// topicsView answers the coordinator's partition-existence questions (OffsetCommit,
+// TxnOffsetCommit, OffsetFetch) from the published metadata, as Kafka's does: in a cluster the
+// coordinator commits offsets for partitions it holds no replica of, so its own log (the
+// engine) cannot say.
+type topicsView struct{ meta *meta.Store }
 
 func (t topicsView) PartitionExists(topic string, p int32) bool {
-	return t.eng.Partition(engine.TopicPartition{Topic: topic, Partition: p}) != nil
+	tp, ok := t.meta.Topic(topic)
+	return ok && p >= 0 && p < tp.Partitions
 }
 
 // consumerTopicsView names topics by id and counts their partitions, for the consumer
@@ -158,7 +162,7 @@ func (b *Broker) newGroupHost(t Topic) *groupHost {
 		log:          b.log.With("component", "groups"),
 		eng:          b.engine,
 		purg:         b.purg,
-		topics:       topicsView{b.engine},
+		topics:       topicsView{b.meta},
 		consumer:     consumerTopicsView{b.meta},
 		partitions:   t.Partitions,
 		compactEvery: every,

@@ -401,8 +401,7 @@ func (h *txnHost) txnCoordConfig(coordinatorEpoch int32) txn.Config {
 		CoordinatorEpoch: coordinatorEpoch,
 		NewProducerID:    b.NextProducerID,
 		PartitionExists: func(tp txn.TopicPartition) bool {
-			t, ok := b.meta.Topic(tp.Topic)
-			return ok && tp.Partition >= 0 && tp.Partition < t.Partitions
+			return topicsView{b.meta}.PartitionExists(tp.Topic, tp.Partition)
 		},
 		OffsetsPartition: func(g string) txn.TopicPartition {
 			n := int32(DefaultOffsetsTopicPartitions)

@@ -677,12 +677,18 @@ def report_client_errors(c, errs):
     c.expect(not serious, "no connection-level client errors (%d reported)" % len(serious))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def check_parser(doc):
+    """The command line shared by the check scripts: --broker, --records, --run-id and one
+    subcommand per check (added by the caller to the returned subparsers)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--broker", required=True, help="host:port")
     ap.add_argument("--records", type=int, default=1000)
     ap.add_argument("--run-id", default=str(int(time.time())))
-    sub = ap.add_subparsers(dest="check", required=True)
+    return ap, ap.add_subparsers(dest="check", required=True)
+
+
+def main():
+    ap, sub = check_parser(__doc__)
     sub.add_parser("admin")
     ct = sub.add_parser("create-topic")
     ct.add_argument("--topic", required=True)
@@ -693,7 +699,11 @@ def main():
     gr.add_argument("--assignor", default="range", choices=["range", "roundrobin", "cooperative-sticky"])
     args = ap.parse_args()
 
-    checks = {"admin": check_admin, "create-topic": check_create_topic, "produce-consume": check_produce_consume, "group": check_group}
+    run_check({"admin": check_admin, "create-topic": check_create_topic, "produce-consume": check_produce_consume, "group": check_group}, args)
+
+
+def run_check(checks, args):
+    """Runs the check args.check names and exits 1 when any of its assertions failed."""
     c = checks[args.check](args)
     if c.failures:
         print("%d assertion(s) failed" % len(c.failures))

@@ -8,9 +8,15 @@
 #     assign()-based Consumer for every codec, compared exactly; subscribe() group consumers
 #     (range and cooperative-sticky) with synchronous commits, rebalances on join and leave, and
 #     resumption from the committed offsets.
-#   * kafkajs (compat/kafkajs/group.js, pinned by compat/kafkajs/package-lock.json and installed
+#     Transactions (compat/python_txn.py): a transactional Producer committing, aborting and
+#     leaving a transaction open, read with read_committed and read_uncommitted; fencing; and a
+#     consume-transform-produce loop with send_offsets_to_transaction.
+#   * kcat reading committed and aborted transactions with isolation.level=read_committed and
+#     read_uncommitted.
+#   * kafkajs (compat/kafkajs/*.js, pinned by compat/kafkajs/package-lock.json and installed
 #     there with `npm ci` when missing): a consumer group of two, then a fresh member resuming
-#     from the commits.
+#     from the commits (group.js); a transactional producer committing and aborting, sendOffsets,
+#     readUncommitted: false consumers (txn.js).
 #
 # Called by `make compat` after `make build`. It starts `bin/ringtail serve` on a free port with a
 # fresh data directory, stops it on exit, and exits non-zero if any check fails.
@@ -464,6 +470,43 @@ kcat_group() {
 	echo "kcat -G: $n records shared by two members, committed offsets resumed by a third ($m new records)"
 }
 
+# kcat_txn: a 2-partition topic holding committed, aborted and committed transactions (written by
+# compat/python_txn.py produce-txns, a librdkafka transactional producer) read to the end with kcat:
+# with -X isolation.level=read_committed exactly the committed values, in produce order per
+# partition (the broker's last stable offset and aborted-transactions list let librdkafka drop the
+# aborted batches and the control records); with read_uncommitted all of them.
+kcat_txn() {
+	local topic="compat-kcat-txn-$RUN_ID"
+	local dir=$WORK/$topic
+	mkdir -p "$dir"
+	timeout "$CHECK_TIMEOUT" "$PY" "$ROOT/compat/python_txn.py" --broker "$BROKER" --records "$RECORDS" \
+		produce-txns --topic "$topic" --out-dir "$dir" || return 1
+	local iso want rc ok=1
+	for iso in read_committed read_uncommitted; do
+		want=$dir/committed
+		[[ $iso == read_uncommitted ]] && want=$dir/all
+		local -a cargs=(-b "$BROKER" -C -t "$topic" -o beginning -e -q -X isolation.level=$iso -f '%p\t%s\n')
+		echo "+ kcat ${cargs[*]}"
+		rc=0
+		timeout "$CHECK_TIMEOUT" kcat "${cargs[@]}" >"$dir/$iso" 2>"$dir/$iso.err" || rc=$?
+		if ((rc)); then
+			((rc == 124)) && echo "kcat ($iso) timed out after ${CHECK_TIMEOUT}s without reaching the end of the topic (-e)" || echo "kcat ($iso) failed (status $rc):"
+			head -n 20 "$dir/$iso.err"
+			ok=
+			continue
+		fi
+		# Per partition in offset order (sort -s keeps kcat's order within a partition).
+		if ! diff "$want" <(sort -s -n -k1,1 "$dir/$iso") >"$dir/$iso.diff"; then
+			echo "kcat $iso: read $(wc -l <"$dir/$iso") values, want the $(wc -l <"$want") of $(basename "$want") (< want, > read); first lines:"
+			head -n 20 "$dir/$iso.diff"
+			ok=
+			continue
+		fi
+		echo "kcat $iso: exactly the $(wc -l <"$want") expected values, in produce order per partition"
+	done
+	[[ -n $ok ]]
+}
+
 section "kcat (librdkafka): acks=all produce and consume, $RECORDS records per codec"
 for c in "${CODECS[@]}"; do
 	run_check "kcat/produce-consume/$c" kcat_produce_consume "$c" false
@@ -474,6 +517,9 @@ run_check "kcat/metadata" kcat_metadata
 
 section "kcat (librdkafka): balanced consumer group (-G), $RECORDS records"
 run_check "kcat/group" kcat_group
+
+section "kcat (librdkafka): isolation.level=read_committed over committed and aborted transactions"
+run_check "kcat/txn/read-committed" kcat_txn
 
 # --- confluent-kafka-python checks -------------------------------------------------------------
 
@@ -492,13 +538,20 @@ section "confluent-kafka-python: subscribe() group consumers, synchronous commit
 run_check "python/group/range" py_check group --assignor range
 run_check "python/group/cooperative-sticky" py_check group --assignor cooperative-sticky
 
+py_txn_check() {
+	timeout "$((CHECK_TIMEOUT * 2))" "$PY" "$ROOT/compat/python_txn.py" --broker "$BROKER" --records "$RECORDS" --run-id "$RUN_ID" "$@"
+}
+
+section "confluent-kafka-python: transactional Producer, read_committed, send_offsets_to_transaction"
+run_check "python/txn" py_txn_check txn
+run_check "python/txn/send-offsets" py_txn_check send-offsets
+
 # --- kafkajs checks ----------------------------------------------------------------------------
 
-# kafkajs_group: compat/kafkajs/group.js (see its header): two kafkajs consumers share a
-# 4-partition topic in one group, commit, leave, and a fresh one resumes from the commits. The
-# pinned kafkajs (package-lock.json) is installed with `npm ci` when node_modules lacks it.
-kafkajs_group() {
-	local dir=$ROOT/compat/kafkajs
+# kafkajs_run SCRIPT: runs compat/kafkajs/SCRIPT (see its header) against the broker. The pinned
+# kafkajs (package-lock.json) is installed with `npm ci` when node_modules lacks it.
+kafkajs_run() {
+	local script=$1 dir=$ROOT/compat/kafkajs
 	if [[ ! -f $dir/node_modules/kafkajs/package.json ]]; then
 		echo "+ (cd compat/kafkajs && npm ci --no-audit --no-fund)"
 		(cd "$dir" && timeout 300 npm ci --no-audit --no-fund) || {
@@ -506,12 +559,18 @@ kafkajs_group() {
 			return 1
 		}
 	fi
-	echo "+ node compat/kafkajs/group.js --broker $BROKER --records $RECORDS --run-id $RUN_ID"
-	timeout "$((CHECK_TIMEOUT * 3))" node "$dir/group.js" --broker "$BROKER" --records "$RECORDS" --run-id "$RUN_ID"
+	echo "+ node compat/kafkajs/$script --broker $BROKER --records $RECORDS --run-id $RUN_ID"
+	timeout "$((CHECK_TIMEOUT * 3))" node "$dir/$script" --broker "$BROKER" --records "$RECORDS" --run-id "$RUN_ID"
 }
 
+# group.js: two kafkajs consumers share a 4-partition topic in one group, commit, leave, and a
+# fresh one resumes from the commits.
 section "kafkajs: consumer group (eachMessage), $RECORDS records"
-run_check "kafkajs/group" kafkajs_group
+run_check "kafkajs/group" kafkajs_run group.js
+# txn.js: a transactional producer commits, aborts and commits; readUncommitted: false consumers
+# see only the committed records.
+section "kafkajs: transactions, $RECORDS records"
+run_check "kafkajs/txn" kafkajs_run txn.js
 
 # --- summary -----------------------------------------------------------------------------------
 

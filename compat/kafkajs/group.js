@@ -18,47 +18,9 @@
 
 // Records name their partition explicitly, so the v2 default-partitioner notice is noise.
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1'
-const { Kafka, logLevel } = require('kafkajs')
+const { parseArgs, expect, waitFor, range, sorted, same, connect, run } = require('./lib')
 
 const PARTITIONS = 4
-const WAIT_MS = 30000
-
-function parseArgs(argv) {
-  const args = { broker: null, records: 1000, runId: String(Math.floor(Date.now() / 1000)) }
-  for (let i = 2; i < argv.length; i++) {
-    const v = argv[i + 1]
-    switch (argv[i]) {
-      case '--broker': args.broker = v; i++; break
-      case '--records': args.records = parseInt(v, 10); i++; break
-      case '--run-id': args.runId = v; i++; break
-      default: throw new Error(`unknown argument ${argv[i]}`)
-    }
-  }
-  if (!args.broker) throw new Error('--broker host:port is required')
-  return args
-}
-
-const failures = []
-function expect(cond, msg) {
-  console.log((cond ? 'ok:   ' : 'FAIL: ') + msg)
-  if (!cond) failures.push(msg)
-  return cond
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function waitFor(cond, timeoutMs = WAIT_MS) {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (cond()) return true
-    await sleep(100)
-  }
-  return cond()
-}
-
-const range = (lo, hi) => Array.from({ length: hi - lo }, (_, k) => lo + k)
-const sorted = (xs) => [...xs].sort((x, y) => x - y)
-const same = (xs, ys) => xs.length === ys.length && xs.every((x, k) => x === ys[k])
 
 async function main() {
   const args = parseArgs(process.argv)
@@ -68,22 +30,7 @@ async function main() {
   const topic = `compat-kafkajs-group-${args.runId}`
   const groupId = topic
 
-  const kafka = new Kafka({
-    clientId: 'ringtail-compat-kafkajs',
-    brokers: [args.broker],
-    logLevel: logLevel.WARN,
-    connectionTimeout: 10000,
-    requestTimeout: 30000,
-    retry: { retries: 5 },
-  })
-
-  const admin = kafka.admin()
-  await admin.connect()
-  const created = await admin.createTopics({
-    topics: [{ topic, numPartitions: PARTITIONS, replicationFactor: 1 }],
-    waitForLeaders: true,
-  })
-  expect(created, `createTopics ${topic} with ${PARTITIONS} partitions`)
+  const { kafka, admin } = await connect(args, 'ringtail-compat-kafkajs', topic, PARTITIONS)
 
   const producer = kafka.producer({ allowAutoTopicCreation: true })
   await producer.connect()
@@ -215,17 +162,4 @@ async function main() {
   await admin.disconnect()
 }
 
-const watchdog = setTimeout(() => {
-  console.log('FAIL: group.js did not finish within 180s')
-  process.exit(1)
-}, 180000)
-
-main()
-  .catch((e) => {
-    expect(false, `unexpected error: ${e && e.stack ? e.stack : e}`)
-  })
-  .finally(() => {
-    clearTimeout(watchdog)
-    if (failures.length) console.log(`${failures.length} assertion(s) failed`)
-    process.exit(failures.length ? 1 : 0)
-  })
+run('group.js', main)
