@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -76,6 +77,27 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	return p, nil
 }
 
+// forker starts every child from one OS thread that never ends. The parent-death signal
+// fires when the thread that forked the child ends, not the process, and a Go thread ends
+// when a goroutine locked to it returns: a child started from any other thread could be
+// killed in the middle of a test.
+var forker = sync.OnceValue(func() chan<- func() {
+	ch := make(chan func())
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+		for f := range ch {
+			f()
+		}
+	}()
+	return ch
+})
+
+func startFromForker(cmd *exec.Cmd) error {
+	done := make(chan error, 1)
+	forker() <- func() { done <- cmd.Start() }
+	return <-done
+}
+
 // Restart starts the command again (same arguments, environment, output
 // buffer). The previous run must have ended: use Stop or Kill first.
 func (p *Process) Restart() error {
@@ -98,9 +120,9 @@ func (p *Process) start() error {
 	// A grandchild that keeps the pipe open must not keep Wait (and every
 	// wait for exit) hanging after the process itself is gone.
 	cmd.WaitDelay = 5 * time.Second
-	if p.cfg.OwnProcessGroup {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	}
+	// A test that panics or times out exits without its cleanups: the kernel kills the
+	// children it leaves (brokers holding ports, CPU and data directories) instead.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: p.cfg.OwnProcessGroup, Pdeathsig: syscall.SIGKILL}
 	var logFile *os.File
 	if p.cfg.LogFile != "" {
 		f, err := os.OpenFile(p.cfg.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -111,7 +133,7 @@ func (p *Process) start() error {
 	}
 	p.out.setFile(logFile)
 	fmt.Fprintf(p.out, "%sstart #%d of %s: %s %s\n", MarkerPrefix, p.starts, p.cfg.Name, p.cfg.Path, strings.Join(p.cfg.Args, " "))
-	if err := cmd.Start(); err != nil {
+	if err := startFromForker(cmd); err != nil {
 		p.out.setFile(nil)
 		if logFile != nil {
 			logFile.Close()

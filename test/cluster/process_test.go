@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -285,4 +286,52 @@ func TestPoll(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "still down") {
 		t.Fatalf("Poll past its deadline: %v", err)
 	}
+}
+
+// orphanEnv makes the test binary, run by TestChildrenDieWithTheTestProcess, start a child
+// and die at once without any cleanup, as a test that panics or times out does.
+const orphanEnv = "RINGTAIL_CLUSTER_ORPHAN_TEST"
+
+// TestChildrenDieWithTheTestProcess: a test process that exits without its cleanups (a
+// panic, a timeout) takes its children with it; they do not live on holding ports.
+func TestChildrenDieWithTheTestProcess(t *testing.T) {
+	if os.Getenv(orphanEnv) != "" {
+		p, err := StartProcess(ProcessConfig{Path: "/bin/sleep", Args: []string{"1000"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Stdout.WriteString("child " + strconv.Itoa(p.Pid()) + "\n")
+		os.Exit(0)
+	}
+	helper := exec.Command(os.Args[0], "-test.run=^TestChildrenDieWithTheTestProcess$")
+	helper.Env = append(os.Environ(), orphanEnv+"=1")
+	out, err := helper.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the helper test process: %v\n%s", err, out)
+	}
+	_, after, ok := strings.Cut(string(out), "child ")
+	pid, perr := strconv.Atoi(strings.TrimSpace(strings.SplitN(after, "\n", 2)[0]))
+	if !ok || perr != nil {
+		t.Fatalf("the helper printed no child pid: %q", out)
+	}
+	err = Poll(ctxT(t), func(context.Context) error {
+		if alive(pid) {
+			return errors.New("still running")
+		}
+		return nil
+	})
+	if err != nil {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("the child %d outlived the test process that started it: %v", pid, err)
+	}
+}
+
+// alive: pid exists and is not a zombie (a container's init may never reap it).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
 }
