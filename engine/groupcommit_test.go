@@ -215,3 +215,62 @@ func TestSegmentWritesShareWALCycle(t *testing.T) {
 		t.Fatalf("read back %d batches, want 21", len(hs))
 	}
 }
+
+// TestReplicaSpanLeavesDeferredWrites: a follower catching up below the appends a WAL cycle
+// still defers is served what is written, without writing them early; one that reached them
+// has them written, and gets them whole.
+func TestReplicaSpanLeavesDeferredWrites(t *testing.T) {
+	counted := errorfs.New(vfs.OSFS{})
+	counted.SetFilter(".log")
+	g := &gateFS{FS: counted, gate: make(chan struct{})}
+	e, err := testOpen(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: 1}, []PartitionSpec{specFor(tpA)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		close(g.gate)
+		e.Close()
+	})
+	g.on.Store(true)
+	h := &gatedPartition{t: t, g: g, p: e.Partition(tpA)}
+	h.add()
+	h.waitSyncs(1)
+	g.gate <- struct{}{} // the first append is durable, then written
+	for deadline := time.Now().Add(10 * time.Second); h.acked.Load() < 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("first append never acknowledged")
+		}
+	}
+	for i := 0; i < 3; i++ {
+		h.add() // deferred: their cycle syncs behind the gate
+	}
+	h.waitSyncs(2)
+	before := counted.Count(errorfs.OpWrite)
+	sp, err := h.p.ReplicaSpan(0, 1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.Offset != 0 || sp.EndOffset != 1 {
+		t.Fatalf("span below the deferred appends: [%d, %d), want [0, 1)", sp.Offset, sp.EndOffset)
+	}
+	if n := counted.Count(errorfs.OpWrite) - before; n != 0 {
+		t.Fatalf("%d segment writes serving what was written, want 0", n)
+	}
+	next, err := h.p.ReplicaSpan(sp.EndOffset, 1<<20, &sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Offset != 1 || next.EndOffset != 4 || next.Pos != sp.Pos+sp.Len {
+		t.Fatalf("span at the deferred appends: [%d, %d) at %d, want [1, 4) at %d", next.Offset, next.EndOffset, next.Pos, sp.Pos+sp.Len)
+	}
+	if n := counted.Count(errorfs.OpWrite) - before; n != 1 {
+		t.Fatalf("%d segment writes for a follower reaching the deferred appends, want 1", n)
+	}
+	g.gate <- struct{}{}
+	h.wg.Wait()
+	hs := readAll(t, h.p, 0)
+	checkContiguous(t, hs, 0)
+	if len(hs) != 4 {
+		t.Fatalf("read back %d batches, want 4", len(hs))
+	}
+}

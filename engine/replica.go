@@ -50,15 +50,19 @@ func (p *Partition) ReplicaSpan(offset int64, maxBytes int, prev *Span) (Span, e
 	}
 	i := p.segmentIndex(offset)
 	seg := p.segments[i]
+	limit, segEnd := seg.size, seg.end
 	if seg.unwrittenBytes > 0 {
-		// A follower catching up reads the file (fresh appends go from the tail).
-		if err := p.flushLocked(); err != nil {
+		// A follower catching up reads the file (fresh appends go from the tail). Below the
+		// deferred appends it reads what is written, leaving them to share their WAL cycle's
+		// write; only a follower that reached them has them written now.
+		if writtenEnd := seg.unwrittenBase(); offset < writtenEnd {
+			limit, segEnd = seg.written(), writtenEnd
+		} else if err := p.flushLocked(); err != nil {
 			p.mu.Unlock()
 			p.runCompletions() // the appends the rollback failed
 			return Span{}, err
 		}
 	}
-	limit, segEnd := seg.size, seg.end
 	// The span before ends where this one starts: no lookup, no scan for the first batch.
 	known := !below && prev != nil && prev.File == seg.file && prev.segBase == seg.base && prev.EndOffset == offset && prev.Pos+prev.Len <= limit
 	var pos int64

@@ -82,6 +82,12 @@ type segment struct {
 // written is how much of the segment is in the file.
 func (s *segment) written() int64 { return s.size - s.unwrittenBytes }
 
+// unwrittenBase is the offset of the first deferred append (each starts with a batch
+// header, whose first field is its base offset). s.unwrittenBytes > 0.
+func (s *segment) unwrittenBase() int64 {
+	return int64(binary.BigEndian.Uint64(s.unwritten[0]))
+}
+
 // keepUnwritten drops the deferred bytes that lie beyond size after size was lowered (a
 // rollback or a cut); written was the file's share before.
 func (s *segment) keepUnwritten(written int64) {
