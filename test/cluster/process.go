@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrExited is wrapped by every wait that ended because the process exited
@@ -45,6 +47,9 @@ type ProcessConfig struct {
 	// Pause and Resume then signal the whole group: for commands that start
 	// children of their own (a shell script, `go run`).
 	OwnProcessGroup bool
+	// CPUs, when set, confines the process to these CPUs from its first instruction (every
+	// thread and child it makes inherits them; a Go program sizes GOMAXPROCS to them).
+	CPUs []int
 }
 
 // Process is a child process that can be stopped, killed, paused, resumed
@@ -92,9 +97,34 @@ var forker = sync.OnceValue(func() chan<- func() {
 	return ch
 })
 
-func startFromForker(cmd *exec.Cmd) error {
+// startFromForker starts cmd on the forker thread, confined to cpus when there are any (a
+// child inherits the affinity of the thread that forked it).
+func startFromForker(cmd *exec.Cmd, cpus []int) error {
 	done := make(chan error, 1)
-	forker() <- func() { done <- cmd.Start() }
+	forker() <- func() {
+		if len(cpus) == 0 {
+			done <- cmd.Start()
+			return
+		}
+		var old, set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &old); err != nil {
+			done <- fmt.Errorf("cpu affinity: %w", err)
+			return
+		}
+		for _, c := range cpus {
+			set.Set(c)
+		}
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			done <- fmt.Errorf("confine to cpus %v: %w", cpus, err)
+			return
+		}
+		err := cmd.Start()
+		if rerr := unix.SchedSetaffinity(0, &old); rerr != nil && err == nil {
+			// The thread would fork every later child confined: refuse to go on.
+			panic(fmt.Sprintf("cluster: restoring the forker's cpu affinity: %v", rerr))
+		}
+		done <- err
+	}
 	return <-done
 }
 
@@ -133,7 +163,7 @@ func (p *Process) start() error {
 	}
 	p.out.setFile(logFile)
 	fmt.Fprintf(p.out, "%sstart #%d of %s: %s %s\n", MarkerPrefix, p.starts, p.cfg.Name, p.cfg.Path, strings.Join(p.cfg.Args, " "))
-	if err := startFromForker(cmd); err != nil {
+	if err := startFromForker(cmd, p.cfg.CPUs); err != nil {
 		p.out.setFile(nil)
 		if logFile != nil {
 			logFile.Close()

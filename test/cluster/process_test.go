@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -334,4 +335,36 @@ func alive(pid int) bool {
 	}
 	_, rest, _ := strings.Cut(string(b), ") ")
 	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
+}
+
+// TestProcessCPUs: a process started with CPUs runs on those only, and later processes are
+// not confined by it (they may run where the test does).
+func TestProcessCPUs(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs two CPUs to tell a confined process from the others")
+	}
+	last := runtime.NumCPU() - 1
+	pinned := sh(t, ProcessConfig{CPUs: []int{last}}, loop)
+	free := sh(t, ProcessConfig{}, loop)
+	if got := allowedCPUs(t, pinned.Pid()); got != strconv.Itoa(last) {
+		t.Fatalf("confined process may run on CPUs %q, want %d", got, last)
+	}
+	if got, want := allowedCPUs(t, free.Pid()), allowedCPUs(t, os.Getpid()); got != want {
+		t.Fatalf("process started after a confined one may run on CPUs %q, want %q", got, want)
+	}
+}
+
+func allowedCPUs(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("no Cpus_allowed_list in /proc/%d/status", pid)
+	return ""
 }
