@@ -42,7 +42,11 @@ func WorkloadConfig(name string, d, w time.Duration, rate float64) (Config, erro
 	c.Topic = "bench-" + name
 	c.CreateTopic = true
 	c.Duration, c.Warmup = d, w
-	switch name {
+	// <workload>-pinned: the same load with the broker on one CPU and the client on the others
+	// (one broker only), so that neither steals the other's CPU or cache.
+	base, pinned := strings.CutSuffix(name, "-pinned")
+	c.Pinned = pinned
+	switch base {
 	case "seed":
 		// 128 producers × 1 record each, waiting for the ack; one shared client (see docs/benchmarks.md)
 		c.Concurrency, c.Clients = 128, 1
@@ -89,7 +93,7 @@ func WorkloadConfig(name string, d, w time.Duration, rate float64) (Config, erro
 		c.Clients = 1
 		c.Partitions = 1000
 	default:
-		return c, fmt.Errorf("unknown bench workload %q (seed, throughput, open-loop, lone, txn, e2e, consume-1000, e2e-1000)", name)
+		return c, fmt.Errorf("unknown bench workload %q (seed, throughput, open-loop, lone, txn, e2e, consume-1000, e2e-1000; each also as <name>-pinned)", name)
 	}
 	return c, nil
 }
@@ -191,11 +195,25 @@ func failedResult(spec BrokerSpec, c Config, wl, format string, args ...any) *Re
 func benchOne(ctx context.Context, bc BenchConfig, spec BrokerSpec, c Config, wl, tmp string, info *BrokerInfo) *Result {
 	progress := bc.Progress
 	failed := func(format string, args ...any) *Result { return failedResult(spec, c, wl, format, args...) }
-	p, err := startBroker(ctx, spec, tmp, func(pid int) { recordPID(bc.PIDFile, pid) })
+	var brokerCPUs, clientCPUs []int
+	if c.Pinned {
+		var err error
+		if brokerCPUs, clientCPUs, err = splitCPUs(); err != nil {
+			return failed("pinned: %v", err)
+		}
+	}
+	p, err := startBroker(ctx, spec, tmp, brokerCPUs, func(pid int) { recordPID(bc.PIDFile, pid) })
 	if err != nil {
 		return failed("%v", err)
 	}
 	defer p.Stop()
+	if c.Pinned {
+		unpin, err := pinSelf(clientCPUs)
+		if err != nil {
+			return failed("pinned: %v", err)
+		}
+		defer unpin()
+	}
 	if info.IO == "" {
 		info.IO = brokerIO(p.Log())
 	}

@@ -64,12 +64,12 @@ func FreePort() (int, error) {
 // StartBroker starts spec in a fresh data directory under parent and waits until it accepts a
 // connection and answers ApiVersions on it.
 func StartBroker(ctx context.Context, spec BrokerSpec, parent string) (*BrokerProc, error) {
-	return startBroker(ctx, spec, parent, nil)
+	return startBroker(ctx, spec, parent, nil, nil)
 }
 
-// startBroker is StartBroker, calling onStart (when set) with the process id once the process is
-// started, before it is ready.
-func startBroker(ctx context.Context, spec BrokerSpec, parent string, onStart func(pid int)) (*BrokerProc, error) {
+// startBroker is StartBroker, confined to cpus when there are any, calling onStart (when set)
+// with the process id once the process is started, before it is ready.
+func startBroker(ctx context.Context, spec BrokerSpec, parent string, cpus []int, onStart func(pid int)) (*BrokerProc, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -92,6 +92,7 @@ func startBroker(ctx context.Context, spec BrokerSpec, parent string, onStart fu
 		MaxOutput: 4 << 20,
 		// A broker given as a script or `go run` has children: Stop's kill takes them too.
 		OwnProcessGroup: true,
+		CPUs:            cpus,
 	})
 	if err != nil {
 		os.RemoveAll(dir)

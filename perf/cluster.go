@@ -81,6 +81,9 @@ func benchCluster(ctx context.Context, bc BenchConfig, spec BrokerSpec, c Config
 	if len(spec.Args) == 0 {
 		return failed("no Ringtail binary for the cluster")
 	}
+	if c.Pinned {
+		return failed("the pinned mode runs one broker on one CPU, not a cluster")
+	}
 	dir, err := os.MkdirTemp(tmp, spec.Label+"-")
 	if err != nil {
 		return failed("%v", err)

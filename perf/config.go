@@ -41,6 +41,9 @@ type Config struct {
 	BrokerPIDs []int `json:"broker_pids,omitempty"` // several broker processes (a cluster): their CPU is summed
 	// TopicConfigs are set on the topic when the run creates it (e.g. min.insync.replicas).
 	TopicConfigs map[string]string `json:"topic_configs,omitempty"`
+	// Pinned: the bench runs the broker on the last CPU and the client on the others (a
+	// workload named <name>-pinned), instead of letting them share every CPU.
+	Pinned bool `json:"pinned,omitempty"`
 
 	// Human-readable copies of the durations for the JSON output.
 	DurationS float64 `json:"duration_s"`

@@ -56,6 +56,9 @@ func DescribeConfig(c *Config) string {
 	default:
 		shape = c.Workload()
 	}
+	if c.Pinned {
+		shape += "; pinned: the broker on one CPU, the client on the others"
+	}
 	return fmt.Sprintf("%s; %d B records, acks=%s, %d partitions, compression %s, %.0fs after %.0fs warm-up",
 		shape, c.Size, c.Acks, c.Partitions, c.Compression, c.DurationS, c.WarmupS)
 }
@@ -79,6 +82,9 @@ func WriteText(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "  %d producers on %d client(s), linger %s, batch %d B, max in flight %d\n", c.Concurrency, c.Clients, fmtMs(c.LingerMs), c.BatchBytes, c.MaxInflight)
 	case "open-loop", "e2e":
 		fmt.Fprintf(w, "  offered %s msg/s on %d client(s), latency from scheduled send time\n", fmtCount(c.Rate), c.Clients)
+	}
+	if c.Pinned {
+		fmt.Fprintf(w, "  pinned: the broker on one CPU, the client on the others\n")
 	}
 	if r.Failed != "" {
 		fmt.Fprintf(w, "  FAILED: %s\n", r.Failed)
