@@ -41,6 +41,11 @@ type Config struct {
 	LogCleanerIOBytesPerSecond int64
 	// OnWALCycle, when set, is told about every WAL cycle (metrics).
 	OnWALCycle func(records int, bytes int64, took time.Duration, err error)
+	// OnCommittedAppend, when set, is told about every append answered once committed (an
+	// acks=all produce, a group coordinator's or a transaction marker's write) that succeeded:
+	// how long it took to be durable on this node (local) and then for the high watermark to
+	// pass it (replication; 0 on one node). Kafka reports these as LocalTimeMs and RemoteTimeMs.
+	OnCommittedAppend func(local, replication time.Duration)
 
 	// OffsetsCompactRecords: once this many records were appended to __consumer_offsets since
 	// it was last compacted, the group host rewrites the live state and lets the rest go

@@ -76,6 +76,18 @@ func (b *Broker) appendCommittedWith(part *engine.Partition, timeout time.Durati
 	// Locally durable first, then the high watermark past the batches. The done callback may
 	// run before Append returns the end offset, so whichever of the two comes second moves on.
 	w := &produceWait{b: b, part: part, timeout: timeout, done: done, end: -1}
+	if observe := b.cfg.OnCommittedAppend; observe != nil {
+		w.start = time.Now()
+		w.done = func(err error) {
+			if err == nil {
+				w.mu.Lock()
+				local := w.localAt
+				w.mu.Unlock()
+				observe(local.Sub(w.start), time.Since(local))
+			}
+			done(err)
+		}
+	}
 	if err := b.stopped(); err != nil {
 		return AppendResult{}, err
 	}
@@ -118,6 +130,10 @@ type produceWait struct {
 	mu            sync.Mutex
 	end           int64 // offset after the batches; -1 until Append returned
 	locallyStored bool  // the batches are durable on this node
+
+	// start and localAt (when they became durable here) time the wait, for
+	// Config.OnCommittedAppend; zero without it.
+	start, localAt time.Time
 }
 
 func (w *produceWait) appended(end int64) {
@@ -137,6 +153,9 @@ func (w *produceWait) durable(err error) {
 	}
 	w.mu.Lock()
 	w.locallyStored = true
+	if !w.start.IsZero() {
+		w.localAt = time.Now()
+	}
 	ready := w.end >= 0
 	w.mu.Unlock()
 	if ready {

@@ -222,6 +222,16 @@ func TestBenchCluster(t *testing.T) {
 			t.Errorf("node %d: no CPU", n.ID)
 		}
 	}
+	var commits float64
+	for _, n := range cr.Nodes {
+		commits += n.Commits
+		if n.Commits > 0 && (n.LocalMeanUs <= 0 || n.ReplicationMeanUs <= 0) {
+			t.Errorf("node %d: %v acks=all appends, mean wait local %v µs, replication %v µs", n.ID, n.Commits, n.LocalMeanUs, n.ReplicationMeanUs)
+		}
+	}
+	if commits == 0 {
+		t.Errorf("no node timed an acks=all append in the window: %+v", cr.Nodes)
+	}
 	if led != 6 || cpu < r.BrokerCPU.TotalS-0.05 || cpu > r.BrokerCPU.TotalS+0.05 {
 		t.Errorf("partitions led %d (want 6); nodes' CPU %.2fs, the run's broker CPU %.2fs", led, cpu, r.BrokerCPU.TotalS)
 	}

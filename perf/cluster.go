@@ -50,6 +50,11 @@ type ClusterNode struct {
 	CPU           CPUUsage `json:"cpu"` // µs per message of the whole cluster's messages
 	SentBytes     float64  `json:"replication_sent_bytes"`
 	CopiedBytes   float64  `json:"replication_copied_bytes"`
+	// The acks=all appends this node answered as leader in the window, and their mean wait
+	// until durable here (local) and then until the high watermark passed them (replication).
+	Commits           float64 `json:"committed_appends"`
+	LocalMeanUs       float64 `json:"committed_local_mean_us"`
+	ReplicationMeanUs float64 `json:"committed_replication_mean_us"`
 }
 
 // nodeSample is one reading of a node at an edge of the window.
@@ -58,6 +63,8 @@ type nodeSample struct {
 	cpuOK          bool
 	sent, copied   float64
 	fromMemory     float64
+	commits        float64 // committed appends answered (acks=all produces and the like)
+	localS, replS  float64 // their summed local and replication times, seconds
 	metricsOK      bool
 	metricsFailure string
 }
@@ -212,6 +219,10 @@ func (r *ClusterRun) fill(nodes []*cluster.Broker, leaders map[int32]int, edges 
 		if a.metricsOK && z.metricsOK {
 			n.SentBytes, n.CopiedBytes = z.sent-a.sent, z.copied-a.copied
 			r.FromMemoryBytes += z.fromMemory - a.fromMemory
+			if n.Commits = z.commits - a.commits; n.Commits > 0 {
+				n.LocalMeanUs = 1e6 * (z.localS - a.localS) / n.Commits
+				n.ReplicationMeanUs = 1e6 * (z.replS - a.replS) / n.Commits
+			}
 		} else {
 			r.MetricsOK = false
 		}
@@ -243,7 +254,8 @@ func sampleNodes(ctx context.Context, nodes []*cluster.Broker) []nodeSample {
 			if s.user, s.sys, err = ProcCPU(b.Process().Pid()); err == nil {
 				s.cpuOK = true
 			}
-			m, err := ScrapeMetrics(ctx, b.ExtraAddr("metrics"), MetricReplicationSent, MetricReplicationCopied, MetricReplicationFromMemory)
+			m, err := ScrapeMetrics(ctx, b.ExtraAddr("metrics"), MetricReplicationSent, MetricReplicationCopied, MetricReplicationFromMemory,
+				MetricCommittedLocalSum, MetricCommittedLocalCount, MetricCommittedReplicationSum)
 			_, okS := m[MetricReplicationSent]
 			_, okC := m[MetricReplicationCopied]
 			switch {
@@ -254,6 +266,8 @@ func sampleNodes(ctx context.Context, nodes []*cluster.Broker) []nodeSample {
 			default:
 				// From memory is absent on a build that sends every batch from its files: 0.
 				s.sent, s.copied, s.fromMemory, s.metricsOK = m[MetricReplicationSent], m[MetricReplicationCopied], m[MetricReplicationFromMemory], true
+				// Absent on a build without them: no split is reported.
+				s.commits, s.localS, s.replS = m[MetricCommittedLocalCount], m[MetricCommittedLocalSum], m[MetricCommittedReplicationSum]
 			}
 		}()
 	}

@@ -18,6 +18,12 @@ const (
 	// MetricReplicationFromMemory: of the bytes sent, those sent from the leader's appended
 	// buffers (writev) rather than its segment files (sendfile).
 	MetricReplicationFromMemory = "ringtail_replication_sent_from_memory_bytes_total"
+	// An acks=all produce's wait, split (sum and count of each histogram): until durable on the
+	// leader (local) and then until the high watermark passed it (replication).
+	MetricCommittedLocalSum       = "ringtail_committed_append_local_seconds_sum"
+	MetricCommittedLocalCount     = "ringtail_committed_append_local_seconds_count"
+	MetricCommittedReplicationSum = "ringtail_committed_append_replication_seconds_sum"
+	MetricCommittedReplicationCnt = "ringtail_committed_append_replication_seconds_count"
 )
 
 // ParseMetrics reads the samples named names out of a Prometheus text exposition (version

@@ -374,8 +374,13 @@ func writeCluster(w io.Writer, c *Comparison) {
 			fmt.Fprintln(w, "  replication counters: not read (see the notes in the JSON)")
 		}
 		for _, n := range cr.Nodes {
-			fmt.Fprintf(w, "  node %d: leads %d partitions, CPU %.2fs user + %.2fs sys = %s µs/msg, sent %.1f MB\n",
+			fmt.Fprintf(w, "  node %d: leads %d partitions, CPU %.2fs user + %.2fs sys = %s µs/msg, sent %.1f MB",
 				n.ID, n.PartitionsLed, n.CPU.UserS, n.CPU.SysS, fmtCPU(n.CPU), n.SentBytes/1e6)
+			if n.Commits > 0 {
+				fmt.Fprintf(w, "; %.0f acks=all appends answered, mean wait %s durable here + %s for the followers",
+					n.Commits, fmtUs(int64(n.LocalMeanUs)), fmtUs(int64(n.ReplicationMeanUs)))
+			}
+			fmt.Fprintln(w)
 		}
 		if cr.Profile != "" {
 			fmt.Fprintf(w, "  CPU profile of node %d over the window: %s\n", cr.ProfileNode, cr.Profile)

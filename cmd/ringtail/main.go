@@ -124,9 +124,10 @@ func serve(cfg *config, args []string) error {
 	var m *metrics.Metrics
 	var onWALCycle func(int, int64, time.Duration, error)
 	var onRequest func(int16, time.Duration)
+	var onCommittedAppend func(local, replication time.Duration)
 	if cfg.MetricsListen != "" {
 		m = metrics.New()
-		onWALCycle, onRequest = m.ObserveWALCycle, m.ObserveRequest
+		onWALCycle, onRequest, onCommittedAppend = m.ObserveWALCycle, m.ObserveRequest, m.ObserveCommittedAppend
 	}
 	// A signal during the start (a cluster node waiting for a quorum or its registration) ends
 	// the wait; after the start it begins the shutdown.
@@ -184,6 +185,7 @@ func serve(cfg *config, args []string) error {
 		LogCleanerInterval:         cfg.LogCleanerBackoff,
 		LogCleanerIOBytesPerSecond: cfg.LogCleanerIoBytesPerSecond,
 		OnWALCycle:                 onWALCycle,
+		OnCommittedAppend:          onCommittedAppend,
 		OffsetsCompactRecords:      cfg.OffsetsCompact,
 		Cluster:                    cluster,
 		OffsetsTopicPartitions:     cfg.OffsetsPartitions,

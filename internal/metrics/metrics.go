@@ -29,6 +29,9 @@ type Metrics struct {
 
 	// requestSeconds[key] observes API key's latency; nil for keys kmsg does not name.
 	requestSeconds []prometheus.Observer
+
+	committedLocalSeconds       prometheus.Histogram
+	committedReplicationSeconds prometheus.Histogram
 }
 
 // New returns the registry with the Go runtime and process collectors.
@@ -63,6 +66,18 @@ func New() *Metrics {
 		Buckets: prometheus.ExponentialBuckets(25e-6, 2, 18), // 25 µs .. 3.3 s
 	}, []string{"api"})
 	m.reg.MustRegister(requests)
+
+	m.committedLocalSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "ringtail_committed_append_local_seconds",
+		Help:    "Appends answered once committed (acks=all produces, group coordinator and transaction marker writes): time from the append to its batches being durable on this node (Kafka's LocalTimeMs).",
+		Buckets: prometheus.ExponentialBuckets(25e-6, 2, 16), // 25 µs .. 819 ms
+	})
+	m.committedReplicationSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "ringtail_committed_append_replication_seconds",
+		Help:    "Appends answered once committed: time from being durable on this node to the high watermark passing them, i.e. waiting for the in-sync followers (Kafka's RemoteTimeMs; 0 on one node).",
+		Buckets: prometheus.ExponentialBuckets(25e-6, 2, 16),
+	})
+	m.reg.MustRegister(m.committedLocalSeconds, m.committedReplicationSeconds)
 	m.requestSeconds = make([]prometheus.Observer, kmsg.MaxKey+1)
 	for key := range m.requestSeconds {
 		if name := kmsg.NameForKey(int16(key)); name != "Unknown" {
@@ -96,6 +111,12 @@ func (m *Metrics) ObserveRequest(key int16, took time.Duration) {
 	if key >= 0 && int(key) < len(m.requestSeconds) && m.requestSeconds[key] != nil {
 		m.requestSeconds[key].Observe(took.Seconds())
 	}
+}
+
+// ObserveCommittedAppend is broker.Config.OnCommittedAppend.
+func (m *Metrics) ObserveCommittedAppend(local, replication time.Duration) {
+	m.committedLocalSeconds.Observe(local.Seconds())
+	m.committedReplicationSeconds.Observe(replication.Seconds())
 }
 
 // WALSource is what the WAL gauges read at scrape time (the engine).

@@ -108,6 +108,9 @@ func TestMetrics(t *testing.T) {
 	if got := m["ringtail_wal_cycle_errors_total"]; got != 0 {
 		t.Errorf("ringtail_wal_cycle_errors_total = %v", got)
 	}
+	if got := m["ringtail_committed_append_local_seconds_count"]; got < n || m["ringtail_committed_append_local_seconds_sum"] <= 0 {
+		t.Errorf("committed appends' local time: %v observations (sum %v), want >= %d acks=all produces", got, m["ringtail_committed_append_local_seconds_sum"], n)
+	}
 	// A single node leads every partition: metered's and __consumer_offsets'.
 	if got := m["ringtail_partitions_led"]; got < 2 {
 		t.Errorf("ringtail_partitions_led = %v, want every partition", got)
@@ -184,6 +187,25 @@ func TestClusterMetrics(t *testing.T) {
 		if !names[want] {
 			t.Errorf("deploy/grafana-dashboard.json queries %s, which the broker does not export", want)
 		}
+	}
+
+	// acks=all produces wait for the followers: the leaders time that wait.
+	cl, err := c.Client(kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const n = 20
+	for i := 0; i < n; i++ {
+		produceSync(t, cl, &kgo.Record{Value: []byte(fmt.Sprintf("r%d", i))})
+	}
+	var waits, waited float64
+	for _, m := range scrapeAll() {
+		waits += m["ringtail_committed_append_replication_seconds_count"]
+		waited += m["ringtail_committed_append_replication_seconds_sum"]
+	}
+	if waits < n || waited <= 0 {
+		t.Errorf("committed appends' replication time: %v observations, %vs in all; want >= %d acks=all produces and some time", waits, waited, n)
 	}
 
 	// Pause the controller: the other two elect a new one, which fences it; whether that or the
