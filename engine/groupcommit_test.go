@@ -53,7 +53,12 @@ type gatedPartition struct {
 }
 
 func newGatedPartition(t *testing.T, walInFlight int) *gatedPartition {
-	g := &gateFS{FS: vfs.OSFS{}, gate: make(chan struct{})}
+	return newGatedPartitionOn(t, vfs.OSFS{}, walInFlight)
+}
+
+// newGatedPartitionOn is newGatedPartition over fs (a counting file system, say).
+func newGatedPartitionOn(t *testing.T, fs vfs.FS, walInFlight int) *gatedPartition {
+	g := &gateFS{FS: fs, gate: make(chan struct{})}
 	e, err := testOpen(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: walInFlight}, []PartitionSpec{specFor(tpA)})
 	if err != nil {
 		t.Fatal(err)
@@ -185,17 +190,8 @@ func TestWriteBehind(t *testing.T) {
 func TestSegmentWritesShareWALCycle(t *testing.T) {
 	counted := errorfs.New(vfs.OSFS{})
 	counted.SetFilter(".log")
-	g := &gateFS{FS: counted, gate: make(chan struct{})}
-	e, err := testOpen(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: 1}, []PartitionSpec{specFor(tpA)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		close(g.gate)
-		e.Close()
-	})
-	g.on.Store(true)
-	h := &gatedPartition{t: t, g: g, p: e.Partition(tpA)}
+	h := newGatedPartitionOn(t, counted, 1)
+	g := h.g
 	before := counted.Count(errorfs.OpWrite)
 	h.add()
 	h.waitSyncs(1)
@@ -222,17 +218,8 @@ func TestSegmentWritesShareWALCycle(t *testing.T) {
 func TestReplicaSpanLeavesDeferredWrites(t *testing.T) {
 	counted := errorfs.New(vfs.OSFS{})
 	counted.SetFilter(".log")
-	g := &gateFS{FS: counted, gate: make(chan struct{})}
-	e, err := testOpen(Config{DataDir: t.TempDir(), FS: g, Logger: quietLogger(), WALInFlight: 1}, []PartitionSpec{specFor(tpA)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		close(g.gate)
-		e.Close()
-	})
-	g.on.Store(true)
-	h := &gatedPartition{t: t, g: g, p: e.Partition(tpA)}
+	h := newGatedPartitionOn(t, counted, 1)
+	g := h.g
 	h.add()
 	h.waitSyncs(1)
 	g.gate <- struct{}{} // the first append is durable, then written
