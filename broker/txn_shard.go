@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ringtail/ringtail/engine"
@@ -25,10 +26,13 @@ type txnShard struct {
 	h         *txnHost
 	partition int32
 	part      *engine.Partition
-	log       *slog.Logger
-	loaded    atomic.Bool
-	ready     chan struct{}
-	loadErr   error
+	// epoch is the coordinator epoch: the partition's leader epoch when this node took it.
+	// A new leadership, even this node's again, loads a new shard (followTxns).
+	epoch   int32
+	log     *slog.Logger
+	loaded  atomic.Bool
+	ready   chan struct{}
+	loadErr error
 
 	mu      sync.Mutex
 	events  []txnEvent
@@ -59,7 +63,7 @@ type txnEvent struct {
 }
 
 func newTxnShard(h *txnHost, p int32, part *engine.Partition) *txnShard {
-	return &txnShard{h: h, partition: p, part: part, log: h.log.With("txn_partition", p),
+	return &txnShard{h: h, partition: p, part: part, epoch: part.LeaderEpoch(), log: h.log.With("txn_partition", p),
 		ready: make(chan struct{}), wake: make(chan struct{}, 1), stop: make(chan struct{}),
 		stopped: make(chan struct{}), replies: make(map[txn.ReplyID]*txnRequest)}
 }
@@ -95,7 +99,7 @@ func (s *txnShard) replay() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	coord := txn.New(s.h.txnCoordConfig(s.part.LeaderEpoch()))
+	coord := txn.New(s.h.txnCoordConfig(s.epoch))
 	for i, r := range records {
 		if err := coord.Replay(r.Key, r.Value); err != nil {
 			return 0, fmt.Errorf("replaying %s-%d record %d: %w", TxnTopic, s.partition, i, err)
@@ -173,6 +177,11 @@ func (s *txnShard) serve() {
 }
 
 func (s *txnShard) handle(now time.Time, r *txnRequest) {
+	if s.coord.Fenced() {
+		// A newer coordinator of this partition exists; this node has not heard yet.
+		r.respond(txnErrorResponse(r.req, codeNotCoordinator))
+		return
+	}
 	s.nextReply++
 	id := txn.ReplyID(s.nextReply)
 	s.replies[id] = r
@@ -208,12 +217,26 @@ func (s *txnShard) process(now time.Time, ready txn.Ready) {
 		r.respond(out.Response)
 	}
 	for _, m := range ready.Markers {
-		s.h.b.writeMarkers(s.log, m, func(err error) {
-			if err != nil {
+		written := func(err error) {
+			if errors.Is(err, engine.ErrCoordinatorFenced) || errors.Is(err, kerr.TransactionCoordinatorFenced) {
+				err = fmt.Errorf("%w: %v", txn.ErrFenced, err)
+			}
+			switch {
+			case errors.Is(err, txn.ErrFenced):
+				s.log.Warn("transactions: a newer coordinator of the partition exists; this one sends no more markers", "transactional_id", m.TransactionalID, "coordinator_epoch", s.epoch, "err", err)
+			case err != nil:
 				s.log.Warn("transactions: writing markers failed; retried", "transactional_id", m.TransactionalID, "err", err)
 			}
 			s.later(func(now time.Time) { s.process(now, s.coord.MarkersWritten(now, m.TransactionalID, err)) }, nil)
-		})
+		}
+		if e := s.part.LeaderEpoch(); e != s.epoch {
+			// The partition has a newer leadership than this coordinator's (this node follows
+			// it, or leads it again and loads a new coordinator): its markers are not ours to
+			// write any more.
+			written(fmt.Errorf("%w: %s-%d is at leader epoch %d, this coordinator's is %d", txn.ErrFenced, TxnTopic, s.partition, e, s.epoch))
+			continue
+		}
+		s.h.b.writeMarkers(s.log, m, written)
 	}
 	if ready.Batch == 0 {
 		return

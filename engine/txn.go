@@ -83,45 +83,61 @@ func (s *segment) addAborted(a AbortedTxn) {
 	s.aborted = append(s.aborted, a)
 }
 
-// markerType returns the control record type of control batch b.
-func markerType(b []byte) (int16, error) {
+// markerOf returns the control record type of control batch b and the
+// coordinator epoch its value carries.
+func markerOf(b []byte) (typ int16, coordEpoch int32, err error) {
 	recs, err := batch.Records(b)
 	if err != nil {
-		return 0, err
+		return 0, noMarker, err
 	}
-	if len(recs) == 0 || len(recs[0].Key) < 4 {
-		return 0, fmt.Errorf("%w: control batch without a control record key", batch.ErrCorrupt)
+	if len(recs) == 0 || len(recs[0].Key) < 4 || len(recs[0].Value) < 6 {
+		return 0, noMarker, fmt.Errorf("%w: control batch without a control record key and value", batch.ErrCorrupt)
 	}
-	return int16(binary.BigEndian.Uint16(recs[0].Key[2:])), nil
+	return int16(binary.BigEndian.Uint16(recs[0].Key[2:])), int32(binary.BigEndian.Uint32(recs[0].Value[2:])), nil
+}
+
+// markerEpochAt returns the coordinator epoch of marker h at pos of seg, or
+// noMarker for another batch (read for it: a walk has only headers).
+func (s *segment) markerEpochAt(h batch.Header, pos int64) (int32, error) {
+	if !h.IsControl() {
+		return noMarker, nil
+	}
+	b := make([]byte, h.Size())
+	if _, err := s.file.ReadAt(b, pos); err != nil {
+		return noMarker, err
+	}
+	_, ce, _ := markerOf(b) // an unreadable marker fences nothing
+	return ce, nil
 }
 
 // observeTxnLocked records what batch h (bytes b, stored in seg) means for
 // transactions, before the producer state applies it: a marker decides
-// the producer's ongoing transaction, an ABORT lists it in seg. p.mu held
-// (or the partition not shared yet).
-func (p *Partition) observeTxnLocked(seg *segment, h batch.Header, b []byte) {
+// the producer's ongoing transaction, an ABORT lists it in seg. It returns
+// a marker's coordinator epoch (noMarker for other batches), for the
+// producer state. p.mu held (or the partition not shared yet).
+func (p *Partition) observeTxnLocked(seg *segment, h batch.Header, b []byte) int32 {
 	if h.IsTransactional() {
 		p.txn.seen = true
 	}
 	if !h.IsControl() || h.ProducerID < 0 {
-		return
+		return noMarker
+	}
+	typ, coordEpoch, err := markerOf(b)
+	if err != nil {
+		p.eng.log.Error("engine: reading a transaction marker; its transaction counts as committed", "partition", p.name, "offset", h.BaseOffset, "err", err)
 	}
 	st, ok := p.prod[h.ProducerID]
 	if !ok || st.txnFirst < 0 {
-		return // a marker for a transaction that wrote nothing here
+		return coordEpoch // a marker for a transaction that wrote nothing here
 	}
 	if n := len(p.txn.unstable); n > 0 && p.txn.unstable[0].marker < p.hw.Load() {
 		p.pruneStableLocked() // a replica nobody fetches read_committed from prunes here
 	}
 	p.txn.unstable = append(p.txn.unstable, txnSpan{first: st.txnFirst, marker: h.BaseOffset})
-	typ, err := markerType(b)
-	if err != nil {
-		p.eng.log.Error("engine: reading a transaction marker; its transaction counts as committed", "partition", p.name, "offset", h.BaseOffset, "err", err)
-		return
-	}
-	if typ == controlAbort {
+	if err == nil && typ == controlAbort {
 		seg.addAborted(AbortedTxn{ProducerID: h.ProducerID, FirstOffset: st.txnFirst, LastOffset: h.BaseOffset})
 	}
+	return coordEpoch
 }
 
 // txnCutLocked forgets what lies at or beyond end (a rollback or a
@@ -231,9 +247,12 @@ func (p *Partition) abortedLocked(from, to int64) []AbortedTxn {
 
 // AppendMarker ends producerID's transaction in this partition with a
 // COMMIT (commit) or ABORT control batch, as a leader append: an epoch
-// below the producer's is refused (ErrInvalidProducerEpoch), else the
-// marker gets the next offset and done runs as for Append. coordinatorEpoch
-// is the transaction coordinator's epoch, recorded in the marker.
+// below the producer's is refused (ErrInvalidProducerEpoch), and so is a
+// coordinatorEpoch below that of the producer's last marker here
+// (ErrCoordinatorFenced: a deposed coordinator's); else the marker gets the
+// next offset and done runs as for Append. coordinatorEpoch is the
+// transaction coordinator's epoch (the leader epoch of its
+// __transaction_state partition), recorded in the marker.
 func (p *Partition) AppendMarker(producerID int64, epoch int16, commit bool, coordinatorEpoch int32, done func(error)) (AppendResult, error) {
 	typ := byte(controlAbort)
 	if commit {
@@ -253,6 +272,10 @@ func (p *Partition) AppendMarker(producerID int64, epoch int16, commit bool, coo
 	}
 	cfg := p.Config()
 	p.mu.Lock()
+	if err := p.prod.checkCoordinator(producerID, coordinatorEpoch); err != nil {
+		p.mu.Unlock()
+		return AppendResult{}, err
+	}
 	res, werr := p.appendLeaderLocked([][]byte{b}, []batch.Header{hs}, -1, cfg.SegmentMs, done)
 	p.mu.Unlock()
 	p.runCompletions()
@@ -320,16 +343,17 @@ func (p *Partition) txnIndexesBelow(off int64) bool {
 // bookkeeping with a batch recovery or a truncation walks (header h at pos
 // of seg): a marker's bytes are read for its type.
 func (p *Partition) observeWalkedLocked(seg *segment, h batch.Header, pos int64) error {
+	coordEpoch := int32(noMarker)
 	if h.IsControl() {
 		b := make([]byte, h.Size())
 		if _, err := seg.file.ReadAt(b, pos); err != nil {
 			return err
 		}
-		p.observeTxnLocked(seg, h, b)
+		coordEpoch = p.observeTxnLocked(seg, h, b)
 	} else if h.IsTransactional() {
 		p.txn.seen = true
 	}
-	p.prod.apply(h)
+	p.prod.apply(h, coordEpoch)
 	p.epochs.observe(h.PartitionLeaderEpoch, h.BaseOffset)
 	return nil
 }
@@ -370,6 +394,10 @@ type ProducerInfo struct {
 	LastSequence  int32 // -1 when none
 	// TxnStartOffset is the first offset of its ongoing transaction, -1 when none.
 	TxnStartOffset int64
+	// LastTimestamp is the max timestamp of its last batch (a marker's is its append time).
+	LastTimestamp int64
+	// CoordinatorEpoch is the coordinator epoch of its last marker, -1 when none.
+	CoordinatorEpoch int32
 }
 
 // Producers lists the producers the partition remembers, by id.
@@ -378,7 +406,8 @@ func (p *Partition) Producers() []ProducerInfo {
 	defer p.mu.Unlock()
 	out := make([]ProducerInfo, 0, len(p.prod))
 	for id, st := range p.prod {
-		pi := ProducerInfo{ProducerID: id, ProducerEpoch: st.epoch, LastSequence: -1, TxnStartOffset: st.txnFirst}
+		pi := ProducerInfo{ProducerID: id, ProducerEpoch: st.epoch, LastSequence: -1, TxnStartOffset: st.txnFirst,
+			LastTimestamp: st.lastTs, CoordinatorEpoch: st.coordEpoch}
 		if n := len(st.batches); n > 0 {
 			pi.LastSequence = st.batches[n-1].lastSeq
 		}
