@@ -324,7 +324,7 @@ func (p *Partition) writeLocked(buf []byte, hs []batch.Header, segmentMs int64) 
 		if h.IsTransactional() {
 			coordEpoch = p.observeTxnLocked(seg, h, buf[pos-at:pos-at+int64(h.Size())])
 		}
-		p.prod.apply(h, coordEpoch)
+		p.applyLocked(h, coordEpoch)
 		p.epochs.observe(h.PartitionLeaderEpoch, h.BaseOffset)
 		pos += int64(h.Size())
 	}

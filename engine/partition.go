@@ -281,6 +281,7 @@ func (p *Partition) checkOffsetsLocked(after string) {
 		panic(fmt.Sprintf("engine: %s: after %s: high watermark %d, durable end %d, log end %d: want hw <= durable end <= log end",
 			p.name, after, hw, p.durableEnd, p.logEnd))
 	}
+	p.checkOngoingLocked(after)
 }
 
 func (p *Partition) active() *segment { return p.segments[len(p.segments)-1] }

@@ -67,11 +67,85 @@ type AbortedTxn struct {
 // have passed yet.
 type txnSpan struct{ first, marker int64 }
 
+// txnStart is an ongoing transaction in txnLog.ongoing.
+type txnStart struct{ first, pid int64 }
+
 // txnLog is the partition's transaction bookkeeping beyond the producer
 // state. Guarded by Partition.mu.
 type txnLog struct {
 	seen     bool      // a transactional batch was applied: the LSO needs computing
 	unstable []txnSpan // decided transactions, oldest marker first, until the high watermark passes the marker
+	// ongoing indexes the producers' ongoing transactions by first offset
+	// (Kafka's ProducerStateManager.ongoingTxns), so the LSO is read from its
+	// front instead of a walk over every producer. An entry is live while its
+	// producer's txnFirst is its first offset: a marker ends a transaction in
+	// the producer state alone, and the dead entries go when they reach the
+	// front (lastStableLocked) or at a compaction. Appended in offset order as
+	// transactions start (applyLocked); rebuilt from the producer state
+	// wherever that is replaced (rebuildOngoingLocked): an index missing a
+	// live transaction would raise the LSO over it.
+	ongoing   []txnStart
+	compactAt int // compact ongoing once it grows past this
+}
+
+// applyLocked applies stored batch h (a marker's coordinator epoch
+// coordEpoch) to the producer state and the index of ongoing transactions.
+// p.mu held (or the partition not shared yet).
+func (p *Partition) applyLocked(h batch.Header, coordEpoch int32) {
+	p.prod.apply(h, coordEpoch)
+	if !h.IsTransactional() || h.IsControl() || p.prod[h.ProducerID].txnFirst != h.BaseOffset {
+		return
+	}
+	p.txn.ongoing = append(p.txn.ongoing, txnStart{first: h.BaseOffset, pid: h.ProducerID})
+	if len(p.txn.ongoing) > p.txn.compactAt {
+		// Dead entries behind a long transaction at the front: bounded at twice the live ones.
+		p.txn.ongoing = slices.DeleteFunc(p.txn.ongoing, func(x txnStart) bool { return !p.ongoingLive(x) })
+		p.txn.compactAt = 2*len(p.txn.ongoing) + 64
+	}
+}
+
+// ongoingLive says whether index entry x is still its producer's ongoing transaction. p.mu held.
+func (p *Partition) ongoingLive(x txnStart) bool {
+	st, ok := p.prod[x.pid]
+	return ok && st.txnFirst == x.first
+}
+
+// rebuildOngoingLocked rebuilds the index of ongoing transactions from the
+// producer state, which was replaced (recovery, rollback, truncation). p.mu
+// held (or the partition not shared yet).
+func (p *Partition) rebuildOngoingLocked() {
+	p.txn.ongoing = p.txn.ongoing[:0]
+	for pid, st := range p.prod {
+		if st.txnFirst >= 0 {
+			p.txn.ongoing = append(p.txn.ongoing, txnStart{first: st.txnFirst, pid: pid})
+		}
+	}
+	slices.SortFunc(p.txn.ongoing, func(a, b txnStart) int { return cmp.Compare(a.first, b.first) })
+	p.txn.compactAt = 2*len(p.txn.ongoing) + 64
+}
+
+// checkOngoingLocked panics unless the index of ongoing transactions holds
+// every producer's ongoing transaction, in first-offset order: what a walk
+// over the producer state finds (invariants builds). p.mu held.
+func (p *Partition) checkOngoingLocked(after string) {
+	live := 0
+	for i, x := range p.txn.ongoing {
+		if i > 0 && x.first <= p.txn.ongoing[i-1].first {
+			panic(fmt.Sprintf("engine: %s: after %s: ongoing transactions out of order at %d: %v", p.name, after, i, p.txn.ongoing))
+		}
+		if p.ongoingLive(x) {
+			live++
+		}
+	}
+	want := 0
+	for _, st := range p.prod {
+		if st.txnFirst >= 0 {
+			want++
+		}
+	}
+	if live != want {
+		panic(fmt.Sprintf("engine: %s: after %s: %d ongoing transactions indexed, the producer state holds %d", p.name, after, live, want))
+	}
 }
 
 // addAborted lists an aborted transaction whose marker lies in s; a walk
@@ -141,8 +215,10 @@ func (p *Partition) observeTxnLocked(seg *segment, h batch.Header, b []byte) int
 }
 
 // txnCutLocked forgets what lies at or beyond end (a rollback or a
-// truncation cut the log there; the producer state was rebuilt). p.mu held.
+// truncation cut the log there; the producer state was rebuilt, so the
+// index of ongoing transactions is too). p.mu held.
 func (p *Partition) txnCutLocked(end int64) {
+	p.rebuildOngoingLocked()
 	n := 0
 	for _, u := range p.txn.unstable {
 		if u.marker < end {
@@ -184,10 +260,11 @@ func (p *Partition) lastStableLocked() int64 {
 	for _, u := range p.txn.unstable {
 		lso = min(lso, u.first)
 	}
-	for _, st := range p.prod {
-		if st.txnFirst >= 0 {
-			lso = min(lso, st.txnFirst)
-		}
+	for len(p.txn.ongoing) > 0 && !p.ongoingLive(p.txn.ongoing[0]) {
+		p.txn.ongoing = p.txn.ongoing[1:]
+	}
+	if len(p.txn.ongoing) > 0 {
+		lso = min(lso, p.txn.ongoing[0].first)
 	}
 	return max(lso, p.logStart)
 }
@@ -353,7 +430,7 @@ func (p *Partition) observeWalkedLocked(seg *segment, h batch.Header, pos int64)
 	} else if h.IsTransactional() {
 		p.txn.seen = true
 	}
-	p.prod.apply(h, coordEpoch)
+	p.applyLocked(h, coordEpoch)
 	p.epochs.observe(h.PartitionLeaderEpoch, h.BaseOffset)
 	return nil
 }

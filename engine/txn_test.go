@@ -3,7 +3,9 @@ package engine
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -208,6 +210,8 @@ func TestTransactionUnstableBelowHighWatermark(t *testing.T) {
 // TestPowerCutKeepsMarkers cuts the power while transactions commit and
 // abort: after recovery (and the aborts a coordinator sends for what is
 // left open) every acknowledged abort is listed and no acknowledged commit.
+// After each step the last stable offset from the index of ongoing
+// transactions is what a walk over every producer finds.
 func TestPowerCutKeepsMarkers(t *testing.T) {
 	dir := t.TempDir()
 	cfs := crashfs.New(vfs.OSFS{})
@@ -245,6 +249,7 @@ func TestPowerCutKeepsMarkers(t *testing.T) {
 				if err != nil {
 					return
 				}
+				checkLSO(t, p, fmt.Sprintf("producer %d's transaction %d", w, i))
 				mu.Lock()
 				acked = append(acked, txn{w, res.BaseOffset, mres.BaseOffset, abort})
 				n := len(acked)
@@ -268,8 +273,10 @@ func TestPowerCutKeepsMarkers(t *testing.T) {
 	if lso, hw := p.LastStableOffset(), p.HighWatermark(); lso > hw {
 		t.Fatalf("lso %d above hw %d", lso, hw)
 	}
+	checkLSO(t, p, "recovered")
 	for w := int64(1); w <= 3; w++ {
 		marker(t, p, w, 0, false)
+		checkLSO(t, p, fmt.Sprintf("producer %d aborted", w))
 	}
 	if lso, hw := p.LastStableOffset(), p.HighWatermark(); lso != hw {
 		t.Fatalf("lso %d, hw %d after every producer's transaction was aborted", lso, hw)
@@ -420,5 +427,119 @@ func TestSnapshotV2Readable(t *testing.T) {
 	again, err := decodeSnapshot(s.encode())
 	if err != nil || again.prod[7].coordEpoch != 6 || again.prod[7].lastTs != 1234 {
 		t.Fatalf("round trip: %+v, %v", again, err)
+	}
+}
+
+// lsoByWalk is the last stable offset as it was computed before the index of ongoing
+// transactions: a walk over every producer.
+func lsoByWalk(p *Partition) int64 {
+	lso := p.hw.Load()
+	if !p.txn.seen {
+		return lso
+	}
+	p.pruneStableLocked()
+	for _, u := range p.txn.unstable {
+		lso = min(lso, u.first)
+	}
+	for _, st := range p.prod {
+		if st.txnFirst >= 0 {
+			lso = min(lso, st.txnFirst)
+		}
+	}
+	return max(lso, p.logStart)
+}
+
+// checkLSO fails unless the last stable offset read from the index of ongoing transactions is
+// what a walk over every producer finds.
+func checkLSO(t *testing.T, p *Partition, when string) {
+	t.Helper()
+	p.mu.Lock()
+	walked, indexed := lsoByWalk(p), p.lastStableLocked()
+	p.mu.Unlock()
+	if walked != indexed {
+		t.Errorf("%s: last stable offset %d from the index of ongoing transactions, %d from a walk over the producers", when, indexed, walked)
+	}
+}
+
+// TestOngoingIndexProperty runs random transactional workloads (producers opening, committing
+// and aborting transactions, plain batches, truncations, clean and crash restarts, with and
+// without snapshots) and compares, after every operation, the last stable offset read from the
+// index of ongoing transactions with a walk over every producer.
+func TestOngoingIndexProperty(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { ongoingIndexProperty(t, seed) })
+	}
+}
+
+func ongoingIndexProperty(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, SegmentBytes: 1 << 10, IndexIntervalBytes: 256}
+	e := openEngine(t, cfg, tpA)
+	p := e.Partition(tpA)
+	var bases []int64 // base offsets of the batches in the log, for truncation points
+	next := func(pid int64) (int16, int32) {
+		for _, pi := range p.Producers() {
+			if pi.ProducerID == pid {
+				return pi.ProducerEpoch, pi.LastSequence + 1
+			}
+		}
+		return 0, 0
+	}
+	for op := 0; op < 300; op++ {
+		pid := int64(1 + rng.IntN(6))
+		var what string
+		switch k := rng.IntN(20); {
+		case k < 8:
+			what = "transactional batch"
+			epoch, seq := next(pid)
+			bases = append(bases, txnProduce(t, p, pid, epoch, seq, 1+rng.IntN(3)).BaseOffset)
+		case k < 13:
+			what = "marker"
+			epoch, _ := next(pid)
+			ch := make(chan error, 1)
+			res, err := p.AppendMarker(pid, epoch, rng.IntN(2) == 0, 0, func(err error) { ch <- err })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-ch; err != nil {
+				t.Fatal(err)
+			}
+			bases = append(bases, res.BaseOffset)
+		case k < 16:
+			what = "plain batch"
+			bases = append(bases, mustAppend(t, p, mkBatch(batchOpts{n: 2, value: "plain"})).BaseOffset)
+		case k < 18:
+			if len(bases) == 0 {
+				continue
+			}
+			i := rng.IntN(len(bases))
+			what = fmt.Sprintf("truncation to %d", bases[i])
+			if err := p.TruncateTo(bases[i]); err != nil {
+				t.Fatal(err)
+			}
+			bases = bases[:i]
+		default:
+			crash, drop := rng.IntN(2) == 0, rng.IntN(3) == 0
+			what = fmt.Sprintf("restart (crash %v, snapshots dropped %v)", crash, drop)
+			e.Close()
+			if crash {
+				asAfterCrash(t, dir)
+			}
+			if drop {
+				snaps, _ := filepath.Glob(filepath.Join(dir, "orders-0", "*"+snapshotSuffix))
+				for _, f := range snaps {
+					if err := os.Remove(f); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			e = openEngine(t, cfg, tpA)
+			p = e.Partition(tpA)
+		}
+		checkLSO(t, p, fmt.Sprintf("op %d, %s", op, what))
+		if t.Failed() {
+			return
+		}
 	}
 }
