@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -23,23 +21,11 @@ import (
 // fate back, writes the markers the coordinator asks for (txn_markers.go) and reports them,
 // and fires the coordinator's deadlines (transaction timeouts, marker retries).
 type txnShard struct {
-	h         *txnHost
-	partition int32
-	part      *engine.Partition
+	shardCore[*txnRequest]
+	h *txnHost
 	// epoch is the coordinator epoch: the partition's leader epoch when this node took it.
 	// A new leadership, even this node's again, loads a new shard (followTxns).
-	epoch   int32
-	log     *slog.Logger
-	loaded  atomic.Bool
-	ready   chan struct{}
-	loadErr error
-
-	mu      sync.Mutex
-	events  []txnEvent
-	closed  bool
-	wake    chan struct{}
-	stop    chan struct{}
-	stopped chan struct{}
+	epoch int32
 
 	// Owned by the shard's goroutine, and by shutdown once it is gone.
 	coord     *txn.Coordinator
@@ -54,29 +40,17 @@ type txnRequest struct {
 	respond func(kmsg.Response)
 }
 
-// txnEvent is a request, or the shard's own work (fn; dropped, with dropped called, once the
-// shard is being unloaded).
-type txnEvent struct {
-	req     *txnRequest
-	fn      func(now time.Time)
-	dropped func()
-}
-
 func newTxnShard(h *txnHost, p int32, part *engine.Partition) *txnShard {
-	return &txnShard{h: h, partition: p, part: part, epoch: part.LeaderEpoch(), log: h.log.With("txn_partition", p),
-		ready: make(chan struct{}), wake: make(chan struct{}, 1), stop: make(chan struct{}),
-		stopped: make(chan struct{}), replies: make(map[txn.ReplyID]*txnRequest)}
+	s := &txnShard{h: h, epoch: part.LeaderEpoch(), replies: make(map[txn.ReplyID]*txnRequest)}
+	s.init(p, part, h.log.With("txn_partition", p))
+	return s
 }
 
 func (s *txnShard) run() {
 	defer close(s.stopped)
 	start := time.Now()
 	n, err := s.replay()
-	s.loadErr = err
-	if err == nil {
-		s.loaded.Store(true)
-	}
-	close(s.ready)
+	s.loadDone(err)
 	if err != nil {
 		if !errors.Is(err, errUnloaded) {
 			s.log.Error("transactions: loading the state partition failed; its ids answer NOT_COORDINATOR", "err", err)
@@ -109,45 +83,19 @@ func (s *txnShard) replay() (int, error) {
 	return len(records), nil
 }
 
-func (s *txnShard) submit(r *txnRequest) bool { return s.enqueue(txnEvent{req: r}) }
-
 // later runs fn on the shard's goroutine; if the shard is unloaded first, dropped (may be nil)
 // runs instead, on the caller's or the unloader's goroutine.
 func (s *txnShard) later(fn func(now time.Time), dropped func()) {
-	if !s.enqueue(txnEvent{fn: fn, dropped: dropped}) && dropped != nil {
+	if !s.enqueue(shardEvent[*txnRequest]{fn: fn, dropped: dropped}) && dropped != nil {
 		dropped()
 	}
 }
 
-func (s *txnShard) enqueue(ev txnEvent) bool {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return false
-	}
-	s.events = append(s.events, ev)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	return true
-}
-
 // shutdown stops the shard and answers what it holds NOT_COORDINATOR. Not on its goroutine.
 func (s *txnShard) shutdown() {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	close(s.stop)
-	<-s.stopped
-	s.mu.Lock()
-	events := s.events
-	s.events = nil
-	s.mu.Unlock()
-	for _, ev := range events {
+	for _, ev := range s.halt() {
 		switch {
-		case ev.req != nil:
+		case ev.fn == nil:
 			ev.req.respond(txnErrorResponse(ev.req.req, codeNotCoordinator))
 		case ev.dropped != nil:
 			ev.dropped()
@@ -160,20 +108,7 @@ func (s *txnShard) shutdown() {
 }
 
 func (s *txnShard) serve() {
-	shardLoop(s.stop, s.wake, func() bool {
-		s.mu.Lock()
-		events := s.events
-		s.events = nil
-		s.mu.Unlock()
-		for _, ev := range events {
-			if ev.req != nil {
-				s.handle(time.Now(), ev.req)
-			} else {
-				ev.fn(time.Now())
-			}
-		}
-		return len(events) > 0
-	}, s.coord.NextDeadline, func(now time.Time) { s.process(now, s.coord.Tick(now)) })
+	s.shardCore.serve(s.handle, s.coord.NextDeadline, func(now time.Time) { s.process(now, s.coord.Tick(now)) })
 }
 
 func (s *txnShard) handle(now time.Time, r *txnRequest) {
