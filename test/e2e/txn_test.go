@@ -386,3 +386,91 @@ func txnCoordinator(t *testing.T, c *cluster.Cluster, id string) int32 {
 	})
 	return node
 }
+
+// TestClusterTimeoutFencedEpochSurvivesFailover: a transaction left open past its timeout is
+// aborted by its coordinator with an epoch bump; after the coordinator's broker is killed, the
+// new coordinator (replaying __transaction_state) still lets the fenced producer re-initialize
+// with its old epoch (KIP-360: InitProducerId with the producer id and epoch) and gives it the
+// next one, instead of fencing it for good.
+func TestClusterTimeoutFencedEpochSurvivesFailover(t *testing.T) {
+	c := startCluster3(t)
+	topic := topicName(t, "")
+	createRF3(t, c, topic, 1)
+	id := "tx-" + topic
+	cl := c.ClientT(t)
+	var pid int64
+	waitCluster(t, "InitProducerId", func() error {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.TransactionalID, req.TransactionTimeoutMillis = &id, 1000
+		resp, err := req.RequestWith(ctxTimeout(t, opTimeout), cl)
+		if err != nil {
+			return err
+		}
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			return err
+		}
+		if resp.ProducerEpoch != 0 {
+			return fmt.Errorf("epoch %d, want 0", resp.ProducerEpoch)
+		}
+		pid = resp.ProducerID
+		return nil
+	})
+	waitCluster(t, "AddPartitionsToTxn", func() error {
+		req := kmsg.NewPtrAddPartitionsToTxnRequest()
+		req.Version = 3
+		req.TransactionalID, req.ProducerID, req.ProducerEpoch = id, pid, 0
+		rt := kmsg.NewAddPartitionsToTxnRequestTopic()
+		rt.Topic, rt.Partitions = topic, []int32{0}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctxTimeout(t, opTimeout), cl)
+		if err != nil {
+			return err
+		}
+		return kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode)
+	})
+	aborted := func() error {
+		described, err := c.AdminT(t).DescribeTransactions(ctxTimeout(t, opTimeout), id)
+		if err != nil {
+			return err
+		}
+		d := described[id]
+		if d.Err != nil {
+			return d.Err
+		}
+		if d.State != "CompleteAbort" || d.ProducerEpoch != 1 {
+			return fmt.Errorf("%s at epoch %d, want CompleteAbort at epoch 1 (the timeout abort)", d.State, d.ProducerEpoch)
+		}
+		return nil
+	}
+	waitCluster(t, "the timeout abort", aborted)
+	coord := txnCoordinator(t, c, id)
+	if err := c.Broker(int(coord)).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitCluster(t, "a new coordinator of "+id, func() error {
+		if now := txnCoordinator(t, c, id); now == coord {
+			return fmt.Errorf("broker %d still coordinates %s", now, id)
+		}
+		return aborted()
+	})
+	waitCluster(t, "InitProducerId with the fenced epoch at the new coordinator", func() error {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.Version = 4
+		req.TransactionalID, req.TransactionTimeoutMillis = &id, 1000
+		req.ProducerID, req.ProducerEpoch = pid, 0
+		resp, err := req.RequestWith(ctxTimeout(t, opTimeout), cl)
+		if err != nil {
+			return err
+		}
+		if resp.ErrorCode == kerr.ProducerFenced.Code {
+			t.Fatalf("the new coordinator fenced producer %d epoch 0 for good: the epoch its predecessor's timeout abort fenced was lost", pid)
+		}
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			return err
+		}
+		if resp.ProducerID != pid || resp.ProducerEpoch != 2 {
+			t.Fatalf("InitProducerId with epoch 0 gave producer %d epoch %d, want %d epoch 2", resp.ProducerID, resp.ProducerEpoch, pid)
+		}
+		return nil
+	})
+}
