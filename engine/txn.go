@@ -158,16 +158,21 @@ func (s *segment) addAborted(a AbortedTxn) {
 }
 
 // markerOf returns the control record type of control batch b and the
-// coordinator epoch its value carries.
+// coordinator epoch its value carries (noMarker when the value is too short
+// to hold one: the type, in the key, still counts).
 func markerOf(b []byte) (typ int16, coordEpoch int32, err error) {
 	recs, err := batch.Records(b)
 	if err != nil {
 		return 0, noMarker, err
 	}
-	if len(recs) == 0 || len(recs[0].Key) < 4 || len(recs[0].Value) < 6 {
-		return 0, noMarker, fmt.Errorf("%w: control batch without a control record key and value", batch.ErrCorrupt)
+	if len(recs) == 0 || len(recs[0].Key) < 4 {
+		return 0, noMarker, fmt.Errorf("%w: control batch without a control record key", batch.ErrCorrupt)
 	}
-	return int16(binary.BigEndian.Uint16(recs[0].Key[2:])), int32(binary.BigEndian.Uint32(recs[0].Value[2:])), nil
+	coordEpoch = noMarker
+	if v := recs[0].Value; len(v) >= 6 {
+		coordEpoch = int32(binary.BigEndian.Uint32(v[2:]))
+	}
+	return int16(binary.BigEndian.Uint16(recs[0].Key[2:])), coordEpoch, nil
 }
 
 // markerEpochAt returns the coordinator epoch of marker h at pos of seg, or

@@ -543,3 +543,17 @@ func ongoingIndexProperty(t *testing.T, seed uint64) {
 		}
 	}
 }
+
+// TestMarkerOf: a marker's type comes from its key and its coordinator epoch from its value; a
+// value too short for the epoch leaves the type readable (an ABORT stays an abort).
+func TestMarkerOf(t *testing.T) {
+	h := batch.Header{Attributes: 0x30, ProducerID: 5, BaseSequence: -1}
+	full := batch.Build(h, []batch.Record{{Key: []byte{0, 0, 0, controlAbort}, Value: []byte{0, 0, 0, 0, 0, 9}}}, batch.CodecNone)
+	if typ, ce, err := markerOf(full); err != nil || typ != controlAbort || ce != 9 {
+		t.Fatalf("full marker: type %d, coordinator epoch %d, %v", typ, ce, err)
+	}
+	short := batch.Build(h, []batch.Record{{Key: []byte{0, 0, 0, controlAbort}, Value: []byte{0, 0}}}, batch.CodecNone)
+	if typ, ce, err := markerOf(short); err != nil || typ != controlAbort || ce != noMarker {
+		t.Fatalf("marker with a short value: type %d, coordinator epoch %d, %v", typ, ce, err)
+	}
+}
