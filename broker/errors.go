@@ -16,6 +16,7 @@ var (
 	ErrMessageTooLarge      = engine.ErrMessageTooLarge
 	ErrOutOfOrderSequence   = engine.ErrOutOfOrderSequence
 	ErrInvalidProducerEpoch = engine.ErrInvalidProducerEpoch
+	ErrCoordinatorFenced    = engine.ErrCoordinatorFenced
 	ErrUnsupportedMagic     = engine.ErrUnsupportedMagic
 	ErrInvalidRecord        = engine.ErrInvalidRecord
 	ErrInvalidTimestamp     = engine.ErrInvalidTimestamp

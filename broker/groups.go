@@ -51,7 +51,6 @@ type groupHost struct {
 	purg         *Purgatory
 	topics       group.Topics
 	consumer     group.ConsumerTopics
-	partitions   int32 // __consumer_offsets' partition count, fixed for the life of the topic
 	compactEvery int
 	incarnation  atomic.Uint64 // the last coordinator incarnation handed out
 	// coordConfig is what each loaded coordinator is configured with (Incarnation and Topics
@@ -59,10 +58,8 @@ type groupHost struct {
 	coordConfig group.Config
 
 	// shards[p] is the coordinator of offsets partition p, nil when this node does not host
-	// it. Requests read it without a lock; Load and Unload change it under loadMu, which
-	// serialises them (an Unload waits for the shard's goroutine to end).
-	shards []atomic.Pointer[groupShard]
-	loadMu sync.Mutex
+	// it (coord_shard.go).
+	shardHost[groupShard, *groupShard]
 
 	// beforeReplay, when set (tests), runs on a loading shard's goroutine before its replay.
 	beforeReplay func(p int32)
@@ -164,14 +161,13 @@ func (b *Broker) newGroupHost(t Topic) *groupHost {
 		purg:         b.purg,
 		topics:       topicsView{b.meta},
 		consumer:     consumerTopicsView{b.meta},
-		partitions:   t.Partitions,
 		compactEvery: every,
 		coordConfig:  b.cfg.Groups,
-		shards:       make([]atomic.Pointer[groupShard], t.Partitions),
 		appendCommitted: func(p *engine.Partition, raw []byte, done func(error)) (engine.AppendResult, error) {
 			return b.appendCommitted(p, raw, groupCommitTimeout, done)
 		},
 	}
+	h.initShards(OffsetsTopic, t.Partitions)
 	h.incarnation.Store(uint64(time.Now().UnixNano()))
 	return h
 }
@@ -230,61 +226,26 @@ func (b *Broker) brokerAddress(id int32) (int32, string, int32, error) {
 // error (after which the partition's groups answer NOT_COORDINATOR). Loading a partition that
 // is loaded or loading already does nothing.
 func (h *groupHost) Load(p int32) (wait func() error) {
-	if p < 0 || p >= h.partitions {
-		err := fmt.Errorf("%w: %s has no partition %d", ErrUnknownTopic, OffsetsTopic, p)
-		return func() error { return err }
-	}
-	h.loadMu.Lock()
-	defer h.loadMu.Unlock()
-	s := h.shards[p].Load()
-	if s == nil {
+	return h.load(p, func() (*groupShard, error) {
 		part := h.eng.Partition(TopicPartition{Topic: OffsetsTopic, Partition: p})
 		if part == nil {
-			err := fmt.Errorf("%w: %s-%d is not open", ErrUnknownTopic, OffsetsTopic, p)
-			return func() error { return err }
+			return nil, fmt.Errorf("%w: %s-%d is not open", ErrUnknownTopic, OffsetsTopic, p)
 		}
-		s = newGroupShard(h, p, part)
-		h.shards[p].Store(s)
-		go s.run()
-	}
-	return func() error {
-		<-s.ready
-		return s.loadErr
-	}
+		return newGroupShard(h, p, part), nil
+	})
 }
 
 // Unload stops coordinating the groups of offsets partition p: requests for them answer
 // NOT_COORDINATOR from now on, and so do those its coordinator holds (queued, waiting for a
 // rebalance or for a write); a replay in progress is abandoned. It returns once the shard's
 // goroutine is gone. Unloading a partition that is not hosted does nothing.
-func (h *groupHost) Unload(p int32) {
-	if p < 0 || p >= h.partitions {
-		return
-	}
-	h.loadMu.Lock()
-	defer h.loadMu.Unlock()
-	if s := h.shards[p].Swap(nil); s != nil {
-		s.shutdown()
-	}
-}
+func (h *groupHost) Unload(p int32) { h.unload(p) }
 
 // close unloads every partition: parked requests are answered NOT_COORDINATOR.
-func (h *groupHost) close() {
-	for p := range h.shards {
-		h.Unload(int32(p))
-	}
-}
+func (h *groupHost) close() { h.unloadAll() }
 
-// shardFor returns the loaded shard of group id's partition, or the code to answer with.
 func (h *groupHost) shardFor(id string) (*groupShard, int16) {
-	s := h.shards[group.PartitionFor(id, h.partitions)].Load()
-	switch {
-	case s == nil:
-		return nil, codeNotCoordinator
-	case !s.loaded.Load():
-		return nil, codeLoading
-	}
-	return s, 0
+	return h.shardOf(group.PartitionFor(id, h.partitions))
 }
 
 // HandleGroup hands a request of a group API (JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
@@ -366,7 +327,7 @@ func (h *groupHost) listGroups(cl group.Client, log *slog.Logger, req *kmsg.List
 		switch {
 		case s == nil:
 			continue
-		case !s.loaded.Load():
+		case !s.isLoaded():
 			g.mu.Lock()
 			resp.ErrorCode = codeLoading
 			g.mu.Unlock()

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -25,20 +23,8 @@ import (
 // partition and reports their durability back, fires its deadlines, and compacts its
 // partition (groups_compact.go). It is the only writer of its partition.
 type groupShard struct {
-	h         *groupHost
-	partition int32
-	part      *engine.Partition
-	log       *slog.Logger
-	loaded    atomic.Bool   // replay done: requests go to the coordinator
-	ready     chan struct{} // closed when the replay is over, loadErr set
-	loadErr   error
-
-	mu      sync.Mutex
-	events  []shardEvent
-	closed  bool // Unload began: enqueue refuses, the caller answers NOT_COORDINATOR
-	wake    chan struct{}
-	stop    chan struct{}
-	stopped chan struct{}
+	shardCore[*groupRequest] // queue, goroutine and load state (coord_shard.go)
+	h                        *groupHost
 
 	// Owned by the shard's goroutine, and by shutdown once that goroutine is gone.
 	coord     *group.Coordinator
@@ -65,43 +51,23 @@ type groupRequest struct {
 	respond func(kmsg.Response)
 }
 
-// shardEvent is one entry of a shard's queue: a client's request, or the shard's own work
-// (durability reports, trims), which an Unload drops.
-type shardEvent struct {
-	req *groupRequest
-	fn  func(now time.Time)
-}
-
 // errUnloaded ends a replay interrupted by Unload.
 var errUnloaded = errors.New("broker: the offsets partition was unloaded")
 
 func newGroupShard(h *groupHost, p int32, part *engine.Partition) *groupShard {
-	return &groupShard{
-		h:            h,
-		partition:    p,
-		part:         part,
-		log:          h.log.With("offsets_partition", p),
-		ready:        make(chan struct{}),
-		wake:         make(chan struct{}, 1),
-		stop:         make(chan struct{}),
-		stopped:      make(chan struct{}),
-		replies:      make(map[group.ReplyID]*groupRequest),
-		compactEvery: h.compactEvery,
-	}
+	s := &groupShard{h: h, replies: make(map[group.ReplyID]*groupRequest), compactEvery: h.compactEvery}
+	s.init(p, part, h.log.With("offsets_partition", p))
+	return s
 }
 
 // run replays the partition, then serves it until Unload. On the shard's goroutine.
 func (s *groupShard) run() {
 	defer close(s.stopped)
 	start := time.Now()
-	s.loadErr = s.replay()
-	if s.loadErr == nil {
-		// Before ready is closed: whoever waited for the load finds the shard taking requests
-		// (it was set after, and a request right after the wait could get
-		// COORDINATOR_LOAD_IN_PROGRESS; TestOffsetsTopicKeepsItsPartitionCount did under -race).
-		s.loaded.Store(true)
-	}
-	close(s.ready)
+	// loadDone marks the shard loaded before ready closes: whoever waited for the load finds it
+	// taking requests (a request right after the wait could get COORDINATOR_LOAD_IN_PROGRESS
+	// otherwise; TestOffsetsTopicKeepsItsPartitionCount did under -race).
+	s.loadDone(s.replay())
 	if s.loadErr != nil {
 		if !errors.Is(s.loadErr, errUnloaded) {
 			s.log.Error("groups: loading the offsets partition failed; its groups answer NOT_COORDINATOR", "err", s.loadErr)
@@ -226,46 +192,17 @@ func readOffsetsLog(part *engine.Partition, stop <-chan struct{}) (out []group.R
 	return out, txns, nil
 }
 
-// submit queues a client's request; false when the shard is being unloaded (the caller answers
-// NOT_COORDINATOR). It never blocks.
-func (s *groupShard) submit(r *groupRequest) bool { return s.enqueue(shardEvent{req: r}) }
-
 // later schedules fn on the shard's goroutine; dropped once the shard is being unloaded. It
 // never blocks.
-func (s *groupShard) later(fn func(now time.Time)) { s.enqueue(shardEvent{fn: fn}) }
-
-func (s *groupShard) enqueue(ev shardEvent) bool {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return false
-	}
-	s.events = append(s.events, ev)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	return true
-}
+func (s *groupShard) later(fn func(now time.Time)) { s.enqueue(shardEvent[*groupRequest]{fn: fn}) }
 
 // shutdown stops the shard (interrupting a replay) and answers every request it holds, queued
 // or parked in the coordinator, NOT_COORDINATOR: their clients look the coordinator up again.
 // Appends in flight complete in the log, and their reports are dropped. Not on the shard's
 // goroutine.
 func (s *groupShard) shutdown() {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	close(s.stop)
-	<-s.stopped
-	// The goroutine is gone: its state is ours now.
-	s.mu.Lock()
-	events := s.events
-	s.events = nil
-	s.mu.Unlock()
-	for _, ev := range events {
-		if ev.req != nil {
+	for _, ev := range s.halt() {
+		if ev.fn == nil {
 			ev.req.respond(groupErrorResponse(ev.req.req, codeNotCoordinator))
 		}
 	}
@@ -277,60 +214,7 @@ func (s *groupShard) shutdown() {
 
 // serve runs the queue and the deadlines until shutdown.
 func (s *groupShard) serve() {
-	shardLoop(s.stop, s.wake, func() bool {
-		s.mu.Lock()
-		events := s.events
-		s.events = nil
-		s.mu.Unlock()
-		for _, ev := range events {
-			if ev.req != nil {
-				s.handle(time.Now(), ev.req)
-			} else {
-				ev.fn(time.Now())
-			}
-		}
-		return len(events) > 0
-	}, s.coord.NextDeadline, func(now time.Time) { s.process(now, s.coord.Tick(now)) })
-}
-
-// shardLoop is the goroutine of a coordinator shard (groups, transactions) until stop closes:
-// run runs what is queued (false when nothing was), and when nothing is, the loop sleeps until
-// wake, stop or the coordinator's next deadline, which tick fires.
-func shardLoop(stop, wake <-chan struct{}, run func() bool, next func() (time.Time, bool), tick func(now time.Time)) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		if run() {
-			continue // more may have arrived while these ran
-		}
-		wait := time.Hour
-		if at, ok := next(); ok {
-			wait = time.Until(at)
-		}
-		if wait <= 0 {
-			tick(time.Now())
-			continue
-		}
-		timer.Reset(wait)
-		select {
-		case <-wake:
-		case <-timer.C:
-			tick(time.Now())
-		case <-stop:
-			return
-		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-	}
+	s.shardCore.serve(s.handle, s.coord.NextDeadline, func(now time.Time) { s.process(now, s.coord.Tick(now)) })
 }
 
 // handle hands one request to the coordinator. On the shard's goroutine.

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -35,16 +33,15 @@ var txnTopicConfigs = map[string]string{"max.message.bytes": "1048588"}
 // COORDINATOR_LOAD_IN_PROGRESS, and a coordinator moves with its partition's leadership
 // (Load on becoming leader: replay, then serve; Unload on losing it).
 type txnHost struct {
-	b          *Broker
-	log        *slog.Logger
-	partitions int32
-	shards     []atomic.Pointer[txnShard]
-	loadMu     sync.Mutex // serialises Load and Unload, as groupHost.loadMu
+	shardHost[txnShard, *txnShard]
+	b   *Broker
+	log *slog.Logger
 }
 
 func (b *Broker) newTxnHost(t Topic) *txnHost {
-	return &txnHost{b: b, log: b.log.With("component", "transactions"), partitions: t.Partitions,
-		shards: make([]atomic.Pointer[txnShard], t.Partitions)}
+	h := &txnHost{b: b, log: b.log.With("component", "transactions")}
+	h.initShards(TxnTopic, t.Partitions)
+	return h
 }
 
 // txnTopicPartitions is the partition count __transaction_state is created with.
@@ -121,6 +118,11 @@ func (b *Broker) followTxns(st *meta.State) {
 	}
 	for p := int32(0); p < t.Partitions && p < h.partitions; p++ {
 		if int(p) < len(t.Assignments) && t.Assignments[p].Leader == b.cfg.NodeID {
+			if s := h.shards[p].Load(); s != nil && s.epoch != t.Assignments[p].LeaderEpoch {
+				// Leadership left and came back between two reconciles: another coordinator
+				// may have written meanwhile. Replay again, under the new coordinator epoch.
+				h.Unload(p)
+			}
 			h.Load(p)
 		} else if h.shards[p].Load() != nil {
 			h.Unload(p)
@@ -137,50 +139,23 @@ func (b *Broker) ensureTxnTopic() {
 // Load starts coordinating the transactional ids of partition p; wait returns once its replay
 // is over. Loading a partition loaded or loading already does nothing.
 func (h *txnHost) Load(p int32) (wait func() error) {
-	h.loadMu.Lock()
-	defer h.loadMu.Unlock()
-	s := h.shards[p].Load()
-	if s == nil {
+	return h.load(p, func() (*txnShard, error) {
 		part := h.b.engine.Partition(TopicPartition{Topic: TxnTopic, Partition: p})
 		if part == nil {
-			err := fmt.Errorf("%w: %s-%d is not open", ErrUnknownTopic, TxnTopic, p)
-			return func() error { return err }
+			return nil, fmt.Errorf("%w: %s-%d is not open", ErrUnknownTopic, TxnTopic, p)
 		}
-		s = newTxnShard(h, p, part)
-		h.shards[p].Store(s)
-		go s.run()
-	}
-	return func() error {
-		<-s.ready
-		return s.loadErr
-	}
+		return newTxnShard(h, p, part), nil
+	})
 }
 
 // Unload stops coordinating partition p: what its coordinator holds is answered NOT_COORDINATOR.
-func (h *txnHost) Unload(p int32) {
-	h.loadMu.Lock()
-	defer h.loadMu.Unlock()
-	if s := h.shards[p].Swap(nil); s != nil {
-		s.shutdown()
-	}
-}
+func (h *txnHost) Unload(p int32) { h.unload(p) }
 
-func (h *txnHost) close() {
-	for p := range h.shards {
-		h.Unload(int32(p))
-	}
-}
+func (h *txnHost) close() { h.unloadAll() }
 
 // shardFor returns the loaded shard of transactional id id, or the code to answer.
 func (h *txnHost) shardFor(id string) (*txnShard, int16) {
-	s := h.shards[group.PartitionFor(id, h.partitions)].Load()
-	switch {
-	case s == nil:
-		return nil, codeNotCoordinator
-	case !s.loaded.Load():
-		return nil, codeLoading
-	}
-	return s, 0
+	return h.shardOf(group.PartitionFor(id, h.partitions))
 }
 
 // TxnCoordinatorFor says which broker coordinates transactional id id (FindCoordinator key
@@ -300,7 +275,7 @@ func (h *txnHost) list(req *kmsg.ListTransactionsRequest, respond func(kmsg.Resp
 		if s == nil {
 			continue
 		}
-		if !s.loaded.Load() {
+		if !s.isLoaded() {
 			g.mu.Lock()
 			resp.ErrorCode = codeLoading
 			g.mu.Unlock()

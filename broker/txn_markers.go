@@ -226,6 +226,8 @@ func markerErrorCode(err error) int16 {
 		return kerr.NotEnoughReplicas.Code
 	case errors.Is(err, ErrInvalidProducerEpoch):
 		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, ErrCoordinatorFenced):
+		return kerr.TransactionCoordinatorFenced.Code
 	}
 	return kerr.KafkaStorageError.Code
 }

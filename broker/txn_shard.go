@@ -4,10 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ringtail/ringtail/engine"
@@ -22,20 +21,11 @@ import (
 // fate back, writes the markers the coordinator asks for (txn_markers.go) and reports them,
 // and fires the coordinator's deadlines (transaction timeouts, marker retries).
 type txnShard struct {
-	h         *txnHost
-	partition int32
-	part      *engine.Partition
-	log       *slog.Logger
-	loaded    atomic.Bool
-	ready     chan struct{}
-	loadErr   error
-
-	mu      sync.Mutex
-	events  []txnEvent
-	closed  bool
-	wake    chan struct{}
-	stop    chan struct{}
-	stopped chan struct{}
+	shardCore[*txnRequest]
+	h *txnHost
+	// epoch is the coordinator epoch: the partition's leader epoch when this node took it.
+	// A new leadership, even this node's again, loads a new shard (followTxns).
+	epoch int32
 
 	// Owned by the shard's goroutine, and by shutdown once it is gone.
 	coord     *txn.Coordinator
@@ -50,29 +40,17 @@ type txnRequest struct {
 	respond func(kmsg.Response)
 }
 
-// txnEvent is a request, or the shard's own work (fn; dropped, with dropped called, once the
-// shard is being unloaded).
-type txnEvent struct {
-	req     *txnRequest
-	fn      func(now time.Time)
-	dropped func()
-}
-
 func newTxnShard(h *txnHost, p int32, part *engine.Partition) *txnShard {
-	return &txnShard{h: h, partition: p, part: part, log: h.log.With("txn_partition", p),
-		ready: make(chan struct{}), wake: make(chan struct{}, 1), stop: make(chan struct{}),
-		stopped: make(chan struct{}), replies: make(map[txn.ReplyID]*txnRequest)}
+	s := &txnShard{h: h, epoch: part.LeaderEpoch(), replies: make(map[txn.ReplyID]*txnRequest)}
+	s.init(p, part, h.log.With("txn_partition", p))
+	return s
 }
 
 func (s *txnShard) run() {
 	defer close(s.stopped)
 	start := time.Now()
 	n, err := s.replay()
-	s.loadErr = err
-	if err == nil {
-		s.loaded.Store(true)
-	}
-	close(s.ready)
+	s.loadDone(err)
 	if err != nil {
 		if !errors.Is(err, errUnloaded) {
 			s.log.Error("transactions: loading the state partition failed; its ids answer NOT_COORDINATOR", "err", err)
@@ -95,7 +73,7 @@ func (s *txnShard) replay() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	coord := txn.New(s.h.txnCoordConfig(s.part.LeaderEpoch()))
+	coord := txn.New(s.h.txnCoordConfig(s.epoch))
 	for i, r := range records {
 		if err := coord.Replay(r.Key, r.Value); err != nil {
 			return 0, fmt.Errorf("replaying %s-%d record %d: %w", TxnTopic, s.partition, i, err)
@@ -105,45 +83,19 @@ func (s *txnShard) replay() (int, error) {
 	return len(records), nil
 }
 
-func (s *txnShard) submit(r *txnRequest) bool { return s.enqueue(txnEvent{req: r}) }
-
 // later runs fn on the shard's goroutine; if the shard is unloaded first, dropped (may be nil)
 // runs instead, on the caller's or the unloader's goroutine.
 func (s *txnShard) later(fn func(now time.Time), dropped func()) {
-	if !s.enqueue(txnEvent{fn: fn, dropped: dropped}) && dropped != nil {
+	if !s.enqueue(shardEvent[*txnRequest]{fn: fn, dropped: dropped}) && dropped != nil {
 		dropped()
 	}
 }
 
-func (s *txnShard) enqueue(ev txnEvent) bool {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return false
-	}
-	s.events = append(s.events, ev)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	return true
-}
-
 // shutdown stops the shard and answers what it holds NOT_COORDINATOR. Not on its goroutine.
 func (s *txnShard) shutdown() {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	close(s.stop)
-	<-s.stopped
-	s.mu.Lock()
-	events := s.events
-	s.events = nil
-	s.mu.Unlock()
-	for _, ev := range events {
+	for _, ev := range s.halt() {
 		switch {
-		case ev.req != nil:
+		case ev.fn == nil:
 			ev.req.respond(txnErrorResponse(ev.req.req, codeNotCoordinator))
 		case ev.dropped != nil:
 			ev.dropped()
@@ -156,23 +108,15 @@ func (s *txnShard) shutdown() {
 }
 
 func (s *txnShard) serve() {
-	shardLoop(s.stop, s.wake, func() bool {
-		s.mu.Lock()
-		events := s.events
-		s.events = nil
-		s.mu.Unlock()
-		for _, ev := range events {
-			if ev.req != nil {
-				s.handle(time.Now(), ev.req)
-			} else {
-				ev.fn(time.Now())
-			}
-		}
-		return len(events) > 0
-	}, s.coord.NextDeadline, func(now time.Time) { s.process(now, s.coord.Tick(now)) })
+	s.shardCore.serve(s.handle, s.coord.NextDeadline, func(now time.Time) { s.process(now, s.coord.Tick(now)) })
 }
 
 func (s *txnShard) handle(now time.Time, r *txnRequest) {
+	if s.coord.Fenced() {
+		// A newer coordinator of this partition exists; this node has not heard yet.
+		r.respond(txnErrorResponse(r.req, codeNotCoordinator))
+		return
+	}
 	s.nextReply++
 	id := txn.ReplyID(s.nextReply)
 	s.replies[id] = r
@@ -208,12 +152,26 @@ func (s *txnShard) process(now time.Time, ready txn.Ready) {
 		r.respond(out.Response)
 	}
 	for _, m := range ready.Markers {
-		s.h.b.writeMarkers(s.log, m, func(err error) {
-			if err != nil {
+		written := func(err error) {
+			if errors.Is(err, engine.ErrCoordinatorFenced) || errors.Is(err, kerr.TransactionCoordinatorFenced) {
+				err = fmt.Errorf("%w: %v", txn.ErrFenced, err)
+			}
+			switch {
+			case errors.Is(err, txn.ErrFenced):
+				s.log.Warn("transactions: a newer coordinator of the partition exists; this one sends no more markers", "transactional_id", m.TransactionalID, "coordinator_epoch", s.epoch, "err", err)
+			case err != nil:
 				s.log.Warn("transactions: writing markers failed; retried", "transactional_id", m.TransactionalID, "err", err)
 			}
 			s.later(func(now time.Time) { s.process(now, s.coord.MarkersWritten(now, m.TransactionalID, err)) }, nil)
-		})
+		}
+		if e := s.part.LeaderEpoch(); e != s.epoch {
+			// The partition has a newer leadership than this coordinator's (this node follows
+			// it, or leads it again and loads a new coordinator): its markers are not ours to
+			// write any more.
+			written(fmt.Errorf("%w: %s-%d is at leader epoch %d, this coordinator's is %d", txn.ErrFenced, TxnTopic, s.partition, e, s.epoch))
+			continue
+		}
+		s.h.b.writeMarkers(s.log, m, written)
 	}
 	if ready.Batch == 0 {
 		return

@@ -11,16 +11,17 @@ import (
 
 // Errors returned by the engine. The network layer maps each to a Kafka error code.
 var (
-	ErrCorruptMessage       = errors.New("engine: corrupt message")              // CORRUPT_MESSAGE (2)
-	ErrMessageTooLarge      = errors.New("engine: message too large")            // MESSAGE_TOO_LARGE (10)
-	ErrOutOfOrderSequence   = errors.New("engine: out of order sequence number") // OUT_OF_ORDER_SEQUENCE_NUMBER (45)
-	ErrInvalidProducerEpoch = errors.New("engine: invalid producer epoch")       // INVALID_PRODUCER_EPOCH (47)
-	ErrUnsupportedMagic     = errors.New("engine: unsupported record magic")     // UNSUPPORTED_FOR_MESSAGE_FORMAT (43)
-	ErrInvalidRecord        = errors.New("engine: invalid record")               // INVALID_RECORD (87)
-	ErrInvalidTimestamp     = errors.New("engine: invalid timestamp")            // INVALID_TIMESTAMP (32)
-	ErrOffsetOutOfRange     = errors.New("engine: offset out of range")          // OFFSET_OUT_OF_RANGE (1)
-	ErrStorage              = errors.New("engine: storage error")                // KAFKA_STORAGE_ERROR (56)
-	ErrClosed               = errors.New("engine: closed")                       // NOT_LEADER_OR_FOLLOWER / storage error
+	ErrCorruptMessage       = errors.New("engine: corrupt message")                // CORRUPT_MESSAGE (2)
+	ErrMessageTooLarge      = errors.New("engine: message too large")              // MESSAGE_TOO_LARGE (10)
+	ErrOutOfOrderSequence   = errors.New("engine: out of order sequence number")   // OUT_OF_ORDER_SEQUENCE_NUMBER (45)
+	ErrInvalidProducerEpoch = errors.New("engine: invalid producer epoch")         // INVALID_PRODUCER_EPOCH (47)
+	ErrCoordinatorFenced    = errors.New("engine: transaction coordinator fenced") // TRANSACTION_COORDINATOR_FENCED (52)
+	ErrUnsupportedMagic     = errors.New("engine: unsupported record magic")       // UNSUPPORTED_FOR_MESSAGE_FORMAT (43)
+	ErrInvalidRecord        = errors.New("engine: invalid record")                 // INVALID_RECORD (87)
+	ErrInvalidTimestamp     = errors.New("engine: invalid timestamp")              // INVALID_TIMESTAMP (32)
+	ErrOffsetOutOfRange     = errors.New("engine: offset out of range")            // OFFSET_OUT_OF_RANGE (1)
+	ErrStorage              = errors.New("engine: storage error")                  // KAFKA_STORAGE_ERROR (56)
+	ErrClosed               = errors.New("engine: closed")                         // NOT_LEADER_OR_FOLLOWER / storage error
 )
 
 // Durability modes.

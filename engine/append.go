@@ -160,8 +160,8 @@ func (p *Partition) appendLeaderLocked(raw [][]byte, hs []batch.Header, logAppen
 			continue
 		}
 		if len(raw) > 1 {
-			h.BaseOffset = 0 // only sequences matter for the chain check
-			scratch.apply(h)
+			h.BaseOffset = 0           // only sequences matter for the chain check
+			scratch.apply(h, noMarker) // a producer's batches: never a marker
 		}
 	}
 	res := AppendResult{LogAppendTime: logAppendTime, LogStartOffset: p.logStart, BaseOffset: -1}
@@ -320,10 +320,11 @@ func (p *Partition) writeLocked(buf []byte, hs []batch.Header, segmentMs int64) 
 	at := pos
 	for _, h := range hs {
 		seg.observe(h, pos, p.eng.cfg.IndexIntervalBytes)
+		coordEpoch := int32(noMarker)
 		if h.IsTransactional() {
-			p.observeTxnLocked(seg, h, buf[pos-at:pos-at+int64(h.Size())])
+			coordEpoch = p.observeTxnLocked(seg, h, buf[pos-at:pos-at+int64(h.Size())])
 		}
-		p.prod.apply(h)
+		p.applyLocked(h, coordEpoch)
 		p.epochs.observe(h.PartitionLeaderEpoch, h.BaseOffset)
 		pos += int64(h.Size())
 	}
@@ -337,16 +338,18 @@ func (p *Partition) writeLocked(buf []byte, hs []batch.Header, segmentMs int64) 
 // under p.mu so the WAL holds a partition's appends in offset order, and
 // makes done wait for its durability. p.mu held.
 func (p *Partition) queueLocked(buf []byte, hs []batch.Header, done func(error)) {
-	var idem []batch.Header
+	var idem []prodBatch
+	pos := 0
 	for _, h := range hs {
 		if h.ProducerID >= 0 {
-			idem = append(idem, h)
+			idem = append(idem, prodBatch{h: h, coordEpoch: markerEpoch(h, buf[pos:pos+h.Size()])})
 		}
+		pos += h.Size()
 	}
 	meta := walDataHeader(p.topicID, p.tp.Partition, hs[0].BaseOffset)
 	if p.eng.cfg.Durability == DurabilityNone {
-		for _, h := range idem {
-			p.durableProd.apply(h)
+		for _, b := range idem {
+			p.durableProd.apply(b.h, b.coordEpoch)
 		}
 		p.advanceDurableLocked(p.logEnd, p.active().mark())
 		if done != nil {
@@ -477,8 +480,8 @@ func (p *Partition) advanceDurableLocked(end int64, m segMark) {
 	n := 0
 	for n < len(p.pending) && p.pending[n].end <= end {
 		pa := p.pending[n]
-		for _, h := range pa.headers {
-			p.durableProd.apply(h)
+		for _, b := range pa.headers {
+			p.durableProd.apply(b.h, b.coordEpoch)
 		}
 		if pa.done != nil {
 			p.complete(pa.done, nil)

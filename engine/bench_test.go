@@ -81,3 +81,39 @@ func BenchmarkAppendLone(b *testing.B) {
 	b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
 }
+
+// BenchmarkFetchManyProducers reads the last batch of a partition that 10,000 transactional
+// producers wrote to (each committed one transaction), read_committed: every fetch computes
+// the last stable offset, which once walked every producer (txn.go's index of ongoing
+// transactions reads it from the front instead).
+func BenchmarkFetchManyProducers(b *testing.B) {
+	e, err := testOpen(Config{DataDir: b.TempDir(), Logger: quietLogger(), Durability: DurabilityNone}, []PartitionSpec{specFor(tpA)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	p := e.Partition(tpA)
+	const producers = 10000
+	for pid := int64(1); pid <= producers; pid++ {
+		if _, err := p.Append(mkBatch(batchOpts{pid: pid, n: 1, value: "txn", attrs: 0x10}), nil); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.AppendMarker(pid, 0, true, 0, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	last, err := p.Append(mkBatch(batchOpts{n: 1, value: "last"}), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if lso := p.LastStableOffset(); lso != last.EndOffset {
+		b.Fatalf("lso %d, want the log end %d", lso, last.EndOffset)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res, err := p.ReadIsolated(last.BaseOffset, 1<<20, true, true)
+		if err != nil || len(res.Records) == 0 {
+			b.Fatal(res, err)
+		}
+	}
+}

@@ -428,7 +428,7 @@ func TestIdempotentProducer(t *testing.T) {
 
 func TestSequenceWrap(t *testing.T) {
 	ps := producers{}
-	ps.apply(batch.Header{ProducerID: 1, ProducerEpoch: 0, BaseSequence: math.MaxInt32 - 1, LastOffsetDelta: 1})
+	ps.apply(batch.Header{ProducerID: 1, ProducerEpoch: 0, BaseSequence: math.MaxInt32 - 1, LastOffsetDelta: 1}, noMarker)
 	if _, _, err := ps.check(batch.Header{ProducerID: 1, BaseSequence: 0, LastOffsetDelta: 4}); err != nil {
 		t.Fatalf("wrap to 0: %v", err)
 	}
@@ -436,7 +436,7 @@ func TestSequenceWrap(t *testing.T) {
 		t.Fatalf("after wrap: %v", err)
 	}
 	// A batch that itself wraps.
-	ps.apply(batch.Header{ProducerID: 2, BaseSequence: math.MaxInt32, LastOffsetDelta: 2})
+	ps.apply(batch.Header{ProducerID: 2, BaseSequence: math.MaxInt32, LastOffsetDelta: 2}, noMarker)
 	if _, _, err := ps.check(batch.Header{ProducerID: 2, BaseSequence: 2}); err != nil {
 		t.Fatalf("after wrapping batch: %v", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/ringtail/ringtail/engine/batch"
 	"github.com/ringtail/ringtail/internal/invariants"
 )
 
@@ -17,7 +16,7 @@ type pendingAppend struct {
 	id      uint64 // its WAL record's number in this partition (walDone), 0 for a duplicate waiting
 	end     int64  // offset after its last batch
 	done    func(error)
-	headers []batch.Header // its idempotent batches, for the producer state at the durable end
+	headers []prodBatch // its idempotent batches, for the producer state at the durable end
 }
 
 // completion is a callback queued under p.mu and run outside it, in order:
@@ -282,6 +281,7 @@ func (p *Partition) checkOffsetsLocked(after string) {
 		panic(fmt.Sprintf("engine: %s: after %s: high watermark %d, durable end %d, log end %d: want hw <= durable end <= log end",
 			p.name, after, hw, p.durableEnd, p.logEnd))
 	}
+	p.checkOngoingLocked(after)
 }
 
 func (p *Partition) active() *segment { return p.segments[len(p.segments)-1] }

@@ -26,7 +26,34 @@ type producerState struct {
 	// (its first transactional batch since its last marker), -1 when none:
 	// the last stable offset cannot pass it (txn.go).
 	txnFirst int64
+	// coordEpoch is the coordinator epoch of the producer's last marker, -1
+	// when none: a leader refuses a marker of an older coordinator
+	// (checkCoordinator), one whose __transaction_state partition moved on.
+	coordEpoch int32
+	// lastTs is the max timestamp of the producer's last batch, -1 when none
+	// (DescribeProducers).
+	lastTs int64
 }
+
+// prodBatch is a stored batch as apply takes it: its header and, for a
+// marker, the coordinator epoch its value carries (else noMarker).
+type prodBatch struct {
+	h          batch.Header
+	coordEpoch int32
+}
+
+// markerEpoch is the coordinator epoch of batch b (header h) for apply.
+func markerEpoch(h batch.Header, b []byte) int32 {
+	if !h.IsControl() {
+		return noMarker
+	}
+	_, ce, _ := markerOf(b) // an unreadable marker fences nothing
+	return ce
+}
+
+// noMarker is the coordinator epoch apply takes for a batch that is not a
+// transaction marker.
+const noMarker = -1
 
 // producers maps producer id to state. Values are never mutated in place
 // once shared: clone copies the map and each apply replaces the entry.
@@ -89,15 +116,29 @@ func (ps producers) check(h batch.Header) (int64, bool, error) {
 	return 0, false, nil
 }
 
-// apply records a stored batch (base offset assigned).
-func (ps producers) apply(h batch.Header) {
+// checkCoordinator refuses a marker for producer pid written for a
+// coordinator older than the one that wrote the producer's last marker
+// here (Kafka's TransactionCoordinatorFencedException): a coordinator that
+// lost its __transaction_state partition may still send markers its
+// successor has overtaken.
+func (ps producers) checkCoordinator(pid int64, coordEpoch int32) error {
+	if st, ok := ps[pid]; ok && coordEpoch < st.coordEpoch {
+		return fmt.Errorf("%w: marker for producer %d from coordinator epoch %d, the last marker's was %d", ErrCoordinatorFenced, pid, coordEpoch, st.coordEpoch)
+	}
+	return nil
+}
+
+// apply records a stored batch (base offset assigned); coordEpoch is the
+// coordinator epoch a marker carries (markerOf), noMarker for other batches.
+func (ps producers) apply(h batch.Header, coordEpoch int32) {
 	if h.ProducerID < 0 {
 		return
 	}
 	st, ok := ps[h.ProducerID]
 	if !ok {
-		st.txnFirst = -1
+		st.txnFirst, st.coordEpoch = -1, noMarker
 	}
+	st.lastTs = h.MaxTimestamp
 	if h.IsTransactional() && !h.IsControl() && st.txnFirst < 0 {
 		st.txnFirst = h.BaseOffset
 	}
@@ -111,6 +152,7 @@ func (ps producers) apply(h batch.Header) {
 		st.epoch = h.ProducerEpoch
 		if h.IsControl() {
 			st.txnFirst = -1
+			st.coordEpoch = coordEpoch
 		}
 		ps[h.ProducerID] = st
 		return
@@ -125,7 +167,8 @@ func (ps producers) apply(h batch.Header) {
 	nb := make([]seqRange, len(batches), len(batches)+1)
 	copy(nb, batches)
 	nb = append(nb, seqRange{firstSeq: h.BaseSequence, lastSeq: lastSeq(h), baseOffset: h.BaseOffset})
-	ps[h.ProducerID] = producerState{epoch: h.ProducerEpoch, batches: nb, txnFirst: st.txnFirst}
+	st.epoch, st.batches = h.ProducerEpoch, nb
+	ps[h.ProducerID] = st
 }
 
 // unsequenced reports a batch of a producer that carries no sequence: a transaction marker, or

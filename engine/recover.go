@@ -248,6 +248,7 @@ func (p *Partition) scan(clean bool) (recoveryStats, error) {
 	p.logStart = p.segments[0].base
 	p.logEnd = active.end
 	walked, fromSnap, err := p.loadProducerState(snaps)
+	p.rebuildOngoingLocked() // the snapshot's ongoing transactions, and the walk's
 	st.headerBytes += walked
 	if fromSnap {
 		st.snapshots++

@@ -46,15 +46,19 @@ import (
 //	segment base i64 | position i64 (-1: no batch below offset) | batch crc u32 |
 //	epochs u32, then (epoch i32, start i64)... |
 //	producers u32, then (id i64, epoch i16, batches u8, then (first seq i32, last seq i32, base offset i64)...,
-//	  ongoing transaction's first offset i64 (-1: none))... |
+//	  ongoing transaction's first offset i64 (-1: none),
+//	  last marker's coordinator epoch i32 (-1: none), last batch's max timestamp i64 (-1: none))... |
 //	transactions seen u8 (1: a transactional batch lies below offset)
 //
 // "RPS1" files (written before transactions) lack the transaction fields and
-// are still read: they describe no transaction.
+// are still read: they describe no transaction. "RPS2" files lack the
+// coordinator epoch and timestamp and are still read: without them the
+// next marker of any coordinator is taken (as before the check existed).
 
 const (
 	snapshotSuffix = ".snapshot"
-	snapMagic      = 0x32535052 // "RPS2"
+	snapMagic      = 0x33535052 // "RPS3"
+	snapMagicV2    = 0x32535052 // "RPS2": no coordinator epoch, no timestamp
 	snapMagicV1    = 0x31535052 // "RPS1": no transaction field
 	snapsKept      = 2
 )
@@ -125,6 +129,8 @@ func (s *prodSnapshot) encode() []byte {
 			b = binary.LittleEndian.AppendUint64(b, uint64(r.baseOffset))
 		}
 		b = binary.LittleEndian.AppendUint64(b, uint64(st.txnFirst))
+		b = binary.LittleEndian.AppendUint32(b, uint32(st.coordEpoch))
+		b = binary.LittleEndian.AppendUint64(b, uint64(st.lastTs))
 	}
 	seen := byte(0)
 	if s.txnSeen {
@@ -143,8 +149,9 @@ func decodeSnapshot(b []byte) (*prodSnapshot, error) {
 	if len(b) < 8 || binary.LittleEndian.Uint32(b[4:]) != crc32.Checksum(b[8:], castagnoli) {
 		return nil, fmt.Errorf("%w: magic or checksum", errBadSnapshot)
 	}
-	v1 := binary.LittleEndian.Uint32(b) == snapMagicV1
-	if !v1 && binary.LittleEndian.Uint32(b) != snapMagic {
+	magic := binary.LittleEndian.Uint32(b)
+	v1, v2 := magic == snapMagicV1, magic == snapMagicV2
+	if !v1 && !v2 && magic != snapMagic {
 		return nil, fmt.Errorf("%w: magic or checksum", errBadSnapshot)
 	}
 	r := snapReader{b: b[8:]}
@@ -156,7 +163,7 @@ func decodeSnapshot(b []byte) (*prodSnapshot, error) {
 	n = r.count(11)
 	for i := 0; i < n; i++ {
 		id := r.i64()
-		st := producerState{epoch: int16(r.u16()), txnFirst: -1}
+		st := producerState{epoch: int16(r.u16()), txnFirst: -1, coordEpoch: noMarker, lastTs: -1}
 		nb := r.u8()
 		if nb > producerWindow {
 			r.bad = true
@@ -166,6 +173,9 @@ func decodeSnapshot(b []byte) (*prodSnapshot, error) {
 		}
 		if !v1 {
 			st.txnFirst = r.i64()
+		}
+		if !v1 && !v2 {
+			st.coordEpoch, st.lastTs = int32(r.u32()), r.i64()
 		}
 		s.prod[id] = st
 	}

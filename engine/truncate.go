@@ -51,7 +51,11 @@ func (p *Partition) planCutLocked(offset int64) (cutPlan, error) {
 	if snap := p.newestGoodSnapshot(s.base); snap != nil {
 		pl.prod, from = snap.prod, snap.offset
 	}
-	if _, err := p.applyHeaders(from, s.base, func(h batch.Header, _ *segment, _ int64) error { pl.prod.apply(h); return nil }); err != nil {
+	if _, err := p.applyHeaders(from, s.base, func(h batch.Header, seg *segment, pos int64) error {
+		coordEpoch, err := seg.markerEpochAt(h, pos)
+		pl.prod.apply(h, coordEpoch)
+		return err
+	}); err != nil {
 		return cutPlan{}, err
 	}
 	pl.at = s
@@ -65,8 +69,12 @@ func (p *Partition) planCutLocked(offset int64) (cutPlan, error) {
 		if h.LastOffset() >= offset {
 			break
 		}
+		coordEpoch, err := s.markerEpochAt(h, pl.seg.size)
+		if err != nil {
+			return cutPlan{}, err
+		}
 		pl.seg.observe(h, pl.seg.size, p.eng.cfg.IndexIntervalBytes)
-		pl.prod.apply(h)
+		pl.prod.apply(h, coordEpoch)
 	}
 	pl.pos, pl.end = pl.seg.size, pl.seg.end
 	return pl, nil

@@ -67,11 +67,85 @@ type AbortedTxn struct {
 // have passed yet.
 type txnSpan struct{ first, marker int64 }
 
+// txnStart is an ongoing transaction in txnLog.ongoing.
+type txnStart struct{ first, pid int64 }
+
 // txnLog is the partition's transaction bookkeeping beyond the producer
 // state. Guarded by Partition.mu.
 type txnLog struct {
 	seen     bool      // a transactional batch was applied: the LSO needs computing
 	unstable []txnSpan // decided transactions, oldest marker first, until the high watermark passes the marker
+	// ongoing indexes the producers' ongoing transactions by first offset
+	// (Kafka's ProducerStateManager.ongoingTxns), so the LSO is read from its
+	// front instead of a walk over every producer. An entry is live while its
+	// producer's txnFirst is its first offset: a marker ends a transaction in
+	// the producer state alone, and the dead entries go when they reach the
+	// front (lastStableLocked) or at a compaction. Appended in offset order as
+	// transactions start (applyLocked); rebuilt from the producer state
+	// wherever that is replaced (rebuildOngoingLocked): an index missing a
+	// live transaction would raise the LSO over it.
+	ongoing   []txnStart
+	compactAt int // compact ongoing once it grows past this
+}
+
+// applyLocked applies stored batch h (a marker's coordinator epoch
+// coordEpoch) to the producer state and the index of ongoing transactions.
+// p.mu held (or the partition not shared yet).
+func (p *Partition) applyLocked(h batch.Header, coordEpoch int32) {
+	p.prod.apply(h, coordEpoch)
+	if !h.IsTransactional() || h.IsControl() || p.prod[h.ProducerID].txnFirst != h.BaseOffset {
+		return
+	}
+	p.txn.ongoing = append(p.txn.ongoing, txnStart{first: h.BaseOffset, pid: h.ProducerID})
+	if len(p.txn.ongoing) > p.txn.compactAt {
+		// Dead entries behind a long transaction at the front: bounded at twice the live ones.
+		p.txn.ongoing = slices.DeleteFunc(p.txn.ongoing, func(x txnStart) bool { return !p.ongoingLive(x) })
+		p.txn.compactAt = 2*len(p.txn.ongoing) + 64
+	}
+}
+
+// ongoingLive says whether index entry x is still its producer's ongoing transaction. p.mu held.
+func (p *Partition) ongoingLive(x txnStart) bool {
+	st, ok := p.prod[x.pid]
+	return ok && st.txnFirst == x.first
+}
+
+// rebuildOngoingLocked rebuilds the index of ongoing transactions from the
+// producer state, which was replaced (recovery, rollback, truncation). p.mu
+// held (or the partition not shared yet).
+func (p *Partition) rebuildOngoingLocked() {
+	p.txn.ongoing = p.txn.ongoing[:0]
+	for pid, st := range p.prod {
+		if st.txnFirst >= 0 {
+			p.txn.ongoing = append(p.txn.ongoing, txnStart{first: st.txnFirst, pid: pid})
+		}
+	}
+	slices.SortFunc(p.txn.ongoing, func(a, b txnStart) int { return cmp.Compare(a.first, b.first) })
+	p.txn.compactAt = 2*len(p.txn.ongoing) + 64
+}
+
+// checkOngoingLocked panics unless the index of ongoing transactions holds
+// every producer's ongoing transaction, in first-offset order: what a walk
+// over the producer state finds (invariants builds). p.mu held.
+func (p *Partition) checkOngoingLocked(after string) {
+	live := 0
+	for i, x := range p.txn.ongoing {
+		if i > 0 && x.first <= p.txn.ongoing[i-1].first {
+			panic(fmt.Sprintf("engine: %s: after %s: ongoing transactions out of order at %d: %v", p.name, after, i, p.txn.ongoing))
+		}
+		if p.ongoingLive(x) {
+			live++
+		}
+	}
+	want := 0
+	for _, st := range p.prod {
+		if st.txnFirst >= 0 {
+			want++
+		}
+	}
+	if live != want {
+		panic(fmt.Sprintf("engine: %s: after %s: %d ongoing transactions indexed, the producer state holds %d", p.name, after, live, want))
+	}
 }
 
 // addAborted lists an aborted transaction whose marker lies in s; a walk
@@ -83,50 +157,73 @@ func (s *segment) addAborted(a AbortedTxn) {
 	s.aborted = append(s.aborted, a)
 }
 
-// markerType returns the control record type of control batch b.
-func markerType(b []byte) (int16, error) {
+// markerOf returns the control record type of control batch b and the
+// coordinator epoch its value carries (noMarker when the value is too short
+// to hold one: the type, in the key, still counts).
+func markerOf(b []byte) (typ int16, coordEpoch int32, err error) {
 	recs, err := batch.Records(b)
 	if err != nil {
-		return 0, err
+		return 0, noMarker, err
 	}
 	if len(recs) == 0 || len(recs[0].Key) < 4 {
-		return 0, fmt.Errorf("%w: control batch without a control record key", batch.ErrCorrupt)
+		return 0, noMarker, fmt.Errorf("%w: control batch without a control record key", batch.ErrCorrupt)
 	}
-	return int16(binary.BigEndian.Uint16(recs[0].Key[2:])), nil
+	coordEpoch = noMarker
+	if v := recs[0].Value; len(v) >= 6 {
+		coordEpoch = int32(binary.BigEndian.Uint32(v[2:]))
+	}
+	return int16(binary.BigEndian.Uint16(recs[0].Key[2:])), coordEpoch, nil
+}
+
+// markerEpochAt returns the coordinator epoch of marker h at pos of seg, or
+// noMarker for another batch (read for it: a walk has only headers).
+func (s *segment) markerEpochAt(h batch.Header, pos int64) (int32, error) {
+	if !h.IsControl() {
+		return noMarker, nil
+	}
+	b := make([]byte, h.Size())
+	if _, err := s.file.ReadAt(b, pos); err != nil {
+		return noMarker, err
+	}
+	_, ce, _ := markerOf(b) // an unreadable marker fences nothing
+	return ce, nil
 }
 
 // observeTxnLocked records what batch h (bytes b, stored in seg) means for
 // transactions, before the producer state applies it: a marker decides
-// the producer's ongoing transaction, an ABORT lists it in seg. p.mu held
-// (or the partition not shared yet).
-func (p *Partition) observeTxnLocked(seg *segment, h batch.Header, b []byte) {
+// the producer's ongoing transaction, an ABORT lists it in seg. It returns
+// a marker's coordinator epoch (noMarker for other batches), for the
+// producer state. p.mu held (or the partition not shared yet).
+func (p *Partition) observeTxnLocked(seg *segment, h batch.Header, b []byte) int32 {
 	if h.IsTransactional() {
 		p.txn.seen = true
 	}
 	if !h.IsControl() || h.ProducerID < 0 {
-		return
+		return noMarker
+	}
+	typ, coordEpoch, err := markerOf(b)
+	if err != nil {
+		p.eng.log.Error("engine: reading a transaction marker; its transaction counts as committed", "partition", p.name, "offset", h.BaseOffset, "err", err)
 	}
 	st, ok := p.prod[h.ProducerID]
 	if !ok || st.txnFirst < 0 {
-		return // a marker for a transaction that wrote nothing here
+		return coordEpoch // a marker for a transaction that wrote nothing here
 	}
 	if n := len(p.txn.unstable); n > 0 && p.txn.unstable[0].marker < p.hw.Load() {
 		p.pruneStableLocked() // a replica nobody fetches read_committed from prunes here
 	}
 	p.txn.unstable = append(p.txn.unstable, txnSpan{first: st.txnFirst, marker: h.BaseOffset})
-	typ, err := markerType(b)
-	if err != nil {
-		p.eng.log.Error("engine: reading a transaction marker; its transaction counts as committed", "partition", p.name, "offset", h.BaseOffset, "err", err)
-		return
-	}
-	if typ == controlAbort {
+	if err == nil && typ == controlAbort {
 		seg.addAborted(AbortedTxn{ProducerID: h.ProducerID, FirstOffset: st.txnFirst, LastOffset: h.BaseOffset})
 	}
+	return coordEpoch
 }
 
 // txnCutLocked forgets what lies at or beyond end (a rollback or a
-// truncation cut the log there; the producer state was rebuilt). p.mu held.
+// truncation cut the log there; the producer state was rebuilt, so the
+// index of ongoing transactions is too). p.mu held.
 func (p *Partition) txnCutLocked(end int64) {
+	p.rebuildOngoingLocked()
 	n := 0
 	for _, u := range p.txn.unstable {
 		if u.marker < end {
@@ -168,10 +265,11 @@ func (p *Partition) lastStableLocked() int64 {
 	for _, u := range p.txn.unstable {
 		lso = min(lso, u.first)
 	}
-	for _, st := range p.prod {
-		if st.txnFirst >= 0 {
-			lso = min(lso, st.txnFirst)
-		}
+	for len(p.txn.ongoing) > 0 && !p.ongoingLive(p.txn.ongoing[0]) {
+		p.txn.ongoing = p.txn.ongoing[1:]
+	}
+	if len(p.txn.ongoing) > 0 {
+		lso = min(lso, p.txn.ongoing[0].first)
 	}
 	return max(lso, p.logStart)
 }
@@ -231,9 +329,12 @@ func (p *Partition) abortedLocked(from, to int64) []AbortedTxn {
 
 // AppendMarker ends producerID's transaction in this partition with a
 // COMMIT (commit) or ABORT control batch, as a leader append: an epoch
-// below the producer's is refused (ErrInvalidProducerEpoch), else the
-// marker gets the next offset and done runs as for Append. coordinatorEpoch
-// is the transaction coordinator's epoch, recorded in the marker.
+// below the producer's is refused (ErrInvalidProducerEpoch), and so is a
+// coordinatorEpoch below that of the producer's last marker here
+// (ErrCoordinatorFenced: a deposed coordinator's); else the marker gets the
+// next offset and done runs as for Append. coordinatorEpoch is the
+// transaction coordinator's epoch (the leader epoch of its
+// __transaction_state partition), recorded in the marker.
 func (p *Partition) AppendMarker(producerID int64, epoch int16, commit bool, coordinatorEpoch int32, done func(error)) (AppendResult, error) {
 	typ := byte(controlAbort)
 	if commit {
@@ -253,6 +354,10 @@ func (p *Partition) AppendMarker(producerID int64, epoch int16, commit bool, coo
 	}
 	cfg := p.Config()
 	p.mu.Lock()
+	if err := p.prod.checkCoordinator(producerID, coordinatorEpoch); err != nil {
+		p.mu.Unlock()
+		return AppendResult{}, err
+	}
 	res, werr := p.appendLeaderLocked([][]byte{b}, []batch.Header{hs}, -1, cfg.SegmentMs, done)
 	p.mu.Unlock()
 	p.runCompletions()
@@ -320,16 +425,17 @@ func (p *Partition) txnIndexesBelow(off int64) bool {
 // bookkeeping with a batch recovery or a truncation walks (header h at pos
 // of seg): a marker's bytes are read for its type.
 func (p *Partition) observeWalkedLocked(seg *segment, h batch.Header, pos int64) error {
+	coordEpoch := int32(noMarker)
 	if h.IsControl() {
 		b := make([]byte, h.Size())
 		if _, err := seg.file.ReadAt(b, pos); err != nil {
 			return err
 		}
-		p.observeTxnLocked(seg, h, b)
+		coordEpoch = p.observeTxnLocked(seg, h, b)
 	} else if h.IsTransactional() {
 		p.txn.seen = true
 	}
-	p.prod.apply(h)
+	p.applyLocked(h, coordEpoch)
 	p.epochs.observe(h.PartitionLeaderEpoch, h.BaseOffset)
 	return nil
 }
@@ -370,6 +476,10 @@ type ProducerInfo struct {
 	LastSequence  int32 // -1 when none
 	// TxnStartOffset is the first offset of its ongoing transaction, -1 when none.
 	TxnStartOffset int64
+	// LastTimestamp is the max timestamp of its last batch (a marker's is its append time).
+	LastTimestamp int64
+	// CoordinatorEpoch is the coordinator epoch of its last marker, -1 when none.
+	CoordinatorEpoch int32
 }
 
 // Producers lists the producers the partition remembers, by id.
@@ -378,7 +488,8 @@ func (p *Partition) Producers() []ProducerInfo {
 	defer p.mu.Unlock()
 	out := make([]ProducerInfo, 0, len(p.prod))
 	for id, st := range p.prod {
-		pi := ProducerInfo{ProducerID: id, ProducerEpoch: st.epoch, LastSequence: -1, TxnStartOffset: st.txnFirst}
+		pi := ProducerInfo{ProducerID: id, ProducerEpoch: st.epoch, LastSequence: -1, TxnStartOffset: st.txnFirst,
+			LastTimestamp: st.lastTs, CoordinatorEpoch: st.coordEpoch}
 		if n := len(st.batches); n > 0 {
 			pi.LastSequence = st.batches[n-1].lastSeq
 		}

@@ -1,7 +1,11 @@
 package engine
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -206,6 +210,8 @@ func TestTransactionUnstableBelowHighWatermark(t *testing.T) {
 // TestPowerCutKeepsMarkers cuts the power while transactions commit and
 // abort: after recovery (and the aborts a coordinator sends for what is
 // left open) every acknowledged abort is listed and no acknowledged commit.
+// After each step the last stable offset from the index of ongoing
+// transactions is what a walk over every producer finds.
 func TestPowerCutKeepsMarkers(t *testing.T) {
 	dir := t.TempDir()
 	cfs := crashfs.New(vfs.OSFS{})
@@ -243,6 +249,7 @@ func TestPowerCutKeepsMarkers(t *testing.T) {
 				if err != nil {
 					return
 				}
+				checkLSO(t, p, fmt.Sprintf("producer %d's transaction %d", w, i))
 				mu.Lock()
 				acked = append(acked, txn{w, res.BaseOffset, mres.BaseOffset, abort})
 				n := len(acked)
@@ -266,8 +273,10 @@ func TestPowerCutKeepsMarkers(t *testing.T) {
 	if lso, hw := p.LastStableOffset(), p.HighWatermark(); lso > hw {
 		t.Fatalf("lso %d above hw %d", lso, hw)
 	}
+	checkLSO(t, p, "recovered")
 	for w := int64(1); w <= 3; w++ {
 		marker(t, p, w, 0, false)
+		checkLSO(t, p, fmt.Sprintf("producer %d aborted", w))
 	}
 	if lso, hw := p.LastStableOffset(), p.HighWatermark(); lso != hw {
 		t.Fatalf("lso %d, hw %d after every producer's transaction was aborted", lso, hw)
@@ -278,5 +287,273 @@ func TestPowerCutKeepsMarkers(t *testing.T) {
 		if listed != x.abort {
 			t.Fatalf("acknowledged transaction %+v: listed as aborted %v; aborted %v", x, listed, aborted)
 		}
+	}
+}
+
+// markerFrom appends a marker of coordinator epoch coordEpoch and waits until it is durable;
+// it returns the append's error.
+func markerFrom(p *Partition, pid int64, coordEpoch int32) error {
+	ch := make(chan error, 1)
+	if _, err := p.AppendMarker(pid, 0, true, coordEpoch, func(err error) { ch <- err }); err != nil {
+		return err
+	}
+	return <-ch
+}
+
+// TestMarkerOfDeposedCoordinatorRefused: a marker whose coordinator epoch is below that of the
+// producer's last marker is refused (TRANSACTION_COORDINATOR_FENCED), an equal or higher one
+// taken; the epoch survives a clean restart (snapshot), a crash restart, a restart without
+// snapshots (every header walked) and a truncation, which brings back the epoch of the last
+// marker kept. DescribeProducers' fields come from the same state.
+func TestMarkerOfDeposedCoordinatorRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, SegmentBytes: 1 << 10, IndexIntervalBytes: 256}
+	e := openEngine(t, cfg, tpA)
+	p := e.Partition(tpA)
+	seq := int32(0)
+	txn := func(coordEpoch int32) error {
+		t.Helper()
+		txnProduce(t, p, 5, 0, seq, 1)
+		seq++
+		return markerFrom(p, 5, coordEpoch)
+	}
+	if err := txn(4); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn(3); !errors.Is(err, ErrCoordinatorFenced) {
+		t.Fatalf("marker of coordinator epoch 3 after one of 4: %v", err)
+	}
+	if err := markerFrom(p, 5, 4); err != nil { // the same coordinator again
+		t.Fatal(err)
+	}
+	if err := markerFrom(p, 6, 1); err != nil { // a producer without markers here takes any
+		t.Fatal(err)
+	}
+	fill(t, p, 8) // roll: snapshots below the markers
+	check := func(when string, want int32) {
+		t.Helper()
+		if err := markerFrom(p, 5, want-1); !errors.Is(err, ErrCoordinatorFenced) {
+			t.Fatalf("%s: marker of coordinator epoch %d after one of %d: %v", when, want-1, want, err)
+		}
+		var got *ProducerInfo
+		for _, pi := range p.Producers() {
+			if pi.ProducerID == 5 {
+				got = &pi
+			}
+		}
+		if got == nil || got.CoordinatorEpoch != want || got.LastTimestamp < 0 {
+			t.Fatalf("%s: producer 5 described as %+v, want coordinator epoch %d and a timestamp", when, got, want)
+		}
+	}
+	check("live", 4)
+	reopen := func(crash, dropSnapshots bool) {
+		t.Helper()
+		e.Close()
+		if crash {
+			asAfterCrash(t, dir)
+		}
+		if dropSnapshots {
+			snaps, _ := filepath.Glob(filepath.Join(dir, "orders-0", "*"+snapshotSuffix))
+			if len(snaps) == 0 {
+				t.Fatal("no producer snapshot was written")
+			}
+			for _, f := range snaps {
+				if err := os.Remove(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		e = openEngine(t, cfg, tpA)
+		p = e.Partition(tpA)
+	}
+	reopen(false, false)
+	check("clean restart", 4)
+	reopen(true, false)
+	check("crash restart", 4)
+	reopen(true, true)
+	check("restart without snapshots", 4)
+
+	// A later coordinator's marker, then a truncation cutting it: epoch 4 again.
+	txnProduce(t, p, 5, 0, seq, 1)
+	cut := p.LogEndOffset()
+	if err := markerFrom(p, 5, 9); err != nil {
+		t.Fatal(err)
+	}
+	check("after epoch 9", 9)
+	if err := p.TruncateTo(cut); err != nil {
+		t.Fatal(err)
+	}
+	check("truncated", 4)
+	if err := markerFrom(p, 5, 4); err != nil {
+		t.Fatalf("marker of coordinator epoch 4 after the truncation: %v", err)
+	}
+}
+
+// TestSnapshotV2Readable: a producer snapshot written before coordinator epochs ("RPS2") is
+// read; its producers have no marker epoch (any coordinator's marker is taken).
+func TestSnapshotV2Readable(t *testing.T) {
+	st := producerState{epoch: 3, batches: []seqRange{{0, 4, 100}}, txnFirst: 120}
+	b := make([]byte, 8, 128)
+	for _, v := range []int64{200, 0, 150} { // offset, last segment, last position
+		b = binary.LittleEndian.AppendUint64(b, uint64(v))
+	}
+	b = binary.LittleEndian.AppendUint32(b, 0xabcd) // last batch's CRC
+	b = binary.LittleEndian.AppendUint32(b, 0)      // epochs
+	b = binary.LittleEndian.AppendUint32(b, 1)      // producers
+	b = binary.LittleEndian.AppendUint64(b, 7)
+	b = binary.LittleEndian.AppendUint16(b, uint16(st.epoch))
+	b = append(b, 1)
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint32(b, 4)
+	b = binary.LittleEndian.AppendUint64(b, 100)
+	b = binary.LittleEndian.AppendUint64(b, 120)
+	b = append(b, 1) // transactions seen
+	binary.LittleEndian.PutUint32(b, snapMagicV2)
+	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
+	s, err := decodeSnapshot(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.prod[7]
+	if got.epoch != 3 || got.txnFirst != 120 || len(got.batches) != 1 || got.coordEpoch != noMarker || got.lastTs != -1 || !s.txnSeen {
+		t.Fatalf("decoded %+v (seen %v)", got, s.txnSeen)
+	}
+	if err := s.prod.checkCoordinator(7, 0); err != nil {
+		t.Fatal(err)
+	}
+	// And the current format round-trips both fields.
+	got.coordEpoch, got.lastTs = 6, 1234
+	s.prod[7] = got
+	again, err := decodeSnapshot(s.encode())
+	if err != nil || again.prod[7].coordEpoch != 6 || again.prod[7].lastTs != 1234 {
+		t.Fatalf("round trip: %+v, %v", again, err)
+	}
+}
+
+// lsoByWalk is the last stable offset as it was computed before the index of ongoing
+// transactions: a walk over every producer.
+func lsoByWalk(p *Partition) int64 {
+	lso := p.hw.Load()
+	if !p.txn.seen {
+		return lso
+	}
+	p.pruneStableLocked()
+	for _, u := range p.txn.unstable {
+		lso = min(lso, u.first)
+	}
+	for _, st := range p.prod {
+		if st.txnFirst >= 0 {
+			lso = min(lso, st.txnFirst)
+		}
+	}
+	return max(lso, p.logStart)
+}
+
+// checkLSO fails unless the last stable offset read from the index of ongoing transactions is
+// what a walk over every producer finds.
+func checkLSO(t *testing.T, p *Partition, when string) {
+	t.Helper()
+	p.mu.Lock()
+	walked, indexed := lsoByWalk(p), p.lastStableLocked()
+	p.mu.Unlock()
+	if walked != indexed {
+		t.Errorf("%s: last stable offset %d from the index of ongoing transactions, %d from a walk over the producers", when, indexed, walked)
+	}
+}
+
+// TestOngoingIndexProperty runs random transactional workloads (producers opening, committing
+// and aborting transactions, plain batches, truncations, clean and crash restarts, with and
+// without snapshots) and compares, after every operation, the last stable offset read from the
+// index of ongoing transactions with a walk over every producer.
+func TestOngoingIndexProperty(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { ongoingIndexProperty(t, seed) })
+	}
+}
+
+func ongoingIndexProperty(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, SegmentBytes: 1 << 10, IndexIntervalBytes: 256}
+	e := openEngine(t, cfg, tpA)
+	p := e.Partition(tpA)
+	var bases []int64 // base offsets of the batches in the log, for truncation points
+	next := func(pid int64) (int16, int32) {
+		for _, pi := range p.Producers() {
+			if pi.ProducerID == pid {
+				return pi.ProducerEpoch, pi.LastSequence + 1
+			}
+		}
+		return 0, 0
+	}
+	for op := 0; op < 300; op++ {
+		pid := int64(1 + rng.IntN(6))
+		var what string
+		switch k := rng.IntN(20); {
+		case k < 8:
+			what = "transactional batch"
+			epoch, seq := next(pid)
+			bases = append(bases, txnProduce(t, p, pid, epoch, seq, 1+rng.IntN(3)).BaseOffset)
+		case k < 13:
+			what = "marker"
+			epoch, _ := next(pid)
+			ch := make(chan error, 1)
+			res, err := p.AppendMarker(pid, epoch, rng.IntN(2) == 0, 0, func(err error) { ch <- err })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-ch; err != nil {
+				t.Fatal(err)
+			}
+			bases = append(bases, res.BaseOffset)
+		case k < 16:
+			what = "plain batch"
+			bases = append(bases, mustAppend(t, p, mkBatch(batchOpts{n: 2, value: "plain"})).BaseOffset)
+		case k < 18:
+			if len(bases) == 0 {
+				continue
+			}
+			i := rng.IntN(len(bases))
+			what = fmt.Sprintf("truncation to %d", bases[i])
+			if err := p.TruncateTo(bases[i]); err != nil {
+				t.Fatal(err)
+			}
+			bases = bases[:i]
+		default:
+			crash, drop := rng.IntN(2) == 0, rng.IntN(3) == 0
+			what = fmt.Sprintf("restart (crash %v, snapshots dropped %v)", crash, drop)
+			e.Close()
+			if crash {
+				asAfterCrash(t, dir)
+			}
+			if drop {
+				snaps, _ := filepath.Glob(filepath.Join(dir, "orders-0", "*"+snapshotSuffix))
+				for _, f := range snaps {
+					if err := os.Remove(f); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			e = openEngine(t, cfg, tpA)
+			p = e.Partition(tpA)
+		}
+		checkLSO(t, p, fmt.Sprintf("op %d, %s", op, what))
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+// TestMarkerOf: a marker's type comes from its key and its coordinator epoch from its value; a
+// value too short for the epoch leaves the type readable (an ABORT stays an abort).
+func TestMarkerOf(t *testing.T) {
+	h := batch.Header{Attributes: 0x30, ProducerID: 5, BaseSequence: -1}
+	full := batch.Build(h, []batch.Record{{Key: []byte{0, 0, 0, controlAbort}, Value: []byte{0, 0, 0, 0, 0, 9}}}, batch.CodecNone)
+	if typ, ce, err := markerOf(full); err != nil || typ != controlAbort || ce != 9 {
+		t.Fatalf("full marker: type %d, coordinator epoch %d, %v", typ, ce, err)
+	}
+	short := batch.Build(h, []batch.Record{{Key: []byte{0, 0, 0, controlAbort}, Value: []byte{0, 0}}}, batch.CodecNone)
+	if typ, ce, err := markerOf(short); err != nil || typ != controlAbort || ce != noMarker {
+		t.Fatalf("marker with a short value: type %d, coordinator epoch %d, %v", typ, ce, err)
 	}
 }

@@ -7,7 +7,8 @@ func init() {
 }
 
 // handleDescribeProducers answers DescribeProducers (key 61): the producers each partition led
-// here remembers, with the first offset of each one's open transaction.
+// here remembers: each one's last timestamp, the coordinator epoch of its last marker and the
+// first offset of its open transaction.
 func (h *Handlers) handleDescribeProducers(c *Context, kreq kmsg.Request, respond func(kmsg.Response)) {
 	req := kreq.(*kmsg.DescribeProducersRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeProducersResponse)
@@ -25,7 +26,7 @@ func (h *Handlers) handleDescribeProducers(c *Context, kreq kmsg.Request, respon
 			for _, s := range ps {
 				ap := kmsg.NewDescribeProducersResponseTopicPartitionActiveProducer()
 				ap.ProducerID, ap.ProducerEpoch, ap.LastSequence = s.ProducerID, int32(s.ProducerEpoch), s.LastSequence
-				ap.LastTimestamp, ap.CoordinatorEpoch, ap.CurrentTxnStartOffset = -1, -1, s.TxnStartOffset
+				ap.LastTimestamp, ap.CoordinatorEpoch, ap.CurrentTxnStartOffset = s.LastTimestamp, s.CoordinatorEpoch, s.TxnStartOffset
 				rp.ActiveProducers = append(rp.ActiveProducers, ap)
 			}
 			rt.Partitions = append(rt.Partitions, rp)

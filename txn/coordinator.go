@@ -156,6 +156,9 @@ func cmpTP(a, b TopicPartition) int {
 type Coordinator struct {
 	cfg  Config
 	txns map[string]*meta
+	// fenced: a partition refused a marker as coming from an older coordinator epoch
+	// (ErrFenced), so a newer coordinator holds this partition: this one sends nothing more.
+	fenced bool
 
 	out     Ready
 	acts    []func(now time.Time, code int16)
@@ -208,6 +211,15 @@ func (c *Coordinator) flush() Ready {
 	}
 	return r
 }
+
+// ErrFenced is the marker-write error (MarkersWritten) of a partition that refused a marker
+// as coming from a coordinator older than the one that wrote the producer's last marker there
+// (TRANSACTION_COORDINATOR_FENCED).
+var ErrFenced = errors.New("txn: transaction coordinator fenced")
+
+// Fenced reports whether a newer coordinator has overtaken this one (ErrFenced): its host
+// should unload it, and answer its requests NOT_COORDINATOR meanwhile.
+func (c *Coordinator) Fenced() bool { return c.fenced }
 
 // Persisted reports the outcome of persisting batch b (in order).
 func (c *Coordinator) Persisted(now time.Time, b BatchID, err error) Ready {
@@ -589,8 +601,11 @@ func (c *Coordinator) abortWithBump(now time.Time, m *meta) {
 	c.prepare(now, m, epoch, false, nil)
 }
 
-// sendMarkers hands out m's markers.
+// sendMarkers hands out m's markers, unless this coordinator was fenced.
 func (c *Coordinator) sendMarkers(m *meta) {
+	if c.fenced {
+		return
+	}
 	m.markersOut, m.markersRetry = true, time.Time{}
 	c.out.Markers = append(c.out.Markers, Markers{TransactionalID: m.id, ProducerID: m.pid, ProducerEpoch: m.epoch,
 		Commit: m.state == PrepareCommit, CoordinatorEpoch: c.cfg.CoordinatorEpoch, Partitions: slices.Clone(m.parts)})
@@ -598,13 +613,19 @@ func (c *Coordinator) sendMarkers(m *meta) {
 
 // MarkersWritten reports the markers of id handed out by a Ready: with
 // err nil they are durable on every partition and the transaction
-// completes; otherwise they go out again after Config.MarkerRetry.
+// completes; with ErrFenced the coordinator stops (Fenced: its successor
+// completes the transaction); otherwise they go out again after
+// Config.MarkerRetry.
 func (c *Coordinator) MarkersWritten(now time.Time, id string, err error) Ready {
 	m := c.txns[id]
 	if m == nil || !m.markersOut {
 		return c.flush()
 	}
 	m.markersOut = false
+	if errors.Is(err, ErrFenced) {
+		c.fenced = true
+		return c.flush()
+	}
 	if err != nil {
 		m.markersRetry = now.Add(c.cfg.MarkerRetry)
 		return c.flush()
@@ -633,6 +654,9 @@ func (c *Coordinator) MarkersWritten(now time.Time, id string, err error) Ready 
 // which fences the producer), retries failed marker writes and forgets
 // idle transactional ids. It returns the work that makes.
 func (c *Coordinator) Tick(now time.Time) Ready {
+	if c.fenced {
+		return c.flush()
+	}
 	for _, id := range c.sortedIDs() {
 		m := c.txns[id]
 		if m.writing || m.markersOut {
@@ -659,6 +683,9 @@ func (c *Coordinator) Tick(now time.Time) Ready {
 
 // NextDeadline is the earliest time Tick has work, if any.
 func (c *Coordinator) NextDeadline() (time.Time, bool) {
+	if c.fenced {
+		return time.Time{}, false
+	}
 	var at time.Time
 	found := false
 	for _, m := range c.txns {

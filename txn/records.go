@@ -14,9 +14,15 @@ import (
 // (version 0: the transactional id), value TxnMetadataValue (version 0:
 // producer id, epoch, timeout, state, partitions, last update and start
 // times), so the log reads like Kafka's. A tombstone forgets an id.
-// The epoch a timeout abort fenced (meta.lastEpoch) is not in the record
-// (as in Kafka, it is kept in memory): after a failover the producer of
-// that epoch is fenced for good (PRODUCER_FENCED) instead of bumping.
+// The epoch a coordinator's abort fenced (meta.lastEpoch: a timeout, or an
+// InitProducerId that found a transaction open) has no field of its own:
+// the abort's record carries the bumped epoch, and Replay, which sees the
+// Ongoing record before it, knows the epoch it fenced, so after a failover
+// that producer may still bump with InitProducerId (KIP-360/588) instead of
+// being fenced for good. This holds while __transaction_state keeps every
+// record (it is neither compacted nor subject to retention); a rewrite
+// keeping only an id's last record would lose it, and that producer would
+// be fenced (PRODUCER_FENCED), safe but not recoverable.
 
 func encodeKey(id string) []byte {
 	k := kmsg.NewTxnMetadataKey()
@@ -69,12 +75,31 @@ func (c *Coordinator) Replay(key, value []byte) error {
 		}
 	}
 	slices.SortFunc(m.parts, cmpTP)
+	if prev := c.txns[m.id]; prev != nil && prev.pid == m.pid {
+		m.lastEpoch = replayedLastEpoch(prev, m)
+	}
 	if m.state == Dead {
 		delete(c.txns, m.id)
 		return nil
 	}
 	c.txns[m.id] = m
 	return nil
+}
+
+// replayedLastEpoch is the epoch a coordinator's abort fenced, as prepare
+// and abortWithBump set it in memory: an abort written at the epoch after
+// the open transaction's bumped it; the abort's later records (its
+// completion, written again after a failure) keep it; anything else clears
+// it.
+func replayedLastEpoch(prev, next *meta) int16 {
+	aborting := func(s State) bool { return s == PrepareAbort || s == CompleteAbort }
+	switch {
+	case prev.state == Ongoing && next.state == PrepareAbort && next.epoch == prev.epoch+1:
+		return prev.epoch
+	case aborting(prev.state) && aborting(next.state) && next.epoch == prev.epoch:
+		return prev.lastEpoch
+	}
+	return -1
 }
 
 // DescribeTransactions describes the ids this coordinator holds; others

@@ -23,9 +23,12 @@ import (
 //	offsets ID pid=N epoch=N group=G              AddOffsetsToTxn
 //	end ID pid=N epoch=N commit|abort [v=N]       EndTxn
 //	persist | fail                                persist every held batch | fail the oldest
-//	markers | markers-fail                        report every marker write out as done | failed
+//	markers | markers-fail | markers-fenced       report every marker write out as done | failed |
+//	                                              refused as a deposed coordinator's (ErrFenced)
 //	tick DUR                                      advance the clock and Tick
-//	restart                                       a new coordinator replays every persisted record
+//	restart [epoch=N]                             a new coordinator (of coordinator epoch N, default
+//	                                              7) replays every persisted record
+//	fenced                                        whether the coordinator was fenced
 //	state ID | describe ID... | list [state=S]
 func TestScripts(t *testing.T) {
 	scripttest.Walk(t, "testdata/*.txt", func(t *testing.T, path string) {
@@ -47,18 +50,19 @@ type harness struct {
 	held    []held
 	log     []Record // persisted records, in order
 	markers []Markers
+	epoch   int32 // the coordinator epoch
 	out     strings.Builder
 }
 
 func newHarness() *harness {
-	h := &harness{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), nextPID: 1000}
+	h := &harness{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), nextPID: 1000, epoch: 7}
 	h.c = New(h.config())
 	return h
 }
 
 func (h *harness) config() Config {
 	return Config{
-		CoordinatorEpoch: 7,
+		CoordinatorEpoch: h.epoch,
 		NewProducerID:    func() (int64, error) { h.nextPID++; return h.nextPID, nil },
 		PartitionExists:  func(tp TopicPartition) bool { return tp.Topic != "missing" },
 		OffsetsPartition: func(string) TopicPartition { return TopicPartition{"__consumer_offsets", 3} },
@@ -167,12 +171,15 @@ func (h *harness) command(t *testing.T, d *scripttest.TestData) string {
 		b := h.held[0]
 		h.held = h.held[1:]
 		h.apply(h.c.Persisted(h.now, b.id, kerr.NotLeaderForPartition))
-	case "markers", "markers-fail":
+	case "markers", "markers-fail", "markers-fenced":
 		ms := h.markers
 		h.markers = nil
 		var err error
-		if d.Cmd == "markers-fail" {
+		switch d.Cmd {
+		case "markers-fail":
 			err = errors.New("leader not available")
+		case "markers-fenced":
+			err = fmt.Errorf("%w: a newer coordinator wrote the producer's last marker", ErrFenced)
 		}
 		for _, m := range ms {
 			h.apply(h.c.MarkersWritten(h.now, m.TransactionalID, err))
@@ -186,6 +193,7 @@ func (h *harness) command(t *testing.T, d *scripttest.TestData) string {
 		h.apply(h.c.Tick(h.now))
 	case "restart":
 		h.held, h.markers = nil, nil
+		h.epoch = int32(num("epoch", 7))
 		h.c = New(h.config())
 		for _, r := range h.log {
 			if err := h.c.Replay(r.Key, r.Value); err != nil {
@@ -193,6 +201,8 @@ func (h *harness) command(t *testing.T, d *scripttest.TestData) string {
 			}
 		}
 		h.apply(h.c.Loaded())
+	case "fenced":
+		return strconv.FormatBool(h.c.Fenced())
 	case "state":
 		m := h.c.txns[pos[0]]
 		if m == nil {

@@ -97,10 +97,78 @@ func TestTransactionsCommitAndAbort(t *testing.T) {
 	if _, ok := listed["tx-"+topic]; !ok {
 		t.Fatalf("ListTransactions does not list tx-%s: %v", topic, listed.TransactionalIDs())
 	}
-	producers, err := adm.DescribeProducers(ctx, nil)
-	_ = producers
+}
+
+// describeProducer is what DescribeProducers answers for producer pid on partition 0 of topic
+// (the first producer when pid is -1).
+func describeProducer(t *testing.T, b *Broker, topic string, pid int64) kadm.DescribedProducer {
+	t.Helper()
+	described, err := b.Admin(t).DescribeProducers(ctxTimeout(t, opTimeout), kadm.TopicsSet{topic: {0: struct{}{}}})
 	if err != nil {
-		t.Logf("DescribeProducers: %v", err)
+		t.Fatal(err)
+	}
+	for _, p := range described.SortedProducers() {
+		if p.ProducerID == pid || pid < 0 {
+			return p
+		}
+	}
+	t.Fatalf("DescribeProducers: no producer %d on %s-0: %+v", pid, topic, described)
+	return kadm.DescribedProducer{}
+}
+
+// TestWriteTxnMarkersStaleCoordinatorEpoch: a partition leader refuses a WriteTxnMarkers whose
+// coordinator epoch is below that of the producer's last marker with
+// TRANSACTION_COORDINATOR_FENCED (a deposed coordinator's), and takes an equal or newer one;
+// DescribeProducers reports the producer's last timestamp and that coordinator epoch.
+func TestWriteTxnMarkersStaleCoordinatorEpoch(t *testing.T) {
+	b := startBroker(t)
+	topic := topicName(t, "")
+	createTopic(t, b.Admin(t), topic, 1, nil)
+	before := time.Now().UnixMilli()
+	cl := b.Client(t, kgo.TransactionalID("tx-"+topic), kgo.DefaultProduceTopic(topic))
+	ctx := ctxTimeout(t, opTimeout)
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, kgo.StringRecord("one")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	p := describeProducer(t, b, topic, -1)
+	// One node: __transaction_state's partitions keep leader epoch 0.
+	if p.CoordinatorEpoch != 0 || p.LastTimestamp < before || p.CurrentTxnStartOffset != -1 {
+		t.Fatalf("after the commit the producer is described as %+v; want coordinator epoch 0, a timestamp from %d, no open transaction", p, before)
+	}
+	raw := b.Client(t)
+	mark := func(coordEpoch int32) int16 {
+		t.Helper()
+		req := kmsg.NewPtrWriteTxnMarkersRequest()
+		req.Version = 1
+		m := kmsg.NewWriteTxnMarkersRequestMarker()
+		m.ProducerID, m.ProducerEpoch, m.CoordinatorEpoch = p.ProducerID, p.ProducerEpoch, coordEpoch
+		mt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+		mt.Topic, mt.Partitions = topic, []int32{0}
+		m.Topics = append(m.Topics, mt)
+		req.Markers = append(req.Markers, m)
+		resp, err := req.RequestWith(ctxTimeout(t, opTimeout), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Markers[0].Topics[0].Partitions[0].ErrorCode
+	}
+	if code := mark(5); code != 0 {
+		t.Fatalf("marker of a newer coordinator (epoch 5): %v", kerr.ErrorForCode(code))
+	}
+	if got := describeProducer(t, b, topic, p.ProducerID).CoordinatorEpoch; got != 5 {
+		t.Fatalf("coordinator epoch %d after a marker of epoch 5", got)
+	}
+	if code := mark(4); code != kerr.TransactionCoordinatorFenced.Code {
+		t.Fatalf("marker of a deposed coordinator (epoch 4 after 5): %v, want TRANSACTION_COORDINATOR_FENCED", kerr.ErrorForCode(code))
+	}
+	if code := mark(5); code != 0 {
+		t.Fatalf("marker of the same coordinator again: %v", kerr.ErrorForCode(code))
 	}
 }
 
@@ -317,4 +385,92 @@ func txnCoordinator(t *testing.T, c *cluster.Cluster, id string) int32 {
 		return nil
 	})
 	return node
+}
+
+// TestClusterTimeoutFencedEpochSurvivesFailover: a transaction left open past its timeout is
+// aborted by its coordinator with an epoch bump; after the coordinator's broker is killed, the
+// new coordinator (replaying __transaction_state) still lets the fenced producer re-initialize
+// with its old epoch (KIP-360: InitProducerId with the producer id and epoch) and gives it the
+// next one, instead of fencing it for good.
+func TestClusterTimeoutFencedEpochSurvivesFailover(t *testing.T) {
+	c := startCluster3(t)
+	topic := topicName(t, "")
+	createRF3(t, c, topic, 1)
+	id := "tx-" + topic
+	cl := c.ClientT(t)
+	var pid int64
+	waitCluster(t, "InitProducerId", func() error {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.TransactionalID, req.TransactionTimeoutMillis = &id, 1000
+		resp, err := req.RequestWith(ctxTimeout(t, opTimeout), cl)
+		if err != nil {
+			return err
+		}
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			return err
+		}
+		if resp.ProducerEpoch != 0 {
+			return fmt.Errorf("epoch %d, want 0", resp.ProducerEpoch)
+		}
+		pid = resp.ProducerID
+		return nil
+	})
+	waitCluster(t, "AddPartitionsToTxn", func() error {
+		req := kmsg.NewPtrAddPartitionsToTxnRequest()
+		req.Version = 3
+		req.TransactionalID, req.ProducerID, req.ProducerEpoch = id, pid, 0
+		rt := kmsg.NewAddPartitionsToTxnRequestTopic()
+		rt.Topic, rt.Partitions = topic, []int32{0}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctxTimeout(t, opTimeout), cl)
+		if err != nil {
+			return err
+		}
+		return kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode)
+	})
+	aborted := func() error {
+		described, err := c.AdminT(t).DescribeTransactions(ctxTimeout(t, opTimeout), id)
+		if err != nil {
+			return err
+		}
+		d := described[id]
+		if d.Err != nil {
+			return d.Err
+		}
+		if d.State != "CompleteAbort" || d.ProducerEpoch != 1 {
+			return fmt.Errorf("%s at epoch %d, want CompleteAbort at epoch 1 (the timeout abort)", d.State, d.ProducerEpoch)
+		}
+		return nil
+	}
+	waitCluster(t, "the timeout abort", aborted)
+	coord := txnCoordinator(t, c, id)
+	if err := c.Broker(int(coord)).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitCluster(t, "a new coordinator of "+id, func() error {
+		if now := txnCoordinator(t, c, id); now == coord {
+			return fmt.Errorf("broker %d still coordinates %s", now, id)
+		}
+		return aborted()
+	})
+	waitCluster(t, "InitProducerId with the fenced epoch at the new coordinator", func() error {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.Version = 4
+		req.TransactionalID, req.TransactionTimeoutMillis = &id, 1000
+		req.ProducerID, req.ProducerEpoch = pid, 0
+		resp, err := req.RequestWith(ctxTimeout(t, opTimeout), cl)
+		if err != nil {
+			return err
+		}
+		if resp.ErrorCode == kerr.ProducerFenced.Code {
+			t.Fatalf("the new coordinator fenced producer %d epoch 0 for good: the epoch its predecessor's timeout abort fenced was lost", pid)
+		}
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			return err
+		}
+		if resp.ProducerID != pid || resp.ProducerEpoch != 2 {
+			t.Fatalf("InitProducerId with epoch 0 gave producer %d epoch %d, want %d epoch 2", resp.ProducerID, resp.ProducerEpoch, pid)
+		}
+		return nil
+	})
 }
