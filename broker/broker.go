@@ -42,10 +42,6 @@ type Config struct {
 	// OnWALCycle, when set, is told about every WAL cycle (metrics).
 	OnWALCycle func(records int, bytes int64, took time.Duration, err error)
 
-	// OffsetsCompactRecords: once this many records were appended to __consumer_offsets since
-	// it was last compacted, the group host rewrites the live state and lets the rest go
-	// (groups_compact.go). 0 means DefaultOffsetsCompactRecords.
-	OffsetsCompactRecords int
 	// OffsetsTopicPartitions is the partition count __consumer_offsets is created with
 	// (offsets.topic.num.partitions); an existing topic keeps its count. 0 means
 	// DefaultOffsetsTopicPartitions.

@@ -26,7 +26,7 @@ const DefaultTxnTopicPartitions = 50
 
 // txnTopicConfigs: one record per transactional id per state change; Kafka's default segment
 // and message sizes do.
-var txnTopicConfigs = map[string]string{"max.message.bytes": "1048588"}
+var txnTopicConfigs = map[string]string{"max.message.bytes": "1048588", "cleanup.policy": "compact"}
 
 // txnHost hosts one transaction coordinator (a txnShard) per __transaction_state partition
 // this node leads, as groupHost does for the groups: a transactional id belongs to the

@@ -300,7 +300,11 @@ func (p *Partition) writeLocked(buf []byte, hs []batch.Header, segmentMs int64) 
 		}
 	}
 	seg := p.active()
-	if seg.size > 0 && (seg.size+int64(len(buf)) > p.eng.cfg.SegmentBytes || p.segmentAged(seg, segmentMs)) {
+	segmentBytes := p.eng.cfg.SegmentBytes
+	if b := p.cfg.Load().SegmentBytes; b > 0 && b < segmentBytes {
+		segmentBytes = b
+	}
+	if seg.size > 0 && (seg.size+int64(len(buf)) > segmentBytes || p.segmentAged(seg, segmentMs)) {
 		if err := p.rollLocked(); err != nil {
 			return "roll segment", err
 		}

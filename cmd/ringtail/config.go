@@ -236,10 +236,10 @@ var options = []option{
 		c.OffsetsPartitions = int32(n)
 		return nil
 	}},
-	{"offsets-compact-records", "100000", "records appended to one partition of __consumer_offsets between two of its compactions (each rewrites the partition's live group state and drops the rest)", func(c *config, v string) error {
+	{"offsets-compact-records", "0", "ignored (kept so that existing configurations still start): the log cleaner compacts __consumer_offsets, see the log-cleaner options", func(c *config, v string) error {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 100 {
-			return fmt.Errorf("offsets-compact-records %q: must be an integer of at least 100", v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("offsets-compact-records %q: must be a non-negative integer (it is ignored)", v)
 		}
 		c.OffsetsCompact = n
 		return nil
