@@ -239,6 +239,12 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 			producerLast[pid] = st.batches[n-1].baseOffset
 		}
 	}
+	aborted := abortedRanges{}
+	for _, s := range p.segments {
+		for _, a := range s.aborted {
+			aborted[a.ProducerID] = append(aborted[a.ProducerID], a)
+		}
+	}
 	p.cleaner.running = true
 	p.mu.Unlock()
 	defer func() {
@@ -253,7 +259,7 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 	keys := keyMap{}
 	var keyBytes int64
 	add := func(b []byte) error {
-		n, err := keys.add(b)
+		n, err := keys.add(b, aborted)
 		keyBytes += n
 		return err
 	}
@@ -275,7 +281,7 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 			break
 		}
 	}
-	rules := cleanRules{keys: keys, nowMs: nowMs, deleteRetentionMs: cfg.DeleteRetentionMs, producerLast: producerLast}
+	rules := cleanRules{keys: keys, aborted: aborted, nowMs: nowMs, deleteRetentionMs: cfg.DeleteRetentionMs, producerLast: producerLast}
 	var st cleanStats
 	swapped := 0
 	for _, s := range segs[:pl.to] {
@@ -299,6 +305,7 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 	e.log.Info("engine: log cleaner compacted a partition", "partition", p.name, "why", pl.why,
 		"segments", pl.to, "dirty_segments", pl.to-pl.dirty, "rewritten", swapped, "keys", len(keys),
 		"records_in", st.recordsIn, "records_out", st.recordsOut, "tombstones_removed", st.tombstonesRemoved,
+		"aborted_removed", st.abortedRemoved,
 		"bytes_in", st.bytesIn, "bytes_out", st.bytesOut, "took", time.Since(start))
 	return pl.ratio, nil
 }

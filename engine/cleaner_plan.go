@@ -2,8 +2,10 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/ringtail/ringtail/engine/batch"
 )
@@ -19,6 +21,14 @@ import (
 // a kept batch keeps its base offset and its last offset delta (batch.BuildCompacted), so a
 // fetch, a follower and an idempotent producer's sequence ranges see the same offsets, with
 // records missing but every batch boundary in place (segCleaner).
+//
+// Transactions: a pass reads only below the last stable offset, where every transaction is
+// decided. Records of committed ones enter the key map and are compacted like any others;
+// records of aborted ones (abortedRanges: the segments' aborted lists) are dropped and shadow
+// nothing. Control batches (the markers) are simply kept, whatever is left of their
+// transaction: one small batch per transaction and partition. Kafka removes a marker once no
+// record of its transaction is left and delete.retention.ms has passed; that would need the
+// producer state and the aborted index rebuilt by recovery to do without it, which is not done.
 //
 // What is never rewritten (the cleanable limit, planCleaning's in.Limit): the active segment, and
 // anything at or above the high watermark (a follower may not have it yet, and a truncation may
@@ -123,18 +133,15 @@ func planCleaning(in cleanInput) cleanPlan {
 type keyMap map[string]int64
 
 // add records the keyed records of stored batch b (offsets ascending across calls) and returns
-// about how many bytes the map grew by. Control
-// batches hold transaction markers, not keys; transactional batches are left out of the map
-// until the engine knows which transactions aborted: an aborted record must never shadow a
-// committed one. cleanBatch still removes transactional records a later plain record of their
-// key supersedes (whether committed or aborted, they are not the latest), but keeps their
-// tombstones, which shadow nothing in the map.
-func (m keyMap) add(b []byte) (int64, error) {
+// about how many bytes the map grew by. Control batches hold transaction markers, not keys;
+// records of aborted transactions never shadow anything. Records of committed transactions
+// count like any others: everything a pass reads lies below the last stable offset.
+func (m keyMap) add(b []byte, aborted abortedRanges) (int64, error) {
 	h, err := batch.ParseHeader(b)
 	if err != nil {
 		return 0, err
 	}
-	if h.IsControl() || h.IsTransactional() {
+	if h.IsControl() || h.IsTransactional() && aborted.covers(h.ProducerID, h.BaseOffset) {
 		return 0, nil
 	}
 	recs, err := batch.Records(b)
@@ -154,14 +161,30 @@ func (m keyMap) add(b []byte) (int64, error) {
 	return grew, nil
 }
 
+// abortedRanges is a partition's aborted transactions by producer, in marker order (the
+// segments' aborted lists, oldest segment first). A pass rewrites only what lies below the last
+// stable offset, where every transaction is decided and its marker below the high watermark, so
+// a transactional data batch there belongs to an aborted transaction exactly when one of its
+// producer's ranges covers it, and to a committed one otherwise (Kafka's cleaner asks its
+// aborted-transaction index the same way).
+type abortedRanges map[int64][]AbortedTxn
+
+// covers reports whether producer pid's batch at offset off belongs to an aborted transaction.
+func (a abortedRanges) covers(pid, off int64) bool {
+	txns := a[pid]
+	i, _ := slices.BinarySearchFunc(txns, off, func(t AbortedTxn, off int64) int { return cmp.Compare(t.LastOffset, off) })
+	return i < len(txns) && txns[i].FirstOffset <= off
+}
+
 // keyMapEntryBytes is about what a key map entry costs besides its key's bytes: the string
 // header, the offset and the map's own share (Go maps hold about 8 entries per 200-byte bucket).
 const keyMapEntryBytes = 48
 
 // cleanRules is what a pass applies to each batch of the segments it rewrites.
 type cleanRules struct {
-	keys  keyMap
-	nowMs int64
+	keys    keyMap
+	aborted abortedRanges
+	nowMs   int64
 	// deleteRetentionMs: a tombstone kept by a pass gets a delete horizon of now plus this in
 	// its batch (KIP-534); a later pass past the horizon removes it.
 	deleteRetentionMs int64
@@ -177,6 +200,7 @@ type cleanStats struct {
 	recordsIn, recordsOut int
 	tombstonesRemoved     int
 	unkeyedRemoved        int
+	abortedRemoved        int // records of aborted transactions
 	bytesIn, bytesOut     int64
 }
 
@@ -199,16 +223,20 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 	if h.IsControl() {
 		return keepAll()
 	}
-	txn := h.IsTransactional()
 	recs, err := batch.Records(b)
 	if err != nil {
 		return nil, err
 	}
 	st.recordsIn += len(recs)
 	kept := recs[:0:0]
-	// A transactional tombstone is not in the key map (see keyMap.add), so older records of its
-	// key may still be there: it stays, and gets no horizon.
-	horizonDue := !txn && h.HasDeleteHorizon() && r.nowMs >= h.FirstTimestamp
+	if h.IsTransactional() && r.aborted.covers(h.ProducerID, h.BaseOffset) {
+		// No reader is to see them: read_committed ones skip them by the aborted list, and a
+		// read_uncommitted reader of a compacted topic gets no promise about superseded or
+		// aborted values (Kafka's cleaner drops them too). The marker stays.
+		st.abortedRemoved += len(recs)
+		recs = nil
+	}
+	horizonDue := h.HasDeleteHorizon() && r.nowMs >= h.FirstTimestamp
 	needHorizon := false
 	for _, rec := range recs {
 		off := h.BaseOffset + int64(rec.OffsetDelta)
@@ -223,7 +251,7 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 		case rec.Value == nil && horizonDue:
 			st.tombstonesRemoved++
 			continue
-		case rec.Value == nil && !txn && !h.HasDeleteHorizon():
+		case rec.Value == nil && !h.HasDeleteHorizon():
 			needHorizon = true
 		}
 		kept = append(kept, rec)
@@ -234,7 +262,7 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 			return nil, nil
 		}
 	}
-	if len(kept) == len(recs) && !needHorizon {
+	if len(kept) == int(h.NumRecords) && !needHorizon {
 		st.batchesOut++
 		st.bytesOut += int64(len(b))
 		return b, nil

@@ -440,23 +440,31 @@ func BenchmarkCleanerPass(b *testing.B) {
 	b.ReportMetric(float64(left)/(1<<20), "MiB-left")
 }
 
+// openSmallCompacted opens an engine on dir with one compacted partition, tpA, in 1 KiB
+// segments, with neither the cleaner's nor retention's timer running.
+func openSmallCompacted(t *testing.T, dir string) (*Engine, *Partition) {
+	t.Helper()
+	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
+		RetentionCheckInterval: -1, CleanerInterval: -1}
+	e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, 1<<40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, e.Partition(tpA)
+}
+
+// txnBatch is a transactional batch of producer pid (epoch 0) holding one record.
+func txnBatch(pid int64, seq int32, key, value string) []byte {
+	h := batch.Header{ProducerID: pid, ProducerEpoch: 0, BaseSequence: seq, Attributes: 0x10}
+	return batch.Build(h, []batch.Record{{Key: []byte(key), Value: []byte(value)}}, batch.CodecNone)
+}
+
 // TestCleanerKeepsAbortedTransactions: cleaning a segment that holds an aborted transaction
 // keeps it aborted for read_committed readers, in memory and in the .txnindex recovery loads;
 // a transaction still open is beyond what a pass cleans (the last stable offset).
 func TestCleanerKeepsAbortedTransactions(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
-		RetentionCheckInterval: -1, CleanerInterval: -1}
-	spec := compactSpec(tpA, 1<<40)
-	e, err := testOpen(cfg, []PartitionSpec{spec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := e.Partition(tpA)
-	txnBatch := func(pid int64, seq int32, key, value string) []byte {
-		h := batch.Header{ProducerID: pid, ProducerEpoch: 0, BaseSequence: seq, Attributes: 0x10}
-		return batch.Build(h, []batch.Record{{Key: []byte(key), Value: []byte(value)}}, batch.CodecNone)
-	}
+	e, p := openSmallCompacted(t, dir)
 	mustAppend(t, p, keyedBatch("k", "committed-before", 0))
 	aborted := mustAppend(t, p, txnBatch(7, 0, "k", "aborted")).BaseOffset
 	marker(t, p, 7, 0, false)
@@ -498,11 +506,77 @@ func TestCleanerKeepsAbortedTransactions(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	e, err = testOpen(cfg, []PartitionSpec{spec})
-	if err != nil {
+	e, p = openSmallCompacted(t, dir)
+	defer e.Close()
+	check("after a restart")
+}
+
+// TestCleanerCompactsTransactions: a compacted partition written only by transactional
+// producers, committing and aborting in turn, shrinks: after a cleaning the sealed segments
+// hold each key's latest committed record and the markers, no record of an aborted transaction,
+// and read_committed reads list the aborted transactions still; so after a restart.
+func TestCleanerCompactsTransactions(t *testing.T) {
+	dir := t.TempDir()
+	e, p := openSmallCompacted(t, dir)
+	committed := map[string]int64{} // key → offset of its latest committed record
+	abortedAt := map[int64]bool{}
+	seq := map[int64]int32{}
+	for i := range 90 {
+		pid := int64(1 + i%3)
+		key, value := fmt.Sprintf("k%d", i%5), fmt.Sprintf("v%d", i)
+		off := mustAppend(t, p, txnBatch(pid, seq[pid], key, value)).BaseOffset
+		seq[pid]++
+		commit := i%4 != 3
+		marker(t, p, pid, 0, commit)
+		if commit {
+			committed[key] = off
+		} else {
+			abortedAt[off] = true
+		}
+	}
+	if err := p.Roll(); err != nil {
 		t.Fatal(err)
 	}
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	before := readRecords(t, p, 0)
+	check := func(when string) {
+		t.Helper()
+		recs := readRecords(t, p, 0)
+		data := 0
+		for off, r := range recs {
+			if len(r.Key) == 4 && r.Key[0] == 0 && r.Key[1] == 0 { // a marker's key
+				continue
+			}
+			data++
+			if abortedAt[off] {
+				t.Fatalf("%s: the aborted record at %d is still there", when, off)
+			}
+			if committed[string(r.Key)] != off {
+				t.Fatalf("%s: key %s at %d, its latest committed record is at %d", when, r.Key, off, committed[string(r.Key)])
+			}
+			if want := before[off]; !bytes.Equal(r.Value, want.Value) {
+				t.Fatalf("%s: offset %d reads %q, was %q", when, off, r.Value, want.Value)
+			}
+		}
+		if data != len(committed) {
+			t.Fatalf("%s: %d data records left, want one per key (%d)", when, data, len(committed))
+		}
+		_, ab := readIsolated(t, p, 0, true)
+		if len(ab) != len(abortedAt) {
+			t.Fatalf("%s: read_committed lists %d aborted transactions, want %d", when, len(ab), len(abortedAt))
+		}
+	}
+	e.Clean()
+	if st := e.CleanerStats(); st.Passes == 0 {
+		t.Fatalf("nothing cleaned: %+v", st)
+	}
+	check("after cleaning")
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e, p = openSmallCompacted(t, dir)
 	defer e.Close()
-	p = e.Partition(tpA)
 	check("after a restart")
 }
