@@ -37,9 +37,8 @@ import (
 //
 // The swap holds startMu (TruncateTo and DeleteRecords wait) and checks under mu that the
 // segment is still there unchanged (retention may have deleted it, a truncation cut it) and the
-// partition open; otherwise the cleaned file is dropped. The cleaner checkpoint (firstDirty) is
-// kept in memory only: after a restart the first pass treats the whole log as dirty, which costs
-// one pass of I/O and changes nothing already clean.
+// partition open; otherwise the cleaned file is dropped. The cleaner checkpoint (firstDirty,
+// cleaner_ckpt.go) is written after the swaps of a pass.
 
 // DefaultCleanerKeyMapBytes bounds the memory of one pass's key map (Kafka's
 // log.cleaner.dedupe.buffer.size is 128 MiB).
@@ -54,8 +53,13 @@ const cleanedSuffix = ".cleaned"
 
 // cleanerState is one partition's cleaner bookkeeping. Guarded by the partition's mu.
 type cleanerState struct {
-	// firstDirty: segments based below it were cleaned by an earlier pass of this process.
+	// firstDirty: segments based below it were cleaned by an earlier pass (cleaner_ckpt.go).
 	firstDirty int64
+	// persisted and persistedEpoch: what the cleaner checkpoint file holds (0, -1: none).
+	persisted      int64
+	persistedEpoch int32
+	// cuts counts the cuts of the log: a pass raises firstDirty only if none came meanwhile.
+	cuts uint64
 	// ckptSafe: every batch below it was durable before the WAL position of the last durable
 	// checkpoint was taken, so WAL replay never rewrites those bytes (set by the checkpointer).
 	ckptSafe int64
@@ -67,6 +71,7 @@ type cleanerState struct {
 func (c *cleanerState) cut(end int64) {
 	c.firstDirty = min(c.firstDirty, end)
 	c.ckptSafe = min(c.ckptSafe, end)
+	c.cuts++
 }
 
 // CleanerStats is what the cleaner did since the engine opened (ringtail_log_cleaner_*).
@@ -209,6 +214,7 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 			p.eng.log.Warn("engine: log cleaner: with durability none only what recovery found at the start is compacted (the durable end runs ahead of the wal, so a checkpoint cannot tell what replay would rewrite)")
 		})
 	}
+	cuts := p.cleaner.cuts
 	in := cleanInput{firstDirty: p.cleaner.firstDirty, limit: p.cleanableLimitLocked(), nowMs: nowMs, cfg: cfg}
 	var segs []*segment
 	for _, s := range p.segments[:len(p.segments)-1] {
@@ -298,9 +304,10 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 			swapped++
 		}
 	}
-	p.mu.Lock()
-	p.cleaner.firstDirty = max(p.cleaner.firstDirty, pl.nextDirty)
-	p.mu.Unlock()
+	if err := p.saveCleanerCheckpoint(pl.nextDirty, cuts); err != nil {
+		// The cleaned segments are in place; only the next restart's first pass pays.
+		e.log.Warn("engine: log cleaner: writing the cleaner checkpoint", "partition", p.name, "err", err)
+	}
 	e.cleaner.passes.Add(1)
 	e.log.Info("engine: log cleaner compacted a partition", "partition", p.name, "why", pl.why,
 		"segments", pl.to, "dirty_segments", pl.to-pl.dirty, "rewritten", swapped, "keys", len(keys),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -110,7 +111,13 @@ func checkCompacted(t *testing.T, recs map[int64]batch.Record, n, keys int, tomb
 // of them lie in sealed segments a pass may clean.
 func appendSealed(t *testing.T, e *Engine, p *Partition, n, keys int) {
 	t.Helper()
-	for i := 0; i < n; i++ {
+	appendSealedRange(t, e, p, 0, n, keys)
+}
+
+// appendSealedRange is appendSealed of records from..to-1.
+func appendSealedRange(t *testing.T, e *Engine, p *Partition, from, to, keys int) {
+	t.Helper()
+	for i := from; i < to; i++ {
 		k, v := keyedWorkload(i, keys)
 		mustAppend(t, p, keyedBatch(k, v, int64(i)))
 	}
@@ -197,12 +204,19 @@ func TestCleanerCompacts(t *testing.T) {
 	if again := readRecords(t, p, 0); len(again) != len(after) {
 		t.Fatalf("%d records after a restart, %d before", len(again), len(after))
 	}
-	// Past the delete horizon (stamped at 1000+5000) the tombstones go.
-	clock.Store(7000)
+	// The cleaner checkpoint came back: nothing is dirty, so a pass reads nothing.
 	e.Clean()
-	checkCompacted(t, readRecords(t, p, 0), n, keys, true)
-	k, v := keyedWorkload(n, keys)
-	mustAppend(t, p, keyedBatch(k, v, n))
+	if st := e.CleanerStats(); st.Passes != 0 || st.BytesRead != 0 {
+		t.Fatalf("a pass right after the restart: %+v, want nothing read", st)
+	}
+	// Past the delete horizon (stamped at 1000+5000) the tombstones go at the next pass, which
+	// a new segment's record makes due.
+	clock.Store(7000)
+	appendSealedRange(t, e, p, n, n+1, keys)
+	e.Clean()
+	checkCompacted(t, readRecords(t, p, 0), n+1, keys, true)
+	k, v := keyedWorkload(n+1, keys)
+	mustAppend(t, p, keyedBatch(k, v, n+1))
 }
 
 // TestCompactedRefusesUnkeyed: a record without a key on a compacted partition is refused with
@@ -350,6 +364,7 @@ func TestCrashAtEveryCleanerOperation(t *testing.T) {
 		return e.CleanerStats().Passes == 1
 	}
 	check := func(t *testing.T, dir string, cleaned bool) {
+		t.Helper()
 		e, err := testOpen(cfgFor(dir, vfs.OSFS{}), []PartitionSpec{spec})
 		if err != nil {
 			t.Fatalf("recovery: %v", err)
@@ -358,6 +373,14 @@ func TestCrashAtEveryCleanerOperation(t *testing.T) {
 		p := e.Partition(tpA)
 		if hw := p.HighWatermark(); hw != n {
 			t.Fatalf("high watermark %d after recovery, want %d", hw, n)
+		}
+		// The cleaner checkpoint: none (a cut before it was durable) or the pass's (the
+		// start of the active segment), never anything else; the uncut run's is there.
+		p.mu.Lock()
+		firstDirty, active := p.cleaner.firstDirty, p.active().base
+		p.mu.Unlock()
+		if firstDirty != 0 && firstDirty != active || filepath.Base(dir) == "whole" && firstDirty != active {
+			t.Fatalf("cleaner checkpoint %d after recovery (the pass ended at %d)", firstDirty, active)
 		}
 		checkCompacted(t, readRecords(t, p, 0), n, keys, false)
 		e.Clean()
@@ -579,4 +602,65 @@ func TestCleanerCompactsTransactions(t *testing.T) {
 	e, p = openSmallCompacted(t, dir)
 	defer e.Close()
 	check("after a restart")
+}
+
+// TestCleanerCheckpointFile: a pass writes the cleaner checkpoint and a restart takes it back;
+// a file that does not match the log (another epoch before its offset, not a segment boundary,
+// garbage) is ignored; a truncation below it removes it before cutting.
+func TestCleanerCheckpointFile(t *testing.T) {
+	dir := t.TempDir()
+	e, p := openSmallCompacted(t, dir)
+	appendSealed(t, e, p, 120, 4)
+	e.Clean()
+	firstDirty := func(p *Partition) int64 {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.cleaner.firstDirty
+	}
+	fd := firstDirty(p)
+	if fd == 0 {
+		t.Fatal("no pass")
+	}
+	path := filepath.Join(dir, p.name, cleanerCheckpointFile)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		content string
+		want    int64
+	}{
+		{string(good), fd},
+		{fmt.Sprintf("0\n%d 7\n", fd), 0},   // another epoch
+		{fmt.Sprintf("0\n%d 0\n", fd-1), 0}, // not a segment boundary
+		{"garbage", 0},
+	} {
+		if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e, p = openSmallCompacted(t, dir)
+		if got := firstDirty(p); got != tc.want {
+			t.Fatalf("checkpoint %q: firstDirty %d after opening, want %d", tc.content, got, tc.want)
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(path, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, p = openSmallCompacted(t, dir)
+	defer e.Close()
+	if err := p.TruncateTo(fd - 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the cleaner checkpoint at %d outlived a truncation to %d: %v", fd, fd-3, err)
+	}
+	if got := firstDirty(p); got > fd-3 {
+		t.Fatalf("firstDirty %d after a truncation to %d", got, fd-3)
+	}
 }
