@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,7 +32,8 @@ import (
 //     the new one. Kafka goes through .swap files because it merges several segments into one;
 //     a cleaned segment here replaces exactly one, so a rename does;
 //  3. open the new file, read its batch headers into the in-memory indexes, write and sync its
-//     index files, and put it in place of the old segment under the partition lock. The old
+//     index files, point the producer snapshot that names its last batch at the new copy
+//     (restampSnapshots), and put it in place of the old segment under the partition lock. The old
 //     segment's descriptor goes to the graves (retention.go): a read that found it before the
 //     swap goes on reading the old inode, and a later retention pass closes it.
 //
@@ -427,6 +429,7 @@ func (p *Partition) swapCleaned(s *segment, tmp string) error {
 		ns.file.Close()
 		return err
 	}
+	p.restampSnapshots(s.base, ns)
 	ns.indexed = true
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -438,6 +441,38 @@ func (p *Partition) swapCleaned(s *segment, tmp string) error {
 	p.segments[j] = ns
 	p.graves = append(p.graves, grave{seg: s, deleted: time.Now()})
 	return nil
+}
+
+// restampSnapshots points the producer snapshots that name the last batch of the segment at
+// base to that batch in ns, its cleaned copy, which holds it with the same offsets and producer
+// fields but maybe at another position and with another CRC: a snapshot that does not verify
+// makes recovery read every batch header from the log start instead. Only a snapshot at the
+// segment's end (one queued by the roll that sealed it) names a batch of it. A crash before the
+// rewrite leaves the old snapshot, which then does not verify: slower, not wrong.
+func (p *Partition) restampSnapshots(base int64, ns *segment) {
+	p.mu.Lock()
+	for _, q := range p.snapQueue {
+		if q.lastSeg == base && q.offset == ns.end {
+			q.lastPos, q.lastCRC = ns.lastPos, ns.lastCRC
+		}
+	}
+	written := slices.Contains(p.snapFiles, ns.end)
+	p.mu.Unlock()
+	if !written {
+		return
+	}
+	b, err := vfs.ReadFile(p.eng.fs, snapshotPath(p.dir, ns.end))
+	var snap *prodSnapshot
+	if err == nil {
+		snap, err = decodeSnapshot(b)
+	}
+	if err == nil && snap.lastSeg == base && (snap.lastPos != ns.lastPos || snap.lastCRC != ns.lastCRC) {
+		snap.lastPos, snap.lastCRC = ns.lastPos, ns.lastCRC
+		err = p.writeSnapshot(snap)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) { // pruned meanwhile: nothing to do
+		p.eng.log.Warn("engine: log cleaner: rewriting the producer snapshot of a cleaned segment; a recovery reads headers instead", "partition", p.name, "snapshot", ns.end, "err", err)
+	}
 }
 
 // segmentPos is the index of s in p.segments, -1 when gone. p.mu held.

@@ -664,3 +664,51 @@ func TestCleanerCheckpointFile(t *testing.T) {
 		t.Fatalf("firstDirty %d after a truncation to %d", got, fd-3)
 	}
 }
+
+// TestCleanerKeepsProducerSnapshotValid: a cleaning rewrites the segment whose last batch the
+// newest producer snapshot names; the snapshot is pointed at that batch in the cleaned copy, so
+// recovery after a power cut still starts from it and reads only the headers after it.
+func TestCleanerKeepsProducerSnapshotValid(t *testing.T) {
+	dir := t.TempDir()
+	cfs := crashfs.New(vfs.OSFS{})
+	cfg := Config{DataDir: dir, FS: cfs, Logger: quietLogger(), SegmentBytes: 1024, IndexIntervalBytes: 256,
+		RetentionCheckInterval: -1, CleanerInterval: -1}
+	spec := compactSpec(tpA, 1<<40)
+	e, err := testOpen(cfg, []PartitionSpec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.Partition(tpA)
+	// The pass rewrites the last sealed segment too (a tombstone there gets its delete
+	// horizon), its last batch with another CRC: checked below.
+	const n, keys = 111, 4
+	appendSealed(t, e, p, n, keys)
+	p.mu.Lock()
+	last := p.segments[len(p.segments)-2]
+	oldPos, oldCRC, snapAt := last.lastPos, last.lastCRC, last.end
+	p.mu.Unlock()
+	e.Clean()
+	p.mu.Lock()
+	cleaned := p.segments[len(p.segments)-2]
+	p.mu.Unlock()
+	if cleaned == last || cleaned.lastPos == oldPos && cleaned.lastCRC == oldCRC {
+		t.Fatalf("the last sealed segment was not rewritten (%d, %#x)", oldPos, oldCRC)
+	}
+	k, v := keyedWorkload(n, keys)
+	mustAppend(t, p, keyedBatch(k, v, n))
+	if err := cfs.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+
+	cfg.FS = vfs.OSFS{}
+	e, err = testOpen(cfg, []PartitionSpec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if r := e.recovery; r.snapshots != 1 || r.headerBytes > 1024 {
+		t.Fatalf("recovery after a cleaning read %+v; want the snapshot at %d and the active segment's headers only", r, snapAt)
+	}
+	checkCompacted(t, readRecords(t, e.Partition(tpA), 0), n+1, keys, false)
+}
