@@ -331,6 +331,9 @@ func (p *Partition) cleanSegment(s *segment, r *cleanRules, th *throttle, st *cl
 	w := &cleanedWriter{f: f, th: th, ctr: &p.eng.cleaner}
 	c := segCleaner{r: r, st: st, emit: w.write}
 	err = eachSegmentBatch(s, th, &p.eng.cleaner, c.add)
+	if err == nil {
+		err = c.finish()
+	}
 	if err == nil && c.changed {
 		err = w.flush()
 	}

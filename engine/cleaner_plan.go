@@ -20,7 +20,7 @@ import (
 // keeping a record when no later record of its key is in the map. Offsets are never renumbered:
 // a kept batch keeps its base offset and its last offset delta (batch.BuildCompacted), so a
 // fetch, a follower and an idempotent producer's sequence ranges see the same offsets, with
-// records missing but every batch boundary in place (segCleaner).
+// records missing and runs of emptied batches merged into one (segCleaner).
 //
 // Transactions: a pass reads only below the last stable offset, where every transaction is
 // decided. Records of committed ones enter the key map and are compacted like any others;
@@ -205,7 +205,7 @@ type cleanStats struct {
 }
 
 // cleanBatch returns what replaces stored batch b: b itself when nothing changes, a rebuilt batch
-// with the kept records, or nil when no record stays (segCleaner leaves an empty batch).
+// with the kept records, or nil when no record stays (segCleaner makes it part of an empty batch).
 func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 	h, err := batch.ParseHeader(b)
 	if err != nil {
@@ -283,19 +283,32 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 }
 
 // segCleaner applies cleanRules to a segment's batches in order and emits the new contents.
-// A batch removed whole leaves an empty batch (a header, 61 bytes) with its own offsets, leader
-// epoch and producer fields, so every batch boundary stays where it was: recovery, WAL replay,
-// the producer state rebuilt from headers, a follower whose log ends at any old boundary
-// (ReplicaSpan serves from batch starts) and the segment's own range see what they always saw,
-// and a consumer steps over it as over any empty batch (Kafka's cleaner leaves empty batches
-// too, KAFKA-5443). Merging runs of them into one would save more, but a lagging follower's log
-// end could then fall inside a batch: that needs the follower to accept a batch starting below
-// its log end first.
+// A batch removed whole becomes part of an empty batch (a header, 61 bytes): a run of such
+// batches of one leader epoch, none of them a producer's last, becomes one empty batch spanning
+// their offsets (no producer, not transactional), so the log stays contiguous — recovery, the
+// index files' checks, WAL replay and the segment's own range see no gap — while a compacted
+// segment no longer keeps 61 bytes per removed batch. Kafka's cleaner drops such batches and
+// leaves gaps instead; every local check here relies on contiguity, and gaps would make a
+// follower's missing WAL record look like a cleaned one. A follower whose log ends inside such
+// a batch (it lagged behind the high watermark when the leader cleaned) gets it whole and keeps
+// its part above its log end (ReplicaSpan, AppendReplicated). The producer state rebuilt from
+// headers loses the merged batches' producer fields, as Kafka's loses the dropped ones: each
+// producer's last batch is never merged (cleanRules.producerLast), control batches never empty.
 type segCleaner struct {
 	r       *cleanRules
 	st      *cleanStats
 	emit    func(b []byte) error // b is only valid during the call
 	changed bool                 // the output differs from the input
+	run     emptyRun             // removed batches not emitted yet
+}
+
+// emptyRun is a run of removed batches that becomes one empty batch.
+type emptyRun struct {
+	n     int          // batches in it; 0: none
+	first batch.Header // the first one's header
+	last  int64        // the last offset
+	maxTs int64
+	same  bool // a single batch that was empty already, in the same bytes (nothing changes)
 }
 
 // add cleans the next stored batch b (valid only during the call).
@@ -309,11 +322,44 @@ func (c *segCleaner) add(b []byte) error {
 		return fmt.Errorf("engine: cleaning: batch at offset %d: %w", h.BaseOffset, err)
 	}
 	if nb == nil {
-		nb = batch.BuildCompacted(h, nil, batch.CodecNone)
-		c.st.batchesOut++
-		c.st.bytesOut += int64(len(nb))
+		r := &c.run
+		if r.n > 0 && r.first.PartitionLeaderEpoch == h.PartitionLeaderEpoch && h.LastOffset()-r.first.BaseOffset <= math.MaxInt32 {
+			r.n, r.last, r.maxTs, r.same = r.n+1, h.LastOffset(), max(r.maxTs, h.MaxTimestamp), false
+			return nil
+		}
+		if err := c.finish(); err != nil {
+			return err
+		}
+		*r = emptyRun{n: 1, first: h, last: h.LastOffset(), maxTs: h.MaxTimestamp,
+			same: h.NumRecords == 0 && bytes.Equal(batch.BuildCompacted(h, nil, batch.CodecNone), b)}
+		return nil
+	}
+	if err := c.finish(); err != nil {
+		return err
 	}
 	if len(nb) != len(b) || &nb[0] != &b[0] && !bytes.Equal(nb, b) {
+		c.changed = true
+	}
+	return c.emit(nb)
+}
+
+// finish emits the pending run of removed batches; called after the segment's last batch too.
+func (c *segCleaner) finish() error {
+	r := c.run
+	if r.n == 0 {
+		return nil
+	}
+	c.run = emptyRun{}
+	h := r.first
+	if r.n > 1 {
+		h.LastOffsetDelta = int32(r.last - h.BaseOffset)
+		h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.Attributes = -1, -1, -1, 0
+		h.FirstTimestamp, h.MaxTimestamp = r.maxTs, r.maxTs
+	}
+	nb := batch.BuildCompacted(h, nil, batch.CodecNone)
+	c.st.batchesOut++
+	c.st.bytesOut += int64(len(nb))
+	if !r.same {
 		c.changed = true
 	}
 	return c.emit(nb)
@@ -336,6 +382,9 @@ func (r *cleanRules) cleanSegmentBytes(src []byte, st *cleanStats) ([]byte, erro
 			return nil, err
 		}
 		pos += h.Size()
+	}
+	if err := c.finish(); err != nil {
+		return nil, err
 	}
 	if !c.changed {
 		if !bytes.Equal(out, src) {

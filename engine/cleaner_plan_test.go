@@ -166,8 +166,12 @@ func eachBatch(t *testing.T, seg []byte, f func(b []byte)) {
 // past the delete horizon, the clean section holds each key at most once, no tombstone and no
 // aborted record, so a read_uncommitted reader gets the model's values too.
 func TestCleanerProperty(t *testing.T) {
+	merged := 0
 	for seed := uint64(1); seed <= 60; seed++ {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { cleanerProperty(t, seed) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { merged += cleanerProperty(t, seed) })
+	}
+	if merged == 0 {
+		t.Fatal("no run of removed batches was merged into one empty batch in any seed")
 	}
 }
 
@@ -178,7 +182,7 @@ type propTxn struct {
 	commit        bool
 }
 
-func cleanerProperty(t *testing.T, seed uint64) {
+func cleanerProperty(t *testing.T, seed uint64) (merged int) {
 	rng := rand.New(rand.NewPCG(seed, seed*7919))
 	nKeys := 1 + rng.IntN(12)
 	nBatches := 20 + rng.IntN(200)
@@ -261,6 +265,10 @@ func cleanerProperty(t *testing.T, seed uint64) {
 	}
 	l.segs = append(l.segs, cur) // the last one stands for the active segment: never cleaned
 	logEnd := offset
+	batchEnds := map[int64]bool{}
+	for _, last := range batchRange {
+		batchEnds[last] = true
+	}
 	aborted := abortedRanges{}
 	for _, tx := range txns { // in order of first offset; per producer that is marker order
 		if tx.marker >= 0 && !tx.commit {
@@ -333,16 +341,21 @@ func cleanerProperty(t *testing.T, seed uint64) {
 			}
 			eachBatch(t, s, func(b []byte) {
 				h, _ := batch.ParseHeader(b)
-				// Every batch keeps its original range (one removed whole stays as an empty
-				// batch), so together they cover every offset, in order.
+				// Every batch keeps its original range, or is an empty batch (no producer) that
+				// merged a run of removed ones: together they cover every offset, in order.
 				if last, ok := batchRange[h.BaseOffset]; !ok || last != h.LastOffset() {
-					t.Fatalf("%s: batch [%d, %d] (%d records) is not an original batch's range", when, h.BaseOffset, h.LastOffset(), h.NumRecords)
+					_, starts := batchRange[h.BaseOffset]
+					_, ends := batchEnds[h.LastOffset()]
+					if !starts || !ends || h.NumRecords != 0 || h.ProducerID != -1 || h.Attributes != 0 {
+						t.Fatalf("%s: batch [%d, %d] (%d records, producer %d) is neither an original batch's range nor a merged empty run",
+							when, h.BaseOffset, h.LastOffset(), h.NumRecords, h.ProducerID)
+					}
+					merged++
+				} else if h.IsTransactional() != (inTxn[h.BaseOffset] != nil || control[h.BaseOffset]) {
+					t.Fatalf("%s: batch at %d: transactional %v", when, h.BaseOffset, h.IsTransactional())
 				}
 				if h.BaseOffset != next {
 					t.Fatalf("%s: batch at %d, want %d: the log must stay contiguous", when, h.BaseOffset, next)
-				}
-				if h.IsTransactional() != (inTxn[h.BaseOffset] != nil || control[h.BaseOffset]) {
-					t.Fatalf("%s: batch at %d: transactional %v", when, h.BaseOffset, h.IsTransactional())
 				}
 				next = h.LastOffset() + 1
 				recs, err := batch.Records(b)
@@ -448,4 +461,5 @@ func cleanerProperty(t *testing.T, seed uint64) {
 		}
 	}
 	checkModel("read_uncommitted after the final passes", read(false), uncommitted)
+	return merged
 }

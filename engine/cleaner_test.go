@@ -712,3 +712,83 @@ func TestCleanerKeepsProducerSnapshotValid(t *testing.T) {
 	}
 	checkCompacted(t, readRecords(t, e.Partition(tpA), 0), n+1, keys, false)
 }
+
+// spanBytes reads the span ReplicaSpan gives at off, as a leader sends it to a follower.
+func spanBytes(t *testing.T, p *Partition, off int64, maxBytes int) (Span, []byte) {
+	t.Helper()
+	sp, err := p.ReplicaSpan(off, maxBytes, nil)
+	if err != nil {
+		t.Fatalf("span at %d: %v", off, err)
+	}
+	buf := make([]byte, sp.Len)
+	if _, err := sp.File.ReadAt(buf, sp.Pos); err != nil {
+		t.Fatal(err)
+	}
+	return sp, buf
+}
+
+// TestFollowerCatchesUpInsideMergedBatch: a follower whose log ends inside a run of batches the
+// leader's cleaner merged into one empty batch (it lagged behind the high watermark) gets that
+// batch from ReplicaSpan and keeps its part from its log end on: it then copies the rest, its
+// log contiguous and every record the leader's.
+func TestFollowerCatchesUpInsideMergedBatch(t *testing.T) {
+	le, lp := openSmallCompacted(t, t.TempDir())
+	defer le.Close()
+	const n, keys = 200, 3
+	appendSealed(t, le, lp, n, keys)
+	// The follower's copy of the uncleaned log, batch by batch.
+	var original [][]byte
+	for off := int64(0); off < lp.LogEndOffset(); {
+		sp, buf := spanBytes(t, lp, off, 1<<20)
+		bs, err := batch.Split(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		original = append(original, bs...)
+		off = sp.EndOffset
+	}
+	le.Clean()
+	var merged batch.Header
+	for _, h := range readAll(t, lp, 0) {
+		if h.NumRecords == 0 && h.LastOffset() > h.BaseOffset {
+			merged = h
+			break
+		}
+	}
+	if merged.LastOffset() == 0 {
+		t.Fatal("the pass merged no run of removed batches")
+	}
+
+	fe := openEngine(t, Config{DataDir: t.TempDir()}, tpA)
+	fp := fe.Partition(tpA)
+	replicate := func(records []byte) {
+		t.Helper()
+		ch := make(chan error, 1)
+		if _, err := fp.AppendReplicated(records, func(err error) { ch <- err }); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range original { // up to and including the merged run's first batch
+		h, _ := batch.ParseHeader(b)
+		if h.BaseOffset > merged.BaseOffset {
+			break
+		}
+		replicate(append([]byte(nil), b...))
+	}
+	if end := fp.LogEndOffset(); end <= merged.BaseOffset || end > merged.LastOffset() {
+		t.Fatalf("follower log end %d, not inside the merged batch [%d, %d]", end, merged.BaseOffset, merged.LastOffset())
+	}
+	for fp.LogEndOffset() < lp.LogEndOffset() {
+		_, buf := spanBytes(t, lp, fp.LogEndOffset(), 300)
+		replicate(buf)
+	}
+	got, want := readRecords(t, fp, 0), readRecords(t, lp, 0)
+	for off, r := range want {
+		if g, ok := got[off]; !ok || !bytes.Equal(g.Key, r.Key) || !bytes.Equal(g.Value, r.Value) {
+			t.Fatalf("offset %d: the follower holds %+v, the leader %+v", off, g, r)
+		}
+	}
+}
