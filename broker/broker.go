@@ -49,6 +49,9 @@ type Config struct {
 	// TxnTopicPartitions is the partition count __transaction_state is created with
 	// (transaction.state.log.num.partitions); 0 means DefaultTxnTopicPartitions.
 	TxnTopicPartitions int32
+	// TxnIDExpiration is transactional.id.expiration.ms: a transactional id idle this long is
+	// forgotten (a tombstone in __transaction_state); 0 means Kafka's 7 days.
+	TxnIDExpiration time.Duration
 	// Groups is what every group coordinator is configured with (the group.* settings; its
 	// Incarnation, Topics and ConsumerTopics are set by the node).
 	Groups group.Config

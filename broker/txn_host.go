@@ -399,6 +399,7 @@ func (h *txnHost) txnCoordConfig(coordinatorEpoch int32) txn.Config {
 	b := h.b
 	return txn.Config{
 		CoordinatorEpoch: coordinatorEpoch,
+		IDExpiration:     b.cfg.TxnIDExpiration,
 		NewProducerID:    b.NextProducerID,
 		PartitionExists: func(tp txn.TopicPartition) bool {
 			return topicsView{b.meta}.PartitionExists(tp.Topic, tp.Partition)

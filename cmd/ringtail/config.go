@@ -46,6 +46,7 @@ type config struct {
 
 	// The consumer protocol's groups (KIP-848; Kafka's group.consumer.*).
 	GroupConsumerSessionTimeout       time.Duration
+	TransactionalIdExpiration         time.Duration
 	GroupConsumerMinSessionTimeout    time.Duration
 	GroupConsumerMaxSessionTimeout    time.Duration
 	GroupConsumerHeartbeatInterval    time.Duration
@@ -244,6 +245,8 @@ var options = []option{
 		c.OffsetsCompact = n
 		return nil
 	}},
+	durationOption("transactional-id-expiration", "168h", "a transactional id idle this long is forgotten, its state deleted from __transaction_state (transactional.id.expiration.ms)",
+		func(c *config) *time.Duration { return &c.TransactionalIdExpiration }),
 	durationOption("group-consumer-session-timeout", "45s", "a consumer-protocol (KIP-848) member that sends no heartbeat for this long leaves its group (group.consumer.session.timeout.ms); within the min and max below",
 		func(c *config) *time.Duration { return &c.GroupConsumerSessionTimeout }),
 	durationOption("group-consumer-min-session-timeout", "45s", "the least group-consumer-session-timeout may be (group.consumer.min.session.timeout.ms)",

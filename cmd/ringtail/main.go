@@ -189,6 +189,7 @@ func serve(cfg *config, args []string) error {
 		OnWALCycle:                 onWALCycle,
 		Cluster:                    cluster,
 		OffsetsTopicPartitions:     cfg.OffsetsPartitions,
+		TxnIDExpiration:            cfg.TransactionalIdExpiration,
 		Groups: group.Config{
 			ConsumerSessionTimeout:    cfg.GroupConsumerSessionTimeout,
 			ConsumerHeartbeatInterval: cfg.GroupConsumerHeartbeatInterval,

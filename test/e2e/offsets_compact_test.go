@@ -190,3 +190,93 @@ func TestInternalTopicsCompacted(t *testing.T) {
 	b.Restart()
 	check("after a restart", b.Admin(t))
 }
+
+// TestExpiredTransactionalIDCompacted: a transactional id idle past
+// --transactional-id-expiration is forgotten with a tombstone in __transaction_state; with
+// delete.retention.ms 0 the cleaner removes its records and then the tombstone, while another
+// id of the same partition goes on committing; after a restart the expired id is still unknown
+// (a new producer with it gets a new producer id), and the live one keeps its producer id.
+func TestExpiredTransactionalIDCompacted(t *testing.T) {
+	b := startBroker(t, withArgs("--segment-bytes", fmt.Sprint(1<<20), "--log-cleaner-backoff", "200ms",
+		"--transactional-id-expiration", "10s")) // well past a restart, which the live id must outlast
+	adm := b.Admin(t)
+	out := topicName(t, "out")
+	createTopic(t, adm, out, 1, nil)
+	expiring := "expiring-tx"
+	live := ""
+	for i := 0; live == ""; i++ { // an id of the same __transaction_state partition
+		if id := fmt.Sprintf("live-tx-%d", i); group.PartitionFor(id, 50) == group.PartitionFor(expiring, 50) {
+			live = id
+		}
+	}
+	transact := func(cl *kgo.Client, v string) {
+		t.Helper()
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctxTimeout(t, opTimeout), kgo.StringRecord(v)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.EndTransaction(ctxTimeout(t, opTimeout), kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exp := b.Client(t, kgo.TransactionalID(expiring), kgo.DefaultProduceTopic(out))
+	transact(exp, "e")
+	res, err := adm.AlterTopicConfigs(ctxTimeout(t, opTimeout), []kadm.AlterConfig{
+		{Name: "delete.retention.ms", Value: strp("0")},
+		{Name: "segment.ms", Value: strp("300")},
+	}, "__transaction_state")
+	if err == nil {
+		_, err = res.On("__transaction_state", nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := adm.DescribeTransactions(ctxTimeout(t, opTimeout), expiring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiredPID := d[expiring].ProducerID
+	exp.Close()
+
+	lc := b.Client(t, kgo.TransactionalID(live), kgo.DefaultProduceTopic(out))
+	holdsRecord := func(id string) bool {
+		for _, r := range consumeAll(t, b, "__transaction_state")[group.PartitionFor(expiring, 50)] {
+			if bytes.Contains(r.Key, []byte(id)) {
+				return true
+			}
+		}
+		return false
+	}
+	// The live id commits (rolling segments by age, which makes passes due) until no record of
+	// the expired one, its tombstone included, is left.
+	n := 0
+	if !holdsWithin(90*time.Second, func() bool {
+		transact(lc, fmt.Sprint(n))
+		n++
+		return !holdsRecord(expiring)
+	}) {
+		t.Fatalf("__transaction_state still holds records of the expired id after %d transactions of another; broker log:\n%s", n, tail(b.Log(), 4000))
+	}
+	d, err = adm.DescribeTransactions(ctxTimeout(t, opTimeout), live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	livePID := d[live].ProducerID
+	lc.Close()
+
+	b.Stop()
+	b.Restart()
+	adm = b.Admin(t)
+	d, err = adm.DescribeTransactions(ctxTimeout(t, opTimeout), live)
+	if err != nil || d[live].ProducerID != livePID {
+		t.Fatalf("the live id after a restart: %+v, %v (producer id %d before)", d[live], err, livePID)
+	}
+	again := b.Client(t, kgo.TransactionalID(expiring), kgo.DefaultProduceTopic(out))
+	transact(again, "again")
+	d, err = adm.DescribeTransactions(ctxTimeout(t, opTimeout), expiring)
+	if err != nil || d[expiring].ProducerID == expiredPID {
+		t.Fatalf("the expired id after a restart: %+v, %v; its old producer id was %d", d[expiring], err, expiredPID)
+	}
+}
