@@ -47,10 +47,6 @@ type Config struct {
 	// pass it (replication; 0 on one node). Kafka reports these as LocalTimeMs and RemoteTimeMs.
 	OnCommittedAppend func(local, replication time.Duration)
 
-	// OffsetsCompactRecords: once this many records were appended to __consumer_offsets since
-	// it was last compacted, the group host rewrites the live state and lets the rest go
-	// (groups_compact.go). 0 means DefaultOffsetsCompactRecords.
-	OffsetsCompactRecords int
 	// OffsetsTopicPartitions is the partition count __consumer_offsets is created with
 	// (offsets.topic.num.partitions); an existing topic keeps its count. 0 means
 	// DefaultOffsetsTopicPartitions.
@@ -58,6 +54,9 @@ type Config struct {
 	// TxnTopicPartitions is the partition count __transaction_state is created with
 	// (transaction.state.log.num.partitions); 0 means DefaultTxnTopicPartitions.
 	TxnTopicPartitions int32
+	// TxnIDExpiration is transactional.id.expiration.ms: a transactional id idle this long is
+	// forgotten (a tombstone in __transaction_state); 0 means Kafka's 7 days.
+	TxnIDExpiration time.Duration
 	// Groups is what every group coordinator is configured with (the group.* settings; its
 	// Incarnation, Topics and ConsumerTopics are set by the node).
 	Groups group.Config

@@ -40,19 +40,17 @@ const DefaultOffsetsTopicPartitions = 50
 // holds NOT_COORDINATOR and drops it. On one node every partition is loaded at start.
 //
 // Each shard has a goroutine of its own rather than one goroutine serving them all: replaying
-// or compacting a partition of 100,000 records (the default compaction threshold) takes 50–70
-// ms on a small machine, and a shared goroutine would hold every group of the node meanwhile;
+// a partition of 100,000 records takes about 70 ms on a small machine, and a shared goroutine would hold every group of the node meanwhile;
 // per partition it holds only that partition's groups. An idle shard is one goroutine asleep
 // on its channels, and 64 clients committing without fsync ran at the same rate (within noise)
 // against 50 shards as against one.
 type groupHost struct {
-	log          *slog.Logger
-	eng          *engine.Engine
-	purg         *Purgatory
-	topics       group.Topics
-	consumer     group.ConsumerTopics
-	compactEvery int
-	incarnation  atomic.Uint64 // the last coordinator incarnation handed out
+	log         *slog.Logger
+	eng         *engine.Engine
+	purg        *Purgatory
+	topics      group.Topics
+	consumer    group.ConsumerTopics
+	incarnation atomic.Uint64 // the last coordinator incarnation handed out
 	// coordConfig is what each loaded coordinator is configured with (Incarnation and Topics
 	// are set per load). Read by a shard when it replays; tests change it between loads.
 	coordConfig group.Config
@@ -151,18 +149,13 @@ func (b *Broker) startGroups() error {
 // newGroupHost returns a group host for the partitions of t (__consumer_offsets) that loads
 // none of them yet.
 func (b *Broker) newGroupHost(t Topic) *groupHost {
-	every := b.cfg.OffsetsCompactRecords
-	if every <= 0 {
-		every = DefaultOffsetsCompactRecords
-	}
 	h := &groupHost{
-		log:          b.log.With("component", "groups"),
-		eng:          b.engine,
-		purg:         b.purg,
-		topics:       topicsView{b.meta},
-		consumer:     consumerTopicsView{b.meta},
-		compactEvery: every,
-		coordConfig:  b.cfg.Groups,
+		log:         b.log.With("component", "groups"),
+		eng:         b.engine,
+		purg:        b.purg,
+		topics:      topicsView{b.meta},
+		consumer:    consumerTopicsView{b.meta},
+		coordConfig: b.cfg.Groups,
 		appendCommitted: func(p *engine.Partition, raw []byte, done func(error)) (engine.AppendResult, error) {
 			return b.appendCommitted(p, raw, groupCommitTimeout, done)
 		},

@@ -20,8 +20,9 @@ import (
 // each other). It first replays its partition (loading: its groups' requests are answered
 // COORDINATOR_LOAD_IN_PROGRESS by the host without reaching it), then serves: it routes the
 // coordinator's responses to the connections waiting for them, appends its records to its
-// partition and reports their durability back, fires its deadlines, and compacts its
-// partition (groups_compact.go). It is the only writer of its partition.
+// partition and reports their durability back, and fires its deadlines. It is the only writer
+// of its partition, which the engine's log cleaner compacts (cleanup.policy=compact, as
+// Kafka's): replay keeps the last value of each key, and the cleaner keeps exactly that.
 type groupShard struct {
 	shardCore[*groupRequest] // queue, goroutine and load state (coord_shard.go)
 	h                        *groupHost
@@ -32,14 +33,9 @@ type groupShard struct {
 	nextReply uint64
 	replies   map[group.ReplyID]*groupRequest
 
-	// Compaction (groups_compact.go), owned like the coordinator: records appended since the
-	// last compaction, appends whose durability has not been processed yet, and the threshold.
-	appended     int
-	inflight     int
-	compactEvery int
-	// legacy counts records of the private encoding of older versions in the partition: the
-	// next compaction rewrites them in Kafka's schemas, and one runs at load to do so.
-	legacy int
+	// migration: records replay found in the private encoding of older versions, to be
+	// rewritten in Kafka's schemas once loaded (groups_migrate.go); nil when none.
+	migration [][]group.Record
 }
 
 // groupRequest is one request waiting for a coordinator's answer; it is kept until answered,
@@ -55,7 +51,7 @@ type groupRequest struct {
 var errUnloaded = errors.New("broker: the offsets partition was unloaded")
 
 func newGroupShard(h *groupHost, p int32, part *engine.Partition) *groupShard {
-	s := &groupShard{h: h, replies: make(map[group.ReplyID]*groupRequest), compactEvery: h.compactEvery}
+	s := &groupShard{h: h, replies: make(map[group.ReplyID]*groupRequest)}
 	s.init(p, part, h.log.With("offsets_partition", p))
 	return s
 }
@@ -77,7 +73,7 @@ func (s *groupShard) run() {
 		return
 	}
 	s.log.Debug("groups: offsets partition loaded", "records", s.replayed, "took", time.Since(start).Round(time.Millisecond))
-	s.maybeCompact() // a long log from before the restart, or one in the private encoding
+	s.migrate() // a log written in the private encoding of older versions
 	s.serve()
 }
 
@@ -107,10 +103,13 @@ func (s *groupShard) replay() error {
 		return errUnloaded
 	default:
 	}
-	s.coord, s.replayed, s.appended = coord, len(records), len(records)
-	if s.legacy = coord.LegacyRecords(); s.legacy > 0 {
-		s.log.Info("groups: "+OffsetsTopic+" holds records of the private encoding of older versions; compacting rewrites them in Kafka's schemas",
-			"partition", s.partition, "records", s.legacy)
+	s.coord, s.replayed = coord, len(records)
+	if n := coord.LegacyRecords(); n > 0 {
+		if s.migration, err = migrationRecords(settleTxns(records, txns)); err != nil {
+			return fmt.Errorf("replaying %s-%d: %w", OffsetsTopic, s.partition, err)
+		}
+		s.log.Info("groups: "+OffsetsTopic+" holds records of the private encoding of older versions; they are rewritten in Kafka's schemas",
+			"partition", s.partition, "records", n)
 	}
 	return nil
 }
@@ -283,17 +282,9 @@ func (s *groupShard) process(now time.Time, ready group.Ready) {
 		h.Attributes, h.ProducerID, h.ProducerEpoch = 0x10, ready.Txn.ProducerID, ready.Txn.ProducerEpoch
 	}
 	raw := batch.Build(h, recs, batch.CodecNone)
-	appendFn := s.part.Append
-	if s.h.appendCommitted != nil {
-		appendFn = func(raw []byte, done func(error)) (engine.AppendResult, error) {
-			return s.h.appendCommitted(s.part, raw, done)
-		}
-	}
-	_, err := appendFn(raw, func(err error) {
+	err := s.appendRaw(raw, func(err error) {
 		s.later(func(now time.Time) {
-			s.inflight--
 			s.process(now, s.coord.Persisted(now, id, err))
-			s.maybeCompact()
 		})
 	})
 	if err != nil {
@@ -301,6 +292,15 @@ func (s *groupShard) process(now time.Time, ready group.Ready) {
 		s.process(now, s.coord.Persisted(now, id, err))
 		return
 	}
-	s.inflight++
-	s.appended += len(recs)
+}
+
+// appendRaw appends the shard's batches to its partition: committed (acks=all) in a cluster.
+func (s *groupShard) appendRaw(raw []byte, done func(error)) error {
+	var err error
+	if s.h.appendCommitted != nil {
+		_, err = s.h.appendCommitted(s.part, raw, done)
+	} else {
+		_, err = s.part.Append(raw, done)
+	}
+	return err
 }

@@ -28,8 +28,9 @@ const MaxPartitions = meta.MaxPartitions
 // coordinator's records, appended through the same log and durability path as any produce.
 const OffsetsTopic = "__consumer_offsets"
 
-// offsetsTopicConfigs lets one coordinator batch hold a large group's metadata.
-var offsetsTopicConfigs = map[string]string{"max.message.bytes": "104857600"}
+// offsetsTopicConfigs lets one coordinator batch hold a large group's metadata; the topic is
+// compacted by the log cleaner, as Kafka's (whatever the topic says: partitionConfig).
+var offsetsTopicConfigs = map[string]string{"max.message.bytes": "104857600", "cleanup.policy": "compact"}
 
 // IsInternal reports whether topic is one the broker writes itself; clients may read it but
 // not produce to it, delete it, change its partitions or move its start.

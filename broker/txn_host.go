@@ -24,7 +24,7 @@ const DefaultTxnTopicPartitions = 50
 
 // txnTopicConfigs: one record per transactional id per state change; Kafka's default segment
 // and message sizes do.
-var txnTopicConfigs = map[string]string{"max.message.bytes": "1048588"}
+var txnTopicConfigs = map[string]string{"max.message.bytes": "1048588", "cleanup.policy": "compact"}
 
 // txnHost hosts one transaction coordinator (a txnShard) per __transaction_state partition
 // this node leads, as groupHost does for the groups: a transactional id belongs to the
@@ -374,6 +374,7 @@ func (h *txnHost) txnCoordConfig(coordinatorEpoch int32) txn.Config {
 	b := h.b
 	return txn.Config{
 		CoordinatorEpoch: coordinatorEpoch,
+		IDExpiration:     b.cfg.TxnIDExpiration,
 		NewProducerID:    b.NextProducerID,
 		PartitionExists: func(tp txn.TopicPartition) bool {
 			return topicsView{b.meta}.PartitionExists(tp.Topic, tp.Partition)

@@ -258,9 +258,9 @@ func txnInfoOf(h batch.Header, r batch.Record) *group.TxnInfo {
 	return ti
 }
 
-// settleTxns resolves the transactions of an offsets partition for compaction: the records of
-// a committed transaction count at its marker, those of an aborted one (and markers) not at
-// all. The caller compacts only while no transaction is open (groupShard.maybeCompact).
+// settleTxns resolves the transactions of an offsets partition for the rewrite of legacy
+// records (groups_migrate.go): the records of a committed transaction count at its marker,
+// those of an aborted one (and markers) not at all, those of an open one not yet.
 func settleTxns(records []group.Record, txns []*group.TxnInfo) []group.Record {
 	if txns == nil {
 		return records

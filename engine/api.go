@@ -120,9 +120,12 @@ type PartitionConfig struct {
 	// compressed with Compression (batch.CodecNone for uncompressed).
 	Recompress  bool
 	Compression batch.Codec
-	Retention   Retention  // which old segments to delete (retention.go); the zero value keeps all
-	SegmentMs   int64      // segment.ms: roll the active segment once its first batch is this old; 0: never
-	Compaction  Compaction // cleanup.policy=compact and its settings (cleaner_plan.go); the zero value compacts nothing
+	Retention   Retention // which old segments to delete (retention.go); the zero value keeps all
+	SegmentMs   int64     // segment.ms: roll the active segment once its first batch is this old; 0: never
+	// SegmentBytes rolls the active segment beyond this size when below the engine's
+	// Config.SegmentBytes; 0: the engine's.
+	SegmentBytes int64
+	Compaction   Compaction // cleanup.policy=compact and its settings (cleaner_plan.go); the zero value compacts nothing
 }
 
 // PartitionSpec describes a partition that must exist when the engine opens.

@@ -224,7 +224,9 @@ func (p *Partition) appendLeaderLocked(raw [][]byte, hs []batch.Header, logAppen
 
 // AppendReplicated appends batches that already carry their offsets and
 // leader epochs (a follower's copy of its leader's log): each batch's CRC is
-// verified, the first base offset must be the log end and the batches must
+// verified, the first base offset must be the log end (or the first batch an
+// empty one holding it: a merged run of removed batches, whose part from the
+// log end on is kept) and the batches must
 // be contiguous, else nothing is written and the error wraps
 // ErrCorruptMessage (bad bytes) or ErrOffsetOutOfRange (wrong offsets).
 // Nothing else is checked or changed: no producer checks, timestamps and
@@ -260,6 +262,14 @@ func (p *Partition) AppendReplicated(records []byte, done func(error)) (AppendRe
 func (p *Partition) appendReplicatedLocked(buf []byte, hs []batch.Header, segmentMs int64, done func(error)) (AppendResult, error) {
 	if err := p.appendableLocked(); err != nil {
 		return AppendResult{}, err
+	}
+	if h := hs[0]; h.BaseOffset < p.logEnd && h.NumRecords == 0 && h.LastOffset() >= p.logEnd {
+		// An empty batch the leader's cleaner merged from removed batches some of which this
+		// log holds (ReplicaSpan): its part from the log end on, as an empty batch of its own.
+		h.LastOffsetDelta, h.BaseOffset = int32(h.LastOffset()-p.logEnd), p.logEnd
+		nb := batch.BuildCompacted(h, nil, batch.CodecNone)
+		buf = append(nb, buf[hs[0].Size():]...)
+		hs[0], _ = batch.ParseHeader(nb)
 	}
 	if hs[0].BaseOffset != p.logEnd {
 		return AppendResult{}, fmt.Errorf("%w: %s: batches start at %d, the log ends at %d", ErrOffsetOutOfRange, p.name, hs[0].BaseOffset, p.logEnd)
@@ -300,7 +310,11 @@ func (p *Partition) writeLocked(buf []byte, hs []batch.Header, segmentMs int64) 
 		}
 	}
 	seg := p.active()
-	if seg.size > 0 && (seg.size+int64(len(buf)) > p.eng.cfg.SegmentBytes || p.segmentAged(seg, segmentMs)) {
+	segmentBytes := p.eng.cfg.SegmentBytes
+	if b := p.cfg.Load().SegmentBytes; b > 0 && b < segmentBytes {
+		segmentBytes = b
+	}
+	if seg.size > 0 && (seg.size+int64(len(buf)) > segmentBytes || p.segmentAged(seg, segmentMs)) {
 		if err := p.rollLocked(); err != nil {
 			return "roll segment", err
 		}

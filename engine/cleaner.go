@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,15 +32,15 @@ import (
 //     the new one. Kafka goes through .swap files because it merges several segments into one;
 //     a cleaned segment here replaces exactly one, so a rename does;
 //  3. open the new file, read its batch headers into the in-memory indexes, write and sync its
-//     index files, and put it in place of the old segment under the partition lock. The old
+//     index files, point the producer snapshot that names its last batch at the new copy
+//     (restampSnapshots), and put it in place of the old segment under the partition lock. The old
 //     segment's descriptor goes to the graves (retention.go): a read that found it before the
 //     swap goes on reading the old inode, and a later retention pass closes it.
 //
 // The swap holds startMu (TruncateTo and DeleteRecords wait) and checks under mu that the
 // segment is still there unchanged (retention may have deleted it, a truncation cut it) and the
-// partition open; otherwise the cleaned file is dropped. The cleaner checkpoint (firstDirty) is
-// kept in memory only: after a restart the first pass treats the whole log as dirty, which costs
-// one pass of I/O and changes nothing already clean.
+// partition open; otherwise the cleaned file is dropped. The cleaner checkpoint (firstDirty,
+// cleaner_ckpt.go) is written after the swaps of a pass.
 
 // DefaultCleanerKeyMapBytes bounds the memory of one pass's key map (Kafka's
 // log.cleaner.dedupe.buffer.size is 128 MiB).
@@ -54,8 +55,13 @@ const cleanedSuffix = ".cleaned"
 
 // cleanerState is one partition's cleaner bookkeeping. Guarded by the partition's mu.
 type cleanerState struct {
-	// firstDirty: segments based below it were cleaned by an earlier pass of this process.
+	// firstDirty: segments based below it were cleaned by an earlier pass (cleaner_ckpt.go).
 	firstDirty int64
+	// persisted and persistedEpoch: what the cleaner checkpoint file holds (0, -1: none).
+	persisted      int64
+	persistedEpoch int32
+	// cuts counts the cuts of the log: a pass raises firstDirty only if none came meanwhile.
+	cuts uint64
 	// ckptSafe: every batch below it was durable before the WAL position of the last durable
 	// checkpoint was taken, so WAL replay never rewrites those bytes (set by the checkpointer).
 	ckptSafe int64
@@ -67,6 +73,7 @@ type cleanerState struct {
 func (c *cleanerState) cut(end int64) {
 	c.firstDirty = min(c.firstDirty, end)
 	c.ckptSafe = min(c.ckptSafe, end)
+	c.cuts++
 }
 
 // CleanerStats is what the cleaner did since the engine opened (ringtail_log_cleaner_*).
@@ -209,6 +216,7 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 			p.eng.log.Warn("engine: log cleaner: with durability none only what recovery found at the start is compacted (the durable end runs ahead of the wal, so a checkpoint cannot tell what replay would rewrite)")
 		})
 	}
+	cuts := p.cleaner.cuts
 	in := cleanInput{firstDirty: p.cleaner.firstDirty, limit: p.cleanableLimitLocked(), nowMs: nowMs, cfg: cfg}
 	var segs []*segment
 	for _, s := range p.segments[:len(p.segments)-1] {
@@ -239,6 +247,12 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 			producerLast[pid] = st.batches[n-1].baseOffset
 		}
 	}
+	aborted := abortedRanges{}
+	for _, s := range p.segments {
+		for _, a := range s.aborted {
+			aborted[a.ProducerID] = append(aborted[a.ProducerID], a)
+		}
+	}
 	p.cleaner.running = true
 	p.mu.Unlock()
 	defer func() {
@@ -253,7 +267,7 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 	keys := keyMap{}
 	var keyBytes int64
 	add := func(b []byte) error {
-		n, err := keys.add(b)
+		n, err := keys.add(b, aborted)
 		keyBytes += n
 		return err
 	}
@@ -275,7 +289,7 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 			break
 		}
 	}
-	rules := cleanRules{keys: keys, nowMs: nowMs, deleteRetentionMs: cfg.DeleteRetentionMs, producerLast: producerLast}
+	rules := cleanRules{keys: keys, aborted: aborted, nowMs: nowMs, deleteRetentionMs: cfg.DeleteRetentionMs, producerLast: producerLast}
 	var st cleanStats
 	swapped := 0
 	for _, s := range segs[:pl.to] {
@@ -292,13 +306,15 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 			swapped++
 		}
 	}
-	p.mu.Lock()
-	p.cleaner.firstDirty = max(p.cleaner.firstDirty, pl.nextDirty)
-	p.mu.Unlock()
+	if err := p.saveCleanerCheckpoint(pl.nextDirty, cuts); err != nil {
+		// The cleaned segments are in place; only the next restart's first pass pays.
+		e.log.Warn("engine: log cleaner: writing the cleaner checkpoint", "partition", p.name, "err", err)
+	}
 	e.cleaner.passes.Add(1)
 	e.log.Info("engine: log cleaner compacted a partition", "partition", p.name, "why", pl.why,
 		"segments", pl.to, "dirty_segments", pl.to-pl.dirty, "rewritten", swapped, "keys", len(keys),
 		"records_in", st.recordsIn, "records_out", st.recordsOut, "tombstones_removed", st.tombstonesRemoved,
+		"aborted_removed", st.abortedRemoved,
 		"bytes_in", st.bytesIn, "bytes_out", st.bytesOut, "took", time.Since(start))
 	return pl.ratio, nil
 }
@@ -315,6 +331,9 @@ func (p *Partition) cleanSegment(s *segment, r *cleanRules, th *throttle, st *cl
 	w := &cleanedWriter{f: f, th: th, ctr: &p.eng.cleaner}
 	c := segCleaner{r: r, st: st, emit: w.write}
 	err = eachSegmentBatch(s, th, &p.eng.cleaner, c.add)
+	if err == nil {
+		err = c.finish()
+	}
 	if err == nil && c.changed {
 		err = w.flush()
 	}
@@ -413,6 +432,7 @@ func (p *Partition) swapCleaned(s *segment, tmp string) error {
 		ns.file.Close()
 		return err
 	}
+	p.restampSnapshots(s.base, ns)
 	ns.indexed = true
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -424,6 +444,38 @@ func (p *Partition) swapCleaned(s *segment, tmp string) error {
 	p.segments[j] = ns
 	p.graves = append(p.graves, grave{seg: s, deleted: time.Now()})
 	return nil
+}
+
+// restampSnapshots points the producer snapshots that name the last batch of the segment at
+// base to that batch in ns, its cleaned copy, which holds it with the same offsets and producer
+// fields but maybe at another position and with another CRC: a snapshot that does not verify
+// makes recovery read every batch header from the log start instead. Only a snapshot at the
+// segment's end (one queued by the roll that sealed it) names a batch of it. A crash before the
+// rewrite leaves the old snapshot, which then does not verify: slower, not wrong.
+func (p *Partition) restampSnapshots(base int64, ns *segment) {
+	p.mu.Lock()
+	for _, q := range p.snapQueue {
+		if q.lastSeg == base && q.offset == ns.end {
+			q.lastPos, q.lastCRC = ns.lastPos, ns.lastCRC
+		}
+	}
+	written := slices.Contains(p.snapFiles, ns.end)
+	p.mu.Unlock()
+	if !written {
+		return
+	}
+	b, err := vfs.ReadFile(p.eng.fs, snapshotPath(p.dir, ns.end))
+	var snap *prodSnapshot
+	if err == nil {
+		snap, err = decodeSnapshot(b)
+	}
+	if err == nil && snap.lastSeg == base && (snap.lastPos != ns.lastPos || snap.lastCRC != ns.lastCRC) {
+		snap.lastPos, snap.lastCRC = ns.lastPos, ns.lastCRC
+		err = p.writeSnapshot(snap)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) { // pruned meanwhile: nothing to do
+		p.eng.log.Warn("engine: log cleaner: rewriting the producer snapshot of a cleaned segment; a recovery reads headers instead", "partition", p.name, "snapshot", ns.end, "err", err)
+	}
 }
 
 // segmentPos is the index of s in p.segments, -1 when gone. p.mu held.

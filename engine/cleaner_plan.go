@@ -2,8 +2,10 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/ringtail/ringtail/engine/batch"
 )
@@ -18,7 +20,15 @@ import (
 // keeping a record when no later record of its key is in the map. Offsets are never renumbered:
 // a kept batch keeps its base offset and its last offset delta (batch.BuildCompacted), so a
 // fetch, a follower and an idempotent producer's sequence ranges see the same offsets, with
-// records missing but every batch boundary in place (segCleaner).
+// records missing and runs of emptied batches merged into one (segCleaner).
+//
+// Transactions: a pass reads only below the last stable offset, where every transaction is
+// decided. Records of committed ones enter the key map and are compacted like any others;
+// records of aborted ones (abortedRanges: the segments' aborted lists) are dropped and shadow
+// nothing. Control batches (the markers) are simply kept, whatever is left of their
+// transaction: one small batch per transaction and partition. Kafka removes a marker once no
+// record of its transaction is left and delete.retention.ms has passed; that would need the
+// producer state and the aborted index rebuilt by recovery to do without it, which is not done.
 //
 // What is never rewritten (the cleanable limit, planCleaning's in.Limit): the active segment, and
 // anything at or above the high watermark (a follower may not have it yet, and a truncation may
@@ -123,18 +133,15 @@ func planCleaning(in cleanInput) cleanPlan {
 type keyMap map[string]int64
 
 // add records the keyed records of stored batch b (offsets ascending across calls) and returns
-// about how many bytes the map grew by. Control
-// batches hold transaction markers, not keys; transactional batches are left out of the map
-// until the engine knows which transactions aborted: an aborted record must never shadow a
-// committed one. cleanBatch still removes transactional records a later plain record of their
-// key supersedes (whether committed or aborted, they are not the latest), but keeps their
-// tombstones, which shadow nothing in the map.
-func (m keyMap) add(b []byte) (int64, error) {
+// about how many bytes the map grew by. Control batches hold transaction markers, not keys;
+// records of aborted transactions never shadow anything. Records of committed transactions
+// count like any others: everything a pass reads lies below the last stable offset.
+func (m keyMap) add(b []byte, aborted abortedRanges) (int64, error) {
 	h, err := batch.ParseHeader(b)
 	if err != nil {
 		return 0, err
 	}
-	if h.IsControl() || h.IsTransactional() {
+	if h.IsControl() || h.IsTransactional() && aborted.covers(h.ProducerID, h.BaseOffset) {
 		return 0, nil
 	}
 	recs, err := batch.Records(b)
@@ -154,14 +161,30 @@ func (m keyMap) add(b []byte) (int64, error) {
 	return grew, nil
 }
 
+// abortedRanges is a partition's aborted transactions by producer, in marker order (the
+// segments' aborted lists, oldest segment first). A pass rewrites only what lies below the last
+// stable offset, where every transaction is decided and its marker below the high watermark, so
+// a transactional data batch there belongs to an aborted transaction exactly when one of its
+// producer's ranges covers it, and to a committed one otherwise (Kafka's cleaner asks its
+// aborted-transaction index the same way).
+type abortedRanges map[int64][]AbortedTxn
+
+// covers reports whether producer pid's batch at offset off belongs to an aborted transaction.
+func (a abortedRanges) covers(pid, off int64) bool {
+	txns := a[pid]
+	i, _ := slices.BinarySearchFunc(txns, off, func(t AbortedTxn, off int64) int { return cmp.Compare(t.LastOffset, off) })
+	return i < len(txns) && txns[i].FirstOffset <= off
+}
+
 // keyMapEntryBytes is about what a key map entry costs besides its key's bytes: the string
 // header, the offset and the map's own share (Go maps hold about 8 entries per 200-byte bucket).
 const keyMapEntryBytes = 48
 
 // cleanRules is what a pass applies to each batch of the segments it rewrites.
 type cleanRules struct {
-	keys  keyMap
-	nowMs int64
+	keys    keyMap
+	aborted abortedRanges
+	nowMs   int64
 	// deleteRetentionMs: a tombstone kept by a pass gets a delete horizon of now plus this in
 	// its batch (KIP-534); a later pass past the horizon removes it.
 	deleteRetentionMs int64
@@ -177,11 +200,12 @@ type cleanStats struct {
 	recordsIn, recordsOut int
 	tombstonesRemoved     int
 	unkeyedRemoved        int
+	abortedRemoved        int // records of aborted transactions
 	bytesIn, bytesOut     int64
 }
 
 // cleanBatch returns what replaces stored batch b: b itself when nothing changes, a rebuilt batch
-// with the kept records, or nil when no record stays (segCleaner leaves an empty batch).
+// with the kept records, or nil when no record stays (segCleaner makes it part of an empty batch).
 func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 	h, err := batch.ParseHeader(b)
 	if err != nil {
@@ -199,16 +223,20 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 	if h.IsControl() {
 		return keepAll()
 	}
-	txn := h.IsTransactional()
 	recs, err := batch.Records(b)
 	if err != nil {
 		return nil, err
 	}
 	st.recordsIn += len(recs)
 	kept := recs[:0:0]
-	// A transactional tombstone is not in the key map (see keyMap.add), so older records of its
-	// key may still be there: it stays, and gets no horizon.
-	horizonDue := !txn && h.HasDeleteHorizon() && r.nowMs >= h.FirstTimestamp
+	if h.IsTransactional() && r.aborted.covers(h.ProducerID, h.BaseOffset) {
+		// No reader is to see them: read_committed ones skip them by the aborted list, and a
+		// read_uncommitted reader of a compacted topic gets no promise about superseded or
+		// aborted values (Kafka's cleaner drops them too). The marker stays.
+		st.abortedRemoved += len(recs)
+		recs = nil
+	}
+	horizonDue := h.HasDeleteHorizon() && r.nowMs >= h.FirstTimestamp
 	needHorizon := false
 	for _, rec := range recs {
 		off := h.BaseOffset + int64(rec.OffsetDelta)
@@ -223,7 +251,7 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 		case rec.Value == nil && horizonDue:
 			st.tombstonesRemoved++
 			continue
-		case rec.Value == nil && !txn && !h.HasDeleteHorizon():
+		case rec.Value == nil && !h.HasDeleteHorizon():
 			needHorizon = true
 		}
 		kept = append(kept, rec)
@@ -234,7 +262,7 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 			return nil, nil
 		}
 	}
-	if len(kept) == len(recs) && !needHorizon {
+	if len(kept) == int(h.NumRecords) && !needHorizon {
 		st.batchesOut++
 		st.bytesOut += int64(len(b))
 		return b, nil
@@ -255,19 +283,32 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 }
 
 // segCleaner applies cleanRules to a segment's batches in order and emits the new contents.
-// A batch removed whole leaves an empty batch (a header, 61 bytes) with its own offsets, leader
-// epoch and producer fields, so every batch boundary stays where it was: recovery, WAL replay,
-// the producer state rebuilt from headers, a follower whose log ends at any old boundary
-// (ReplicaSpan serves from batch starts) and the segment's own range see what they always saw,
-// and a consumer steps over it as over any empty batch (Kafka's cleaner leaves empty batches
-// too, KAFKA-5443). Merging runs of them into one would save more, but a lagging follower's log
-// end could then fall inside a batch: that needs the follower to accept a batch starting below
-// its log end first.
+// A batch removed whole becomes part of an empty batch (a header, 61 bytes): a run of such
+// batches of one leader epoch, none of them a producer's last, becomes one empty batch spanning
+// their offsets (no producer, not transactional), so the log stays contiguous — recovery, the
+// index files' checks, WAL replay and the segment's own range see no gap — while a compacted
+// segment no longer keeps 61 bytes per removed batch. Kafka's cleaner drops such batches and
+// leaves gaps instead; every local check here relies on contiguity, and gaps would make a
+// follower's missing WAL record look like a cleaned one. A follower whose log ends inside such
+// a batch (it lagged behind the high watermark when the leader cleaned) gets it whole and keeps
+// its part above its log end (ReplicaSpan, AppendReplicated). The producer state rebuilt from
+// headers loses the merged batches' producer fields, as Kafka's loses the dropped ones: each
+// producer's last batch is never merged (cleanRules.producerLast), control batches never empty.
 type segCleaner struct {
 	r       *cleanRules
 	st      *cleanStats
 	emit    func(b []byte) error // b is only valid during the call
 	changed bool                 // the output differs from the input
+	run     emptyRun             // removed batches not emitted yet
+}
+
+// emptyRun is a run of removed batches that becomes one empty batch.
+type emptyRun struct {
+	n     int          // batches in it; 0: none
+	first batch.Header // the first one's header
+	last  int64        // the last offset
+	maxTs int64
+	same  bool // a single batch that was empty already, in the same bytes (nothing changes)
 }
 
 // add cleans the next stored batch b (valid only during the call).
@@ -281,11 +322,44 @@ func (c *segCleaner) add(b []byte) error {
 		return fmt.Errorf("engine: cleaning: batch at offset %d: %w", h.BaseOffset, err)
 	}
 	if nb == nil {
-		nb = batch.BuildCompacted(h, nil, batch.CodecNone)
-		c.st.batchesOut++
-		c.st.bytesOut += int64(len(nb))
+		r := &c.run
+		if r.n > 0 && r.first.PartitionLeaderEpoch == h.PartitionLeaderEpoch && h.LastOffset()-r.first.BaseOffset <= math.MaxInt32 {
+			r.n, r.last, r.maxTs, r.same = r.n+1, h.LastOffset(), max(r.maxTs, h.MaxTimestamp), false
+			return nil
+		}
+		if err := c.finish(); err != nil {
+			return err
+		}
+		*r = emptyRun{n: 1, first: h, last: h.LastOffset(), maxTs: h.MaxTimestamp,
+			same: h.NumRecords == 0 && bytes.Equal(batch.BuildCompacted(h, nil, batch.CodecNone), b)}
+		return nil
+	}
+	if err := c.finish(); err != nil {
+		return err
 	}
 	if len(nb) != len(b) || &nb[0] != &b[0] && !bytes.Equal(nb, b) {
+		c.changed = true
+	}
+	return c.emit(nb)
+}
+
+// finish emits the pending run of removed batches; called after the segment's last batch too.
+func (c *segCleaner) finish() error {
+	r := c.run
+	if r.n == 0 {
+		return nil
+	}
+	c.run = emptyRun{}
+	h := r.first
+	if r.n > 1 {
+		h.LastOffsetDelta = int32(r.last - h.BaseOffset)
+		h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.Attributes = -1, -1, -1, 0
+		h.FirstTimestamp, h.MaxTimestamp = r.maxTs, r.maxTs
+	}
+	nb := batch.BuildCompacted(h, nil, batch.CodecNone)
+	c.st.batchesOut++
+	c.st.bytesOut += int64(len(nb))
+	if !r.same {
 		c.changed = true
 	}
 	return c.emit(nb)
@@ -308,6 +382,9 @@ func (r *cleanRules) cleanSegmentBytes(src []byte, st *cleanStats) ([]byte, erro
 			return nil, err
 		}
 		pos += h.Size()
+	}
+	if err := c.finish(); err != nil {
+		return nil, err
 	}
 	if !c.changed {
 		if !bytes.Equal(out, src) {

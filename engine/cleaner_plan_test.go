@@ -98,7 +98,7 @@ func (l *propLog) input(limit, now int64, cfg Compaction) cleanInput {
 }
 
 // pass runs one cleaner pass; it reports whether it cleaned.
-func (l *propLog) pass(t *testing.T, limit, now int64, cfg Compaction) bool {
+func (l *propLog) pass(t *testing.T, limit, now int64, cfg Compaction, aborted abortedRanges) bool {
 	t.Helper()
 	pl := planCleaning(l.input(limit, now, cfg))
 	if !pl.clean {
@@ -107,12 +107,12 @@ func (l *propLog) pass(t *testing.T, limit, now int64, cfg Compaction) bool {
 	keys := keyMap{}
 	for _, s := range l.segs[pl.dirty:pl.to] {
 		eachBatch(t, s, func(b []byte) {
-			if _, err := keys.add(b); err != nil {
+			if _, err := keys.add(b, aborted); err != nil {
 				t.Fatal(err)
 			}
 		})
 	}
-	r := cleanRules{keys: keys, nowMs: now, deleteRetentionMs: cfg.DeleteRetentionMs, producerLast: map[int64]int64{}}
+	r := cleanRules{keys: keys, aborted: aborted, nowMs: now, deleteRetentionMs: cfg.DeleteRetentionMs, producerLast: map[int64]int64{}}
 	for _, s := range l.segs {
 		eachBatch(t, s, func(b []byte) {
 			h, _ := batch.ParseHeader(b)
@@ -155,19 +155,34 @@ func eachBatch(t *testing.T, seg []byte, f func(b []byte)) {
 	}
 }
 
-// TestCleanerProperty builds random logs (few keys, tombstones, idempotent producers, many
-// segments), cleans them in passes with random limits and clocks, and checks after every pass
-// that each record left is the original record at its offset, offsets strictly rise, every
-// batch keeps its original offset range, each producer's last batch is there, and the latest
-// live value of every key is what a model map says; at the end, after passes past the delete
-// horizon, the clean section holds each key at most once and no tombstone.
+// TestCleanerProperty builds random logs (few keys, tombstones, idempotent producers,
+// transactions committed and aborted, spanning batches of other producers and segments, some
+// left open, many segments), cleans them in passes with random limits (never past the last
+// stable offset) and clocks, and checks after every pass that each record left is the original
+// record at its offset, offsets strictly rise, every batch keeps its original offset range,
+// each producer's last batch is there, records of open transactions are untouched, and a
+// read_committed reader (skipping aborted transactions) gets the latest value of every key that
+// the model (the latest record per key, aborted ones left out) names; at the end, after passes
+// past the delete horizon, the clean section holds each key at most once, no tombstone and no
+// aborted record, so a read_uncommitted reader gets the model's values too.
 func TestCleanerProperty(t *testing.T) {
+	merged := 0
 	for seed := uint64(1); seed <= 60; seed++ {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { cleanerProperty(t, seed) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { merged += cleanerProperty(t, seed) })
+	}
+	if merged == 0 {
+		t.Fatal("no run of removed batches was merged into one empty batch in any seed")
 	}
 }
 
-func cleanerProperty(t *testing.T, seed uint64) {
+// propTxn is one transaction of the property test's log.
+type propTxn struct {
+	pid           int64
+	first, marker int64 // marker -1: still open
+	commit        bool
+}
+
+func cleanerProperty(t *testing.T, seed uint64) (merged int) {
 	rng := rand.New(rand.NewPCG(seed, seed*7919))
 	nKeys := 1 + rng.IntN(12)
 	nBatches := 20 + rng.IntN(200)
@@ -179,7 +194,10 @@ func cleanerProperty(t *testing.T, seed uint64) {
 	original := map[int64]modelRecord{}
 	batchRange := map[int64]int64{} // base offset → last offset
 	producerLast := map[int64]int64{}
-	control := map[int64]bool{} // offsets of transaction markers
+	control := map[int64]bool{}   // offsets of transaction markers
+	inTxn := map[int64]*propTxn{} // offset of a transactional record → its transaction
+	open := map[int64]*propTxn{}  // producer → its open transaction
+	var txns []*propTxn
 	var l propLog
 	var cur []byte
 	offset, now := int64(0), int64(1_000_000)
@@ -191,15 +209,41 @@ func cleanerProperty(t *testing.T, seed uint64) {
 			l.bases = append(l.bases, offset)
 			cur = nil
 		}
+		// Sometimes a producer's open transaction ends first: its marker, a control batch of one
+		// record (key: version 0, type 0 abort or 1 commit).
+		if pid := int64(rng.IntN(3)); open[pid] != nil && rng.IntN(3) == 0 {
+			tx := open[pid]
+			delete(open, pid)
+			tx.marker, tx.commit = offset, rng.IntN(3) > 0
+			typ := byte(0)
+			if tx.commit {
+				typ = 1
+			}
+			ch := batch.Header{BaseOffset: offset, FirstTimestamp: now, MaxTimestamp: now, ProducerID: pid,
+				ProducerEpoch: 0, BaseSequence: -1, Attributes: 0x30}
+			marker := batch.Record{Key: []byte{0, 0, 0, typ}, Value: []byte{0, 0, 0, 0, 0, 0}}
+			cur = append(cur, batch.Build(ch, []batch.Record{marker}, batch.CodecNone)...)
+			original[offset] = modelRecord{key: marker.Key, value: marker.Value, ts: now}
+			control[offset] = true
+			batchRange[offset] = offset
+			producerLast[pid] = offset
+			offset++
+		}
 		n := 1 + rng.IntN(5)
 		h := batch.Header{BaseOffset: offset, FirstTimestamp: now, MaxTimestamp: now + int64(n-1), ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}
-		if rng.IntN(3) == 0 {
+		var tx *propTxn
+		if rng.IntN(2) == 0 {
 			h.ProducerID, h.ProducerEpoch, h.BaseSequence = int64(rng.IntN(3)), 0, int32(i)
 			producerLast[h.ProducerID] = offset
+			// A producer in a transaction writes transactional batches until its marker.
+			if tx = open[h.ProducerID]; tx == nil && rng.IntN(2) == 0 {
+				tx = &propTxn{pid: h.ProducerID, first: offset, marker: -1}
+				open[h.ProducerID] = tx
+				txns = append(txns, tx)
+			}
 		}
-		txn := h.ProducerID >= 0 && rng.IntN(4) == 0
-		if txn {
-			h.Attributes |= 0x10 // transactional: kept whole until aborted transactions are known
+		if tx != nil {
+			h.Attributes |= 0x10
 		}
 		var recs []batch.Record
 		for j := 0; j < n; j++ {
@@ -210,49 +254,105 @@ func cleanerProperty(t *testing.T, seed uint64) {
 			}
 			recs = append(recs, batch.Record{OffsetDelta: int32(j), TimestampDelta: int64(j), Key: key, Value: value})
 			original[offset+int64(j)] = modelRecord{key: key, value: value, ts: now + int64(j)}
+			if tx != nil {
+				inTxn[offset+int64(j)] = tx
+			}
 		}
 		cur = append(cur, batch.Build(h, recs, codec)...)
 		batchRange[offset] = offset + int64(n-1)
 		offset += int64(n)
-		if txn {
-			// Its commit marker: a control batch of one record (key: version 0, type 1).
-			ch := batch.Header{BaseOffset: offset, FirstTimestamp: now, MaxTimestamp: now, ProducerID: h.ProducerID,
-				ProducerEpoch: 0, BaseSequence: -1, Attributes: 0x30}
-			marker := batch.Record{Key: []byte{0, 0, 0, 1}, Value: []byte{0, 0, 0, 0, 0, 0}}
-			cur = append(cur, batch.Build(ch, []batch.Record{marker}, batch.CodecNone)...)
-			original[offset] = modelRecord{key: marker.Key, value: marker.Value, ts: now}
-			control[offset] = true
-			batchRange[offset] = offset
-			producerLast[h.ProducerID] = offset
-			offset++
-		}
 		now += int64(rng.IntN(400))
 	}
 	l.segs = append(l.segs, cur) // the last one stands for the active segment: never cleaned
 	logEnd := offset
+	batchEnds := map[int64]bool{}
+	for _, last := range batchRange {
+		batchEnds[last] = true
+	}
+	aborted := abortedRanges{}
+	for _, tx := range txns { // in order of first offset; per producer that is marker order
+		if tx.marker >= 0 && !tx.commit {
+			aborted[tx.pid] = append(aborted[tx.pid], AbortedTxn{ProducerID: tx.pid, FirstOffset: tx.first, LastOffset: tx.marker})
+		}
+	}
+	isAborted := func(off int64) bool { tx := inTxn[off]; return tx != nil && tx.marker >= 0 && !tx.commit }
+	undecided := func(off int64) bool { tx := inTxn[off]; return tx != nil && tx.marker < 0 }
+	// stable bounds a limit by the last stable offset: the first offset of the earliest
+	// transaction not decided below it.
+	stable := func(limit int64) int64 {
+		for _, tx := range txns {
+			if tx.first < limit && (tx.marker < 0 || tx.marker >= limit) {
+				limit = min(limit, tx.first)
+			}
+		}
+		return limit
+	}
 
-	// The model: the latest record per key over the whole log.
+	// The model: the latest record per key over the whole log, aborted and open ones left out.
 	model := map[string]int64{}
 	for off := int64(0); off < logEnd; off++ {
-		if !control[off] {
+		if !control[off] && !isAborted(off) && !undecided(off) {
 			model[string(original[off].key)] = off
+		}
+	}
+
+	// read reads the log as a consumer of the isolation level does (read_committed: records of
+	// aborted transactions skipped, open ones not reached) and returns each key's last offset.
+	read := func(committed bool) map[string]int64 {
+		latest := map[string]int64{}
+		for _, s := range l.segs {
+			eachBatch(t, s, func(b []byte) {
+				h, _ := batch.ParseHeader(b)
+				recs, _ := batch.Records(b)
+				for _, r := range recs {
+					off := h.BaseOffset + int64(r.OffsetDelta)
+					if h.IsControl() || undecided(off) || committed && isAborted(off) {
+						continue
+					}
+					latest[string(r.Key)] = off
+				}
+			})
+		}
+		return latest
+	}
+	checkModel := func(when string, latest map[string]int64, model map[string]int64) {
+		t.Helper()
+		for k, off := range model {
+			got, ok := latest[k]
+			if original[off].value == nil {
+				if ok && original[got].value != nil {
+					t.Fatalf("%s: key %s deleted at %d, still reads %q from %d", when, k, off, original[got].value, got)
+				}
+				continue
+			}
+			if !ok || got != off {
+				t.Fatalf("%s: key %s latest at %d, want %d", when, k, got, off)
+			}
 		}
 	}
 
 	check := func(when string) {
 		t.Helper()
 		prev, next := int64(-1), int64(0)
-		latest := map[string]int64{}
+		present := map[int64]bool{}
 		for i, s := range l.segs {
 			if next != l.bases[i] {
 				t.Fatalf("%s: segment %d starts at %d, the previous ends at %d", when, l.bases[i], l.bases[i], next)
 			}
 			eachBatch(t, s, func(b []byte) {
 				h, _ := batch.ParseHeader(b)
-				// Every batch keeps its original range (one removed whole stays as an empty
-				// batch), so together they cover every offset, in order.
+				// Every batch keeps its original range, or is an empty batch (no producer) that
+				// merged a run of removed ones: together they cover every offset, in order.
 				if last, ok := batchRange[h.BaseOffset]; !ok || last != h.LastOffset() {
-					t.Fatalf("%s: batch [%d, %d] (%d records) is not an original batch's range", when, h.BaseOffset, h.LastOffset(), h.NumRecords)
+					_, starts := batchRange[h.BaseOffset]
+					_, ends := batchEnds[h.LastOffset()]
+					if !starts || !ends || h.NumRecords != 0 || h.ProducerID != -1 || h.Attributes != 0 {
+						t.Fatalf("%s: batch [%d, %d] (%d records, producer %d) is neither an original batch's range nor a merged empty run",
+							when, h.BaseOffset, h.LastOffset(), h.NumRecords, h.ProducerID)
+					}
+					merged++
+				} else if h.IsTransactional() != (inTxn[h.BaseOffset] != nil || control[h.BaseOffset]) {
+					t.Fatalf("%s: batch at %d: transactional %v", when, h.BaseOffset, h.IsTransactional())
 				}
 				if h.BaseOffset != next {
 					t.Fatalf("%s: batch at %d, want %d: the log must stay contiguous", when, h.BaseOffset, next)
@@ -268,6 +368,7 @@ func cleanerProperty(t *testing.T, seed uint64) {
 						t.Fatalf("%s: offset %d after %d", when, off, prev)
 					}
 					prev = off
+					present[off] = true
 					if control[off] != h.IsControl() {
 						t.Fatalf("%s: offset %d: control %v, was %v", when, off, h.IsControl(), control[off])
 					}
@@ -276,24 +377,20 @@ func cleanerProperty(t *testing.T, seed uint64) {
 					if !bytes.Equal(r.Key, o.key) || !bytes.Equal(r.Value, o.value) || (r.Value == nil) != (o.value == nil) || ts != o.ts {
 						t.Fatalf("%s: offset %d is %q=%q at %d, was %q=%q at %d", when, off, r.Key, r.Value, ts, o.key, o.value, o.ts)
 					}
-					if !h.IsControl() {
-						latest[string(r.Key)] = off
-					}
 				}
 			})
 		}
-		for k, off := range model {
-			got, ok := latest[k]
-			if original[off].value == nil {
-				if ok && original[got].value != nil {
-					t.Fatalf("%s: key %s deleted at %d, still reads %q from %d", when, k, off, original[got].value, got)
-				}
-				continue
-			}
-			if !ok || got != off {
-				t.Fatalf("%s: key %s latest at %d, want %d", when, k, got, off)
+		for off := range inTxn {
+			if undecided(off) && !present[off] {
+				t.Fatalf("%s: record %d of an open transaction is gone", when, off)
 			}
 		}
+		for off := range control {
+			if !present[off] {
+				t.Fatalf("%s: transaction marker %d is gone", when, off)
+			}
+		}
+		checkModel(when+", read_committed", read(true), model)
 		for pid, base := range producerLast {
 			found := false
 			for _, s := range l.segs {
@@ -310,34 +407,40 @@ func cleanerProperty(t *testing.T, seed uint64) {
 
 	activeBase := l.bases[len(l.bases)-1]
 	for i := 0; i < 30; i++ {
-		limit := l.bases[rng.IntN(len(l.bases))]
+		limit := stable(l.bases[rng.IntN(len(l.bases))])
 		clock := now - int64(rng.IntN(20000)) + int64(i*1000)
-		l.pass(t, limit, clock, cfg)
+		l.pass(t, limit, clock, cfg, aborted)
 		check(fmt.Sprintf("pass %d (limit %d, now %d)", i, limit, clock))
 	}
-	// Everything sealed, twice past the horizon: the first pass stamps horizons on the tombstones
-	// it keeps, the second removes them.
+	// Everything sealed below the last stable offset, twice past the horizon: the first pass
+	// stamps horizons on the tombstones it keeps, the second removes them.
 	full := cfg
 	full.MinDirtyRatio, full.MinLagMs, full.MaxLagMs = 0, 0, 1
 	late := now + 10*cfg.DeleteRetentionMs
+	final := stable(activeBase)
 	for i := 0; i < 3; i++ {
 		l.firstDirty = 0 // a full pass, as a forced one with everything dirty
-		l.pass(t, activeBase, late+int64(i)*10*cfg.DeleteRetentionMs, full)
+		l.pass(t, final, late+int64(i)*10*cfg.DeleteRetentionMs, full, aborted)
 		check(fmt.Sprintf("final pass %d", i))
 	}
+	// What the passes rewrote: the segments wholly below the final limit.
+	cleaned := 0
+	for cleaned+1 < len(l.bases) && l.bases[cleaned+1] <= final {
+		cleaned++
+	}
 	seen := map[string]bool{}
-	markers := 0
-	for _, s := range l.segs[:len(l.segs)-1] {
+	for _, s := range l.segs[:cleaned] {
 		eachBatch(t, s, func(b []byte) {
 			h, _ := batch.ParseHeader(b)
 			if h.IsControl() {
-				markers++
-			}
-			if h.IsControl() || h.IsTransactional() {
 				return
 			}
 			recs, _ := batch.Records(b)
 			for _, r := range recs {
+				off := h.BaseOffset + int64(r.OffsetDelta)
+				if isAborted(off) {
+					t.Fatalf("record %d of an aborted transaction outlived the cleaning", off)
+				}
 				if seen[string(r.Key)] {
 					t.Fatalf("key %s twice in the cleaned section", r.Key)
 				}
@@ -348,13 +451,15 @@ func cleanerProperty(t *testing.T, seed uint64) {
 			}
 		})
 	}
-	want := 0
-	for off := range control {
-		if off < activeBase {
-			want++
+	// read_uncommitted: what the model says, except for aborted records the passes did not
+	// reach (at or past the end of the cleaned section), which such a reader sees.
+	cleanEnd := l.bases[cleaned]
+	uncommitted := map[string]int64{}
+	for off := int64(0); off < logEnd; off++ {
+		if !control[off] && !undecided(off) && (!isAborted(off) || off >= cleanEnd) {
+			uncommitted[string(original[off].key)] = off
 		}
 	}
-	if markers != want {
-		t.Fatalf("%d transaction markers in the cleaned section, want %d", markers, want)
-	}
+	checkModel("read_uncommitted after the final passes", read(false), uncommitted)
+	return merged
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -110,7 +111,13 @@ func checkCompacted(t *testing.T, recs map[int64]batch.Record, n, keys int, tomb
 // of them lie in sealed segments a pass may clean.
 func appendSealed(t *testing.T, e *Engine, p *Partition, n, keys int) {
 	t.Helper()
-	for i := 0; i < n; i++ {
+	appendSealedRange(t, e, p, 0, n, keys)
+}
+
+// appendSealedRange is appendSealed of records from..to-1.
+func appendSealedRange(t *testing.T, e *Engine, p *Partition, from, to, keys int) {
+	t.Helper()
+	for i := from; i < to; i++ {
 		k, v := keyedWorkload(i, keys)
 		mustAppend(t, p, keyedBatch(k, v, int64(i)))
 	}
@@ -197,12 +204,19 @@ func TestCleanerCompacts(t *testing.T) {
 	if again := readRecords(t, p, 0); len(again) != len(after) {
 		t.Fatalf("%d records after a restart, %d before", len(again), len(after))
 	}
-	// Past the delete horizon (stamped at 1000+5000) the tombstones go.
-	clock.Store(7000)
+	// The cleaner checkpoint came back: nothing is dirty, so a pass reads nothing.
 	e.Clean()
-	checkCompacted(t, readRecords(t, p, 0), n, keys, true)
-	k, v := keyedWorkload(n, keys)
-	mustAppend(t, p, keyedBatch(k, v, n))
+	if st := e.CleanerStats(); st.Passes != 0 || st.BytesRead != 0 {
+		t.Fatalf("a pass right after the restart: %+v, want nothing read", st)
+	}
+	// Past the delete horizon (stamped at 1000+5000) the tombstones go at the next pass, which
+	// a new segment's record makes due.
+	clock.Store(7000)
+	appendSealedRange(t, e, p, n, n+1, keys)
+	e.Clean()
+	checkCompacted(t, readRecords(t, p, 0), n+1, keys, true)
+	k, v := keyedWorkload(n+1, keys)
+	mustAppend(t, p, keyedBatch(k, v, n+1))
 }
 
 // TestCompactedRefusesUnkeyed: a record without a key on a compacted partition is refused with
@@ -350,6 +364,7 @@ func TestCrashAtEveryCleanerOperation(t *testing.T) {
 		return e.CleanerStats().Passes == 1
 	}
 	check := func(t *testing.T, dir string, cleaned bool) {
+		t.Helper()
 		e, err := testOpen(cfgFor(dir, vfs.OSFS{}), []PartitionSpec{spec})
 		if err != nil {
 			t.Fatalf("recovery: %v", err)
@@ -358,6 +373,14 @@ func TestCrashAtEveryCleanerOperation(t *testing.T) {
 		p := e.Partition(tpA)
 		if hw := p.HighWatermark(); hw != n {
 			t.Fatalf("high watermark %d after recovery, want %d", hw, n)
+		}
+		// The cleaner checkpoint: none (a cut before it was durable) or the pass's (the
+		// start of the active segment), never anything else; the uncut run's is there.
+		p.mu.Lock()
+		firstDirty, active := p.cleaner.firstDirty, p.active().base
+		p.mu.Unlock()
+		if firstDirty != 0 && firstDirty != active || filepath.Base(dir) == "whole" && firstDirty != active {
+			t.Fatalf("cleaner checkpoint %d after recovery (the pass ended at %d)", firstDirty, active)
 		}
 		checkCompacted(t, readRecords(t, p, 0), n, keys, false)
 		e.Clean()
@@ -440,23 +463,31 @@ func BenchmarkCleanerPass(b *testing.B) {
 	b.ReportMetric(float64(left)/(1<<20), "MiB-left")
 }
 
+// openSmallCompacted opens an engine on dir with one compacted partition, tpA, in 1 KiB
+// segments, with neither the cleaner's nor retention's timer running.
+func openSmallCompacted(t *testing.T, dir string) (*Engine, *Partition) {
+	t.Helper()
+	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
+		RetentionCheckInterval: -1, CleanerInterval: -1}
+	e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, 1<<40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, e.Partition(tpA)
+}
+
+// txnBatch is a transactional batch of producer pid (epoch 0) holding one record.
+func txnBatch(pid int64, seq int32, key, value string) []byte {
+	h := batch.Header{ProducerID: pid, ProducerEpoch: 0, BaseSequence: seq, Attributes: 0x10}
+	return batch.Build(h, []batch.Record{{Key: []byte(key), Value: []byte(value)}}, batch.CodecNone)
+}
+
 // TestCleanerKeepsAbortedTransactions: cleaning a segment that holds an aborted transaction
 // keeps it aborted for read_committed readers, in memory and in the .txnindex recovery loads;
 // a transaction still open is beyond what a pass cleans (the last stable offset).
 func TestCleanerKeepsAbortedTransactions(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
-		RetentionCheckInterval: -1, CleanerInterval: -1}
-	spec := compactSpec(tpA, 1<<40)
-	e, err := testOpen(cfg, []PartitionSpec{spec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := e.Partition(tpA)
-	txnBatch := func(pid int64, seq int32, key, value string) []byte {
-		h := batch.Header{ProducerID: pid, ProducerEpoch: 0, BaseSequence: seq, Attributes: 0x10}
-		return batch.Build(h, []batch.Record{{Key: []byte(key), Value: []byte(value)}}, batch.CodecNone)
-	}
+	e, p := openSmallCompacted(t, dir)
 	mustAppend(t, p, keyedBatch("k", "committed-before", 0))
 	aborted := mustAppend(t, p, txnBatch(7, 0, "k", "aborted")).BaseOffset
 	marker(t, p, 7, 0, false)
@@ -498,11 +529,266 @@ func TestCleanerKeepsAbortedTransactions(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
+	e, p = openSmallCompacted(t, dir)
+	defer e.Close()
+	check("after a restart")
+}
+
+// TestCleanerCompactsTransactions: a compacted partition written only by transactional
+// producers, committing and aborting in turn, shrinks: after a cleaning the sealed segments
+// hold each key's latest committed record and the markers, no record of an aborted transaction,
+// and read_committed reads list the aborted transactions still; so after a restart.
+func TestCleanerCompactsTransactions(t *testing.T) {
+	dir := t.TempDir()
+	e, p := openSmallCompacted(t, dir)
+	committed := map[string]int64{} // key → offset of its latest committed record
+	abortedAt := map[int64]bool{}
+	seq := map[int64]int32{}
+	for i := range 90 {
+		pid := int64(1 + i%3)
+		key, value := fmt.Sprintf("k%d", i%5), fmt.Sprintf("v%d", i)
+		off := mustAppend(t, p, txnBatch(pid, seq[pid], key, value)).BaseOffset
+		seq[pid]++
+		commit := i%4 != 3
+		marker(t, p, pid, 0, commit)
+		if commit {
+			committed[key] = off
+		} else {
+			abortedAt[off] = true
+		}
+	}
+	if err := p.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	before := readRecords(t, p, 0)
+	check := func(when string) {
+		t.Helper()
+		recs := readRecords(t, p, 0)
+		data := 0
+		for off, r := range recs {
+			if len(r.Key) == 4 && r.Key[0] == 0 && r.Key[1] == 0 { // a marker's key
+				continue
+			}
+			data++
+			if abortedAt[off] {
+				t.Fatalf("%s: the aborted record at %d is still there", when, off)
+			}
+			if committed[string(r.Key)] != off {
+				t.Fatalf("%s: key %s at %d, its latest committed record is at %d", when, r.Key, off, committed[string(r.Key)])
+			}
+			if want := before[off]; !bytes.Equal(r.Value, want.Value) {
+				t.Fatalf("%s: offset %d reads %q, was %q", when, off, r.Value, want.Value)
+			}
+		}
+		if data != len(committed) {
+			t.Fatalf("%s: %d data records left, want one per key (%d)", when, data, len(committed))
+		}
+		_, ab := readIsolated(t, p, 0, true)
+		if len(ab) != len(abortedAt) {
+			t.Fatalf("%s: read_committed lists %d aborted transactions, want %d", when, len(ab), len(abortedAt))
+		}
+	}
+	e.Clean()
+	if st := e.CleanerStats(); st.Passes == 0 {
+		t.Fatalf("nothing cleaned: %+v", st)
+	}
+	check("after cleaning")
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e, p = openSmallCompacted(t, dir)
+	defer e.Close()
+	check("after a restart")
+}
+
+// TestCleanerCheckpointFile: a pass writes the cleaner checkpoint and a restart takes it back;
+// a file that does not match the log (another epoch before its offset, not a segment boundary,
+// garbage) is ignored; a truncation below it removes it before cutting.
+func TestCleanerCheckpointFile(t *testing.T) {
+	dir := t.TempDir()
+	e, p := openSmallCompacted(t, dir)
+	appendSealed(t, e, p, 120, 4)
+	e.Clean()
+	firstDirty := func(p *Partition) int64 {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.cleaner.firstDirty
+	}
+	fd := firstDirty(p)
+	if fd == 0 {
+		t.Fatal("no pass")
+	}
+	path := filepath.Join(dir, p.name, cleanerCheckpointFile)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		content string
+		want    int64
+	}{
+		{string(good), fd},
+		{fmt.Sprintf("0\n%d 7\n", fd), 0},   // another epoch
+		{fmt.Sprintf("0\n%d 0\n", fd-1), 0}, // not a segment boundary
+		{"garbage", 0},
+	} {
+		if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e, p = openSmallCompacted(t, dir)
+		if got := firstDirty(p); got != tc.want {
+			t.Fatalf("checkpoint %q: firstDirty %d after opening, want %d", tc.content, got, tc.want)
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(path, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, p = openSmallCompacted(t, dir)
+	defer e.Close()
+	if err := p.TruncateTo(fd - 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the cleaner checkpoint at %d outlived a truncation to %d: %v", fd, fd-3, err)
+	}
+	if got := firstDirty(p); got > fd-3 {
+		t.Fatalf("firstDirty %d after a truncation to %d", got, fd-3)
+	}
+}
+
+// TestCleanerKeepsProducerSnapshotValid: a cleaning rewrites the segment whose last batch the
+// newest producer snapshot names; the snapshot is pointed at that batch in the cleaned copy, so
+// recovery after a power cut still starts from it and reads only the headers after it.
+func TestCleanerKeepsProducerSnapshotValid(t *testing.T) {
+	dir := t.TempDir()
+	cfs := crashfs.New(vfs.OSFS{})
+	cfg := Config{DataDir: dir, FS: cfs, Logger: quietLogger(), SegmentBytes: 1024, IndexIntervalBytes: 256,
+		RetentionCheckInterval: -1, CleanerInterval: -1}
+	spec := compactSpec(tpA, 1<<40)
+	e, err := testOpen(cfg, []PartitionSpec{spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.Partition(tpA)
+	// The pass rewrites the last sealed segment too (a tombstone there gets its delete
+	// horizon), its last batch with another CRC: checked below.
+	const n, keys = 111, 4
+	appendSealed(t, e, p, n, keys)
+	p.mu.Lock()
+	last := p.segments[len(p.segments)-2]
+	oldPos, oldCRC, snapAt := last.lastPos, last.lastCRC, last.end
+	p.mu.Unlock()
+	e.Clean()
+	p.mu.Lock()
+	cleaned := p.segments[len(p.segments)-2]
+	p.mu.Unlock()
+	if cleaned == last || cleaned.lastPos == oldPos && cleaned.lastCRC == oldCRC {
+		t.Fatalf("the last sealed segment was not rewritten (%d, %#x)", oldPos, oldCRC)
+	}
+	k, v := keyedWorkload(n, keys)
+	mustAppend(t, p, keyedBatch(k, v, n))
+	if err := cfs.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+
+	cfg.FS = vfs.OSFS{}
 	e, err = testOpen(cfg, []PartitionSpec{spec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	p = e.Partition(tpA)
-	check("after a restart")
+	if r := e.recovery; r.snapshots != 1 || r.headerBytes > 1024 {
+		t.Fatalf("recovery after a cleaning read %+v; want the snapshot at %d and the active segment's headers only", r, snapAt)
+	}
+	checkCompacted(t, readRecords(t, e.Partition(tpA), 0), n+1, keys, false)
+}
+
+// spanBytes reads the span ReplicaSpan gives at off, as a leader sends it to a follower.
+func spanBytes(t *testing.T, p *Partition, off int64, maxBytes int) (Span, []byte) {
+	t.Helper()
+	sp, err := p.ReplicaSpan(off, maxBytes, nil)
+	if err != nil {
+		t.Fatalf("span at %d: %v", off, err)
+	}
+	buf := make([]byte, sp.Len)
+	if _, err := sp.File.ReadAt(buf, sp.Pos); err != nil {
+		t.Fatal(err)
+	}
+	return sp, buf
+}
+
+// TestFollowerCatchesUpInsideMergedBatch: a follower whose log ends inside a run of batches the
+// leader's cleaner merged into one empty batch (it lagged behind the high watermark) gets that
+// batch from ReplicaSpan and keeps its part from its log end on: it then copies the rest, its
+// log contiguous and every record the leader's.
+func TestFollowerCatchesUpInsideMergedBatch(t *testing.T) {
+	le, lp := openSmallCompacted(t, t.TempDir())
+	defer le.Close()
+	const n, keys = 200, 3
+	appendSealed(t, le, lp, n, keys)
+	// The follower's copy of the uncleaned log, batch by batch.
+	var original [][]byte
+	for off := int64(0); off < lp.LogEndOffset(); {
+		sp, buf := spanBytes(t, lp, off, 1<<20)
+		bs, err := batch.Split(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		original = append(original, bs...)
+		off = sp.EndOffset
+	}
+	le.Clean()
+	var merged batch.Header
+	for _, h := range readAll(t, lp, 0) {
+		if h.NumRecords == 0 && h.LastOffset() > h.BaseOffset {
+			merged = h
+			break
+		}
+	}
+	if merged.LastOffset() == 0 {
+		t.Fatal("the pass merged no run of removed batches")
+	}
+
+	fe := openEngine(t, Config{DataDir: t.TempDir()}, tpA)
+	fp := fe.Partition(tpA)
+	replicate := func(records []byte) {
+		t.Helper()
+		ch := make(chan error, 1)
+		if _, err := fp.AppendReplicated(records, func(err error) { ch <- err }); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range original { // up to and including the merged run's first batch
+		h, _ := batch.ParseHeader(b)
+		if h.BaseOffset > merged.BaseOffset {
+			break
+		}
+		replicate(append([]byte(nil), b...))
+	}
+	if end := fp.LogEndOffset(); end <= merged.BaseOffset || end > merged.LastOffset() {
+		t.Fatalf("follower log end %d, not inside the merged batch [%d, %d]", end, merged.BaseOffset, merged.LastOffset())
+	}
+	for fp.LogEndOffset() < lp.LogEndOffset() {
+		_, buf := spanBytes(t, lp, fp.LogEndOffset(), 300)
+		replicate(buf)
+	}
+	got, want := readRecords(t, fp, 0), readRecords(t, lp, 0)
+	for off, r := range want {
+		if g, ok := got[off]; !ok || !bytes.Equal(g.Key, r.Key) || !bytes.Equal(g.Value, r.Value) {
+			t.Fatalf("offset %d: the follower holds %+v, the leader %+v", off, g, r)
+		}
+	}
 }

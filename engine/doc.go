@@ -258,8 +258,12 @@
 // cleaner_plan.go (pure) and cleaner.go: for cleanup.policy=compact, a cleaner goroutine keeps
 // the latest record per key in sealed segments that a checkpoint made durable, wholly below the
 // high watermark and below what WAL replay may still rewrite (the durable end taken before the
-// last durable checkpoint's WAL position). Batches keep their offsets and boundaries (one
-// whose records all go stays as an empty batch), tombstones get a KIP-534 delete horizon, and
+// last durable checkpoint's WAL position) and the last stable offset. Batches keep their
+// offsets; a run of batches whose records all go becomes one empty batch spanning them (the log
+// stays contiguous; a follower whose log end falls inside one keeps its part from there on).
+// Committed transactional records compact like others, aborted ones go, markers stay;
+// tombstones get a KIP-534 delete horizon; the progress persists (cleaner-offset-checkpoint);
+// and
 // each cleaned segment replaces the old one by a rename (<base>.log.cleaned over <base>.log,
 // index files removed before and rewritten after; recovery removes a stray .cleaned file).
 // Stored batches are checked with batch.ValidateStored, which accepts offset deltas with gaps.

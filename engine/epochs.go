@@ -69,6 +69,18 @@ func (c *epochCache) latest() int32 {
 	return c.entries[len(c.entries)-1].epoch
 }
 
+// epochAt returns the epoch of the batch holding offset, -1 when the cache knows none.
+func (c *epochCache) epochAt(offset int64) int32 {
+	epoch := int32(-1)
+	for _, x := range c.entries {
+		if x.start > offset {
+			break
+		}
+		epoch = x.epoch
+	}
+	return epoch
+}
+
 // truncateFromEnd forgets the epochs that start at or after end (the log
 // was cut back to end).
 func (c *epochCache) truncateFromEnd(end int64) {

@@ -30,6 +30,8 @@ func (e *Engine) openPartition(spec PartitionSpec, finish bool) (*Partition, err
 	if err := p.prepareDir(); err != nil {
 		return nil, fmt.Errorf("%w: partition %s: %v", ErrStorage, name, err)
 	}
+	// Before the WAL replay, whose cuts must see it (dropCleanerCheckpointLocked).
+	p.cleaner.persisted, p.cleaner.persistedEpoch = p.readCleanerCheckpoint()
 	st, err := p.scan(e.clean && !finish)
 	e.recovery.add(st)
 	if err == nil && finish {
@@ -312,6 +314,7 @@ func (p *Partition) finishRecovery() error {
 		p.hwMark = p.durableMark
 	}
 	p.checkOffsetsLocked("recovery")
+	p.loadCleanerCheckpointLocked()
 	p.durableLocked(p.durableEnd)
 	return nil
 }

@@ -90,6 +90,12 @@ func (p *Partition) ReplicaSpan(offset int64, maxBytes int, prev *Span) (Span, e
 			}
 			break
 		}
+		if h.NumRecords == 0 && h.BaseOffset < offset && h.LastOffset() >= offset {
+			// An empty batch the cleaner merged from a run of removed ones, around the log end
+			// of a follower that lagged behind the high watermark: sent whole, the follower
+			// keeps its part from offset on (AppendReplicated).
+			break
+		}
 		if h.BaseOffset > offset || h.LastOffset() >= offset {
 			return Span{}, fmt.Errorf("%w: %s: %d is inside the batch at %d, not where one starts", ErrOffsetOutOfRange, p.name, offset, h.BaseOffset)
 		}

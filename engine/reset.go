@@ -101,6 +101,10 @@ func (p *Partition) applyReset(offset int64, gen uint64, recordErr error) error 
 // that name is emptied: in a replay it may hold what the WAL replays again), then the old
 // ones go (those a read may be in, below the high watermark, once no read can be). p.mu held.
 func (p *Partition) resetLocked(offset int64) error {
+	// The new log holds nothing the cleaner cleaned.
+	if err := p.dropCleanerCheckpointLocked(0); err != nil {
+		return err
+	}
 	var file vfs.File
 	for _, s := range p.segments {
 		if s.base == offset {

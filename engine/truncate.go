@@ -87,6 +87,9 @@ func (p *Partition) planCutLocked(offset int64) (cutPlan, error) {
 // appends are the caller's. p.mu held.
 func (p *Partition) cutLocked(pl cutPlan) error {
 	s := p.segments[pl.idx]
+	if err := p.dropCleanerCheckpointLocked(pl.end); err != nil {
+		return err
+	}
 	if err := s.file.Truncate(pl.pos); err != nil {
 		return err
 	}

@@ -78,7 +78,7 @@ func (c *Coordinator) OffsetCommit(now time.Time, reply ReplyID, req *kmsg.Offse
 				}
 				w := write{i, j, topicPartition{t.Topic, p.Partition}, committed{p.Offset, epoch, md, now}}
 				writes = append(writes, w)
-				b := c.persist(Record{offsetKey(g.name, w.tp), offsetValue(w.off)})
+				b := c.persistOffset(g.name, w.tp, offsetValue(w.off))
 				g.inflight[w.tp]++
 				g.lastWrite[w.tp] = b
 			}
@@ -214,7 +214,7 @@ func (c *Coordinator) expireOffsets(now time.Time, g *group) {
 	sortTPs(expired)
 	for _, tp := range expired {
 		delete(g.offsets, tp)
-		c.persist(Record{offsetKey(g.name, tp), nil})
+		c.persistOffset(g.name, tp, nil)
 	}
 	if len(g.offsets) == 0 && len(g.inflight) == 0 && len(g.pendingIDs) == 0 && len(g.order) == 0 {
 		c.deleteGroup(g)
@@ -248,7 +248,7 @@ func (c *Coordinator) deleteGroup(g *group) {
 	}
 	sortTPs(tps)
 	for _, tp := range tps {
-		c.persist(Record{offsetKey(g.name, tp), nil})
+		c.persistOffset(g.name, tp, nil)
 	}
 	if g.everPersisted {
 		c.persist(Record{groupKey(g.name), nil})
@@ -433,7 +433,7 @@ func (c *Coordinator) OffsetDelete(now time.Time, reply ReplyID, req *kmsg.Offse
 				_, had := g.offsets[tp]
 				if had || g.inflight[tp] > 0 {
 					delete(g.offsets, tp)
-					b := c.persist(Record{offsetKey(g.name, tp), nil})
+					b := c.persistOffset(g.name, tp, nil)
 					if g.inflight[tp] > 0 {
 						g.lastWrite[tp] = b // supersedes the in-flight commit
 					}

@@ -267,6 +267,7 @@ func (c *Coordinator) ReplayTxn(now time.Time, records []Record, txns []*TxnInfo
 		}
 		switch d.kind {
 		case kindOffset:
+			c.supersedeTxnOffsets(name, d.tp) // as persistOffset did when it was written
 			if rec.Value == nil {
 				delete(offs[name], d.tp)
 				continue

@@ -107,15 +107,42 @@ func (c *Coordinator) TxnOffsetCommit(now time.Time, reply ReplyID, req *kmsg.Tx
 	}
 	c.out.Txn = &TxnBatch{ProducerID: req.ProducerID, ProducerEpoch: req.ProducerEpoch}
 	pid, name := req.ProducerID, req.Group
+	// Held now, in the order of the records in the log, so that a plain commit queued before
+	// this batch is durable still supersedes it (persistOffset); undone if the write fails.
+	for _, w := range writes {
+		c.holdTxnOffset(pid, name, w.tp, w.off)
+	}
 	c.afterPersist(func(_ time.Time, code int16) {
-		if code == 0 {
+		if code != 0 {
 			for _, w := range writes {
-				c.holdTxnOffset(pid, name, w.tp, w.off)
+				if to := c.txnOffsets[pid]; to != nil && to[name][w.tp] == w.off {
+					delete(to[name], w.tp)
+				}
 			}
 		}
 		answer(code)
 	})
 	return c.flush()
+}
+
+// persistOffset queues a plain record of group name's offset for tp: a commit, or (value nil)
+// its deletion. A later plain record of an offset supersedes a transactional one held for it:
+// the transaction's commit marker no longer makes that the committed offset. Kafka's
+// coordinator decides so by the records' log offsets (completePendingTxnOffsetCommit), and its
+// log cleaner, which keeps the latest record of each key by offset, removes the transactional
+// record: were it applied at the marker, a replay after a cleaning would disagree with one
+// before. Records are queued in the order the log holds them.
+func (c *Coordinator) persistOffset(name string, tp topicPartition, value []byte) BatchID {
+	c.supersedeTxnOffsets(name, tp)
+	return c.persist(Record{offsetKey(name, tp), value})
+}
+
+// supersedeTxnOffsets drops the transactional offsets held for group name's tp: a plain record
+// of it follows theirs in the log.
+func (c *Coordinator) supersedeTxnOffsets(name string, tp topicPartition) {
+	for _, to := range c.txnOffsets {
+		delete(to[name], tp)
+	}
 }
 
 func (c *Coordinator) holdTxnOffset(pid int64, name string, tp topicPartition, off committed) {
@@ -169,8 +196,7 @@ func (c *Coordinator) txnPending(name string, tp topicPartition) bool {
 	return false
 }
 
-// PendingTxnOffsets reports whether transactional offsets wait for their markers: compaction
-// must not drop their records meanwhile.
+// PendingTxnOffsets reports whether transactional offsets wait for their markers.
 func (c *Coordinator) PendingTxnOffsets() bool { return len(c.txnOffsets) > 0 }
 
 // replayTxn applies a record of a transaction (ti) during Replay: an offset of a

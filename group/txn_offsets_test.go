@@ -94,3 +94,79 @@ func commitReq(g string, offset int64) *kmsg.OffsetCommitRequest {
 	req.Topics = append(req.Topics, rt)
 	return req
 }
+
+// TestTxnOffsetSupersededByPlainRecord: a plain record of an offset written after a
+// transactional one (a commit, also one queued while the transactional batch was still being
+// written, or a deletion) wins over it at the transaction's commit marker, as in Kafka, whose
+// coordinator compares the records' log offsets: the log cleaner keeps the latest record of a
+// key by offset, so a replay of the log before and after a cleaning (which removes the
+// superseded transactional record) agrees with the live coordinator.
+func TestTxnOffsetSupersededByPlainRecord(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.manual = true
+	_, txnReady := h.txnCommit("g", 77, 10)
+	h.take(txnReady)
+	h.take(h.c.OffsetCommit(h.now, h.reply(), commitReq("g", 20))) // queued before the txn batch is durable
+	h.manual = false
+	h.persistAll()
+	h.take(h.c.TxnCompleted(h.now, 77, true))
+	if off, code := h.fetch("g", "t", 0, true); off != 20 || code != 0 {
+		t.Fatalf("after the commit marker: offset %d code %d, want the later plain commit's 20", off, code)
+	}
+	// A transactional commit followed by an offset deletion: the marker brings nothing back.
+	_, ready := h.txnCommit("g", 78, 30)
+	h.take(ready)
+	del := kmsg.NewPtrOffsetDeleteRequest()
+	del.Group = "g"
+	dt := kmsg.NewOffsetDeleteRequestTopic()
+	dt.Topic = "t"
+	dp := kmsg.NewOffsetDeleteRequestTopicPartition()
+	dt.Partitions = append(dt.Partitions, dp)
+	del.Topics = append(del.Topics, dt)
+	h.take(h.c.OffsetDelete(h.now, h.reply(), del))
+	h.take(h.c.TxnCompleted(h.now, 78, true))
+	if off, _ := h.fetch("g", "t", 0, true); off != -1 {
+		t.Fatalf("after a deletion and the commit marker: offset %d, want none", off)
+	}
+
+	// The log: txn 77 (10), plain 20, txn 78 (30), deletion; then the markers. Replayed whole,
+	// and as the cleaner leaves it (each key's latest record: the deletion; the markers).
+	txns := []*TxnInfo{{ProducerID: 77}, nil, {ProducerID: 78}, nil}
+	if len(h.log) != len(txns) {
+		t.Fatalf("%d records in the log, want %d", len(h.log), len(txns))
+	}
+	markers := []Record{{Key: []byte{0, 0, 0, 1}}, {Key: []byte{0, 0, 0, 1}}}
+	markerTxns := []*TxnInfo{{ProducerID: 77, Control: true, Commit: true}, {ProducerID: 78, Control: true, Commit: true}}
+	// Markers after the records they settle: 77's after the plain commit, 78's at the end.
+	whole := []Record{h.log[0], h.log[1], markers[0], h.log[2], h.log[3], markers[1]}
+	wholeTxns := []*TxnInfo{txns[0], txns[1], markerTxns[0], txns[2], txns[3], markerTxns[1]}
+	cleaned := []Record{markers[0], h.log[3], markers[1]}
+	cleanedTxns := []*TxnInfo{markerTxns[0], txns[3], markerTxns[1]}
+	for _, tc := range []struct {
+		name string
+		log  []Record
+		txns []*TxnInfo
+	}{{"whole", whole, wholeTxns}, {"cleaned", cleaned, cleanedTxns}} {
+		r := newHarness(t, Config{})
+		if err := r.c.ReplayTxn(r.now, tc.log, tc.txns); err != nil {
+			t.Fatal(err)
+		}
+		if off, _ := r.fetch("g", "t", 0, true); off != -1 {
+			t.Fatalf("%s log replayed: offset %d, want none", tc.name, off)
+		}
+	}
+	// Without the deletion: the plain commit stands, whole or cleaned.
+	for _, tc := range []struct {
+		name string
+		log  []Record
+		txns []*TxnInfo
+	}{{"whole", whole[:3], wholeTxns[:3]}, {"cleaned", []Record{h.log[1], markers[0]}, []*TxnInfo{nil, markerTxns[0]}}} {
+		r := newHarness(t, Config{})
+		if err := r.c.ReplayTxn(r.now, tc.log, tc.txns); err != nil {
+			t.Fatal(err)
+		}
+		if off, _ := r.fetch("g", "t", 0, true); off != 20 {
+			t.Fatalf("%s log replayed: offset %d, want 20", tc.name, off)
+		}
+	}
+}

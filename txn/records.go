@@ -19,10 +19,11 @@ import (
 // the abort's record carries the bumped epoch, and Replay, which sees the
 // Ongoing record before it, knows the epoch it fenced, so after a failover
 // that producer may still bump with InitProducerId (KIP-360/588) instead of
-// being fenced for good. This holds while __transaction_state keeps every
-// record (it is neither compacted nor subject to retention); a rewrite
-// keeping only an id's last record would lose it, and that producer would
-// be fenced (PRODUCER_FENCED), safe but not recoverable.
+// being fenced for good. This holds while the Ongoing record is still in
+// __transaction_state: the log cleaner keeps only an id's last record, so
+// once it cleaned the segment holding the Ongoing record (a sealed one) a
+// failover loses the epoch, and that producer is fenced (PRODUCER_FENCED),
+// as Kafka, which never keeps it, always does: safe, not recoverable.
 
 func encodeKey(id string) []byte {
 	k := kmsg.NewTxnMetadataKey()

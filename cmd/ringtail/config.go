@@ -46,6 +46,7 @@ type config struct {
 
 	// The consumer protocol's groups (KIP-848; Kafka's group.consumer.*).
 	GroupConsumerSessionTimeout       time.Duration
+	TransactionalIdExpiration         time.Duration
 	GroupConsumerMinSessionTimeout    time.Duration
 	GroupConsumerMaxSessionTimeout    time.Duration
 	GroupConsumerHeartbeatInterval    time.Duration
@@ -236,14 +237,16 @@ var options = []option{
 		c.OffsetsPartitions = int32(n)
 		return nil
 	}},
-	{"offsets-compact-records", "100000", "records appended to one partition of __consumer_offsets between two of its compactions (each rewrites the partition's live group state and drops the rest)", func(c *config, v string) error {
+	{"offsets-compact-records", "0", "ignored (kept so that existing configurations still start): the log cleaner compacts __consumer_offsets, see the log-cleaner options", func(c *config, v string) error {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 100 {
-			return fmt.Errorf("offsets-compact-records %q: must be an integer of at least 100", v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("offsets-compact-records %q: must be a non-negative integer (it is ignored)", v)
 		}
 		c.OffsetsCompact = n
 		return nil
 	}},
+	durationOption("transactional-id-expiration", "168h", "a transactional id idle this long is forgotten, its state deleted from __transaction_state (transactional.id.expiration.ms)",
+		func(c *config) *time.Duration { return &c.TransactionalIdExpiration }),
 	durationOption("group-consumer-session-timeout", "45s", "a consumer-protocol (KIP-848) member that sends no heartbeat for this long leaves its group (group.consumer.session.timeout.ms); within the min and max below",
 		func(c *config) *time.Duration { return &c.GroupConsumerSessionTimeout }),
 	durationOption("group-consumer-min-session-timeout", "45s", "the least group-consumer-session-timeout may be (group.consumer.min.session.timeout.ms)",

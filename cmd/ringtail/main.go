@@ -99,6 +99,9 @@ func serve(cfg *config, args []string) error {
 		return err
 	}
 	log := newLogger(os.Stderr, cfg.LogFormat, level)
+	if cfg.OffsetsCompact != 0 {
+		log.Warn("--offsets-compact-records is ignored: the log cleaner compacts __consumer_offsets (--log-cleaner-*)")
+	}
 	notify := newNotifier(log)
 	advHost, advPort, err := cfg.advertisedHostPort()
 	if err != nil {
@@ -186,9 +189,9 @@ func serve(cfg *config, args []string) error {
 		LogCleanerIOBytesPerSecond: cfg.LogCleanerIoBytesPerSecond,
 		OnWALCycle:                 onWALCycle,
 		OnCommittedAppend:          onCommittedAppend,
-		OffsetsCompactRecords:      cfg.OffsetsCompact,
 		Cluster:                    cluster,
 		OffsetsTopicPartitions:     cfg.OffsetsPartitions,
+		TxnIDExpiration:            cfg.TransactionalIdExpiration,
 		Groups: group.Config{
 			ConsumerSessionTimeout:    cfg.GroupConsumerSessionTimeout,
 			ConsumerHeartbeatInterval: cfg.GroupConsumerHeartbeatInterval,
