@@ -95,10 +95,10 @@
 // one pwritev (page cache only) before it moves the durable end, so a cycle
 // costs a partition one segment write, not one per append, and nothing reads
 // a deferred byte (reads stop at the high watermark; the checkpoint, a roll, a
-// truncation and a follower's catch-up write them first). An idle WAL lane's
-// goroutine (woken by the append, or going on from the cycle it just
-// completed) takes everything queued, copies it into its 4 KiB-aligned
-// off-heap buffer and makes it durable with one operation (io_uring: WRITE_FIXED flagged RWF_DSYNC on an O_DIRECT
+// truncation and a follower's catch-up write them first). The WAL writer
+// goroutine takes everything queued, copies it into one 4 KiB-aligned
+// off-heap buffer and hands it to a free lane, which makes it durable with
+// one operation (io_uring: WRITE_FIXED flagged RWF_DSYNC on an O_DIRECT
 // descriptor, one ring per lane, or WRITE_FIXED linked to FSYNC(DATASYNC)
 // where the kernel refuses the flag; portable: pwrite + fdatasync).
 // Two lanes (Config.WALInFlight) let a cycle start while the previous one

@@ -14,6 +14,8 @@ import (
 type walLane struct {
 	dev     walDevice
 	staging *uring.AlignedBuffers
+	busy    bool // a cycle is being written or synced (w.mu)
+	ch      chan *walCycle
 }
 
 // walCycle is one group of records on its way to the disk.
@@ -63,7 +65,7 @@ func (w *Log) openLanes() error {
 		if ud, ok := dev.(*uringDevice); ok {
 			ud.register(staging)
 		}
-		l := &walLane{dev: dev, staging: staging}
+		l := &walLane{dev: dev, staging: staging, ch: make(chan *walCycle, 1)}
 		w.lanes = append(w.lanes, l)
 		if i == 0 {
 			w.dev, w.staging = dev, staging
@@ -85,27 +87,46 @@ func (w *Log) closeLanes() error {
 	return err
 }
 
-// runLane is lane l's goroutine, and the writer: whenever records are queued and no other
-// lane is building a cycle, it builds one itself (unless a failure or a file switch needs every
-// cycle in flight completed first), then writes and syncs it and completes it. A lane that
-// completes a cycle goes straight on to the next one with the records queued meanwhile, and an
-// append that finds a lane idle wakes that lane: one goroutine hand-off per cycle, not two.
+// runLane writes and syncs the cycles handed to lane l.
 func (w *Log) runLane(l *walLane) {
 	defer w.lanesWG.Done()
+	for c := range l.ch {
+		if w.laneHook != nil {
+			w.laneHook(c.first)
+		}
+		t0 := time.Now()
+		c.err = l.dev.writeSync(c.buf, c.start)
+		d := time.Since(t0)
+		if w.opts.OnCycle != nil {
+			w.opts.OnCycle(len(c.reqs), c.length, d, c.err)
+		}
+		if d > 5*time.Millisecond {
+			w.log.Debug("wal: slow cycle", "file", c.file, "offset", c.start, "bytes", c.length, "records", len(c.reqs), "took", d)
+		}
+		w.finish(c)
+	}
+}
+
+// run is the writer loop: it builds a cycle whenever records are queued
+// and a lane is free, unless a failure or a file switch needs every cycle
+// in flight completed first.
+func (w *Log) run() {
+	defer close(w.exited)
 	for {
 		w.mu.Lock()
+		var lane *walLane
 		for {
 			if len(w.queue) == 0 && w.closing && w.unacked == 0 {
-				w.cond.Broadcast() // the other lanes end too
 				w.mu.Unlock()
 				return
 			}
-			if !w.building && len(w.queue) > 0 && (w.unacked == 0 || !w.dirty && !w.drain) {
-				break
+			if len(w.queue) > 0 && (w.unacked == 0 || !w.dirty && !w.drain) {
+				if lane = w.freeLaneLocked(); lane != nil {
+					break
+				}
 			}
 			w.cond.Wait()
 		}
-		w.building = true
 		w.drain = false
 		zero := w.dirty // stable: nothing is in flight when it is set
 		w.mu.Unlock()
@@ -117,34 +138,8 @@ func (w *Log) runLane(l *walLane) {
 			<-*ch
 			w.held.Store(false)
 		}
-		c := w.cycle(l, zero)
-		w.mu.Lock()
-		w.building = false
-		if len(w.queue) > 0 {
-			w.cond.Signal() // another idle lane may take them now
-		}
-		w.mu.Unlock()
-		if c != nil {
-			w.writeCycle(c)
-		}
+		w.cycle(lane, zero)
 	}
-}
-
-// writeCycle writes and syncs cycle c on its lane, then completes it.
-func (w *Log) writeCycle(c *walCycle) {
-	if w.laneHook != nil {
-		w.laneHook(c.first)
-	}
-	t0 := time.Now()
-	c.err = c.lane.dev.writeSync(c.buf, c.start)
-	d := time.Since(t0)
-	if w.opts.OnCycle != nil {
-		w.opts.OnCycle(len(c.reqs), c.length, d, c.err)
-	}
-	if d > 5*time.Millisecond {
-		w.log.Debug("wal: slow cycle", "file", c.file, "offset", c.start, "bytes", c.length, "records", len(c.reqs), "took", d)
-	}
-	w.finish(c)
 }
 
 // take removes from the queue the requests of the next cycle: as many as
@@ -171,6 +166,15 @@ func (w *Log) take(max int) []walReq {
 	return reqs
 }
 
+func (w *Log) freeLaneLocked() *walLane {
+	for _, l := range w.lanes {
+		if !l.busy {
+			return l
+		}
+	}
+	return nil
+}
+
 // requeue puts records back at the head of the queue and makes the writer
 // wait for every cycle in flight to complete before it takes them again
 // (their validity is checked again then).
@@ -193,10 +197,9 @@ func (w *Log) failOrdered(reqs []walReq, err error) {
 	w.complete(reqs, 0, err)
 }
 
-// cycle builds one group of records for lane l and returns it, reserved and ready to
-// write, or nil when there was nothing to write (or it failed, or must wait). zero: a failed
-// extent must be cleared first (nothing is in flight then). One lane at a time builds.
-func (w *Log) cycle(l *walLane, zero bool) *walCycle {
+// cycle builds one group of records and hands it to lane l. zero: a failed
+// extent must be cleared first (nothing is in flight then).
+func (w *Log) cycle(l *walLane, zero bool) {
 	if zero {
 		w.mu.Lock()
 		queued := len(w.queue)
@@ -206,7 +209,7 @@ func (w *Log) cycle(l *walLane, zero bool) *walCycle {
 			// ones get an attempt of their own.
 			w.log.Error("wal: cannot clear a failed cycle's extent", "err", err)
 			w.complete(w.take(queued), 0, err)
-			return nil
+			return
 		}
 	}
 	reqs := w.take(-1)
@@ -228,12 +231,12 @@ func (w *Log) cycle(l *walLane, zero bool) *walCycle {
 		total += walRecordSize(len(r.meta) + len(r.data))
 	}
 	if len(reqs) == 0 {
-		return nil
+		return
 	}
 	length := int64(total+uring.BlockSize-1) &^ (uring.BlockSize - 1)
 	if length > w.opts.FileBytes {
 		w.failOrdered(reqs, fmt.Errorf("%w: %d bytes, file %d", ErrRecordTooLarge, total, w.opts.FileBytes))
-		return nil
+		return
 	}
 	buf := l.staging.Slot(0)
 	var oneOff *uring.AlignedBuffers
@@ -241,7 +244,7 @@ func (w *Log) cycle(l *walLane, zero bool) *walCycle {
 		b, err := uring.NewAlignedBuffers(1, int(length))
 		if err != nil {
 			w.failOrdered(reqs, err)
-			return nil
+			return
 		}
 		oneOff, buf = b, b.Slot(0)
 	}
@@ -257,7 +260,7 @@ func (w *Log) cycle(l *walLane, zero bool) *walCycle {
 		if oneOff != nil {
 			oneOff.Close()
 		}
-		return nil
+		return
 	}
 	if w.pos+length > w.opts.FileBytes {
 		next := w.file + 1
@@ -271,7 +274,7 @@ func (w *Log) cycle(l *walLane, zero bool) *walCycle {
 				oneOff.Close()
 			}
 			w.complete(reqs, 0, err)
-			return nil
+			return
 		}
 		w.mu.Lock()
 	}
@@ -281,6 +284,7 @@ func (w *Log) cycle(l *walLane, zero bool) *walCycle {
 	w.seq += uint64(len(reqs))
 	w.flight = append(w.flight, c)
 	w.unacked++
+	l.busy = true
 	w.mu.Unlock()
 
 	off := 0
@@ -304,7 +308,7 @@ func (w *Log) cycle(l *walLane, zero bool) *walCycle {
 	} else {
 		clear(buf[off:])
 	}
-	return c
+	l.ch <- c
 }
 
 // finish records that cycle c's I/O is over and completes, in order, every
@@ -314,6 +318,8 @@ func (w *Log) cycle(l *walLane, zero bool) *walCycle {
 func (w *Log) finish(c *walCycle) {
 	w.mu.Lock()
 	c.done = true
+	c.lane.busy = false
+	w.cond.Signal()
 	w.mu.Unlock()
 
 	w.compMu.Lock()
@@ -365,8 +371,7 @@ func (w *Log) finish(c *walCycle) {
 	if len(ready) > 0 {
 		w.mu.Lock()
 		w.unacked -= len(ready)
-		// No wake-up: the lane calling finish checks for work itself next (runLane), and a
-		// wait for unacked == 0 (a drain, a failed extent, closing) is that lane's to end.
+		w.cond.Signal()
 		w.mu.Unlock()
 	}
 }

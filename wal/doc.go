@@ -1,8 +1,7 @@
-// Package wal is the shared write-ahead log of one data directory: a
-// goroutine per I/O lane that builds, writes and completes cycles in turn
-// (one lane builds at a time), group commit without a timer, records made
-// durable a whole cycle at a time on one of two devices, and recovery that
-// tells live records from stale ones. It knows nothing of partitions or Kafka: a record
+// Package wal is the shared write-ahead log of one data directory: one
+// writer goroutine, group commit without a timer, records made durable a
+// whole cycle at a time on one of two devices, and recovery that tells live
+// records from stale ones. It knows nothing of partitions or Kafka: a record
 // is an opaque payload with a sequence number (the engine's payload codec
 // lives in engine/walpayload.go).
 //

@@ -333,13 +333,12 @@ func TestWALShortWrite(t *testing.T) {
 	for _, mode := range []string{IOUring, walIOUringChain} {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
-			// One lane, so that every cycle goes through the device the test sets up.
-			w, _ := openTestWAL(t, Options{Dir: dir, IO: mode, InFlight: 1}, Position{})
+			w, _ := openTestWAL(t, Options{Dir: dir, IO: mode}, Position{})
 			d := w.dev.(*uringDevice)
 			if _, err := appendSync(w, nil, payload(0, 100)); err != nil {
 				t.Fatal(err)
 			}
-			// The lane is idle: set the flag under the queue lock it takes.
+			// The writer goroutine is idle: set the flag under the queue lock it takes.
 			w.mu.Lock()
 			d.shortOnce = true
 			w.mu.Unlock()
@@ -371,10 +370,9 @@ func TestWALDsyncRefused(t *testing.T) {
 	var logBuf bytes.Buffer
 	var logMu sync.Mutex
 	log := slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logBuf}, nil))
-	// One lane, so that every cycle goes through the device the test sets up.
-	w, _ := openTestWAL(t, Options{Dir: dir, IO: IOUring, Logger: log, InFlight: 1}, Position{})
+	w, _ := openTestWAL(t, Options{Dir: dir, IO: IOUring, Logger: log}, Position{})
 	d := w.dev.(*uringDevice)
-	// The lane is idle: set the flags under the queue lock it takes.
+	// The writer goroutine is idle: set the flags under the queue lock it takes.
 	w.mu.Lock()
 	d.dsyncFlags = 1 << 30
 	w.mu.Unlock()

@@ -26,7 +26,7 @@ const (
 	walPrepChunk = 2 << 20
 )
 
-// walTestHook, when set by a test, runs on the lane goroutine building a cycle, before it builds.
+// walTestHook, when set by a test, runs on the writer goroutine before each cycle.
 var walTestHook func()
 
 // walLaneTestHook, when set by a test, runs on a lane's goroutine before it
@@ -148,10 +148,8 @@ type Log struct {
 	// (still in flight) fail with failErr whatever their own result.
 	epoch   uint64
 	failErr error
-	drain   bool // the writer waits for unacked == 0 before its next cycle
-	// building: a lane is building a cycle (runLane); the others wait for it.
-	building bool
-	compMu   sync.Mutex // completions run one cycle at a time, in order
+	drain   bool       // the writer waits for unacked == 0 before its next cycle
+	compMu  sync.Mutex // completions run one cycle at a time, in order
 
 	// Writer state. file and cur change only with nothing in flight; pos
 	// and seq (the next cycle's start) and the dirty extent are guarded by
@@ -164,6 +162,7 @@ type Log struct {
 	dirtyF   uint64
 	dirtyLo  int64
 	dirtyHi  int64
+	exited   chan struct{}
 	notified bool
 
 	// The preparer: a goroutine that zero-fills a new file ahead of need
@@ -227,7 +226,7 @@ func Open(opts Options, from Position, replay func(seq uint64, payload []byte) e
 	if from.Seq == 0 {
 		from.Seq = 1
 	}
-	w := &Log{opts: opts, fs: opts.FS, log: opts.Logger, hook: walTestHook, laneHook: walLaneTestHook}
+	w := &Log{opts: opts, fs: opts.FS, log: opts.Logger, exited: make(chan struct{}), hook: walTestHook, laneHook: walLaneTestHook}
 	w.cond = sync.NewCond(&w.mu)
 	w.prepCond = sync.NewCond(&w.mu)
 	w.prepExited = make(chan struct{})
@@ -248,6 +247,7 @@ func Open(opts Options, from Position, replay func(seq uint64, payload []byte) e
 		w.lanesWG.Add(1)
 		go w.runLane(l)
 	}
+	go w.run()
 	go w.prepare()
 	// A new log (or one with no file to recycle) gets its next file now,
 	// while the broker is starting, rather than under load.
@@ -258,7 +258,7 @@ func Open(opts Options, from Position, replay func(seq uint64, payload []byte) e
 }
 
 // Append queues a record whose payload is meta followed by data. done runs
-// on a lane goroutine, in append order, once the record is durable
+// on the writer goroutine, in append order, once the record is durable
 // (nil) or has failed; it must not block. The WAL reads meta and data until
 // then: the caller must not modify them.
 func (w *Log) Append(meta, data []byte, done func(seq uint64, err error)) {
@@ -266,7 +266,7 @@ func (w *Log) Append(meta, data []byte, done func(seq uint64, err error)) {
 }
 
 // AppendChecked is Append with a validity check: valid (when non-nil) is
-// called on the lane goroutine building a cycle just before the record is copied into a
+// called on the writer goroutine just before the record is copied into a
 // cycle, and a record it rejects is not written; its done gets
 // ErrCanceled. The engine uses it so that an append rolled back after a
 // failure (its partition's state moved on) never reaches the file.
@@ -281,8 +281,8 @@ func (w *Log) AppendChecked(meta, data []byte, valid func() bool, done func(seq 
 	}
 	w.queue = append(w.queue, walReq{meta: meta, data: data, valid: valid, done: done})
 	w.appended.Add(1)
-	if len(w.queue) == 1 && !w.building {
-		w.cond.Signal() // an idle lane builds; a lane building now wakes one when it is done
+	if len(w.queue) == 1 {
+		w.cond.Signal()
 	}
 	w.mu.Unlock()
 }
@@ -343,14 +343,18 @@ func (w *Log) Close() error {
 	w.mu.Lock()
 	already := w.closing
 	w.closing = true
-	w.cond.Broadcast()
+	w.cond.Signal()
 	w.prepCond.Broadcast()
 	w.mu.Unlock()
-	w.lanesWG.Wait()
+	<-w.exited
 	<-w.prepExited
 	if already {
 		return nil
 	}
+	for _, l := range w.lanes {
+		close(l.ch)
+	}
+	w.lanesWG.Wait()
 	var err error
 	if w.cur != nil {
 		if cerr := w.cur.Close(); cerr != nil {
