@@ -253,6 +253,9 @@ func TestReplicaSpanLeavesDeferredWrites(t *testing.T) {
 	if n := counted.Count(errorfs.OpWrite) - before; n != 1 {
 		t.Fatalf("%d segment writes for a follower reaching the deferred appends, want 1", n)
 	}
+	// The three deferred appends may share the gated cycle or not (the writer may have taken
+	// the first alone): stop gating, then let the gated sync go.
+	g.on.Store(false)
 	g.gate <- struct{}{}
 	h.wg.Wait()
 	hs := readAll(t, h.p, 0)
