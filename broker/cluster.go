@@ -360,8 +360,16 @@ func (b *Broker) followGroups(st *meta.State) {
 		h = b.newGroupHost(t)
 		b.groups.Store(h)
 	}
+	h.follow(t, b.cfg.NodeID)
+}
+
+// follow hosts the partitions of t that node self leads and unloads the others.
+func (h *groupHost) follow(t meta.Topic, self int32) {
 	for p := int32(0); p < t.Partitions && p < h.partitions; p++ {
-		if int(p) < len(t.Assignments) && t.Assignments[p].Leader == b.cfg.NodeID {
+		if int(p) < len(t.Assignments) && t.Assignments[p].Leader == self {
+			if h.stale(p, t.Assignments[p].LeaderEpoch) {
+				h.Unload(p) // another coordinator may have written since this one loaded
+			}
 			h.Load(p) // its replay runs on the shard's goroutine; requests meanwhile get LOAD_IN_PROGRESS
 		} else if h.shards[p].Load() != nil {
 			h.Unload(p)

@@ -30,10 +30,13 @@ type shardEvent[R any] struct {
 type shardCore[R any] struct {
 	partition int32
 	part      *engine.Partition
-	log       *slog.Logger
-	loaded    atomic.Bool   // replay done: requests go to the coordinator
-	ready     chan struct{} // closed when the replay is over, loadErr set
-	loadErr   error
+	// epoch is the coordinator epoch: the partition's leader epoch when this node took it. A
+	// new leadership, even this node's again, loads a new shard (shardHost.stale).
+	epoch   int32
+	log     *slog.Logger
+	loaded  atomic.Bool   // replay done: requests go to the coordinator
+	ready   chan struct{} // closed when the replay is over, loadErr set
+	loadErr error
 
 	mu      sync.Mutex
 	events  []shardEvent[R]
@@ -44,7 +47,7 @@ type shardCore[R any] struct {
 }
 
 func (c *shardCore[R]) init(p int32, part *engine.Partition, log *slog.Logger) {
-	c.partition, c.part, c.log = p, part, log
+	c.partition, c.part, c.epoch, c.log = p, part, part.LeaderEpoch(), log
 	c.ready, c.wake = make(chan struct{}), make(chan struct{}, 1)
 	c.stop, c.stopped = make(chan struct{}), make(chan struct{})
 }
@@ -65,6 +68,9 @@ func (c *shardCore[R]) wait() error {
 	<-c.ready
 	return c.loadErr
 }
+
+// coordinatorEpoch is the leader epoch of the partition when this node took it.
+func (c *shardCore[R]) coordinatorEpoch() int32 { return c.epoch }
 
 // isLoaded reports whether the replay is done and requests reach the coordinator.
 func (c *shardCore[R]) isLoaded() bool { return c.loaded.Load() }
@@ -172,6 +178,7 @@ type coordShard[S any] interface {
 	shutdown()
 	wait() error
 	isLoaded() bool
+	coordinatorEpoch() int32
 }
 
 // shardHost is the table of the shards of one internal topic this node hosts, by partition.
@@ -222,6 +229,18 @@ func (h *shardHost[S, P]) unload(p int32) {
 	if s := P(h.shards[p].Swap(nil)); s != nil {
 		s.shutdown()
 	}
+}
+
+// stale reports whether partition p is hosted by a shard of a leadership older than
+// leaderEpoch: the leadership left and came back between two reconciles, and another
+// coordinator may have written to the partition meanwhile, which the shard's state lacks. Its
+// caller unloads it and loads the partition again, replaying what is there now.
+func (h *shardHost[S, P]) stale(p int32, leaderEpoch int32) bool {
+	if p < 0 || p >= h.partitions {
+		return false
+	}
+	s := P(h.shards[p].Load())
+	return s != nil && s.coordinatorEpoch() < leaderEpoch
 }
 
 // unloadAll unloads every partition.

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ringtail/ringtail/group"
+	"github.com/ringtail/ringtail/meta"
 )
 
 // These tests drive the group host of a real node (engine, WAL, purgatory) directly, without
@@ -357,5 +358,51 @@ func TestOffsetsTopicKeepsItsPartitionCount(t *testing.T) {
 		if off, code := fetchOffset(t, b, g); code != 0 || off != int64(100+i) {
 			t.Fatalf("%s after the restart: %d %v", g, off, kerr.ErrorForCode(code))
 		}
+	}
+}
+
+// TestGroupHostReloadsAfterLeadershipRoundTrip: a coordinator whose partition's leadership
+// went to another node and came back between two reconciles must not serve its old state:
+// the other node's coordinator committed meanwhile, and that commit is in the log now. The
+// reconcile sees the same leader at a newer leader epoch and replays the partition.
+func TestGroupHostReloadsAfterLeadershipRoundTrip(t *testing.T) {
+	const partitions = 2
+	b := setupGroupsNode(t, partitions)
+	h := b.groups.Load()
+	g := groupsIn(1, partitions, 1)[0]
+	commit(t, b, g, 5)
+	part := b.engine.Partition(TopicPartition{Topic: OffsetsTopic, Partition: 1})
+	epoch := part.LeaderEpoch()
+
+	// Away: another coordinator of the partition (a shard of its own, replaying the same log)
+	// takes a commit. Back: this node's old shard is the one hosted again.
+	old := h.shards[1].Swap(nil)
+	if err := h.Load(1)(); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, b, g, 9)
+	other := h.shards[1].Swap(old)
+	other.shutdown()
+	if off, code := fetchOffset(t, b, g); code != 0 || off != 5 {
+		t.Fatalf("the old shard answers %d %v; the test expects its stale 5", off, kerr.ErrorForCode(code))
+	}
+
+	// The reconcile: this node leads at a newer epoch.
+	part.SetLeaderEpoch(epoch + 2)
+	topic := meta.Topic{Name: OffsetsTopic, Partitions: partitions, Assignments: []meta.PartitionAssignment{
+		{Replicas: []int32{1}, Leader: 1, LeaderEpoch: epoch}, {Replicas: []int32{1}, Leader: 1, LeaderEpoch: epoch + 2}}}
+	h.follow(topic, 1)
+	if err := h.Load(1)(); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.shards[1].Load(); s == old || s.coordinatorEpoch() != epoch+2 {
+		t.Fatalf("partition 1 is hosted by a shard of epoch %d, want a new one of epoch %d", s.coordinatorEpoch(), epoch+2)
+	}
+	if off, code := fetchOffset(t, b, g); code != 0 || off != 9 {
+		t.Fatalf("%s after the leadership came back: offset %d %v, want the other coordinator's 9", g, off, kerr.ErrorForCode(code))
+	}
+	// The partition whose leadership stayed keeps its shard.
+	if s := h.shards[0].Load(); s == nil || s.coordinatorEpoch() != epoch {
+		t.Fatal("partition 0 was reloaded or unloaded")
 	}
 }

@@ -118,10 +118,8 @@ func (b *Broker) followTxns(st *meta.State) {
 	}
 	for p := int32(0); p < t.Partitions && p < h.partitions; p++ {
 		if int(p) < len(t.Assignments) && t.Assignments[p].Leader == b.cfg.NodeID {
-			if s := h.shards[p].Load(); s != nil && s.epoch != t.Assignments[p].LeaderEpoch {
-				// Leadership left and came back between two reconciles: another coordinator
-				// may have written meanwhile. Replay again, under the new coordinator epoch.
-				h.Unload(p)
+			if h.stale(p, t.Assignments[p].LeaderEpoch) {
+				h.Unload(p) // and replay again, under the new coordinator epoch
 			}
 			h.Load(p)
 		} else if h.shards[p].Load() != nil {

@@ -23,9 +23,6 @@ import (
 type txnShard struct {
 	shardCore[*txnRequest]
 	h *txnHost
-	// epoch is the coordinator epoch: the partition's leader epoch when this node took it.
-	// A new leadership, even this node's again, loads a new shard (followTxns).
-	epoch int32
 
 	// Owned by the shard's goroutine, and by shutdown once it is gone.
 	coord     *txn.Coordinator
@@ -41,7 +38,7 @@ type txnRequest struct {
 }
 
 func newTxnShard(h *txnHost, p int32, part *engine.Partition) *txnShard {
-	s := &txnShard{h: h, epoch: part.LeaderEpoch(), replies: make(map[txn.ReplyID]*txnRequest)}
+	s := &txnShard{h: h, replies: make(map[txn.ReplyID]*txnRequest)}
 	s.init(p, part, h.log.With("txn_partition", p))
 	return s
 }
