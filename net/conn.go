@@ -9,7 +9,9 @@ package kafkanet
 //     strictly in arrival order, one at a time; once the connection is closed it runs the
 //     handler-set end hook (atEnd) and ends.
 //   - whoever calls a request's respond, from any goroutine at any time: encodes the response
-//     and writes every response that is now at the head of the line, in request order.
+//     and writes every response that is now at the head of the line, in request order —
+//     straight to the socket with a non-blocking sendmsg when gnet holds nothing unsent for the
+//     connection, else (and for whatever the socket did not take) through the event loop.
 //
 // Backpressure: at most maxInFlight requests per connection may be queued or awaiting their
 // response, and together they may hold at most Server.connBytes of frames (the larger of one
@@ -36,6 +38,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sys/unix"
 )
 
 // maxInFlight bounds the requests of one connection that are queued or awaiting a response.
@@ -88,6 +91,11 @@ type connection struct {
 	// of completions costs one loop wake-up and few writev calls instead of one each.
 	writing bool
 	out     [][]byte
+	// loopOwns: gnet may hold bytes it has not sent yet (its outbound buffer, as the last write
+	// callback found it), so responses go through the loop, behind them. When neither this nor
+	// writing is set, nothing of the connection is unsent and a response is written straight
+	// to the socket (writeDirect): no loop wake-up on the path of every answer.
+	loopOwns bool
 }
 
 // slot is the response place of one request, indexed by its sequence number modulo
@@ -507,6 +515,9 @@ func (c *connection) completeLocked(seq uint64, frame []byte) int64 {
 	if c.closed || freed == 0 {
 		return 0
 	}
+	if len(batch) > 0 && !c.loopOwns {
+		batch = writeDirect(c.gc.Fd(), batch)
+	}
 	if len(batch) > 0 {
 		c.writing = true
 		if err := c.gc.AsyncWritev(batch, c.wrote); err != nil {
@@ -520,6 +531,39 @@ func (c *connection) completeLocked(seq uint64, frame []byte) int64 {
 	}
 	return freedBytes
 }
+
+// writeDirect writes bufs to the socket fd with one non-blocking sendmsg (more only when the
+// kernel's limit of buffers per call is reached) and returns what the socket did not take,
+// which the caller hands to the event loop: a full socket, an error (the loop's write meets
+// it again and closes the connection). The caller holds c.mu with the connection open and
+// nothing of it unsent elsewhere: gnet calls onClose, which takes c.mu, before it closes the
+// descriptor, so fd is this connection's. MSG_NOSIGNAL: a client gone is an error, not a
+// signal.
+func writeDirect(fd int, bufs [][]byte) [][]byte {
+	for len(bufs) > 0 {
+		n, err := unix.SendmsgBuffers(fd, bufs[:min(len(bufs), maxIovecs)], nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			return bufs
+		}
+		for n > 0 && n >= len(bufs[0]) {
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+		if n > 0 {
+			rest := make([][]byte, len(bufs))
+			copy(rest, bufs)
+			rest[0] = rest[0][n:]
+			return rest // the socket is full
+		}
+	}
+	return nil
+}
+
+// maxIovecs is the kernel's limit of buffers per sendmsg (UIO_MAXIOV).
+const maxIovecs = 1024
 
 // wake resumes a connection paused at a bound, which looks again; for the broker-wide memory,
 // whose releases come from other connections. Callable from any goroutine.
@@ -540,6 +584,9 @@ func (c *connection) wrote(gc gnet.Conn, err error) error {
 		c.out = nil
 		if len(out) == 0 || c.closed || err != nil {
 			c.writing = false
+			// On the loop: gnet's outbound buffer is ours to read. A failed write closes the
+			// connection; write nothing more straight to it meanwhile.
+			c.loopOwns = err != nil || gc.OutboundBuffered() > 0
 			c.mu.Unlock()
 			return nil
 		}

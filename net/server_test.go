@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -34,6 +35,7 @@ type testBroker struct {
 	held     []func()
 	gate     chan struct{}
 	gateSeen atomic.Int32
+	bigSeen  atomic.Int32
 }
 
 func newTestBroker() *testBroker {
@@ -80,6 +82,14 @@ func (b *testBroker) metadata(_ *Context, req kmsg.Request, respond func(kmsg.Re
 			held[i]()
 		}
 		send()
+	case "big":
+		// A large answer: bigTopics topics, each named by its index.
+		resp.Topics = make([]kmsg.MetadataResponseTopic, bigTopics)
+		for i := range resp.Topics {
+			resp.Topics[i].Topic = kmsg.StringPtr(fmt.Sprintf("big-%08d", i))
+		}
+		send()
+		b.bigSeen.Add(1)
 	case "gate":
 		b.gateSeen.Add(1)
 		go func() { <-b.gate; send() }()
@@ -237,6 +247,52 @@ func TestPipelinedResponsesLeaveInRequestOrder(t *testing.T) {
 			t.Fatalf("response %d = %+v", corr, resp.Topics)
 		}
 	}
+}
+
+// bigTopics makes a "big" metadata answer about 64 KiB.
+const bigTopics = 2000
+
+// TestResponsesToASlowReaderStayInOrder: answers are written straight to the socket while it
+// takes them; once it is full, the rest and every later answer go through the event loop,
+// behind what it holds. A client that reads nothing until every request was answered (about
+// 25 MiB, more than the socket buffers) then gets every answer whole and in order.
+func TestResponsesToASlowReaderStayInOrder(t *testing.T) {
+	b := newTestBroker()
+	s := startServer(t, b.reg, 0)
+	c := dial(t, s)
+	_ = c.conn.SetDeadline(time.Now().Add(60 * time.Second))
+
+	const n = 400
+	var batch []byte
+	for i := 0; i < n; i++ {
+		v := int16(9)
+		if i%3 == 0 {
+			v = 4 // answers of both header kinds
+		}
+		batch = append(batch, c.frame(metadataReq("big"), v)...)
+	}
+	c.write(batch)
+	deadline := time.Now().Add(30 * time.Second)
+	for b.bigSeen.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d requests answered while the client reads nothing", b.bigSeen.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := 0; i < n; i++ {
+		v := int16(9)
+		if i%3 == 0 {
+			v = 4
+		}
+		resp := kmsg.NewPtrMetadataResponse()
+		if corr := c.read(resp, v); corr != int32(i+1) {
+			t.Fatalf("response %d has correlation id %d", i+1, corr)
+		}
+		if len(resp.Topics) != bigTopics || *resp.Topics[bigTopics-1].Topic != fmt.Sprintf("big-%08d", bigTopics-1) {
+			t.Fatalf("response %d: %d topics", i+1, len(resp.Topics))
+		}
+	}
+	c.roundTripApiVersions(b.reg)
 }
 
 func TestInFlightBoundPausesReading(t *testing.T) {
