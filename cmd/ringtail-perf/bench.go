@@ -24,7 +24,7 @@ func runBench(ctx context.Context, args []string) error {
 	dur := fs.String("duration", envOr("BENCH_DURATION", "10s"), "measured duration per run (env BENCH_DURATION; a bare number is seconds)")
 	warm := fs.Duration("warmup", 2*time.Second, "warm-up per run")
 	rate := fs.Float64("rate", 20000, "open-loop offered rate, msg/s")
-	brokers := fs.String("brokers", "ringtail,ringtail-cluster,kfake-mem,kfake-sync", "brokers to run, in order")
+	brokers := fs.String("brokers", "ringtail,ringtail-cluster,kfake-mem,kfake-sync", "brokers to run, in order (also ringtail-none: --durability none, for issue 14's figures)")
 	clusterWorkloads := fs.String("cluster-workloads", "seed", "the workloads ringtail-cluster runs (it skips the others)")
 	clusterWarm := fs.Duration("cluster-warmup", 5*time.Second, "warm-up of the ringtail-cluster runs (after every partition's ISR is complete)")
 	profile := fs.Bool("profile-cluster", false, "take a CPU profile of the ringtail-cluster node leading the most partitions over each measured window (<out>/<stamp>-<workload>-ringtail-cluster-node<N>.pprof)")
@@ -42,6 +42,8 @@ func runBench(ctx context.Context, args []string) error {
 	all := map[string]perf.BrokerSpec{
 		"ringtail": {Label: "ringtail", Args: []string{*ringtail, "serve", "--listen", "{addr}", "--data-dir", "{dir}"},
 			Durability: "Ringtail default durability (fsync before ack)"},
+		"ringtail-none": {Label: "ringtail-none", Args: []string{*ringtail, "serve", "--listen", "{addr}", "--data-dir", "{dir}", "--durability", "none"},
+			Durability: "Ringtail with --durability none (acks after the segment write; the WAL is written behind the ack, no sync waited for)"},
 		"kfake-mem": {Label: "kfake-mem", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6"},
 			Durability: "kfake in memory, no durability"},
 		"kfake-sync": {Label: "kfake-sync", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6", "--persist-dir", "{dir}", "--sync-writes"},
@@ -77,7 +79,7 @@ func runBench(ctx context.Context, args []string) error {
 	for _, b := range strings.Split(*brokers, ",") {
 		s, ok := all[b]
 		if !ok {
-			return fmt.Errorf("unknown broker %q (ringtail, ringtail-cluster, kfake-mem, kfake-sync; ringtail-base with --ringtail-base)", b)
+			return fmt.Errorf("unknown broker %q (ringtail, ringtail-none, ringtail-cluster, kfake-mem, kfake-sync; ringtail-base with --ringtail-base)", b)
 		}
 		bc.Brokers = append(bc.Brokers, s)
 	}
