@@ -394,6 +394,7 @@ func (b *Broker) ensureOffsetsTopic() {
 func (b *Broker) ensureInternalTopic(name string, partitions int32, configs map[string]string) {
 	st := b.meta.State()
 	if _, ok := st.Topic(name); ok {
+		b.recordCompactPolicy(name)
 		return
 	}
 	rf := min(3, len(b.cl.cfg.Peers))

@@ -115,6 +115,9 @@ func (b *Broker) startGroups() error {
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", OffsetsTopic, err)
 	}
+	if !created {
+		b.recordCompactPolicy(OffsetsTopic)
+	}
 	if !created && t.Partitions != want {
 		// Moving groups between partitions would strand their records in the old ones.
 		b.log.Info(OffsetsTopic+" keeps the partition count it was created with: the count of an existing topic never changes by config",

@@ -145,3 +145,47 @@ func TestLegacyOffsetsDirectory(t *testing.T) {
 		t.Fatalf("a deleted group after the cleaning and a restart: offset %d %v", off, kerr.ErrorForCode(code))
 	}
 }
+
+// TestOlderInternalTopicsRecordCompactPolicy: internal topics created by a version that stored
+// no cleanup.policy (it compacted them on its own) get cleanup.policy=compact stored when the
+// node starts (__consumer_offsets) and when its transaction coordinators start
+// (__transaction_state), so DescribeConfigs says what the cleaner does.
+func TestOlderInternalTopicsRecordCompactPolicy(t *testing.T) {
+	dir := t.TempDir()
+	b := openDurableGroupsNode(t, dir)
+	if _, err := b.ensureTxnHost(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{OffsetsTopic, TxnTopic} {
+		// What an older version stored: no policy.
+		if err := b.AlterTopicConfigs(name, false, func(o map[string]string) (map[string]string, error) {
+			next := map[string]string{}
+			for k, v := range o {
+				if k != "cleanup.policy" {
+					next[k] = v
+				}
+			}
+			return next, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if top, _ := b.meta.Topic(name); top.Effective("cleanup.policy") != "delete" {
+			t.Fatalf("%s: the older layout was not set up: %v", name, top.Configs)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = openDurableGroupsNode(t, dir)
+	defer b.Close()
+	if top, _ := b.meta.Topic(OffsetsTopic); top.Effective("cleanup.policy") != "compact" {
+		t.Fatalf("%s after a restart: cleanup.policy %q", OffsetsTopic, top.Effective("cleanup.policy"))
+	}
+	if _, err := b.ensureTxnHost(); err != nil {
+		t.Fatal(err)
+	}
+	if top, _ := b.meta.Topic(TxnTopic); top.Effective("cleanup.policy") != "compact" {
+		t.Fatalf("%s once its coordinators started: cleanup.policy %q", TxnTopic, top.Effective("cleanup.policy"))
+	}
+}

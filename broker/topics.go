@@ -198,6 +198,31 @@ func (b *Broker) TopicOrCreate(name string, allowAuto bool) (Topic, error) {
 	return t, err
 }
 
+// recordCompactPolicy stores cleanup.policy=compact for internal topic name when its configs
+// say otherwise: topics created by versions that compacted them on their own carry no policy,
+// so DescribeConfigs reported Kafka's default, delete, for a topic the cleaner compacts
+// (partitionConfig compacts the internal topics whatever is stored). Run where the metadata
+// may be changed: on one node at start, in a cluster by the controller.
+func (b *Broker) recordCompactPolicy(name string) {
+	t, ok := b.meta.Topic(name)
+	if !ok || t.Configs["cleanup.policy"] == "compact" {
+		return
+	}
+	err := b.AlterTopicConfigs(name, false, func(o map[string]string) (map[string]string, error) {
+		next := make(map[string]string, len(o)+1)
+		for k, v := range o {
+			next[k] = v
+		}
+		next["cleanup.policy"] = "compact"
+		return next, nil
+	})
+	if err != nil {
+		b.log.Warn("recording cleanup.policy=compact for an internal topic created by an older version", "topic", name, "err", err)
+		return
+	}
+	b.log.Info("recorded cleanup.policy=compact for an internal topic created by an older version (it was compacted already)", "topic", name)
+}
+
 // AlterTopicConfigs applies change to the config overrides of topic name in the metadata store
 // and then to its open partitions, under topicMu so a concurrent create or delete cannot
 // interleave. With validateOnly nothing changes.

@@ -70,7 +70,9 @@ func (b *Broker) ensureTxnHost() (*txnHost, error) {
 		return h, nil
 	}
 	t, ok := b.meta.Topic(TxnTopic)
-	if !ok {
+	if ok {
+		b.recordCompactPolicy(TxnTopic)
+	} else {
 		var err error
 		if t, err = b.createTopic(TxnTopic, b.txnTopicPartitions(), txnTopicConfigs, false); err != nil && !errors.Is(err, ErrTopicExists) {
 			return nil, fmt.Errorf("%w: creating %s: %v", ErrCoordinatorNotAvailable, TxnTopic, err)
