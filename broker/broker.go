@@ -104,6 +104,10 @@ type Broker struct {
 	// topicMu serialises topic creation, deletion and changes, so the metadata store and the
 	// engine never disagree about which partitions exist or how they are configured.
 	topicMu sync.Mutex
+
+	// policyWarned: internal topics whose cleanup.policy could not be recorded, logged once
+	// (recordCompactPolicy).
+	policyWarned sync.Map
 }
 
 // Open opens the node's parts in order: the metadata store, the partition logs it lists

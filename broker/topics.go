@@ -217,7 +217,10 @@ func (b *Broker) recordCompactPolicy(name string) {
 		return next, nil
 	})
 	if err != nil {
-		b.log.Warn("recording cleanup.policy=compact for an internal topic created by an older version", "topic", name, "err", err)
+		// The controller's loop tries again every round: say it once per topic.
+		if _, said := b.policyWarned.LoadOrStore(name, true); !said {
+			b.log.Warn("recording cleanup.policy=compact for an internal topic created by an older version failed; trying again", "topic", name, "err", err)
+		}
 		return
 	}
 	b.log.Info("recorded cleanup.policy=compact for an internal topic created by an older version (it was compacted already)", "topic", name)
