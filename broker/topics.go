@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/ringtail/ringtail/engine"
 	"github.com/ringtail/ringtail/meta"
@@ -209,9 +210,9 @@ func (b *Broker) recordCompactPolicy(name string) {
 		return
 	}
 	err := b.AlterTopicConfigs(name, false, func(o map[string]string) (map[string]string, error) {
-		next := make(map[string]string, len(o)+1)
-		for k, v := range o {
-			next[k] = v
+		next := maps.Clone(o)
+		if next == nil {
+			next = map[string]string{}
 		}
 		next["cleanup.policy"] = "compact"
 		return next, nil

@@ -553,10 +553,8 @@ func writeDirect(fd int, bufs [][]byte) [][]byte {
 			bufs = bufs[1:]
 		}
 		if n > 0 {
-			rest := make([][]byte, len(bufs))
-			copy(rest, bufs)
-			rest[0] = rest[0][n:]
-			return rest // the socket is full
+			bufs[0] = bufs[0][n:] // the caller's own slice of the frames: reslicing is safe
+			return bufs           // the socket is full
 		}
 	}
 	return nil
