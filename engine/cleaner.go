@@ -216,16 +216,6 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 			p.eng.log.Warn("engine: log cleaner: with durability none only what recovery found at the start is compacted (the durable end runs ahead of the wal, so a checkpoint cannot tell what replay would rewrite)")
 		})
 	}
-	cuts := p.cleaner.cuts
-	in := cleanInput{firstDirty: p.cleaner.firstDirty, limit: p.cleanableLimitLocked(), nowMs: nowMs, cfg: cfg}
-	var segs []*segment
-	for _, s := range p.segments[:len(p.segments)-1] {
-		if !s.indexed || s == p.hwMark.seg || s == p.durableMark.seg {
-			break
-		}
-		segs = append(segs, s)
-		in.segs = append(in.segs, cleanSeg{base: s.base, end: s.end, bytes: s.size, firstTs: s.firstTs, maxTs: s.maxTs})
-	}
 	// A sealed segment below the high watermark waits for a checkpoint to index it or to put it
 	// below ckptSafe: ask for one rather than wait for the WAL to grow by a checkpoint interval
 	// (a follower's high watermark often passes a segment's end only after the checkpoint that
@@ -236,7 +226,29 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 			break
 		}
 	}
-	pl := planCleaning(in)
+	cuts := p.cleaner.cuts
+	segs, pl := p.planLocked(cfg, nowMs)
+	if pl.needHorizons {
+		// Segments recovery loaded from their index files: their headers are read once, here,
+		// and the horizons kept with the segments (see learnHorizons); then plan again.
+		var unknown []*segment
+		for _, s := range segs[:pl.to] {
+			if !s.horizonKnown {
+				unknown = append(unknown, s)
+			}
+		}
+		p.cleaner.running = true
+		p.mu.Unlock()
+		err := p.learnHorizons(unknown, cuts)
+		p.mu.Lock()
+		p.cleaner.running = false
+		if err != nil || p.closed || p.closing {
+			p.mu.Unlock()
+			return pl.ratio, err
+		}
+		cuts = p.cleaner.cuts
+		segs, pl = p.planLocked(cfg, nowMs)
+	}
 	if !pl.clean {
 		p.mu.Unlock()
 		return pl.ratio, nil
@@ -298,7 +310,7 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 			return pl.ratio, errCleanAborted
 		default:
 		}
-		changed, err := p.cleanSegment(s, &rules, th, &st)
+		changed, err := p.cleanSegment(s, &rules, th, &st, cuts)
 		if err != nil {
 			return pl.ratio, fmt.Errorf("cleaning %s: %w", s.path, err)
 		}
@@ -319,9 +331,77 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 	return pl.ratio, nil
 }
 
+// planLocked plans a pass over p at nowMs: the sealed, indexed segments below the high
+// watermark and the durable end, and the plan over them. p.mu held.
+func (p *Partition) planLocked(cfg Compaction, nowMs int64) ([]*segment, cleanPlan) {
+	in := cleanInput{firstDirty: p.cleaner.firstDirty, limit: p.cleanableLimitLocked(), nowMs: nowMs, cfg: cfg}
+	var segs []*segment
+	for _, s := range p.segments[:len(p.segments)-1] {
+		if !s.indexed || s == p.hwMark.seg || s == p.durableMark.seg {
+			break
+		}
+		segs = append(segs, s)
+		in.segs = append(in.segs, cleanSeg{base: s.base, end: s.end, bytes: s.size, firstTs: s.firstTs, maxTs: s.maxTs,
+			horizon: s.deleteHorizon, horizonKnown: s.horizonKnown})
+	}
+	return segs, planCleaning(in)
+}
+
+// learnHorizons reads the batch headers of sealed segments whose delete horizon is not known
+// (recovery loaded them from their index files) and keeps each one's horizon with it, unless
+// the log was cut meanwhile (cuts changed). p.mu not held; the pass's running flag set.
+//
+// Why read headers once per segment after a restart rather than keep the horizon on disk or
+// accept a first pass: the horizon is known of every segment whose headers this process saw
+// (appends, recovery's scans, the cleaner's rewrites), but the index files recovery trusts
+// instead have no place for it, and another file would be one more thing to keep in step with
+// the segments through crashes, truncations and swaps. Without it a partition that receives no
+// more writes would keep its tombstones past their horizon until its next write. A pass over the
+// clean section after every restart would read and decode every record of every compacted
+// partition; the header scan reads the headers only (for small batches that is still the whole
+// file, in 16 KiB reads, but no decompression and no writes), once per segment and process,
+// only when no pass is due by dirt (a pass learns the horizons of what it rewrites), and only
+// for the segments below the cleanable limit. It is not throttled: it is bounded by the size of
+// the clean section and does not come back.
+func (p *Partition) learnHorizons(segs []*segment, cuts uint64) error {
+	for _, s := range segs {
+		p.mu.Lock()
+		size, live := s.size, p.segmentPos(s) >= 0
+		p.mu.Unlock()
+		if !live {
+			continue
+		}
+		horizon := int64(noHorizon)
+		hr := newHeaderReader(s.file)
+		var err error
+		for pos := int64(0); pos < size; {
+			var h batch.Header
+			if h, err = hr.header(pos, size); err != nil {
+				break
+			}
+			if hz, ok := pendingHorizon(h); ok {
+				horizon = min(horizon, hz)
+			}
+			pos += int64(h.Size())
+		}
+		p.mu.Lock()
+		i := p.segmentPos(s)
+		valid := i >= 0 && i < len(p.segments)-1 && s.size == size && p.cleaner.cuts == cuts && !p.closed
+		if valid && err == nil {
+			s.deleteHorizon, s.horizonKnown = horizon, true
+		}
+		p.mu.Unlock()
+		if valid && err != nil {
+			return fmt.Errorf("reading the delete horizons of %s: %w", s.path, err)
+		}
+	}
+	return nil
+}
+
 // cleanSegment rewrites s by r into <base>.log.cleaned and swaps it in; it reports whether
-// anything changed.
-func (p *Partition) cleanSegment(s *segment, r *cleanRules, th *throttle, st *cleanStats) (bool, error) {
+// anything changed. Either way it keeps the delete horizon of what it wrote with the segment
+// (unless the log was cut since the pass was planned, when cuts changed).
+func (p *Partition) cleanSegment(s *segment, r *cleanRules, th *throttle, st *cleanStats, cuts uint64) (bool, error) {
 	fsys := p.eng.fs
 	tmp := s.path + cleanedSuffix
 	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
@@ -329,7 +409,7 @@ func (p *Partition) cleanSegment(s *segment, r *cleanRules, th *throttle, st *cl
 		return false, err
 	}
 	w := &cleanedWriter{f: f, th: th, ctr: &p.eng.cleaner}
-	c := segCleaner{r: r, st: st, emit: w.write}
+	c := segCleaner{r: r, st: st, horizon: noHorizon, emit: w.write}
 	err = eachSegmentBatch(s, th, &p.eng.cleaner, c.add)
 	if err == nil {
 		err = c.finish()
@@ -346,6 +426,14 @@ func (p *Partition) cleanSegment(s *segment, r *cleanRules, th *throttle, st *cl
 	if err != nil || !c.changed {
 		if rerr := fsys.Remove(tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			p.eng.log.Warn("engine: removing a cleaned segment file (recovery removes it)", "file", tmp, "err", rerr)
+		}
+		if err == nil {
+			// Unchanged: what it holds is what the pass wrote.
+			p.mu.Lock()
+			if i := p.segmentPos(s); i >= 0 && i < len(p.segments)-1 && p.cleaner.cuts == cuts {
+				s.deleteHorizon, s.horizonKnown = c.horizon, true
+			}
+			p.mu.Unlock()
 		}
 		return false, err
 	}

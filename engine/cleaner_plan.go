@@ -36,6 +36,15 @@ import (
 // bytes in place, which would undo a cleaning or mix old and new bytes). min.compaction.lag.ms
 // keeps segments with younger records out too; max.compaction.lag.ms forces a pass whatever the
 // dirty ratio once the oldest dirty record is that old.
+//
+// Tombstones: the pass that first keeps a tombstone stamps its batch with a delete horizon (now
+// plus delete.retention.ms, KIP-534), and a pass after the horizon removes it. A partition that
+// receives no more writes has nothing dirty, so the dirty ratio would never bring that pass:
+// as Kafka's cleaner manager picks a log whose delete horizon has passed when none is filthy
+// enough, planCleaning plans a pass when a cleanable segment holds a batch with tombstones whose
+// horizon has passed (cleanSeg.horizon). With nothing dirty its key map is empty: it only drops
+// those tombstones (and clears the horizon of the batches left without one, see cleanBatch), so
+// afterwards no cleanable segment has a passed horizon and the next plan has nothing to do.
 
 // Compaction is the compaction policy of one partition. The zero value compacts nothing.
 type Compaction struct {
@@ -55,6 +64,22 @@ type cleanSeg struct {
 	bytes     int64
 	firstTs   int64 // the first batch's max timestamp, -1 when unknown or empty
 	maxTs     int64 // the largest batch max timestamp, -1 when unknown or empty
+	// horizon: the earliest delete horizon of a batch in it that holds tombstones
+	// (pendingHorizon), noHorizon when none; meaningful only when horizonKnown.
+	horizon      int64
+	horizonKnown bool
+}
+
+// noHorizon is the horizon of a segment without tombstones waiting for one.
+const noHorizon = math.MaxInt64
+
+// pendingHorizon is the delete horizon of the stored batch h when a later pass has tombstones
+// to remove from it once the horizon has passed. A cleaner stamps a horizon only on a batch
+// whose tombstones it keeps and clears it when they are gone (cleanBatch); a control batch is
+// never cleaned of anything (its marker stays) and an empty batch holds nothing, whatever their
+// flags say.
+func pendingHorizon(h batch.Header) (int64, bool) {
+	return h.FirstTimestamp, h.HasDeleteHorizon() && !h.IsControl() && h.NumRecords > 0
 }
 
 // cleanInput is one partition's state as a pass sees it.
@@ -70,12 +95,16 @@ type cleanInput struct {
 type cleanPlan struct {
 	clean      bool
 	forced     bool // by max.compaction.lag.ms
+	expired    bool // by a delete horizon that has passed (neither the dirty ratio nor the lag)
 	dirty, to  int  // segment indexes: the dirty section is [dirty, to), everything rewritten [0, to)
 	cleanBytes int64
 	dirtyBytes int64
 	ratio      float64 // dirty/(clean+dirty) over [0, to); 0 when nothing is cleanable
-	nextDirty  int64   // the cleaner checkpoint after the pass: the end of segs[to-1]
+	nextDirty  int64   // the cleaner checkpoint after the pass: the end of segs[to-1], never below firstDirty
 	why        string  // why not, or why: for the log line
+	// needHorizons: no pass is due by dirt and a segment of segs[0:to] has no known horizon;
+	// the caller learns it (reading the segment's batch headers) and plans again.
+	needHorizons bool
 }
 
 // planCleaning decides whether and what to clean.
@@ -109,22 +138,44 @@ func planCleaning(in cleanInput) cleanPlan {
 	pl.dirty, pl.to = dirty, to
 	if dirty == to || pl.dirtyBytes == 0 {
 		pl.why = "nothing dirty below the cleanable limit"
-		return pl
-	}
-	pl.ratio = float64(pl.dirtyBytes) / float64(pl.cleanBytes+pl.dirtyBytes)
-	pl.nextDirty = in.segs[to-1].end
-	if lag := in.cfg.MaxLagMs; lag > 0 && lag < math.MaxInt64 {
-		if ts := in.segs[dirty].firstTs; ts >= 0 && ts < in.nowMs-lag {
-			pl.forced = true
+	} else {
+		pl.ratio = float64(pl.dirtyBytes) / float64(pl.cleanBytes+pl.dirtyBytes)
+		if lag := in.cfg.MaxLagMs; lag > 0 && lag < math.MaxInt64 {
+			if ts := in.segs[dirty].firstTs; ts >= 0 && ts < in.nowMs-lag {
+				pl.forced = true
+			}
+		}
+		switch {
+		case pl.forced:
+			pl.clean, pl.why = true, fmt.Sprintf("max.compaction.lag.ms %d passed", in.cfg.MaxLagMs)
+		case pl.ratio >= in.cfg.MinDirtyRatio:
+			pl.clean, pl.why = true, fmt.Sprintf("dirty ratio %.3f >= %.3f", pl.ratio, in.cfg.MinDirtyRatio)
+		default:
+			pl.why = fmt.Sprintf("dirty ratio %.3f below %.3f", pl.ratio, in.cfg.MinDirtyRatio)
 		}
 	}
-	switch {
-	case pl.forced:
-		pl.clean, pl.why = true, fmt.Sprintf("max.compaction.lag.ms %d passed", in.cfg.MaxLagMs)
-	case pl.ratio >= in.cfg.MinDirtyRatio:
-		pl.clean, pl.why = true, fmt.Sprintf("dirty ratio %.3f >= %.3f", pl.ratio, in.cfg.MinDirtyRatio)
-	default:
-		pl.why = fmt.Sprintf("dirty ratio %.3f below %.3f", pl.ratio, in.cfg.MinDirtyRatio)
+	if !pl.clean && to > 0 {
+		// Tombstones past their delete horizon (see the top of this file). The pass covers
+		// the dirty section below the limit too, if any, as Kafka's does: it rewrites the
+		// clean section anyway, and the checkpoint moves past the dirty one.
+		horizon := int64(noHorizon)
+		for _, s := range in.segs[:to] {
+			if !s.horizonKnown {
+				pl.needHorizons = true
+				pl.why += "; delete horizons not known yet"
+				return pl
+			}
+			horizon = min(horizon, s.horizon)
+		}
+		if horizon <= in.nowMs {
+			pl.clean, pl.expired = true, true
+			pl.why = fmt.Sprintf("delete horizon %d passed (%s)", horizon, pl.why)
+		}
+	}
+	if pl.clean {
+		// With nothing dirty the pass ends where the clean section already did, or below it
+		// (the limit): the checkpoint never moves back.
+		pl.nextDirty = max(in.firstDirty, in.segs[to-1].end)
 	}
 	return pl
 }
@@ -237,7 +288,7 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 		recs = nil
 	}
 	horizonDue := h.HasDeleteHorizon() && r.nowMs >= h.FirstTimestamp
-	needHorizon := false
+	needHorizon, keptTombstone := false, false
 	for _, rec := range recs {
 		off := h.BaseOffset + int64(rec.OffsetDelta)
 		switch latest, ok := r.keys[string(rec.Key)]; {
@@ -254,24 +305,33 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 		case rec.Value == nil && !h.HasDeleteHorizon():
 			needHorizon = true
 		}
+		keptTombstone = keptTombstone || rec.Value == nil
 		kept = append(kept, rec)
 	}
+	// A batch keeps its horizon only while it holds a tombstone: the planner takes a batch
+	// with one for a batch with tombstones to remove (pendingHorizon), so one left flagged
+	// past its horizon would bring a pass at every plan. An emptied batch keeps its header.
+	clearHorizon := h.HasDeleteHorizon() && !keptTombstone && len(kept) > 0
 	st.recordsOut += len(kept)
 	if len(kept) == 0 {
 		if last, ok := r.producerLast[h.ProducerID]; !ok || h.ProducerID < 0 || last != h.BaseOffset {
 			return nil, nil
 		}
 	}
-	if len(kept) == int(h.NumRecords) && !needHorizon {
+	if len(kept) == int(h.NumRecords) && !needHorizon && !clearHorizon {
 		st.batchesOut++
 		st.bytesOut += int64(len(b))
 		return b, nil
 	}
 	nh := h
-	if needHorizon {
-		// Record timestamps are FirstTimestamp + delta: shift the deltas so they stay.
+	switch {
+	case needHorizon:
 		nh.SetDeleteHorizon(r.nowMs + r.deleteRetentionMs)
-		shift := h.FirstTimestamp - nh.FirstTimestamp
+	case clearHorizon:
+		nh.ClearDeleteHorizon(h.FirstTimestamp + kept[0].TimestampDelta) // the first record's time
+	}
+	if shift := h.FirstTimestamp - nh.FirstTimestamp; shift != 0 {
+		// Record timestamps are FirstTimestamp + delta: shift the deltas so they stay.
 		for i := range kept {
 			kept[i].TimestampDelta += shift
 		}
@@ -300,6 +360,7 @@ type segCleaner struct {
 	emit    func(b []byte) error // b is only valid during the call
 	changed bool                 // the output differs from the input
 	run     emptyRun             // removed batches not emitted yet
+	horizon int64                // the emitted batches' earliest pendingHorizon; starts at noHorizon
 }
 
 // emptyRun is a run of removed batches that becomes one empty batch.
@@ -339,6 +400,12 @@ func (c *segCleaner) add(b []byte) error {
 	}
 	if len(nb) != len(b) || &nb[0] != &b[0] && !bytes.Equal(nb, b) {
 		c.changed = true
+		if h, err = batch.ParseHeader(nb); err != nil {
+			return err
+		}
+	}
+	if hz, ok := pendingHorizon(h); ok {
+		c.horizon = min(c.horizon, hz)
 	}
 	return c.emit(nb)
 }
@@ -369,7 +436,7 @@ func (c *segCleaner) finish() error {
 // (src itself when nothing changed).
 func (r *cleanRules) cleanSegmentBytes(src []byte, st *cleanStats) ([]byte, error) {
 	out := make([]byte, 0, len(src)/2)
-	c := segCleaner{r: r, st: st, emit: func(b []byte) error { out = append(out, b...); return nil }}
+	c := segCleaner{r: r, st: st, horizon: noHorizon, emit: func(b []byte) error { out = append(out, b...); return nil }}
 	for pos := 0; pos < len(src); {
 		h, err := batch.ParseHeader(src[pos:])
 		if err != nil {

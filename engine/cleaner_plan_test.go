@@ -3,8 +3,11 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ringtail/ringtail/engine/batch"
@@ -12,7 +15,7 @@ import (
 
 func TestPlanCleaning(t *testing.T) {
 	seg := func(base, end, bytes, firstTs, maxTs int64) cleanSeg {
-		return cleanSeg{base: base, end: end, bytes: bytes, firstTs: firstTs, maxTs: maxTs}
+		return cleanSeg{base: base, end: end, bytes: bytes, firstTs: firstTs, maxTs: maxTs, horizon: noHorizon, horizonKnown: true}
 	}
 	// Three sealed segments of 100 bytes; the first cleaned before (firstDirty 10).
 	segs := []cleanSeg{seg(0, 10, 100, 1000, 1100), seg(10, 20, 100, 2000, 2100), seg(20, 30, 100, 3000, 3100)}
@@ -63,6 +66,158 @@ func TestPlanCleaning(t *testing.T) {
 	}
 }
 
+// TestPlanCleaningDeleteHorizon: with nothing dirty (or too little), a pass is planned once a
+// cleanable segment holds tombstones past their delete horizon, and only then; it never moves
+// the cleaner checkpoint back; a segment whose horizon is not known asks for it.
+func TestPlanCleaningDeleteHorizon(t *testing.T) {
+	seg := func(base, end, horizon int64) cleanSeg {
+		return cleanSeg{base: base, end: end, bytes: 100, firstTs: base * 100, maxTs: base*100 + 50, horizon: horizon, horizonKnown: true}
+	}
+	// Three clean segments; the second holds tombstones due at 4000, the third at 3000.
+	segs := []cleanSeg{seg(0, 10, noHorizon), seg(10, 20, 4000), seg(20, 30, 3000)}
+	unknown := slices.Clone(segs)
+	unknown[0].horizonKnown = false
+	cfg := DefaultCompaction
+	cases := []struct {
+		name         string
+		in           cleanInput
+		clean        bool
+		needHorizons bool
+		dirty, to    int
+		nextDirty    int64
+	}{
+		{name: "before the horizon", in: cleanInput{segs: segs, firstDirty: 30, limit: 30, nowMs: 2999, cfg: cfg}, dirty: 3, to: 3},
+		{name: "at the horizon", in: cleanInput{segs: segs, firstDirty: 30, limit: 30, nowMs: 3000, cfg: cfg},
+			clean: true, dirty: 3, to: 3, nextDirty: 30},
+		{name: "the passed horizon above the limit", in: cleanInput{segs: segs, firstDirty: 30, limit: 25, nowMs: 3500, cfg: cfg},
+			dirty: 2, to: 2},
+		{name: "below the limit, the checkpoint stays", in: cleanInput{segs: segs, firstDirty: 30, limit: 25, nowMs: 4000, cfg: cfg},
+			clean: true, dirty: 2, to: 2, nextDirty: 30},
+		{name: "min lag keeps it out", in: cleanInput{segs: segs, firstDirty: 30, limit: 30, nowMs: 3000,
+			cfg: Compaction{Enabled: true, MinDirtyRatio: 0.5, DeleteRetentionMs: 1000, MinLagMs: 1000}}, dirty: 2, to: 2},
+		{name: "dirty ratio too low, the horizon brings the pass", in: cleanInput{segs: segs, firstDirty: 20, limit: 30, nowMs: 4000, cfg: cfg},
+			clean: true, dirty: 2, to: 3, nextDirty: 30},
+		{name: "tombstones gone", in: cleanInput{segs: []cleanSeg{seg(0, 10, noHorizon), seg(10, 20, noHorizon), seg(20, 30, noHorizon)},
+			firstDirty: 30, limit: 30, nowMs: 1 << 50, cfg: cfg}, dirty: 3, to: 3},
+		{name: "a horizon not known", in: cleanInput{segs: unknown, firstDirty: 30, limit: 30, nowMs: 2000, cfg: cfg},
+			needHorizons: true, dirty: 3, to: 3},
+		{name: "not asked when dirt brings a pass", in: cleanInput{segs: unknown, firstDirty: 10, limit: 30, nowMs: 2000, cfg: cfg},
+			clean: true, dirty: 1, to: 3, nextDirty: 30},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			pl := planCleaning(c.in)
+			if pl.clean != c.clean || pl.needHorizons != c.needHorizons || pl.dirty != c.dirty || pl.to != c.to ||
+				(pl.clean && pl.nextDirty != c.nextDirty) {
+				t.Fatalf("plan %+v, want clean %v needHorizons %v dirty %d to %d nextDirty %d",
+					pl, c.clean, c.needHorizons, c.dirty, c.to, c.nextDirty)
+			}
+			if pl.expired != (c.clean && c.name != "not asked when dirt brings a pass") {
+				t.Fatalf("plan %+v: expired %v", pl, pl.expired)
+			}
+			if pl.expired && !strings.Contains(pl.why, "delete horizon") {
+				t.Fatalf("plan %+v: the log line says %q", pl, pl.why)
+			}
+			if pl.why == "" {
+				t.Fatal("a plan says why")
+			}
+		})
+	}
+}
+
+// TestCleanerDeleteHorizonWithoutWrites runs the pure cleaner over a log that receives nothing
+// after its first cleaning: the pass that keeps the tombstones stamps their horizon; before it
+// no pass is planned, at it one removes them (a batch that keeps a value loses its horizon
+// flag, its timestamps unchanged), and after that nothing is left to do, however late.
+func TestCleanerDeleteHorizonWithoutWrites(t *testing.T) {
+	const retention = 500
+	cfg := Compaction{Enabled: true, MinDirtyRatio: 0.5, MaxLagMs: math.MaxInt64, DeleteRetentionMs: retention}
+	rec := func(delta int32, key, value string) batch.Record {
+		r := batch.Record{OffsetDelta: delta, TimestampDelta: int64(delta), Key: []byte(key)}
+		if value != "" {
+			r.Value = []byte(value)
+		}
+		return r
+	}
+	b := func(base int64, recs ...batch.Record) []byte {
+		h := batch.Header{BaseOffset: base, FirstTimestamp: 100 + base, MaxTimestamp: 100 + base + int64(len(recs)-1),
+			ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}
+		return batch.Build(h, recs, batch.CodecNone)
+	}
+	l := propLog{bases: []int64{0, 3, 5}, segs: [][]byte{
+		slices.Concat(b(0, rec(0, "k1", "a")), b(1, rec(0, "k2", "b"), rec(1, "k1", ""))), // k1 deleted at 2
+		slices.Concat(b(3, rec(0, "k3", "c")), b(4, rec(0, "k5", ""))),                    // k5 deleted at 4
+		b(5, rec(0, "k4", "d")), // the active segment
+	}}
+	const limit = 5
+	tombstones := func() (n int) {
+		for _, s := range l.segs[:2] {
+			eachBatch(t, s, func(b []byte) {
+				recs, _ := batch.Records(b)
+				for _, r := range recs {
+					if r.Value == nil {
+						n++
+					}
+				}
+			})
+		}
+		return n
+	}
+	horizon := func() int64 {
+		h := int64(noHorizon)
+		for _, s := range l.input(limit, 0, cfg).segs[:2] {
+			h = min(h, s.horizon)
+		}
+		return h
+	}
+
+	if !l.pass(t, limit, 1000, cfg, nil) {
+		t.Fatal("no first pass over a dirty log")
+	}
+	if n, h := tombstones(), horizon(); n != 2 || h != 1000+retention {
+		t.Fatalf("after the first pass: %d tombstones, horizon %d; want 2 at %d", n, h, 1000+retention)
+	}
+	for _, now := range []int64{1001, 1000 + retention - 1} {
+		if pl := planCleaning(l.input(limit, now, cfg)); pl.clean || pl.needHorizons {
+			t.Fatalf("at %d, before the horizon: plan %+v", now, pl)
+		}
+	}
+	pl := planCleaning(l.input(limit, 1000+retention, cfg))
+	if !pl.clean || !pl.expired || pl.dirty != 2 || pl.to != 2 || pl.nextDirty != limit {
+		t.Fatalf("at the horizon: plan %+v", pl)
+	}
+	if !l.pass(t, limit, 1000+retention, cfg, nil) {
+		t.Fatal("no pass at the horizon")
+	}
+	if n, h := tombstones(), horizon(); n != 0 || h != noHorizon {
+		t.Fatalf("after the horizon pass: %d tombstones, horizon %d", n, h)
+	}
+	if l.firstDirty != limit {
+		t.Fatalf("cleaner checkpoint %d, want %d", l.firstDirty, limit)
+	}
+	left := map[string]int64{}
+	for _, s := range l.segs {
+		eachBatch(t, s, func(b []byte) {
+			h, _ := batch.ParseHeader(b)
+			if h.HasDeleteHorizon() && h.NumRecords > 0 {
+				t.Fatalf("batch at %d keeps a delete horizon without tombstones", h.BaseOffset)
+			}
+			recs, _ := batch.Records(b)
+			for _, r := range recs {
+				left[string(r.Key)] = h.FirstTimestamp + r.TimestampDelta
+			}
+		})
+	}
+	if want := map[string]int64{"k2": 101, "k3": 103, "k4": 105}; !maps.Equal(left, want) {
+		t.Fatalf("records left (key: timestamp) %v, want %v", left, want)
+	}
+	for _, now := range []int64{1000 + retention, 1000 + 2*retention, 1 << 50} {
+		if pl := planCleaning(l.input(limit, now, cfg)); pl.clean {
+			t.Fatalf("at %d, the tombstones gone: plan %+v", now, pl)
+		}
+	}
+}
+
 // modelRecord is one record of the model log, by offset.
 type modelRecord struct {
 	key, value []byte
@@ -74,16 +229,20 @@ type propLog struct {
 	bases      []int64  // segment base offsets (file names; never change)
 	segs       [][]byte // segment contents
 	firstDirty int64
+	expired    int // passes planned for a passed delete horizon
 }
 
 func (l *propLog) input(limit, now int64, cfg Compaction) cleanInput {
 	in := cleanInput{firstDirty: l.firstDirty, limit: limit, nowMs: now, cfg: cfg}
 	for i, b := range l.segs {
-		s := cleanSeg{base: l.bases[i], end: l.bases[i], bytes: int64(len(b)), firstTs: -1, maxTs: -1}
+		s := cleanSeg{base: l.bases[i], end: l.bases[i], bytes: int64(len(b)), firstTs: -1, maxTs: -1, horizon: noHorizon, horizonKnown: true}
 		for pos := 0; pos < len(b); {
 			h, _ := batch.ParseHeader(b[pos:])
 			if pos == 0 {
 				s.firstTs = h.MaxTimestamp
+			}
+			if hz, ok := pendingHorizon(h); ok {
+				s.horizon = min(s.horizon, hz)
 			}
 			s.maxTs = max(s.maxTs, h.MaxTimestamp)
 			s.end = h.LastOffset() + 1
@@ -103,6 +262,9 @@ func (l *propLog) pass(t *testing.T, limit, now int64, cfg Compaction, aborted a
 	pl := planCleaning(l.input(limit, now, cfg))
 	if !pl.clean {
 		return false
+	}
+	if pl.expired {
+		l.expired++
 	}
 	keys := keyMap{}
 	for _, s := range l.segs[pl.dirty:pl.to] {
@@ -166,12 +328,18 @@ func eachBatch(t *testing.T, seg []byte, f func(b []byte)) {
 // past the delete horizon, the clean section holds each key at most once, no tombstone and no
 // aborted record, so a read_uncommitted reader gets the model's values too.
 func TestCleanerProperty(t *testing.T) {
-	merged := 0
+	merged, expired := 0, 0
 	for seed := uint64(1); seed <= 60; seed++ {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { merged += cleanerProperty(t, seed) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			m, e := cleanerProperty(t, seed)
+			merged, expired = merged+m, expired+e
+		})
 	}
 	if merged == 0 {
 		t.Fatal("no run of removed batches was merged into one empty batch in any seed")
+	}
+	if expired == 0 {
+		t.Fatal("no pass was planned for a passed delete horizon in any seed")
 	}
 }
 
@@ -182,7 +350,7 @@ type propTxn struct {
 	commit        bool
 }
 
-func cleanerProperty(t *testing.T, seed uint64) (merged int) {
+func cleanerProperty(t *testing.T, seed uint64) (merged, expired int) {
 	rng := rand.New(rand.NewPCG(seed, seed*7919))
 	nKeys := 1 + rng.IntN(12)
 	nBatches := 20 + rng.IntN(200)
@@ -461,5 +629,5 @@ func cleanerProperty(t *testing.T, seed uint64) (merged int) {
 		}
 	}
 	checkModel("read_uncommitted after the final passes", read(false), uncommitted)
-	return merged
+	return merged, l.expired
 }

@@ -792,3 +792,99 @@ func TestFollowerCatchesUpInsideMergedBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestCleanerRemovesTombstonesWithoutWrites: a compacted partition that receives nothing after
+// its first cleaning still loses its tombstones once their delete horizon has passed, with no
+// pass before it and none after them; across restarts, where the horizons of the segments
+// loaded from their index files are read from their headers once, without a pass.
+func TestCleanerRemovesTombstonesWithoutWrites(t *testing.T) {
+	const n, keys, retention = 140, 6, 5000
+	var clock atomic.Int64
+	clock.Store(1000)
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
+		RetentionCheckInterval: -1, CleanerInterval: -1, Now: clock.Load}
+	spec := compactSpec(tpA, retention)
+	open := func() (*Engine, *Partition) {
+		t.Helper()
+		e, err := testOpen(cfg, []PartitionSpec{spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e, e.Partition(tpA)
+	}
+	tombstones := func(p *Partition) (n int) {
+		for _, r := range readRecords(t, p, 0) {
+			if r.Value == nil {
+				n++
+			}
+		}
+		return n
+	}
+	cleanAt := func(e *Engine, now int64, passes uint64) {
+		t.Helper()
+		clock.Store(now)
+		e.Clean()
+		if st := e.CleanerStats(); st.Passes != passes {
+			t.Fatalf("at %d: %d passes since the engine opened, want %d", now, st.Passes, passes)
+		}
+	}
+
+	e, p := open()
+	appendSealed(t, e, p, n, keys)
+	end := p.LogEndOffset()
+	cleanAt(e, 1000, 1) // by the dirty ratio: the tombstones kept get the horizon 1000+retention
+	if tombstones(p) == 0 {
+		t.Fatal("no tombstone left after the first pass: the workload's latest records include some")
+	}
+	cleanAt(e, 1000+retention-1, 1)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A restart before the horizon: the segments come from their index files, horizons unknown.
+	e, p = open()
+	p.mu.Lock()
+	unknown := 0
+	for _, s := range p.segments[:len(p.segments)-1] {
+		if !s.horizonKnown {
+			unknown++
+		}
+	}
+	p.mu.Unlock()
+	if unknown == 0 {
+		t.Fatal("every segment's horizon known after a restart: the test does not cover learning them")
+	}
+	cleanAt(e, 1000+retention-1, 0)
+	if st := e.CleanerStats(); st.BytesRead != 0 || st.BytesWritten != 0 {
+		t.Fatalf("learning the horizons counted as a pass: %+v", st)
+	}
+	before := tombstones(p)
+	if before == 0 {
+		t.Fatal("the tombstones went before their horizon")
+	}
+
+	// The horizon passes, nothing was written: one pass removes them.
+	cleanAt(e, 1000+retention, 1)
+	checkCompacted(t, readRecords(t, p, 0), n, keys, true)
+	if left := tombstones(p); left != 0 || p.LogEndOffset() != end {
+		t.Fatalf("after the horizon pass: %d of %d tombstones left, log end %d (was %d)", left, before, p.LogEndOffset(), end)
+	}
+	// Nothing left to do, however late: no pass, nothing read.
+	read := e.CleanerStats().BytesRead
+	cleanAt(e, 1000+retention, 1)
+	cleanAt(e, 1<<50, 1)
+	if st := e.CleanerStats(); st.BytesRead != read {
+		t.Fatalf("a plan with nothing to do read %d bytes", st.BytesRead-read)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	e, p = open()
+	defer e.Close()
+	cleanAt(e, 1<<50, 0)
+	checkCompacted(t, readRecords(t, p, 0), n, keys, true)
+	k, v := keyedWorkload(n, keys)
+	mustAppend(t, p, keyedBatch(k, v, n))
+}

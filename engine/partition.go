@@ -35,13 +35,16 @@ type segMark struct {
 	nIndex, nTimes     int
 	sinceIndex         int
 	maxTs, maxTsOffset int64
+	deleteHorizon      int64
+	horizonKnown       bool
 	lastPos            int64
 	lastCRC            uint32
 }
 
 func (s *segment) mark() segMark {
 	return segMark{seg: s, size: s.size, end: s.end, nIndex: len(s.index), nTimes: len(s.times),
-		sinceIndex: s.sinceIndex, maxTs: s.maxTs, maxTsOffset: s.maxTsOffset, lastPos: s.lastPos, lastCRC: s.lastCRC}
+		sinceIndex: s.sinceIndex, maxTs: s.maxTs, maxTsOffset: s.maxTsOffset, deleteHorizon: s.deleteHorizon,
+		horizonKnown: s.horizonKnown, lastPos: s.lastPos, lastCRC: s.lastCRC}
 }
 
 func (s *segment) restore(m segMark) {
@@ -53,6 +56,7 @@ func (s *segment) restore(m segMark) {
 	s.keepUnwritten(w)
 	s.index, s.times = s.index[:m.nIndex], s.times[:m.nTimes]
 	s.sinceIndex, s.maxTs, s.maxTsOffset = m.sinceIndex, m.maxTs, m.maxTsOffset
+	s.deleteHorizon, s.horizonKnown = m.deleteHorizon, m.horizonKnown
 	s.lastPos, s.lastCRC = m.lastPos, m.lastCRC
 }
 

@@ -125,7 +125,8 @@ func (p *Partition) resetLocked(offset int64) error {
 			return err
 		}
 	}
-	seg := &segment{base: offset, path: segmentName(p.dir, offset, logSuffix), file: file, end: offset, lastPos: -1, maxTs: -1, maxTsOffset: -1, firstTs: -1}
+	seg := &segment{base: offset, path: segmentName(p.dir, offset, logSuffix), file: file, end: offset, lastPos: -1, maxTs: -1, maxTsOffset: -1, firstTs: -1,
+		deleteHorizon: noHorizon, horizonKnown: true}
 	hw := p.hw.Load()
 	for _, old := range p.segments {
 		switch {

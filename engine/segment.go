@@ -63,6 +63,15 @@ type segment struct {
 	maxTsOffset int64 // last offset of that batch
 	firstTs     int64 // the first batch's max timestamp, -1 when none: segment.ms counts from it
 
+	// deleteHorizon: the earliest delete horizon of a batch here with tombstones a cleaning
+	// removes once it has passed (pendingHorizon), noHorizon when none; what the cleaner's
+	// planner needs when nothing is dirty. Known (horizonKnown) for a segment whose every
+	// header was observed (appended, scanned by recovery, written by the cleaner), not for one
+	// recovery loaded from its index files: the cleaner reads its headers once when it needs
+	// the horizon (learnHorizons).
+	deleteHorizon int64
+	horizonKnown  bool
+
 	indexed bool // .index/.timeindex/.txnindex files written (sealed and durable)
 
 	aborted   []AbortedTxn // aborted transactions whose marker lies here, by marker offset (txn.go)
@@ -136,7 +145,8 @@ func newSegment(fsys vfs.FS, dir string, base int64) (*segment, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &segment{base: base, path: path, file: f, end: base, lastPos: -1, maxTs: -1, maxTsOffset: -1, firstTs: -1}, nil
+	return &segment{base: base, path: path, file: f, end: base, lastPos: -1, maxTs: -1, maxTsOffset: -1, firstTs: -1,
+		deleteHorizon: noHorizon, horizonKnown: true}, nil
 }
 
 // observe records that the batch h was stored at pos.
@@ -156,6 +166,9 @@ func (s *segment) observe(h batch.Header, pos int64, interval int) {
 		s.maxTs = h.MaxTimestamp
 		s.maxTsOffset = h.LastOffset()
 	}
+	if hz, ok := pendingHorizon(h); ok {
+		s.deleteHorizon = min(s.deleteHorizon, hz)
+	}
 	s.size = pos + int64(h.Size())
 	s.end = h.LastOffset() + 1
 	s.lastPos, s.lastCRC = pos, h.CRC
@@ -167,6 +180,7 @@ func (s *segment) reset() {
 	s.keepUnwritten(0)
 	s.index, s.times, s.sinceIndex = nil, nil, 0
 	s.maxTs, s.maxTsOffset = -1, -1
+	s.deleteHorizon, s.horizonKnown = noHorizon, true
 	s.aborted, s.txnLoaded = nil, false
 }
 
@@ -368,5 +382,6 @@ func (s *segment) loadIndexFiles(fsys vfs.FS, dir string, size int64) error {
 	s.index, s.times, s.sinceIndex = index, times, int(size-last.pos)
 	s.size, s.end = size, lh.LastOffset()+1
 	s.firstTs, s.maxTs, s.maxTsOffset = first.MaxTimestamp, maxTs, maxTsOffset
+	s.horizonKnown = false // only some headers were read
 	return nil
 }

@@ -59,7 +59,8 @@ func (p *Partition) planCutLocked(offset int64) (cutPlan, error) {
 		return cutPlan{}, err
 	}
 	pl.at = s
-	pl.seg = segment{base: s.base, path: s.path, file: s.file, end: s.base, lastPos: -1, maxTs: -1, maxTsOffset: -1, firstTs: -1}
+	pl.seg = segment{base: s.base, path: s.path, file: s.file, end: s.base, lastPos: -1, maxTs: -1, maxTsOffset: -1, firstTs: -1,
+		deleteHorizon: noHorizon, horizonKnown: true}
 	hr := newHeaderReader(s.file)
 	for pl.seg.size < s.size {
 		h, err := hr.header(pl.seg.size, s.size)
@@ -117,6 +118,7 @@ func (p *Partition) cutLocked(pl cutPlan) error {
 	s.keepUnwritten(w)
 	s.index, s.times, s.sinceIndex = pl.seg.index, pl.seg.times, pl.seg.sinceIndex
 	s.maxTs, s.maxTsOffset, s.firstTs = pl.seg.maxTs, pl.seg.maxTsOffset, pl.seg.firstTs
+	s.deleteHorizon, s.horizonKnown = pl.seg.deleteHorizon, pl.seg.horizonKnown
 	s.lastPos, s.lastCRC = pl.seg.lastPos, pl.seg.lastCRC
 	p.unsynced = nil
 	for _, x := range p.segments[:pl.idx] {

@@ -142,6 +142,15 @@ func (h *Header) SetDeleteHorizon(ms int64) {
 	h.FirstTimestamp = ms
 }
 
+// ClearDeleteHorizon drops the delete horizon of the batch h describes,
+// making firstTs its FirstTimestamp again (a cleaner does so once the
+// batch's tombstones are gone). As with SetDeleteHorizon, whoever rebuilds
+// the batch must shift the record timestamp deltas by the difference.
+func (h *Header) ClearDeleteHorizon(firstTs int64) {
+	h.Attributes &^= attrDeleteHorizon
+	h.FirstTimestamp = firstTs
+}
+
 // LogAppendTime reports whether the timestamp type is log-append time.
 func (h Header) LogAppendTime() bool { return h.Attributes&attrLogAppendTime != 0 }
 

@@ -457,6 +457,10 @@ func TestCompactedBatch(t *testing.T) {
 	if !dh.HasDeleteHorizon() || dh.FirstTimestamp != 1234 || testHeader().HasDeleteHorizon() {
 		t.Fatalf("delete horizon: %+v", dh)
 	}
+	dh.ClearDeleteHorizon(99)
+	if dh.HasDeleteHorizon() || dh.FirstTimestamp != 99 {
+		t.Fatalf("delete horizon cleared: %+v", dh)
+	}
 }
 
 // rawBatch wraps hand-encoded record bytes in a valid header.
