@@ -715,6 +715,12 @@ func (b *Broker) controlledShutdown() {
 	start := time.Now()
 	var failingSince time.Time
 	for time.Now().Before(deadline) {
+		if !b.otherBrokerActive() {
+			// The last broker of a cluster stopping (or every other one fenced): nobody could
+			// take the leaderships, and without a quorum no controller would answer either.
+			b.log.Info("cluster: no other live broker to take this node's leaderships; stopping without a controlled shutdown")
+			return
+		}
 		_, done, err := b.heartbeat(true)
 		if err == nil && done {
 			b.log.Info("cluster: controlled shutdown done: this node leads nothing", "took", time.Since(start).Round(time.Millisecond))
@@ -738,6 +744,17 @@ func (b *Broker) controlledShutdown() {
 		time.Sleep(200 * time.Millisecond)
 	}
 	b.log.Warn("cluster: controlled shutdown timed out; stopping with leaderships left to the session timeout", "timeout", c.cfg.ShutdownTimeout)
+}
+
+// otherBrokerActive reports whether, as far as this node's copy of the metadata knows, another
+// broker is registered, unfenced and not shutting down: one that could take a leadership.
+func (b *Broker) otherBrokerActive() bool {
+	for _, br := range b.meta.State().Brokers() {
+		if br.ID != b.cfg.NodeID && br.Active() {
+			return true
+		}
+	}
+	return false
 }
 
 // closeCluster stops the node's cluster work after a controlled shutdown, then the Raft log.

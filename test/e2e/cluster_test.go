@@ -379,6 +379,44 @@ func TestClusterControlledShutdown(t *testing.T) {
 	}
 }
 
+// TestClusterLastBrokerStopsWithoutWaiting: two brokers stop one after the other (each hands
+// its leaderships on); the last one, whose metadata shows no other live broker, stops without
+// asking a controller that no quorum could give it (it waited for a controller that never came).
+func TestClusterLastBrokerStopsWithoutWaiting(t *testing.T) {
+	c := startCluster3(t)
+	topic := topicName(t, "")
+	createRF3(t, c, topic, 3)
+	for _, id := range []int{1, 2} {
+		if err := c.Broker(id).Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if log := c.Broker(id).Log(); !strings.Contains(log, "controlled shutdown done") {
+			t.Fatalf("broker %d did not hand on its leaderships", id)
+		}
+	}
+	last := c.Broker(3)
+	waitCluster(t, "broker 3 seeing itself as the only live broker", func() error {
+		md, err := metadataOf(t, last)
+		if err != nil {
+			return err
+		}
+		if len(md.Brokers) != 1 || md.Brokers[0].NodeID != 3 {
+			return fmt.Errorf("live brokers %v", md.Brokers.NodeIDs())
+		}
+		return nil
+	})
+	if err := last.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	log := last.Log()
+	if !strings.Contains(log, "no other live broker to take this node's leaderships") {
+		t.Errorf("the last broker did not stop at once; its log:\n%s", tail(log, 3000))
+	}
+	if strings.Contains(log, "no controller answers") {
+		t.Errorf("the last broker waited for a controller")
+	}
+}
+
 // TestClusterColdRestart: every broker killed at once and started again; every topic, replica
 // set and leader epoch is back (epochs never lower).
 func TestClusterColdRestart(t *testing.T) {
