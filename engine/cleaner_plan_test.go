@@ -82,21 +82,22 @@ func TestPlanCleaningDeleteHorizon(t *testing.T) {
 		name         string
 		in           cleanInput
 		clean        bool
+		expired      bool // brought by the horizon, not by dirt
 		needHorizons bool
 		dirty, to    int
 		nextDirty    int64
 	}{
 		{name: "before the horizon", in: cleanInput{segs: segs, firstDirty: 30, limit: 30, nowMs: 2999, cfg: cfg}, dirty: 3, to: 3},
 		{name: "at the horizon", in: cleanInput{segs: segs, firstDirty: 30, limit: 30, nowMs: 3000, cfg: cfg},
-			clean: true, dirty: 3, to: 3, nextDirty: 30},
+			clean: true, expired: true, dirty: 3, to: 3, nextDirty: 30},
 		{name: "the passed horizon above the limit", in: cleanInput{segs: segs, firstDirty: 30, limit: 25, nowMs: 3500, cfg: cfg},
 			dirty: 2, to: 2},
 		{name: "below the limit, the checkpoint stays", in: cleanInput{segs: segs, firstDirty: 30, limit: 25, nowMs: 4000, cfg: cfg},
-			clean: true, dirty: 2, to: 2, nextDirty: 30},
+			clean: true, expired: true, dirty: 2, to: 2, nextDirty: 30},
 		{name: "min lag keeps it out", in: cleanInput{segs: segs, firstDirty: 30, limit: 30, nowMs: 3000,
 			cfg: Compaction{Enabled: true, MinDirtyRatio: 0.5, DeleteRetentionMs: 1000, MinLagMs: 1000}}, dirty: 2, to: 2},
 		{name: "dirty ratio too low, the horizon brings the pass", in: cleanInput{segs: segs, firstDirty: 20, limit: 30, nowMs: 4000, cfg: cfg},
-			clean: true, dirty: 2, to: 3, nextDirty: 30},
+			clean: true, expired: true, dirty: 2, to: 3, nextDirty: 30},
 		{name: "tombstones gone", in: cleanInput{segs: []cleanSeg{seg(0, 10, noHorizon), seg(10, 20, noHorizon), seg(20, 30, noHorizon)},
 			firstDirty: 30, limit: 30, nowMs: 1 << 50, cfg: cfg}, dirty: 3, to: 3},
 		{name: "a horizon not known", in: cleanInput{segs: unknown, firstDirty: 30, limit: 30, nowMs: 2000, cfg: cfg},
@@ -112,7 +113,7 @@ func TestPlanCleaningDeleteHorizon(t *testing.T) {
 				t.Fatalf("plan %+v, want clean %v needHorizons %v dirty %d to %d nextDirty %d",
 					pl, c.clean, c.needHorizons, c.dirty, c.to, c.nextDirty)
 			}
-			if pl.expired != (c.clean && c.name != "not asked when dirt brings a pass") {
+			if pl.expired != c.expired {
 				t.Fatalf("plan %+v: expired %v", pl, pl.expired)
 			}
 			if pl.expired && !strings.Contains(pl.why, "delete horizon") {
