@@ -326,7 +326,7 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 	e.log.Info("engine: log cleaner compacted a partition", "partition", p.name, "why", pl.why,
 		"segments", pl.to, "dirty_segments", pl.to-pl.dirty, "rewritten", swapped, "keys", len(keys),
 		"records_in", st.recordsIn, "records_out", st.recordsOut, "tombstones_removed", st.tombstonesRemoved,
-		"aborted_removed", st.abortedRemoved,
+		"aborted_removed", st.abortedRemoved, "markers_removed", st.markersRemoved,
 		"bytes_in", st.bytesIn, "bytes_out", st.bytesOut, "took", time.Since(start))
 	return pl.ratio, nil
 }
@@ -437,11 +437,12 @@ func (p *Partition) cleanSegment(s *segment, r *cleanRules, th *throttle, st *cl
 		}
 		return false, err
 	}
-	return true, p.swapCleaned(s, tmp)
+	return true, p.swapCleaned(s, tmp, c.removedMarkers)
 }
 
-// swapCleaned puts the cleaned file tmp in place of segment s (see the top of this file).
-func (p *Partition) swapCleaned(s *segment, tmp string) error {
+// swapCleaned puts the cleaned file tmp in place of segment s (see the top of this file);
+// removedMarkers are the offsets of the transaction markers the cleaning removed from it.
+func (p *Partition) swapCleaned(s *segment, tmp string, removedMarkers []int64) error {
 	fsys := p.eng.fs
 	p.startMu.Lock()
 	defer p.startMu.Unlock()
@@ -455,9 +456,12 @@ func (p *Partition) swapCleaned(s *segment, tmp string) error {
 	i := p.segmentPos(s)
 	live := !p.closed && i >= 0 && i < len(p.segments)-1 && s.end <= p.hw.Load()
 	end := s.end
-	// The cleaned segment keeps every transaction marker and offset: its aborted transactions
-	// are the old one's (its .txnindex is rewritten from them below).
+	// The cleaned segment keeps every offset: its aborted transactions are the old one's (its
+	// .txnindex is rewritten from them below) but those whose marker went with the rest of them.
 	aborted, txnLoaded := s.aborted, s.txnLoaded
+	if len(removedMarkers) > 0 {
+		aborted = slices.DeleteFunc(slices.Clone(aborted), func(a AbortedTxn) bool { return slices.Contains(removedMarkers, a.LastOffset) })
+	}
 	if live {
 		p.cleaning = s
 	}

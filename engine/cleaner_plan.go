@@ -25,10 +25,22 @@ import (
 // Transactions: a pass reads only below the last stable offset, where every transaction is
 // decided. Records of committed ones enter the key map and are compacted like any others;
 // records of aborted ones (abortedRanges: the segments' aborted lists) are dropped and shadow
-// nothing. Control batches (the markers) are simply kept, whatever is left of their
-// transaction: one small batch per transaction and partition. Kafka removes a marker once no
-// record of its transaction is left and delete.retention.ms has passed; that would need the
-// producer state and the aborted index rebuilt by recovery to do without it, which is not done.
+// nothing. A control batch (a transaction's marker) goes as Kafka's cleaner lets it go: once no
+// batch of its transaction is left in the pass's output (a pass walks the cleanable section from
+// the log start, in offset order, so it has seen every batch the marker ends), the marker is
+// stamped with a delete horizon as a tombstone is, and the first pass after the horizon removes
+// it. What then holds the transaction's offsets is an empty batch without a producer
+// (segCleaner), so a recovery that rebuilds the producer state from the batch headers finds
+// neither the transaction's batches nor its marker: no transaction left open. The producer's
+// last batch stays (producerLast), and with it the marker of its transaction. A producer
+// snapshot taken while the transaction was open would hold it open with nothing left to close
+// it: recovery does not trust a snapshot whose open transaction's first batch is gone
+// (verifyOpenTxns). As with tombstones, delete.retention.ms is how far behind a reader may be: a
+// follower that lags past the marker's horizon, holding the transaction's records but not yet
+// its marker, receives an empty batch in its place and keeps the transaction open (Kafka's
+// follower would too); so does a read_uncommitted consumer's view of an aborted transaction.
+// Recovery from the headers alone also loses what only a removed marker said of its producer
+// (an epoch bumped by it, its coordinator's epoch), as Kafka's does; snapshots keep both.
 //
 // What is never rewritten (the cleanable limit, planCleaning's in.Limit): the active segment, and
 // anything at or above the high watermark (a follower may not have it yet, and a truncation may
@@ -73,13 +85,13 @@ type cleanSeg struct {
 // noHorizon is the horizon of a segment without tombstones waiting for one.
 const noHorizon = math.MaxInt64
 
-// pendingHorizon is the delete horizon of the stored batch h when a later pass has tombstones
-// to remove from it once the horizon has passed. A cleaner stamps a horizon only on a batch
-// whose tombstones it keeps and clears it when they are gone (cleanBatch); a control batch is
-// never cleaned of anything (its marker stays) and an empty batch holds nothing, whatever their
-// flags say.
+// pendingHorizon is the delete horizon of the stored batch h when a later pass has something
+// to remove from it once the horizon has passed: tombstones, or the batch itself when it is a
+// transaction's marker. A cleaner stamps a horizon only on a batch whose tombstones it keeps or
+// on a marker whose transaction left nothing else, and clears it from a batch whose tombstones
+// are gone (cleanBatch); an empty batch holds nothing, whatever its flags say.
 func pendingHorizon(h batch.Header) (int64, bool) {
-	return h.FirstTimestamp, h.HasDeleteHorizon() && !h.IsControl() && h.NumRecords > 0
+	return h.FirstTimestamp, h.HasDeleteHorizon() && h.NumRecords > 0
 }
 
 // cleanInput is one partition's state as a pass sees it.
@@ -243,6 +255,9 @@ type cleanRules struct {
 	// empty if need be, so the producer state rebuilt at recovery knows the producer's last
 	// sequence and epoch.
 	producerLast map[int64]int64
+	// txnLeft: producer id → a batch of its transaction open at this point of the pass is in
+	// the pass's output, so that transaction's marker stays. A pass is one walk in offset order.
+	txnLeft map[int64]bool
 }
 
 // cleanStats counts what a pass did.
@@ -252,6 +267,7 @@ type cleanStats struct {
 	tombstonesRemoved     int
 	unkeyedRemoved        int
 	abortedRemoved        int // records of aborted transactions
+	markersRemoved        int // control batches of transactions that left nothing else
 	bytesIn, bytesOut     int64
 }
 
@@ -272,7 +288,7 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 		return b, nil
 	}
 	if h.IsControl() {
-		return keepAll()
+		return r.cleanMarker(b, h, st, keepAll)
 	}
 	recs, err := batch.Records(b)
 	if err != nil {
@@ -318,7 +334,12 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 			return nil, nil
 		}
 	}
-	if len(kept) == int(h.NumRecords) && !needHorizon && !clearHorizon {
+	if h.IsTransactional() && h.ProducerID >= 0 {
+		r.noteTxnLeft(h.ProducerID)
+	}
+	// An empty batch that says it is compressed (written so before batch.Build knew better)
+	// is rebuilt: clients cannot decompress its missing payload.
+	if len(kept) == int(h.NumRecords) && !needHorizon && !clearHorizon && (len(kept) > 0 || h.Codec() == batch.CodecNone) {
 		st.batchesOut++
 		st.bytesOut += int64(len(b))
 		return b, nil
@@ -342,10 +363,55 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 	return out, nil
 }
 
+// noteTxnLeft records that a batch of producer pid's open transaction stays.
+func (r *cleanRules) noteTxnLeft(pid int64) {
+	if r.txnLeft == nil {
+		r.txnLeft = map[int64]bool{}
+	}
+	r.txnLeft[pid] = true
+}
+
+// cleanMarker returns what replaces control batch b (header h): b while a batch of its
+// transaction stays or its delete horizon is ahead, b stamped with a horizon once nothing else
+// of its transaction is left, nil (removed) once that horizon has passed. A control batch
+// without a producer is no transaction's and stays.
+func (r *cleanRules) cleanMarker(b []byte, h batch.Header, st *cleanStats, keep func() ([]byte, error)) ([]byte, error) {
+	left := r.txnLeft[h.ProducerID]
+	delete(r.txnLeft, h.ProducerID)
+	switch {
+	case left || h.ProducerID < 0:
+		return keep()
+	case h.HasDeleteHorizon() && r.nowMs >= h.FirstTimestamp:
+		st.recordsIn += int(h.NumRecords)
+		st.markersRemoved++
+		return nil, nil
+	case h.HasDeleteHorizon():
+		return keep()
+	}
+	recs, err := batch.Records(b)
+	if err != nil {
+		return nil, err
+	}
+	nh := h
+	nh.SetDeleteHorizon(r.nowMs + r.deleteRetentionMs)
+	if shift := h.FirstTimestamp - nh.FirstTimestamp; shift != 0 {
+		for i := range recs {
+			recs[i].TimestampDelta += shift // record timestamps stay FirstTimestamp + delta
+		}
+	}
+	out := batch.BuildCompacted(nh, recs, h.Codec())
+	st.batchesOut++
+	st.recordsIn += len(recs)
+	st.recordsOut += len(recs)
+	st.bytesOut += int64(len(out))
+	return out, nil
+}
+
 // segCleaner applies cleanRules to a segment's batches in order and emits the new contents.
 // A batch removed whole becomes part of an empty batch (a header, 61 bytes): a run of such
 // batches of one leader epoch, none of them a producer's last, becomes one empty batch spanning
-// their offsets (no producer, not transactional), so the log stays contiguous — recovery, the
+// their offsets (no producer, not transactional, not control: a removed transaction's batches
+// and marker must open or close nothing at recovery), so the log stays contiguous — recovery, the
 // index files' checks, WAL replay and the segment's own range see no gap — while a compacted
 // segment no longer keeps 61 bytes per removed batch. Kafka's cleaner drops such batches and
 // leaves gaps instead; every local check here relies on contiguity, and gaps would make a
@@ -353,7 +419,7 @@ func (r *cleanRules) cleanBatch(b []byte, st *cleanStats) ([]byte, error) {
 // a batch (it lagged behind the high watermark when the leader cleaned) gets it whole and keeps
 // its part above its log end (ReplicaSpan, AppendReplicated). The producer state rebuilt from
 // headers loses the merged batches' producer fields, as Kafka's loses the dropped ones: each
-// producer's last batch is never merged (cleanRules.producerLast), control batches never empty.
+// producer's last batch is never merged (cleanRules.producerLast).
 type segCleaner struct {
 	r       *cleanRules
 	st      *cleanStats
@@ -361,6 +427,9 @@ type segCleaner struct {
 	changed bool                 // the output differs from the input
 	run     emptyRun             // removed batches not emitted yet
 	horizon int64                // the emitted batches' earliest pendingHorizon; starts at noHorizon
+	// removedMarkers: offsets of the markers removed from this segment (the swap drops their
+	// aborted-transaction entries).
+	removedMarkers []int64
 }
 
 // emptyRun is a run of removed batches that becomes one empty batch.
@@ -369,7 +438,17 @@ type emptyRun struct {
 	first batch.Header // the first one's header
 	last  int64        // the last offset
 	maxTs int64
-	same  bool // a single batch that was empty already, in the same bytes (nothing changes)
+	same  bool // a single batch that was already the empty batch it becomes (nothing changes)
+}
+
+// emptyBatch is the empty batch a run of removed batches becomes: the first one's offset and
+// leader epoch, spanning to last, no producer, no attributes, the run's largest timestamp.
+func emptyBatch(first batch.Header, last, maxTs int64) []byte {
+	h := first
+	h.LastOffsetDelta = int32(last - h.BaseOffset)
+	h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.Attributes = -1, -1, -1, 0
+	h.FirstTimestamp, h.MaxTimestamp = maxTs, maxTs
+	return batch.BuildCompacted(h, nil, batch.CodecNone)
 }
 
 // add cleans the next stored batch b (valid only during the call).
@@ -383,6 +462,9 @@ func (c *segCleaner) add(b []byte) error {
 		return fmt.Errorf("engine: cleaning: batch at offset %d: %w", h.BaseOffset, err)
 	}
 	if nb == nil {
+		if h.IsControl() {
+			c.removedMarkers = append(c.removedMarkers, h.BaseOffset)
+		}
 		r := &c.run
 		if r.n > 0 && r.first.PartitionLeaderEpoch == h.PartitionLeaderEpoch && h.LastOffset()-r.first.BaseOffset <= math.MaxInt32 {
 			r.n, r.last, r.maxTs, r.same = r.n+1, h.LastOffset(), max(r.maxTs, h.MaxTimestamp), false
@@ -392,7 +474,7 @@ func (c *segCleaner) add(b []byte) error {
 			return err
 		}
 		*r = emptyRun{n: 1, first: h, last: h.LastOffset(), maxTs: h.MaxTimestamp,
-			same: h.NumRecords == 0 && bytes.Equal(batch.BuildCompacted(h, nil, batch.CodecNone), b)}
+			same: h.NumRecords == 0 && bytes.Equal(emptyBatch(h, h.LastOffset(), h.MaxTimestamp), b)}
 		return nil
 	}
 	if err := c.finish(); err != nil {
@@ -417,13 +499,7 @@ func (c *segCleaner) finish() error {
 		return nil
 	}
 	c.run = emptyRun{}
-	h := r.first
-	if r.n > 1 {
-		h.LastOffsetDelta = int32(r.last - h.BaseOffset)
-		h.ProducerID, h.ProducerEpoch, h.BaseSequence, h.Attributes = -1, -1, -1, 0
-		h.FirstTimestamp, h.MaxTimestamp = r.maxTs, r.maxTs
-	}
-	nb := batch.BuildCompacted(h, nil, batch.CodecNone)
+	nb := emptyBatch(r.first, r.last, r.maxTs)
 	c.st.batchesOut++
 	c.st.bytesOut += int64(len(nb))
 	if !r.same {

@@ -279,7 +279,7 @@ func (l *propLog) pass(t *testing.T, limit, now int64, cfg Compaction, aborted a
 	for _, s := range l.segs {
 		eachBatch(t, s, func(b []byte) {
 			h, _ := batch.ParseHeader(b)
-			if h.ProducerID >= 0 {
+			if h.ProducerID >= 0 && !h.IsControl() { // as the engine's producer state: markers carry no sequence
 				r.producerLast[h.ProducerID] = h.BaseOffset
 			}
 		})
@@ -329,12 +329,15 @@ func eachBatch(t *testing.T, seg []byte, f func(b []byte)) {
 // past the delete horizon, the clean section holds each key at most once, no tombstone and no
 // aborted record, so a read_uncommitted reader gets the model's values too.
 func TestCleanerProperty(t *testing.T) {
-	merged, expired := 0, 0
+	merged, expired, removedMarkers := 0, 0, 0
 	for seed := uint64(1); seed <= 60; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			m, e := cleanerProperty(t, seed)
-			merged, expired = merged+m, expired+e
+			m, e, r := cleanerProperty(t, seed)
+			merged, expired, removedMarkers = merged+m, expired+e, removedMarkers+r
 		})
+	}
+	if removedMarkers == 0 {
+		t.Fatal("no transaction marker was removed in any seed")
 	}
 	if merged == 0 {
 		t.Fatal("no run of removed batches was merged into one empty batch in any seed")
@@ -351,7 +354,7 @@ type propTxn struct {
 	commit        bool
 }
 
-func cleanerProperty(t *testing.T, seed uint64) (merged, expired int) {
+func cleanerProperty(t *testing.T, seed uint64) (merged, expired, removedMarkers int) {
 	rng := rand.New(rand.NewPCG(seed, seed*7919))
 	nKeys := 1 + rng.IntN(12)
 	nBatches := 20 + rng.IntN(200)
@@ -395,7 +398,6 @@ func cleanerProperty(t *testing.T, seed uint64) (merged, expired int) {
 			original[offset] = modelRecord{key: marker.Key, value: marker.Value, ts: now}
 			control[offset] = true
 			batchRange[offset] = offset
-			producerLast[pid] = offset
 			offset++
 		}
 		n := 1 + rng.IntN(5)
@@ -500,6 +502,21 @@ func cleanerProperty(t *testing.T, seed uint64) (merged, expired int) {
 		}
 	}
 
+	// txnLeft says what is left in the log of transaction tx besides its marker ("" nothing):
+	// a record of it, or a batch that still names its producer.
+	txnLeft := func(tx *propTxn) string {
+		left := ""
+		for _, s := range l.segs {
+			eachBatch(t, s, func(b []byte) {
+				h, _ := batch.ParseHeader(b)
+				if h.IsControl() || h.BaseOffset < tx.first || h.BaseOffset >= tx.marker || h.ProducerID != tx.pid || !h.IsTransactional() {
+					return
+				}
+				left = fmt.Sprintf("its batch at %d (%d records) is there", h.BaseOffset, h.NumRecords)
+			})
+		}
+		return left
+	}
 	check := func(when string) {
 		t.Helper()
 		prev, next := int64(-1), int64(0)
@@ -510,17 +527,19 @@ func cleanerProperty(t *testing.T, seed uint64) (merged, expired int) {
 			}
 			eachBatch(t, s, func(b []byte) {
 				h, _ := batch.ParseHeader(b)
-				// Every batch keeps its original range, or is an empty batch (no producer) that
-				// merged a run of removed ones: together they cover every offset, in order.
+				// Every batch keeps its original range, or is an empty batch (no producer, no
+				// attributes) that stands for one removed batch or merged a run of them: together
+				// they cover every offset, in order.
+				removed := h.NumRecords == 0 && h.ProducerID == -1 && h.Attributes == 0
 				if last, ok := batchRange[h.BaseOffset]; !ok || last != h.LastOffset() {
 					_, starts := batchRange[h.BaseOffset]
 					_, ends := batchEnds[h.LastOffset()]
-					if !starts || !ends || h.NumRecords != 0 || h.ProducerID != -1 || h.Attributes != 0 {
+					if !starts || !ends || !removed {
 						t.Fatalf("%s: batch [%d, %d] (%d records, producer %d) is neither an original batch's range nor a merged empty run",
 							when, h.BaseOffset, h.LastOffset(), h.NumRecords, h.ProducerID)
 					}
 					merged++
-				} else if h.IsTransactional() != (inTxn[h.BaseOffset] != nil || control[h.BaseOffset]) {
+				} else if !removed && h.IsTransactional() != (inTxn[h.BaseOffset] != nil || control[h.BaseOffset]) {
 					t.Fatalf("%s: batch at %d: transactional %v", when, h.BaseOffset, h.IsTransactional())
 				}
 				if h.BaseOffset != next {
@@ -554,9 +573,14 @@ func cleanerProperty(t *testing.T, seed uint64) (merged, expired int) {
 				t.Fatalf("%s: record %d of an open transaction is gone", when, off)
 			}
 		}
-		for off := range control {
-			if !present[off] {
-				t.Fatalf("%s: transaction marker %d is gone", when, off)
+		// A marker goes only with everything else of its transaction: no record and no batch
+		// of it is left (a producer's last batch stays, empty, and keeps its marker).
+		for _, tx := range txns {
+			if tx.marker < 0 || present[tx.marker] {
+				continue
+			}
+			if left := txnLeft(tx); left != "" {
+				t.Fatalf("%s: the marker at %d of producer %d's transaction from %d is gone, yet %s", when, tx.marker, tx.pid, tx.first, left)
 			}
 		}
 		checkModel(when+", read_committed", read(true), model)
@@ -597,6 +621,30 @@ func cleanerProperty(t *testing.T, seed uint64) (merged, expired int) {
 	for cleaned+1 < len(l.bases) && l.bases[cleaned+1] <= final {
 		cleaned++
 	}
+	// There, after the final passes, a marker is left exactly when something else of its
+	// transaction is: the first pass empties the transaction and stamps the marker, the second,
+	// past its horizon, removes it.
+	markers := map[int64]bool{}
+	for _, s := range l.segs[:cleaned] {
+		eachBatch(t, s, func(b []byte) {
+			if h, _ := batch.ParseHeader(b); h.IsControl() && h.NumRecords > 0 {
+				markers[h.BaseOffset] = true
+			}
+		})
+	}
+	for _, tx := range txns {
+		if tx.marker < 0 || tx.marker >= l.bases[cleaned] {
+			continue
+		}
+		left := txnLeft(tx)
+		if markers[tx.marker] != (left != "") {
+			t.Fatalf("after the final passes: producer %d's transaction [%d, %d]: marker there %v, what else is left: %q",
+				tx.pid, tx.first, tx.marker, markers[tx.marker], left)
+		}
+		if !markers[tx.marker] {
+			removedMarkers++
+		}
+	}
 	seen := map[string]bool{}
 	for _, s := range l.segs[:cleaned] {
 		eachBatch(t, s, func(b []byte) {
@@ -630,5 +678,169 @@ func cleanerProperty(t *testing.T, seed uint64) (merged, expired int) {
 		}
 	}
 	checkModel("read_uncommitted after the final passes", read(false), uncommitted)
-	return merged, l.expired
+	return merged, l.expired, removedMarkers
+}
+
+// TestCleanerRemovesMarkers follows transaction markers through passes of the pure cleaner:
+// a marker whose transaction left nothing else (its records superseded, or aborted) is stamped
+// with a delete horizon by the pass that empties the transaction, stays until the horizon, and
+// goes with the first pass after it, its offsets then held by an empty batch without a producer
+// or attributes that also stands for the transaction's emptied batches; a marker whose
+// transaction keeps a record, or whose producer's last batch is in it, stays unstamped.
+func TestCleanerRemovesMarkers(t *testing.T) {
+	const retention = 500
+	var seg []byte
+	off := int64(0)
+	add := func(pid int64, attrs int16, recs ...batch.Record) int64 {
+		h := batch.Header{BaseOffset: off, FirstTimestamp: 100 + off, MaxTimestamp: 100 + off, ProducerID: pid,
+			ProducerEpoch: -1, BaseSequence: -1, Attributes: attrs}
+		if pid >= 0 {
+			h.ProducerEpoch = 0
+		}
+		for i := range recs {
+			recs[i].OffsetDelta = int32(i)
+		}
+		seg = append(seg, batch.Build(h, recs, batch.CodecNone)...)
+		base := off
+		off += int64(len(recs))
+		return base
+	}
+	rec := func(k, v string) batch.Record { return batch.Record{Key: []byte(k), Value: []byte(v)} }
+	mark := func(pid int64, commit bool) int64 {
+		typ := byte(0)
+		if commit {
+			typ = 1
+		}
+		return add(pid, 0x30, batch.Record{Key: []byte{0, 0, 0, typ}, Value: []byte{0, 0, 0, 0, 0, 3}})
+	}
+	superseded := add(5, 0x10, rec("a", "old"))
+	supersededMarker := mark(5, true)
+	abortedData := add(6, 0x10, rec("b", "aborted"))
+	abortedMarker := mark(6, false)
+	add(-1, 0, rec("a", "new"))
+	keptData := add(7, 0x10, rec("z", "latest"))
+	keptMarker := mark(7, true)
+	lastData := add(8, 0x10, rec("c", "old"))
+	lastMarker := mark(8, true)
+	add(-1, 0, rec("c", "new"), rec("b", "committed"))
+	end := off
+
+	aborted := abortedRanges{6: {{ProducerID: 6, FirstOffset: abortedData, LastOffset: abortedMarker}}}
+	keys := keyMap{}
+	for pos := 0; pos < len(seg); {
+		h, _ := batch.ParseHeader(seg[pos:])
+		if _, err := keys.add(seg[pos:pos+h.Size()], aborted); err != nil {
+			t.Fatal(err)
+		}
+		pos += h.Size()
+	}
+	pass := func(now int64) (out []byte, st cleanStats) {
+		t.Helper()
+		r := cleanRules{keys: keys, aborted: aborted, nowMs: now, deleteRetentionMs: retention,
+			producerLast: map[int64]int64{8: lastData}}
+		out, err := r.cleanSegmentBytes(seg, &st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, st
+	}
+	type view struct {
+		h    batch.Header
+		recs int
+	}
+	batches := func(b []byte) map[int64]view {
+		m := map[int64]view{}
+		var next int64
+		for pos := 0; pos < len(b); {
+			h, err := batch.ParseHeader(b[pos:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.BaseOffset != next {
+				t.Fatalf("batch at %d after one ending at %d", h.BaseOffset, next-1)
+			}
+			next = h.LastOffset() + 1
+			m[h.BaseOffset] = view{h, int(h.NumRecords)}
+			pos += h.Size()
+		}
+		if next != end {
+			t.Fatalf("the cleaned segment ends at %d, want %d", next, end)
+		}
+		return m
+	}
+
+	// The first pass empties transactions 5 and 6 and stamps their markers; 7 keeps a record,
+	// 8 its producer's last batch (empty, named): their markers stay as they were.
+	seg, _ = pass(1000)
+	bs := batches(seg)
+	for _, m := range []int64{supersededMarker, abortedMarker} {
+		v := bs[m]
+		if !v.h.IsControl() || v.recs != 1 || !v.h.HasDeleteHorizon() || v.h.FirstTimestamp != 1000+retention {
+			t.Fatalf("marker at %d after the first pass: %+v", m, v.h)
+		}
+		if hz, ok := pendingHorizon(v.h); !ok || hz != 1000+retention {
+			t.Fatalf("marker at %d: pending horizon %d, %v", m, hz, ok)
+		}
+		recs, err := batch.Records(segBatch(t, seg, m))
+		if err != nil || len(recs) != 1 || v.h.FirstTimestamp+recs[0].TimestampDelta != 100+m {
+			t.Fatalf("marker at %d: its record's timestamp moved: %+v, %v", m, recs, err)
+		}
+	}
+	for _, d := range []int64{superseded, abortedData} {
+		if v := bs[d]; v.recs != 0 || v.h.ProducerID != -1 || v.h.Attributes != 0 {
+			t.Fatalf("emptied transactional batch at %d still names its producer: %+v", d, v.h)
+		}
+	}
+	for _, m := range []int64{keptMarker, lastMarker} {
+		if v := bs[m]; !v.h.IsControl() || v.h.HasDeleteHorizon() {
+			t.Fatalf("marker at %d of a transaction with something left: %+v", m, v.h)
+		}
+	}
+	if v := bs[lastData]; v.recs != 0 || v.h.ProducerID != 8 || !v.h.IsTransactional() {
+		t.Fatalf("producer 8's last batch: %+v", v.h)
+	}
+	if v := bs[keptData]; v.recs != 1 || v.h.ProducerID != 7 {
+		t.Fatalf("transaction 7's kept record: %+v", v.h)
+	}
+
+	// Before the horizon nothing changes.
+	if out, _ := pass(1000 + retention - 1); !bytes.Equal(out, seg) {
+		t.Fatal("a pass before the markers' horizon changed the segment")
+	}
+	// At the horizon the two markers go: the run of both transactions' emptied batches and
+	// markers becomes one empty batch.
+	seg, st := pass(1000 + retention)
+	if st.markersRemoved != 2 {
+		t.Fatalf("%d markers removed, want 2", st.markersRemoved)
+	}
+	bs = batches(seg)
+	if v, ok := bs[superseded]; !ok || v.h.LastOffset() != abortedMarker || v.recs != 0 || v.h.ProducerID != -1 || v.h.Attributes != 0 {
+		t.Fatalf("offsets %d-%d after the horizon: %+v", superseded, abortedMarker, v.h)
+	}
+	for _, m := range []int64{keptMarker, lastMarker} {
+		if v := bs[m]; !v.h.IsControl() || v.recs != 1 {
+			t.Fatalf("marker at %d went: %+v", m, v.h)
+		}
+	}
+	// And then the segment is stable, however late.
+	if out, _ := pass(1 << 50); !bytes.Equal(out, seg) {
+		t.Fatal("a pass after the removal changed the segment again")
+	}
+}
+
+// segBatch returns the batch of seg that starts at offset base.
+func segBatch(t *testing.T, seg []byte, base int64) []byte {
+	t.Helper()
+	for pos := 0; pos < len(seg); {
+		h, err := batch.ParseHeader(seg[pos:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.BaseOffset == base {
+			return seg[pos : pos+h.Size()]
+		}
+		pos += h.Size()
+	}
+	t.Fatalf("no batch at %d", base)
+	return nil
 }

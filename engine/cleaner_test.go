@@ -888,3 +888,170 @@ func TestCleanerRemovesTombstonesWithoutWrites(t *testing.T) {
 	k, v := keyedWorkload(n, keys)
 	mustAppend(t, p, keyedBatch(k, v, n))
 }
+
+// TestCleanerRemovesTransactionMarkers: in a compacted partition written by transactional
+// producers, once later records supersede every record of a transaction (or it aborted), a pass
+// stamps its marker with a delete horizon and the first pass after it removes the marker;
+// nothing is left open (the last stable offset is the high watermark) and the aborted
+// transactions gone are no longer listed to read_committed readers, after a restart too; also
+// when recovery rebuilds the producer state from the headers (no snapshot), and when the only
+// snapshot is one taken while a removed transaction was open (recovery must not trust it).
+func TestCleanerRemovesTransactionMarkers(t *testing.T) {
+	const retention = 5000
+	var clock atomic.Int64
+	clock.Store(1000)
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
+		RetentionCheckInterval: -1, CleanerInterval: -1, Now: clock.Load}
+	open := func() (*Engine, *Partition) {
+		t.Helper()
+		e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, retention)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e, e.Partition(tpA)
+	}
+	e, p := open()
+	seq := map[int64]int32{}
+	txn := func(pid int64, key string) int64 {
+		t.Helper()
+		off := mustAppend(t, p, txnBatch(pid, seq[pid], key, fmt.Sprintf("txn-%d-%d", pid, seq[pid]))).BaseOffset
+		seq[pid]++
+		return off
+	}
+	aborts := 0
+	for i := range 30 {
+		pid := int64(1 + i%3)
+		txn(pid, fmt.Sprintf("k%d", i%4))
+		commit := i%5 != 4
+		if !commit {
+			aborts++
+		}
+		marker(t, p, pid, 0, commit)
+	}
+	// A snapshot taken while producer 9's transaction is open: its first batch, then a segment
+	// whose only batch is one that no pass changes (its key is written once), which the snapshot
+	// names; the marker comes after the snapshot.
+	open9 := txn(9, "k0")
+	if err := p.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, p, keyedBatch("unique", "stays", 0))
+	if err := p.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	staleName := snapshotPath(p.dir, p.LogEndOffset())
+	stale, err := os.ReadFile(staleName)
+	if err != nil {
+		t.Fatalf("no snapshot at the roll while producer 9's transaction is open: %v", err)
+	}
+	marker(t, p, 9, 0, true)
+	// Producer 9's last batch is not transactional: no later marker of it would close the
+	// transaction a stale snapshot holds open.
+	mustAppend(t, p, batch.Build(batch.Header{ProducerID: 9, ProducerEpoch: 0, BaseSequence: seq[9]},
+		[]batch.Record{{Key: []byte("p9"), Value: []byte("idempotent")}}, batch.CodecNone))
+	// Later records supersede every transactional one.
+	for i := range 4 {
+		mustAppend(t, p, keyedBatch(fmt.Sprintf("k%d", i), "final", int64(i)))
+	}
+	if err := p.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+
+	markers := func(p *Partition) (n int) {
+		for _, r := range readRecords(t, p, 0) {
+			if len(r.Key) == 4 && r.Key[0] == 0 && r.Key[1] == 0 {
+				n++
+			}
+		}
+		return n
+	}
+	check := func(when string, e *Engine, p *Partition, wantMarkers, wantAborted int) {
+		t.Helper()
+		if lso, hw := p.LastStableOffset(), p.HighWatermark(); lso != hw {
+			t.Fatalf("%s: last stable offset %d, high watermark %d: a transaction is left open", when, lso, hw)
+		}
+		if n := markers(p); n != wantMarkers {
+			t.Fatalf("%s: %d markers, want %d", when, n, wantMarkers)
+		}
+		if _, ab := readIsolated(t, p, 0, true); len(ab) != wantAborted {
+			t.Fatalf("%s: read_committed lists %d aborted transactions, want %d: %+v", when, len(ab), wantAborted, ab)
+		}
+		recs := readRecords(t, p, 0)
+		for i := range 4 {
+			found := false
+			for _, r := range recs {
+				found = found || string(r.Key) == fmt.Sprintf("k%d", i) && string(r.Value) == "final"
+			}
+			if !found {
+				t.Fatalf("%s: key k%d lost its latest value", when, i)
+			}
+		}
+	}
+	// What stays: each producer's last batch (empty, so that recovery knows its sequence and
+	// epoch) and with it its transaction's marker: producers 1, 2 and 3 (aborted).
+	check("before cleaning", e, p, 31, aborts)
+	clock.Store(1000)
+	e.Clean()
+	check("after the pass that empties the transactions", e, p, 31, aborts)
+	clock.Store(1000 + retention - 1)
+	e.Clean()
+	check("before the horizon", e, p, 31, aborts)
+	clock.Store(1000 + retention)
+	e.Clean()
+	check("after the horizon", e, p, 3, 1)
+	if open9 >= p.LogEndOffset() {
+		t.Fatal("producer 9's transaction is not in the log")
+	}
+	// The producers carry on where they were.
+	txn(1, "k9")
+	marker(t, p, 1, 0, true)
+	if err := p.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	e, p = open()
+	check("after a restart", e, p, 4, 1)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snaps := func() []string {
+		m, err := filepath.Glob(filepath.Join(p.dir, "*"+snapshotSuffix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	asAfterCrash(t, dir)
+	for _, f := range snaps() {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, p = open()
+	check("after a restart from the headers", e, p, 4, 1)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	asAfterCrash(t, dir)
+	for _, f := range snaps() {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(staleName, stale, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, p = open()
+	defer e.Close()
+	check("after a restart with only a snapshot from inside a removed transaction", e, p, 4, 1)
+}

@@ -440,6 +440,9 @@ func TestCompactedBatch(t *testing.T) {
 		empty := BuildCompacted(h, nil, codec)
 		if eh, _ := ParseHeader(empty); eh.NumRecords != 0 || eh.LastOffsetDelta != 9 || ValidateStored(empty) != nil {
 			t.Fatalf("%v: empty compacted batch %+v: %v", codec, eh, ValidateStored(empty))
+		} else if eh.Codec() != CodecNone || len(empty) != HeaderSize {
+			// A client decompresses a compressed batch's payload, and an empty one has none.
+			t.Fatalf("%v: empty compacted batch says codec %v, %d bytes", codec, eh.Codec(), len(empty))
 		}
 	}
 	for name, recs := range map[string][]Record{

@@ -10,11 +10,16 @@ import (
 // the timestamps and the producer fields; it sets Magic 2, the codec,
 // NumRecords = len(recs), LastOffsetDelta = the last record's OffsetDelta
 // (h.LastOffsetDelta when recs is empty), Length and CRC. Records are
-// written with the offset deltas they carry. Build panics on an unknown
-// codec.
+// written with the offset deltas they carry. A batch of no records is not
+// compressed, whatever codec says: there is no payload to decompress, and
+// clients refuse a compressed batch without one (franz-go: "s2: corrupt
+// input"). Build panics on an unknown codec.
 func Build(h Header, recs []Record, codec Codec) []byte {
 	if codec < CodecNone || codec > CodecZstd {
 		panic(fmt.Sprintf("batch: Build: unknown codec %d", int8(codec)))
+	}
+	if len(recs) == 0 {
+		codec = CodecNone
 	}
 	size := 0
 	for i := range recs {
