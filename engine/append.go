@@ -429,9 +429,10 @@ func (s *segment) flush(extra []byte) error {
 	if _, err := vfs.WriteVAt(s.file, bufs, s.written()); err != nil {
 		return err
 	}
-	clear(bufs) // drop the buffers (bufs may extend s.unwritten's array)
-	clear(s.unwritten)
-	s.unwritten, s.unwrittenBytes = s.unwritten[:0], 0
+	// Drop the buffers and keep bufs' array for the next appends: it is s.unwritten's, or the
+	// one append grew for extra (without keeping it, every undeferred write allocated one).
+	clear(bufs)
+	s.unwritten, s.unwrittenBytes = bufs[:0], 0
 	return nil
 }
 

@@ -461,8 +461,13 @@ func encodeResponse(key, version int16, correlationID int32, resp kmsg.Response)
 		}
 	}()
 	resp.SetVersion(version)
-	return appendResponse(nil, key, correlationID, resp), nil
+	// Most responses are small (a produce answer is tens of bytes a partition): room for
+	// them up front spares append's doubling from a few bytes up, an allocation a step.
+	return appendResponse(make([]byte, 0, responseInitialCap), key, correlationID, resp), nil
 }
+
+// responseInitialCap is the buffer a response is encoded into first.
+const responseInitialCap = 256
 
 // reserve hands out the response slot of the next request; called in arrival order.
 func (c *connection) reserve() uint64 {
