@@ -53,14 +53,20 @@ func mapBatchError(err error) error {
 // (which waits for the WAL that may be running done).
 func (p *Partition) Append(records []byte, done func(error)) (AppendResult, error) {
 	cfg := p.Config()
-	raw, err := batch.Split(records)
+	// One batch, the usual case, is split and parsed into arrays on the stack.
+	var oneRaw [1][]byte
+	var oneHeader [1]batch.Header
+	raw, err := batch.SplitInto(oneRaw[:0], records)
 	if err != nil {
 		return AppendResult{}, mapBatchError(err)
 	}
 	if len(raw) == 0 {
 		return AppendResult{}, fmt.Errorf("%w: no record batch", ErrCorruptMessage)
 	}
-	hs := make([]batch.Header, len(raw))
+	hs := oneHeader[:]
+	if len(raw) > 1 {
+		hs = make([]batch.Header, len(raw))
+	}
 	for i, b := range raw {
 		if err := batch.Validate(b, int(cfg.MaxMessageBytes)); err != nil {
 			return AppendResult{}, mapBatchError(err)
@@ -183,7 +189,9 @@ func (p *Partition) appendLeaderLocked(raw [][]byte, hs []batch.Header, logAppen
 	epoch := p.leaderEpoch.Load()
 	next := p.logEnd
 	var buf []byte
-	stored := make([]batch.Header, 0, len(raw))
+	// The headers of the batches written, in place over hs: entry k is written after entry
+	// i >= k was read, and hs is not read again.
+	stored := hs[:0]
 	for i, b := range raw {
 		if dup[i] {
 			if res.BaseOffset < 0 {
@@ -234,7 +242,8 @@ func (p *Partition) appendLeaderLocked(raw [][]byte, hs []batch.Header, logAppen
 // Append: once the batches are locally durable, through the same WAL and
 // group commit, or dropped.
 func (p *Partition) AppendReplicated(records []byte, done func(error)) (AppendResult, error) {
-	raw, err := batch.Split(records)
+	var oneRaw [1][]byte
+	raw, err := batch.SplitInto(oneRaw[:0], records)
 	if err != nil {
 		return AppendResult{}, mapBatchError(err)
 	}

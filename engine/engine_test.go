@@ -426,6 +426,59 @@ func TestIdempotentProducer(t *testing.T) {
 	}
 }
 
+// TestIdempotentRequestWithARetriedBatch: one request of three batches whose first is a retry
+// of a batch already in the log writes only the other two, with their headers (offsets,
+// sequences, record counts) intact, and the producer state after it holds across a restart.
+func TestIdempotentRequestWithARetriedBatch(t *testing.T) {
+	dir := t.TempDir()
+	e := openEngine(t, Config{DataDir: dir}, tpA)
+	p := e.Partition(tpA)
+	const pid = 7
+	first := mkBatch(batchOpts{pid: pid, epoch: 0, seq: 0, n: 2, value: "a"})
+	mustAppend(t, p, append([]byte(nil), first...))
+	var req []byte
+	req = append(req, first...)
+	req = append(req, mkBatch(batchOpts{pid: pid, epoch: 0, seq: 2, n: 3, value: "b"})...)
+	req = append(req, mkBatch(batchOpts{pid: pid, epoch: 0, seq: 5, n: 1, value: "c"})...)
+	res := mustAppend(t, p, req)
+	if res.Duplicate || res.EndOffset != 6 {
+		t.Fatalf("mixed request: %+v, want end 6 and not a duplicate", res)
+	}
+	check := func(p *Partition) {
+		t.Helper()
+		hs := readAll(t, p, 0)
+		checkContiguous(t, hs, 0)
+		type shape struct {
+			base      int64
+			seq, recs int32
+		}
+		want := []shape{{0, 0, 2}, {2, 2, 3}, {5, 5, 1}}
+		if len(hs) != len(want) {
+			t.Fatalf("%d batches in the log, want %d", len(hs), len(want))
+		}
+		for i, h := range hs {
+			if got := (shape{h.BaseOffset, h.BaseSequence, h.NumRecords}); got != want[i] {
+				t.Fatalf("batch %d: %+v, want %+v", i, got, want[i])
+			}
+		}
+	}
+	check(p)
+	if rd := mustAppend(t, p, mkBatch(batchOpts{pid: pid, epoch: 0, seq: 2, n: 3, value: "b"})); !rd.Duplicate || rd.BaseOffset != 2 {
+		t.Fatalf("retry of the second batch: %+v, want a duplicate at 2", rd)
+	}
+	e.Close()
+
+	e2 := openEngine(t, Config{DataDir: dir}, tpA)
+	p2 := e2.Partition(tpA)
+	check(p2)
+	if rd := mustAppend(t, p2, mkBatch(batchOpts{pid: pid, epoch: 0, seq: 5, n: 1, value: "c"})); !rd.Duplicate || rd.BaseOffset != 5 {
+		t.Fatalf("retry of the last batch after a restart: %+v, want a duplicate at 5", rd)
+	}
+	if r := mustAppend(t, p2, mkBatch(batchOpts{pid: pid, epoch: 0, seq: 6, n: 1})); r.BaseOffset != 6 {
+		t.Fatalf("next batch at %d, want 6", r.BaseOffset)
+	}
+}
+
 func TestSequenceWrap(t *testing.T) {
 	ps := producers{}
 	ps.apply(batch.Header{ProducerID: 1, ProducerEpoch: 0, BaseSequence: math.MaxInt32 - 1, LastOffsetDelta: 1}, noMarker)

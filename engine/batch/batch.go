@@ -220,8 +220,11 @@ func setCRC(b []byte) { binary.BigEndian.PutUint32(b[offCRC:], checksum(b)) }
 // framing: every batch must have magic 2 (else ErrUnsupportedMagic), a
 // batchLength that covers a header and that fits in what is left (else
 // ErrCorrupt). Empty records give no batches and no error.
-func Split(records []byte) ([][]byte, error) {
-	var out [][]byte
+func Split(records []byte) ([][]byte, error) { return SplitInto(nil, records) }
+
+// SplitInto is Split appending to out: a caller that passes a small array of its own (most
+// requests carry one batch per partition) spares the allocation of the result.
+func SplitInto(out [][]byte, records []byte) ([][]byte, error) {
 	for off := 0; off < len(records); {
 		rest := records[off:]
 		if len(rest) < offMagic+1 {
