@@ -70,11 +70,7 @@ func (b *Broker) appendCommitted(part *engine.Partition, records []byte, timeout
 	if err != nil {
 		return AppendResult{}, err
 	}
-	res, err := part.Append(records, w.durable)
-	if err == nil {
-		w.appended(res.EndOffset)
-	}
-	return res, err
+	return w.track(part.Append(records, w.durable))
 }
 
 // appendCommittedWith is appendCommitted of what write appends (a transaction marker, say).
@@ -83,11 +79,7 @@ func (b *Broker) appendCommittedWith(part *engine.Partition, timeout time.Durati
 	if err != nil {
 		return AppendResult{}, err
 	}
-	res, err := write(w.durable)
-	if err == nil {
-		w.appended(res.EndOffset)
-	}
-	return res, err
+	return w.track(write(w.durable))
 }
 
 // newProduceWait prepares the wait of an append to part that is to call done once committed,
@@ -153,6 +145,15 @@ type produceWait struct {
 	// start and localAt (when they became durable here) time the wait, for
 	// Config.OnCommittedAppend; zero without it.
 	start, localAt time.Time
+}
+
+// track passes an append's result through, and starts waiting for the high watermark past
+// it when the append succeeded.
+func (w *produceWait) track(res AppendResult, err error) (AppendResult, error) {
+	if err == nil {
+		w.appended(res.EndOffset)
+	}
+	return res, err
 }
 
 func (w *produceWait) appended(end int64) {
