@@ -57,6 +57,10 @@ type Config struct {
 	// TxnIDExpiration is transactional.id.expiration.ms: a transactional id idle this long is
 	// forgotten (a tombstone in __transaction_state); 0 means Kafka's 7 days.
 	TxnIDExpiration time.Duration
+	// ProducerIDExpiration is producer.id.expiration.ms: each partition forgets a producer
+	// whose last batch is this old and which has no transaction open, on the retention timer;
+	// 0 means engine.DefaultProducerIDExpiration (Kafka's 1 day).
+	ProducerIDExpiration time.Duration
 	// Groups is what every group coordinator is configured with (the group.* settings; its
 	// Incarnation, Topics and ConsumerTopics are set by the node).
 	Groups group.Config
@@ -160,6 +164,7 @@ func OpenContext(ctx context.Context, cfg Config) (*Broker, error) {
 		RetentionCheckInterval:           -1, // runRetention
 		CleanerInterval:                  cleanerInterval(cfg),
 		CleanerIOBytesPerSecond:          cfg.LogCleanerIOBytesPerSecond,
+		ProducerIDExpiration:             cfg.ProducerIDExpiration,
 	}, b.localSpecs(store.State()))
 	if err != nil {
 		b.purg.Close()

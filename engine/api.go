@@ -60,6 +60,11 @@ type Config struct {
 	// Retention (Kafka's log.retention.check.interval.ms); default
 	// DefaultRetentionCheckInterval, negative turns the timer off (EnforceRetention still works).
 	RetentionCheckInterval time.Duration
+	// ProducerIDExpiration is producer.id.expiration.ms: a partition forgets a producer whose
+	// last batch is this old, by its timestamp, and which has no transaction open (see
+	// producers.expire), on each retention check. 0 means DefaultProducerIDExpiration;
+	// negative: never.
+	ProducerIDExpiration time.Duration
 	// Now returns the wall clock in milliseconds (LogAppendTime, retention.ms); nil means time.Now.
 	Now func() int64
 	// OnDurable is called when a partition's durable end advances (and

@@ -388,9 +388,13 @@ func TestIdempotentProducer(t *testing.T) {
 	if _, err := p.Append(mkBatch(batchOpts{pid: pid, epoch: 0, seq: 3, n: 1}), nil); !errors.Is(err, ErrInvalidProducerEpoch) {
 		t.Fatalf("old epoch: %v", err)
 	}
-	if _, err := p.Append(mkBatch(batchOpts{pid: 43, epoch: 0, seq: 1, n: 1}), nil); !errors.Is(err, ErrOutOfOrderSequence) {
-		t.Fatalf("new producer not at 0: %v", err)
+	// A producer the partition does not know may start anywhere (KIP-360: it may have been
+	// forgotten, see TestProducerExpiration); from then on it must continue its sequence.
+	mustAppend(t, p, mkBatch(batchOpts{pid: 43, epoch: 0, seq: 7, n: 1}))
+	if _, err := p.Append(mkBatch(batchOpts{pid: 43, epoch: 0, seq: 9, n: 1}), nil); !errors.Is(err, ErrOutOfOrderSequence) {
+		t.Fatalf("gap after a first batch at 7: %v", err)
 	}
+	mustAppend(t, p, mkBatch(batchOpts{pid: 43, epoch: 0, seq: 8, n: 1}))
 	// Five more batches: the first one falls out of the window.
 	seq := int32(3)
 	var last []byte

@@ -3,9 +3,13 @@ package engine
 import (
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/ringtail/ringtail/engine/batch"
 )
+
+// DefaultProducerIDExpiration is Kafka's producer.id.expiration.ms default (KIP-854).
+const DefaultProducerIDExpiration = 24 * time.Hour
 
 // producerWindow is how many recent batches per producer are remembered for
 // duplicate detection (Kafka's max.in.flight.requests.per.connection limit
@@ -93,8 +97,13 @@ func (ps producers) check(h batch.Header) (int64, bool, error) {
 		return 0, false, nil
 	}
 	switch {
-	case !ok || h.ProducerEpoch > st.epoch || len(st.batches) == 0:
-		if ok && h.ProducerEpoch < st.epoch {
+	case !ok:
+		// A producer this partition does not know, never seen or forgotten (expire), may go
+		// on from any sequence, as Kafka's broker lets it since KIP-360: a client idle for
+		// longer than the expiration cannot tell, and must not fail its next batch for it.
+		return 0, false, nil
+	case h.ProducerEpoch > st.epoch || len(st.batches) == 0:
+		if h.ProducerEpoch < st.epoch {
 			return 0, false, fmt.Errorf("%w: producer %d epoch %d, current %d", ErrInvalidProducerEpoch, h.ProducerID, h.ProducerEpoch, st.epoch)
 		}
 		if h.BaseSequence != 0 {
@@ -114,6 +123,23 @@ func (ps producers) check(h batch.Header) (int64, bool, error) {
 		return 0, false, fmt.Errorf("%w: producer %d expected sequence %d, got %d", ErrOutOfOrderSequence, h.ProducerID, want, h.BaseSequence)
 	}
 	return 0, false, nil
+}
+
+// expire forgets the producers whose last batch is expirationMs old at nowMs, by that batch's
+// max timestamp (Kafka's producer.id.expiration.ms, which counts the same way), unless a
+// transaction of theirs is open: without it every idempotent client that ever wrote would be
+// remembered forever (franz-go and the Java client are idempotent by default, each process
+// with a new producer id), in memory, in every snapshot, and as a batch a compacted topic
+// keeps for it (the cleaner's producerLast). It returns how many it forgot.
+func (ps producers) expire(nowMs, expirationMs int64) int {
+	n := 0
+	for id, st := range ps {
+		if st.txnFirst < 0 && nowMs-st.lastTs >= expirationMs {
+			delete(ps, id)
+			n++
+		}
+	}
+	return n
 }
 
 // checkCoordinator refuses a marker for producer pid written for a

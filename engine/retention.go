@@ -15,6 +15,9 @@ import (
 //   - superseded: segments wholly below the floor TrimBefore set (DeleteRecords, the
 //     __consumer_offsets compaction), whatever the policy.
 //
+// The same pass forgets idle producers (Config.ProducerIDExpiration, Kafka's
+// producer.id.expiration.ms, which Kafka checks on its own ten-minute timer).
+//
 // Only a sealed segment that a checkpoint has made durable (indexed) and that lies wholly
 // below the high watermark is ever deleted, oldest first, and never the active one (an active
 // segment wholly past retention.ms is rolled, and goes on a later pass). A pass that finds a
@@ -134,6 +137,7 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 		}
 	}
 	p.graves = kept
+	p.expireProducersLocked(nowMs)
 
 	r := p.Config().Retention
 	if !r.Delete {
@@ -193,4 +197,22 @@ func (p *Partition) enforceRetention(nowMs int64, wall time.Time) {
 		p.eng.ckpt.request()
 		p.eng.log.Info("engine: retention rolled an expired active segment", "partition", p.name, "base", a.base, "end", a.end)
 	}
+}
+
+// expireProducersLocked forgets the producers idle for Config.ProducerIDExpiration at nowMs
+// (producers.expire), in the state at the log end and in the one at the durable end, each by
+// its own last batch: a rollback to the durable end must not bring back a producer that had
+// expired there. p.mu held.
+func (p *Partition) expireProducersLocked(nowMs int64) {
+	exp := p.eng.cfg.ProducerIDExpiration
+	if exp < 0 {
+		return
+	}
+	if exp == 0 {
+		exp = DefaultProducerIDExpiration
+	}
+	if n := p.prod.expire(nowMs, exp.Milliseconds()); n > 0 {
+		p.eng.log.Info("engine: forgot idle producers", "partition", p.name, "producers", n, "left", len(p.prod), "idle_for", exp)
+	}
+	p.durableProd.expire(nowMs, exp.Milliseconds())
 }

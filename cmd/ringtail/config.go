@@ -47,6 +47,7 @@ type config struct {
 	// The consumer protocol's groups (KIP-848; Kafka's group.consumer.*).
 	GroupConsumerSessionTimeout       time.Duration
 	TransactionalIdExpiration         time.Duration
+	ProducerIdExpiration              time.Duration
 	GroupConsumerMinSessionTimeout    time.Duration
 	GroupConsumerMaxSessionTimeout    time.Duration
 	GroupConsumerHeartbeatInterval    time.Duration
@@ -247,6 +248,8 @@ var options = []option{
 	}},
 	durationOption("transactional-id-expiration", "168h", "a transactional id idle this long is forgotten, its state deleted from __transaction_state (transactional.id.expiration.ms)",
 		func(c *config) *time.Duration { return &c.TransactionalIdExpiration }),
+	durationOption("producer-id-expiration", "24h", "each partition forgets an idempotent or transactional producer whose last batch is this old (by its timestamp) and which has no transaction open: its duplicate detection ends and a compacted topic stops keeping its last batch (producer.id.expiration.ms); checked every retention-check-interval",
+		func(c *config) *time.Duration { return &c.ProducerIdExpiration }),
 	durationOption("group-consumer-session-timeout", "45s", "a consumer-protocol (KIP-848) member that sends no heartbeat for this long leaves its group (group.consumer.session.timeout.ms); within the min and max below",
 		func(c *config) *time.Duration { return &c.GroupConsumerSessionTimeout }),
 	durationOption("group-consumer-min-session-timeout", "45s", "the least group-consumer-session-timeout may be (group.consumer.min.session.timeout.ms)",

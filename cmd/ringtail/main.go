@@ -192,6 +192,7 @@ func serve(cfg *config, args []string) error {
 		Cluster:                    cluster,
 		OffsetsTopicPartitions:     cfg.OffsetsPartitions,
 		TxnIDExpiration:            cfg.TransactionalIdExpiration,
+		ProducerIDExpiration:       cfg.ProducerIdExpiration,
 		Groups: group.Config{
 			ConsumerSessionTimeout:    cfg.GroupConsumerSessionTimeout,
 			ConsumerHeartbeatInterval: cfg.GroupConsumerHeartbeatInterval,

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -134,5 +135,42 @@ func TestRetentionMsEmptiesIdleTopic(t *testing.T) {
 	recs := consumeAll(t, b, "brief")[0]
 	if len(recs) != 1 || string(recs[0].Value) != "fresh" || recs[0].Offset != 5 {
 		t.Fatalf("after retention: %d records, first %+v", len(recs), recs)
+	}
+}
+
+// TestIdleProducerForgotten: a partition forgets an idempotent producer whose last batch is
+// --producer-id-expiration old (Kafka's producer.id.expiration.ms), on the retention timer;
+// the client, idle meanwhile, goes on with its next sequence number and neither fails nor
+// needs a new producer id (the broker takes any sequence from a producer it does not know, as
+// Kafka's does since KIP-360), and its record is written once.
+func TestIdleProducerForgotten(t *testing.T) {
+	b := startBroker(t, withArgs("--retention-check-interval", "200ms", "--producer-id-expiration", "2s"))
+	adm := b.Admin(t)
+	topic := topicName(t, "")
+	createTopic(t, adm, topic, 1, nil)
+	cl := b.Client(t, kgo.DefaultProduceTopic(topic)) // idempotent: franz-go's default
+	produceSync(t, cl, &kgo.Record{Value: []byte("before")})
+	first := describeProducer(t, b, topic, -1)
+	if first.LastSequence != 0 {
+		t.Fatalf("after one record the producer is described as %+v; want last sequence 0", first)
+	}
+
+	producers := func() []kadm.DescribedProducer {
+		described, err := adm.DescribeProducers(ctxTimeout(t, opTimeout), kadm.TopicsSet{topic: {0: struct{}{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return described.SortedProducers()
+	}
+	waitFor(t, 30*time.Second, "the idle producer to be forgotten", func() bool { return len(producers()) == 0 })
+
+	produceSync(t, cl, &kgo.Record{Value: []byte("after")})
+	ps := producers()
+	if len(ps) != 1 || ps[0].ProducerID != first.ProducerID || ps[0].ProducerEpoch != first.ProducerEpoch || ps[0].LastSequence != 1 {
+		t.Fatalf("after the idle producer wrote again: producers %+v; want only producer %d epoch %d at sequence 1", ps, first.ProducerID, first.ProducerEpoch)
+	}
+	got := consumeAll(t, b, topic)[0]
+	if len(got) != 2 || string(got[0].Value) != "before" || string(got[1].Value) != "after" || got[1].Offset != 1 {
+		t.Fatalf("the partition holds %d records; want before at 0 and after at 1", len(got))
 	}
 }
