@@ -254,9 +254,12 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 		return pl.ratio, nil
 	}
 	producerLast := make(map[int64]int64, len(p.prod))
+	epochMarkers := map[int64]producerMarker{}
 	for pid, st := range p.prod {
 		if n := len(st.batches); n > 0 {
 			producerLast[pid] = st.batches[n-1].baseOffset
+		} else {
+			epochMarkers[pid] = producerMarker{epoch: st.epoch, offset: st.lastMarker}
 		}
 	}
 	aborted := abortedRanges{}
@@ -301,7 +304,7 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 			break
 		}
 	}
-	rules := cleanRules{keys: keys, aborted: aborted, nowMs: nowMs, deleteRetentionMs: cfg.DeleteRetentionMs, producerLast: producerLast}
+	rules := cleanRules{keys: keys, aborted: aborted, nowMs: nowMs, deleteRetentionMs: cfg.DeleteRetentionMs, producerLast: producerLast, producerMarker: epochMarkers}
 	var st cleanStats
 	swapped := 0
 	for _, s := range segs[:pl.to] {

@@ -39,8 +39,12 @@ import (
 // follower that lags past the marker's horizon, holding the transaction's records but not yet
 // its marker, receives an empty batch in its place and keeps the transaction open (Kafka's
 // follower would too); so does a read_uncommitted consumer's view of an aborted transaction.
-// Recovery from the headers alone also loses what only a removed marker said of its producer
-// (an epoch bumped by it, its coordinator's epoch), as Kafka's does; snapshots keep both.
+// A producer with no sequenced batch in its current epoch (a marker moved it to that epoch, or
+// it only ever wrote a coordinator's offsets) keeps its last marker (producerMarker), as
+// Kafka's cleaner keeps an active producer's last control batch, so a recovery from the
+// headers alone still learns its epoch; once it has expired (producers.expire) the marker goes
+// like any other. Such a recovery loses only the coordinator epoch of a removed marker whose
+// producer wrote sequenced batches since, as Kafka's does; snapshots keep it.
 //
 // What is never rewritten (the cleanable limit, planCleaning's in.Limit): the active segment, and
 // anything at or above the high watermark (a follower may not have it yet, and a truncation may
@@ -255,9 +259,29 @@ type cleanRules struct {
 	// empty if need be, so the producer state rebuilt at recovery knows the producer's last
 	// sequence and epoch.
 	producerLast map[int64]int64
+	// producerMarker: for each producer without a sequenced batch in its current epoch (one a
+	// marker moved to a new epoch, a coordinator that only wrote its offsets), its epoch and
+	// last marker. That marker is kept, as Kafka's cleaner keeps an active producer's last
+	// control batch when it has no data: it is all that tells recovery the producer's epoch
+	// and coordinator epoch. Offset -1 (not known since a restart from a snapshot) keeps every
+	// marker of that epoch until the producer's next one, or until it expires.
+	producerMarker map[int64]producerMarker
 	// txnLeft: producer id → a batch of its transaction open at this point of the pass is in
 	// the pass's output, so that transaction's marker stays. A pass is one walk in offset order.
 	txnLeft map[int64]bool
+}
+
+// producerMarker is a producer's current epoch and its last marker's offset (-1: not known).
+type producerMarker struct {
+	epoch  int16
+	offset int64
+}
+
+// keepsEpoch reports whether control batch h is the marker that carries its producer's
+// current epoch (producerMarker).
+func (r *cleanRules) keepsEpoch(h batch.Header) bool {
+	m, ok := r.producerMarker[h.ProducerID]
+	return ok && h.ProducerEpoch == m.epoch && (m.offset < 0 || m.offset == h.BaseOffset)
 }
 
 // cleanStats counts what a pass did.
@@ -374,13 +398,19 @@ func (r *cleanRules) noteTxnLeft(pid int64) {
 // cleanMarker returns what replaces control batch b (header h): b while a batch of its
 // transaction stays or its delete horizon is ahead, b stamped with a horizon once nothing else
 // of its transaction is left, nil (removed) once that horizon has passed. A control batch
-// without a producer is no transaction's and stays.
+// without a producer is no transaction's and stays; so does the one that carries its
+// producer's epoch (keepsEpoch).
 func (r *cleanRules) cleanMarker(b []byte, h batch.Header, st *cleanStats, keep func() ([]byte, error)) ([]byte, error) {
 	left := r.txnLeft[h.ProducerID]
 	delete(r.txnLeft, h.ProducerID)
+	keepEpoch := r.keepsEpoch(h)
 	switch {
-	case left || h.ProducerID < 0:
+	case left || h.ProducerID < 0 || keepEpoch && !h.HasDeleteHorizon():
 		return keep()
+	case keepEpoch:
+		// Stamped before its producer's epoch came to depend on it (since a restart, its
+		// offset is not known, and every marker of the epoch stays): the horizon goes too,
+		// or every later plan would find it passed and plan a pass for nothing.
 	case h.HasDeleteHorizon() && r.nowMs >= h.FirstTimestamp:
 		st.recordsIn += int(h.NumRecords)
 		st.markersRemoved++
@@ -392,8 +422,15 @@ func (r *cleanRules) cleanMarker(b []byte, h batch.Header, st *cleanStats, keep 
 	if err != nil {
 		return nil, err
 	}
+	if len(recs) == 0 {
+		return keep()
+	}
 	nh := h
-	nh.SetDeleteHorizon(r.nowMs + r.deleteRetentionMs)
+	if keepEpoch {
+		nh.ClearDeleteHorizon(h.FirstTimestamp + recs[0].TimestampDelta) // the marker's time
+	} else {
+		nh.SetDeleteHorizon(r.nowMs + r.deleteRetentionMs)
+	}
 	if shift := h.FirstTimestamp - nh.FirstTimestamp; shift != 0 {
 		for i := range recs {
 			recs[i].TimestampDelta += shift // record timestamps stay FirstTimestamp + delta

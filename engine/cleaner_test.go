@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ringtail/ringtail/engine/batch"
 	"github.com/ringtail/ringtail/vfs"
@@ -1054,4 +1056,148 @@ func TestCleanerRemovesTransactionMarkers(t *testing.T) {
 	e, p = open()
 	defer e.Close()
 	check("after a restart with only a snapshot from inside a removed transaction", e, p, 4, 1)
+}
+
+// TestCleanerKeepsEpochMarker: a marker that is all that tells its producer's epoch stays
+// through the passes that remove the other markers, as Kafka's cleaner keeps an active
+// producer's last control batch: producer 5, whose transaction its coordinator aborted with the
+// epoch bumped (as on a timeout), and producer 7, which only wrote a coordinator's offsets (no
+// sequence), keep their last marker. A recovery from the headers alone then still knows
+// producer 5's new epoch (its old one is fenced) and both coordinator epochs. Once both have
+// expired, the passes after the next writes remove those markers too.
+func TestCleanerKeepsEpochMarker(t *testing.T) {
+	const retention = 5000
+	var clock atomic.Int64
+	clock.Store(1000)
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
+		RetentionCheckInterval: -1, CleanerInterval: -1, Now: clock.Load, ProducerIDExpiration: time.Minute}
+	open := func() (*Engine, *Partition) {
+		t.Helper()
+		e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, retention)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e, e.Partition(tpA)
+	}
+	e, p := open()
+	mustAppend(t, p, txnBatch(5, 0, "k0", "p5"))
+	marker(t, p, 5, 1, false)
+	offsets7 := func(v string) []byte {
+		return batch.Build(batch.Header{ProducerID: 7, ProducerEpoch: 0, BaseSequence: -1, Attributes: 0x10},
+			[]batch.Record{{Key: []byte("k1"), Value: []byte(v)}}, batch.CodecNone)
+	}
+	for i := range 3 {
+		mustAppend(t, p, offsets7(fmt.Sprint("p7-", i)))
+		marker(t, p, 7, 0, true)
+	}
+	mustAppend(t, p, keyedBatch("k0", "final", 0))
+	mustAppend(t, p, keyedBatch("k1", "final", 0))
+	settle := func() {
+		t.Helper()
+		if err := p.Roll(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Checkpoint(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle()
+	// markers lists the producers of the partition's control batches, in offset order; it
+	// fails the test if one of them has a delete horizon that has passed.
+	markers := func() []int64 {
+		t.Helper()
+		var pids []int64
+		for next := int64(0); next < p.HighWatermark(); {
+			res, err := p.Read(next, 1<<20, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bs, err := batch.Split(res.Records)
+			if err != nil || len(bs) == 0 {
+				t.Fatalf("read at %d: %d batches, %v", next, len(bs), err)
+			}
+			for _, b := range bs {
+				h, err := batch.ParseHeader(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if h.IsControl() && h.NumRecords > 0 {
+					pids = append(pids, h.ProducerID)
+					if h.HasDeleteHorizon() && h.FirstTimestamp <= clock.Load() {
+						t.Fatalf("producer %d's marker at %d kept with its delete horizon %d passed: every plan would pick it again",
+							h.ProducerID, h.BaseOffset, h.FirstTimestamp)
+					}
+				}
+				next = h.LastOffset() + 1
+			}
+		}
+		return pids
+	}
+	if got := markers(); !slices.Equal(got, []int64{5, 7, 7, 7}) {
+		t.Fatalf("before cleaning: markers of producers %v", got)
+	}
+	e.Clean() // stamps producer 7's first two markers
+	// After a restart from a snapshot the last marker's offset is not known: every marker of
+	// the producer's epoch stays, its horizon cleared, until the producer's next marker.
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e, p = open()
+	clock.Store(1000 + retention)
+	e.Clean()
+	if got := markers(); !slices.Equal(got, []int64{5, 7, 7, 7}) {
+		t.Fatalf("past the horizon after a restart from a snapshot: markers of producers %v, want [5 7 7 7]", got)
+	}
+	mustAppend(t, p, offsets7("p7-3"))
+	marker(t, p, 7, 0, true)
+	mustAppend(t, p, keyedBatch("k1", "final", 0))
+	settle()
+	e.Clean()
+	clock.Add(retention)
+	e.Clean()
+	if got := markers(); !slices.Equal(got, []int64{5, 7}) {
+		t.Fatalf("past the horizon: markers of producers %v, want [5 7]: each producer's last, which alone tells its epoch", got)
+	}
+
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	asAfterCrash(t, dir)
+	snaps, err := filepath.Glob(filepath.Join(p.dir, "*"+snapshotSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range snaps {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, p = open()
+	defer func() { e.Close() }()
+	got := map[int64]ProducerInfo{}
+	for _, pi := range p.Producers() {
+		got[pi.ProducerID] = pi
+	}
+	if p5, p7 := got[5], got[7]; len(got) != 2 || p5.ProducerEpoch != 1 || p5.CoordinatorEpoch != 3 || p7.ProducerEpoch != 0 || p7.CoordinatorEpoch != 3 {
+		t.Fatalf("recovered from the headers: producers %+v; want 5 at epoch 1 and 7 at epoch 0, both with coordinator epoch 3", got)
+	}
+	if _, err := p.Append(txnBatch(5, 1, "k2", "zombie"), nil); !errors.Is(err, ErrInvalidProducerEpoch) {
+		t.Fatalf("producer 5 at its aborted epoch 0 after the recovery: %v, want an invalid producer epoch", err)
+	}
+
+	// Expired, the producers' markers go like the others.
+	clock.Add(int64(2 * time.Minute / time.Millisecond))
+	e.EnforceRetention()
+	if n := len(p.Producers()); n != 0 {
+		t.Fatalf("%d producers left after they expired", n)
+	}
+	mustAppend(t, p, keyedBatch("k0", "again", 0))
+	settle()
+	e.Clean()
+	clock.Add(retention)
+	e.Clean()
+	if got := markers(); len(got) != 0 {
+		t.Fatalf("after the producers expired and two passes: markers of producers %v", got)
+	}
 }

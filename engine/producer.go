@@ -37,6 +37,11 @@ type producerState struct {
 	// lastTs is the max timestamp of the producer's last batch, -1 when none
 	// (DescribeProducers).
 	lastTs int64
+	// lastMarker is the base offset of the producer's last marker, -1 when none or not known
+	// (snapshots do not hold it: after a restart from one it is known again from the
+	// producer's next marker). The log cleaner keeps that marker while nothing else tells
+	// the producer's epoch (cleanRules.producerMarker).
+	lastMarker int64
 }
 
 // prodBatch is a stored batch as apply takes it: its header and, for a
@@ -162,7 +167,7 @@ func (ps producers) apply(h batch.Header, coordEpoch int32) {
 	}
 	st, ok := ps[h.ProducerID]
 	if !ok {
-		st.txnFirst, st.coordEpoch = -1, noMarker
+		st.txnFirst, st.coordEpoch, st.lastMarker = -1, noMarker, -1
 	}
 	st.lastTs = h.MaxTimestamp
 	if h.IsTransactional() && !h.IsControl() && st.txnFirst < 0 {
@@ -179,6 +184,7 @@ func (ps producers) apply(h batch.Header, coordEpoch int32) {
 		if h.IsControl() {
 			st.txnFirst = -1
 			st.coordEpoch = coordEpoch
+			st.lastMarker = h.BaseOffset
 		}
 		ps[h.ProducerID] = st
 		return

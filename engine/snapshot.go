@@ -163,7 +163,7 @@ func decodeSnapshot(b []byte) (*prodSnapshot, error) {
 	n = r.count(11)
 	for i := 0; i < n; i++ {
 		id := r.i64()
-		st := producerState{epoch: int16(r.u16()), txnFirst: -1, coordEpoch: noMarker, lastTs: -1}
+		st := producerState{epoch: int16(r.u16()), txnFirst: -1, coordEpoch: noMarker, lastTs: -1, lastMarker: -1}
 		nb := r.u8()
 		if nb > producerWindow {
 			r.bad = true
