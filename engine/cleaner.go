@@ -239,7 +239,7 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 		}
 		p.cleaner.running = true
 		p.mu.Unlock()
-		err := p.learnHorizons(unknown, cuts)
+		err := p.learnHorizons(unknown, cuts, newThrottle(p.eng.cfg.CleanerIOBytesPerSecond, stop))
 		p.mu.Lock()
 		p.cleaner.running = false
 		if err != nil || p.closed || p.closing {
@@ -364,10 +364,16 @@ func (p *Partition) planLocked(cfg Compaction, nowMs int64) ([]*segment, cleanPl
 // partition; the header scan reads the headers only (for small batches that is still the whole
 // file, in 16 KiB reads, but no decompression and no writes), once per segment and process,
 // only when no pass is due by dirt (a pass learns the horizons of what it rewrites), and only
-// for the segments below the cleanable limit. It is not throttled: it is bounded by the size of
-// the clean section and does not come back.
-func (p *Partition) learnHorizons(segs []*segment, cuts uint64) error {
+// for the segments below the cleanable limit. Its reads go through the cleaner's throttle th:
+// right after a restart, with every compacted partition's segments unknown, they would
+// otherwise take the disk from the appends the bound is there to protect.
+func (p *Partition) learnHorizons(segs []*segment, cuts uint64, th *throttle) error {
 	for _, s := range segs {
+		select {
+		case <-th.stop:
+			return nil // the engine is closing
+		default:
+		}
 		p.mu.Lock()
 		size, live := s.size, p.segmentPos(s) >= 0
 		p.mu.Unlock()
@@ -376,6 +382,7 @@ func (p *Partition) learnHorizons(segs []*segment, cuts uint64) error {
 		}
 		horizon := int64(noHorizon)
 		hr := newHeaderReader(s.file)
+		hr.onRead = th.wait
 		var err error
 		for pos := int64(0); pos < size; {
 			var h batch.Header

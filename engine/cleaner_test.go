@@ -1201,3 +1201,59 @@ func TestCleanerKeepsEpochMarker(t *testing.T) {
 		t.Fatalf("after the producers expired and two passes: markers of producers %v", got)
 	}
 }
+
+// TestCleanerLearnsHorizonsWithinItsRate: after a restart, reading the headers of the segments
+// whose delete horizons recovery did not learn goes through the cleaner's I/O bound
+// (CleanerIOBytesPerSecond) like a pass: it takes at least their size at that rate.
+func TestCleanerLearnsHorizonsWithinItsRate(t *testing.T) {
+	const n, keys, retention = 140, 6, 5000
+	var clock atomic.Int64
+	clock.Store(1000)
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
+		RetentionCheckInterval: -1, CleanerInterval: -1, Now: clock.Load}
+	e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, retention)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendSealed(t, e, e.Partition(tpA), n, keys)
+	e.Clean() // keeps tombstones with a horizon ahead: what a restart must learn again
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg.CleanerIOBytesPerSecond = 4 << 10 // a quarter of a second or more for what the workload leaves
+	e, err = testOpen(cfg, []PartitionSpec{compactSpec(tpA, retention)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	p := e.Partition(tpA)
+	var unknownBytes int64
+	p.mu.Lock()
+	for _, s := range p.segments[:len(p.segments)-1] {
+		if !s.horizonKnown {
+			unknownBytes += s.size
+		}
+	}
+	p.mu.Unlock()
+	if unknownBytes < 1<<10 {
+		t.Fatalf("%d bytes of segments with unknown horizons after the restart: too few to tell a bound from none", unknownBytes)
+	}
+	start := time.Now()
+	e.Clean()
+	took := time.Since(start)
+	if st := e.CleanerStats(); st.Passes != 0 {
+		t.Fatalf("%d passes: the horizons are ahead and nothing is dirty, only the headers are to be read", st.Passes)
+	}
+	if least := time.Duration(float64(unknownBytes) / float64(cfg.CleanerIOBytesPerSecond) * float64(time.Second)); took < least {
+		t.Fatalf("reading the headers of %d bytes of segments took %v, less than %v at %d bytes/s", unknownBytes, took, least, cfg.CleanerIOBytesPerSecond)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.segments[:len(p.segments)-1] {
+		if !s.horizonKnown {
+			t.Fatalf("segment %d's horizon still unknown after the plan", s.base)
+		}
+	}
+}

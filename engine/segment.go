@@ -261,6 +261,8 @@ type headerReader struct {
 	buf   []byte
 	start int64 // file position of buf[0]
 	n     int   // valid bytes in buf
+	// onRead, when set, is told the bytes of every read (the cleaner's throttle).
+	onRead func(n int)
 }
 
 func newHeaderReader(f vfs.File) *headerReader {
@@ -285,6 +287,9 @@ func (r *headerReader) header(pos, limit int64) (batch.Header, error) {
 			return batch.Header{}, err
 		}
 		r.start, r.n = pos, n
+		if r.onRead != nil {
+			r.onRead(n)
+		}
 	}
 	off := pos - r.start
 	return batch.ParseHeader(r.buf[off : off+batch.HeaderSize])
