@@ -409,8 +409,8 @@ func (r *cleanRules) cleanMarker(b []byte, h batch.Header, st *cleanStats, keep 
 		return keep()
 	case keepEpoch:
 		// Stamped before its producer's epoch came to depend on it (since a restart, its
-		// offset is not known, and every marker of the epoch stays): the horizon goes too,
-		// or every later plan would find it passed and plan a pass for nothing.
+		// offset is not known, and every marker of the epoch stays): rebuilt below without
+		// the horizon, or every later plan would find it passed and plan a pass for nothing.
 	case h.HasDeleteHorizon() && r.nowMs >= h.FirstTimestamp:
 		st.recordsIn += int(h.NumRecords)
 		st.markersRemoved++

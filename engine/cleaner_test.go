@@ -137,6 +137,32 @@ func compactSpec(tp TopicPartition, deleteRetentionMs int64) PartitionSpec {
 	return spec
 }
 
+// openCompacted opens an engine of *cfg (read at each call) holding tpA compacted with
+// deleteRetentionMs, and returns it with the partition.
+func openCompacted(t *testing.T, cfg *Config, deleteRetentionMs int64) (*Engine, *Partition) {
+	t.Helper()
+	e, err := testOpen(*cfg, []PartitionSpec{compactSpec(tpA, deleteRetentionMs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, e.Partition(tpA)
+}
+
+// removeSnapshots deletes p's producer snapshots (p's engine closed), so that the next open
+// rebuilds the producer state from the batch headers.
+func removeSnapshots(t *testing.T, p *Partition) {
+	t.Helper()
+	snaps, err := filepath.Glob(filepath.Join(p.dir, "*"+snapshotSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range snaps {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestCleanerCompacts appends many values for few keys over small segments, cleans, and reads
 // back the latest value per key at its original offset, contiguous batches, fewer bytes; a read
 // at a removed offset returns the next batch; a restart reads the same; a pass past the delete
@@ -806,15 +832,7 @@ func TestCleanerRemovesTombstonesWithoutWrites(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
 		RetentionCheckInterval: -1, CleanerInterval: -1, Now: clock.Load}
-	spec := compactSpec(tpA, retention)
-	open := func() (*Engine, *Partition) {
-		t.Helper()
-		e, err := testOpen(cfg, []PartitionSpec{spec})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e, e.Partition(tpA)
-	}
+	open := func() (*Engine, *Partition) { return openCompacted(t, &cfg, retention) }
 	tombstones := func(p *Partition) (n int) {
 		for _, r := range readRecords(t, p, 0) {
 			if r.Value == nil {
@@ -905,14 +923,7 @@ func TestCleanerRemovesTransactionMarkers(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
 		RetentionCheckInterval: -1, CleanerInterval: -1, Now: clock.Load}
-	open := func() (*Engine, *Partition) {
-		t.Helper()
-		e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, retention)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e, e.Partition(tpA)
-	}
+	open := func() (*Engine, *Partition) { return openCompacted(t, &cfg, retention) }
 	e, p := open()
 	seq := map[int64]int32{}
 	txn := func(pid int64, key string) int64 {
@@ -1026,30 +1037,15 @@ func TestCleanerRemovesTransactionMarkers(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	snaps := func() []string {
-		m, err := filepath.Glob(filepath.Join(p.dir, "*"+snapshotSuffix))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
 	asAfterCrash(t, dir)
-	for _, f := range snaps() {
-		if err := os.Remove(f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeSnapshots(t, p)
 	e, p = open()
 	check("after a restart from the headers", e, p, 4, 1)
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
 	asAfterCrash(t, dir)
-	for _, f := range snaps() {
-		if err := os.Remove(f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeSnapshots(t, p)
 	if err := os.WriteFile(staleName, stale, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -1072,14 +1068,7 @@ func TestCleanerKeepsEpochMarker(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
 		RetentionCheckInterval: -1, CleanerInterval: -1, Now: clock.Load, ProducerIDExpiration: time.Minute}
-	open := func() (*Engine, *Partition) {
-		t.Helper()
-		e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, retention)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e, e.Partition(tpA)
-	}
+	open := func() (*Engine, *Partition) { return openCompacted(t, &cfg, retention) }
 	e, p := open()
 	mustAppend(t, p, txnBatch(5, 0, "k0", "p5"))
 	marker(t, p, 5, 1, false)
@@ -1164,15 +1153,7 @@ func TestCleanerKeepsEpochMarker(t *testing.T) {
 		t.Fatal(err)
 	}
 	asAfterCrash(t, dir)
-	snaps, err := filepath.Glob(filepath.Join(p.dir, "*"+snapshotSuffix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range snaps {
-		if err := os.Remove(f); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeSnapshots(t, p)
 	e, p = open()
 	defer func() { e.Close() }()
 	got := map[int64]ProducerInfo{}
@@ -1212,23 +1193,16 @@ func TestCleanerLearnsHorizonsWithinItsRate(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
 		RetentionCheckInterval: -1, CleanerInterval: -1, Now: clock.Load}
-	e, err := testOpen(cfg, []PartitionSpec{compactSpec(tpA, retention)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	appendSealed(t, e, e.Partition(tpA), n, keys)
+	e, p := openCompacted(t, &cfg, retention)
+	appendSealed(t, e, p, n, keys)
 	e.Clean() // keeps tombstones with a horizon ahead: what a restart must learn again
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	cfg.CleanerIOBytesPerSecond = 4 << 10 // a quarter of a second or more for what the workload leaves
-	e, err = testOpen(cfg, []PartitionSpec{compactSpec(tpA, retention)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, p = openCompacted(t, &cfg, retention)
 	defer e.Close()
-	p := e.Partition(tpA)
 	var unknownBytes int64
 	p.mu.Lock()
 	for _, s := range p.segments[:len(p.segments)-1] {
