@@ -102,8 +102,9 @@ type connection struct {
 // maxInFlight. inflight <= maxInFlight keeps live slots from colliding.
 type slot struct {
 	done  bool
-	data  []byte // encoded response frame; nil sends nothing
-	bytes int    // size of the request frame, released from queued when the slot is freed
+	data  []byte   // encoded response frame; nil (and vec nil) sends nothing
+	vec   [][]byte // or the frame's buffers, in order (a Fetch response's records uncopied)
+	bytes int      // size of the request frame, released from queued when the slot is freed
 }
 
 // firstFrameChunk is the buffer a frame starts in; it doubles as bytes arrive, up to the size
@@ -442,28 +443,42 @@ func (c *connection) responder(ctx *Context, key, version int16, correlationID i
 			c.closeConn()
 			return
 		}
-		frame, err := encodeResponse(key, version, correlationID, resp)
+		frame, vec, err := encodeResponse(key, version, correlationID, resp)
 		if err != nil {
 			// respond may run on any goroutine, where a panic would take down the broker.
 			ctx.Log.Error("encoding response failed; closing connection", "correlation_id", correlationID, "err", err)
 			c.closeConn()
 			return
 		}
+		if vec != nil {
+			c.completeVec(seq, vec)
+			return
+		}
 		c.complete(seq, frame)
 	}
 }
 
-// encodeResponse sets resp to the request's version, so handlers need not, and encodes it.
-func encodeResponse(key, version int16, correlationID int32, resp kmsg.Response) (frame []byte, err error) {
+// encodeResponse sets resp to the request's version, so handlers need not, and encodes it: as
+// one frame, or, for a Fetch response that carries records, as the buffers of one frame
+// (encodeFetchFrame), so the records are not copied.
+func encodeResponse(key, version int16, correlationID int32, resp kmsg.Response) (frame []byte, vec [][]byte, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("kafkanet: encode %s v%d: panic: %v", kmsg.NameForKey(key), version, p)
 		}
 	}()
 	resp.SetVersion(version)
+	if fr, isFetch := resp.(*kmsg.FetchResponse); isFetch {
+		if vec, ok := encodeFetchFrame(correlationID, fr); ok {
+			if len(vec) == 1 {
+				return vec[0], nil, nil
+			}
+			return nil, vec, nil
+		}
+	}
 	// Most responses are small (a produce answer is tens of bytes a partition): room for
 	// them up front spares append's doubling from a few bytes up, an allocation a step.
-	return appendResponse(make([]byte, 0, responseInitialCap), key, correlationID, resp), nil
+	return appendResponse(make([]byte, 0, responseInitialCap), key, correlationID, resp), nil, nil
 }
 
 // responseInitialCap is the buffer a response is encoded into first.
@@ -486,17 +501,25 @@ func (c *connection) reserve() uint64 {
 // before any write submitted after it.
 func (c *connection) complete(seq uint64, frame []byte) {
 	// The broker-wide memory is released, and other connections woken, after mu.
-	if freed := c.completeLocked(seq, frame); freed > 0 {
+	if freed := c.completeLocked(seq, frame, nil); freed > 0 {
 		c.srv.mem.release(freed)
 	}
 }
 
-// completeLocked is complete under mu; it returns the request bytes freed.
-func (c *connection) completeLocked(seq uint64, frame []byte) int64 {
+// completeVec is complete for a response frame made of several buffers, written in order.
+func (c *connection) completeVec(seq uint64, vec [][]byte) {
+	if freed := c.completeLocked(seq, nil, vec); freed > 0 {
+		c.srv.mem.release(freed)
+	}
+}
+
+// completeLocked is complete under mu, with the frame as one buffer or as vec; it returns the
+// request bytes freed.
+func (c *connection) completeLocked(seq uint64, frame []byte, vec [][]byte) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := &c.slots[seq%maxInFlight]
-	s.done, s.data = true, frame
+	s.done, s.data, s.vec = true, frame, vec
 	var batch [][]byte
 	var freed int32
 	var freedBytes int64
@@ -505,12 +528,15 @@ func (c *connection) completeLocked(seq uint64, frame []byte) int64 {
 		if !s.done {
 			break
 		}
-		if s.data != nil {
-			if c.writing {
-				c.out = append(c.out, s.data)
-			} else {
-				batch = append(batch, s.data)
-			}
+		switch {
+		case s.data != nil && c.writing:
+			c.out = append(c.out, s.data)
+		case s.data != nil:
+			batch = append(batch, s.data)
+		case c.writing:
+			c.out = append(c.out, s.vec...)
+		default:
+			batch = append(batch, s.vec...)
 		}
 		freedBytes += int64(s.bytes)
 		*s = slot{}

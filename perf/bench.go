@@ -77,6 +77,13 @@ func WorkloadConfig(name string, d, w time.Duration, rate float64) (Config, erro
 		c.Mode = "e2e"
 		c.Rate = rate
 		c.Clients = 1
+	case "consume":
+		// One consumer reading a full topic from the start (issue 14's "fetch from a full
+		// topic"): 2,000,000 records of 256 B over the 6 partitions, produced first. The rate is
+		// of the whole read, connection included; broker CPU counts the read only.
+		c.Mode = "consume"
+		c.Prefill = 2_000_000
+		c.Duration, c.Warmup = 0, 0
 	case "consume-1000": // not in the default set: BENCH_WORKLOADS=consume-1000
 		// One consumer reading 1,000 partitions from the start: 1,000 records of 256 B each,
 		// produced first. The rate is of the whole read, connection included.
@@ -93,7 +100,7 @@ func WorkloadConfig(name string, d, w time.Duration, rate float64) (Config, erro
 		c.Clients = 1
 		c.Partitions = 1000
 	default:
-		return c, fmt.Errorf("unknown bench workload %q (seed, throughput, open-loop, lone, txn, e2e, consume-1000, e2e-1000; each also as <name>-pinned)", name)
+		return c, fmt.Errorf("unknown bench workload %q (seed, throughput, open-loop, lone, txn, consume, e2e, consume-1000, e2e-1000; each also as <name>-pinned)", name)
 	}
 	return c, nil
 }
