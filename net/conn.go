@@ -25,6 +25,7 @@ package kafkanet
 // well-behaved client never meets either limit.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -551,7 +552,7 @@ func (c *connection) completeLocked(seq uint64, frame []byte, vec [][]byte) int6
 	}
 	if len(batch) > 0 {
 		c.writing = true
-		if err := c.gc.AsyncWritev(batch, c.wrote); err != nil {
+		if err := c.gc.AsyncWritev(withinIovecs(batch), c.wrote); err != nil {
 			c.writing = false
 			c.log.Debug("queueing response write failed", "err", err)
 		}
@@ -594,6 +595,18 @@ func writeDirect(fd int, bufs [][]byte) [][]byte {
 // maxIovecs is the kernel's limit of buffers per sendmsg (UIO_MAXIOV).
 const maxIovecs = 1024
 
+// withinIovecs returns bufs with at most maxIovecs buffers, the ones beyond the limit joined
+// into the last: gnet hands its writes to one writev, which fails (and closes the connection)
+// beyond the kernel's limit. Only the path through the event loop (a full socket) needs it,
+// and only for a Fetch response of hundreds of partitions, whose records are buffers of their
+// own.
+func withinIovecs(bufs [][]byte) [][]byte {
+	if len(bufs) <= maxIovecs {
+		return bufs
+	}
+	return append(bufs[:maxIovecs-1:maxIovecs-1], bytes.Join(bufs[maxIovecs-1:], nil))
+}
+
 // wake resumes a connection paused at a bound, which looks again; for the broker-wide memory,
 // whose releases come from other connections. Callable from any goroutine.
 func (c *connection) wake() {
@@ -620,7 +633,7 @@ func (c *connection) wrote(gc gnet.Conn, err error) error {
 			return nil
 		}
 		c.mu.Unlock()
-		_, err = gc.Writev(out)
+		_, err = gc.Writev(withinIovecs(out))
 		c.mu.Lock()
 	}
 }

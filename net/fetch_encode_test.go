@@ -2,8 +2,11 @@ package kafkanet
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -115,5 +118,66 @@ func TestFetchFrameLeavesUnknownTagsToKmsg(t *testing.T) {
 	resp.SetVersion(16)
 	if _, ok := encodeFetchFrame(1, resp); ok {
 		t.Fatal("a version above 13 was encoded")
+	}
+}
+
+// TestVectoredFetchFramesToASlowReader: Fetch responses of more record buffers than one writev
+// takes (1,500 partitions of 8 KiB each, 12 MB a response), to a client that reads nothing
+// until all are answered, so most of each goes through the event loop, arrive whole and in
+// order.
+func TestVectoredFetchFramesToASlowReader(t *testing.T) {
+	const (
+		partitions = 1500
+		recordSize = 8 << 10
+		requests   = 3
+	)
+	records := func(corr int32, p int) []byte {
+		b := bytes.Repeat([]byte{byte(corr), byte(p), byte(p >> 8)}, recordSize/3+1)
+		return b[:recordSize]
+	}
+	reg := NewRegistry()
+	var answered atomic.Int32
+	reg.Register(API{Key: int16(kmsg.Fetch), MinVersion: 4, MaxVersion: 13, Handle: func(c *Context, req kmsg.Request, respond func(kmsg.Response)) {
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		tp := kmsg.NewFetchResponseTopic()
+		tp.Topic = "t"
+		for p := range partitions {
+			pp := kmsg.NewFetchResponseTopicPartition()
+			pp.Partition = int32(p)
+			pp.RecordBatches = records(int32(answered.Load()+1), p)
+			tp.Partitions = append(tp.Partitions, pp)
+		}
+		resp.Topics = []kmsg.FetchResponseTopic{tp}
+		answered.Add(1)
+		respond(resp)
+	}})
+	s := startServer(t, reg, 0)
+	c := dial(t, s)
+	_ = c.conn.SetDeadline(time.Now().Add(60 * time.Second))
+	var batch []byte
+	for range requests {
+		batch = append(batch, c.frame(kmsg.NewPtrFetchRequest(), 12)...)
+	}
+	c.write(batch)
+	waitFor(t, "every fetch answered while the client reads nothing", func() error {
+		if n := answered.Load(); n < requests {
+			return fmt.Errorf("%d of %d answered", n, requests)
+		}
+		return nil
+	})
+	for i := range requests {
+		resp := kmsg.NewPtrFetchResponse()
+		corr := c.read(resp, 12)
+		if corr != int32(i+1) {
+			t.Fatalf("response %d has correlation id %d", i+1, corr)
+		}
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != partitions {
+			t.Fatalf("response %d: %d topics", corr, len(resp.Topics))
+		}
+		for p, pp := range resp.Topics[0].Partitions {
+			if !bytes.Equal(pp.RecordBatches, records(corr, p)) {
+				t.Fatalf("response %d, partition %d: records differ", corr, p)
+			}
+		}
 	}
 }
