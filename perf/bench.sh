@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # make bench: Ringtail side by side with franz-go's kfake (in memory, and persisted with
 # SyncWrites), each started as its own process on 127.0.0.1, running the seed, seed-pinned (the
-# broker on one CPU, the client on the others), throughput, open-loop, lone and txn
-# (transactions of 100 records) workloads, and seed against a cluster
-# of three Ringtail brokers (RF 3,
-# min.insync.replicas=2). Prints one comparison table and writes bench/results/<date>-<commit>.json
+# broker on one CPU, the client on the others), throughput, open-loop, lone, txn (transactions
+# of 100 records) and consume (a full topic read from the start) workloads, and seed against a
+# cluster of three Ringtail brokers (RF 3, min.insync.replicas=2). Prints one comparison table and writes bench/results/<date>-<commit>.json
 # and plots. BENCH_DURATION (e.g. 30s) lengthens each measured run (default 10s, whole run ~4 min);
 # BENCH_RATE sets the open-loop rate; BENCH_BROKERS / BENCH_WORKLOADS pick a subset.
 # BENCH_RECOVERY_GIB sets the recovery step's log size (BENCH_RECOVERY=0 skips it).
@@ -33,7 +32,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit-dirty"; fi
 status=0
 brokers=${BENCH_BROKERS:-ringtail,ringtail-cluster,kfake-mem,kfake-sync}
-workloads=${BENCH_WORKLOADS:-seed,seed-pinned,throughput,open-loop,lone,txn}
+workloads=${BENCH_WORKLOADS:-seed,seed-pinned,throughput,open-loop,lone,txn,consume}
 base=()
 if [ -n "${BENCH_BASE:-}" ]; then
 	base=(--ringtail-base "$BENCH_BASE")

@@ -29,7 +29,7 @@ func runBench(ctx context.Context, args []string) error {
 	clusterWarm := fs.Duration("cluster-warmup", 5*time.Second, "warm-up of the ringtail-cluster runs (after every partition's ISR is complete)")
 	profile := fs.Bool("profile-cluster", false, "take a CPU profile of the ringtail-cluster node leading the most partitions over each measured window (<out>/<stamp>-<workload>-ringtail-cluster-node<N>.pprof)")
 	pidFile := fs.String("pid-file", "", "append the id of every broker process started to this file, so a wrapper can stop any left behind")
-	workloads := fs.String("workloads", "seed,seed-pinned,throughput,open-loop,lone,txn", "workloads to run, in order (seed, throughput, open-loop, lone, txn, e2e, consume-1000, e2e-1000; <name>-pinned runs the broker on one CPU and the client on the others)")
+	workloads := fs.String("workloads", "seed,seed-pinned,throughput,open-loop,lone,txn,consume", "workloads to run, in order (seed, throughput, open-loop, lone, txn, consume, e2e, consume-1000, e2e-1000; <name>-pinned runs the broker on one CPU and the client on the others)")
 	out := fs.String("out", "bench/results", "results directory")
 	commit := fs.String("commit", "unknown", "commit the results are for")
 	noPlots := fs.Bool("no-plots", false, "skip the PNG plots")
