@@ -4,7 +4,7 @@
 # broker on one CPU, the client on the others), throughput, open-loop, lone, txn (transactions
 # of 100 records) and consume (a full topic read from the start) workloads, and seed against a
 # cluster of three Ringtail brokers (RF 3, min.insync.replicas=2). Prints one comparison table and writes bench/results/<date>-<commit>.json
-# and plots. BENCH_DURATION (e.g. 30s) lengthens each measured run (default 10s, whole run ~4 min);
+# and plots. BENCH_DURATION (e.g. 30s) lengthens each measured run (default 10s, whole run ~20 min);
 # BENCH_RATE sets the open-loop rate; BENCH_BROKERS / BENCH_WORKLOADS pick a subset.
 # BENCH_RECOVERY_GIB sets the recovery step's log size (BENCH_RECOVERY=0 skips it).
 # BENCH_BASE=path/to/an/earlier/ringtail adds that build as broker ringtail-base, run right
