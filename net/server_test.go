@@ -330,6 +330,9 @@ func TestByteBoundPausesReading(t *testing.T) {
 	b := newTestBroker()
 	s := startServer(t, b.reg, 4<<20)
 	c := dial(t, s)
+	// Moving a dozen 1 MiB frames each way takes 6-8 s under the race detector: dial's 10 s
+	// for the whole connection made the test fail on a busy machine.
+	_ = c.conn.SetDeadline(time.Now().Add(60 * time.Second))
 
 	big := "gate" + strings.Repeat("x", 1<<20)
 	frame := c.frame(metadataReq(big), 9)
