@@ -52,30 +52,24 @@ func encodeFetchFrame(correlationID int32, resp *kmsg.FetchResponse) (frame [][]
 		cuts = make([]int, 0, refs)
 		recs = make([][]byte, 0, refs)
 	}
-	b = append(b, 0, 0, 0, 0) // size, filled in below
-	b = binary.BigEndian.AppendUint32(b, uint32(correlationID))
-	if flexible {
-		b = append(b, 0) // no header tags
-	}
+	b = appendResponseHeader(b, correlationID, flexible)
 	b = kbin.AppendInt32(b, resp.ThrottleMillis)
 	if v >= 7 {
 		b = kbin.AppendInt16(b, resp.ErrorCode)
 		b = kbin.AppendInt32(b, resp.SessionID)
 	}
-	b = appendFetchArrayLen(b, len(resp.Topics), flexible)
+	b = appendArrayLen(b, len(resp.Topics), flexible)
 	for i := range resp.Topics {
 		t := &resp.Topics[i]
-		if v <= 12 {
-			if flexible {
-				b = kbin.AppendUvarint(b, uint32(len(t.Topic))+1)
-			} else {
-				b = kbin.AppendInt16(b, int16(len(t.Topic)))
-			}
-			b = append(b, t.Topic...)
-		} else {
-			b = append(b, t.TopicID[:]...)
+		switch {
+		case v >= 13:
+			b = kbin.AppendUuid(b, t.TopicID)
+		case flexible:
+			b = kbin.AppendCompactString(b, t.Topic)
+		default:
+			b = kbin.AppendString(b, t.Topic)
 		}
-		b = appendFetchArrayLen(b, len(t.Partitions), flexible)
+		b = appendArrayLen(b, len(t.Partitions), flexible)
 		for j := range t.Partitions {
 			p := &t.Partitions[j]
 			b = kbin.AppendInt32(b, p.Partition)
@@ -85,13 +79,10 @@ func encodeFetchFrame(correlationID int32, resp *kmsg.FetchResponse) (frame [][]
 			if v >= 5 {
 				b = kbin.AppendInt64(b, p.LogStartOffset)
 			}
-			switch {
-			case p.AbortedTransactions == nil && flexible:
-				b = append(b, 0)
-			case p.AbortedTransactions == nil:
-				b = kbin.AppendInt32(b, -1)
-			default:
-				b = appendFetchArrayLen(b, len(p.AbortedTransactions), flexible)
+			if flexible {
+				b = kbin.AppendCompactNullableArrayLen(b, len(p.AbortedTransactions), p.AbortedTransactions == nil)
+			} else {
+				b = kbin.AppendNullableArrayLen(b, len(p.AbortedTransactions), p.AbortedTransactions == nil)
 			}
 			for _, a := range p.AbortedTransactions {
 				b = kbin.AppendInt64(b, a.ProducerID)
@@ -181,11 +172,11 @@ func plainFetchResponse(resp *kmsg.FetchResponse) bool {
 	return true
 }
 
-func appendFetchArrayLen(b []byte, n int, flexible bool) []byte {
+func appendArrayLen(b []byte, n int, flexible bool) []byte {
 	if flexible {
-		return kbin.AppendUvarint(b, uint32(n)+1)
+		return kbin.AppendCompactArrayLen(b, n)
 	}
-	return kbin.AppendInt32(b, int32(n))
+	return kbin.AppendArrayLen(b, n)
 }
 
 // appendFetchPartitionTags appends a partition's tagged fields (v12+): the diverging epoch

@@ -175,12 +175,19 @@ func parseRequest(frame []byte) (request, error) {
 // that sent a version the broker does not know must still be able to read the answer.
 func appendResponse(dst []byte, key int16, correlationID int32, resp kmsg.Response) []byte {
 	start := len(dst)
-	dst = append(dst, 0, 0, 0, 0) // size, filled in below
-	dst = binary.BigEndian.AppendUint32(dst, uint32(correlationID))
-	if resp.IsFlexible() && key != int16(kmsg.ApiVersions) {
-		dst = append(dst, 0) // no header tags
-	}
+	dst = appendResponseHeader(dst, correlationID, resp.IsFlexible() && key != int16(kmsg.ApiVersions))
 	dst = resp.AppendTo(dst)
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-frameSizeLen))
+	return dst
+}
+
+// appendResponseHeader appends a response frame's size prefix (zero: the caller fills it in
+// once the frame is whole) and its header, v1 (with an empty tag section) when flexible.
+func appendResponseHeader(dst []byte, correlationID int32, flexible bool) []byte {
+	dst = append(dst, 0, 0, 0, 0)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(correlationID))
+	if flexible {
+		dst = append(dst, 0) // no header tags
+	}
 	return dst
 }
