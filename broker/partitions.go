@@ -292,6 +292,12 @@ func (v Partition) ReadIsolated(offset int64, maxBytes int, minOneBatch, readCom
 	return v.p.ReadIsolated(offset, maxBytes, minOneBatch, readCommitted)
 }
 
+// BytesToRead estimates, without reading, how many bytes ReadIsolated from offset would find
+// (engine.Partition.BytesToRead): what a parked fetch compares with its MinBytes.
+func (v Partition) BytesToRead(offset int64, readCommitted bool) (int64, error) {
+	return v.p.BytesToRead(offset, readCommitted)
+}
+
 // HighWatermark is the offset consumers read up to.
 func (v Partition) HighWatermark() int64 { return v.p.HighWatermark() }
 

@@ -141,6 +141,51 @@ func (p *Partition) ReadIsolated(offset int64, maxBytes int, minOneBatch, readCo
 	return res, nil
 }
 
+// BytesToRead returns about how many bytes a read from offset would find (up to the high
+// watermark, or with readCommitted the last stable offset) without reading them: from the
+// indexed position at or before offset's batch to the position of the end. It may count up to
+// an index interval more than a read returns, never a batch less, and it is 0 exactly when a
+// read would return nothing. A parked fetch compares it with its MinBytes on every move of the
+// high watermark, as Kafka's DelayedFetch compares positions, instead of reading the records
+// again each time. Offsets outside the log give ErrOffsetOutOfRange, as a read would.
+func (p *Partition) BytesToRead(offset int64, readCommitted bool) (int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0, ErrClosed
+	}
+	if offset < p.logStart || offset > p.logEnd {
+		return 0, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, p.logStart, p.logEnd)
+	}
+	upTo := p.hw.Load()
+	endSeg, endPos := p.hwMark.seg, p.hwMark.size
+	if lso := p.lastStableLocked(); readCommitted && lso < upTo {
+		upTo = lso
+		end := p.segments[p.segmentIndex(lso)]
+		endSeg, endPos = end, end.lookup(lso)
+	}
+	if offset >= upTo {
+		return 0, nil
+	}
+	var n int64
+	for i := p.segmentIndex(offset); i < len(p.segments); i++ {
+		seg := p.segments[i]
+		start, end := int64(0), seg.size
+		if seg.base <= offset {
+			start = seg.lookup(offset)
+		}
+		if seg == endSeg {
+			end = endPos
+		}
+		n += max(end-start, 0)
+		if seg == endSeg {
+			break
+		}
+	}
+	// A stable end indexed below offset's own position still has offset's batch to read.
+	return max(n, 1), nil
+}
+
 // OffsetForTime returns the offset and timestamp of the first record whose
 // timestamp is >= ts (Kafka ListOffsets by timestamp): the time index finds
 // the first batch whose max timestamp qualifies, then that batch's records

@@ -67,21 +67,48 @@ func (h *Handlers) handleFetch(c *Context, kreq kmsg.Request, respond func(kmsg.
 	if wait > maxFetchWait {
 		wait = maxFetchWait
 	}
-	// ready runs on the purgatory's worker only, one call at a time, so ready needs no lock.
-	var ready *fetchRead
+	// The check runs on every high-watermark move of a watched partition: it estimates from
+	// positions and reads nothing (reading everything gathered so far on each move made a
+	// fetch with a large MinBytes cost the square of what it waited for); the answer reads once.
 	h.node.DelayFetch(rd.open, wait, func() bool {
-		r := h.fetchOnce(c, req, fc)
-		if r.size >= int(req.MinBytes) || len(r.open) == 0 {
-			ready = r
+		return h.enoughToAnswer(req, fc)
+	}, func(bool) {
+		respond(h.answer(req, fc, h.fetchOnce(c, req, fc)))
+	})
+}
+
+// enoughToAnswer says whether a parked fetch should be answered now: its partitions hold
+// MinBytes by estimate (Partition.BytesToRead, each at most its MaxBytes), or none of them is
+// open any more (each led elsewhere now, deleted, or its offset out of range) — what a read
+// with fetchOnce would have decided, without reading.
+func (h *Handlers) enoughToAnswer(req *kmsg.FetchRequest, fc *fetchsession.Context) bool {
+	var total int64
+	open := 0
+	for _, fp := range fc.Partitions {
+		topic := fp.Topic
+		if topic == "" {
+			t, found := h.node.TopicByID(fp.TopicID)
+			if !found {
+				continue
+			}
+			topic = t.Name
+		}
+		part, err := h.node.Partition(topic, fp.Partition, fp.CurrentLeaderEpoch)
+		if err != nil {
+			continue
+		}
+		n, err := part.BytesToRead(fp.Offset, req.IsolationLevel == 1)
+		if err != nil {
+			continue
+		}
+		open++
+		// A partition's limit below one byte still returns its first batch (KIP-74).
+		total += min(n, max(int64(fp.MaxBytes), 1))
+		if total >= int64(req.MinBytes) {
 			return true
 		}
-		return false
-	}, func(timedOut bool) {
-		if timedOut || ready == nil {
-			ready = h.fetchOnce(c, req, fc) // answer with what there is now
-		}
-		respond(h.answer(req, fc, ready))
-	})
+	}
+	return open == 0
 }
 
 // sessionRequest is the session part of a Fetch request. Below v7 there are no sessions: the

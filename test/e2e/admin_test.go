@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -293,6 +294,53 @@ func fetchedRecords(t testing.TB, resp *kmsg.FetchResponse) (kmsg.FetchResponseT
 		out = append(out, *r)
 	}
 	return p, out
+}
+
+// TestFetchMinBytes: a waiting fetch with MinBytes is not answered while less is there (the
+// broker estimates from positions, which may count up to one index interval, 4 KiB, more than
+// the batches hold), and is answered as soon as enough is, long before its MaxWait.
+func TestFetchMinBytes(t *testing.T) {
+	b := startBroker(t)
+	topic := "minbytes"
+	createTopic(t, b.Admin(t), topic, 1, nil)
+	v := pickVersion(t, apiVersions(t, b.Addr()), 1, 12)
+	if v < 4 {
+		t.Fatalf("broker supports Fetch only up to v%d", v)
+	}
+	const (
+		minBytes      = 16 << 10
+		indexInterval = 4 << 10
+	)
+	rc := dialRaw(t, b.Addr())
+	req := fetchReq(v, topic, 0, 0, 60_000)
+	req.MinBytes = minBytes
+	corr, err := rc.send(req)
+	if err != nil {
+		t.Fatalf("send fetch: %v", err)
+	}
+	cl := b.Client(t)
+	// Values that do not compress, so the bytes stored are about the bytes produced.
+	rng := rand.New(rand.NewPCG(1, 2))
+	var produced int
+	for produced < 24 {
+		value := make([]byte, 1024)
+		for i := range value {
+			value[i] = byte(rng.Uint32())
+		}
+		produceSync(t, cl, &kgo.Record{Topic: topic, Value: value})
+		produced++
+	}
+	r, err := rc.readResponse(fetchReq(v, topic, 0, 0, 0), v, corr, 30*time.Second)
+	if err != nil {
+		t.Fatalf("a fetch with MinBytes %d (MaxWait 60s) was not answered within 30s of %d KiB produced: %v", minBytes, produced, err)
+	}
+	p, recs := fetchedRecords(t, r.(*kmsg.FetchResponse))
+	if p.ErrorCode != 0 || len(recs) == 0 || recs[0].Offset != 0 {
+		t.Fatalf("fetch: error %d, %d records", p.ErrorCode, len(recs))
+	}
+	if n := len(p.RecordBatches); n < minBytes-indexInterval {
+		t.Fatalf("a fetch with MinBytes %d was answered with %d bytes (%d records)", minBytes, n, len(recs))
+	}
 }
 
 // TestFetchLongPoll: a waiting fetch returns the record produced while it waits; a fetch on an
