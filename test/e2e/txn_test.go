@@ -228,7 +228,28 @@ func startETL(t *testing.T, prod *kgo.Client, seeds []string, in, out string, n 
 // consumes in (read_committed) in small transactions, produces each value to out and commits
 // the offsets with it; every fourth transaction aborts instead. done counts the input records
 // of committed transactions.
+//
+// An End that fails ends the session and a new one takes over, as a real application must:
+// franz-go documents that no End error is retryable, and an EndTxn cut off by the kill has an
+// outcome the client cannot know (it keeps the transaction open and would refuse the next
+// Begin). The new session's InitProducerID completes or aborts whatever the old one left at
+// the coordinator, and its group join reads the offsets committed with it, so the output
+// holds each input once either way.
 func runETL(ctx context.Context, t *testing.T, seeds []string, in, out string, done *atomic.Int64) {
+	for ctx.Err() == nil {
+		err := runETLSession(ctx, seeds, in, out, done)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		t.Logf("ETL session ended (%v); starting a new one", err)
+	}
+}
+
+// runETLSession is one session of runETL, until ctx ends (nil) or End fails (its error).
+func runETLSession(ctx context.Context, seeds []string, in, out string, done *atomic.Int64) error {
 	s, err := kgo.NewGroupTransactSession(
 		kgo.SeedBrokers(seeds...),
 		kgo.TransactionalID("etl-"+out),
@@ -242,18 +263,16 @@ func runETL(ctx context.Context, t *testing.T, seeds []string, in, out string, d
 		kgo.RetryTimeout(time.Minute),
 	)
 	if err != nil {
-		t.Error(err)
-		return
+		return fmt.Errorf("new session: %w", err)
 	}
 	defer s.Close()
 	for round := 0; ctx.Err() == nil; round++ {
 		fs := s.PollRecords(ctx, 25) // small transactions, so a kill lands inside one
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		if err := s.Begin(); err != nil {
-			t.Errorf("begin: %v", err)
-			return
+			return fmt.Errorf("begin: %w", err)
 		}
 		var batch []*kgo.Record
 		fs.EachRecord(func(r *kgo.Record) { batch = append(batch, kgo.StringRecord(string(r.Value))) })
@@ -264,10 +283,15 @@ func runETL(ctx context.Context, t *testing.T, seeds []string, in, out string, d
 		if round%4 == 3 {
 			end = kgo.TryAbort
 		}
-		if committed, err := s.End(ctx, end); committed && err == nil {
+		committed, err := s.End(ctx, end)
+		if err != nil {
+			return fmt.Errorf("end: %w", err)
+		}
+		if committed {
 			done.Add(int64(len(batch)))
 		}
 	}
+	return nil
 }
 
 // committedWatcher reads topic under read_committed from the start, record by record, for
