@@ -26,6 +26,7 @@ import (
 //	"hold"    respond later, when a "release" request arrives (in reverse order)
 //	"release" respond to every held request, newest first, then to this one
 //	"gate…"   (any name starting so) respond from another goroutine once gate is closed
+//	"block"   wait (on the request goroutine) until gate is closed, then respond
 //	anything  respond at once
 //
 // Every Metadata response echoes the requested topic name, so a test can tell whose it is.
@@ -53,7 +54,30 @@ func newTestBroker() *testBroker {
 	b.reg.Register(API{Key: 17, MinVersion: 0, MaxVersion: 1, Handle: func(*Context, kmsg.Request, func(kmsg.Response)) {
 		panic("test handler panics")
 	}})
+	b.reg.Register(API{Key: 0, MinVersion: 3, MaxVersion: 11, Handle: b.produce})
 	return b
+}
+
+// produce answers a Produce request naming one topic, echoed in the answer: "gate…" from
+// another goroutine once gate is closed, anything else at once.
+func (b *testBroker) produce(_ *Context, req kmsg.Request, respond func(kmsg.Response)) {
+	preq := req.(*kmsg.ProduceRequest)
+	resp := kmsg.NewPtrProduceResponse()
+	resp.Topics = []kmsg.ProduceResponseTopic{{Topic: preq.Topics[0].Topic}}
+	if strings.HasPrefix(preq.Topics[0].Topic, "gate") {
+		b.gateSeen.Add(1)
+		go func() { <-b.gate; respond(resp) }()
+		return
+	}
+	respond(resp)
+}
+
+func produceReq(topic string) *kmsg.ProduceRequest {
+	r := kmsg.NewPtrProduceRequest()
+	r.Acks = -1
+	r.TimeoutMillis = 1000
+	r.Topics = []kmsg.ProduceRequestTopic{{Topic: topic}}
+	return r
 }
 
 func (b *testBroker) metadata(_ *Context, req kmsg.Request, respond func(kmsg.Response)) {
@@ -93,6 +117,10 @@ func (b *testBroker) metadata(_ *Context, req kmsg.Request, respond func(kmsg.Re
 	case "gate":
 		b.gateSeen.Add(1)
 		go func() { <-b.gate; send() }()
+	case "block":
+		b.gateSeen.Add(1)
+		<-b.gate // on the request goroutine, as a handler that waits for Raft does
+		send()
 	default:
 		send()
 	}
@@ -247,6 +275,80 @@ func TestPipelinedResponsesLeaveInRequestOrder(t *testing.T) {
 			t.Fatalf("response %d = %+v", corr, resp.Topics)
 		}
 	}
+}
+
+// TestBurstOfProducesAnsweredInOrder: produce requests that arrive together are answered
+// together once the burst is handled (setCorked), in request order with the requests around
+// them, and no answer held for a burst waits for a later request: not for a produce that
+// responds later, nor for a request whose handler waits on the request goroutine.
+func TestBurstOfProducesAnsweredInOrder(t *testing.T) {
+	b := newTestBroker()
+	s := startServer(t, b.reg, 0)
+	c, c2 := dial(t, s), dial(t, s)
+
+	readProduce := func(c *rawClient, corr int32, topic string) {
+		t.Helper()
+		resp := kmsg.NewPtrProduceResponse()
+		if got := c.read(resp, 9); got != corr {
+			t.Fatalf("response %d has correlation id %d", corr, got)
+		}
+		if len(resp.Topics) != 1 || resp.Topics[0].Topic != topic {
+			t.Fatalf("response %d = %+v, want topic %q", corr, resp.Topics, topic)
+		}
+	}
+	readMetadata := func(c *rawClient, corr int32, topic string) {
+		t.Helper()
+		resp := kmsg.NewPtrMetadataResponse()
+		if got := c.read(resp, 12); got != corr {
+			t.Fatalf("response %d has correlation id %d", corr, got)
+		}
+		if len(resp.Topics) != 1 || *resp.Topics[0].Topic != topic {
+			t.Fatalf("response %d = %+v, want topic %q", corr, resp.Topics, topic)
+		}
+	}
+	waitHandled := func(n int32) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for b.gateSeen.Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d gated requests handled, want %d", b.gateSeen.Load(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	// Produces answered at once with a metadata request among them: all, in order.
+	var batch []byte
+	for i := 0; i < 3; i++ {
+		batch = append(batch, c.frame(produceReq(fmt.Sprintf("p%d", i)), 9)...)
+	}
+	batch = append(batch, c.frame(metadataReq("m"), 12)...)
+	for i := 3; i < 5; i++ {
+		batch = append(batch, c.frame(produceReq(fmt.Sprintf("p%d", i)), 9)...)
+	}
+	c.write(batch)
+	for i := int32(1); i <= 3; i++ {
+		readProduce(c, i, fmt.Sprintf("p%d", i-1))
+	}
+	readMetadata(c, 4, "m")
+	for i := int32(5); i <= 6; i++ {
+		readProduce(c, i, fmt.Sprintf("p%d", i-2))
+	}
+
+	// A produce answered at once, then one answered only once the gate opens: the first
+	// answer comes while the gate is shut.
+	c.write(append(c.frame(produceReq("p5"), 9), c.frame(produceReq("gate-p"), 9)...))
+	readProduce(c, 7, "p5")
+
+	// On another connection, a produce answered at once, then a request whose handler waits
+	// on the request goroutine: the produce's answer comes while it waits.
+	c2.write(append(c2.frame(produceReq("q"), 9), c2.frame(metadataReq("block"), 12)...))
+	readProduce(c2, 1, "q")
+	waitHandled(2)
+
+	close(b.gate)
+	readProduce(c, 8, "gate-p")
+	readMetadata(c2, 2, "block")
 }
 
 // bigTopics makes a "big" metadata answer about 64 KiB.
