@@ -27,7 +27,7 @@ var (
 // Durability modes.
 const (
 	DurabilityFsync = "fsync" // default: acknowledge after the WAL write is durable (fdatasync completed)
-	DurabilityNone  = "none"  // acknowledge after the segment write(2) only; for people who trade safety for speed
+	DurabilityNone  = "none"  // acknowledge after the segment write(2), no WAL; a power cut loses what was not synced since the last checkpoint
 )
 
 // Config configures an Engine.

@@ -17,7 +17,8 @@ import (
 //     leader epoch;
 //   - a plain append writes batches that already carry their offsets and
 //     epochs: writeLocked puts them at the log end (roll, write, index,
-//     producer state, epoch cache) and queueLocked sends them to the WAL.
+//     producer state, epoch cache) and queueLocked sends them to the WAL
+//     (with Durability "none", completes them at once instead).
 //     The leader path, AppendReplicated (a follower's) and the WAL replay
 //     (writeLocked only: the records are already in the WAL) use it.
 
@@ -359,7 +360,8 @@ func (p *Partition) writeLocked(buf []byte, hs []batch.Header, segmentMs int64) 
 
 // queueLocked sends what writeLocked just wrote (hs, buf) to the WAL, queued
 // under p.mu so the WAL holds a partition's appends in offset order, and
-// makes done wait for its durability. p.mu held.
+// makes done wait for its durability; with Durability "none" it calls done
+// at once. p.mu held.
 func (p *Partition) queueLocked(buf []byte, hs []batch.Header, done func(error)) {
 	var idem []prodBatch
 	pos := 0
@@ -369,8 +371,9 @@ func (p *Partition) queueLocked(buf []byte, hs []batch.Header, done func(error))
 		}
 		pos += h.Size()
 	}
-	meta := walDataHeader(p.topicID, p.tp.Partition, hs[0].BaseOffset)
 	if p.eng.cfg.Durability == DurabilityNone {
+		// Written is durable here, and the WAL gets nothing: the segment is the only copy
+		// (see noneWrote).
 		for _, b := range idem {
 			p.durableProd.apply(b.h, b.coordEpoch)
 		}
@@ -378,9 +381,10 @@ func (p *Partition) queueLocked(buf []byte, hs []batch.Header, done func(error))
 		if done != nil {
 			p.complete(done, nil)
 		}
-		p.eng.wal.Append(meta, buf, nil) // failures are logged by the WAL; the checkpoint still syncs the segment
+		p.eng.noneWrote(int64(len(buf)))
 		return
 	}
+	meta := walDataHeader(p.topicID, p.tp.Partition, hs[0].BaseOffset)
 	p.lastID++
 	id := p.lastID
 	p.pending = append(p.pending, pendingAppend{id: id, end: p.logEnd, done: done, headers: idem})

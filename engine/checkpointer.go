@@ -77,7 +77,8 @@ func encodePosition(magic uint32, pos wal.Position) []byte {
 
 // checkpointer makes segment files durable behind the WAL and records how
 // far, so the WAL can be reused: when the WAL has grown by CheckpointBytes
-// since the last checkpoint, and on Close.
+// since the last checkpoint (with Durability "none", the segments: noneWrote),
+// and on Close.
 type checkpointer struct {
 	e         *Engine
 	mu        sync.Mutex
@@ -113,6 +114,17 @@ func (c *checkpointer) request() {
 	c.requested = true
 	c.cond.Signal()
 	c.mu.Unlock()
+}
+
+// noneWrote counts n bytes appended with Durability "none", which the WAL never sees, and asks
+// for a checkpoint each time another CheckpointBytes have been: the segments are those bytes'
+// only copy, and their fdatasync by a checkpoint is what bounds the loss in a power cut, as the
+// WAL's growth does in "fsync". It must not block (it runs under a partition lock).
+func (e *Engine) noneWrote(n int64) {
+	total := e.noneBytes.Add(n)
+	if total/e.cfg.CheckpointBytes != (total-n)/e.cfg.CheckpointBytes {
+		e.ckpt.request()
+	}
 }
 
 // requestWriteback asks for write-behind of the active segments; it must

@@ -86,7 +86,6 @@ type CleanerStats struct {
 }
 
 type cleanerCounters struct {
-	noneOnce                        sync.Once // the durability-none warning
 	passes, bytesRead, bytesWritten atomic.Uint64
 	lastRunMs                       atomic.Int64
 	maxDirtyRatio                   atomic.Uint64 // math.Float64bits
@@ -149,10 +148,9 @@ var errCleanAborted = errors.New("engine: cleaning aborted")
 
 // cleanableLimitLocked is the offset no pass may rewrite at or past: the high watermark (a
 // follower may not have what lies above, and a truncation may cut it), the last durable
-// checkpoint's safe offset (WAL replay may rewrite what lies above in place). With Durability
-// "none" the durable end does not wait for the WAL, so checkpoints never raise ckptSafe: only
-// what recovery found (synced and checkpointed by Open) is cleaned. And the last stable offset,
-// as Kafka's cleaner. p.mu held.
+// checkpoint's safe offset (WAL replay may rewrite what lies above in place; with Durability
+// "none" the WAL holds none of the partition's records, and the offset is what the checkpoint
+// synced). And the last stable offset, as Kafka's cleaner. p.mu held.
 func (p *Partition) cleanableLimitLocked() int64 {
 	// Whether an open transaction's records commit or abort is not known yet.
 	return min(p.hw.Load(), p.lastStableLocked(), p.cleaner.ckptSafe)
@@ -174,11 +172,8 @@ func checkKeyed(b []byte) error {
 }
 
 // cleanerSafeEnds takes every compacted partition's durable end before a checkpoint takes its
-// WAL position. With Durability "none" the durable end runs ahead of the WAL: nothing.
+// WAL position.
 func (e *Engine) cleanerSafeEnds() map[*Partition]int64 {
-	if e.cfg.Durability != DurabilityFsync {
-		return nil
-	}
 	var safe map[*Partition]int64
 	for _, p := range e.Partitions() {
 		if !p.Config().Compaction.Enabled {
@@ -210,11 +205,6 @@ func (p *Partition) cleanOnce(nowMs int64, stop <-chan struct{}) (float64, error
 	if p.closed || p.closing || !cfg.Enabled || p.cleaner.running {
 		p.mu.Unlock()
 		return 0, nil
-	}
-	if p.eng.cfg.Durability != DurabilityFsync {
-		p.eng.cleaner.noneOnce.Do(func() {
-			p.eng.log.Warn("engine: log cleaner: with durability none only what recovery found at the start is compacted (the durable end runs ahead of the wal, so a checkpoint cannot tell what replay would rewrite)")
-		})
 	}
 	// A sealed segment below the high watermark waits for a checkpoint to index it or to put it
 	// below ckptSafe: ask for one rather than wait for the WAL to grow by a checkpoint interval

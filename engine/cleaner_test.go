@@ -166,13 +166,20 @@ func removeSnapshots(t *testing.T, p *Partition) {
 // TestCleanerCompacts appends many values for few keys over small segments, cleans, and reads
 // back the latest value per key at its original offset, contiguous batches, fewer bytes; a read
 // at a removed offset returns the next batch; a restart reads the same; a pass past the delete
-// horizon removes the tombstones; appends go on.
+// horizon removes the tombstones; appends go on. With Durability "none" too: the WAL holds none
+// of its records, so what a checkpoint synced is safe to clean.
 func TestCleanerCompacts(t *testing.T) {
+	for _, d := range []string{DurabilityFsync, DurabilityNone} {
+		t.Run(d, func(t *testing.T) { cleanerCompacts(t, d) })
+	}
+}
+
+func cleanerCompacts(t *testing.T, durability string) {
 	const n, keys = 301, 5 // the last record, of k0, is a tombstone
 	var clock atomic.Int64
 	clock.Store(1000)
 	dir := t.TempDir()
-	cfg := Config{DataDir: dir, Logger: testLogger(t), SegmentBytes: 1024, IndexIntervalBytes: 256,
+	cfg := Config{DataDir: dir, Logger: testLogger(t), Durability: durability, SegmentBytes: 1024, IndexIntervalBytes: 256,
 		RetentionCheckInterval: -1, CleanerInterval: -1, Now: clock.Load}
 	spec := compactSpec(tpA, 5000)
 	e, err := testOpen(cfg, []PartitionSpec{spec})

@@ -22,6 +22,7 @@ type Engine struct {
 	ckpt *checkpointer
 
 	tailBytes atomic.Int64 // kept by every partition's replica tail (tail.go)
+	noneBytes atomic.Int64 // appended with Durability "none" since Open (noneWrote)
 
 	// clean: the last Close left the clean-shutdown marker (cleanshutdown.go);
 	// recovery: what opening the partitions read. Both set by Open.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ringtail/ringtail/engine/batch"
 	"github.com/ringtail/ringtail/vfs"
+	"github.com/ringtail/ringtail/vfs/crashfs"
 	"github.com/ringtail/ringtail/vfs/errorfs"
 )
 
@@ -540,6 +541,41 @@ func TestDurabilityNone(t *testing.T) {
 	if len(durable) == 0 || durable[len(durable)-1] != 2 {
 		t.Fatalf("OnDurable saw %v, want it to end with 2", durable)
 	}
+	if _, records := e.WALStats(); records != 0 {
+		t.Fatalf("%d WAL records: with durability none the WAL gets nothing", records)
+	}
+}
+
+// With Durability "none" only checkpoints sync the segments; one is due each time another
+// CheckpointBytes have been appended, so a power cut keeps what it covered.
+func TestDurabilityNoneCheckpoints(t *testing.T) {
+	dir := t.TempDir()
+	cfs := crashfs.New(vfs.OSFS{})
+	b := mkBatch(batchOpts{n: 2, value: strings.Repeat("v", 1000)})
+	e, err := testOpen(Config{DataDir: dir, FS: cfs, Durability: DurabilityNone, CheckpointBytes: 4 * int64(len(b)),
+		Logger: quietLogger(), RetentionCheckInterval: -1}, []PartitionSpec{specFor(tpA)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.Partition(tpA)
+	var end int64
+	for range 8 { // the 4th and the 8th make a checkpoint due
+		end = mustAppend(t, p, b).EndOffset
+	}
+	waitFor(t, "a checkpoint after the 8th append", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return !p.ckptDirty
+	})
+	if err := cfs.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	e2 := openEngine(t, Config{DataDir: dir, Durability: DurabilityNone}, tpA)
+	p2 := e2.Partition(tpA)
+	if p2.LogEndOffset() != end {
+		t.Fatalf("log ends at %d after the power cut, want %d: the checkpoint did not sync what it covered", p2.LogEndOffset(), end)
+	}
+	checkContiguous(t, readAll(t, p2, 0), 0)
 }
 
 // An append without a done callback still moves the durable end, and OnDurable hears of it.

@@ -53,7 +53,15 @@ func (p *Partition) reset(offset int64) error {
 	p.truncating = true
 	p.voidPendingLocked(-1)
 	recorded := make(chan error, 1)
-	p.eng.wal.Append(walReset(p.topicID, p.tp.Partition, offset), nil, func(_ uint64, err error) { recorded <- err })
+	if p.eng.cfg.Durability == DurabilityNone {
+		// No record, as for a truncation (recordCutLocked): the files change at once. A kill
+		// before the last old segment is gone leaves a log that is not contiguous, whose
+		// recovery keeps the old segments left (the old log or, as retention would leave it, a
+		// suffix of it), and the follower resets again.
+		recorded <- nil
+	} else {
+		p.eng.wal.Append(walReset(p.topicID, p.tp.Partition, offset), nil, func(_ uint64, err error) { recorded <- err })
+	}
 	gen := p.gen
 	p.mu.Unlock()
 

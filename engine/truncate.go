@@ -149,7 +149,8 @@ func (p *Partition) cutLocked(pl cutPlan) error {
 // TruncateTo cuts the log so that it ends before the batch holding offset
 // (at offset when offset is a batch boundary, as a leader's epoch end
 // offsets are), durably: the cut is recorded in the WAL before the files
-// change and before TruncateTo returns. offset must be at least the log
+// change and before TruncateTo returns (with Durability "none" the files
+// change at once, and a power cut may undo it). offset must be at least the log
 // start (else ErrOffsetOutOfRange); at or beyond the log end nothing is cut.
 // The high watermark and durable end are lowered to the new log end if they
 // were above it (a high watermark above it is logged: a replica never cuts
@@ -227,6 +228,14 @@ func (p *Partition) recordCutLocked(offset int64) (pl cutPlan, gen uint64, recor
 	p.truncating = true
 	p.voidPendingLocked(pl.end)
 	recorded = make(chan error, 1)
+	if p.eng.cfg.Durability == DurabilityNone {
+		// No record: the appends after the cut are not in the WAL either, so replaying one
+		// would cut them. The files are cut at once; a kill between the segment's cut and the
+		// removal of later segments leaves a log that is not contiguous, whose recovery keeps
+		// it only up to the gap: the cut.
+		recorded <- nil
+		return pl, p.gen, recorded, nil
+	}
 	p.eng.wal.Append(walTruncation(p.topicID, p.tp.Partition, pl.end), nil, func(_ uint64, err error) { recorded <- err })
 	return pl, p.gen, recorded, nil
 }

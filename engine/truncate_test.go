@@ -354,13 +354,25 @@ func TestWALPayloadCodec(t *testing.T) {
 // batch an acknowledged truncation cut), plus at most the effect of the one
 // operation the cut interrupted; and a working partition.
 func TestCrashAtEveryTruncateOperation(t *testing.T) {
+	truncateStoppedAtEveryOperation(t, DurabilityFsync)
+}
+
+// With Durability "none" a truncation writes no WAL record (and appends none either): killed at
+// any operation, recovery finds every acknowledged append and each truncation done or not done.
+func TestKillAtEveryTruncateOperationNone(t *testing.T) {
+	truncateStoppedAtEveryOperation(t, DurabilityNone)
+}
+
+// truncateStoppedAtEveryOperation runs the workload stopped at every storage operation: by a power cut with
+// Durability "fsync", by a kill with "none" (which promises nothing across power cuts).
+func truncateStoppedAtEveryOperation(t *testing.T, durability string) {
 	type op struct {
 		appends  int   // append this many batches of the next generation
 		truncate int64 // else truncate to this many batches
 	}
 	work := []op{{appends: 12}, {truncate: 8}, {appends: 6}, {truncate: 5}, {appends: 8}, {truncate: 12}, {appends: 3}}
 	cfgFor := func(dir string, fs vfs.FS) Config {
-		return Config{DataDir: dir, FS: fs, SegmentBytes: 500, IndexIntervalBytes: 128,
+		return Config{DataDir: dir, FS: fs, Durability: durability, SegmentBytes: 500, IndexIntervalBytes: 128,
 			WALFileBytes: 32 << 10, CheckpointBytes: 4 << 10, RetentionCheckInterval: -1}
 	}
 	// result: the acknowledged log (epoch per batch) and the operation in
@@ -470,6 +482,10 @@ func TestCrashAtEveryTruncateOperation(t *testing.T) {
 	}
 	if idx, _ := filepath.Glob(filepath.Join(whole, dirName(tpA), "*"+indexSuffix)); len(idx) == 0 {
 		t.Fatal("the uncut run indexed no segment: the truncations never cut a sealed one")
+	}
+	if durability == DurabilityNone {
+		crashfs.KillAtEveryOperation(t, base, cfs.Ops(), nil, run, check)
+		return
 	}
 	crashfs.CutAtEveryOperation(t, base, cfs.Ops(), nil, run, check)
 }

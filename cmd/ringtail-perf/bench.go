@@ -43,7 +43,7 @@ func runBench(ctx context.Context, args []string) error {
 		"ringtail": {Label: "ringtail", Args: []string{*ringtail, "serve", "--listen", "{addr}", "--data-dir", "{dir}"},
 			Durability: "Ringtail default durability (fsync before ack)"},
 		"ringtail-none": {Label: "ringtail-none", Args: []string{*ringtail, "serve", "--listen", "{addr}", "--data-dir", "{dir}", "--durability", "none"},
-			Durability: "Ringtail with --durability none (acks after the segment write; the WAL is written behind the ack, no sync waited for)"},
+			Durability: "Ringtail with --durability none (acks after the segment write, no WAL, no sync waited for)"},
 		"kfake-mem": {Label: "kfake-mem", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6"},
 			Durability: "kfake in memory, no durability"},
 		"kfake-sync": {Label: "kfake-sync", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6", "--persist-dir", "{dir}", "--sync-writes"},

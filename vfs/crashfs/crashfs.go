@@ -48,6 +48,7 @@ type FS struct {
 	ops     atomic.Uint64
 	crashAt atomic.Uint64
 	tear    atomic.Bool
+	kill    atomic.Bool // at crashAt, Kill instead of Crash
 
 	failSync func(name string) bool // the next Datasync of a file it accepts fails (under undoMu)
 }
@@ -93,6 +94,15 @@ func (c *FS) CrashAt(n uint64, tear bool) {
 	c.crashAt.Store(n)
 }
 
+// KillAt arranges for the process to be killed (SIGKILL) just before the n-th mutating
+// operation, counted as CrashAt counts: that operation fails with EIO instead of running, and
+// Kill runs.
+func (c *FS) KillAt(n uint64) {
+	c.tear.Store(false)
+	c.kill.Store(true)
+	c.crashAt.Store(n)
+}
+
 // FailNextSync makes the next Datasync of a file that match accepts fail
 // with EIO, the way Linux reports a writeback error: once, after which the
 // writes that sync covered are lost (a crash undoes them) even though later
@@ -121,10 +131,23 @@ func (c *FS) enterMutation() (crashNow bool, err error) {
 		return false, nil
 	}
 	c.leave()
+	if c.kill.Load() {
+		c.Kill()
+		return true, errCrashed
+	}
 	if err := c.Crash(); err != nil {
 		return true, err
 	}
 	return true, errCrashed
+}
+
+// Kill fails every later operation and keeps everything done so far, synced or not: the
+// page cache outlives a killed process.
+func (c *FS) Kill() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.crashed = true
+	c.undo, c.entries = nil, nil
 }
 
 // Crash drops everything not synced and fails every later operation.

@@ -44,6 +44,34 @@ func TestCrashFSDropsUnsynced(t *testing.T) {
 	}
 }
 
+// TestCrashFSKillAt: a killed process's writes, entries and removals stay, synced or not, and
+// from the chosen operation on every operation fails.
+func TestCrashFSKillAt(t *testing.T) {
+	dir := t.TempDir()
+	c := New(vfs.OSFS{})
+	name := filepath.Join(dir, "f")
+	f, err := c.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644) // op 1, its entry never synced
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("written"), 0); err != nil { // op 2, never synced
+		t.Fatal(err)
+	}
+	if err := f.Truncate(4); err != nil { // op 3
+		t.Fatal(err)
+	}
+	c.KillAt(4)
+	if _, err := f.WriteAt([]byte("lost"), 0); !errors.Is(err, unix.EIO) { // op 4: killed
+		t.Fatalf("write at the kill: %v", err)
+	}
+	if err := f.Datasync(); !errors.Is(err, unix.EIO) {
+		t.Fatalf("sync after the kill: %v", err)
+	}
+	if b, err := os.ReadFile(name); err != nil || string(b) != "writ" {
+		t.Fatalf("after the kill: %q, %v; want the unsynced \"writ\"", b, err)
+	}
+}
+
 // TestCrashFSCrashAt counts mutating operations and cuts the power just
 // before the chosen one: cleanly, or leaving the first half of that write.
 func TestCrashFSCrashAt(t *testing.T) {

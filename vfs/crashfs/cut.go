@@ -22,27 +22,48 @@ import (
 func CutAtEveryOperation[R any](t *testing.T, base string, total uint64, prepare func(dir string),
 	run func(dir string, cfs *FS) R, check func(t *testing.T, dir string, r R)) {
 	t.Helper()
+	atEveryOperation(t, base, total, []string{"cut", "torn"}, prepare, run, check)
+	t.Logf("cut at each of %d operations, clean and torn", total)
+}
+
+// KillAtEveryOperation is CutAtEveryOperation with the process killed instead of the power
+// cut (KillAt): whatever was written stays, synced or not.
+func KillAtEveryOperation[R any](t *testing.T, base string, total uint64, prepare func(dir string),
+	run func(dir string, cfs *FS) R, check func(t *testing.T, dir string, r R)) {
+	t.Helper()
+	atEveryOperation(t, base, total, []string{"kill"}, prepare, run, check)
+	t.Logf("killed at each of %d operations", total)
+}
+
+// atEveryOperation runs the workload once per operation and way of stopping it: "cut" (a power
+// cut), "torn" (one that tears the write it stops) or "kill".
+func atEveryOperation[R any](t *testing.T, base string, total uint64, ways []string, prepare func(dir string),
+	run func(dir string, cfs *FS) R, check func(t *testing.T, dir string, r R)) {
+	t.Helper()
 	for n := uint64(1); n <= total+5; n++ {
-		for _, tear := range []bool{false, true} {
-			dir := filepath.Join(base, fmt.Sprintf("cut-%d-%v", n, tear))
+		for _, way := range ways {
+			dir := filepath.Join(base, fmt.Sprintf("%s-%d", way, n))
 			if prepare != nil {
 				prepare(dir)
 			}
 			cfs := New(vfs.OSFS{})
-			cfs.CrashAt(n, tear)
+			if way == "kill" {
+				cfs.KillAt(n)
+			} else {
+				cfs.CrashAt(n, way == "torn")
+			}
 			var r R
-			withWatchdog(t, fmt.Sprintf("cut at op %d (tear %v)", n, tear), func() { r = run(dir, cfs) })
+			withWatchdog(t, fmt.Sprintf("%s at op %d", way, n), func() { r = run(dir, cfs) })
 			if t.Failed() {
 				return
 			}
-			t.Run(fmt.Sprintf("op%d-tear=%v", n, tear), func(t *testing.T) { check(t, dir, r) })
+			t.Run(fmt.Sprintf("op%d-%s", n, way), func(t *testing.T) { check(t, dir, r) })
 			os.RemoveAll(dir)
 			if t.Failed() {
 				return
 			}
 		}
 	}
-	t.Logf("cut at each of %d operations, clean and torn", total)
 }
 
 // withWatchdog runs f and fails the test, with every goroutine's stack, if it has not returned
