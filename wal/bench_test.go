@@ -90,10 +90,13 @@ func benchWAL(b *testing.B, mode string, size, conc int) {
 
 // BenchmarkRawWriteSync4K is the floor a lone durable append is compared
 // with: one 4 KiB pwrite + fdatasync at increasing offsets of a zero-filled
-// (preallocated) file, queue depth 1, buffered and O_DIRECT.
+// (preallocated) file, queue depth 1, buffered and O_DIRECT; and, as
+// "dsync", the WAL's own I/O without the WAL: one O_DIRECT pwritev2 flagged
+// RWF_DSYNC, no fdatasync.
 func BenchmarkRawWriteSync4K(b *testing.B) {
-	for _, direct := range []bool{false, true} {
-		b.Run(fmt.Sprintf("direct=%v", direct), func(b *testing.B) {
+	for _, mode := range []string{"direct=false", "direct=true", "dsync"} {
+		direct := mode != "direct=false"
+		b.Run(mode, func(b *testing.B) {
 			name := filepath.Join(b.TempDir(), "raw")
 			const size = 64 << 20
 			if err := os.WriteFile(name, make([]byte, size), 0o644); err != nil {
@@ -121,7 +124,15 @@ func BenchmarkRawWriteSync4K(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				t0 := time.Now()
-				if _, err := unix.Pwrite(fd, buf, int64(i*uring.BlockSize)%size); err != nil {
+				at := int64(i*uring.BlockSize) % size
+				if mode == "dsync" {
+					if _, err := unix.Pwritev2(fd, [][]byte{buf}, at, unix.RWF_DSYNC); err != nil {
+						b.Skip(err) // a kernel without RWF_DSYNC
+					}
+					lats = append(lats, time.Since(t0))
+					continue
+				}
+				if _, err := unix.Pwrite(fd, buf, at); err != nil {
 					b.Fatal(err)
 				}
 				if err := unix.Fdatasync(fd); err != nil {

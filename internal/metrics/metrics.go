@@ -41,7 +41,7 @@ func New() *Metrics {
 
 	m.walCycleSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "ringtail_wal_cycle_duration_seconds",
-		Help:    "Time from submitting a WAL cycle's write to its data being durable (write + fdatasync, or the write alone with durability=none).",
+		Help:    "Time from submitting a WAL cycle's write to its data being durable (write + fdatasync; with durability=none the WAL is not written).",
 		Buckets: prometheus.ExponentialBuckets(25e-6, 2, 14), // 25 µs .. 205 ms
 	})
 	m.walCycleRecords = prometheus.NewHistogram(prometheus.HistogramOpts{
