@@ -87,7 +87,8 @@ func TestResetTo(t *testing.T) {
 func TestCrashAtEveryResetOperation(t *testing.T) { resetStoppedAtEveryOperation(t, DurabilityFsync) }
 
 // With Durability "none" a reset writes no WAL record: killed at any operation, recovery finds
-// the log before the reset or after it, never a mix, and every acknowledged append.
+// every acknowledged append and the log after the reset, before it, or (killed while the old
+// segments went) a suffix of the old log, never old and new records together.
 func TestKillAtEveryResetOperationNone(t *testing.T) { resetStoppedAtEveryOperation(t, DurabilityNone) }
 
 // resetStoppedAtEveryOperation runs the workload stopped at every storage operation: by a power cut with

@@ -90,6 +90,7 @@ var errCrashed = &fs.PathError{Op: "io", Path: "crashfs", Err: unix.EIO}
 // leave them. Ops tells how many operations a run made, so a test can crash
 // a workload at every one of them in turn.
 func (c *FS) CrashAt(n uint64, tear bool) {
+	c.kill.Store(false)
 	c.tear.Store(tear)
 	c.crashAt.Store(n)
 }

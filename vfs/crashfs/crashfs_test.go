@@ -44,7 +44,7 @@ func TestCrashFSDropsUnsynced(t *testing.T) {
 	}
 }
 
-// TestCrashFSKillAt: a killed process's writes, entries and removals stay, synced or not, and
+// TestCrashFSKillAt: a killed process's file, writes and truncation stay, synced or not, and
 // from the chosen operation on every operation fails.
 func TestCrashFSKillAt(t *testing.T) {
 	dir := t.TempDir()
