@@ -2,11 +2,15 @@
 // harness can measure it side by side with Ringtail on the same machine and the same client.
 //
 //	kfake-peer --listen 127.0.0.1:9092 --partitions 6 [--persist-dir DIR [--sync-writes]]
+//	           [--sync-load-dir DIR [--sync-load-bytes N] [--sync-load-rate N]]
 //
 // It prints "listening on HOST:PORT" once it accepts connections and shuts down on SIGINT/SIGTERM.
+// With --sync-load-dir it also writes to the disk the way a broker's group commit does, without
+// tying any acknowledgement to it (perf.SyncLoad), and prints what the load did when it stops.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net"
@@ -15,6 +19,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/ringtail/ringtail/perf"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -23,6 +28,9 @@ func main() {
 	partitions := flag.Int("partitions", 6, "partitions of auto-created topics and of CreateTopics with -1 partitions")
 	persist := flag.String("persist-dir", "", "persist the log to this directory (default: in memory)")
 	syncWrites := flag.Bool("sync-writes", false, "fsync every produced batch before acknowledging (needs --persist-dir)")
+	loadDir := flag.String("sync-load-dir", "", "while serving, write to a file in this directory with O_DIRECT and RWF_DSYNC, one write at a time, acknowledging nothing by it: a durable broker's device traffic beside an in-memory broker (off when empty)")
+	loadBytes := flag.Int("sync-load-bytes", 16<<10, "bytes per sync-load write (a multiple of 4096)")
+	loadRate := flag.Float64("sync-load-rate", 4000, "sync-load writes per second; 0: back to back")
 	flag.Parse()
 
 	host, portStr, err := net.SplitHostPort(*listen)
@@ -38,6 +46,10 @@ func main() {
 	}
 	if *syncWrites && *persist == "" {
 		fail("--sync-writes needs --persist-dir")
+	}
+	load := perf.SyncLoad{Dir: *loadDir, Bytes: *loadBytes, Rate: *loadRate}
+	if err := load.Check(); *loadDir != "" && err != nil {
+		fail("%v", err)
 	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
@@ -57,12 +69,38 @@ func main() {
 	if err != nil {
 		fail("start kfake: %v", err)
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	loaded := make(chan error, 1)
+	if *loadDir != "" {
+		go func() {
+			st, err := load.Run(ctx)
+			if err == nil {
+				fmt.Println(st)
+			}
+			loaded <- err
+		}()
+	} else {
+		loaded <- nil
+	}
 	fmt.Printf("listening on %s\n", c.ListenAddrs()[0])
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	<-sig
+	select {
+	case <-sig:
+	case err := <-loaded:
+		if err != nil { // a peer without its load would be measured as one with it
+			c.Close()
+			fail("%v", err)
+		}
+		loaded <- nil // no load: nothing to wait for below
+		<-sig
+	}
+	stop()
 	c.Close()
+	if err := <-loaded; err != nil {
+		fail("%v", err)
+	}
 }
 
 func fail(format string, args ...any) {

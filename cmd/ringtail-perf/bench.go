@@ -24,7 +24,7 @@ func runBench(ctx context.Context, args []string) error {
 	dur := fs.String("duration", envOr("BENCH_DURATION", "10s"), "measured duration per run (env BENCH_DURATION; a bare number is seconds)")
 	warm := fs.Duration("warmup", 2*time.Second, "warm-up per run")
 	rate := fs.Float64("rate", 20000, "open-loop offered rate, msg/s")
-	brokers := fs.String("brokers", "ringtail,ringtail-cluster,kfake-mem,kfake-sync", "brokers to run, in order (also ringtail-none: --durability none, for issue 14's figures)")
+	brokers := fs.String("brokers", "ringtail,ringtail-cluster,kfake-mem,kfake-sync", "brokers to run, in order (also ringtail-none: --durability none, for issue 14's figures; kfake-mem-io: kfake in memory beside a durable broker's disk writes)")
 	clusterWorkloads := fs.String("cluster-workloads", "seed", "the workloads ringtail-cluster runs (it skips the others)")
 	clusterWarm := fs.Duration("cluster-warmup", 5*time.Second, "warm-up of the ringtail-cluster runs (after every partition's ISR is complete)")
 	profile := fs.Bool("profile-cluster", false, "take a CPU profile of the ringtail-cluster node leading the most partitions over each measured window (<out>/<stamp>-<workload>-ringtail-cluster-node<N>.pprof)")
@@ -46,6 +46,12 @@ func runBench(ctx context.Context, args []string) error {
 			Durability: "Ringtail with --durability none (acks after the segment write, no WAL, no sync waited for)"},
 		"kfake-mem": {Label: "kfake-mem", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6"},
 			Durability: "kfake in memory, no durability"},
+		// What a durable broker's device traffic costs this machine by itself: kfake in memory
+		// beside a loop of writes like the WAL's cycles under seed (about 16 KiB, one at a time,
+		// 4,000 a second), acknowledging nothing by them.
+		"kfake-mem-io": {Label: "kfake-mem-io", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6",
+			"--sync-load-dir", "{dir}", "--sync-load-bytes", "16384", "--sync-load-rate", "4000"},
+			Durability: "kfake in memory beside a disk load: 16 KiB O_DIRECT+RWF_DSYNC writes, one at a time, 4,000/s, acknowledging nothing"},
 		"kfake-sync": {Label: "kfake-sync", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6", "--persist-dir", "{dir}", "--sync-writes"},
 			Durability: "kfake persisted, SyncWrites (fsync per batch)"},
 	}
@@ -79,7 +85,7 @@ func runBench(ctx context.Context, args []string) error {
 	for _, b := range strings.Split(*brokers, ",") {
 		s, ok := all[b]
 		if !ok {
-			return fmt.Errorf("unknown broker %q (ringtail, ringtail-none, ringtail-cluster, kfake-mem, kfake-sync; ringtail-base with --ringtail-base)", b)
+			return fmt.Errorf("unknown broker %q (ringtail, ringtail-none, ringtail-cluster, kfake-mem, kfake-mem-io, kfake-sync; ringtail-base with --ringtail-base)", b)
 		}
 		bc.Brokers = append(bc.Brokers, s)
 	}
