@@ -142,6 +142,12 @@ func RunBench(ctx context.Context, bc BenchConfig, log io.Writer) (*Comparison, 
 	}
 	defer os.RemoveAll(tmp)
 	for _, wl := range bc.Workloads {
+		var rawBefore []time.Duration
+		if wl == "lone" {
+			if rawBefore, err = rawSyncSamples(tmp, 1000); err != nil {
+				fmt.Fprintf(log, "bench: raw 4 KiB write+fdatasync: %v\n", err)
+			}
+		}
 		for bi, spec := range bc.Brokers {
 			if ctx.Err() != nil {
 				return cmp, ctx.Err()
@@ -176,14 +182,13 @@ func RunBench(ctx context.Context, bc BenchConfig, log io.Writer) (*Comparison, 
 			}
 			cmp.Results = append(cmp.Results, res)
 		}
-	}
-	for _, wl := range bc.Workloads {
-		if wl == "lone" {
-			raw, err := MeasureRawSync(tmp, 2000)
+		if rawBefore != nil {
+			rawAfter, err := rawSyncSamples(tmp, 1000)
 			if err != nil {
 				fmt.Fprintf(log, "bench: raw 4 KiB write+fdatasync: %v\n", err)
-				break
+				continue
 			}
+			raw := RawSyncAround(rawBefore, rawAfter)
 			cmp.RawSync = &raw
 		}
 	}

@@ -3,6 +3,7 @@ package perf
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -186,5 +187,33 @@ func TestClusterRatios(t *testing.T) {
 	}
 	if strings.Contains(out, "ringtail-cluster  n/a") {
 		t.Errorf("the cluster has a row in the baseline/peer table:\n%s", out)
+	}
+}
+
+func TestRawSyncAroundTheLoneRuns(t *testing.T) {
+	ms := func(us ...int) []time.Duration {
+		var d []time.Duration
+		for _, u := range us {
+			d = append(d, time.Duration(u)*time.Microsecond)
+		}
+		return d
+	}
+	raw := RawSyncAround(ms(80, 90, 95), ms(100, 110, 120))
+	if raw.Samples != 6 || raw.P50Us != 100 || raw.BeforeP50Us != 90 || raw.AfterP50Us != 110 {
+		t.Fatalf("raw sync of both halves: %+v", raw)
+	}
+	ringtail := fakeResult("lone", "ringtail", 1000, 250, 100)
+	kfake := fakeResult("lone", "kfake-mem", 1000, 120, 90)
+	cmp := &Comparison{Baseline: "ringtail", RawSync: &raw, Results: []*Result{ringtail, kfake}}
+	var b strings.Builder
+	writeRawSync(&b, cmp)
+	want := fmt.Sprintf("= %+d µs", ringtail.Latency.P50Us-kfake.Latency.P50Us-100)
+	for _, s := range []string{"p50 90µs just before the lone runs, 110µs just after", want} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("missing %q in:\n%s", s, b.String())
+		}
+	}
+	if strings.Count(b.String(), "raw sync's") != 1 {
+		t.Errorf("the difference belongs on ringtail's line only:\n%s", b.String())
 	}
 }
