@@ -228,6 +228,10 @@ func TestBenchCluster(t *testing.T) {
 		if n.Commits > 0 && (n.LocalMeanUs <= 0 || n.ReplicationMeanUs <= 0) {
 			t.Errorf("node %d: %v acks=all appends, mean wait local %v µs, replication %v µs", n.ID, n.Commits, n.LocalMeanUs, n.ReplicationMeanUs)
 		}
+		// Every node writes what it leads and what it follows through its WAL.
+		if n.WALCycles <= 0 || n.WALRecordsPerCycle < 1 || n.WALCycleMeanUs <= 0 {
+			t.Errorf("node %d: WAL %v cycles of %v records, mean %v µs", n.ID, n.WALCycles, n.WALRecordsPerCycle, n.WALCycleMeanUs)
+		}
 	}
 	if commits == 0 {
 		t.Errorf("no node timed an acks=all append in the window: %+v", cr.Nodes)

@@ -55,6 +55,11 @@ type ClusterNode struct {
 	Commits           float64 `json:"committed_appends"`
 	LocalMeanUs       float64 `json:"committed_local_mean_us"`
 	ReplicationMeanUs float64 `json:"committed_replication_mean_us"`
+	// The WAL's cycles in the window (leader and follower appends alike), the records each
+	// carried and the mean time of one (write and sync): a node's device traffic.
+	WALCycles          float64 `json:"wal_cycles"`
+	WALRecordsPerCycle float64 `json:"wal_records_per_cycle"`
+	WALCycleMeanUs     float64 `json:"wal_cycle_mean_us"`
 }
 
 // nodeSample is one reading of a node at an edge of the window.
@@ -65,6 +70,9 @@ type nodeSample struct {
 	fromMemory     float64
 	commits        float64 // committed appends answered (acks=all produces and the like)
 	localS, replS  float64 // their summed local and replication times, seconds
+	walCycles      float64
+	walRecords     float64
+	walCycleS      float64
 	metricsOK      bool
 	metricsFailure string
 }
@@ -223,6 +231,10 @@ func (r *ClusterRun) fill(nodes []*cluster.Broker, leaders map[int32]int, edges 
 				n.LocalMeanUs = 1e6 * (z.localS - a.localS) / n.Commits
 				n.ReplicationMeanUs = 1e6 * (z.replS - a.replS) / n.Commits
 			}
+			if n.WALCycles = z.walCycles - a.walCycles; n.WALCycles > 0 {
+				n.WALRecordsPerCycle = (z.walRecords - a.walRecords) / n.WALCycles
+				n.WALCycleMeanUs = 1e6 * (z.walCycleS - a.walCycleS) / n.WALCycles
+			}
 		} else {
 			r.MetricsOK = false
 		}
@@ -255,7 +267,8 @@ func sampleNodes(ctx context.Context, nodes []*cluster.Broker) []nodeSample {
 				s.cpuOK = true
 			}
 			m, err := ScrapeMetrics(ctx, b.ExtraAddr("metrics"), MetricReplicationSent, MetricReplicationCopied, MetricReplicationFromMemory,
-				MetricCommittedLocalSum, MetricCommittedLocalCount, MetricCommittedReplicationSum)
+				MetricCommittedLocalSum, MetricCommittedLocalCount, MetricCommittedReplicationSum,
+				MetricWALCycles, MetricWALRecords, MetricWALCycleSumSec)
 			_, okS := m[MetricReplicationSent]
 			_, okC := m[MetricReplicationCopied]
 			switch {
@@ -268,6 +281,7 @@ func sampleNodes(ctx context.Context, nodes []*cluster.Broker) []nodeSample {
 				s.sent, s.copied, s.fromMemory, s.metricsOK = m[MetricReplicationSent], m[MetricReplicationCopied], m[MetricReplicationFromMemory], true
 				// Absent on a build without them: no split is reported.
 				s.commits, s.localS, s.replS = m[MetricCommittedLocalCount], m[MetricCommittedLocalSum], m[MetricCommittedReplicationSum]
+				s.walCycles, s.walRecords, s.walCycleS = m[MetricWALCycles], m[MetricWALRecords], m[MetricWALCycleSumSec]
 			}
 		}()
 	}

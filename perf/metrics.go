@@ -24,6 +24,10 @@ const (
 	MetricCommittedLocalCount     = "ringtail_committed_append_local_seconds_count"
 	MetricCommittedReplicationSum = "ringtail_committed_append_replication_seconds_sum"
 	MetricCommittedReplicationCnt = "ringtail_committed_append_replication_seconds_count"
+	// The WAL's group commits: cycles, the records they carried, and their summed time.
+	MetricWALCycles      = "ringtail_wal_cycles_total"
+	MetricWALRecords     = "ringtail_wal_records_total"
+	MetricWALCycleSumSec = "ringtail_wal_cycle_duration_seconds_sum"
 )
 
 // ParseMetrics reads the samples named names out of a Prometheus text exposition (version

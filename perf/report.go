@@ -381,6 +381,10 @@ func writeCluster(w io.Writer, c *Comparison) {
 				fmt.Fprintf(w, "; %.0f acks=all appends answered, mean wait %s durable here + %s for the followers",
 					n.Commits, fmtUs(int64(n.LocalMeanUs)), fmtUs(int64(n.ReplicationMeanUs)))
 			}
+			if n.WALCycles > 0 {
+				fmt.Fprintf(w, "; WAL %.0f cycles of %.1f records, mean %s",
+					n.WALCycles, n.WALRecordsPerCycle, fmtUs(int64(n.WALCycleMeanUs)))
+			}
 			fmt.Fprintln(w)
 		}
 		if cr.Profile != "" {
