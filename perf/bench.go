@@ -239,9 +239,10 @@ func benchOne(ctx context.Context, bc BenchConfig, spec BrokerSpec, c Config, wl
 		res.Failed = "no message was acknowledged in the measured window"
 	}
 	if !p.Alive() {
-		res.Notes = append(res.Notes, "broker exited during the run: "+tail(p.Log(), 400))
+		// A run whose companion load stopped is not the run asked for either.
+		res.Notes = append(res.Notes, "broker or a companion exited during the run: "+tail(p.Log(), 400))
 		if res.ErrorTotal == 0 {
-			res.Failed = "broker exited during the run"
+			res.Failed = "broker or a companion exited during the run"
 		}
 	}
 	res.Notes = append(res.Notes, "load average before stop: "+loadavg())

@@ -32,6 +32,11 @@ type BrokerSpec struct {
 	Workloads []string
 	// Warmup, when set, replaces the bench's warm-up for this broker.
 	Warmup time.Duration
+	// Companions are commands run beside the broker for as long as it runs, each with {dir}
+	// replaced by a directory of its own (for example the disk traffic of the other nodes of a
+	// cluster sharing this machine's disk: kfake-peer --sync-load-dir). Their CPU is not the
+	// broker's.
+	Companions [][]string
 }
 
 // runs reports whether the broker runs workload wl.
@@ -42,10 +47,11 @@ func (s BrokerSpec) runs(wl string) bool {
 // BrokerProc is a running broker the harness started: a test/cluster process (Ringtail or
 // kfake-peer alike, so not a cluster.Broker, which runs `ringtail serve` only).
 type BrokerProc struct {
-	Spec BrokerSpec
-	Addr string
-	Dir  string
-	proc *cluster.Process
+	Spec       BrokerSpec
+	Addr       string
+	Dir        string
+	proc       *cluster.Process
+	companions []*cluster.Process
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -79,6 +85,29 @@ func startBroker(ctx context.Context, spec BrokerSpec, parent string, cpus []int
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	var companions []*cluster.Process
+	stopCompanions := func() {
+		for _, c := range companions {
+			_ = c.Stop(10 * time.Second)
+		}
+	}
+	for i, cmd := range spec.Companions {
+		cargs := make([]string, len(cmd))
+		for j, a := range cmd {
+			cargs[j] = strings.ReplaceAll(a, "{dir}", fmt.Sprintf("%s/companion-%d", dir, i+1))
+		}
+		c, err := cluster.StartProcess(cluster.ProcessConfig{Name: fmt.Sprintf("%s-companion-%d", spec.Label, i+1),
+			Path: cargs[0], Args: cargs[1:], MaxOutput: 1 << 20, OwnProcessGroup: true, CPUs: cpus})
+		if err != nil {
+			stopCompanions()
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("start %s's companion %d: %w", spec.Label, i+1, err)
+		}
+		if onStart != nil {
+			onStart(c.Pid())
+		}
+		companions = append(companions, c)
+	}
 	args := make([]string, len(spec.Args))
 	for i, a := range spec.Args {
 		a = strings.ReplaceAll(a, "{addr}", addr)
@@ -95,13 +124,14 @@ func startBroker(ctx context.Context, spec BrokerSpec, parent string, cpus []int
 		CPUs:            cpus,
 	})
 	if err != nil {
+		stopCompanions()
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start %s: %w", spec.Label, err)
 	}
 	if onStart != nil {
 		onStart(proc.Pid())
 	}
-	p := &BrokerProc{Spec: spec, Addr: addr, Dir: dir, proc: proc}
+	p := &BrokerProc{Spec: spec, Addr: addr, Dir: dir, proc: proc, companions: companions}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := proc.WaitFor(wctx, func(ctx context.Context) error { return cluster.PingApiVersions(ctx, addr) }); err != nil {
@@ -114,8 +144,15 @@ func startBroker(ctx context.Context, spec BrokerSpec, parent string, cpus []int
 // PID is the broker's process id.
 func (p *BrokerProc) PID() int { return p.proc.Pid() }
 
-// Alive reports whether the process is still running.
-func (p *BrokerProc) Alive() bool { return p.proc.Running() }
+// Alive reports whether the process, and every companion, is still running.
+func (p *BrokerProc) Alive() bool {
+	for _, c := range p.companions {
+		if !c.Running() {
+			return false
+		}
+	}
+	return p.proc.Running()
+}
 
 // Log returns what the broker wrote to stdout and stderr.
 func (p *BrokerProc) Log() string { return p.proc.Output() }
@@ -124,6 +161,9 @@ func (p *BrokerProc) Log() string { return p.proc.Output() }
 // How the broker exited is not the benchmark's business: the run's results are already in.
 func (p *BrokerProc) Stop() {
 	_ = p.proc.Stop(10 * time.Second)
+	for _, c := range p.companions {
+		_ = c.Stop(10 * time.Second)
+	}
 	os.RemoveAll(p.Dir)
 }
 

@@ -256,3 +256,52 @@ func TestBenchCluster(t *testing.T) {
 		}
 	}
 }
+
+func TestCompanionsRunBesideTheBroker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts broker processes")
+	}
+	bin := buildPeer(t)
+	spec := BrokerSpec{Label: "kfake-mem", Args: []string{bin, "--listen", "{addr}"},
+		Companions: [][]string{{bin, "--listen", "127.0.0.1:0", "--sync-load-dir", "{dir}", "--sync-load-rate", "100"}}}
+	p, err := StartBroker(context.Background(), spec, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := filepath.Join(p.Dir, "companion-1", "sync-load")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(load); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			p.Stop()
+			t.Fatalf("the companion's load file %s never appeared; log: %s", load, p.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !p.Alive() {
+		t.Fatal("broker or companion not running")
+	}
+	p.Stop()
+	if _, err := os.Stat(p.Dir); !os.IsNotExist(err) {
+		t.Errorf("data and companion directories left behind: %v", err)
+	}
+	if len(p.companions) != 1 || p.companions[0].Running() {
+		t.Errorf("the companion outlived Stop")
+	}
+
+	// A companion that stops makes the broker count as not alive: its run is not the one asked for.
+	spec.Companions = [][]string{{"/bin/sh", "-c", "exit 0"}}
+	p, err = StartBroker(context.Background(), spec, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	for p.Alive() {
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			t.Fatal("an exited companion still counts as alive")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -24,7 +24,7 @@ func runBench(ctx context.Context, args []string) error {
 	dur := fs.String("duration", envOr("BENCH_DURATION", "10s"), "measured duration per run (env BENCH_DURATION; a bare number is seconds)")
 	warm := fs.Duration("warmup", 2*time.Second, "warm-up per run")
 	rate := fs.Float64("rate", 20000, "open-loop offered rate, msg/s")
-	brokers := fs.String("brokers", "ringtail,ringtail-cluster,kfake-mem,kfake-sync", "brokers to run, in order (also ringtail-none: --durability none, for issue 14's figures; kfake-mem-io: kfake in memory beside a durable broker's disk writes)")
+	brokers := fs.String("brokers", "ringtail,ringtail-cluster,kfake-mem,kfake-sync", "brokers to run, in order (also ringtail-none: --durability none, for issue 14's figures; kfake-mem-io: kfake in memory beside a durable broker's disk writes; ringtail-io2: Ringtail beside the other two cluster nodes' disk writes)")
 	clusterWorkloads := fs.String("cluster-workloads", "seed", "the workloads ringtail-cluster runs (it skips the others)")
 	clusterWarm := fs.Duration("cluster-warmup", 5*time.Second, "warm-up of the ringtail-cluster runs (after every partition's ISR is complete)")
 	profile := fs.Bool("profile-cluster", false, "take a CPU profile of the ringtail-cluster node leading the most partitions over each measured window (<out>/<stamp>-<workload>-ringtail-cluster-node<N>.pprof)")
@@ -52,6 +52,15 @@ func runBench(ctx context.Context, args []string) error {
 		"kfake-mem-io": {Label: "kfake-mem-io", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6",
 			"--sync-load-dir", "{dir}", "--sync-load-bytes", "16384", "--sync-load-rate", "4000"},
 			Durability: "kfake in memory beside a disk load: 16 KiB O_DIRECT+RWF_DSYNC writes, one at a time, 4,000/s, acknowledging nothing"},
+		// One broker beside the device traffic of the other two nodes of ringtail-cluster, which
+		// share this machine's disk: each node's WAL made about 1,450 cycles of ~16 KiB a second
+		// under seed (2026-12-03). What the cluster pays for one disk, without replication.
+		"ringtail-io2": {Label: "ringtail-io2", Args: []string{*ringtail, "serve", "--listen", "{addr}", "--data-dir", "{dir}"},
+			Durability: "Ringtail default durability, beside two disk loads like the other cluster nodes' WALs (16 KiB O_DIRECT+RWF_DSYNC writes, one at a time, 1,450/s each)",
+			Companions: [][]string{
+				{*kfake, "--listen", "127.0.0.1:0", "--sync-load-dir", "{dir}", "--sync-load-bytes", "16384", "--sync-load-rate", "1450"},
+				{*kfake, "--listen", "127.0.0.1:0", "--sync-load-dir", "{dir}", "--sync-load-bytes", "16384", "--sync-load-rate", "1450"},
+			}},
 		"kfake-sync": {Label: "kfake-sync", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6", "--persist-dir", "{dir}", "--sync-writes"},
 			Durability: "kfake persisted, SyncWrites (fsync per batch)"},
 	}
@@ -85,7 +94,7 @@ func runBench(ctx context.Context, args []string) error {
 	for _, b := range strings.Split(*brokers, ",") {
 		s, ok := all[b]
 		if !ok {
-			return fmt.Errorf("unknown broker %q (ringtail, ringtail-none, ringtail-cluster, kfake-mem, kfake-mem-io, kfake-sync; ringtail-base with --ringtail-base)", b)
+			return fmt.Errorf("unknown broker %q (ringtail, ringtail-none, ringtail-io2, ringtail-cluster, kfake-mem, kfake-mem-io, kfake-sync; ringtail-base with --ringtail-base)", b)
 		}
 		bc.Brokers = append(bc.Brokers, s)
 	}
