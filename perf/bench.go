@@ -240,7 +240,7 @@ func benchOne(ctx context.Context, bc BenchConfig, spec BrokerSpec, c Config, wl
 	}
 	if !p.Alive() {
 		// A run whose companion load stopped is not the run asked for either.
-		res.Notes = append(res.Notes, "broker or a companion exited during the run: "+tail(p.Log(), 400))
+		res.Notes = append(res.Notes, "broker or a companion exited during the run: "+p.exitedCompanions()+tail(p.Log(), 400))
 		if res.ErrorTotal == 0 {
 			res.Failed = "broker or a companion exited during the run"
 		}

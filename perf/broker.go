@@ -157,6 +157,18 @@ func (p *BrokerProc) Alive() bool {
 // Log returns what the broker wrote to stdout and stderr.
 func (p *BrokerProc) Log() string { return p.proc.Output() }
 
+// exitedCompanions returns what each companion that is no longer running wrote, for a failed
+// run's notes.
+func (p *BrokerProc) exitedCompanions() string {
+	var b strings.Builder
+	for i, c := range p.companions {
+		if !c.Running() {
+			fmt.Fprintf(&b, "companion %d exited: %s; ", i+1, tail(c.Output(), 300))
+		}
+	}
+	return b.String()
+}
+
 // Stop sends SIGTERM, waits up to 10 s, then kills the process group, and removes the data dir.
 // How the broker exited is not the benchmark's business: the run's results are already in.
 func (p *BrokerProc) Stop() {

@@ -304,4 +304,7 @@ func TestCompanionsRunBesideTheBroker(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if !strings.Contains(p.exitedCompanions(), "companion 1 exited") {
+		t.Errorf("the exited companion is not named: %q", p.exitedCompanions())
+	}
 }
