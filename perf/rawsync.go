@@ -47,17 +47,11 @@ func rawSyncSamples(dir string, n int) ([]time.Duration, error) {
 	const block = 4096
 	path := filepath.Join(dir, "raw-sync-probe")
 	defer os.Remove(path)
-	if err := os.WriteFile(path, make([]byte, fileBytes), 0o644); err != nil {
-		return nil, err
-	}
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	fd, err := openZeroFilled(path, fileBytes, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
-	if err := unix.Fdatasync(fd); err != nil { // the zero-fill itself must not be charged to the first sample
-		return nil, err
-	}
 	buf := make([]byte, block)
 	lats := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
@@ -72,4 +66,22 @@ func rawSyncSamples(dir string, n int) ([]time.Duration, error) {
 	}
 	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
 	return lats, nil
+}
+
+// openZeroFilled writes a file of size zero bytes at path, opens it read-write with the extra
+// open flags and syncs it, so that the writes timed after it overwrite allocated blocks and no
+// sync of theirs commits file-system metadata, and the zero-fill is charged to none of them.
+func openZeroFilled(path string, size int, flags int) (int, error) {
+	if err := os.WriteFile(path, make([]byte, size), 0o644); err != nil {
+		return -1, err
+	}
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC|flags, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Fdatasync(fd); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }

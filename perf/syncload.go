@@ -66,24 +66,17 @@ func (s SyncLoad) Run(ctx context.Context) (st SyncLoadStats, err error) {
 	}
 	path := filepath.Join(s.Dir, "sync-load")
 	defer os.Remove(path)
-	// Zero-filled and synced first, so that every write of the loop overwrites allocated
-	// blocks and no sync has to commit file-system metadata (as the WAL's files).
-	if err := os.WriteFile(path, make([]byte, syncLoadFileBytes), 0o644); err != nil {
-		return SyncLoadStats{}, err
-	}
+	// Overwrites of allocated blocks, as the WAL's preallocated files.
 	st.Mode = "direct+dsync"
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC|unix.O_DIRECT, 0)
+	fd, err := openZeroFilled(path, syncLoadFileBytes, unix.O_DIRECT)
 	if errors.Is(err, unix.EINVAL) {
 		st.Mode = "buffered+fdatasync"
-		fd, err = unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+		fd, err = openZeroFilled(path, syncLoadFileBytes, 0)
 	}
 	if err != nil {
 		return SyncLoadStats{}, err
 	}
 	defer unix.Close(fd)
-	if err := unix.Fdatasync(fd); err != nil {
-		return SyncLoadStats{}, err
-	}
 	// Page-aligned, as O_DIRECT needs; not zeros, so the file shows what was written.
 	buf, err := unix.Mmap(-1, 0, s.Bytes, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
 	if err != nil {

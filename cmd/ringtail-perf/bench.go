@@ -39,6 +39,8 @@ func runBench(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("bad duration %q: %v", *dur, err)
 	}
+	// A disk load like one cluster node's WAL under seed (ringtail-io2).
+	nodeLoad := []string{*kfake, "--listen", "127.0.0.1:0", "--sync-load-dir", "{dir}", "--sync-load-bytes", "16384", "--sync-load-rate", "1450"}
 	all := map[string]perf.BrokerSpec{
 		"ringtail": {Label: "ringtail", Args: []string{*ringtail, "serve", "--listen", "{addr}", "--data-dir", "{dir}"},
 			Durability: "Ringtail default durability (fsync before ack)"},
@@ -57,10 +59,7 @@ func runBench(ctx context.Context, args []string) error {
 		// under seed (2026-12-03). What the cluster pays for one disk, without replication.
 		"ringtail-io2": {Label: "ringtail-io2", Args: []string{*ringtail, "serve", "--listen", "{addr}", "--data-dir", "{dir}"},
 			Durability: "Ringtail default durability, beside two disk loads like the other cluster nodes' WALs (16 KiB O_DIRECT+RWF_DSYNC writes, one at a time, 1,450/s each)",
-			Companions: [][]string{
-				{*kfake, "--listen", "127.0.0.1:0", "--sync-load-dir", "{dir}", "--sync-load-bytes", "16384", "--sync-load-rate", "1450"},
-				{*kfake, "--listen", "127.0.0.1:0", "--sync-load-dir", "{dir}", "--sync-load-bytes", "16384", "--sync-load-rate", "1450"},
-			}},
+			Companions: [][]string{nodeLoad, nodeLoad}},
 		"kfake-sync": {Label: "kfake-sync", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6", "--persist-dir", "{dir}", "--sync-writes"},
 			Durability: "kfake persisted, SyncWrites (fsync per batch)"},
 	}
