@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# make bench: Ringtail side by side with franz-go's kfake (in memory, and persisted with
-# SyncWrites), each started as its own process on 127.0.0.1, running the seed, seed-pinned (the
+# make bench: Ringtail side by side with franz-go's kfake (in memory; in memory with one raw sync
+# inside each Produce request, on lone only; and persisted with SyncWrites), each started as its own process on 127.0.0.1, running the seed, seed-pinned (the
 # broker on one CPU, the client on the others), throughput, open-loop, lone, txn (transactions
 # of 100 records) and consume (a full topic read from the start) workloads, and seed against a
 # cluster of three Ringtail brokers (RF 3, min.insync.replicas=2). Prints one comparison table and writes bench/results/<date>-<commit>.json
@@ -31,12 +31,12 @@ sync
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then commit="$commit-dirty"; fi
 status=0
-brokers=${BENCH_BROKERS:-ringtail,ringtail-cluster,kfake-mem,kfake-sync}
+brokers=${BENCH_BROKERS:-ringtail,ringtail-cluster,kfake-mem,kfake-mem-sync,kfake-sync}
 workloads=${BENCH_WORKLOADS:-seed,seed-pinned,throughput,open-loop,lone,txn,consume}
 base=()
 if [ -n "${BENCH_BASE:-}" ]; then
 	base=(--ringtail-base "$BENCH_BASE")
-	[ -n "${BENCH_BROKERS:-}" ] || brokers=ringtail,ringtail-base,ringtail-cluster,kfake-mem,kfake-sync
+	[ -n "${BENCH_BROKERS:-}" ] || brokers=ringtail,ringtail-base,ringtail-cluster,kfake-mem,kfake-mem-sync,kfake-sync
 fi
 storage=${BENCH_STORAGE:-1}
 recovery=${BENCH_RECOVERY:-1}

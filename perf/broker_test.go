@@ -3,12 +3,15 @@ package perf
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // buildPeer builds cmd/kfake-peer, the franz-go kfake broker in its own process.
@@ -306,5 +309,47 @@ func TestCompanionsRunBesideTheBroker(t *testing.T) {
 	}
 	if !strings.Contains(p.exitedCompanions(), "companion 1 exited") {
 		t.Errorf("the exited companion is not named: %q", p.exitedCompanions())
+	}
+}
+
+// kfake-mem-sync's peer does one raw sync inside each Produce request: after n single-record
+// produces, acknowledged one at a time, the first n blocks of its file hold the counts 1..n and
+// the next one is untouched.
+func TestKfakeSyncsInsideEachProduce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker process")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bin := buildPeer(t)
+	p, err := StartBroker(ctx, BrokerSpec{Label: "kfake-mem-sync", Args: []string{bin, "--listen", "{addr}", "--sync-each-produce", "{dir}"}}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.Addr), kgo.DefaultProduceTopic("t"), kgo.AllowAutoTopicCreation(),
+		kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const n = 5
+	for i := 0; i < n; i++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+	f, err := os.ReadFile(filepath.Join(p.Dir, "data", "sync-each-produce"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i <= n; i++ {
+		want := uint64(i + 1)
+		if i == n {
+			want = 0
+		}
+		if got := binary.LittleEndian.Uint64(f[i*4096:]); got != want {
+			t.Errorf("block %d holds %d, want %d", i, got, want)
+		}
 	}
 }

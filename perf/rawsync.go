@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,29 +44,69 @@ func rawSyncOf(lats []time.Duration) RawSync {
 // rawSyncSamples runs n write+fdatasync pairs in a file under dir and returns their latencies,
 // sorted.
 func rawSyncSamples(dir string, n int) ([]time.Duration, error) {
-	const fileBytes = 16 << 20
-	const block = 4096
-	path := filepath.Join(dir, "raw-sync-probe")
-	defer os.Remove(path)
-	fd, err := openZeroFilled(path, fileBytes, 0)
+	w, err := OpenRawSyncWriter(filepath.Join(dir, "raw-sync-probe"))
 	if err != nil {
 		return nil, err
 	}
-	defer unix.Close(fd)
-	buf := make([]byte, block)
+	defer w.Close()
 	lats := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
 		t0 := time.Now()
-		if _, err := unix.Pwrite(fd, buf, int64(i*block)%fileBytes); err != nil {
-			return nil, fmt.Errorf("pwrite: %w", err)
-		}
-		if err := unix.Fdatasync(fd); err != nil {
-			return nil, fmt.Errorf("fdatasync: %w", err)
+		if err := w.Sync(); err != nil {
+			return nil, err
 		}
 		lats = append(lats, time.Since(t0))
 	}
 	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
 	return lats, nil
+}
+
+// RawSyncWriter does the raw sync's operation on demand: each Sync writes the next 4 KiB of a
+// preallocated, zero-filled file and fdatasyncs it. A block starts with the count of Syncs so
+// far (little-endian uint64), so what was written can be checked. Not safe for concurrent use.
+type RawSyncWriter struct {
+	path  string
+	fd    int
+	buf   []byte
+	next  int64
+	syncs uint64
+}
+
+const (
+	rawSyncFileBytes = 16 << 20
+	rawSyncBlock     = 4096
+)
+
+// OpenRawSyncWriter creates the file at path (removed again by Close).
+func OpenRawSyncWriter(path string) (*RawSyncWriter, error) {
+	fd, err := openZeroFilled(path, rawSyncFileBytes, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &RawSyncWriter{path: path, fd: fd, buf: make([]byte, rawSyncBlock)}, nil
+}
+
+// Sync writes one block and makes it durable.
+func (w *RawSyncWriter) Sync() error {
+	w.syncs++
+	binary.LittleEndian.PutUint64(w.buf, w.syncs)
+	if _, err := unix.Pwrite(w.fd, w.buf, w.next); err != nil {
+		return fmt.Errorf("pwrite: %w", err)
+	}
+	if err := unix.Fdatasync(w.fd); err != nil {
+		return fmt.Errorf("fdatasync: %w", err)
+	}
+	w.next = (w.next + rawSyncBlock) % rawSyncFileBytes
+	return nil
+}
+
+// Close closes and removes the file.
+func (w *RawSyncWriter) Close() error {
+	err := unix.Close(w.fd)
+	if rerr := os.Remove(w.path); err == nil {
+		err = rerr
+	}
+	return err
 }
 
 // openZeroFilled writes a file of size zero bytes at path, opens it read-write with the extra

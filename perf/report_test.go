@@ -217,3 +217,34 @@ func TestRawSyncAroundTheLoneRuns(t *testing.T) {
 		t.Errorf("the difference belongs on ringtail's line only:\n%s", b.String())
 	}
 }
+
+// kfake-mem-sync is the sum issue 14's lone figure subtracts, run as one broker: its line shows
+// its own excess over the sum, and ringtail's line its ratio to it.
+func TestLoneAgainstTheSyncingPeer(t *testing.T) {
+	raw := RawSync{Samples: 2, P50Us: 100}
+	ringtail := fakeResult("lone", "ringtail", 1000, 250, 100)
+	kfake := fakeResult("lone", "kfake-mem", 1000, 120, 90)
+	composite := fakeResult("lone", "kfake-mem-sync", 1000, 300, 90)
+	cmp := &Comparison{Baseline: "ringtail", RawSync: &raw, Results: []*Result{ringtail, kfake, composite}}
+	var b strings.Builder
+	writeRawSync(&b, cmp)
+	lines := strings.Split(b.String(), "\n")
+	find := func(broker string) string {
+		for _, l := range lines {
+			if strings.Contains(l, "produce on "+broker+" ") {
+				return l
+			}
+		}
+		t.Fatalf("no line for %s in:\n%s", broker, b.String())
+		return ""
+	}
+	if l := find("ringtail"); !strings.Contains(l, "= +30 µs") || !strings.Contains(l, "0.83× kfake-mem-sync's p50") {
+		t.Errorf("ringtail's line: %s", l)
+	}
+	if l := find("kfake-mem-sync"); !strings.Contains(l, "= +80 µs") || strings.Contains(l, "× kfake-mem-sync's") {
+		t.Errorf("kfake-mem-sync's line: %s", l)
+	}
+	if l := find("kfake-mem"); strings.Contains(l, "raw sync's)") {
+		t.Errorf("kfake-mem's line: %s", l)
+	}
+}

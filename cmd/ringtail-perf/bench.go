@@ -24,7 +24,7 @@ func runBench(ctx context.Context, args []string) error {
 	dur := fs.String("duration", envOr("BENCH_DURATION", "10s"), "measured duration per run (env BENCH_DURATION; a bare number is seconds)")
 	warm := fs.Duration("warmup", 2*time.Second, "warm-up per run")
 	rate := fs.Float64("rate", 20000, "open-loop offered rate, msg/s")
-	brokers := fs.String("brokers", "ringtail,ringtail-cluster,kfake-mem,kfake-sync", "brokers to run, in order (also ringtail-none: --durability none, for issue 14's figures; kfake-mem-io: kfake in memory beside a durable broker's disk writes; ringtail-io2: Ringtail beside the other two cluster nodes' disk writes)")
+	brokers := fs.String("brokers", "ringtail,ringtail-cluster,kfake-mem,kfake-mem-sync,kfake-sync", "brokers to run, in order (also ringtail-none: --durability none, for issue 14's figures; kfake-mem-io: kfake in memory beside a durable broker's disk writes; kfake-mem-sync: kfake in memory with one raw sync inside each Produce request, lone only; ringtail-io2: Ringtail beside the other two cluster nodes' disk writes)")
 	clusterWorkloads := fs.String("cluster-workloads", "seed", "the workloads ringtail-cluster runs (it skips the others)")
 	clusterWarm := fs.Duration("cluster-warmup", 5*time.Second, "warm-up of the ringtail-cluster runs (after every partition's ISR is complete)")
 	profile := fs.Bool("profile-cluster", false, "take a CPU profile of the ringtail-cluster node leading the most partitions over each measured window (<out>/<stamp>-<workload>-ringtail-cluster-node<N>.pprof)")
@@ -60,6 +60,11 @@ func runBench(ctx context.Context, args []string) error {
 		"ringtail-io2": {Label: "ringtail-io2", Args: []string{*ringtail, "serve", "--listen", "{addr}", "--data-dir", "{dir}"},
 			Durability: "Ringtail default durability, beside two disk loads like the other cluster nodes' WALs (16 KiB O_DIRECT+RWF_DSYNC writes, one at a time, 1,450/s each)",
 			Companions: [][]string{nodeLoad, nodeLoad}},
+		// The composite issue 14's lone target adds up (kfake's round trip + one raw sync), run
+		// as one broker: kfake in memory doing the bench's raw sync inside every Produce request.
+		"kfake-mem-sync": {Label: "kfake-mem-sync", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6", "--sync-each-produce", "{dir}"},
+			Durability: "kfake in memory, one raw sync (4 KiB pwrite + fdatasync) inside every Produce request before it answers",
+			Workloads:  []string{"lone", "lone-pinned"}},
 		"kfake-sync": {Label: "kfake-sync", Args: []string{*kfake, "--listen", "{addr}", "--partitions", "6", "--persist-dir", "{dir}", "--sync-writes"},
 			Durability: "kfake persisted, SyncWrites (fsync per batch)"},
 	}
@@ -93,7 +98,7 @@ func runBench(ctx context.Context, args []string) error {
 	for _, b := range strings.Split(*brokers, ",") {
 		s, ok := all[b]
 		if !ok {
-			return fmt.Errorf("unknown broker %q (ringtail, ringtail-none, ringtail-io2, ringtail-cluster, kfake-mem, kfake-mem-io, kfake-sync; ringtail-base with --ringtail-base)", b)
+			return fmt.Errorf("unknown broker %q (ringtail, ringtail-none, ringtail-io2, ringtail-cluster, kfake-mem, kfake-mem-io, kfake-mem-sync, kfake-sync; ringtail-base with --ringtail-base)", b)
 		}
 		bc.Brokers = append(bc.Brokers, s)
 	}
