@@ -68,7 +68,6 @@ type RawSyncWriter struct {
 	path  string
 	fd    int
 	buf   []byte
-	next  int64
 	syncs uint64
 }
 
@@ -88,15 +87,15 @@ func OpenRawSyncWriter(path string) (*RawSyncWriter, error) {
 
 // Sync writes one block and makes it durable.
 func (w *RawSyncWriter) Sync() error {
+	off := int64(w.syncs*rawSyncBlock) % rawSyncFileBytes
 	w.syncs++
 	binary.LittleEndian.PutUint64(w.buf, w.syncs)
-	if _, err := unix.Pwrite(w.fd, w.buf, w.next); err != nil {
+	if _, err := unix.Pwrite(w.fd, w.buf, off); err != nil {
 		return fmt.Errorf("pwrite: %w", err)
 	}
 	if err := unix.Fdatasync(w.fd); err != nil {
 		return fmt.Errorf("fdatasync: %w", err)
 	}
-	w.next = (w.next + rawSyncBlock) % rawSyncFileBytes
 	return nil
 }
 

@@ -285,12 +285,18 @@ func TestReplicationNotEnoughReplicas(t *testing.T) {
 	// The leader answers Metadata from the metadata it has applied and takes its own ISR from
 	// that metadata a moment later (broker.lead), so the first acks=all after the ISR shows
 	// complete may still be refused up front, as a client would see it and retry (CI dry run at
-	// 7e1071f). A refusal appends nothing; "refused" below must still be absent.
+	// 7e1071f). A refusal appends nothing; "refused" below must still be absent. Any other error
+	// is a failure, not a reason to retry.
 	waitCluster(t, "acks=all taken with the full ISR back", func() error {
-		if code, _ := rawProduce(t, rc, 7, topic, 0, encodeBatch(batchSpec{values: [][]byte{[]byte("taken")}})); code != 0 {
+		switch code, _ := rawProduce(t, rc, 7, topic, 0, encodeBatch(batchSpec{values: [][]byte{[]byte("taken")}})); code {
+		case 0:
+			return nil
+		case kerr.NotEnoughReplicas.Code:
 			return fmt.Errorf("error %d", code)
+		default:
+			t.Fatalf("acks=all with the full ISR back: error %d", code)
+			return nil
 		}
-		return nil
 	})
 	read := readAllFrom(t, c, topic)
 	if _, ok := read["refused"]; ok {
